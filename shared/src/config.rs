@@ -1,0 +1,204 @@
+//! Function configuration from the environment, read once at cold start.
+//!
+//! [`Env`] collects every missing or invalid variable, so a misconfigured deployment
+//! fails at init with one error that lists them all.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::net::{EgressPolicy, HttpTimeouts};
+
+/// Reads variables and remembers every problem.
+pub struct Env {
+    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    problems: Vec<String>,
+}
+
+impl Env {
+    /// The process environment.
+    pub fn from_process() -> Self {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// A fixed map (tests).
+    pub fn from_map(map: HashMap<String, String>) -> Self {
+        Self::from_lookup(move |k| map.get(k).cloned())
+    }
+
+    pub fn from_lookup(f: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        Self {
+            lookup: Box::new(f),
+            problems: Vec::new(),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// A required variable.
+    pub fn required(&mut self, name: &str) -> Option<String> {
+        let v = self.get(name);
+        if v.is_none() {
+            self.problems.push(format!("{name} is missing"));
+        }
+        v
+    }
+
+    /// An optional variable.
+    pub fn optional(&mut self, name: &str) -> Option<String> {
+        self.get(name)
+    }
+
+    /// An optional variable parsed with `FromStr`, or `default` when unset.
+    pub fn parse_or<T: FromStr>(&mut self, name: &str, default: T, expected: &str) -> Option<T> {
+        match self.get(name) {
+            None => Some(default),
+            Some(raw) => match raw.trim().parse::<T>() {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    self.problems
+                        .push(format!("{name}={raw:?} is invalid: expected {expected}"));
+                    None
+                }
+            },
+        }
+    }
+
+    /// Adds a problem found by the caller's own check.
+    pub fn problem(&mut self, text: impl Into<String>) {
+        self.problems.push(text.into());
+    }
+
+    /// `Ok` when nothing was missing or invalid; otherwise every problem at once.
+    pub fn finish(self) -> Result<(), ConfigError> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(self.problems))
+        }
+    }
+}
+
+/// Every missing or invalid variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}", self.0.join("; "))
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Settings every function shares.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// `TENANTS_TABLE`: DynamoDB table of tenant configs.
+    pub tenants_table: String,
+    /// `KMS_KEY_ID`: key id, ARN or alias sealing tenant secrets.
+    pub kms_key_id: String,
+    /// `CONFIG_CACHE_TTL_SECS` (default 60): how long an opened config is served from memory.
+    pub cache_ttl: Duration,
+    /// `WAGATE_EGRESS_ALLOW_CIDRS` (default empty) plus `AWS_LAMBDA_RUNTIME_API`.
+    pub egress: EgressPolicy,
+    /// `HTTP_CONNECT_TIMEOUT_MS` (default 3000), `HTTP_REQUEST_TIMEOUT_MS` (default 15000).
+    pub http: HttpTimeouts,
+}
+
+impl AppConfig {
+    /// Reads the shared settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut env = Env::from_process();
+        let cfg = Self::read(&mut env);
+        env.finish()?;
+        cfg.ok_or_else(|| ConfigError(vec!["invalid configuration".into()]))
+    }
+
+    /// Reads the shared settings into `env`, which collects problems; a function with
+    /// settings of its own reads them from the same `env` and calls `finish` once.
+    pub fn read(env: &mut Env) -> Option<Self> {
+        let tenants_table = env.required("TENANTS_TABLE");
+        let kms_key_id = env.required("KMS_KEY_ID");
+        let ttl = env.parse_or::<u64>("CONFIG_CACHE_TTL_SECS", 60, "whole seconds");
+        let connect = env.parse_or::<u64>("HTTP_CONNECT_TIMEOUT_MS", 3000, "milliseconds");
+        let request = env.parse_or::<u64>("HTTP_REQUEST_TIMEOUT_MS", 15000, "milliseconds");
+        let allow = match env.optional("WAGATE_EGRESS_ALLOW_CIDRS") {
+            None => Some(Vec::new()),
+            Some(raw) => match EgressPolicy::parse_allowlist(&raw) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    env.problem(format!("WAGATE_EGRESS_ALLOW_CIDRS is invalid: {e}"));
+                    None
+                }
+            },
+        };
+        let runtime_api = env
+            .optional("AWS_LAMBDA_RUNTIME_API")
+            .and_then(|v| EgressPolicy::parse_runtime_api(&v));
+        Some(Self {
+            tenants_table: tenants_table?,
+            kms_key_id: kms_key_id?,
+            cache_ttl: Duration::from_secs(ttl?),
+            egress: EgressPolicy::new(allow?).with_runtime_api(runtime_api),
+            http: HttpTimeouts {
+                connect: Duration::from_millis(connect?),
+                request: Duration::from_millis(request?),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn lists_every_missing_and_invalid_variable_in_one_error() {
+        let mut e = env(&[
+            ("CONFIG_CACHE_TTL_SECS", "soon"),
+            ("WAGATE_EGRESS_ALLOW_CIDRS", "127.0.0.1/40"),
+        ]);
+        assert!(AppConfig::read(&mut e).is_none());
+        let err = e.finish().unwrap_err();
+        assert_eq!(err.0.len(), 4, "{err}");
+        let text = err.to_string();
+        for needle in [
+            "TENANTS_TABLE is missing",
+            "KMS_KEY_ID is missing",
+            "CONFIG_CACHE_TTL_SECS=\"soon\"",
+            "WAGATE_EGRESS_ALLOW_CIDRS",
+        ] {
+            assert!(text.contains(needle), "{needle} not in {text}");
+        }
+    }
+
+    #[test]
+    fn defaults_apply_when_optional_variables_are_unset() {
+        let mut e = env(&[("TENANTS_TABLE", "t"), ("KMS_KEY_ID", "k")]);
+        let cfg = AppConfig::read(&mut e).unwrap();
+        e.finish().unwrap();
+        assert_eq!(cfg.cache_ttl, Duration::from_secs(60));
+        assert_eq!(cfg.http, HttpTimeouts::default());
+        assert!(cfg.egress.allowlist().is_empty());
+    }
+
+    #[test]
+    fn blank_values_count_as_missing() {
+        let mut e = env(&[("TENANTS_TABLE", "  "), ("KMS_KEY_ID", "k")]);
+        AppConfig::read(&mut e);
+        assert_eq!(e.finish().unwrap_err().0, ["TENANTS_TABLE is missing"]);
+    }
+}

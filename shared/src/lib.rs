@@ -1,0 +1,20 @@
+//! # wagate
+//!
+//! The library every wagate Lambda function shares: tenant configuration and its
+//! validation ([`tenant`]), KMS sealing of secrets ([`secrets`]), the DynamoDB store
+//! ([`store`]), the warm-path cache ([`cache`]), the SSRF-guarded HTTP client ([`net`]),
+//! WhatsApp server clients ([`provider`]), environment configuration ([`config`]) and
+//! logging ([`telemetry`]). It has no Lambda dependency: it builds and tests on its own.
+
+pub mod aws;
+pub mod cache;
+pub mod config;
+pub mod net;
+pub mod provider;
+pub mod secrets;
+pub mod store;
+pub mod telemetry;
+pub mod tenant;
+
+pub use secrets::Secret;
+pub use tenant::{OpenedConfig, SealedConfig, TenantConfig, TenantId};

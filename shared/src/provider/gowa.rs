@@ -1,0 +1,309 @@
+//! go-whatsapp-web-multidevice ("GOWA") client.
+//!
+//! Basic auth (optional), device chosen by `X-Device-Id`, answers `{code, message, results}`.
+//! Failure mapping (DESIGN.md section 2):
+//! 400 → permanent; 401 with JSON `AUTHENTICATION_ERROR` → device logged out; 401 without
+//! a JSON body → bad credentials; 429 `WA_REACHOUT_TIMELOCK` → rate limited; 504 on a send →
+//! ambiguous (GOWA gave up waiting on WhatsApp; the message may be out); other 5xx →
+//! retryable; connect failure → retryable, not sent; timeout or broken connection after the
+//! request left → ambiguous for a send, retryable for a read.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, Response, StatusCode};
+use serde::Deserialize;
+use url::Url;
+
+use super::{
+    Content, DeviceStatus, ProviderError, SendReceipt, SendRequest, Target, WhatsAppProvider,
+};
+use crate::net::HttpClient;
+use crate::secrets::Secret;
+use crate::tenant::{Credentials, ProviderKind};
+
+/// GOWA client over the shared HTTP client.
+#[derive(Debug, Clone)]
+pub struct GowaClient {
+    http: HttpClient,
+}
+
+#[derive(Debug, Deserialize)]
+struct Envelope<T> {
+    #[serde(default)]
+    code: Option<serde_json::Value>,
+    #[serde(default)]
+    message: Option<String>,
+    results: Option<T>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SendResults {
+    message_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct AppStatus {
+    #[serde(default)]
+    is_connected: bool,
+    #[serde(default)]
+    is_logged_in: bool,
+    #[serde(default)]
+    device_id: Option<String>,
+    #[serde(default)]
+    jid: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DeviceInfo {
+    id: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    jid: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    /// A send: a failure after the request left is ambiguous.
+    Send,
+    /// A read: any failure is just retryable.
+    Read,
+}
+
+impl GowaClient {
+    pub fn new(http: HttpClient) -> Self {
+        Self { http }
+    }
+
+    fn url(target: &Target<'_>, path: &str) -> Result<Url, ProviderError> {
+        let base = target.base_url.trim_end_matches('/');
+        Url::parse(&format!("{base}{path}")).map_err(|_| ProviderError::Permanent {
+            code: "INVALID_BASE_URL".into(),
+            message: "the endpoint base URL is not a valid URL".into(),
+        })
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        target: &Target<'_>,
+        path: &str,
+        auth: bool,
+    ) -> Result<reqwest::RequestBuilder, ProviderError> {
+        let mut rb = self.http.request(method, Self::url(target, path)?)?;
+        if auth {
+            rb = apply_credentials(rb, target.credentials);
+            if let Some(d) = target.device_id {
+                rb = rb.header("X-Device-Id", d);
+            }
+        }
+        Ok(rb)
+    }
+
+    async fn execute(
+        &self,
+        rb: reqwest::RequestBuilder,
+        call: Call,
+    ) -> Result<Response, ProviderError> {
+        rb.send().await.map_err(|e| transport_error(&e, call))
+    }
+}
+
+fn apply_credentials(
+    rb: reqwest::RequestBuilder,
+    creds: &Credentials<Secret>,
+) -> reqwest::RequestBuilder {
+    match creds {
+        Credentials::None => rb,
+        Credentials::Basic { username, password } => {
+            rb.basic_auth(username, Some(password.expose()))
+        }
+        Credentials::ApiKey { key } => rb.header("X-Api-Key", key.expose()),
+        Credentials::Bearer { token } => rb.bearer_auth(token.expose()),
+    }
+}
+
+fn transport_error(e: &reqwest::Error, call: Call) -> ProviderError {
+    // reqwest errors carry the URL, never the credentials (they travel in headers);
+    // still, say only what kind of failure it was.
+    if e.is_connect() {
+        return ProviderError::Retryable {
+            reason: "could not connect to the server".into(),
+            before_sent: true,
+        };
+    }
+    let what = if e.is_timeout() {
+        "timed out waiting for the server"
+    } else {
+        "the connection failed after the request was sent"
+    };
+    match call {
+        Call::Send => ProviderError::Ambiguous {
+            reason: what.into(),
+        },
+        Call::Read => ProviderError::Retryable {
+            reason: what.into(),
+            before_sent: false,
+        },
+    }
+}
+
+/// Maps a non-2xx answer to its class.
+async fn error_from(resp: Response, call: Call) -> ProviderError {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = resp.bytes().await.unwrap_or_default();
+    let env: Option<Envelope<serde_json::Value>> = serde_json::from_slice(&body).ok();
+    let code = env
+        .as_ref()
+        .and_then(|e| e.code.as_ref())
+        .map(|c| match c {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_else(|| status.as_u16().to_string());
+    let message = env
+        .as_ref()
+        .and_then(|e| e.message.clone())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+    // Bound what we carry from a server we do not control.
+    let message: String = message.chars().take(300).collect();
+    match status {
+        StatusCode::UNAUTHORIZED if env.is_some() => ProviderError::LoggedOut { message },
+        StatusCode::UNAUTHORIZED => ProviderError::BadCredentials,
+        StatusCode::TOO_MANY_REQUESTS => ProviderError::RateLimited {
+            message,
+            retry_after,
+        },
+        StatusCode::GATEWAY_TIMEOUT if call == Call::Send => ProviderError::Ambiguous {
+            reason: format!("server answered 504: {message}"),
+        },
+        s if s.is_server_error() => ProviderError::Retryable {
+            reason: format!("server answered {}: {message}", s.as_u16()),
+            before_sent: false,
+        },
+        _ => ProviderError::Permanent { code, message },
+    }
+}
+
+async fn ok_results<T: for<'de> Deserialize<'de>>(
+    resp: Response,
+    call: Call,
+) -> Result<T, ProviderError> {
+    if !resp.status().is_success() {
+        return Err(error_from(resp, call).await);
+    }
+    let bytes = resp.bytes().await.map_err(|e| transport_error(&e, call))?;
+    let env: Envelope<T> = serde_json::from_slice(&bytes).map_err(|_| bad_answer(call))?;
+    env.results.ok_or_else(|| bad_answer(call))
+}
+
+fn bad_answer(call: Call) -> ProviderError {
+    let reason = "the server's answer was not GOWA's {code, message, results}".to_string();
+    match call {
+        // It answered 2xx: the message most likely went out, but we cannot prove it.
+        Call::Send => ProviderError::Ambiguous { reason },
+        Call::Read => ProviderError::Retryable {
+            reason,
+            before_sent: false,
+        },
+    }
+}
+
+#[async_trait]
+impl WhatsAppProvider for GowaClient {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Gowa
+    }
+
+    async fn send(&self, target: Target<'_>, req: &SendRequest) -> Result<SendReceipt, ProviderError> {
+        let rb = match &req.content {
+            Content::Text { body } => {
+                let mut json = serde_json::json!({ "phone": req.to, "message": body });
+                if let Some(r) = &req.reply_to {
+                    json["reply_message_id"] = r.clone().into();
+                }
+                self.request(Method::POST, &target, "/send/message", true)?
+                    .json(&json)
+            }
+            Content::Image { url, caption } => {
+                let mut form = reqwest::multipart::Form::new()
+                    .text("phone", req.to.clone())
+                    .text("image_url", url.clone());
+                if let Some(c) = caption {
+                    form = form.text("caption", c.clone());
+                }
+                if let Some(r) = &req.reply_to {
+                    form = form.text("reply_message_id", r.clone());
+                }
+                self.request(Method::POST, &target, "/send/image", true)?
+                    .multipart(form)
+            }
+            Content::Document { url, caption, .. } => {
+                // GOWA's /send/file takes no file name for a URL; it uses the URL's.
+                let mut form = reqwest::multipart::Form::new()
+                    .text("phone", req.to.clone())
+                    .text("file_url", url.clone());
+                if let Some(c) = caption {
+                    form = form.text("caption", c.clone());
+                }
+                if let Some(r) = &req.reply_to {
+                    form = form.text("reply_message_id", r.clone());
+                }
+                self.request(Method::POST, &target, "/send/file", true)?
+                    .multipart(form)
+            }
+        };
+        let resp = self.execute(rb, Call::Send).await?;
+        let results: SendResults = ok_results(resp, Call::Send).await?;
+        Ok(SendReceipt {
+            provider_message_id: results.message_id,
+        })
+    }
+
+    async fn device_status(&self, target: Target<'_>) -> Result<DeviceStatus, ProviderError> {
+        let rb = self.request(Method::GET, &target, "/app/status", true)?;
+        let resp = self.execute(rb, Call::Read).await?;
+        let s: AppStatus = ok_results(resp, Call::Read).await?;
+        Ok(DeviceStatus {
+            device_id: s
+                .device_id
+                .or_else(|| target.device_id.map(str::to_string))
+                .unwrap_or_default(),
+            connected: s.is_connected,
+            logged_in: s.is_logged_in,
+            jid: s.jid.filter(|j| !j.is_empty()),
+        })
+    }
+
+    async fn devices(&self, target: Target<'_>) -> Result<Vec<DeviceStatus>, ProviderError> {
+        let rb = self.request(Method::GET, &target, "/devices", true)?;
+        let resp = self.execute(rb, Call::Read).await?;
+        let list: Vec<DeviceInfo> = ok_results(resp, Call::Read).await?;
+        Ok(list
+            .into_iter()
+            .map(|d| DeviceStatus {
+                connected: d.state == "connected" || d.state == "logged_in",
+                logged_in: d.state == "logged_in",
+                device_id: d.id,
+                jid: d.jid.filter(|j| !j.is_empty()),
+            })
+            .collect())
+    }
+
+    async fn health(&self, target: Target<'_>) -> Result<(), ProviderError> {
+        let rb = self.request(Method::GET, &target, "/health", false)?;
+        let resp = self.execute(rb, Call::Read).await?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(error_from(resp, Call::Read).await)
+        }
+    }
+}

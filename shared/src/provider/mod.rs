@@ -1,0 +1,163 @@
+//! WhatsApp API servers behind one trait, and the error classes every caller maps on.
+
+mod gowa;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use gowa::GowaClient;
+
+use crate::net::{EgressError, HttpClient};
+use crate::secrets::Secret;
+use crate::tenant::{Credentials, Endpoint, ProviderKind};
+
+/// Where one call goes: a server, its credentials and the device/session on it.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub base_url: &'a str,
+    pub credentials: &'a Credentials<Secret>,
+    pub device_id: Option<&'a str>,
+}
+
+impl<'a> From<&'a Endpoint<Secret>> for Target<'a> {
+    fn from(e: &'a Endpoint<Secret>) -> Self {
+        Target {
+            base_url: &e.base_url,
+            credentials: &e.credentials,
+            device_id: e.device_id.as_deref(),
+        }
+    }
+}
+
+/// What to send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Content {
+    Text {
+        body: String,
+    },
+    Image {
+        url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+    },
+    Document {
+        url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filename: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+    },
+}
+
+/// One outbound message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendRequest {
+    /// Phone number with country code, or a JID (`…@s.whatsapp.net`, `…@g.us`).
+    pub to: String,
+    pub content: Content,
+    /// Provider message id this message replies to.
+    pub reply_to: Option<String>,
+}
+
+/// The server accepted the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendReceipt {
+    pub provider_message_id: String,
+}
+
+/// One device/session on a server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceStatus {
+    pub device_id: String,
+    pub connected: bool,
+    pub logged_in: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jid: Option<String>,
+}
+
+/// The class of a failure: what the caller should do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The request is wrong and will stay wrong (invalid number, validation): record, do not retry.
+    Permanent,
+    /// Failed without effect (5xx answer, connection refused): retry, may fail over.
+    Retryable,
+    /// Maybe delivered (timeout after the request left, 504): never resend blindly.
+    Ambiguous,
+    /// WhatsApp anti-spam timelock: back off on the same server, never fail over.
+    RateLimited,
+    /// The device is logged out of WhatsApp: status to update, a backup may help.
+    LoggedOut,
+    /// The server refused our credentials: configuration problem.
+    BadCredentials,
+}
+
+/// A provider call failed. Messages never contain credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    #[error("rejected by the server ({code}): {message}")]
+    Permanent { code: String, message: String },
+    #[error("failed without effect: {reason}")]
+    Retryable {
+        reason: String,
+        /// `true` when the request never reached the server (connect failure, refused
+        /// by the egress guard): safe to send elsewhere.
+        before_sent: bool,
+    },
+    #[error("outcome unknown: {reason}")]
+    Ambiguous { reason: String },
+    #[error("rate limited by WhatsApp: {message}")]
+    RateLimited {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("device is logged out: {message}")]
+    LoggedOut { message: String },
+    #[error("the server refused the credentials")]
+    BadCredentials,
+    #[error("egress refused: {0}")]
+    Egress(#[from] EgressError),
+}
+
+impl ProviderError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ProviderError::Permanent { .. } | ProviderError::Egress(_) => ErrorClass::Permanent,
+            ProviderError::Retryable { .. } => ErrorClass::Retryable,
+            ProviderError::Ambiguous { .. } => ErrorClass::Ambiguous,
+            ProviderError::RateLimited { .. } => ErrorClass::RateLimited,
+            ProviderError::LoggedOut { .. } => ErrorClass::LoggedOut,
+            ProviderError::BadCredentials => ErrorClass::BadCredentials,
+        }
+    }
+
+    /// Did the request certainly not take effect on the server? (Failover is safe.)
+    pub fn certainly_not_sent(&self) -> bool {
+        !matches!(self, ProviderError::Ambiguous { .. })
+    }
+}
+
+/// A WhatsApp API server.
+#[async_trait]
+pub trait WhatsAppProvider: Send + Sync {
+    fn kind(&self) -> ProviderKind;
+    async fn send(&self, target: Target<'_>, req: &SendRequest) -> Result<SendReceipt, ProviderError>;
+    /// The target device's status.
+    async fn device_status(&self, target: Target<'_>) -> Result<DeviceStatus, ProviderError>;
+    /// Every device on the server, in one call where the server allows.
+    async fn devices(&self, target: Target<'_>) -> Result<Vec<DeviceStatus>, ProviderError>;
+    /// Server health (no device, usually no auth).
+    async fn health(&self, target: Target<'_>) -> Result<(), ProviderError>;
+}
+
+/// The client for a provider kind, sharing one HTTP client.
+pub fn client_for(kind: ProviderKind, http: HttpClient) -> Box<dyn WhatsAppProvider> {
+    match kind {
+        ProviderKind::Gowa => Box::new(GowaClient::new(http)),
+    }
+}

@@ -1,0 +1,261 @@
+//! KMS sealing of tenant secrets and the redacting [`Secret`] type.
+//!
+//! Every secret (server credential, webhook secret) is stored only as KMS ciphertext,
+//! encrypted under the encryption context `{"tenantId": …, "purpose": …}`. KMS binds the
+//! context to the ciphertext, so a ciphertext copied into another tenant's item (or used
+//! for another purpose) fails to open.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_kms::primitives::Blob;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+
+/// A plaintext secret. `Debug` and `Display` print `***`; it has no `Serialize`, so it can
+/// reach a response or a log only through [`Secret::expose`], on purpose.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(Arc::from(value.into()))
+    }
+
+    /// The plaintext. Call it only where the value is sent to the system that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A display-safe fingerprint: the last four characters of a long secret, nothing of a
+    /// short one (where four characters would give too much away).
+    pub fn fingerprint(&self) -> String {
+        let chars: Vec<char> = self.0.chars().collect();
+        if chars.len() >= 16 {
+            let tail: String = chars[chars.len() - 4..].iter().collect();
+            format!("****{tail}")
+        } else {
+            "****".to_string()
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret::new)
+    }
+}
+
+/// What a sealed secret is for; part of the KMS encryption context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A WhatsApp server credential (basic-auth password, API key, bearer token).
+    ServerCredential,
+    /// A webhook signing secret.
+    WebhookSecret,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::ServerCredential => "server-credential",
+            Purpose::WebhookSecret => "webhook-secret",
+        }
+    }
+}
+
+/// A secret as stored: KMS ciphertext (base64) plus a display fingerprint.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SealedSecret {
+    pub ciphertext: String,
+    pub fingerprint: String,
+}
+
+impl fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedSecret")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("KMS refused to seal a {purpose} secret for tenant {tenant_id}")]
+    Seal {
+        tenant_id: String,
+        purpose: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("a {purpose} secret of tenant {tenant_id} could not be opened")]
+    Open {
+        tenant_id: String,
+        purpose: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("a {purpose} secret of tenant {tenant_id} is not valid base64 ciphertext")]
+    Corrupt {
+        tenant_id: String,
+        purpose: &'static str,
+    },
+}
+
+/// Seals and opens secrets. The KMS implementation is [`KmsSealer`].
+#[async_trait]
+pub trait SecretSealer: Send + Sync {
+    async fn seal(
+        &self,
+        tenant_id: &str,
+        purpose: Purpose,
+        secret: &Secret,
+    ) -> Result<SealedSecret, SecretsError>;
+
+    async fn open(
+        &self,
+        tenant_id: &str,
+        purpose: Purpose,
+        sealed: &SealedSecret,
+    ) -> Result<Secret, SecretsError>;
+}
+
+/// KMS `Encrypt` / `Decrypt` with encryption context `{tenantId, purpose}`.
+#[derive(Clone, Debug)]
+pub struct KmsSealer {
+    client: aws_sdk_kms::Client,
+    key_id: String,
+}
+
+impl KmsSealer {
+    pub fn new(client: aws_sdk_kms::Client, key_id: impl Into<String>) -> Self {
+        Self {
+            client,
+            key_id: key_id.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl SecretSealer for KmsSealer {
+    async fn seal(
+        &self,
+        tenant_id: &str,
+        purpose: Purpose,
+        secret: &Secret,
+    ) -> Result<SealedSecret, SecretsError> {
+        let out = self
+            .client
+            .encrypt()
+            .key_id(&self.key_id)
+            .plaintext(Blob::new(secret.expose().as_bytes()))
+            .encryption_context("tenantId", tenant_id)
+            .encryption_context("purpose", purpose.as_str())
+            .send()
+            .await
+            .map_err(|e| SecretsError::Seal {
+                tenant_id: tenant_id.to_string(),
+                purpose: purpose.as_str(),
+                source: aws_sdk_kms::error::DisplayErrorContext(e).to_string().into(),
+            })?;
+        let blob = out.ciphertext_blob.ok_or_else(|| SecretsError::Seal {
+            tenant_id: tenant_id.to_string(),
+            purpose: purpose.as_str(),
+            source: "KMS returned no ciphertext".into(),
+        })?;
+        Ok(SealedSecret {
+            ciphertext: B64.encode(blob.as_ref()),
+            fingerprint: secret.fingerprint(),
+        })
+    }
+
+    async fn open(
+        &self,
+        tenant_id: &str,
+        purpose: Purpose,
+        sealed: &SealedSecret,
+    ) -> Result<Secret, SecretsError> {
+        let bytes = B64
+            .decode(sealed.ciphertext.as_bytes())
+            .map_err(|_| SecretsError::Corrupt {
+                tenant_id: tenant_id.to_string(),
+                purpose: purpose.as_str(),
+            })?;
+        let out = self
+            .client
+            .decrypt()
+            .key_id(&self.key_id)
+            .ciphertext_blob(Blob::new(bytes))
+            .encryption_context("tenantId", tenant_id)
+            .encryption_context("purpose", purpose.as_str())
+            .send()
+            .await
+            .map_err(|e| SecretsError::Open {
+                tenant_id: tenant_id.to_string(),
+                purpose: purpose.as_str(),
+                source: aws_sdk_kms::error::DisplayErrorContext(e).to_string().into(),
+            })?;
+        let plain = out.plaintext.ok_or_else(|| SecretsError::Open {
+            tenant_id: tenant_id.to_string(),
+            purpose: purpose.as_str(),
+            source: "KMS returned no plaintext".into(),
+        })?;
+        let text = String::from_utf8(plain.into_inner()).map_err(|_| SecretsError::Open {
+            tenant_id: tenant_id.to_string(),
+            purpose: purpose.as_str(),
+            source: "plaintext is not UTF-8".into(),
+        })?;
+        Ok(Secret::new(text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_never_prints_its_value() {
+        let s = Secret::new("hunter2-very-long-password");
+        assert_eq!(format!("{s}"), "***");
+        assert_eq!(format!("{s:?}"), "***");
+        assert_eq!(format!("{:?}", Some(&s)), "Some(***)");
+    }
+
+    #[test]
+    fn fingerprint_shows_tail_of_long_secrets_only() {
+        assert_eq!(Secret::new("0123456789abcdefWXYZ").fingerprint(), "****WXYZ");
+        assert_eq!(Secret::new("short-secret").fingerprint(), "****");
+    }
+
+    #[test]
+    fn sealed_secret_debug_hides_ciphertext() {
+        let s = SealedSecret {
+            ciphertext: "Q0lQSEVSVEVYVA==".into(),
+            fingerprint: "****".into(),
+        };
+        assert!(!format!("{s:?}").contains("Q0lQ"));
+    }
+}
