@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use crate::net::{EgressPolicy, HttpTimeouts};
 
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Reads variables and remembers every problem.
 pub struct Env {
-    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    lookup: Lookup,
     problems: Vec<String>,
 }
 

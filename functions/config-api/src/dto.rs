@@ -1,0 +1,406 @@
+//! The API's request and response shapes, and their conversion to and from the domain.
+//! Secrets are accepted on write and never returned: a response shows a fingerprint.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use wagate::secrets::SealedSecret;
+use wagate::tenant::{
+    ConnectionStatus, Credentials, Endpoint, EndpointRole, ProviderKind, SealedConfig, TenantConfig,
+    TenantId, ValidationErrors, WebhookSecret, normalize_base_url,
+};
+use wagate::Secret;
+
+/// Longest secret accepted.
+pub const MAX_SECRET_LEN: usize = 4096;
+/// Shortest webhook secret accepted (GOWA's default secret is 6 characters).
+pub const MIN_WEBHOOK_SECRET_LEN: usize = 6;
+
+/// Body of create (POST) and replace (PUT).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigInput {
+    pub provider: String,
+    pub primary: EndpointInput,
+    #[serde(default)]
+    pub backup: Option<EndpointInput>,
+    /// Absent on update: keep the current secrets.
+    #[serde(default)]
+    pub webhook_secrets: Option<Vec<WebhookSecretInput>>,
+    #[serde(default)]
+    pub active_endpoint: Option<EndpointRole>,
+    #[serde(default)]
+    pub is_active: Option<bool>,
+    /// The version being replaced (alternative to If-Match).
+    #[serde(default)]
+    pub version: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndpointInput {
+    pub base_url: String,
+    /// Absent on update: keep the current credentials.
+    #[serde(default)]
+    pub credentials: Option<CredentialsInput>,
+    #[serde(default)]
+    pub device_id: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// Credentials as written. A secret left out on update keeps the stored one (same type).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum CredentialsInput {
+    None,
+    Basic {
+        username: String,
+        #[serde(default)]
+        password: Option<Secret>,
+    },
+    ApiKey {
+        #[serde(default)]
+        key: Option<Secret>,
+    },
+    Bearer {
+        #[serde(default)]
+        token: Option<Secret>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookSecretInput {
+    pub id: String,
+    /// Absent on update: keep the stored secret of this id.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// A secret slot while a config is built: a new plaintext to seal, or a stored one to keep.
+#[derive(Debug, Clone)]
+pub enum SecretSlot {
+    New(Secret),
+    Keep(SealedSecret),
+}
+
+/// Turns input (plus the stored config on update) into a config to validate and seal.
+/// Field errors are collected, each naming its field.
+pub fn build_config(
+    tenant_id: TenantId,
+    input: ConfigInput,
+    existing: Option<&SealedConfig>,
+    now: OffsetDateTime,
+) -> Result<TenantConfig<SecretSlot>, ValidationErrors> {
+    let mut errs = ValidationErrors::default();
+    let provider = match input.provider.parse::<ProviderKind>() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            errs.push(e.field, e.reason);
+            None
+        }
+    };
+    let primary = build_endpoint(
+        "primary",
+        input.primary,
+        existing.map(|c| &c.primary),
+        &mut errs,
+    );
+    let backup = input.backup.map(|b| {
+        // A backup keeps stored credentials only if it is the same server as before.
+        let prev = existing
+            .and_then(|c| c.backup.as_ref())
+            .filter(|p| normalize_base_url(&b.base_url).ok().as_deref() == Some(&p.base_url));
+        build_endpoint("backup", b, prev, &mut errs)
+    });
+    let webhook_secrets = match (input.webhook_secrets, existing) {
+        (Some(list), _) => {
+            let mut out = Vec::with_capacity(list.len());
+            for (i, w) in list.into_iter().enumerate() {
+                let field = format!("webhookSecrets[{i}].secret");
+                let slot = match w.secret {
+                    Some(s) => {
+                        check_secret(&field, &s, MIN_WEBHOOK_SECRET_LEN, &mut errs);
+                        Some(SecretSlot::New(s))
+                    }
+                    None => match existing
+                        .and_then(|c| c.webhook_secrets.iter().find(|o| o.id == w.id))
+                    {
+                        Some(o) => Some(SecretSlot::Keep(o.secret.clone())),
+                        None => {
+                            errs.push(field, "is required for a new secret id");
+                            None
+                        }
+                    },
+                };
+                if let Some(secret) = slot {
+                    out.push(WebhookSecret {
+                        id: w.id,
+                        secret,
+                        expires_at: w.expires_at,
+                    });
+                }
+            }
+            out
+        }
+        (None, Some(c)) => c
+            .webhook_secrets
+            .iter()
+            .map(|w| WebhookSecret {
+                id: w.id.clone(),
+                secret: SecretSlot::Keep(w.secret.clone()),
+                expires_at: w.expires_at,
+            })
+            .collect(),
+        (None, None) => {
+            errs.push("webhookSecrets", "at least one webhook secret is required");
+            Vec::new()
+        }
+    };
+    let (Some(provider), Some(primary), true) = (provider, primary, errs.is_empty()) else {
+        return Err(errs);
+    };
+    let backup = match backup {
+        Some(Some(b)) => Some(b),
+        Some(None) => return Err(errs),
+        None => None,
+    };
+    Ok(TenantConfig {
+        tenant_id,
+        provider,
+        primary,
+        backup,
+        webhook_secrets,
+        active_endpoint: input
+            .active_endpoint
+            .or(existing.map(|c| c.active_endpoint))
+            .unwrap_or_default(),
+        is_active: input
+            .is_active
+            .or(existing.map(|c| c.is_active))
+            .unwrap_or(true),
+        connection_status: existing
+            .map(|c| c.connection_status)
+            .unwrap_or(ConnectionStatus::Unknown),
+        version: existing.map_or(1, |c| c.version + 1),
+        created_at: existing.map_or(now, |c| c.created_at),
+        updated_at: now,
+    })
+}
+
+fn build_endpoint(
+    field: &str,
+    input: EndpointInput,
+    prev: Option<&Endpoint<SealedSecret>>,
+    errs: &mut ValidationErrors,
+) -> Option<Endpoint<SecretSlot>> {
+    let base_url = match normalize_base_url(&input.base_url) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            errs.push(format!("{field}.{}", e.field), e.reason);
+            None
+        }
+    };
+    let credentials = match (input.credentials, prev) {
+        (None, Some(p)) => Some(keep_credentials(&p.credentials)),
+        (None, None) => Some(Credentials::None),
+        (Some(c), p) => build_credentials(field, c, p.map(|p| &p.credentials), errs),
+    };
+    Some(Endpoint {
+        base_url: base_url?,
+        credentials: credentials?,
+        device_id: input.device_id,
+        region: input.region,
+    })
+}
+
+fn keep_credentials(c: &Credentials<SealedSecret>) -> Credentials<SecretSlot> {
+    match c {
+        Credentials::None => Credentials::None,
+        Credentials::Basic { username, password } => Credentials::Basic {
+            username: username.clone(),
+            password: SecretSlot::Keep(password.clone()),
+        },
+        Credentials::ApiKey { key } => Credentials::ApiKey {
+            key: SecretSlot::Keep(key.clone()),
+        },
+        Credentials::Bearer { token } => Credentials::Bearer {
+            token: SecretSlot::Keep(token.clone()),
+        },
+    }
+}
+
+fn build_credentials(
+    field: &str,
+    input: CredentialsInput,
+    prev: Option<&Credentials<SealedSecret>>,
+    errs: &mut ValidationErrors,
+) -> Option<Credentials<SecretSlot>> {
+    let mut slot = |name: &str, given: Option<Secret>, kept: Option<&SealedSecret>| {
+        let f = format!("{field}.credentials.{name}");
+        match (given, kept) {
+            (Some(s), _) => {
+                check_secret(&f, &s, 1, errs);
+                Some(SecretSlot::New(s))
+            }
+            (None, Some(k)) => Some(SecretSlot::Keep(k.clone())),
+            (None, None) => {
+                errs.push(f, "is required");
+                None
+            }
+        }
+    };
+    Some(match input {
+        CredentialsInput::None => Credentials::None,
+        CredentialsInput::Basic { username, password } => {
+            let kept = match prev {
+                Some(Credentials::Basic { password, .. }) => Some(password),
+                _ => None,
+            };
+            Credentials::Basic {
+                username,
+                password: slot("password", password, kept)?,
+            }
+        }
+        CredentialsInput::ApiKey { key } => {
+            let kept = match prev {
+                Some(Credentials::ApiKey { key }) => Some(key),
+                _ => None,
+            };
+            Credentials::ApiKey {
+                key: slot("key", key, kept)?,
+            }
+        }
+        CredentialsInput::Bearer { token } => {
+            let kept = match prev {
+                Some(Credentials::Bearer { token }) => Some(token),
+                _ => None,
+            };
+            Credentials::Bearer {
+                token: slot("token", token, kept)?,
+            }
+        }
+    })
+}
+
+fn check_secret(field: &str, s: &Secret, min: usize, errs: &mut ValidationErrors) {
+    if s.len() < min || s.len() > MAX_SECRET_LEN {
+        errs.push(
+            field,
+            format!("must be {min} to {MAX_SECRET_LEN} bytes long"),
+        );
+    }
+}
+
+// ---- responses ----
+
+/// A config as the API shows it: fingerprints instead of secrets.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigView {
+    pub tenant_id: String,
+    pub provider: ProviderKind,
+    pub primary: EndpointView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<EndpointView>,
+    pub webhook_secrets: Vec<WebhookSecretView>,
+    pub active_endpoint: EndpointRole,
+    pub is_active: bool,
+    pub connection_status: ConnectionStatus,
+    pub version: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// Where this tenant's WhatsApp server should post its webhooks (path on the API).
+    pub webhook_path: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointView {
+    pub base_url: String,
+    pub credentials: CredentialsView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsView {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSecretView {
+    pub id: String,
+    pub fingerprint: String,
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl From<&SealedConfig> for ConfigView {
+    fn from(c: &SealedConfig) -> Self {
+        ConfigView {
+            tenant_id: c.tenant_id.to_string(),
+            provider: c.provider,
+            primary: endpoint_view(&c.primary),
+            backup: c.backup.as_ref().map(endpoint_view),
+            webhook_secrets: c
+                .webhook_secrets
+                .iter()
+                .map(|w| WebhookSecretView {
+                    id: w.id.clone(),
+                    fingerprint: w.secret.fingerprint.clone(),
+                    expires_at: w.expires_at,
+                })
+                .collect(),
+            active_endpoint: c.active_endpoint,
+            is_active: c.is_active,
+            connection_status: c.connection_status,
+            version: c.version,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            webhook_path: format!("/webhooks/whatsapp/{}", c.tenant_id),
+        }
+    }
+}
+
+fn endpoint_view(e: &Endpoint<SealedSecret>) -> EndpointView {
+    EndpointView {
+        base_url: e.base_url.clone(),
+        credentials: CredentialsView {
+            kind: e.credentials.kind().to_string(),
+            username: match &e.credentials {
+                Credentials::Basic { username, .. } => Some(username.clone()),
+                _ => None,
+            },
+            fingerprint: e.credentials.secret().map(|s| s.fingerprint.clone()),
+        },
+        device_id: e.device_id.clone(),
+        region: e.region.clone(),
+    }
+}
+
+/// One page of tenants (admin listing).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigPage {
+    pub items: Vec<ConfigView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}

@@ -1,0 +1,158 @@
+//! The one place an error becomes an HTTP status and a JSON body
+//! `{"error": code, "message": text, "fields"?: [...]}`. Causes are logged, never echoed.
+
+use http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Response};
+use serde::Serialize;
+use wagate::cache::CacheError;
+use wagate::secrets::SecretsError;
+use wagate::store::StoreError;
+use wagate::tenant::ValidationErrors;
+
+use crate::auth::AuthError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Unauthenticated(#[from] AuthError),
+    #[error("this token may not act on tenant {0}")]
+    Forbidden(String),
+    #[error("admin scope required")]
+    AdminOnly,
+    #[error("no such route")]
+    NoRoute,
+    #[error("method not allowed")]
+    MethodNotAllowed(&'static str),
+    #[error("no WhatsApp config for this tenant")]
+    NotFound,
+    #[error("a WhatsApp config for this tenant already exists")]
+    AlreadyExists,
+    #[error("version conflict: the config was changed since version {0} was read")]
+    Conflict(u64),
+    #[error("the current version is required: send If-Match: \"<version>\" or a \"version\" field")]
+    VersionRequired,
+    #[error("request body is over {0} bytes")]
+    TooLarge(usize),
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("invalid config")]
+    Invalid(ValidationErrors),
+    #[error("a dependency is unavailable")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Body_<'a> {
+    error: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<&'a ValidationErrors>,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) | ApiError::AdminOnly => StatusCode::FORBIDDEN,
+            ApiError::NoRoute | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::AlreadyExists | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::VersionRequired => StatusCode::PRECONDITION_REQUIRED,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BadRequest(_) | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated(AuthError::Expired) => "token_expired",
+            ApiError::Unauthenticated(_) => "unauthorized",
+            ApiError::Forbidden(_) | ApiError::AdminOnly => "forbidden",
+            ApiError::NoRoute => "no_route",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::NotFound => "not_found",
+            ApiError::AlreadyExists => "already_exists",
+            ApiError::Conflict(_) => "version_conflict",
+            ApiError::VersionRequired => "version_required",
+            ApiError::TooLarge(_) => "body_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::BadRequest(_) => "invalid_body",
+            ApiError::Invalid(_) => "invalid_config",
+            ApiError::Unavailable(_) => "dependency_unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The response. Internal detail stays in the log line the caller of this writes.
+    pub fn into_response(self) -> Response<Body> {
+        let message = match &self {
+            ApiError::Unavailable(_) => "a backing service is unavailable; retry later".into(),
+            ApiError::Internal(_) => "internal error".into(),
+            ApiError::Invalid(errs) => format!("{} invalid field(s): {errs}", errs.0.len()),
+            other => other.to_string(),
+        };
+        let fields = match &self {
+            ApiError::Invalid(errs) => Some(errs),
+            _ => None,
+        };
+        let body = serde_json::to_string(&Body_ {
+            error: self.code(),
+            message,
+            fields,
+        })
+        .unwrap_or_else(|_| r#"{"error":"internal_error","message":"internal error"}"#.into());
+        let mut resp = crate::json_response(self.status(), body);
+        match &self {
+            ApiError::Unauthenticated(_) => {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer"),
+                );
+            }
+            ApiError::MethodNotAllowed(allow) => {
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound,
+            StoreError::AlreadyExists => ApiError::AlreadyExists,
+            StoreError::Conflict => ApiError::Conflict(0),
+            StoreError::InvalidCursor => ApiError::BadRequest("invalid cursor".into()),
+            StoreError::Corrupt { .. } => ApiError::Internal(e.to_string()),
+            StoreError::Backend(msg) => ApiError::Unavailable(msg),
+        }
+    }
+}
+
+impl From<SecretsError> for ApiError {
+    fn from(e: SecretsError) -> Self {
+        match e {
+            SecretsError::Seal { .. } => ApiError::Unavailable(e.to_string()),
+            _ => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<CacheError> for ApiError {
+    fn from(e: CacheError) -> Self {
+        match e {
+            CacheError::Store(s) => s.into(),
+            CacheError::Secrets(s) => s.into(),
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! # config-api
+//!
+//! Tenant WhatsApp settings behind API Gateway (HTTP API, payload v2):
+//!
+//! | route | scope | does |
+//! |---|---|---|
+//! | `POST /tenants/{tenantId}/whatsapp-config` | tenant or admin | create (201) |
+//! | `GET /tenants/{tenantId}/whatsapp-config` | tenant or admin | read (200) |
+//! | `PUT /tenants/{tenantId}/whatsapp-config` | tenant or admin | replace, needs the version (200) |
+//! | `DELETE /tenants/{tenantId}/whatsapp-config` | tenant or admin | delete (204) |
+//! | `GET /tenants?limit=&cursor=` | admin | list, paginated |
+//!
+//! Every route authenticates the caller ([`auth`]). Secrets are sealed with KMS before
+//! they are stored and never returned.
+
+pub mod auth;
+pub mod dto;
+pub mod error;
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::{Body, Request, RequestExt, Response};
+use time::OffsetDateTime;
+use tracing::{Instrument, info, warn};
+use wagate::net::EgressPolicy;
+use wagate::secrets::{SealedSecret, SecretSealer};
+use wagate::store::TenantConfigStore;
+use wagate::tenant::{SealedConfig, TenantConfig, TenantId};
+
+use crate::auth::{Authenticator, Caller};
+use crate::dto::{ConfigInput, ConfigPage, ConfigView, SecretSlot, build_config};
+use crate::error::ApiError;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Default and largest page of the tenant listing.
+pub const DEFAULT_PAGE: u32 = 50;
+pub const MAX_PAGE: u32 = 200;
+
+/// What the handler needs; built once per instance in `main`.
+pub struct App {
+    pub store: Arc<dyn TenantConfigStore>,
+    pub sealer: Arc<dyn SecretSealer>,
+    pub auth: Authenticator,
+    pub egress: EgressPolicy,
+}
+
+enum Route {
+    Config(TenantId),
+    List,
+}
+
+/// Handles one request; never fails (errors become responses).
+pub async fn handle(app: &App, req: Request) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let request_id = req.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
+    let span = tracing::info_span!("request", %method, path = %path, request_id = %request_id, tenant_id = tracing::field::Empty, caller = tracing::field::Empty);
+    async move {
+        let result = route(app, &req).await;
+        let resp = match result {
+            Ok(resp) => resp,
+            Err(e) => {
+                let status = e.status();
+                if status.is_server_error() {
+                    warn!(status = status.as_u16(), error = %e, cause = ?e, "request failed");
+                } else {
+                    info!(status = status.as_u16(), error = e.code(), "request refused");
+                }
+                e.into_response()
+            }
+        };
+        info!(status = resp.status().as_u16(), "request done");
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
+fn parse_route(path: &str) -> Result<Route, ApiError> {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // Accept any prefix (stage, or cargo lambda's /lambda-url/<fn>) before /tenants.
+    let pos = segs
+        .iter()
+        .rposition(|s| *s == "tenants")
+        .ok_or(ApiError::NoRoute)?;
+    match &segs[pos + 1..] {
+        [] => Ok(Route::List),
+        [id, "whatsapp-config"] => {
+            let decoded = percent_decode(id);
+            let tenant = decoded.parse::<TenantId>().map_err(|e| {
+                ApiError::BadRequest(format!("tenantId in the path {}", e.reason))
+            })?;
+            Ok(Route::Config(tenant))
+        }
+        _ => Err(ApiError::NoRoute),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
+    let route = parse_route(req.uri().path())?;
+    // Authenticate before anything else is looked at.
+    let authz = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let caller = app.auth.authenticate(authz).await?;
+    tracing::Span::current().record("caller", caller.subject.as_str());
+    match route {
+        Route::List => {
+            if req.method() != Method::GET {
+                return Err(ApiError::MethodNotAllowed("GET"));
+            }
+            if !caller.is_admin() {
+                return Err(ApiError::AdminOnly);
+            }
+            list(app, req).await
+        }
+        Route::Config(tenant) => {
+            tracing::Span::current().record("tenant_id", tenant.as_str());
+            authorize(&caller, &tenant)?;
+            match *req.method() {
+                Method::POST => create(app, req, tenant).await,
+                Method::GET => read(app, tenant).await,
+                Method::PUT => update(app, req, tenant).await,
+                Method::DELETE => delete(app, req, tenant).await,
+                _ => Err(ApiError::MethodNotAllowed("GET, POST, PUT, DELETE")),
+            }
+        }
+    }
+}
+
+fn authorize(caller: &Caller, tenant: &TenantId) -> Result<(), ApiError> {
+    if caller.may_access(tenant) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(tenant.to_string()))
+    }
+}
+
+fn parse_body(req: &Request) -> Result<ConfigInput, ApiError> {
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::TooLarge(MAX_BODY_BYTES));
+    }
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(redact_serde_error(&e)))
+}
+
+/// serde_json quotes the offending string value in some messages
+/// (`invalid type: string "…", expected …`); that value may be a secret put in the wrong
+/// field, so it is cut out.
+fn redact_serde_error(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg.as_str();
+    while let Some(i) = rest.find("string \"") {
+        out.push_str(&rest[..i + 8]);
+        let after = &rest[i + 8..];
+        match after.find("\", ").or_else(|| after.rfind('"')) {
+            Some(end) => {
+                out.push_str("***");
+                rest = &after[end..];
+            }
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The version from `If-Match: "N"` (or `W/"N"`), if sent.
+fn if_match(req: &Request) -> Result<Option<u64>, ApiError> {
+    let Some(v) = req.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let s = v
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("If-Match is not ASCII".into()))?
+        .trim();
+    let s = s.strip_prefix("W/").unwrap_or(s).trim_matches('"');
+    s.parse::<u64>()
+        .map(Some)
+        .map_err(|_| ApiError::BadRequest("If-Match must be the config version, e.g. \"3\"".into()))
+}
+
+async fn seal(app: &App, cfg: TenantConfig<SecretSlot>) -> Result<SealedConfig, ApiError> {
+    let tenant = cfg.tenant_id.as_str().to_string();
+    let mut sealed: Vec<SealedSecret> = Vec::new();
+    for (purpose, slot) in cfg.secret_slots() {
+        sealed.push(match slot {
+            SecretSlot::Keep(s) => s.clone(),
+            SecretSlot::New(plain) => app.sealer.seal(&tenant, purpose, plain).await?,
+        });
+    }
+    cfg.with_secrets(sealed)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+async fn create(app: &App, req: &Request, tenant: TenantId) -> Result<Response<Body>, ApiError> {
+    let input = parse_body(req)?;
+    if input.version.is_some() {
+        return Err(ApiError::BadRequest(
+            "version is set by the server on create; leave it out".into(),
+        ));
+    }
+    let cfg = build_config(tenant, input, None, now()).map_err(ApiError::Invalid)?;
+    cfg.validate(&app.egress).map_err(ApiError::Invalid)?;
+    let sealed = seal(app, cfg).await?;
+    app.store.create(&sealed).await?;
+    info!(version = sealed.version, "config created");
+    let mut resp = view_response(StatusCode::CREATED, &sealed);
+    if let Ok(loc) = HeaderValue::from_str(&format!("/tenants/{}/whatsapp-config", sealed.tenant_id)) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(resp)
+}
+
+async fn read(app: &App, tenant: TenantId) -> Result<Response<Body>, ApiError> {
+    let cfg = app.store.get(&tenant).await?.ok_or(ApiError::NotFound)?;
+    Ok(view_response(StatusCode::OK, &cfg))
+}
+
+async fn update(app: &App, req: &Request, tenant: TenantId) -> Result<Response<Body>, ApiError> {
+    let header_version = if_match(req)?;
+    let input = parse_body(req)?;
+    let expected = match (header_version, input.version) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(ApiError::BadRequest(format!(
+                "If-Match ({h}) and body version ({b}) disagree"
+            )));
+        }
+        (Some(v), _) | (None, Some(v)) => v,
+        (None, None) => return Err(ApiError::VersionRequired),
+    };
+    let current = app.store.get(&tenant).await?.ok_or(ApiError::NotFound)?;
+    if current.version != expected {
+        // Stale before any KMS call is spent.
+        return Err(ApiError::Conflict(expected));
+    }
+    let cfg = build_config(tenant, input, Some(&current), now()).map_err(ApiError::Invalid)?;
+    cfg.validate(&app.egress).map_err(ApiError::Invalid)?;
+    let sealed = seal(app, cfg).await?;
+    app.store
+        .update(&sealed, expected)
+        .await
+        .map_err(|e| match ApiError::from(e) {
+            ApiError::Conflict(_) => ApiError::Conflict(expected),
+            other => other,
+        })?;
+    info!(version = sealed.version, "config updated");
+    Ok(view_response(StatusCode::OK, &sealed))
+}
+
+async fn delete(app: &App, req: &Request, tenant: TenantId) -> Result<Response<Body>, ApiError> {
+    let expected = if_match(req)?;
+    app.store
+        .delete(&tenant, expected)
+        .await
+        .map_err(|e| match ApiError::from(e) {
+            ApiError::Conflict(_) => ApiError::Conflict(expected.unwrap_or(0)),
+            other => other,
+        })?;
+    info!("config deleted");
+    let mut resp = Response::new(Body::Empty);
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    Ok(resp)
+}
+
+async fn list(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
+    let params = req.query_string_parameters();
+    let limit = match params.first("limit") {
+        None => DEFAULT_PAGE,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| ApiError::BadRequest(format!("limit must be 1 to {MAX_PAGE}")))?,
+    };
+    let page = app.store.list(params.first("cursor"), limit).await?;
+    let body = ConfigPage {
+        items: page.items.iter().map(ConfigView::from).collect(),
+        next_cursor: page.next_cursor,
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_string(&body).map_err(|e| ApiError::Internal(e.to_string()))?,
+    ))
+}
+
+fn view_response(status: StatusCode, cfg: &SealedConfig) -> Response<Body> {
+    let body = serde_json::to_string(&ConfigView::from(cfg))
+        .unwrap_or_else(|_| r#"{"error":"internal_error"}"#.into());
+    let mut resp = json_response(status, body);
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", cfg.version)) {
+        resp.headers_mut().insert(header::ETAG, etag);
+    }
+    resp
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut resp = Response::new(Body::Text(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or_else(|_| OffsetDateTime::now_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_with_any_prefix() {
+        assert!(matches!(parse_route("/tenants/acme/whatsapp-config"), Ok(Route::Config(t)) if t.as_str() == "acme"));
+        assert!(matches!(parse_route("/lambda-url/config-api/tenants/acme/whatsapp-config"), Ok(Route::Config(_))));
+        assert!(matches!(parse_route("/tenants"), Ok(Route::List)));
+        assert!(matches!(parse_route("/tenants/acme"), Err(ApiError::NoRoute)));
+        assert!(matches!(parse_route("/tenants/a%2Fb/whatsapp-config"), Err(ApiError::BadRequest(_))));
+    }
+
+    #[test]
+    fn serde_errors_lose_the_quoted_value() {
+        let e = serde_json::from_str::<u64>("\"hunter2-secret\"").unwrap_err();
+        let m = redact_serde_error(&e);
+        assert!(!m.contains("hunter2"), "{m}");
+        assert!(m.contains("invalid type"), "{m}");
+    }
+}

@@ -1,0 +1,328 @@
+//! Test support for wagate's workspace-level tests: a fresh set of resources per test on the
+//! shared moto_server (created from template.yaml by the devstack), SDK clients that count
+//! every request they put on the wire, a local JWT issuer, API Gateway v2 events, and a log
+//! capture.
+//!
+//! The tests need moto_server: `scripts/test.sh` starts it and exports `AWS_ENDPOINT_URL`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use wagate_devstack::Provisioned;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
+}
+
+/// The moto_server URL; the tests refuse to run against anything else.
+pub fn moto_endpoint() -> String {
+    let url = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
+        "these tests need moto_server on 127.0.0.1: run them with scripts/test.sh \
+         (AWS_ENDPOINT_URL is {url:?})"
+    );
+    url
+}
+
+/// SDK config pointing at moto_server with dummy credentials.
+pub async fn sdk_config() -> SdkConfig {
+    let endpoint = moto_endpoint();
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "wagate-tests",
+        ))
+        .load()
+        .await
+}
+
+/// Counts every request an SDK client transmits (retries included), by service and
+/// operation. Attach it to a client to prove a path makes no call.
+#[derive(Debug, Clone, Default)]
+pub struct CallCounter {
+    calls: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl CallCounter {
+    /// Calls to `service` (e.g. "DynamoDB", "KMS", "SQS"), any operation.
+    pub fn count(&self, service: &str) -> usize {
+        self.lock().iter().filter(|(s, _)| s == service).count()
+    }
+
+    /// Calls of one operation (e.g. "Decrypt").
+    pub fn count_op(&self, service: &str, op: &str) -> usize {
+        self.lock()
+            .iter()
+            .filter(|(s, o)| s == service && o == op)
+            .count()
+    }
+
+    pub fn total(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn reset(&self) {
+        self.lock().clear();
+    }
+
+    pub fn calls(&self) -> Vec<(String, String)> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, String)>> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let (service, op) = cfg
+            .load::<Metadata>()
+            .map(|m| (m.service().to_string(), m.name().to_string()))
+            .unwrap_or_else(|| ("?".into(), "?".into()));
+        self.lock().push((service, op));
+        Ok(())
+    }
+}
+
+/// One test's own resources on moto_server, and counted clients for them.
+pub struct Stack {
+    pub sdk: SdkConfig,
+    pub provisioned: Provisioned,
+    pub counter: CallCounter,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub kms: aws_sdk_kms::Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl Stack {
+    /// Provisions template.yaml's resources under a fresh stack name.
+    pub async fn new() -> Stack {
+        let sdk = sdk_config().await;
+        let name = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let provisioned =
+            wagate_devstack::provision(&sdk, &workspace_root().join("template.yaml"), &name)
+                .await
+                .expect("provision the template's resources on moto_server");
+        let counter = CallCounter::default();
+        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .interceptor(counter.clone())
+                .build(),
+        );
+        let kms = aws_sdk_kms::Client::from_conf(
+            aws_sdk_kms::config::Builder::from(&sdk)
+                .interceptor(counter.clone())
+                .build(),
+        );
+        let sqs = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&sdk)
+                .interceptor(counter.clone())
+                .build(),
+        );
+        Stack {
+            sdk,
+            provisioned,
+            counter,
+            dynamodb,
+            kms,
+            sqs,
+        }
+    }
+
+    pub fn env(&self) -> BTreeMap<String, String> {
+        self.provisioned.env()
+    }
+
+    pub fn tenants_table(&self) -> String {
+        self.env()["TENANTS_TABLE"].clone()
+    }
+
+    pub fn kms_key_id(&self) -> String {
+        self.env()["KMS_KEY_ID"].clone()
+    }
+
+    /// Every item of the tenants table, raw, through an uncounted client.
+    pub async fn scan_tenants(
+        &self,
+    ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let client = aws_sdk_dynamodb::Client::new(&self.sdk);
+        let out = client
+            .scan()
+            .table_name(self.tenants_table())
+            .send()
+            .await
+            .expect("scan tenants");
+        out.items.unwrap_or_default()
+    }
+}
+
+/// Builds an API Gateway HTTP API (payload v2) event and turns it into the request
+/// `lambda_http` hands a handler, the same conversion it does in Lambda.
+pub struct ApiEvent {
+    method: String,
+    path: String,
+    query: String,
+    headers: BTreeMap<String, String>,
+    body: Option<Vec<u8>>,
+    base64: bool,
+}
+
+impl ApiEvent {
+    pub fn new(method: &str, path: &str) -> Self {
+        Self {
+            method: method.into(),
+            path: path.into(),
+            query: String::new(),
+            headers: BTreeMap::from([("user-agent".into(), "wagate-tests".into())]),
+            body: None,
+            base64: false,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.insert(name.to_ascii_lowercase(), value.into());
+        self
+    }
+
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+
+    pub fn query(mut self, q: &str) -> Self {
+        self.query = q.into();
+        self
+    }
+
+    /// A JSON body with `Content-Type: application/json`.
+    pub fn json(self, body: &serde_json::Value) -> Self {
+        self.raw_json(serde_json::to_vec(body).expect("json"))
+    }
+
+    /// Raw bytes with `Content-Type: application/json`.
+    pub fn raw_json(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.headers
+            .insert("content-type".into(), "application/json".into());
+        self.body = Some(body.into());
+        self
+    }
+
+    /// Sends the body base64-encoded, as API Gateway does for binary payloads.
+    pub fn base64_encoded(mut self) -> Self {
+        self.base64 = true;
+        self
+    }
+
+    /// The v2 event as API Gateway sends it.
+    pub fn event_json(&self) -> serde_json::Value {
+        use base64::Engine as _;
+        let body = self.body.as_ref().map(|b| {
+            if self.base64 {
+                base64::engine::general_purpose::STANDARD.encode(b)
+            } else {
+                String::from_utf8(b.clone()).expect("text body (use base64_encoded for bytes)")
+            }
+        });
+        serde_json::json!({
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": self.path,
+            "rawQueryString": self.query,
+            "headers": self.headers,
+            "requestContext": {
+                "accountId": "123456789012",
+                "apiId": "wagatelocal",
+                "domainName": "wagatelocal.execute-api.us-east-1.amazonaws.com",
+                "domainPrefix": "wagatelocal",
+                "http": {
+                    "method": self.method,
+                    "path": self.path,
+                    "protocol": "HTTP/1.1",
+                    "sourceIp": "203.0.113.10",
+                    "userAgent": "wagate-tests"
+                },
+                "requestId": "test-request",
+                "routeKey": "$default",
+                "stage": "$default",
+                "time": "28/Nov/2026:12:00:00 +0000",
+                "timeEpoch": 1795867200000u64
+            },
+            "body": body,
+            "isBase64Encoded": self.base64
+        })
+    }
+
+    pub fn request(&self) -> lambda_http::Request {
+        lambda_http::request::from_str(&self.event_json().to_string())
+            .expect("lambda_http accepts the v2 event")
+    }
+}
+
+/// Captures what `tracing` writes on this thread while the guard lives (use a
+/// current-thread runtime, the `#[tokio::test]` default).
+pub struct LogCapture {
+    buf: Arc<Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+#[derive(Clone)]
+struct BufWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for BufWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    /// Everything at TRACE and up, as JSON lines like production.
+    pub fn start() -> LogCapture {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = BufWriter(buf.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::TRACE)
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        LogCapture {
+            buf,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buf.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
