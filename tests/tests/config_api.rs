@@ -1,0 +1,620 @@
+//! config-api CRUD: the handler called in-process with real API Gateway v2 events, against
+//! moto_server (DynamoDB, KMS). Every refusal asserts its exact status and that nothing was
+//! stored.
+
+use std::sync::Arc;
+
+use config_api::App;
+use config_api::auth::{AuthConfig, Authenticator, KeySource};
+use http::StatusCode;
+use serde_json::{Value, json};
+use wagate::net::{EgressPolicy, HttpClient, HttpTimeouts};
+use wagate::secrets::KmsSealer;
+use wagate::store::DynamoTenantStore;
+use wagate_devstack::{LocalIssuer, TokenSpec};
+use wagate_tests::{ApiEvent, LogCapture, Stack};
+
+const PASSWORD: &str = "gowa-password-5d2f81";
+const WEBHOOK_SECRET: &str = "webhook-secret-a8c3e0";
+const PATH: &str = "/tenants/acme/whatsapp-config";
+
+struct Api {
+    stack: Stack,
+    app: App,
+    issuer: LocalIssuer,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    text: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+}
+
+async fn api() -> Api {
+    let stack = Stack::new().await;
+    let issuer = LocalIssuer::generate();
+    // Loopback is admitted the way an operator admits it locally: through the allowlist.
+    let egress = EgressPolicy::new(EgressPolicy::parse_allowlist("127.0.0.1/32").unwrap());
+    let http = HttpClient::new(egress.clone(), HttpTimeouts::default()).unwrap();
+    let auth = Authenticator::new(
+        AuthConfig {
+            issuer: "wagate-local".into(),
+            audience: "wagate-config-api".into(),
+            keys: KeySource::Inline(issuer.jwks_json()),
+        },
+        http,
+    )
+    .await
+    .unwrap();
+    let app = App {
+        store: Arc::new(DynamoTenantStore::new(
+            stack.dynamodb.clone(),
+            stack.tenants_table(),
+        )),
+        sealer: Arc::new(KmsSealer::new(stack.kms.clone(), stack.kms_key_id())),
+        auth,
+        egress,
+    };
+    Api { stack, app, issuer }
+}
+
+impl Api {
+    fn admin(&self) -> String {
+        self.issuer.token(&TokenSpec::admin())
+    }
+
+    fn tenant(&self, t: &str) -> String {
+        self.issuer.token(&TokenSpec::tenant(t))
+    }
+
+    async fn call(&self, ev: ApiEvent) -> Reply {
+        let resp = config_api::handle(&self.app, ev.request()).await;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = match resp.body() {
+            lambda_http::Body::Empty => String::new(),
+            lambda_http::Body::Text(t) => t.clone(),
+            lambda_http::Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+            _ => String::new(),
+        };
+        Reply {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    async fn create(&self, body: &Value) -> Reply {
+        self.call(ApiEvent::new("POST", PATH).bearer(&self.admin()).json(body))
+            .await
+    }
+
+    async fn stored(&self) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        self.stack.scan_tenants().await
+    }
+}
+
+fn valid_body() -> Value {
+    json!({
+        "provider": "gowa",
+        "primary": {
+            "baseUrl": "http://127.0.0.1:3000/",
+            "credentials": {"type": "basic", "username": "admin", "password": PASSWORD},
+            "deviceId": "dev-1",
+            "region": "eu-west-1"
+        },
+        "backup": {
+            "baseUrl": "https://backup.example.com",
+            "credentials": {"type": "apiKey", "key": "backup-api-key-0000-1111-2222"}
+        },
+        "webhookSecrets": [{"id": "s1", "secret": WEBHOOK_SECRET}],
+        "isActive": true
+    })
+}
+
+/// Asserts the status, the error code, and that the tenants table is empty.
+async fn assert_refused_and_nothing_stored(api: &Api, r: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(r.status, status, "{}", r.text);
+    assert_eq!(r.json()["error"], code, "{}", r.text);
+    assert!(r.json()["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(api.stored().await.is_empty(), "something was stored");
+    assert_eq!(
+        api.stack.counter.count_op("KMS", "Encrypt"),
+        0,
+        "a secret was sealed for a refused request"
+    );
+}
+
+// ---------- happy paths ----------
+
+#[tokio::test]
+async fn create_returns_201_with_fingerprints_and_never_the_secrets() {
+    let api = api().await;
+    let r = api.create(&valid_body()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.headers["etag"], "\"1\"");
+    assert_eq!(r.headers["location"], PATH);
+    let v = r.json();
+    assert_eq!(v["tenantId"], "acme");
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["primary"]["baseUrl"], "http://127.0.0.1:3000");
+    assert_eq!(v["primary"]["credentials"]["type"], "basic");
+    assert_eq!(v["primary"]["credentials"]["username"], "admin");
+    assert_eq!(v["primary"]["credentials"]["fingerprint"], "****2f81");
+    assert_eq!(v["backup"]["credentials"]["fingerprint"], "****2222");
+    assert_eq!(v["webhookSecrets"][0]["id"], "s1");
+    assert_eq!(v["connectionStatus"], "unknown");
+    assert_eq!(v["activeEndpoint"], "primary");
+    assert_eq!(v["webhookPath"], "/webhooks/whatsapp/acme");
+    for secret in [PASSWORD, WEBHOOK_SECRET, "backup-api-key-0000-1111-2222"] {
+        assert!(!r.text.contains(secret), "secret in the response");
+    }
+    assert_eq!(api.stack.counter.count_op("KMS", "Encrypt"), 3);
+}
+
+#[tokio::test]
+async fn scan_of_the_table_shows_no_plaintext_secret() {
+    let api = api().await;
+    assert_eq!(api.create(&valid_body()).await.status, StatusCode::CREATED);
+    let dump = format!("{:?}", api.stored().await);
+    for secret in [PASSWORD, WEBHOOK_SECRET, "backup-api-key-0000-1111-2222"] {
+        assert!(!dump.contains(secret), "plaintext secret in DynamoDB");
+    }
+}
+
+#[tokio::test]
+async fn tenant_token_reads_its_own_config() {
+    let api = api().await;
+    api.create(&valid_body()).await;
+    let r = api
+        .call(ApiEvent::new("GET", PATH).bearer(&api.tenant("acme")))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["tenantId"], "acme");
+    assert_eq!(r.headers["etag"], "\"1\"");
+    assert!(!r.text.contains(PASSWORD));
+}
+
+#[tokio::test]
+async fn update_with_if_match_bumps_the_version_and_keeps_omitted_secrets() {
+    let api = api().await;
+    api.create(&valid_body()).await;
+    let before = api.stored().await[0]["primary"].clone();
+
+    let mut body = valid_body();
+    body["primary"]["credentials"] = json!({"type": "basic", "username": "admin"});
+    body["primary"]["deviceId"] = json!("dev-2");
+    body.as_object_mut().unwrap().remove("webhookSecrets");
+    api.stack.counter.reset();
+    let r = api
+        .call(
+            ApiEvent::new("PUT", PATH)
+                .bearer(&api.tenant("acme"))
+                .header("If-Match", "\"1\"")
+                .json(&body),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["version"], 2);
+    assert_eq!(r.json()["primary"]["deviceId"], "dev-2");
+    assert_eq!(r.headers["etag"], "\"2\"");
+    // Only the backup key was given again: one seal; the password and webhook secret kept
+    // their ciphertext.
+    assert_eq!(api.stack.counter.count_op("KMS", "Encrypt"), 1);
+    let after = api.stored().await[0]["primary"].clone();
+    let cipher = |av: &aws_sdk_dynamodb::types::AttributeValue| {
+        av.as_m().unwrap()["credentials"].as_m().unwrap()["password"].as_m().unwrap()["ciphertext"].clone()
+    };
+    assert_eq!(cipher(&before), cipher(&after));
+    assert_eq!(r.json()["webhookSecrets"][0]["id"], "s1");
+}
+
+#[tokio::test]
+async fn update_accepts_the_version_in_the_body() {
+    let api = api().await;
+    api.create(&valid_body()).await;
+    let mut body = valid_body();
+    body["version"] = json!(1);
+    body["isActive"] = json!(false);
+    let r = api
+        .call(ApiEvent::new("PUT", PATH).bearer(&api.admin()).json(&body))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["isActive"], false);
+    assert_eq!(r.json()["version"], 2);
+}
+
+#[tokio::test]
+async fn delete_removes_the_config_then_read_is_404() {
+    let api = api().await;
+    api.create(&valid_body()).await;
+    let r = api
+        .call(ApiEvent::new("DELETE", PATH).bearer(&api.admin()).header("If-Match", "\"1\""))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(api.stored().await.is_empty());
+    let r = api.call(ApiEvent::new("GET", PATH).bearer(&api.admin())).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json()["error"], "not_found");
+}
+
+#[tokio::test]
+async fn admin_lists_tenants_page_by_page() {
+    let api = api().await;
+    for t in ["a1", "a2", "a3"] {
+        let r = api
+            .call(
+                ApiEvent::new("POST", &format!("/tenants/{t}/whatsapp-config"))
+                    .bearer(&api.admin())
+                    .json(&valid_body()),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+    }
+    let r = api
+        .call(ApiEvent::new("GET", "/tenants").bearer(&api.admin()).query("limit=2"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["items"].as_array().unwrap().len(), 2);
+    let cursor = r.json()["nextCursor"].as_str().unwrap().to_string();
+    let r = api
+        .call(
+            ApiEvent::new("GET", "/tenants")
+                .bearer(&api.admin())
+                .query(&format!("limit=2&cursor={cursor}")),
+        )
+        .await;
+    assert_eq!(r.json()["items"].as_array().unwrap().len(), 1);
+    assert!(!r.text.contains(PASSWORD));
+}
+
+#[tokio::test]
+async fn base64_encoded_bodies_are_accepted() {
+    let api = api().await;
+    let r = api
+        .call(
+            ApiEvent::new("POST", PATH)
+                .bearer(&api.admin())
+                .json(&valid_body())
+                .base64_encoded(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
+
+// ---------- authentication and scope ----------
+
+#[tokio::test]
+async fn no_token_is_401_and_nothing_stored() {
+    let api = api().await;
+    let r = api.call(ApiEvent::new("POST", PATH).json(&valid_body())).await;
+    assert_eq!(r.headers["www-authenticate"], "Bearer");
+    assert_refused_and_nothing_stored(&api, &r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn expired_token_is_401_and_nothing_stored() {
+    let api = api().await;
+    let token = api
+        .issuer
+        .token(&TokenSpec::admin().ttl(time::Duration::minutes(-5)));
+    let r = api
+        .call(ApiEvent::new("POST", PATH).bearer(&token).json(&valid_body()))
+        .await;
+    assert_refused_and_nothing_stored(&api, &r, StatusCode::UNAUTHORIZED, "token_expired").await;
+}
+
+#[tokio::test]
+async fn token_from_another_issuer_key_is_401() {
+    let api = api().await;
+    let stranger = LocalIssuer::generate();
+    let r = api
+        .call(
+            ApiEvent::new("POST", PATH)
+                .bearer(&stranger.token(&TokenSpec::admin()))
+                .json(&valid_body()),
+        )
+        .await;
+    assert_refused_and_nothing_stored(&api, &r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn token_for_another_audience_is_401() {
+    let api = api().await;
+    let token = api.issuer.token(&TokenSpec::admin().audience("someone-else"));
+    let r = api
+        .call(ApiEvent::new("POST", PATH).bearer(&token).json(&valid_body()))
+        .await;
+    assert_refused_and_nothing_stored(&api, &r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn garbage_token_is_401() {
+    let api = api().await;
+    let r = api
+        .call(ApiEvent::new("POST", PATH).bearer("not.a.jwt").json(&valid_body()))
+        .await;
+    assert_refused_and_nothing_stored(&api, &r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn another_tenants_token_is_403_and_nothing_stored() {
+    let api = api().await;
+    let r = api
+        .call(
+            ApiEvent::new("POST", PATH)
+                .bearer(&api.tenant("other"))
+                .json(&valid_body()),
+        )
+        .await;
+    assert_refused_and_nothing_stored(&api, &r, StatusCode::FORBIDDEN, "forbidden").await;
+}
+
+#[tokio::test]
+async fn another_tenants_token_cannot_read_update_or_delete() {
+    let api = api().await;
+    api.create(&valid_body()).await;
+    let other = api.tenant("other");
+    for ev in [
+        ApiEvent::new("GET", PATH),
+        ApiEvent::new("PUT", PATH).header("If-Match", "1").json(&valid_body()),
+        ApiEvent::new("DELETE", PATH),
+    ] {
+        let r = api.call(ev.bearer(&other)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+        assert!(!r.text.contains("127.0.0.1"), "leaked config: {}", r.text);
+    }
+    let items = api.stored().await;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["version"].as_n().unwrap(), "1");
+}
+
+#[tokio::test]
+async fn tenant_token_cannot_list_tenants() {
+    let api = api().await;
+    let r = api
+        .call(ApiEvent::new("GET", "/tenants").bearer(&api.tenant("acme")))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.json()["error"], "forbidden");
+}
+
+// ---------- bad input ----------
+
+#[tokio::test]
+async fn malformed_json_is_400_and_nothing_stored() {
+    let api = api().await;
+    let r = api
+        .call(
+            ApiEvent::new("POST", PATH)
+                .bearer(&api.admin())
+                .raw_json(r#"{"provider": "gowa", "primary": "#),
+        )
+        .await;
+    assert_refused_and_nothing_stored(&api, &r, StatusCode::BAD_REQUEST, "invalid_body").await;
+}
+
+#[tokio::test]
+async fn missing_field_is_400_naming_it_and_nothing_stored() {
+    let api = api().await;
+    let mut body = valid_body();
+    body.as_object_mut().unwrap().remove("primary");
+    let r = api.create(&body).await;
+    assert!(r.json()["message"].as_str().unwrap().contains("primary"), "{}", r.text);
+    assert_refused_and_nothing_stored(&api, &r, StatusCode::BAD_REQUEST, "invalid_body").await;
+}
+
+#[tokio::test]
+async fn missing_password_is_400_naming_the_field() {
+    let api = api().await;
+    let mut body = valid_body();
+    body["primary"]["credentials"] = json!({"type": "basic", "username": "admin"});
+    let r = api.create(&body).await;
+    assert_eq!(r.json()["fields"][0]["field"], "primary.credentials.password", "{}", r.text);
+    assert_refused_and_nothing_stored(&api, &r, StatusCode::BAD_REQUEST, "invalid_config").await;
+}
+
+#[tokio::test]
+async fn invalid_url_is_400_naming_the_field() {
+    let api = api().await;
+    let mut body = valid_body();
+    body["primary"]["baseUrl"] = json!("not a url");
+    let r = api.create(&body).await;
+    assert_eq!(r.json()["fields"][0]["field"], "primary.baseUrl", "{}", r.text);
+    assert_refused_and_nothing_stored(&api, &r, StatusCode::BAD_REQUEST, "invalid_config").await;
+}
+
+#[tokio::test]
+async fn non_http_scheme_is_400() {
+    let api = api().await;
+    let mut body = valid_body();
+    body["backup"]["baseUrl"] = json!("file:///etc/passwd");
+    let r = api.create(&body).await;
+    assert_eq!(r.json()["fields"][0]["field"], "backup.baseUrl", "{}", r.text);
+    assert_refused_and_nothing_stored(&api, &r, StatusCode::BAD_REQUEST, "invalid_config").await;
+}
+
+#[tokio::test]
+async fn ssrf_targets_are_400_and_nothing_stored() {
+    for target in [
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.8:3000",
+        "http://[::ffff:127.0.0.1]:3000",
+        "http://127.0.0.2:3000",
+        "http://100.64.1.1",
+    ] {
+        let api = api().await;
+        let mut body = valid_body();
+        body["primary"]["baseUrl"] = json!(target);
+        let r = api.create(&body).await;
+        assert_eq!(r.json()["fields"][0]["field"], "primary.baseUrl", "{target}: {}", r.text);
+        assert_refused_and_nothing_stored(&api, &r, StatusCode::BAD_REQUEST, "invalid_config").await;
+    }
+}
+
+#[tokio::test]
+async fn unknown_provider_is_400_naming_it() {
+    let api = api().await;
+    let mut body = valid_body();
+    body["provider"] = json!("telegram");
+    let r = api.create(&body).await;
+    assert_eq!(r.json()["fields"][0]["field"], "provider", "{}", r.text);
+    assert!(r.text.contains("telegram"));
+    assert_refused_and_nothing_stored(&api, &r, StatusCode::BAD_REQUEST, "invalid_config").await;
+}
+
+#[tokio::test]
+async fn unknown_field_is_400() {
+    let api = api().await;
+    let mut body = valid_body();
+    body["primary"]["baseURL"] = json!("https://typo.example.com");
+    let r = api.create(&body).await;
+    assert!(r.text.contains("baseURL"), "{}", r.text);
+    assert_refused_and_nothing_stored(&api, &r, StatusCode::BAD_REQUEST, "invalid_body").await;
+}
+
+#[tokio::test]
+async fn body_over_64_kib_is_413_and_nothing_stored() {
+    let api = api().await;
+    let mut body = valid_body();
+    body["primary"]["deviceId"] = json!("x".repeat(70 * 1024));
+    let r = api.create(&body).await;
+    assert_refused_and_nothing_stored(&api, &r, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
+}
+
+#[tokio::test]
+async fn non_json_content_type_is_415() {
+    let api = api().await;
+    let r = api
+        .call(
+            ApiEvent::new("POST", PATH)
+                .bearer(&api.admin())
+                .json(&valid_body())
+                .header("content-type", "text/plain"),
+        )
+        .await;
+    assert_refused_and_nothing_stored(&api, &r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+}
+
+#[tokio::test]
+async fn invalid_tenant_id_in_the_path_is_400() {
+    let api = api().await;
+    let r = api
+        .call(
+            ApiEvent::new("POST", "/tenants/bad%20id/whatsapp-config")
+                .bearer(&api.admin())
+                .json(&valid_body()),
+        )
+        .await;
+    assert_refused_and_nothing_stored(&api, &r, StatusCode::BAD_REQUEST, "invalid_body").await;
+}
+
+#[tokio::test]
+async fn duplicate_create_is_409_and_keeps_the_first() {
+    let api = api().await;
+    assert_eq!(api.create(&valid_body()).await.status, StatusCode::CREATED);
+    let mut second = valid_body();
+    second["primary"]["deviceId"] = json!("dev-9");
+    let r = api.create(&second).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.json()["error"], "already_exists");
+    let items = api.stored().await;
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        items[0]["primary"].as_m().unwrap()["deviceId"].as_s().unwrap(),
+        "dev-1"
+    );
+}
+
+#[tokio::test]
+async fn stale_version_is_409_and_the_config_is_unchanged() {
+    let api = api().await;
+    api.create(&valid_body()).await;
+    let mut body = valid_body();
+    body["isActive"] = json!(false);
+    let ok = api
+        .call(ApiEvent::new("PUT", PATH).bearer(&api.admin()).header("If-Match", "\"1\"").json(&body))
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    api.stack.counter.reset();
+    let mut stale = valid_body();
+    stale["primary"]["deviceId"] = json!("dev-stale");
+    let r = api
+        .call(ApiEvent::new("PUT", PATH).bearer(&api.admin()).header("If-Match", "\"1\"").json(&stale))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.json()["error"], "version_conflict");
+    assert_eq!(api.stack.counter.count_op("KMS", "Encrypt"), 0);
+    let items = api.stored().await;
+    assert_eq!(items[0]["version"].as_n().unwrap(), "2");
+    assert_eq!(
+        items[0]["primary"].as_m().unwrap()["deviceId"].as_s().unwrap(),
+        "dev-1"
+    );
+}
+
+#[tokio::test]
+async fn update_without_a_version_is_428_and_nothing_changes() {
+    let api = api().await;
+    api.create(&valid_body()).await;
+    let mut body = valid_body();
+    body["isActive"] = json!(false);
+    let r = api
+        .call(ApiEvent::new("PUT", PATH).bearer(&api.admin()).json(&body))
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_REQUIRED);
+    assert_eq!(r.json()["error"], "version_required");
+    assert_eq!(api.stored().await[0]["isActive"].as_bool().unwrap(), &true);
+}
+
+#[tokio::test]
+async fn update_of_a_missing_tenant_is_404() {
+    let api = api().await;
+    let r = api
+        .call(ApiEvent::new("PUT", PATH).bearer(&api.admin()).header("If-Match", "1").json(&valid_body()))
+        .await;
+    assert_refused_and_nothing_stored(&api, &r, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test]
+async fn unsupported_method_is_405_with_allow() {
+    let api = api().await;
+    let r = api.call(ApiEvent::new("PATCH", PATH).bearer(&api.admin()).json(&valid_body())).await;
+    assert_eq!(r.headers["allow"], "GET, POST, PUT, DELETE");
+    assert_refused_and_nothing_stored(&api, &r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+}
+
+// ---------- secrets never leak ----------
+
+#[tokio::test]
+async fn secrets_never_reach_logs_or_error_responses() {
+    let logs = LogCapture::start();
+    let api = api().await;
+    api.create(&valid_body()).await;
+    // A secret in a field of the wrong type comes back in serde's message unless cut out.
+    let mut wrong = valid_body();
+    wrong["version"] = json!(PASSWORD);
+    let r1 = api.create(&wrong).await;
+    assert_eq!(r1.status, StatusCode::BAD_REQUEST);
+    let mut body = valid_body();
+    body["primary"]["baseUrl"] = json!("http://169.254.169.254");
+    let r2 = api.create(&body).await;
+    let r3 = api
+        .call(ApiEvent::new("PUT", PATH).bearer(&api.admin()).header("If-Match", "\"1\"").json(&valid_body()))
+        .await;
+    assert_eq!(r3.status, StatusCode::OK);
+    let logged = logs.text();
+    assert!(logged.contains("config created"), "log capture is not working: {logged}");
+    for secret in [PASSWORD, WEBHOOK_SECRET, "backup-api-key-0000-1111-2222"] {
+        assert!(!logged.contains(secret), "secret in the logs");
+        for r in [&r1, &r2, &r3] {
+            assert!(!r.text.contains(secret), "secret in a response: {}", r.text);
+        }
+    }
+}
