@@ -1,0 +1,100 @@
+//! The config API in-process over moto_server, with a local JWT issuer.
+
+use std::sync::Arc;
+
+use config_api::App;
+use config_api::auth::{AuthConfig, Authenticator, KeySource};
+use http::StatusCode;
+use serde_json::Value;
+use wagate::net::{EgressPolicy, HttpClient, HttpTimeouts};
+use wagate::secrets::KmsSealer;
+use wagate::store::DynamoTenantStore;
+use wagate_devstack::{LocalIssuer, TokenSpec};
+
+use crate::{ApiEvent, Stack};
+
+/// The tenant config path of `acme`.
+pub const PATH: &str = "/tenants/acme/whatsapp-config";
+
+pub struct Api {
+    pub stack: Stack,
+    pub app: App,
+    pub issuer: LocalIssuer,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+}
+
+pub async fn api() -> Api {
+    let stack = Stack::new().await;
+    let issuer = LocalIssuer::generate();
+    // Loopback is admitted the way an operator admits it locally: through the allowlist.
+    let egress = EgressPolicy::new(EgressPolicy::parse_allowlist("127.0.0.1/32").unwrap());
+    let http = HttpClient::new(egress.clone(), HttpTimeouts::default()).unwrap();
+    let auth = Authenticator::new(
+        AuthConfig {
+            issuer: "wagate-local".into(),
+            audience: "wagate-config-api".into(),
+            keys: KeySource::Inline(issuer.jwks_json()),
+        },
+        http,
+    )
+    .await
+    .unwrap();
+    let app = App {
+        store: Arc::new(DynamoTenantStore::new(
+            stack.dynamodb.clone(),
+            stack.tenants_table(),
+        )),
+        sealer: Arc::new(KmsSealer::new(stack.kms.clone(), stack.kms_key_id())),
+        auth,
+        egress,
+    };
+    Api { stack, app, issuer }
+}
+
+impl Api {
+    pub fn admin(&self) -> String {
+        self.issuer.token(&TokenSpec::admin())
+    }
+
+    pub fn tenant(&self, t: &str) -> String {
+        self.issuer.token(&TokenSpec::tenant(t))
+    }
+
+    pub async fn call(&self, ev: ApiEvent) -> Reply {
+        let resp = config_api::handle(&self.app, ev.request()).await;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = match resp.body() {
+            lambda_http::Body::Empty => String::new(),
+            lambda_http::Body::Text(t) => t.clone(),
+            lambda_http::Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+            _ => String::new(),
+        };
+        Reply {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    pub async fn create(&self, body: &Value) -> Reply {
+        self.call(ApiEvent::new("POST", PATH).bearer(&self.admin()).json(body))
+            .await
+    }
+
+    pub async fn stored(&self) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        self.stack.scan_tenants().await
+    }
+}
+
