@@ -1,0 +1,427 @@
+//! The GOWA REST API: routes, and the middleware chain GOWA runs in front of them.
+//!
+//! Order, outermost first: recording -> injected latency / hang -> basic auth (every route
+//! but `/health`, as `app.Use(basicauth)` registered after `/health` in `src/cmd/rest.go`) ->
+//! device selection (`DeviceMiddleware`, every route but `/health` and `/devices`) -> handler.
+
+use std::sync::Arc;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::body::{self, BodyKind};
+use crate::config::DeviceState;
+use crate::envelope::{GowaError, success, text};
+use crate::send::{self, ResolvedDevice};
+use crate::state::{Device, RecordedRequest, SimState};
+
+/// Builds the GOWA API router over shared state.
+pub(crate) fn router(state: Arc<SimState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/devices", get(list_devices))
+        .route("/app/status", get(app_status))
+        .route("/send/message", post(send::send_message))
+        .route("/send/image", post(send::send_image))
+        .route("/send/file", post(send::send_file))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), select_device))
+        .layer(from_fn_with_state(state.clone(), basic_auth))
+        .layer(from_fn_with_state(state.clone(), inject_delays))
+        .layer(from_fn_with_state(state.clone(), record))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Middleware
+
+/// Buffers and parses the body, logs the request, and fills in the status once answered.
+async fn record(State(state): State<Arc<SimState>>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let path = parts.uri.path().to_owned();
+    let auth = check_basic_auth(&state, headers);
+    let mut entry = RecordedRequest {
+        seq: 0,
+        received_at: OffsetDateTime::now_utc(),
+        method: parts.method.to_string(),
+        path: path.clone(),
+        query: parts.uri.query().map(str::to_owned),
+        device_id: header_text(headers, "x-device-id"),
+        basic_auth_user: auth.user.clone(),
+        authorized: path == "/health" || auth.outcome == AuthOutcome::Ok,
+        content_type: header_text(headers, header::CONTENT_TYPE.as_str()),
+        json: None,
+        form: None,
+        files: Vec::new(),
+        body_size: 0,
+        status: None,
+    };
+    let method = entry.method.clone();
+
+    let Ok(bytes) = to_bytes(body, state.config().max_body_bytes).await else {
+        entry.status = Some(StatusCode::PAYLOAD_TOO_LARGE.as_u16());
+        state.record(entry);
+        return text(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+    };
+    let parsed = body::parse(&parts, &bytes).await;
+    entry.body_size = parsed.size;
+    match &parsed.kind {
+        BodyKind::Json(value) => entry.json = Some(value.clone()),
+        BodyKind::Form { fields, files } => {
+            entry.form = Some(fields.clone());
+            entry.files = files.clone();
+        }
+        BodyKind::Invalid(_) | BodyKind::Unsupported => {}
+    }
+    let seq = state.record(entry);
+
+    let mut request = Request::from_parts(parts, Body::from(bytes));
+    request.extensions_mut().insert(Arc::new(parsed));
+    request.extensions_mut().insert(auth);
+    let response = next.run(request).await;
+
+    let status = response.status().as_u16();
+    state.record_status(seq, status);
+    tracing::info!(seq, %method, %path, status, "gowa request");
+    response
+}
+
+/// The `latency_ms` and `hang` faults.
+async fn inject_delays(
+    State(state): State<Arc<SimState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let faults = state.faults();
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(faults.latency_ms)).await;
+    }
+    if faults.hang {
+        std::future::pending::<()>().await;
+    }
+    next.run(request).await
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AuthOutcome {
+    Ok,
+    Unauthorized,
+    BadRequest,
+}
+
+/// Result of checking the `Authorization` header against the configured account.
+#[derive(Clone, Debug)]
+struct BasicAuth {
+    user: Option<String>,
+    outcome: AuthOutcome,
+}
+
+/// fiber v3's `basicauth` middleware with GOWA's authorizer (constant-time compare).
+fn check_basic_auth(state: &SimState, headers: &HeaderMap) -> BasicAuth {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| parse_basic(v.as_bytes()));
+    let user = match &presented {
+        Some(Ok((user, _))) => Some(user.clone()),
+        _ => None,
+    };
+    let Some((expected_user, expected_password)) = &state.config().basic_auth else {
+        return BasicAuth {
+            user,
+            outcome: AuthOutcome::Ok,
+        };
+    };
+    let outcome = match presented {
+        None | Some(Err(AuthOutcome::Unauthorized)) => AuthOutcome::Unauthorized,
+        Some(Err(_)) => AuthOutcome::BadRequest,
+        Some(Ok((user, password))) => {
+            let user_ok = constant_time_eq(user.as_bytes(), expected_user.as_bytes());
+            let password_ok = constant_time_eq(password.as_bytes(), expected_password.as_bytes());
+            if user_ok && password_ok {
+                AuthOutcome::Ok
+            } else {
+                AuthOutcome::Unauthorized
+            }
+        }
+    };
+    BasicAuth { user, outcome }
+}
+
+/// Splits `Basic base64(user:password)`. A missing or foreign scheme is 401; a malformed
+/// Basic value is 400, as in fiber.
+fn parse_basic(raw: &[u8]) -> Result<(String, String), AuthOutcome> {
+    let raw = std::str::from_utf8(raw).map_err(|_| AuthOutcome::BadRequest)?;
+    let value = raw.trim();
+    if value.is_empty() {
+        return Err(AuthOutcome::Unauthorized);
+    }
+    let scheme_ok = value
+        .get(..5)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("basic"));
+    if !scheme_ok {
+        return Err(AuthOutcome::Unauthorized);
+    }
+    let rest = &value[5..];
+    let encoded = rest.strip_prefix(' ').ok_or(AuthOutcome::BadRequest)?;
+    if encoded.is_empty() || encoded.contains(char::is_whitespace) {
+        return Err(AuthOutcome::BadRequest);
+    }
+    let decoded = STANDARD
+        .decode(encoded)
+        .or_else(|_| STANDARD_NO_PAD.decode(encoded))
+        .map_err(|_| AuthOutcome::BadRequest)?;
+    let creds = String::from_utf8(decoded).map_err(|_| AuthOutcome::BadRequest)?;
+    let (user, password) = creds.split_once(':').ok_or(AuthOutcome::BadRequest)?;
+    if user.chars().any(char::is_control) || password.chars().any(char::is_control) {
+        return Err(AuthOutcome::BadRequest);
+    }
+    Ok((user.to_owned(), password.to_owned()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Answers 401 (plain `Unauthorized`, no JSON) or 400 before any route but `/health`.
+async fn basic_auth(request: Request, next: Next) -> Response {
+    if request.uri().path() == "/health" {
+        return next.run(request).await;
+    }
+    let outcome = request
+        .extensions()
+        .get::<BasicAuth>()
+        .map_or(AuthOutcome::Unauthorized, |auth| auth.outcome);
+    match outcome {
+        AuthOutcome::Ok => next.run(request).await,
+        AuthOutcome::BadRequest => text(StatusCode::BAD_REQUEST, "Bad Request"),
+        AuthOutcome::Unauthorized => {
+            let mut response = text(StatusCode::UNAUTHORIZED, "Unauthorized");
+            let headers = response.headers_mut();
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"Restricted\", charset=\"UTF-8\""),
+            );
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(header::VARY, HeaderValue::from_static("Authorization"));
+            response
+        }
+    }
+}
+
+/// GOWA's `DeviceMiddleware`: `X-Device-Id` (URL-decoded), else `?device_id=`, else the only
+/// device.
+async fn select_device(
+    State(state): State<Arc<SimState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if matches!(path, "/health" | "/devices" | "/" | "") {
+        return next.run(request).await;
+    }
+    let from_header = header_text(request.headers(), "x-device-id")
+        .map(|raw| query_unescape(raw.trim()))
+        .unwrap_or_default();
+    let wanted = if from_header.is_empty() {
+        query_param(request.uri().query(), "device_id").unwrap_or_default()
+    } else {
+        from_header
+    };
+    let wanted = wanted.trim().to_owned();
+
+    let resolved = if wanted.is_empty() {
+        match state.only_device() {
+            Some(device) => device.spec.id,
+            None => return GowaError::DeviceIdRequired.into_response(),
+        }
+    } else if state.device(&wanted).is_some() {
+        wanted
+    } else {
+        return GowaError::DeviceNotFound(wanted).into_response();
+    };
+    request.extensions_mut().insert(ResolvedDevice(resolved));
+    next.run(request).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+
+async fn health(State(state): State<Arc<SimState>>) -> Response {
+    if state.faults().health_unhealthy {
+        text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+    } else {
+        text(StatusCode::OK, "OK")
+    }
+}
+
+/// GOWA's `domainDevice.Device` (struct field order, `omitempty` where Go has it).
+#[derive(Serialize)]
+struct DeviceInfo {
+    id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    phone_number: String,
+    state: DeviceState,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    jid: String,
+    created_at: String,
+}
+
+impl From<Device> for DeviceInfo {
+    fn from(device: Device) -> Self {
+        let phone_number = device
+            .spec
+            .jid
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        Self {
+            id: device.spec.id,
+            phone_number,
+            state: device.spec.state,
+            jid: device.spec.jid,
+            created_at: device.created_at.format(&Rfc3339).unwrap_or_default(),
+        }
+    }
+}
+
+async fn list_devices(State(state): State<Arc<SimState>>) -> Response {
+    let mut devices = state.devices();
+    devices.sort_by(|a, b| {
+        a.created_at
+            .cmp(&b.created_at)
+            .then_with(|| a.spec.id.cmp(&b.spec.id))
+    });
+    let infos: Vec<DeviceInfo> = devices.into_iter().map(DeviceInfo::from).collect();
+    success("List devices", infos)
+}
+
+/// `/app/status` results: a Go map, so keys in sorted order.
+#[derive(Serialize)]
+struct ConnectionStatus {
+    device_id: String,
+    is_connected: bool,
+    is_logged_in: bool,
+    jid: String,
+}
+
+async fn app_status(
+    State(state): State<Arc<SimState>>,
+    Extension(device): Extension<ResolvedDevice>,
+) -> Response {
+    let Some(device) = state.device(&device.0) else {
+        return GowaError::DeviceNotFound(device.0).into_response();
+    };
+    success(
+        "Connection status retrieved",
+        ConnectionStatus {
+            is_connected: device.spec.state.is_connected(),
+            is_logged_in: device.spec.state.is_logged_in(),
+            device_id: device.spec.id,
+            jid: device.spec.jid,
+        },
+    )
+}
+
+/// fiber's default 404: `Cannot GET /path`.
+async fn not_found(method: Method, request: Request) -> Response {
+    let body = format!("Cannot {method} {}", request.uri().path());
+    let mut response = (StatusCode::NOT_FOUND, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+async fn method_not_allowed() -> Response {
+    text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// Go's `url.QueryUnescape`; on a malformed escape GOWA keeps the raw header value.
+fn query_unescape(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 3;
+                        continue;
+                    }
+                    None => return raw.to_owned(),
+                }
+            }
+            b'+' => out.push(b' '),
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| raw.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_basic_credentials_and_rejects_malformed_ones() {
+        let header = format!("Basic {}", STANDARD.encode("admin:s3cret:x"));
+        assert_eq!(
+            parse_basic(header.as_bytes()),
+            Ok(("admin".to_owned(), "s3cret:x".to_owned()))
+        );
+        assert_eq!(parse_basic(b"Bearer abc"), Err(AuthOutcome::Unauthorized));
+        assert_eq!(parse_basic(b"Basic !!!"), Err(AuthOutcome::BadRequest));
+        let no_colon = format!("Basic {}", STANDARD.encode("admin"));
+        assert_eq!(
+            parse_basic(no_colon.as_bytes()),
+            Err(AuthOutcome::BadRequest)
+        );
+    }
+
+    #[test]
+    fn device_header_is_url_decoded_like_go() {
+        assert_eq!(query_unescape("toko%20satu"), "toko satu");
+        assert_eq!(query_unescape("a+b"), "a b");
+        assert_eq!(query_unescape("bad%zz"), "bad%zz");
+    }
+}

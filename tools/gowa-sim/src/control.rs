@@ -1,0 +1,187 @@
+//! The control API (second port, JSON): inspect what GOWA received, inject faults, change
+//! device states, and deliver signed webhooks.
+//!
+//! | route | does |
+//! |---|---|
+//! | `GET /_sim/status` | `{"base_url", "down"}` |
+//! | `GET /_sim/requests[?path=/send/message]` | recorded requests, oldest first |
+//! | `DELETE /_sim/requests` | clears the log (204) |
+//! | `GET /_sim/faults`, `PUT /_sim/faults` | read / replace the [`Faults`] |
+//! | `PUT /_sim/down` `{"down": bool}` | close / reopen the GOWA port |
+//! | `GET /_sim/devices` | devices and states |
+//! | `PUT /_sim/devices/{id}` `{"state": "logged_in"}` | change a device's state (404 if unknown) |
+//! | `POST /_sim/reset` | clear log and faults, restore devices (204) |
+//! | `POST /_sim/webhooks` | body [`WebhookDelivery`], answers [`DeliveryReport`] |
+//!
+//! Errors are `{"error": code, "message": text}`.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::SimCore;
+use crate::config::{DeviceSpec, DeviceState};
+use crate::faults::Faults;
+use crate::webhook::{DeliveryReport, WebhookDelivery};
+
+/// Builds the control router.
+pub(crate) fn router(core: Arc<SimCore>) -> Router {
+    Router::new()
+        .route("/_sim/status", get(status))
+        .route("/_sim/requests", get(list_requests).delete(clear_requests))
+        .route("/_sim/faults", get(get_faults).put(put_faults))
+        .route("/_sim/down", put(put_down))
+        .route("/_sim/devices", get(list_devices))
+        .route("/_sim/devices/{id}", put(put_device))
+        .route("/_sim/reset", post(reset))
+        .route("/_sim/webhooks", post(deliver_webhook))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such control route") })
+        .with_state(core)
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({ "error": code, "message": message.into() })),
+    )
+        .into_response()
+}
+
+fn bad_json(rejection: JsonRejection) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        rejection.body_text(),
+    )
+}
+
+#[derive(Serialize)]
+struct Status {
+    base_url: String,
+    down: bool,
+}
+
+async fn status(State(core): State<Arc<SimCore>>) -> Json<Status> {
+    Json(Status {
+        base_url: core.base_url(),
+        down: core.is_down().await,
+    })
+}
+
+#[derive(Deserialize)]
+struct RequestFilter {
+    path: Option<String>,
+}
+
+async fn list_requests(
+    State(core): State<Arc<SimCore>>,
+    Query(filter): Query<RequestFilter>,
+) -> Response {
+    let requests = match filter.path {
+        Some(path) => core.state.requests_to(&path),
+        None => core.state.requests(),
+    };
+    Json(requests).into_response()
+}
+
+async fn clear_requests(State(core): State<Arc<SimCore>>) -> StatusCode {
+    core.state.clear_requests();
+    StatusCode::NO_CONTENT
+}
+
+async fn get_faults(State(core): State<Arc<SimCore>>) -> Json<Faults> {
+    Json(core.state.faults())
+}
+
+async fn put_faults(
+    State(core): State<Arc<SimCore>>,
+    faults: Result<Json<Faults>, JsonRejection>,
+) -> Response {
+    match faults {
+        Ok(Json(faults)) => {
+            core.state.set_faults(faults);
+            Json(core.state.faults()).into_response()
+        }
+        Err(rejection) => bad_json(rejection),
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Down {
+    down: bool,
+}
+
+async fn put_down(
+    State(core): State<Arc<SimCore>>,
+    body: Result<Json<Down>, JsonRejection>,
+) -> Response {
+    let Json(Down { down }) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_json(rejection),
+    };
+    match core.set_down(down).await {
+        Ok(()) => Json(Down { down }).into_response(),
+        Err(err) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "rebind_failed",
+            format!("{err:#}"),
+        ),
+    }
+}
+
+async fn list_devices(State(core): State<Arc<SimCore>>) -> Json<Vec<DeviceSpec>> {
+    Json(core.state.devices().into_iter().map(|d| d.spec).collect())
+}
+
+#[derive(Deserialize)]
+struct DeviceUpdate {
+    state: DeviceState,
+}
+
+async fn put_device(
+    State(core): State<Arc<SimCore>>,
+    Path(id): Path<String>,
+    body: Result<Json<DeviceUpdate>, JsonRejection>,
+) -> Response {
+    let Json(update) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_json(rejection),
+    };
+    if !core.state.set_device_state(&id, update.state) {
+        return error(
+            StatusCode::NOT_FOUND,
+            "device_not_found",
+            format!("no device with id {id:?}"),
+        );
+    }
+    match core.state.device(&id) {
+        Some(device) => Json(device.spec).into_response(),
+        None => error(StatusCode::NOT_FOUND, "device_not_found", id),
+    }
+}
+
+async fn reset(State(core): State<Arc<SimCore>>) -> StatusCode {
+    core.state.reset();
+    StatusCode::NO_CONTENT
+}
+
+async fn deliver_webhook(
+    State(core): State<Arc<SimCore>>,
+    body: Result<Json<WebhookDelivery>, JsonRejection>,
+) -> Response {
+    let Json(delivery) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_json(rejection),
+    };
+    match core.deliver_webhook(delivery).await {
+        Ok(report) => Json::<DeliveryReport>(report).into_response(),
+        Err(err) => error(StatusCode::BAD_REQUEST, "bad_webhook", format!("{err:#}")),
+    }
+}

@@ -1,0 +1,155 @@
+//! Faults the simulator can inject. `Faults::default()` is a healthy server.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How long GOWA waits on WhatsApp before answering 504 (`middleware.DefaultRequestTimeout`).
+pub const GOWA_REQUEST_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// Injected misbehaviour of the GOWA API. Changed at run time with
+/// [`crate::SimHandle::set_faults`] or `PUT /_sim/faults`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Delay added before answering every GOWA route, `/health` included.
+    pub latency_ms: u64,
+    /// Make sends (`/send/*`) fail.
+    pub send_error: Option<SendErrorFault>,
+    /// Accept every GOWA request and never answer it (client timeouts).
+    pub hang: bool,
+    /// `GET /health` answers 503 `Service Unavailable`.
+    pub health_unhealthy: bool,
+    /// Delay before an injected 504; `None` waits GOWA's own 45 s.
+    pub gateway_timeout_ms: Option<u64>,
+}
+
+impl Faults {
+    /// The delay before an injected 504.
+    pub fn gateway_timeout(&self) -> Duration {
+        self.gateway_timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(GOWA_REQUEST_TIMEOUT)
+    }
+}
+
+/// Sends that fail with one status, with a probability and optionally only for a few sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendErrorFault {
+    /// The failure to answer with.
+    pub status: SendErrorStatus,
+    /// Probability in `0.0..=1.0` that a send covered by the fault fails (clamped).
+    #[serde(default = "always")]
+    pub rate: f64,
+    /// Cover only the next N sends (each send uses one, failed or not); `None` covers all.
+    #[serde(default)]
+    pub count: Option<u32>,
+}
+
+fn always() -> f64 {
+    1.0
+}
+
+impl SendErrorFault {
+    /// Every send fails with `status` until the fault is cleared.
+    pub fn always(status: SendErrorStatus) -> Self {
+        Self {
+            status,
+            rate: 1.0,
+            count: None,
+        }
+    }
+
+    /// Only the next `count` sends fail with `status`; later ones succeed.
+    pub fn next(count: u32, status: SendErrorStatus) -> Self {
+        Self {
+            status,
+            rate: 1.0,
+            count: Some(count),
+        }
+    }
+}
+
+/// The failures a send can be made to answer with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u16", into = "u16")]
+pub enum SendErrorStatus {
+    /// 429 `WA_REACHOUT_TIMELOCK`: WhatsApp's anti-spam block (server error 463).
+    TooManyRequests,
+    /// 500 `INTERNAL_SERVER_ERROR`.
+    InternalServerError,
+    /// 502 from a reverse proxy in front of GOWA (HTML page).
+    BadGateway,
+    /// 503 from a reverse proxy in front of GOWA (HTML page).
+    ServiceUnavailable,
+    /// 504 `GATEWAY_TIMEOUT`, after [`Faults::gateway_timeout`].
+    GatewayTimeout,
+}
+
+impl SendErrorStatus {
+    /// The HTTP status code.
+    pub fn code(self) -> u16 {
+        match self {
+            Self::TooManyRequests => 429,
+            Self::InternalServerError => 500,
+            Self::BadGateway => 502,
+            Self::ServiceUnavailable => 503,
+            Self::GatewayTimeout => 504,
+        }
+    }
+}
+
+impl From<SendErrorStatus> for u16 {
+    fn from(status: SendErrorStatus) -> Self {
+        status.code()
+    }
+}
+
+impl TryFrom<u16> for SendErrorStatus {
+    type Error = String;
+
+    fn try_from(code: u16) -> Result<Self, Self::Error> {
+        match code {
+            429 => Ok(Self::TooManyRequests),
+            500 => Ok(Self::InternalServerError),
+            502 => Ok(Self::BadGateway),
+            503 => Ok(Self::ServiceUnavailable),
+            504 => Ok(Self::GatewayTimeout),
+            other => Err(format!(
+                "send_error.status must be 429, 500, 502, 503 or 504, not {other}"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_faults_are_healthy() {
+        let faults = Faults::default();
+        assert_eq!(faults.latency_ms, 0);
+        assert!(faults.send_error.is_none() && !faults.hang && !faults.health_unhealthy);
+        assert_eq!(faults.gateway_timeout(), GOWA_REQUEST_TIMEOUT);
+    }
+
+    #[test]
+    fn send_error_status_reads_and_writes_plain_codes() {
+        let fault: SendErrorFault = serde_json::from_str(r#"{"status":429,"count":2}"#).unwrap();
+        assert_eq!(
+            fault,
+            SendErrorFault::next(2, SendErrorStatus::TooManyRequests)
+        );
+        assert_eq!(
+            serde_json::to_value(&fault).unwrap()["status"],
+            serde_json::json!(429)
+        );
+    }
+
+    #[test]
+    fn unsupported_send_error_status_is_rejected() {
+        assert!(serde_json::from_str::<SendErrorFault>(r#"{"status":418}"#).is_err());
+    }
+}

@@ -1,0 +1,287 @@
+//! A GOWA (go-whatsapp-web-multidevice) simulator.
+//!
+//! It serves the parts of GOWA's REST API that wagate uses (`/health`, `/app/status`,
+//! `/devices`, `/send/message`, `/send/image`, `/send/file`) on 127.0.0.1, with GOWA's
+//! envelopes and error bodies, records every request, injects faults, and signs and delivers
+//! webhooks byte for byte like GOWA. Tests start it in-process with [`start`]; the `gowa-sim`
+//! binary runs it with a control API on a second port.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use gowa_sim::{SimConfig, start};
+//!
+//! let sim = start(SimConfig::default()).await?;
+//! let client = reqwest::Client::new();
+//! let answer = client
+//!     .post(format!("{}/send/message", sim.base_url()))
+//!     .json(&serde_json::json!({"phone": "6289685028129", "message": "hi"}))
+//!     .send()
+//!     .await?;
+//! assert!(answer.status().is_success());
+//! assert_eq!(sim.requests_to("/send/message").len(), 1);
+//! sim.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod api;
+mod body;
+mod config;
+mod control;
+mod envelope;
+mod faults;
+mod gomarshal;
+mod send;
+mod server;
+mod state;
+mod webhook;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+pub use config::{
+    DEFAULT_DEVICE_ID, DEFAULT_DEVICE_JID, DEFAULT_MAX_BODY_BYTES, DeviceSpec, DeviceState,
+    SimConfig,
+};
+pub use envelope::{
+    MSG_DEVICE_ID_REQUIRED, MSG_DEVICE_NOT_FOUND, MSG_GATEWAY_TIMEOUT, MSG_INTERNAL,
+    MSG_INVALID_JID, MSG_NOT_CONNECTED, MSG_NOT_LOGGED_IN, MSG_REACHOUT_TIMELOCK,
+};
+pub use faults::{Faults, GOWA_REQUEST_TIMEOUT, SendErrorFault, SendErrorStatus};
+pub use gomarshal::go_marshal;
+pub use state::{RecordedFile, RecordedRequest};
+pub use webhook::{
+    DeliveryAttempt, DeliveryReport, RetryPolicy, WebhookBody, WebhookDelivery, sign,
+};
+
+use server::Serving;
+use state::SimState;
+
+/// Starts a simulator on `127.0.0.1:<free port>`, without a control port (the handle is the
+/// control).
+pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
+    start_on(config, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), None).await
+}
+
+/// Starts a simulator with the GOWA API on `api` and, if given, the control API on `control`.
+/// Both must be loopback addresses; port 0 picks a free port.
+pub async fn start_on(
+    config: SimConfig,
+    api: SocketAddr,
+    control: Option<SocketAddr>,
+) -> anyhow::Result<SimHandle> {
+    server::ensure_loopback(api)?;
+    if let Some(control) = control {
+        server::ensure_loopback(control)?;
+    }
+    let api_listener = TcpListener::bind(api)
+        .await
+        .with_context(|| format!("binding the GOWA API on {api}"))?;
+    let api_addr = api_listener.local_addr()?;
+    let control_listener = match control {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the control API on {addr}"))?,
+        ),
+        None => None,
+    };
+
+    let state = Arc::new(SimState::new(config));
+    let api_router = api::router(state.clone());
+    let core = Arc::new(SimCore {
+        api: Mutex::new(Some(Serving::start(
+            api_listener,
+            api_router.clone(),
+            "gowa-api",
+        ))),
+        state,
+        api_addr,
+        api_router,
+        http: webhook::http_client()?,
+    });
+
+    let (control, control_addr) = match control_listener {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            let serving = Serving::start(listener, control::router(core.clone()), "control");
+            (Some(serving), Some(addr))
+        }
+        None => (None, None),
+    };
+    tracing::info!(
+        api = %api_addr,
+        control = control_addr.map(|a| a.to_string()).unwrap_or_default(),
+        "gowa-sim listening"
+    );
+    Ok(SimHandle {
+        core,
+        control,
+        control_addr,
+    })
+}
+
+/// What the handle and the control API share.
+pub(crate) struct SimCore {
+    state: Arc<SimState>,
+    api_addr: SocketAddr,
+    api_router: Router,
+    /// The serving GOWA API; `None` while down.
+    api: Mutex<Option<Serving>>,
+    http: reqwest::Client,
+}
+
+impl SimCore {
+    fn base_url(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+
+    async fn is_down(&self) -> bool {
+        self.api.lock().await.is_none()
+    }
+
+    async fn set_down(&self, down: bool) -> anyhow::Result<()> {
+        let mut api = self.api.lock().await;
+        if down {
+            if let Some(serving) = api.take() {
+                serving.stop().await;
+                tracing::info!(api = %self.api_addr, "GOWA API down");
+            }
+        } else if api.is_none() {
+            let listener = server::bind(self.api_addr).await?;
+            *api = Some(Serving::start(
+                listener,
+                self.api_router.clone(),
+                "gowa-api",
+            ));
+            tracing::info!(api = %self.api_addr, "GOWA API up again");
+        }
+        Ok(())
+    }
+
+    async fn deliver_webhook(&self, delivery: WebhookDelivery) -> anyhow::Result<DeliveryReport> {
+        webhook::deliver(&self.http, delivery).await
+    }
+}
+
+/// A running simulator. Dropping it stops the servers; [`SimHandle::shutdown`] also waits.
+pub struct SimHandle {
+    core: Arc<SimCore>,
+    control: Option<Serving>,
+    control_addr: Option<SocketAddr>,
+}
+
+impl SimHandle {
+    /// Base URL of the GOWA API, e.g. `http://127.0.0.1:41234`.
+    pub fn base_url(&self) -> String {
+        self.core.base_url()
+    }
+
+    /// The GOWA API address.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.core.api_addr
+    }
+
+    /// Base URL of the control API, when started with one.
+    pub fn control_url(&self) -> Option<String> {
+        self.control_addr.map(|addr| format!("http://{addr}"))
+    }
+
+    /// Every request received on the GOWA port, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.core.state.requests()
+    }
+
+    /// The recorded requests whose path is exactly `path` (e.g. `/send/message`).
+    pub fn requests_to(&self, path: &str) -> Vec<RecordedRequest> {
+        self.core.state.requests_to(path)
+    }
+
+    /// Clears the request log.
+    pub fn clear_requests(&self) {
+        self.core.state.clear_requests();
+    }
+
+    /// The faults in force (a count-limited send error shows its remaining count).
+    pub fn faults(&self) -> Faults {
+        self.core.state.faults()
+    }
+
+    /// Replaces the faults; `Faults::default()` heals the server.
+    pub fn set_faults(&self, faults: Faults) {
+        self.core.state.set_faults(faults);
+    }
+
+    /// Changes a device's state. Returns false when no device has that id.
+    pub fn set_device_state(&self, device_id: &str, state: DeviceState) -> bool {
+        self.core.state.set_device_state(device_id, state)
+    }
+
+    /// The devices and their current states.
+    pub fn devices(&self) -> Vec<DeviceSpec> {
+        self.core
+            .state
+            .devices()
+            .into_iter()
+            .map(|d| d.spec)
+            .collect()
+    }
+
+    /// Clears the log and the faults and restores the initial devices. Does not change
+    /// whether the API is down.
+    pub fn reset(&self) {
+        self.core.state.reset();
+    }
+
+    /// `true` closes the GOWA port: the listener and every open connection, so new
+    /// connections are refused. `false` binds the same port again. The control API and the
+    /// handle keep working meanwhile.
+    pub async fn set_down(&self, down: bool) -> anyhow::Result<()> {
+        self.core.set_down(down).await
+    }
+
+    /// Whether the GOWA port is closed by [`SimHandle::set_down`].
+    pub async fn is_down(&self) -> bool {
+        self.core.is_down().await
+    }
+
+    /// Signs and delivers a webhook like GOWA, and reports every attempt.
+    pub async fn deliver_webhook(&self, req: WebhookDelivery) -> anyhow::Result<DeliveryReport> {
+        self.core.deliver_webhook(req).await
+    }
+
+    /// Stops both servers and waits until their ports are closed.
+    pub async fn shutdown(mut self) {
+        if let Some(control) = self.control.take() {
+            control.stop().await;
+        }
+        let _ = self.core.set_down(true).await;
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(control) = &self.control {
+            control.abort();
+        }
+        if let Ok(api) = self.core.api.try_lock() {
+            if let Some(serving) = api.as_ref() {
+                serving.abort();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for SimHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimHandle")
+            .field("base_url", &self.base_url())
+            .field("control_url", &self.control_url())
+            .finish()
+    }
+}

@@ -1,0 +1,97 @@
+//! `gowa-sim`: runs the GOWA simulator with a control API, on loopback only.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::Parser;
+use gowa_sim::{DeviceSpec, SimConfig, start_on};
+use tracing_subscriber::EnvFilter;
+
+/// A GOWA (go-whatsapp-web-multidevice) API simulator for wagate's local stack.
+#[derive(Debug, Parser)]
+#[command(name = "gowa-sim", version)]
+struct Args {
+    /// Address of the GOWA API (loopback only).
+    #[arg(long, env = "GOWA_SIM_LISTEN", default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+
+    /// Address of the control API (loopback only).
+    #[arg(
+        long,
+        env = "GOWA_SIM_CONTROL_LISTEN",
+        default_value = "127.0.0.1:3001"
+    )]
+    control_listen: SocketAddr,
+
+    /// Require basic auth on every route but /health, as `user:password`.
+    #[arg(long, env = "GOWA_SIM_BASIC_AUTH", value_parser = parse_basic_auth)]
+    basic_auth: Option<(String, String)>,
+
+    /// A device, as `id=demo,jid=6281234567890@s.whatsapp.net,state=logged_in`; repeatable.
+    /// Without any, one logged-in device `demo` is registered.
+    #[arg(long = "device", value_name = "SPEC")]
+    devices: Vec<DeviceSpec>,
+}
+
+fn parse_basic_auth(value: &str) -> Result<(String, String), String> {
+    match value.split_once(':') {
+        Some((user, password)) if !user.is_empty() && !password.is_empty() => {
+            Ok((user.to_owned(), password.to_owned()))
+        }
+        _ => Err("expected user:password".to_owned()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .init();
+
+    let args = Args::parse();
+    let defaults = SimConfig::default();
+    let config = SimConfig {
+        basic_auth: args.basic_auth,
+        devices: if args.devices.is_empty() {
+            defaults.devices
+        } else {
+            args.devices
+        },
+        max_body_bytes: defaults.max_body_bytes,
+    };
+    let sim = start_on(config, args.listen, Some(args.control_listen))
+        .await
+        .context("starting gowa-sim")?;
+    tracing::info!(
+        base_url = %sim.base_url(),
+        control_url = sim.control_url().as_deref().unwrap_or_default(),
+        "gowa-sim ready"
+    );
+
+    shutdown_signal().await?;
+    tracing::info!("shutting down");
+    sim.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate =
+            signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.context("waiting for SIGINT")?,
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    Ok(())
+}

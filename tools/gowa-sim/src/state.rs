@@ -1,0 +1,294 @@
+//! Shared, mutable simulator state: devices, faults and the request log.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::config::{DeviceSpec, DeviceState, SimConfig};
+use crate::faults::{Faults, SendErrorStatus};
+
+/// One request received on the GOWA port, as recorded by the simulator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordedRequest {
+    /// Arrival order, from 1; never reused, not even after the log is cleared.
+    pub seq: u64,
+    /// When the request arrived (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// HTTP method, e.g. `POST`.
+    pub method: String,
+    /// Path without the query, e.g. `/send/message`.
+    pub path: String,
+    /// Raw query string, if any.
+    pub query: Option<String>,
+    /// The `X-Device-Id` header, if sent.
+    pub device_id: Option<String>,
+    /// Username of the basic-auth credentials, if any were sent. The password is never kept.
+    pub basic_auth_user: Option<String>,
+    /// Whether the request got past basic auth (always true for `/health` and an open server).
+    pub authorized: bool,
+    /// The `Content-Type` header, if sent.
+    pub content_type: Option<String>,
+    /// The body, when it was JSON.
+    pub json: Option<Value>,
+    /// The text fields, when the body was multipart or URL-encoded (first value per name).
+    pub form: Option<BTreeMap<String, String>>,
+    /// The file parts of a multipart body.
+    pub files: Vec<RecordedFile>,
+    /// Body length in bytes.
+    pub body_size: usize,
+    /// The status answered; `None` while unanswered (for example with the `hang` fault).
+    pub status: Option<u16>,
+}
+
+/// A file part of a multipart request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedFile {
+    /// Form field name, e.g. `image`.
+    pub name: String,
+    /// File name given by the client.
+    pub filename: Option<String>,
+    /// The part's `Content-Type`.
+    pub content_type: Option<String>,
+    /// Size in bytes.
+    pub size: usize,
+}
+
+/// A registered device and when it was "created".
+#[derive(Clone, Debug)]
+pub(crate) struct Device {
+    pub spec: DeviceSpec,
+    pub created_at: OffsetDateTime,
+}
+
+/// State shared by the API, the control API and the handle.
+#[derive(Debug)]
+pub(crate) struct SimState {
+    config: SimConfig,
+    initial_devices: Vec<Device>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    devices: Vec<Device>,
+    faults: Faults,
+    log: Vec<RecordedRequest>,
+    next_seq: u64,
+}
+
+impl SimState {
+    pub fn new(config: SimConfig) -> Self {
+        // Whole seconds, one apart, oldest first: GOWA lists devices by created_at, so the
+        // configured order is kept.
+        let now = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let count = config.devices.len() as u64;
+        let initial_devices: Vec<Device> = config
+            .devices
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| Device {
+                spec: spec.clone(),
+                created_at: now - Duration::from_secs(count - i as u64),
+            })
+            .collect();
+        Self {
+            inner: Mutex::new(Inner {
+                devices: initial_devices.clone(),
+                faults: Faults::default(),
+                log: Vec::new(),
+                next_seq: 1,
+            }),
+            initial_devices,
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends a request to the log, giving it the next sequence number.
+    pub fn record(&self, mut request: RecordedRequest) -> u64 {
+        let mut inner = self.lock();
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        request.seq = seq;
+        inner.log.push(request);
+        seq
+    }
+
+    /// Sets the answered status of a logged request (ignored if the log was cleared since).
+    pub fn record_status(&self, seq: u64, status: u16) {
+        let mut inner = self.lock();
+        if let Ok(i) = inner.log.binary_search_by_key(&seq, |r| r.seq) {
+            inner.log[i].status = Some(status);
+        }
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.lock().log.clone()
+    }
+
+    pub fn requests_to(&self, path: &str) -> Vec<RecordedRequest> {
+        self.lock()
+            .log
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    pub fn clear_requests(&self) {
+        self.lock().log.clear();
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.lock().faults.clone()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.lock().faults = faults;
+    }
+
+    /// Decides whether this send fails: consumes one use of a count-limited fault and rolls
+    /// the fault's rate.
+    pub fn take_send_error(&self) -> Option<SendErrorStatus> {
+        let mut inner = self.lock();
+        let fault = inner.faults.send_error.as_mut()?;
+        let status = fault.status;
+        let rate = fault.rate.clamp(0.0, 1.0);
+        if let Some(count) = fault.count.as_mut() {
+            if *count == 0 {
+                inner.faults.send_error = None;
+                return None;
+            }
+            *count -= 1;
+            if *count == 0 {
+                inner.faults.send_error = None;
+            }
+        }
+        let fails = rate >= 1.0 || (rate > 0.0 && rand::random::<f64>() < rate);
+        fails.then_some(status)
+    }
+
+    pub fn devices(&self) -> Vec<Device> {
+        self.lock().devices.clone()
+    }
+
+    pub fn device(&self, id: &str) -> Option<Device> {
+        self.lock()
+            .devices
+            .iter()
+            .find(|d| d.spec.id == id)
+            .cloned()
+    }
+
+    /// The only device, when exactly one is registered (GOWA's `DefaultDevice`).
+    pub fn only_device(&self) -> Option<Device> {
+        let inner = self.lock();
+        match inner.devices.as_slice() {
+            [only] => Some(only.clone()),
+            _ => None,
+        }
+    }
+
+    /// Changes a device's state; false when no device has that id.
+    pub fn set_device_state(&self, id: &str, state: DeviceState) -> bool {
+        let mut inner = self.lock();
+        match inner.devices.iter_mut().find(|d| d.spec.id == id) {
+            Some(device) => {
+                device.spec.state = state;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Clears the log and the faults and restores the initial devices.
+    pub fn reset(&self) {
+        let mut inner = self.lock();
+        inner.log.clear();
+        inner.faults = Faults::default();
+        inner.devices = self.initial_devices.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::SendErrorFault;
+
+    fn state() -> SimState {
+        SimState::new(SimConfig::default())
+    }
+
+    #[test]
+    fn count_limited_send_error_covers_exactly_n_sends() {
+        let state = state();
+        state.set_faults(Faults {
+            send_error: Some(SendErrorFault::next(
+                2,
+                SendErrorStatus::InternalServerError,
+            )),
+            ..Faults::default()
+        });
+        assert_eq!(
+            state.take_send_error(),
+            Some(SendErrorStatus::InternalServerError)
+        );
+        assert_eq!(
+            state.take_send_error(),
+            Some(SendErrorStatus::InternalServerError)
+        );
+        assert_eq!(state.take_send_error(), None);
+        assert!(state.faults().send_error.is_none());
+    }
+
+    #[test]
+    fn zero_rate_never_fails_but_still_uses_the_count() {
+        let state = state();
+        let mut fault = SendErrorFault::next(1, SendErrorStatus::TooManyRequests);
+        fault.rate = 0.0;
+        state.set_faults(Faults {
+            send_error: Some(fault),
+            ..Faults::default()
+        });
+        assert_eq!(state.take_send_error(), None);
+        assert!(state.faults().send_error.is_none());
+    }
+
+    #[test]
+    fn reset_restores_devices_and_clears_faults() {
+        let state = state();
+        assert!(state.set_device_state("demo", DeviceState::Connected));
+        state.set_faults(Faults {
+            hang: true,
+            ..Faults::default()
+        });
+        state.reset();
+        assert_eq!(
+            state.device("demo").unwrap().spec.state,
+            DeviceState::LoggedIn
+        );
+        assert_eq!(state.faults(), Faults::default());
+    }
+
+    #[test]
+    fn unknown_device_state_change_is_reported() {
+        assert!(!state().set_device_state("nope", DeviceState::Connected));
+    }
+}
