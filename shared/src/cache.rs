@@ -174,10 +174,20 @@ mod tests {
 
     #[async_trait]
     impl SecretSealer for Fake {
-        async fn seal(&self, _: &str, _: Purpose, _: &Secret) -> Result<SealedSecret, SecretsError> {
+        async fn seal(
+            &self,
+            _: &str,
+            _: Purpose,
+            _: &Secret,
+        ) -> Result<SealedSecret, SecretsError> {
             unreachable!()
         }
-        async fn open(&self, _: &str, _: Purpose, s: &SealedSecret) -> Result<Secret, SecretsError> {
+        async fn open(
+            &self,
+            _: &str,
+            _: Purpose,
+            s: &SealedSecret,
+        ) -> Result<Secret, SecretsError> {
             self.opens.fetch_add(1, Ordering::SeqCst);
             Ok(Secret::new(s.ciphertext.clone()))
         }
@@ -200,6 +210,7 @@ mod tests {
                 },
                 device_id: None,
                 region: None,
+                webhook_source_cidrs: Vec::new(),
             },
             backup: None,
             webhook_secrets: vec![WebhookSecret {
@@ -210,6 +221,7 @@ mod tests {
             active_endpoint: EndpointRole::Primary,
             is_active: true,
             connection_status: ConnectionStatus::Unknown,
+            limits: Limits::default(),
             version: 1,
             created_at: now,
             updated_at: now,

@@ -9,9 +9,11 @@
 pub mod aws;
 pub mod cache;
 pub mod config;
+pub mod messages;
 pub mod net;
 pub mod provider;
 pub mod secrets;
+pub mod signature;
 pub mod store;
 pub mod telemetry;
 pub mod tenant;

@@ -19,7 +19,9 @@ use url::{Host, Url};
 /// Why an address is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EgressError {
-    #[error("address {ip} is in a blocked range ({range}); an operator can admit it with WAGATE_EGRESS_ALLOW_CIDRS")]
+    #[error(
+        "address {ip} is in a blocked range ({range}); an operator can admit it with WAGATE_EGRESS_ALLOW_CIDRS"
+    )]
     Blocked { ip: IpAddr, range: &'static str },
     #[error("{addr} is the Lambda runtime API")]
     RuntimeApi { addr: SocketAddr },
@@ -211,9 +213,8 @@ impl Resolve for GuardedResolver {
         let policy = self.policy.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let mut refused = None;
             let admitted: Vec<SocketAddr> = resolved
                 .into_iter()
@@ -337,7 +338,8 @@ mod tests {
 
     #[test]
     fn allowlist_admits_only_what_it_names() {
-        let p = EgressPolicy::new(EgressPolicy::parse_allowlist("127.0.0.1/32, 10.0.0.0/24").unwrap());
+        let p =
+            EgressPolicy::new(EgressPolicy::parse_allowlist("127.0.0.1/32, 10.0.0.0/24").unwrap());
         assert!(!refused(&p, "http://127.0.0.1:3000/"));
         assert!(!refused(&p, "http://localhost:3000/"));
         assert!(!refused(&p, "http://10.0.0.7/"));
@@ -351,7 +353,10 @@ mod tests {
     fn runtime_api_is_refused_even_when_its_ip_is_admitted() {
         let p = EgressPolicy::new(EgressPolicy::parse_allowlist("127.0.0.1").unwrap())
             .with_runtime_api(EgressPolicy::parse_runtime_api("127.0.0.1:9001"));
-        assert!(refused(&p, "http://127.0.0.1:9001/2018-06-01/runtime/invocation/next"));
+        assert!(refused(
+            &p,
+            "http://127.0.0.1:9001/2018-06-01/runtime/invocation/next"
+        ));
         assert!(!refused(&p, "http://127.0.0.1:3000/"));
     }
 

@@ -179,7 +179,9 @@ impl SecretSealer for KmsSealer {
             .map_err(|e| SecretsError::Seal {
                 tenant_id: tenant_id.to_string(),
                 purpose: purpose.as_str(),
-                source: aws_sdk_kms::error::DisplayErrorContext(e).to_string().into(),
+                source: aws_sdk_kms::error::DisplayErrorContext(e)
+                    .to_string()
+                    .into(),
             })?;
         let blob = out.ciphertext_blob.ok_or_else(|| SecretsError::Seal {
             tenant_id: tenant_id.to_string(),
@@ -198,12 +200,12 @@ impl SecretSealer for KmsSealer {
         purpose: Purpose,
         sealed: &SealedSecret,
     ) -> Result<Secret, SecretsError> {
-        let bytes = B64
-            .decode(sealed.ciphertext.as_bytes())
-            .map_err(|_| SecretsError::Corrupt {
-                tenant_id: tenant_id.to_string(),
-                purpose: purpose.as_str(),
-            })?;
+        let bytes =
+            B64.decode(sealed.ciphertext.as_bytes())
+                .map_err(|_| SecretsError::Corrupt {
+                    tenant_id: tenant_id.to_string(),
+                    purpose: purpose.as_str(),
+                })?;
         let out = self
             .client
             .decrypt()
@@ -216,7 +218,9 @@ impl SecretSealer for KmsSealer {
             .map_err(|e| SecretsError::Open {
                 tenant_id: tenant_id.to_string(),
                 purpose: purpose.as_str(),
-                source: aws_sdk_kms::error::DisplayErrorContext(e).to_string().into(),
+                source: aws_sdk_kms::error::DisplayErrorContext(e)
+                    .to_string()
+                    .into(),
             })?;
         let plain = out.plaintext.ok_or_else(|| SecretsError::Open {
             tenant_id: tenant_id.to_string(),
@@ -246,7 +250,10 @@ mod tests {
 
     #[test]
     fn fingerprint_shows_tail_of_long_secrets_only() {
-        assert_eq!(Secret::new("0123456789abcdefWXYZ").fingerprint(), "****WXYZ");
+        assert_eq!(
+            Secret::new("0123456789abcdefWXYZ").fingerprint(),
+            "****WXYZ"
+        );
         assert_eq!(Secret::new("short-secret").fingerprint(), "****");
     }
 

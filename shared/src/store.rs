@@ -81,8 +81,11 @@ pub trait TenantConfigStore: TenantConfigReader {
         expected_version: Option<u64>,
     ) -> Result<(), StoreError>;
     /// One page of all configs, in no particular order.
-    async fn list(&self, cursor: Option<&str>, limit: u32)
-    -> Result<Page<SealedConfig>, StoreError>;
+    async fn list(
+        &self,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<SealedConfig>, StoreError>;
     /// Every tenant whose primary or backup endpoint is `endpoint_key` (a normalised base URL).
     async fn by_endpoint(&self, endpoint_key: &str) -> Result<Vec<SealedConfig>, StoreError>;
 }
@@ -226,7 +229,10 @@ impl TenantConfigStore for DynamoTenantStore {
             .set_item(Some(item))
             .condition_expression("attribute_exists(tenantId) AND #v = :expected")
             .expression_attribute_names("#v", "version")
-            .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()))
+            .expression_attribute_values(
+                ":expected",
+                AttributeValue::N(expected_version.to_string()),
+            )
             .send()
             .await;
         match res {
@@ -318,10 +324,20 @@ impl TenantConfigStore for DynamoTenantStore {
 
     async fn by_endpoint(&self, endpoint_key: &str) -> Result<Vec<SealedConfig>, StoreError> {
         let mut out = Vec::new();
-        self.query_index(INDEX_BY_PRIMARY_ENDPOINT, "primaryEndpointKey", endpoint_key, &mut out)
-            .await?;
-        self.query_index(INDEX_BY_BACKUP_ENDPOINT, "backupEndpointKey", endpoint_key, &mut out)
-            .await?;
+        self.query_index(
+            INDEX_BY_PRIMARY_ENDPOINT,
+            "primaryEndpointKey",
+            endpoint_key,
+            &mut out,
+        )
+        .await?;
+        self.query_index(
+            INDEX_BY_BACKUP_ENDPOINT,
+            "backupEndpointKey",
+            endpoint_key,
+            &mut out,
+        )
+        .await?;
         Ok(out)
     }
 }

@@ -8,6 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::Url;
@@ -179,6 +180,9 @@ pub struct Endpoint<S> {
     pub device_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// Where this server's webhooks may come from; empty means anywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhook_source_cidrs: Vec<IpNet>,
 }
 
 impl<S> Endpoint<S> {
@@ -186,6 +190,31 @@ impl<S> Endpoint<S> {
     pub fn endpoint_key(&self) -> &str {
         &self.base_url
     }
+}
+
+/// Per-tenant limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Limits {
+    /// Outbound messages per minute, across all sender instances. WhatsApp's anti-spam
+    /// punishes bursts, so the default is conservative.
+    pub outbound_per_minute: u32,
+    /// Inbound webhooks per second, per ingress instance (a flood guard, not a quota).
+    pub inbound_per_second: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            outbound_per_minute: 30,
+            inbound_per_second: 50,
+        }
+    }
+}
+
+impl Limits {
+    pub const MAX_OUTBOUND_PER_MINUTE: u32 = 6000;
+    pub const MAX_INBOUND_PER_SECOND: u32 = 10_000;
 }
 
 /// A webhook signing secret. Several may be current during a rotation.
@@ -224,6 +253,8 @@ pub struct TenantConfig<S> {
     pub is_active: bool,
     #[serde(default)]
     pub connection_status: ConnectionStatus,
+    #[serde(default)]
+    pub limits: Limits,
     /// Optimistic-locking version: 1 on create, +1 on every update.
     pub version: u64,
     #[serde(with = "time::serde::rfc3339")]
@@ -291,6 +322,7 @@ impl<S> TenantConfig<S> {
                 credentials: map_creds(e.credentials, take)?,
                 device_id: e.device_id,
                 region: e.region,
+                webhook_source_cidrs: e.webhook_source_cidrs,
             })
         };
         let primary = map_endpoint(self.primary, &mut take)?;
@@ -315,6 +347,7 @@ impl<S> TenantConfig<S> {
             active_endpoint: self.active_endpoint,
             is_active: self.is_active,
             connection_status: self.connection_status,
+            limits: self.limits,
             version: self.version,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -327,7 +360,11 @@ impl<S> TenantConfig<S> {
         if let Some(s) = self.primary.credentials.secret_mut() {
             out.push(s);
         }
-        if let Some(s) = self.backup.as_mut().and_then(|b| b.credentials.secret_mut()) {
+        if let Some(s) = self
+            .backup
+            .as_mut()
+            .and_then(|b| b.credentials.secret_mut())
+        {
             out.push(s);
         }
         for w in &mut self.webhook_secrets {
@@ -351,7 +388,22 @@ impl<S> TenantConfig<S> {
             }
         }
         if self.active_endpoint == EndpointRole::Backup && self.backup.is_none() {
-            errs.push("activeEndpoint", "is 'backup' but no backup endpoint is set");
+            errs.push(
+                "activeEndpoint",
+                "is 'backup' but no backup endpoint is set",
+            );
+        }
+        if !(1..=Limits::MAX_OUTBOUND_PER_MINUTE).contains(&self.limits.outbound_per_minute) {
+            errs.push(
+                "limits.outboundPerMinute",
+                format!("must be 1 to {}", Limits::MAX_OUTBOUND_PER_MINUTE),
+            );
+        }
+        if !(1..=Limits::MAX_INBOUND_PER_SECOND).contains(&self.limits.inbound_per_second) {
+            errs.push(
+                "limits.inboundPerSecond",
+                format!("must be 1 to {}", Limits::MAX_INBOUND_PER_SECOND),
+            );
         }
         if self.webhook_secrets.is_empty() {
             errs.push("webhookSecrets", "at least one webhook secret is required");
@@ -447,7 +499,8 @@ fn check_base_url(url: &Url, egress: &EgressPolicy) -> Result<(), String> {
 /// Parses and normalises a server base URL: lowercase scheme and host, default port
 /// dropped, no trailing slash. Two spellings of one server give one key.
 pub fn normalize_base_url(raw: &str) -> Result<String, FieldError> {
-    let url = Url::parse(raw.trim()).map_err(|_| FieldError::new("baseUrl", "is not a valid URL"))?;
+    let url =
+        Url::parse(raw.trim()).map_err(|_| FieldError::new("baseUrl", "is not a valid URL"))?;
     let mut s = url.to_string();
     while s.ends_with('/') {
         s.pop();
@@ -548,12 +601,14 @@ mod tests {
                 },
                 device_id: Some("dev-1".into()),
                 region: Some("eu-west-1".into()),
+                webhook_source_cidrs: Vec::new(),
             },
             backup: Some(Endpoint {
                 base_url: "https://backup.example.com".into(),
                 credentials: Credentials::ApiKey { key: "k".into() },
                 device_id: None,
                 region: None,
+                webhook_source_cidrs: Vec::new(),
             }),
             webhook_secrets: vec![WebhookSecret {
                 id: "s1".into(),
@@ -563,6 +618,7 @@ mod tests {
             active_endpoint: EndpointRole::Primary,
             is_active: true,
             connection_status: ConnectionStatus::Unknown,
+            limits: Limits::default(),
             version: 1,
             created_at: datetime!(2026-01-01 0:00 UTC),
             updated_at: datetime!(2026-01-01 0:00 UTC),
@@ -587,7 +643,9 @@ mod tests {
 
     #[test]
     fn valid_config_passes() {
-        config("https://wa.example.com").validate(&EgressPolicy::default()).unwrap();
+        config("https://wa.example.com")
+            .validate(&EgressPolicy::default())
+            .unwrap();
     }
 
     #[test]
@@ -599,7 +657,11 @@ mod tests {
         let fields: Vec<&str> = errs.0.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["primary.baseUrl", "primary.deviceId", "webhookSecrets[1].id"]
+            [
+                "primary.baseUrl",
+                "primary.deviceId",
+                "webhookSecrets[1].id"
+            ]
         );
     }
 
@@ -612,7 +674,9 @@ mod tests {
             "http://[::ffff:127.0.0.1]",
             "http://localhost:3000",
         ] {
-            let errs = config(target).validate(&EgressPolicy::default()).unwrap_err();
+            let errs = config(target)
+                .validate(&EgressPolicy::default())
+                .unwrap_err();
             assert_eq!(errs.0[0].field, "primary.baseUrl", "{target}");
         }
     }
@@ -620,7 +684,9 @@ mod tests {
     #[test]
     fn url_with_credentials_or_query_is_refused() {
         for target in ["https://u:p@wa.example.com", "https://wa.example.com/?x=1"] {
-            let errs = config(target).validate(&EgressPolicy::default()).unwrap_err();
+            let errs = config(target)
+                .validate(&EgressPolicy::default())
+                .unwrap_err();
             assert_eq!(errs.0[0].field, "primary.baseUrl", "{target}");
         }
     }
@@ -640,7 +706,11 @@ mod tests {
     #[test]
     fn secret_slots_round_trip_through_with_secrets() {
         let c = config("https://wa.example.com");
-        let values: Vec<String> = c.secret_slots().iter().map(|(_, s)| s.to_uppercase()).collect();
+        let values: Vec<String> = c
+            .secret_slots()
+            .iter()
+            .map(|(_, s)| s.to_uppercase())
+            .collect();
         let purposes: Vec<Purpose> = c.secret_slots().iter().map(|(p, _)| *p).collect();
         assert_eq!(
             purposes,
@@ -654,8 +724,13 @@ mod tests {
         assert_eq!(mapped.primary.credentials.secret(), Some(&"P".to_string()));
         assert_eq!(mapped.webhook_secrets[0].secret, "W");
         assert_eq!(
-            config("https://wa.example.com").with_secrets(vec![1]).unwrap_err(),
-            SlotMismatch { expected: 3, got: 1 }
+            config("https://wa.example.com")
+                .with_secrets(vec![1])
+                .unwrap_err(),
+            SlotMismatch {
+                expected: 3,
+                got: 1
+            }
         );
     }
 

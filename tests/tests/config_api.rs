@@ -120,7 +120,10 @@ async fn update_with_if_match_bumps_the_version_and_keeps_omitted_secrets() {
     assert_eq!(api.stack.counter.count_op("KMS", "Encrypt"), 1);
     let after = api.stored().await[0]["primary"].clone();
     let cipher = |av: &aws_sdk_dynamodb::types::AttributeValue| {
-        av.as_m().unwrap()["credentials"].as_m().unwrap()["password"].as_m().unwrap()["ciphertext"].clone()
+        av.as_m().unwrap()["credentials"].as_m().unwrap()["password"]
+            .as_m()
+            .unwrap()["ciphertext"]
+            .clone()
     };
     assert_eq!(cipher(&before), cipher(&after));
     assert_eq!(r.json()["webhookSecrets"][0]["id"], "s1");
@@ -146,11 +149,17 @@ async fn delete_removes_the_config_then_read_is_404() {
     let api = api().await;
     api.create(&valid_body()).await;
     let r = api
-        .call(ApiEvent::new("DELETE", PATH).bearer(&api.admin()).header("If-Match", "\"1\""))
+        .call(
+            ApiEvent::new("DELETE", PATH)
+                .bearer(&api.admin())
+                .header("If-Match", "\"1\""),
+        )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert!(api.stored().await.is_empty());
-    let r = api.call(ApiEvent::new("GET", PATH).bearer(&api.admin())).await;
+    let r = api
+        .call(ApiEvent::new("GET", PATH).bearer(&api.admin()))
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.json()["error"], "not_found");
 }
@@ -169,7 +178,11 @@ async fn admin_lists_tenants_page_by_page() {
         assert_eq!(r.status, StatusCode::CREATED);
     }
     let r = api
-        .call(ApiEvent::new("GET", "/tenants").bearer(&api.admin()).query("limit=2"))
+        .call(
+            ApiEvent::new("GET", "/tenants")
+                .bearer(&api.admin())
+                .query("limit=2"),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["items"].as_array().unwrap().len(), 2);
@@ -204,7 +217,9 @@ async fn base64_encoded_bodies_are_accepted() {
 #[tokio::test]
 async fn no_token_is_401_and_nothing_stored() {
     let api = api().await;
-    let r = api.call(ApiEvent::new("POST", PATH).json(&valid_body())).await;
+    let r = api
+        .call(ApiEvent::new("POST", PATH).json(&valid_body()))
+        .await;
     assert_eq!(r.headers["www-authenticate"], "Bearer");
     assert_refused_and_nothing_stored(&api, &r, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
@@ -216,7 +231,11 @@ async fn expired_token_is_401_and_nothing_stored() {
         .issuer
         .token(&TokenSpec::admin().ttl(time::Duration::minutes(-5)));
     let r = api
-        .call(ApiEvent::new("POST", PATH).bearer(&token).json(&valid_body()))
+        .call(
+            ApiEvent::new("POST", PATH)
+                .bearer(&token)
+                .json(&valid_body()),
+        )
         .await;
     assert_refused_and_nothing_stored(&api, &r, StatusCode::UNAUTHORIZED, "token_expired").await;
 }
@@ -238,9 +257,15 @@ async fn token_from_another_issuer_key_is_401() {
 #[tokio::test]
 async fn token_for_another_audience_is_401() {
     let api = api().await;
-    let token = api.issuer.token(&TokenSpec::admin().audience("someone-else"));
+    let token = api
+        .issuer
+        .token(&TokenSpec::admin().audience("someone-else"));
     let r = api
-        .call(ApiEvent::new("POST", PATH).bearer(&token).json(&valid_body()))
+        .call(
+            ApiEvent::new("POST", PATH)
+                .bearer(&token)
+                .json(&valid_body()),
+        )
         .await;
     assert_refused_and_nothing_stored(&api, &r, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
@@ -249,7 +274,11 @@ async fn token_for_another_audience_is_401() {
 async fn garbage_token_is_401() {
     let api = api().await;
     let r = api
-        .call(ApiEvent::new("POST", PATH).bearer("not.a.jwt").json(&valid_body()))
+        .call(
+            ApiEvent::new("POST", PATH)
+                .bearer("not.a.jwt")
+                .json(&valid_body()),
+        )
         .await;
     assert_refused_and_nothing_stored(&api, &r, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
@@ -274,7 +303,9 @@ async fn another_tenants_token_cannot_read_update_or_delete() {
     let other = api.tenant("other");
     for ev in [
         ApiEvent::new("GET", PATH),
-        ApiEvent::new("PUT", PATH).header("If-Match", "1").json(&valid_body()),
+        ApiEvent::new("PUT", PATH)
+            .header("If-Match", "1")
+            .json(&valid_body()),
         ApiEvent::new("DELETE", PATH),
     ] {
         let r = api.call(ev.bearer(&other)).await;
@@ -317,7 +348,11 @@ async fn missing_field_is_400_naming_it_and_nothing_stored() {
     let mut body = valid_body();
     body.as_object_mut().unwrap().remove("primary");
     let r = api.create(&body).await;
-    assert!(r.json()["message"].as_str().unwrap().contains("primary"), "{}", r.text);
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("primary"),
+        "{}",
+        r.text
+    );
     assert_refused_and_nothing_stored(&api, &r, StatusCode::BAD_REQUEST, "invalid_body").await;
 }
 
@@ -327,7 +362,12 @@ async fn missing_password_is_400_naming_the_field() {
     let mut body = valid_body();
     body["primary"]["credentials"] = json!({"type": "basic", "username": "admin"});
     let r = api.create(&body).await;
-    assert_eq!(r.json()["fields"][0]["field"], "primary.credentials.password", "{}", r.text);
+    assert_eq!(
+        r.json()["fields"][0]["field"],
+        "primary.credentials.password",
+        "{}",
+        r.text
+    );
     assert_refused_and_nothing_stored(&api, &r, StatusCode::BAD_REQUEST, "invalid_config").await;
 }
 
@@ -337,7 +377,12 @@ async fn invalid_url_is_400_naming_the_field() {
     let mut body = valid_body();
     body["primary"]["baseUrl"] = json!("not a url");
     let r = api.create(&body).await;
-    assert_eq!(r.json()["fields"][0]["field"], "primary.baseUrl", "{}", r.text);
+    assert_eq!(
+        r.json()["fields"][0]["field"],
+        "primary.baseUrl",
+        "{}",
+        r.text
+    );
     assert_refused_and_nothing_stored(&api, &r, StatusCode::BAD_REQUEST, "invalid_config").await;
 }
 
@@ -347,7 +392,12 @@ async fn non_http_scheme_is_400() {
     let mut body = valid_body();
     body["backup"]["baseUrl"] = json!("file:///etc/passwd");
     let r = api.create(&body).await;
-    assert_eq!(r.json()["fields"][0]["field"], "backup.baseUrl", "{}", r.text);
+    assert_eq!(
+        r.json()["fields"][0]["field"],
+        "backup.baseUrl",
+        "{}",
+        r.text
+    );
     assert_refused_and_nothing_stored(&api, &r, StatusCode::BAD_REQUEST, "invalid_config").await;
 }
 
@@ -364,8 +414,14 @@ async fn ssrf_targets_are_400_and_nothing_stored() {
         let mut body = valid_body();
         body["primary"]["baseUrl"] = json!(target);
         let r = api.create(&body).await;
-        assert_eq!(r.json()["fields"][0]["field"], "primary.baseUrl", "{target}: {}", r.text);
-        assert_refused_and_nothing_stored(&api, &r, StatusCode::BAD_REQUEST, "invalid_config").await;
+        assert_eq!(
+            r.json()["fields"][0]["field"],
+            "primary.baseUrl",
+            "{target}: {}",
+            r.text
+        );
+        assert_refused_and_nothing_stored(&api, &r, StatusCode::BAD_REQUEST, "invalid_config")
+            .await;
     }
 }
 
@@ -396,7 +452,8 @@ async fn body_over_64_kib_is_413_and_nothing_stored() {
     let mut body = valid_body();
     body["primary"]["deviceId"] = json!("x".repeat(70 * 1024));
     let r = api.create(&body).await;
-    assert_refused_and_nothing_stored(&api, &r, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
+    assert_refused_and_nothing_stored(&api, &r, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+        .await;
 }
 
 #[tokio::test]
@@ -410,7 +467,13 @@ async fn non_json_content_type_is_415() {
                 .header("content-type", "text/plain"),
         )
         .await;
-    assert_refused_and_nothing_stored(&api, &r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    assert_refused_and_nothing_stored(
+        &api,
+        &r,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -438,7 +501,9 @@ async fn duplicate_create_is_409_and_keeps_the_first() {
     let items = api.stored().await;
     assert_eq!(items.len(), 1);
     assert_eq!(
-        items[0]["primary"].as_m().unwrap()["deviceId"].as_s().unwrap(),
+        items[0]["primary"].as_m().unwrap()["deviceId"]
+            .as_s()
+            .unwrap(),
         "dev-1"
     );
 }
@@ -450,14 +515,24 @@ async fn stale_version_is_409_and_the_config_is_unchanged() {
     let mut body = valid_body();
     body["isActive"] = json!(false);
     let ok = api
-        .call(ApiEvent::new("PUT", PATH).bearer(&api.admin()).header("If-Match", "\"1\"").json(&body))
+        .call(
+            ApiEvent::new("PUT", PATH)
+                .bearer(&api.admin())
+                .header("If-Match", "\"1\"")
+                .json(&body),
+        )
         .await;
     assert_eq!(ok.status, StatusCode::OK);
     api.stack.counter.reset();
     let mut stale = valid_body();
     stale["primary"]["deviceId"] = json!("dev-stale");
     let r = api
-        .call(ApiEvent::new("PUT", PATH).bearer(&api.admin()).header("If-Match", "\"1\"").json(&stale))
+        .call(
+            ApiEvent::new("PUT", PATH)
+                .bearer(&api.admin())
+                .header("If-Match", "\"1\"")
+                .json(&stale),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
     assert_eq!(r.json()["error"], "version_conflict");
@@ -465,7 +540,9 @@ async fn stale_version_is_409_and_the_config_is_unchanged() {
     let items = api.stored().await;
     assert_eq!(items[0]["version"].as_n().unwrap(), "2");
     assert_eq!(
-        items[0]["primary"].as_m().unwrap()["deviceId"].as_s().unwrap(),
+        items[0]["primary"].as_m().unwrap()["deviceId"]
+            .as_s()
+            .unwrap(),
         "dev-1"
     );
 }
@@ -488,7 +565,12 @@ async fn update_without_a_version_is_428_and_nothing_changes() {
 async fn update_of_a_missing_tenant_is_404() {
     let api = api().await;
     let r = api
-        .call(ApiEvent::new("PUT", PATH).bearer(&api.admin()).header("If-Match", "1").json(&valid_body()))
+        .call(
+            ApiEvent::new("PUT", PATH)
+                .bearer(&api.admin())
+                .header("If-Match", "1")
+                .json(&valid_body()),
+        )
         .await;
     assert_refused_and_nothing_stored(&api, &r, StatusCode::NOT_FOUND, "not_found").await;
 }
@@ -496,8 +578,19 @@ async fn update_of_a_missing_tenant_is_404() {
 #[tokio::test]
 async fn unsupported_method_is_405_with_allow() {
     let api = api().await;
-    let r = api.call(ApiEvent::new("PATCH", PATH).bearer(&api.admin()).json(&valid_body())).await;
+    let r = api
+        .call(
+            ApiEvent::new("PATCH", PATH)
+                .bearer(&api.admin())
+                .json(&valid_body()),
+        )
+        .await;
     assert_eq!(r.headers["allow"], "GET, POST, PUT, DELETE");
-    assert_refused_and_nothing_stored(&api, &r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    assert_refused_and_nothing_stored(
+        &api,
+        &r,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await;
 }
-

@@ -43,11 +43,19 @@ async fn secrets_never_reach_logs_or_error_responses() {
     body["primary"]["baseUrl"] = json!("http://169.254.169.254");
     let r2 = api.create(&body).await;
     let r3 = api
-        .call(ApiEvent::new("PUT", PATH).bearer(&api.admin()).header("If-Match", "\"1\"").json(&valid_body()))
+        .call(
+            ApiEvent::new("PUT", PATH)
+                .bearer(&api.admin())
+                .header("If-Match", "\"1\"")
+                .json(&valid_body()),
+        )
         .await;
     assert_eq!(r3.status, StatusCode::OK);
     let logged = logs.text();
-    assert!(logged.contains("config created"), "log capture is not working: {logged}");
+    assert!(
+        logged.contains("config created"),
+        "log capture is not working: {logged}"
+    );
     for secret in [PASSWORD, WEBHOOK_SECRET, "backup-api-key-0000-1111-2222"] {
         assert!(!logged.contains(secret), "secret in the logs");
         for r in [&r1, &r2, &r3] {

@@ -31,12 +31,14 @@ fn plain_config(tenant: &str, base_url: &str, backup: Option<&str>) -> TenantCon
             },
             device_id: Some("dev-1".into()),
             region: Some("eu-west-1".into()),
+            webhook_source_cidrs: Vec::new(),
         },
         backup: backup.map(|b| Endpoint {
             base_url: b.into(),
             credentials: Credentials::None,
             device_id: None,
             region: None,
+            webhook_source_cidrs: Vec::new(),
         }),
         webhook_secrets: vec![WebhookSecret {
             id: "s1".into(),
@@ -46,6 +48,7 @@ fn plain_config(tenant: &str, base_url: &str, backup: Option<&str>) -> TenantCon
         active_endpoint: EndpointRole::Primary,
         is_active: true,
         connection_status: ConnectionStatus::Unknown,
+        limits: Limits::default(),
         version: 1,
         created_at: now(),
         updated_at: now(),
@@ -55,7 +58,12 @@ fn plain_config(tenant: &str, base_url: &str, backup: Option<&str>) -> TenantCon
 async fn seal(sealer: &KmsSealer, cfg: TenantConfig<Secret>) -> SealedConfig {
     let mut out = Vec::new();
     for (purpose, s) in cfg.secret_slots() {
-        out.push(sealer.seal(cfg.tenant_id.as_str(), purpose, s).await.unwrap());
+        out.push(
+            sealer
+                .seal(cfg.tenant_id.as_str(), purpose, s)
+                .await
+                .unwrap(),
+        );
     }
     cfg.with_secrets(out).unwrap()
 }
@@ -80,7 +88,11 @@ async fn fixture() -> Fixture {
 #[tokio::test]
 async fn create_then_get_round_trips_the_config() {
     let f = fixture().await;
-    let sealed = seal(&f.sealer, plain_config("acme", "https://wa1.example.com", None)).await;
+    let sealed = seal(
+        &f.sealer,
+        plain_config("acme", "https://wa1.example.com", None),
+    )
+    .await;
     f.store.create(&sealed).await.unwrap();
     let got = f.store.get(&sealed.tenant_id).await.unwrap().unwrap();
     assert_eq!(got, sealed);
@@ -89,9 +101,17 @@ async fn create_then_get_round_trips_the_config() {
 #[tokio::test]
 async fn create_fails_when_the_tenant_exists_and_keeps_the_first() {
     let f = fixture().await;
-    let first = seal(&f.sealer, plain_config("acme", "https://wa1.example.com", None)).await;
+    let first = seal(
+        &f.sealer,
+        plain_config("acme", "https://wa1.example.com", None),
+    )
+    .await;
     f.store.create(&first).await.unwrap();
-    let second = seal(&f.sealer, plain_config("acme", "https://other.example.com", None)).await;
+    let second = seal(
+        &f.sealer,
+        plain_config("acme", "https://other.example.com", None),
+    )
+    .await;
     assert!(matches!(
         f.store.create(&second).await,
         Err(StoreError::AlreadyExists)
@@ -103,7 +123,11 @@ async fn create_fails_when_the_tenant_exists_and_keeps_the_first() {
 #[tokio::test]
 async fn update_with_a_stale_version_is_a_conflict_not_an_overwrite() {
     let f = fixture().await;
-    let v1 = seal(&f.sealer, plain_config("acme", "https://wa1.example.com", None)).await;
+    let v1 = seal(
+        &f.sealer,
+        plain_config("acme", "https://wa1.example.com", None),
+    )
+    .await;
     f.store.create(&v1).await.unwrap();
 
     let mut v2 = v1.clone();
@@ -127,7 +151,11 @@ async fn update_with_a_stale_version_is_a_conflict_not_an_overwrite() {
 #[tokio::test]
 async fn update_and_delete_of_a_missing_tenant_are_not_found() {
     let f = fixture().await;
-    let cfg = seal(&f.sealer, plain_config("ghost", "https://wa1.example.com", None)).await;
+    let cfg = seal(
+        &f.sealer,
+        plain_config("ghost", "https://wa1.example.com", None),
+    )
+    .await;
     assert!(matches!(
         f.store.update(&cfg, 1).await,
         Err(StoreError::NotFound)
@@ -142,7 +170,11 @@ async fn update_and_delete_of_a_missing_tenant_are_not_found() {
 #[tokio::test]
 async fn delete_honours_the_expected_version() {
     let f = fixture().await;
-    let cfg = seal(&f.sealer, plain_config("acme", "https://wa1.example.com", None)).await;
+    let cfg = seal(
+        &f.sealer,
+        plain_config("acme", "https://wa1.example.com", None),
+    )
+    .await;
     f.store.create(&cfg).await.unwrap();
     assert!(matches!(
         f.store.delete(&cfg.tenant_id, Some(7)).await,
@@ -211,13 +243,23 @@ async fn tenants_by_endpoint_finds_primary_and_backup_users_of_a_server() {
         .collect();
     on_shared.sort();
     assert_eq!(on_shared, ["a", "b", "c"]);
-    assert!(f.store.by_endpoint("https://nobody.example.com").await.unwrap().is_empty());
+    assert!(
+        f.store
+            .by_endpoint("https://nobody.example.com")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn stored_items_hold_no_plaintext_secret() {
     let f = fixture().await;
-    let cfg = seal(&f.sealer, plain_config("acme", "https://wa1.example.com", None)).await;
+    let cfg = seal(
+        &f.sealer,
+        plain_config("acme", "https://wa1.example.com", None),
+    )
+    .await;
     f.store.create(&cfg).await.unwrap();
     let items = f.stack.scan_tenants().await;
     assert_eq!(items.len(), 1);
@@ -234,7 +276,11 @@ async fn stored_items_hold_no_plaintext_secret() {
 #[tokio::test]
 async fn sealed_secrets_open_to_the_original_values() {
     let f = fixture().await;
-    let cfg = seal(&f.sealer, plain_config("acme", "https://wa1.example.com", None)).await;
+    let cfg = seal(
+        &f.sealer,
+        plain_config("acme", "https://wa1.example.com", None),
+    )
+    .await;
     let opened = open_config(&f.sealer, cfg).await.unwrap();
     assert_eq!(
         opened.primary.credentials.secret().unwrap().expose(),
@@ -246,14 +292,25 @@ async fn sealed_secrets_open_to_the_original_values() {
 #[tokio::test]
 async fn ciphertext_copied_into_another_tenants_item_fails_to_open() {
     let f = fixture().await;
-    let victim = seal(&f.sealer, plain_config("victim", "https://wa1.example.com", None)).await;
-    let mut thief = seal(&f.sealer, plain_config("thief", "https://wa2.example.com", None)).await;
+    let victim = seal(
+        &f.sealer,
+        plain_config("victim", "https://wa1.example.com", None),
+    )
+    .await;
+    let mut thief = seal(
+        &f.sealer,
+        plain_config("thief", "https://wa2.example.com", None),
+    )
+    .await;
     // Copy the victim's sealed webhook secret into the thief's item, in the same slot.
     thief.webhook_secrets[0].secret = victim.webhook_secrets[0].secret.clone();
     f.store.create(&thief).await.unwrap();
     let stored = f.store.get(&thief.tenant_id).await.unwrap().unwrap();
     let err = open_config(&f.sealer, stored).await.unwrap_err();
-    assert!(matches!(err, SecretsError::Open { ref tenant_id, purpose: "webhook-secret", .. } if tenant_id == "thief"), "{err:?}");
+    assert!(
+        matches!(err, SecretsError::Open { ref tenant_id, purpose: "webhook-secret", .. } if tenant_id == "thief"),
+        "{err:?}"
+    );
     // And the error says nothing of the secret.
     assert!(!format!("{err} {err:?}").contains(WEBHOOK_SECRET));
 }
@@ -285,7 +342,15 @@ async fn ciphertext_used_for_another_purpose_fails_to_open() {
 #[tokio::test]
 async fn warm_cache_read_makes_no_dynamodb_and_no_kms_call() {
     let f = fixture().await;
-    let cfg = seal(&f.sealer, plain_config("acme", "https://wa1.example.com", Some("https://wa2.example.com"))).await;
+    let cfg = seal(
+        &f.sealer,
+        plain_config(
+            "acme",
+            "https://wa1.example.com",
+            Some("https://wa2.example.com"),
+        ),
+    )
+    .await;
     f.store.create(&cfg).await.unwrap();
     let cache = ConfigCache::new(
         Arc::new(f.store.clone()),
@@ -305,8 +370,18 @@ async fn warm_cache_read_makes_no_dynamodb_and_no_kms_call() {
         let warm = cache.get(&id).await.unwrap().unwrap();
         assert!(Arc::ptr_eq(&cold, &warm));
     }
-    assert_eq!(f.stack.counter.count("DynamoDB"), 0, "{:?}", f.stack.counter.calls());
-    assert_eq!(f.stack.counter.count("KMS"), 0, "{:?}", f.stack.counter.calls());
+    assert_eq!(
+        f.stack.counter.count("DynamoDB"),
+        0,
+        "{:?}",
+        f.stack.counter.calls()
+    );
+    assert_eq!(
+        f.stack.counter.count("KMS"),
+        0,
+        "{:?}",
+        f.stack.counter.calls()
+    );
     assert_eq!(f.stack.counter.total(), 0);
 }
 

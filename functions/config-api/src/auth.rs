@@ -142,7 +142,8 @@ impl Authenticator {
             Some(j) => j,
             None => {
                 self.refresh().await;
-                self.find(kid).ok_or(AuthError::Invalid("unknown signing key"))?
+                self.find(kid)
+                    .ok_or(AuthError::Invalid("unknown signing key"))?
             }
         };
         if let Some(alg) = jwk.common.key_algorithm

@@ -3,12 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use wagate::Secret;
 use wagate::secrets::SealedSecret;
 use wagate::tenant::{
-    ConnectionStatus, Credentials, Endpoint, EndpointRole, ProviderKind, SealedConfig, TenantConfig,
-    TenantId, ValidationErrors, WebhookSecret, normalize_base_url,
+    ConnectionStatus, Credentials, Endpoint, EndpointRole, Limits, ProviderKind, SealedConfig,
+    TenantConfig, TenantId, ValidationErrors, WebhookSecret, normalize_base_url,
 };
-use wagate::Secret;
 
 /// Longest secret accepted.
 pub const MAX_SECRET_LEN: usize = 4096;
@@ -30,6 +30,9 @@ pub struct ConfigInput {
     pub active_endpoint: Option<EndpointRole>,
     #[serde(default)]
     pub is_active: Option<bool>,
+    /// Absent: keep the current limits (defaults on create).
+    #[serde(default)]
+    pub limits: Option<Limits>,
     /// The version being replaced (alternative to If-Match).
     #[serde(default)]
     pub version: Option<u64>,
@@ -46,6 +49,9 @@ pub struct EndpointInput {
     pub device_id: Option<String>,
     #[serde(default)]
     pub region: Option<String>,
+    /// CIDRs this server's webhooks may come from; absent or empty means anywhere.
+    #[serde(default)]
+    pub webhook_source_cidrs: Option<Vec<String>>,
 }
 
 /// Credentials as written. A secret left out on update keeps the stored one (same type).
@@ -184,6 +190,10 @@ pub fn build_config(
         connection_status: existing
             .map(|c| c.connection_status)
             .unwrap_or(ConnectionStatus::Unknown),
+        limits: input
+            .limits
+            .or(existing.map(|c| c.limits))
+            .unwrap_or_default(),
         version: existing.map_or(1, |c| c.version + 1),
         created_at: existing.map_or(now, |c| c.created_at),
         updated_at: now,
@@ -208,11 +218,27 @@ fn build_endpoint(
         (None, None) => Some(Credentials::None),
         (Some(c), p) => build_credentials(field, c, p.map(|p| &p.credentials), errs),
     };
+    let mut cidrs = Vec::new();
+    for (i, c) in input
+        .webhook_source_cidrs
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        match wagate::net::EgressPolicy::parse_allowlist(c) {
+            Ok(mut nets) if nets.len() == 1 => cidrs.append(&mut nets),
+            _ => errs.push(
+                format!("{field}.webhookSourceCidrs[{i}]"),
+                "is not a CIDR (e.g. 203.0.113.0/24) or IP address",
+            ),
+        }
+    }
     Some(Endpoint {
         base_url: base_url?,
         credentials: credentials?,
         device_id: input.device_id,
         region: input.region,
+        webhook_source_cidrs: cidrs,
     })
 }
 
@@ -309,6 +335,7 @@ pub struct ConfigView {
     pub active_endpoint: EndpointRole,
     pub is_active: bool,
     pub connection_status: ConnectionStatus,
+    pub limits: Limits,
     pub version: u64,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -327,6 +354,8 @@ pub struct EndpointView {
     pub device_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub webhook_source_cidrs: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -372,6 +401,7 @@ impl From<&SealedConfig> for ConfigView {
             active_endpoint: c.active_endpoint,
             is_active: c.is_active,
             connection_status: c.connection_status,
+            limits: c.limits,
             version: c.version,
             created_at: c.created_at,
             updated_at: c.updated_at,
@@ -393,6 +423,11 @@ fn endpoint_view(e: &Endpoint<SealedSecret>) -> EndpointView {
         },
         device_id: e.device_id.clone(),
         region: e.region.clone(),
+        webhook_source_cidrs: e
+            .webhook_source_cidrs
+            .iter()
+            .map(|c| c.to_string())
+            .collect(),
     }
 }
 

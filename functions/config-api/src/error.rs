@@ -111,10 +111,8 @@ impl ApiError {
         let mut resp = crate::json_response(self.status(), body);
         match &self {
             ApiError::Unauthenticated(_) => {
-                resp.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer"),
-                );
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::MethodNotAllowed(allow) => {
                 resp.headers_mut()

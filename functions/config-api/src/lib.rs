@@ -55,7 +55,10 @@ enum Route {
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let request_id = req.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
+    let request_id = req
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_default();
     let span = tracing::info_span!("request", %method, path = %path, request_id = %request_id, tenant_id = tracing::field::Empty, caller = tracing::field::Empty);
     async move {
         let result = route(app, &req).await;
@@ -66,7 +69,11 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
                 if status.is_server_error() {
                     warn!(status = status.as_u16(), error = %e, cause = ?e, "request failed");
                 } else {
-                    info!(status = status.as_u16(), error = e.code(), "request refused");
+                    info!(
+                        status = status.as_u16(),
+                        error = e.code(),
+                        "request refused"
+                    );
                 }
                 e.into_response()
             }
@@ -89,9 +96,9 @@ fn parse_route(path: &str) -> Result<Route, ApiError> {
         [] => Ok(Route::List),
         [id, "whatsapp-config"] => {
             let decoded = percent_decode(id);
-            let tenant = decoded.parse::<TenantId>().map_err(|e| {
-                ApiError::BadRequest(format!("tenantId in the path {}", e.reason))
-            })?;
+            let tenant = decoded
+                .parse::<TenantId>()
+                .map_err(|e| ApiError::BadRequest(format!("tenantId in the path {}", e.reason)))?;
             Ok(Route::Config(tenant))
         }
         _ => Err(ApiError::NoRoute),
@@ -228,7 +235,9 @@ async fn create(app: &App, req: &Request, tenant: TenantId) -> Result<Response<B
     app.store.create(&sealed).await?;
     info!(version = sealed.version, "config created");
     let mut resp = view_response(StatusCode::CREATED, &sealed);
-    if let Ok(loc) = HeaderValue::from_str(&format!("/tenants/{}/whatsapp-config", sealed.tenant_id)) {
+    if let Ok(loc) =
+        HeaderValue::from_str(&format!("/tenants/{}/whatsapp-config", sealed.tenant_id))
+    {
         resp.headers_mut().insert(header::LOCATION, loc);
     }
     Ok(resp)
@@ -330,7 +339,9 @@ pub fn json_response(status: StatusCode, body: String) -> Response<Body> {
 }
 
 fn now() -> OffsetDateTime {
-    OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or_else(|_| OffsetDateTime::now_utc())
+    OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or_else(|_| OffsetDateTime::now_utc())
 }
 
 #[cfg(test)]
@@ -339,11 +350,22 @@ mod tests {
 
     #[test]
     fn routes_with_any_prefix() {
-        assert!(matches!(parse_route("/tenants/acme/whatsapp-config"), Ok(Route::Config(t)) if t.as_str() == "acme"));
-        assert!(matches!(parse_route("/lambda-url/config-api/tenants/acme/whatsapp-config"), Ok(Route::Config(_))));
+        assert!(
+            matches!(parse_route("/tenants/acme/whatsapp-config"), Ok(Route::Config(t)) if t.as_str() == "acme")
+        );
+        assert!(matches!(
+            parse_route("/lambda-url/config-api/tenants/acme/whatsapp-config"),
+            Ok(Route::Config(_))
+        ));
         assert!(matches!(parse_route("/tenants"), Ok(Route::List)));
-        assert!(matches!(parse_route("/tenants/acme"), Err(ApiError::NoRoute)));
-        assert!(matches!(parse_route("/tenants/a%2Fb/whatsapp-config"), Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            parse_route("/tenants/acme"),
+            Err(ApiError::NoRoute)
+        ));
+        assert!(matches!(
+            parse_route("/tenants/a%2Fb/whatsapp-config"),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 
     #[test]

@@ -30,7 +30,8 @@ async fn main() -> Result<(), Error> {
         }
     };
     env.finish()?;
-    let (Some(app_cfg), Some(issuer), Some(audience), Some(keys)) = (app_cfg, issuer, audience, keys)
+    let (Some(app_cfg), Some(issuer), Some(audience), Some(keys)) =
+        (app_cfg, issuer, audience, keys)
     else {
         return Err("invalid configuration".into());
     };
@@ -51,7 +52,10 @@ async fn main() -> Result<(), Error> {
             aws_sdk_dynamodb::Client::new(&sdk),
             app_cfg.tenants_table,
         )),
-        sealer: Arc::new(KmsSealer::new(aws_sdk_kms::Client::new(&sdk), app_cfg.kms_key_id)),
+        sealer: Arc::new(KmsSealer::new(
+            aws_sdk_kms::Client::new(&sdk),
+            app_cfg.kms_key_id,
+        )),
         auth,
         egress: app_cfg.egress,
     });

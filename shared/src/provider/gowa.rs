@@ -222,7 +222,11 @@ impl WhatsAppProvider for GowaClient {
         ProviderKind::Gowa
     }
 
-    async fn send(&self, target: Target<'_>, req: &SendRequest) -> Result<SendReceipt, ProviderError> {
+    async fn send(
+        &self,
+        target: Target<'_>,
+        req: &SendRequest,
+    ) -> Result<SendReceipt, ProviderError> {
         let rb = match &req.content {
             Content::Text { body } => {
                 let mut json = serde_json::json!({ "phone": req.to, "message": body });

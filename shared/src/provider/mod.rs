@@ -146,7 +146,11 @@ impl ProviderError {
 #[async_trait]
 pub trait WhatsAppProvider: Send + Sync {
     fn kind(&self) -> ProviderKind;
-    async fn send(&self, target: Target<'_>, req: &SendRequest) -> Result<SendReceipt, ProviderError>;
+    async fn send(
+        &self,
+        target: Target<'_>,
+        req: &SendRequest,
+    ) -> Result<SendReceipt, ProviderError>;
     /// The target device's status.
     async fn device_status(&self, target: Target<'_>) -> Result<DeviceStatus, ProviderError>;
     /// Every device on the server, in one call where the server allows.

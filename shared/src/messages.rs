@@ -1,0 +1,440 @@
+//! The queue contracts. [`InboundEvent`] is what the platform reads from the inbound queue
+//! (JSON Schema: `schemas/inbound-event.schema.json`); it is built from a provider's webhook
+//! by [`normalize_gowa`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::tenant::{ProviderKind, TenantId};
+
+/// Version of the [`InboundEvent`] shape; bumped on a breaking change.
+pub const INBOUND_SCHEMA_VERSION: u32 = 1;
+
+/// What kind of event this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    /// An incoming (or own, `isFromMe`) chat message.
+    Message,
+    /// A delivery/read receipt for messages (`receipt.messageIds`).
+    Receipt,
+    /// Group members joined, left, were promoted or demoted.
+    GroupParticipants,
+    /// Anything else; the raw payload carries it.
+    Other,
+}
+
+/// A sender or participant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Party {
+    /// WhatsApp JID (`628…@s.whatsapp.net`).
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// The chat an event belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Chat {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lid: Option<String>,
+    pub is_group: bool,
+}
+
+/// Media carried by a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Media {
+    /// image, video, audio, document, sticker.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
+    /// Path on the WhatsApp server (GOWA auto-download).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+}
+
+/// The message a message replies to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplyTo {
+    pub message_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quoted_text: Option<String>,
+}
+
+/// A delivery/read receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    /// Provider message ids the receipt is for (our outbound messages).
+    pub message_ids: Vec<String>,
+    /// delivered, read, played, … as the provider says it.
+    pub state: String,
+}
+
+/// A change of group membership.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupChange {
+    /// join, leave, promote, demote.
+    pub action: String,
+    pub participants: Vec<String>,
+}
+
+/// One normalised webhook event, as the platform reads it from the inbound queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InboundEvent {
+    pub schema_version: u32,
+    pub tenant_id: String,
+    pub provider: ProviderKind,
+    pub event_type: EventType,
+    /// The provider's own event name (`message`, `message.ack`, …).
+    pub provider_event: String,
+    /// The provider's id of the event or message, when it has one.
+    pub provider_event_id: Option<String>,
+    /// What deduplicates retries of this event (also the SQS deduplication source).
+    pub dedup_key: String,
+    /// The receiving WhatsApp account (JID).
+    pub account: Option<String>,
+    /// The provider's device/session id.
+    pub session_id: Option<String>,
+    pub sender: Option<Party>,
+    pub chat: Option<Chat>,
+    pub text: Option<String>,
+    pub media: Option<Media>,
+    pub reply_to: Option<ReplyTo>,
+    pub receipt: Option<Receipt>,
+    pub group: Option<GroupChange>,
+    pub is_from_me: Option<bool>,
+    /// The provider's timestamp of the event, as sent (RFC 3339).
+    pub occurred_at: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// The webhook body as received (parsed JSON).
+    pub raw: Value,
+}
+
+impl InboundEvent {
+    /// The SQS FIFO deduplication id: hex SHA-256 of tenant and dedup key (64 characters,
+    /// within SQS's 128 and its character set).
+    pub fn deduplication_id(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.tenant_id.as_bytes());
+        h.update(b"\n");
+        h.update(self.dedup_key.as_bytes());
+        hex::encode(h.finalize())
+    }
+}
+
+fn s(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+}
+
+fn is_group_jid(jid: &str) -> bool {
+    jid.ends_with("@g.us")
+}
+
+const MEDIA_KINDS: &[&str] = &["image", "video", "audio", "document", "sticker"];
+
+fn media_of(payload: &Map<String, Value>) -> Option<Media> {
+    MEDIA_KINDS.iter().find_map(|kind| {
+        let v = payload.get(*kind)?;
+        match v {
+            Value::String(p) if !p.is_empty() => Some(Media {
+                kind: kind.to_string(),
+                caption: None,
+                path: Some(p.clone()),
+                url: None,
+                mime_type: None,
+            }),
+            Value::Object(o) => Some(Media {
+                kind: kind.to_string(),
+                caption: s(o.get("caption")),
+                path: s(o.get("path")).or_else(|| s(o.get("media_path"))),
+                url: s(o.get("url")),
+                mime_type: s(o.get("mime_type")).or_else(|| s(o.get("mimetype"))),
+            }),
+            _ => None,
+        }
+    })
+}
+
+/// Normalises a GOWA webhook (v8+ envelope `{event, device_id, session_id?, timestamp?,
+/// payload}`, or the flat pre-v8 message shape). Never fails: an unknown shape becomes
+/// [`EventType::Other`] with the raw payload. `raw_body` (the exact bytes) keys the
+/// deduplication of events that carry no id.
+pub fn normalize_gowa(
+    tenant_id: &TenantId,
+    raw: Value,
+    raw_body: &[u8],
+    received_at: OffsetDateTime,
+) -> InboundEvent {
+    let mut ev = InboundEvent {
+        schema_version: INBOUND_SCHEMA_VERSION,
+        tenant_id: tenant_id.to_string(),
+        provider: ProviderKind::Gowa,
+        event_type: EventType::Other,
+        provider_event: String::from("unknown"),
+        provider_event_id: None,
+        dedup_key: String::new(),
+        account: None,
+        session_id: None,
+        sender: None,
+        chat: None,
+        text: None,
+        media: None,
+        reply_to: None,
+        receipt: None,
+        group: None,
+        is_from_me: None,
+        occurred_at: None,
+        received_at,
+        raw: Value::Null,
+    };
+    if let Some(root) = raw.as_object() {
+        match (
+            root.get("event").and_then(Value::as_str),
+            root.get("payload"),
+        ) {
+            (Some(event), payload) => {
+                ev.provider_event = event.to_string();
+                ev.account = s(root.get("device_id"));
+                ev.session_id = s(root.get("session_id"));
+                ev.occurred_at = s(root.get("timestamp"));
+                let empty = Map::new();
+                let p = payload.and_then(Value::as_object).unwrap_or(&empty);
+                fill_envelope(&mut ev, event, p);
+            }
+            (None, _) if root.contains_key("message") || root.contains_key("sender_id") => {
+                fill_legacy(&mut ev, root);
+            }
+            _ => {}
+        }
+    }
+    if ev.dedup_key.is_empty() {
+        ev.dedup_key = match &ev.provider_event_id {
+            Some(id) => format!("{}:{id}", ev.provider_event),
+            None => format!("sha256:{}", hex::encode(Sha256::digest(raw_body))),
+        };
+    }
+    ev.raw = raw;
+    ev
+}
+
+fn fill_envelope(ev: &mut InboundEvent, event: &str, p: &Map<String, Value>) {
+    match event {
+        "message" => {
+            ev.event_type = EventType::Message;
+            ev.provider_event_id = s(p.get("id"));
+            let chat_id = s(p.get("chat_id"));
+            ev.chat = chat_id.map(|id| Chat {
+                is_group: is_group_jid(&id),
+                lid: s(p.get("chat_lid")),
+                id,
+            });
+            ev.sender = s(p.get("from")).map(|id| Party {
+                id,
+                lid: s(p.get("from_lid")),
+                name: s(p.get("sender_display_name")).or_else(|| s(p.get("from_name"))),
+            });
+            ev.media = media_of(p);
+            // With media, GOWA copies the caption into `body`; keep text for real text.
+            let body = s(p.get("body"));
+            ev.text = match &ev.media {
+                Some(m) if m.caption.is_some() && body == m.caption => None,
+                _ => body,
+            };
+            ev.reply_to = s(p.get("replied_to_id")).map(|id| ReplyTo {
+                message_id: id,
+                quoted_text: s(p.get("quoted_body")),
+            });
+            ev.is_from_me = p.get("is_from_me").and_then(Value::as_bool);
+            ev.occurred_at = s(p.get("timestamp")).or(ev.occurred_at.take());
+        }
+        "message.ack" => {
+            ev.event_type = EventType::Receipt;
+            let mut ids: Vec<String> = p
+                .get("ids")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|v| s(Some(v))).collect())
+                .unwrap_or_default();
+            let state = s(p.get("receipt_type")).unwrap_or_else(|| "unknown".into());
+            ev.chat = s(p.get("chat_id")).map(|id| Chat {
+                is_group: is_group_jid(&id),
+                lid: None,
+                id,
+            });
+            ev.sender = s(p.get("from")).map(|id| Party {
+                id,
+                lid: None,
+                name: s(p.get("sender_display_name")),
+            });
+            let mut sorted = ids.clone();
+            sorted.sort();
+            ev.dedup_key = format!("message.ack:{state}:{}", sorted.join(","));
+            ev.provider_event_id = (ids.len() == 1).then(|| ids[0].clone());
+            ids.dedup();
+            ev.receipt = Some(Receipt {
+                message_ids: ids,
+                state,
+            });
+        }
+        "group.participants" => {
+            ev.event_type = EventType::GroupParticipants;
+            ev.chat = s(p.get("chat_id")).map(|id| Chat {
+                is_group: true,
+                lid: None,
+                id,
+            });
+            ev.group = Some(GroupChange {
+                action: s(p.get("type")).unwrap_or_else(|| "unknown".into()),
+                participants: p
+                    .get("jids")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(|v| s(Some(v))).collect())
+                    .unwrap_or_default(),
+            });
+        }
+        _ => {
+            ev.provider_event_id = s(p.get("id"));
+            ev.chat = s(p.get("chat_id")).map(|id| Chat {
+                is_group: is_group_jid(&id),
+                lid: None,
+                id,
+            });
+        }
+    }
+}
+
+/// Pre-v8 GOWA message webhooks: `{sender_id, chat_id, from, pushname, timestamp,
+/// message: {text, id, replied_id, quoted_message}, image|video|…}` with no `event` key.
+fn fill_legacy(ev: &mut InboundEvent, root: &Map<String, Value>) {
+    ev.provider_event = "message".into();
+    ev.event_type = EventType::Message;
+    let empty = Map::new();
+    let msg = root
+        .get("message")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    ev.provider_event_id = s(msg.get("id"));
+    ev.text = s(msg.get("text"));
+    ev.reply_to = s(msg.get("replied_id")).map(|id| ReplyTo {
+        message_id: id,
+        quoted_text: s(msg.get("quoted_message")),
+    });
+    let sender = s(root.get("sender_id")).map(|id| {
+        if id.contains('@') {
+            id
+        } else {
+            format!("{id}@s.whatsapp.net")
+        }
+    });
+    ev.sender = sender.map(|id| Party {
+        id,
+        lid: None,
+        name: s(root.get("pushname")),
+    });
+    let chat = s(root.get("chat_id")).map(|id| {
+        if id.contains('@') {
+            id
+        } else {
+            format!("{id}@s.whatsapp.net")
+        }
+    });
+    ev.chat = chat.map(|id| Chat {
+        is_group: is_group_jid(&id),
+        lid: None,
+        id,
+    });
+    ev.media = media_of(root);
+    ev.occurred_at = s(root.get("timestamp"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use time::macros::datetime;
+
+    fn norm(v: Value) -> InboundEvent {
+        let bytes = serde_json::to_vec(&v).unwrap();
+        normalize_gowa(
+            &"t1".parse().unwrap(),
+            v,
+            &bytes,
+            datetime!(2026-08-22 10:00 UTC),
+        )
+    }
+
+    #[test]
+    fn unknown_event_is_other_with_raw_payload() {
+        let e = norm(json!({"event": "call.offer", "payload": {"id": "c1"}}));
+        assert_eq!(e.event_type, EventType::Other);
+        assert_eq!(e.provider_event, "call.offer");
+        assert_eq!(e.dedup_key, "call.offer:c1");
+        assert_eq!(e.raw["payload"]["id"], "c1");
+    }
+
+    #[test]
+    fn non_object_json_is_other_keyed_by_body_hash() {
+        let e = norm(json!([1, 2]));
+        assert_eq!(e.event_type, EventType::Other);
+        assert!(e.dedup_key.starts_with("sha256:"));
+    }
+
+    #[test]
+    fn legacy_flat_message_is_normalised() {
+        let e = norm(json!({
+            "sender_id": "6289876543210",
+            "chat_id": "6289876543210",
+            "pushname": "Budi",
+            "timestamp": "2023-10-15T10:30:00Z",
+            "message": {"text": "hello", "id": "3EB0AAA", "replied_id": "3EB0BBB", "quoted_message": "hi"}
+        }));
+        assert_eq!(e.event_type, EventType::Message);
+        assert_eq!(e.provider_event_id.as_deref(), Some("3EB0AAA"));
+        assert_eq!(e.text.as_deref(), Some("hello"));
+        assert_eq!(e.sender.unwrap().id, "6289876543210@s.whatsapp.net");
+        assert_eq!(e.reply_to.unwrap().message_id, "3EB0BBB");
+        assert_eq!(e.dedup_key, "message:3EB0AAA");
+    }
+
+    #[test]
+    fn ack_dedup_key_ignores_id_order() {
+        let a = norm(
+            json!({"event": "message.ack", "payload": {"ids": ["b", "a"], "receipt_type": "read"}}),
+        );
+        let b = norm(
+            json!({"event": "message.ack", "payload": {"ids": ["a", "b"], "receipt_type": "read"}}),
+        );
+        assert_eq!(a.dedup_key, b.dedup_key);
+        assert_eq!(a.deduplication_id(), b.deduplication_id());
+        let c = norm(
+            json!({"event": "message.ack", "payload": {"ids": ["a", "b"], "receipt_type": "delivered"}}),
+        );
+        assert_ne!(a.dedup_key, c.dedup_key);
+    }
+
+    #[test]
+    fn deduplication_id_fits_sqs() {
+        let e = norm(json!({"event": "message", "payload": {"id": "x".repeat(500)}}));
+        let id = e.deduplication_id();
+        assert_eq!(id.len(), 64);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+}
