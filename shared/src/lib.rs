@@ -9,9 +9,13 @@
 pub mod aws;
 pub mod cache;
 pub mod config;
+pub mod delivery;
 pub mod messages;
 pub mod net;
+pub mod outbound;
 pub mod provider;
+pub mod ratelimit;
+pub mod routing;
 pub mod secrets;
 pub mod signature;
 pub mod store;

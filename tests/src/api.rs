@@ -93,8 +93,9 @@ impl Api {
             .await
     }
 
-    pub async fn stored(&self) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    pub async fn stored(
+        &self,
+    ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
         self.stack.scan_tenants().await
     }
 }
-

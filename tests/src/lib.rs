@@ -46,7 +46,11 @@ pub async fn sdk_config() -> SdkConfig {
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "testing", "testing", None, None, "wagate-tests",
+            "testing",
+            "testing",
+            None,
+            None,
+            "wagate-tests",
         ))
         .load()
         .await
@@ -191,6 +195,7 @@ pub struct ApiEvent {
     headers: BTreeMap<String, String>,
     body: Option<Vec<u8>>,
     base64: bool,
+    source_ip: String,
 }
 
 impl ApiEvent {
@@ -202,7 +207,20 @@ impl ApiEvent {
             headers: BTreeMap::from([("user-agent".into(), "wagate-tests".into())]),
             body: None,
             base64: false,
+            source_ip: "203.0.113.10".into(),
         }
+    }
+
+    /// The caller's address as API Gateway reports it (`requestContext.http.sourceIp`).
+    pub fn source_ip(mut self, ip: &str) -> Self {
+        self.source_ip = ip.into();
+        self
+    }
+
+    /// A raw body with no content type (what a webhook sender may post).
+    pub fn raw_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = Some(body.into());
+        self
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -263,7 +281,7 @@ impl ApiEvent {
                     "method": self.method,
                     "path": self.path,
                     "protocol": "HTTP/1.1",
-                    "sourceIp": "203.0.113.10",
+                    "sourceIp": self.source_ip,
                     "userAgent": "wagate-tests"
                 },
                 "requestId": "test-request",
@@ -326,5 +344,42 @@ impl LogCapture {
 
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.buf.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
+
+/// Receives and deletes every message on `queue_url` (through an uncounted client).
+/// Deleting matters for FIFO queues: a message group stays locked while any of its
+/// messages is in flight.
+pub async fn drain_queue(sdk: &SdkConfig, queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    let client = aws_sdk_sqs::Client::new(sdk);
+    let mut out = Vec::new();
+    loop {
+        let resp = client
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .visibility_timeout(600)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .expect("receive from moto");
+        let batch = resp.messages.unwrap_or_default();
+        if batch.is_empty() {
+            return out;
+        }
+        for m in &batch {
+            if let Some(handle) = m.receipt_handle() {
+                client
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .expect("delete from moto");
+            }
+        }
+        out.extend(batch);
     }
 }

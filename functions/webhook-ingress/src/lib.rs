@@ -1,0 +1,347 @@
+//! # webhook-ingress
+//!
+//! `POST /webhooks/whatsapp/{tenantId}`: each tenant's WhatsApp server posts its events
+//! here, signed with the tenant's webhook secret. The function checks, in this order:
+//!
+//! | check | refusal |
+//! |---|---|
+//! | route and method | 404 / 405 |
+//! | body at most 256 KiB | 413 |
+//! | tenant exists (config cache) | 404 |
+//! | tenant active | 403 |
+//! | source IP in the tenant's endpoints' `webhookSourceCidrs`, if any are set | 403 |
+//! | `X-Hub-Signature-256` over the raw bytes, any current secret | 401 |
+//! | tenant's inbound rate (per instance) | 429 |
+//! | body is JSON | 400 |
+//! | one SQS `SendMessage` to the inbound FIFO queue | 503 if it fails |
+//!
+//! and answers 200 once the event is on the queue. Nothing is enqueued on any other answer.
+//! The warm path makes no DynamoDB and no KMS call (the config cache answers) and exactly
+//! one SQS call.
+
+mod limiter;
+mod sink;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{HeaderValue, StatusCode, header};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+use time::OffsetDateTime;
+use tracing::{Instrument, info, warn};
+use wagate::TenantId;
+use wagate::cache::ConfigCache;
+use wagate::messages::{InboundEvent, normalize_gowa};
+use wagate::signature::{SIGNATURE_HEADER, SignatureError, verify_sha256};
+use wagate::tenant::{OpenedConfig, ProviderKind};
+
+pub use limiter::RateLimiter;
+pub use sink::{EventSink, SinkError, SqsSink};
+
+/// Largest webhook body accepted (bytes).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// What the handler needs; built once per instance.
+pub struct App {
+    pub cache: Arc<ConfigCache>,
+    pub sink: Arc<dyn EventSink>,
+    pub limiter: RateLimiter,
+}
+
+/// Why a webhook was refused. Each maps to one status; none echoes internals.
+#[derive(Debug, thiserror::Error)]
+pub enum IngressError {
+    #[error("no such route")]
+    NoRoute,
+    #[error("only POST is accepted")]
+    Method,
+    #[error("invalid tenant id in the path")]
+    BadTenantId,
+    #[error("body is over {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    #[error("unknown tenant")]
+    UnknownTenant,
+    #[error("tenant is inactive")]
+    Inactive,
+    #[error("source address is not allowed for this tenant")]
+    SourceNotAllowed,
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    #[error("inbound rate limit exceeded")]
+    RateLimited,
+    #[error("body is not JSON")]
+    NotJson,
+    #[error("the normalised event is too large for the queue")]
+    EventTooLarge,
+    #[error("the inbound queue is unavailable; retry later")]
+    QueueUnavailable,
+    #[error("tenant configuration is unavailable; retry later")]
+    ConfigUnavailable,
+}
+
+impl IngressError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            IngressError::NoRoute | IngressError::UnknownTenant => StatusCode::NOT_FOUND,
+            IngressError::Method => StatusCode::METHOD_NOT_ALLOWED,
+            IngressError::BadTenantId | IngressError::NotJson => StatusCode::BAD_REQUEST,
+            IngressError::TooLarge | IngressError::EventTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            IngressError::Inactive | IngressError::SourceNotAllowed => StatusCode::FORBIDDEN,
+            IngressError::Signature(_) => StatusCode::UNAUTHORIZED,
+            IngressError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            IngressError::QueueUnavailable | IngressError::ConfigUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            IngressError::NoRoute => "no_route",
+            IngressError::Method => "method_not_allowed",
+            IngressError::BadTenantId => "invalid_tenant_id",
+            IngressError::TooLarge => "body_too_large",
+            IngressError::UnknownTenant => "unknown_tenant",
+            IngressError::Inactive => "tenant_inactive",
+            IngressError::SourceNotAllowed => "source_not_allowed",
+            IngressError::Signature(SignatureError::Missing) => "signature_missing",
+            IngressError::Signature(_) => "signature_invalid",
+            IngressError::RateLimited => "rate_limited",
+            IngressError::NotJson => "invalid_json",
+            IngressError::EventTooLarge => "event_too_large",
+            IngressError::QueueUnavailable => "queue_unavailable",
+            IngressError::ConfigUnavailable => "config_unavailable",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+}
+
+/// An accepted webhook, ready for the queue.
+#[derive(Debug)]
+pub struct Accepted {
+    pub event: InboundEvent,
+    /// The queue message body (the event as JSON).
+    pub body: String,
+    /// The webhook secret id that verified it.
+    pub secret_id: String,
+}
+
+/// The pure part of the work: source check, signature, JSON, normalisation,
+/// serialisation. No I/O; benchmarked on its own.
+pub fn accept(
+    cfg: &OpenedConfig,
+    signature: Option<&str>,
+    body: &[u8],
+    source: Option<IpAddr>,
+    now: OffsetDateTime,
+) -> Result<Accepted, IngressError> {
+    if !cfg.is_active {
+        return Err(IngressError::Inactive);
+    }
+    check_source(cfg, source)?;
+    let secret_id = verify_sha256(signature, body, &cfg.webhook_secrets, now)?.to_string();
+    let raw: serde_json::Value = serde_json::from_slice(body).map_err(|_| IngressError::NotJson)?;
+    let mut event = match cfg.provider {
+        ProviderKind::Gowa => normalize_gowa(&cfg.tenant_id, raw, body, now),
+    };
+    let mut json = serde_json::to_string(&event).map_err(|_| IngressError::NotJson)?;
+    if json.len() > sink::MAX_QUEUE_MESSAGE_BYTES {
+        // Keep the normalised fields; the raw copy is what makes it too big.
+        event.raw = serde_json::json!({ "omitted": "raw payload too large for the queue" });
+        json = serde_json::to_string(&event).map_err(|_| IngressError::NotJson)?;
+        if json.len() > sink::MAX_QUEUE_MESSAGE_BYTES {
+            return Err(IngressError::EventTooLarge);
+        }
+    }
+    Ok(Accepted {
+        event,
+        body: json,
+        secret_id,
+    })
+}
+
+/// When any endpoint of the tenant lists source CIDRs, the webhook must come from one of
+/// them (the union over the tenant's endpoints).
+fn check_source(cfg: &OpenedConfig, source: Option<IpAddr>) -> Result<(), IngressError> {
+    let lists = std::iter::once(&cfg.primary)
+        .chain(cfg.backup.as_ref())
+        .flat_map(|e| e.webhook_source_cidrs.iter());
+    let mut any = false;
+    for net in lists {
+        any = true;
+        if source.is_some_and(|ip| net.contains(&ip)) {
+            return Ok(());
+        }
+    }
+    if any {
+        Err(IngressError::SourceNotAllowed)
+    } else {
+        Ok(())
+    }
+}
+
+fn parse_route(path: &str) -> Result<TenantId, IngressError> {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        [.., "webhooks", "whatsapp", id] => id
+            .parse::<TenantId>()
+            .map_err(|_| IngressError::BadTenantId),
+        _ => Err(IngressError::NoRoute),
+    }
+}
+
+fn source_ip(req: &Request) -> Option<IpAddr> {
+    match req.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ctx) => ctx.http.source_ip.as_deref()?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Handles one webhook; never fails (errors become responses).
+pub async fn handle(app: &App, req: Request) -> Response<Body> {
+    let span = tracing::info_span!(
+        "webhook",
+        tenant_id = tracing::field::Empty,
+        provider_event = tracing::field::Empty,
+        provider_event_id = tracing::field::Empty,
+        dedup_id = tracing::field::Empty,
+    );
+    async move {
+        match process(app, &req).await {
+            Ok(sqs_id) => {
+                info!(status = 200, sqs_message_id = %sqs_id, "webhook enqueued");
+                json(StatusCode::OK, r#"{"status":"accepted"}"#.to_string())
+            }
+            Err(e) => {
+                let status = e.status();
+                if status.is_server_error() {
+                    warn!(
+                        status = status.as_u16(),
+                        error = e.code(),
+                        "webhook not accepted"
+                    );
+                } else {
+                    info!(
+                        status = status.as_u16(),
+                        error = e.code(),
+                        "webhook refused"
+                    );
+                }
+                let mut resp = json(
+                    status,
+                    serde_json::to_string(&ErrorBody {
+                        error: e.code(),
+                        message: e.to_string(),
+                    })
+                    .unwrap_or_default(),
+                );
+                if matches!(
+                    e,
+                    IngressError::RateLimited
+                        | IngressError::QueueUnavailable
+                        | IngressError::ConfigUnavailable
+                ) {
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                }
+                resp
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn process(app: &App, req: &Request) -> Result<String, IngressError> {
+    let tenant = parse_route(req.uri().path())?;
+    tracing::Span::current().record("tenant_id", tenant.as_str());
+    if req.method() != http::Method::POST {
+        return Err(IngressError::Method);
+    }
+    let body: &[u8] = req.body().as_ref();
+    if body.len() > MAX_BODY_BYTES {
+        return Err(IngressError::TooLarge);
+    }
+    let cfg = match app.cache.get(&tenant).await {
+        Ok(Some(cfg)) => cfg,
+        Ok(None) => return Err(IngressError::UnknownTenant),
+        Err(e) => {
+            warn!(error = %e, "config lookup failed");
+            return Err(IngressError::ConfigUnavailable);
+        }
+    };
+    let signature = req
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let accepted = accept(&cfg, signature, body, source_ip(req), now())?;
+    // After the signature: unauthenticated junk cannot spend a tenant's allowance.
+    if !app
+        .limiter
+        .try_acquire(&tenant, cfg.limits.inbound_per_second)
+    {
+        return Err(IngressError::RateLimited);
+    }
+    let span = tracing::Span::current();
+    span.record("provider_event", accepted.event.provider_event.as_str());
+    if let Some(id) = &accepted.event.provider_event_id {
+        span.record("provider_event_id", id.as_str());
+    }
+    let dedup = accepted.event.deduplication_id();
+    span.record("dedup_id", dedup.as_str());
+    app.sink
+        .send(&accepted.event, &dedup, accepted.body)
+        .await
+        .map_err(|e| {
+            warn!(error = %e, "inbound queue send failed");
+            IngressError::QueueUnavailable
+        })
+}
+
+fn json(status: StatusCode, body: String) -> Response<Body> {
+    let mut resp = Response::new(Body::Text(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_takes_the_last_three_segments() {
+        assert_eq!(
+            parse_route("/webhooks/whatsapp/acme").unwrap().as_str(),
+            "acme"
+        );
+        assert_eq!(
+            parse_route("/lambda-url/webhook-ingress/webhooks/whatsapp/acme")
+                .unwrap()
+                .as_str(),
+            "acme"
+        );
+        assert!(matches!(
+            parse_route("/webhooks/whatsapp/a%20b"),
+            Err(IngressError::BadTenantId)
+        ));
+        assert!(matches!(
+            parse_route("/webhooks/acme"),
+            Err(IngressError::NoRoute)
+        ));
+    }
+}

@@ -1,0 +1,41 @@
+//! Wiring only: read the environment once, build the clients, serve.
+
+use std::sync::Arc;
+
+use lambda_http::{Error, run, service_fn};
+use wagate::cache::{CacheSettings, ConfigCache};
+use wagate::config::{AppConfig, Env};
+use wagate::secrets::KmsSealer;
+use wagate::store::DynamoTenantStore;
+use webhook_ingress::{App, RateLimiter, SqsSink};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    wagate::telemetry::init();
+    let mut env = Env::from_process();
+    let cfg = AppConfig::read(&mut env);
+    let queue_url = env.required("INBOUND_QUEUE_URL");
+    env.finish()?;
+    let (Some(cfg), Some(queue_url)) = (cfg, queue_url) else {
+        return Err("invalid configuration".into());
+    };
+
+    let sdk = wagate::aws::load().await;
+    let store = DynamoTenantStore::new(aws_sdk_dynamodb::Client::new(&sdk), cfg.tenants_table);
+    let sealer = KmsSealer::new(aws_sdk_kms::Client::new(&sdk), cfg.kms_key_id);
+    let app = Arc::new(App {
+        cache: Arc::new(ConfigCache::new(
+            Arc::new(store),
+            Arc::new(sealer),
+            CacheSettings::with_ttl(cfg.cache_ttl),
+        )),
+        sink: Arc::new(SqsSink::new(aws_sdk_sqs::Client::new(&sdk), queue_url)),
+        limiter: RateLimiter::default(),
+    });
+
+    run(service_fn(move |req| {
+        let app = app.clone();
+        async move { Ok::<_, Error>(webhook_ingress::handle(&app, req).await) }
+    }))
+    .await
+}

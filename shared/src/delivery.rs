@@ -1,0 +1,775 @@
+//! The messages table: one idempotency and delivery record per outbound message, keyed by
+//! `pk = tenantId#idempotencyKey`, TTL attribute `expiresAt`.
+//!
+//! States and the only moves between them:
+//!
+//! ```text
+//!  (none) ──begin──▶ in_progress ──▶ sent ──receipt──▶ delivered ──receipt──▶ read
+//!                      │  ▲   │  │      └──────────receipt (read)──────────────▲
+//!                      │  │   │  └──▶ failed    (permanent: recorded, never retried)
+//!                      │  │   └─────▶ unknown   (ambiguous: maybe delivered, never resent)
+//!                      ▼  │
+//!                    retrying (returned to the queue; `reason` holds the last failure)
+//! ```
+//!
+//! `begin` wins the record only when it is absent, `retrying`, an `in_progress` whose lock
+//! has expired (the lock lives no longer than the invocation that took it), or past its
+//! `expiresAt` (moto never deletes TTL items, and DynamoDB deletes them late, so expiry is
+//! checked in every condition and read). Every outcome write is conditional on still holding
+//! the lock. Receipts look the record up by provider message id (GSI
+//! [`INDEX_BY_PROVIDER_MESSAGE`] over `providerKey = tenantId#providerMessageId`, so one
+//! tenant's receipt can never touch another tenant's record) and only move forwards.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::outbound::OutboundMessage;
+use crate::provider::ErrorClass;
+use crate::ratelimit::RateWindow;
+use crate::tenant::{EndpointRole, TenantId};
+
+/// GSI of the messages table over `providerKey` (`tenantId#providerMessageId`), keys only.
+pub const INDEX_BY_PROVIDER_MESSAGE: &str = "byProviderMessage";
+
+/// Where a message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// A live invocation is sending it.
+    InProgress,
+    /// The last attempt failed without effect; the queue will bring it back.
+    Retrying,
+    /// The WhatsApp server accepted it.
+    Sent,
+    /// The recipient's device has it.
+    Delivered,
+    /// The recipient read (or played) it.
+    Read,
+    /// Permanently refused; never retried.
+    Failed,
+    /// Maybe delivered (timeout after the request left); never resent automatically.
+    Unknown,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::InProgress => "in_progress",
+            DeliveryState::Retrying => "retrying",
+            DeliveryState::Sent => "sent",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Read => "read",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Unknown => "unknown",
+        }
+    }
+
+    fn value(self) -> AttributeValue {
+        AttributeValue::S(self.as_str().into())
+    }
+}
+
+/// One record as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryRecord {
+    pub pk: String,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    pub state: DeliveryState,
+    /// How many times an invocation won the lock.
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub lock_owner: Option<String>,
+    /// Epoch milliseconds.
+    #[serde(default)]
+    pub lock_expires_at: Option<i64>,
+    #[serde(default)]
+    pub provider_message_id: Option<String>,
+    /// Base URL of the server that took (or maybe took) the message.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub endpoint_role: Option<EndpointRole>,
+    /// For failed, unknown and retrying: the class and text of the (last) failure.
+    #[serde(default)]
+    pub error_class: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The SQS message id of the delivery that last wrote the record.
+    #[serde(default)]
+    pub sqs_message_id: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    #[serde(default)]
+    pub sent_at: Option<String>,
+    #[serde(default)]
+    pub delivered_at: Option<String>,
+    #[serde(default)]
+    pub read_at: Option<String>,
+    /// TTL, epoch seconds.
+    pub expires_at: i64,
+}
+
+impl DeliveryRecord {
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        self.expires_at <= now.unix_timestamp()
+    }
+}
+
+/// The record key of a message.
+pub fn record_key(tenant_id: &TenantId, idempotency_key: &str) -> String {
+    format!("{tenant_id}#{idempotency_key}")
+}
+
+/// The key of a body that identified no message: `_rejected#<SQS message id>`.
+pub fn rejected_key(sqs_message_id: &str) -> String {
+    format!("_rejected#{sqs_message_id}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("DynamoDB request failed: {0}")]
+    Backend(String),
+    #[error("stored record {pk} cannot be read: {reason}")]
+    Corrupt { pk: String, reason: String },
+}
+
+fn backend<E, R>(e: SdkError<E, R>) -> DeliveryError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    DeliveryError::Backend(DisplayErrorContext(e).to_string())
+}
+
+/// The lock an invocation holds on a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lock {
+    pub pk: String,
+    pub owner: String,
+    /// Epoch milliseconds.
+    pub until_ms: i64,
+}
+
+/// What [`DeliveryStore::begin`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Begin {
+    /// Ours to send (and one rate-limit slot taken).
+    Acquired(Lock),
+    /// It already has an outcome (sent, delivered, read, failed, unknown): do not send.
+    Settled(DeliveryRecord),
+    /// Another live invocation holds it.
+    Locked { until_ms: i64 },
+    /// The tenant's window is full; nothing was written.
+    RateLimited,
+    /// Another request raced on the same items; try again shortly.
+    Contended,
+}
+
+/// What a receipt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptOutcome {
+    Updated {
+        from: DeliveryState,
+        to: DeliveryState,
+    },
+    /// The record is already at or past the receipt's state (or not sent): nothing changed.
+    Unchanged { current: DeliveryState },
+    /// No record of this tenant has that provider message id.
+    NotFound,
+    /// A receipt state that does not move a record (`sender`, `read-self`, `retry`, …).
+    Ignored,
+}
+
+/// The receipt states that move a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptState {
+    Delivered,
+    Read,
+}
+
+impl ReceiptState {
+    /// GOWA's `receipt_type` (as the ingress passes it in `receipt.state`): `delivered`;
+    /// `read` and `played` (a voice note listened to) mean read. Receipts from the tenant's
+    /// own other devices (`read-self`, `played-self`) and technical ones move nothing.
+    pub fn from_provider(state: &str) -> Option<Self> {
+        match state.trim().to_ascii_lowercase().as_str() {
+            "delivered" | "delivery" => Some(ReceiptState::Delivered),
+            "read" | "played" => Some(ReceiptState::Read),
+            _ => None,
+        }
+    }
+
+    fn target(self) -> DeliveryState {
+        match self {
+            ReceiptState::Delivered => DeliveryState::Delivered,
+            ReceiptState::Read => DeliveryState::Read,
+        }
+    }
+}
+
+/// The messages table (and the rate-limit table the lock shares a request with).
+#[derive(Debug, Clone)]
+pub struct DeliveryStore {
+    client: Client,
+    messages_table: String,
+    rate_table: String,
+    retention: Duration,
+}
+
+fn ts(t: OffsetDateTime) -> AttributeValue {
+    AttributeValue::S(t.format(&Rfc3339).unwrap_or_default())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn epoch_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Bounds what a record keeps of a failure text.
+fn bounded(reason: &str) -> String {
+    reason.chars().take(500).collect()
+}
+
+impl DeliveryStore {
+    /// `retention`: how long a record is kept (and deduplicates) after its last write;
+    /// longer than the queue's and the DLQ's retention, so a redriven message is still known.
+    pub fn new(
+        client: Client,
+        messages_table: impl Into<String>,
+        rate_table: impl Into<String>,
+        retention: Duration,
+    ) -> Self {
+        Self {
+            client,
+            messages_table: messages_table.into(),
+            rate_table: rate_table.into(),
+            retention,
+        }
+    }
+
+    pub fn messages_table(&self) -> &str {
+        &self.messages_table
+    }
+
+    pub fn rate_table(&self) -> &str {
+        &self.rate_table
+    }
+
+    fn ttl(&self, now: OffsetDateTime) -> AttributeValue {
+        n(now.unix_timestamp() + self.retention.as_secs() as i64)
+    }
+
+    /// Takes the record's lock and one slot of the tenant's rate window in one
+    /// `TransactWriteItems` request (both or neither). `lock_until` is the invocation's
+    /// deadline, so the lock dies with it.
+    pub async fn begin(
+        &self,
+        msg: &OutboundMessage,
+        sqs_message_id: &str,
+        owner: &str,
+        lock_until: OffsetDateTime,
+        window: &RateWindow,
+        now: OffsetDateTime,
+    ) -> Result<Begin, DeliveryError> {
+        let pk = record_key(&msg.tenant_id, &msg.idempotency_key);
+        let until_ms = epoch_ms(lock_until);
+        let lock = Update::builder()
+            .table_name(&self.messages_table)
+            .key("pk", s(&pk))
+            .update_expression(
+                "SET #state = :inprog, lockOwner = :owner, lockExpiresAt = :until, \
+                 tenantId = :t, idempotencyKey = :k, sqsMessageId = :sqs, updatedAt = :now, \
+                 createdAt = if_not_exists(createdAt, :now), expiresAt = :ttl \
+                 REMOVE providerMessageId, providerKey, endpoint, endpointRole \
+                 ADD attempts :one",
+            )
+            .condition_expression(
+                "attribute_not_exists(pk) OR #state = :retrying \
+                 OR (#state = :inprog AND lockExpiresAt < :nowms) OR expiresAt <= :nows",
+            )
+            .expression_attribute_names("#state", "state")
+            .set_expression_attribute_values(Some(HashMap::from([
+                (":inprog".into(), DeliveryState::InProgress.value()),
+                (":retrying".into(), DeliveryState::Retrying.value()),
+                (":owner".into(), s(owner)),
+                (":until".into(), n(until_ms)),
+                (":t".into(), s(msg.tenant_id.as_str())),
+                (":k".into(), s(&msg.idempotency_key)),
+                (":sqs".into(), s(sqs_message_id)),
+                (":now".into(), ts(now)),
+                (":ttl".into(), self.ttl(now)),
+                (":one".into(), n(1)),
+                (":nowms".into(), n(epoch_ms(now))),
+                (":nows".into(), n(now.unix_timestamp())),
+            ])))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .expect("table, key and expression are set");
+        let res = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(lock).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .update(window.take_slot(&self.rate_table))
+                    .build(),
+            )
+            .send()
+            .await;
+        let err = match res {
+            Ok(_) => {
+                return Ok(Begin::Acquired(Lock {
+                    pk,
+                    owner: owner.to_string(),
+                    until_ms,
+                }));
+            }
+            Err(e) => e,
+        };
+        let reasons = match err.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                c.cancellation_reasons().to_vec()
+            }
+            Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
+                return Ok(Begin::Contended);
+            }
+            _ => return Err(backend(err)),
+        };
+        let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("None");
+        match (code(0), code(1)) {
+            ("ConditionalCheckFailed", _) => {
+                let old = match reasons[0].item() {
+                    Some(item) if !item.is_empty() => Some(parse(&pk, item.clone())?),
+                    // Not every implementation returns the item: read it (failure path only).
+                    _ => self.get_key(&pk, now).await?,
+                };
+                Ok(match old {
+                    None => Begin::Contended,
+                    Some(r) if r.state == DeliveryState::InProgress => Begin::Locked {
+                        until_ms: r.lock_expires_at.unwrap_or(0),
+                    },
+                    Some(r) => Begin::Settled(r),
+                })
+            }
+            (_, "ConditionalCheckFailed") => Ok(Begin::RateLimited),
+            ("TransactionConflict", _) | (_, "TransactionConflict") => Ok(Begin::Contended),
+            _ => Err(backend(err)),
+        }
+    }
+
+    async fn settle(
+        &self,
+        lock: &Lock,
+        state: DeliveryState,
+        sets: &[(&str, AttributeValue)],
+        removes: &[&str],
+        now: OffsetDateTime,
+    ) -> Result<bool, DeliveryError> {
+        let mut expr = String::from("SET #state = :state, updatedAt = :now, expiresAt = :ttl");
+        let mut values = HashMap::from([
+            (":state".to_string(), state.value()),
+            (":now".to_string(), ts(now)),
+            (":ttl".to_string(), self.ttl(now)),
+            (":inprog".to_string(), DeliveryState::InProgress.value()),
+            (":owner".to_string(), s(&lock.owner)),
+        ]);
+        for (i, (name, value)) in sets.iter().enumerate() {
+            expr.push_str(&format!(", {name} = :v{i}"));
+            values.insert(format!(":v{i}"), value.clone());
+        }
+        expr.push_str(" REMOVE lockOwner, lockExpiresAt");
+        for r in removes {
+            expr.push_str(&format!(", {r}"));
+        }
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.messages_table)
+            .key("pk", s(&lock.pk))
+            .update_expression(expr)
+            .condition_expression("#state = :inprog AND lockOwner = :owner")
+            .expression_attribute_names("#state", "state")
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|x| x.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    /// Sent: the provider's id (indexed for receipts) and the endpoint that took it. Returns
+    /// `false` when the lock had been lost (nothing written).
+    pub async fn mark_sent(
+        &self,
+        lock: &Lock,
+        tenant_id: &TenantId,
+        provider_message_id: &str,
+        endpoint: &str,
+        role: EndpointRole,
+        now: OffsetDateTime,
+    ) -> Result<bool, DeliveryError> {
+        self.settle(
+            lock,
+            DeliveryState::Sent,
+            &[
+                ("providerMessageId", s(provider_message_id)),
+                (
+                    "providerKey",
+                    s(&format!("{tenant_id}#{provider_message_id}")),
+                ),
+                ("endpoint", s(endpoint)),
+                ("endpointRole", s(role_str(role))),
+                ("sentAt", ts(now)),
+            ],
+            &["errorClass", "reason"],
+            now,
+        )
+        .await
+    }
+
+    /// Failed for good (permanent).
+    pub async fn mark_failed(
+        &self,
+        lock: &Lock,
+        class: &str,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, DeliveryError> {
+        self.settle(
+            lock,
+            DeliveryState::Failed,
+            &[("errorClass", s(class)), ("reason", s(&bounded(reason)))],
+            &[],
+            now,
+        )
+        .await
+    }
+
+    /// Maybe delivered by `endpoint`: never resent automatically.
+    pub async fn mark_unknown(
+        &self,
+        lock: &Lock,
+        reason: &str,
+        endpoint: &str,
+        role: EndpointRole,
+        now: OffsetDateTime,
+    ) -> Result<bool, DeliveryError> {
+        self.settle(
+            lock,
+            DeliveryState::Unknown,
+            &[
+                ("errorClass", s(class_name(ErrorClass::Ambiguous))),
+                ("reason", s(&bounded(reason))),
+                ("endpoint", s(endpoint)),
+                ("endpointRole", s(role_str(role))),
+            ],
+            &[],
+            now,
+        )
+        .await
+    }
+
+    /// Releases the lock after a failure without effect; the queue brings the message back
+    /// and the next `begin` wins it again. `reason` is the last failure (what an operator
+    /// sees for a message that ends in the DLQ).
+    pub async fn release_for_retry(
+        &self,
+        lock: &Lock,
+        class: &str,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, DeliveryError> {
+        self.settle(
+            lock,
+            DeliveryState::Retrying,
+            &[("errorClass", s(class)), ("reason", s(&bounded(reason)))],
+            &[],
+            now,
+        )
+        .await
+    }
+
+    /// Records a body that was refused before any send (malformed, invalid, unknown
+    /// tenant) as failed, unless a record under that key already exists. Returns whether
+    /// it wrote.
+    pub async fn record_rejected(
+        &self,
+        pk: &str,
+        tenant_id: Option<&TenantId>,
+        idempotency_key: Option<&str>,
+        code: &str,
+        reason: &str,
+        sqs_message_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, DeliveryError> {
+        let mut item = HashMap::from([
+            ("pk".to_string(), s(pk)),
+            ("state".to_string(), DeliveryState::Failed.value()),
+            ("errorClass".to_string(), s(code)),
+            ("reason".to_string(), s(&bounded(reason))),
+            ("sqsMessageId".to_string(), s(sqs_message_id)),
+            ("attempts".to_string(), n(0)),
+            ("createdAt".to_string(), ts(now)),
+            ("updatedAt".to_string(), ts(now)),
+            ("expiresAt".to_string(), self.ttl(now)),
+        ]);
+        if let Some(t) = tenant_id {
+            item.insert("tenantId".into(), s(t.as_str()));
+        }
+        if let Some(k) = idempotency_key {
+            item.insert("idempotencyKey".into(), s(k));
+        }
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.messages_table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR expiresAt <= :nows")
+            .expression_attribute_values(":nows", n(now.unix_timestamp()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|x| x.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    /// The record of a message, `None` if absent or expired.
+    pub async fn get(
+        &self,
+        tenant_id: &TenantId,
+        idempotency_key: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<DeliveryRecord>, DeliveryError> {
+        self.get_key(&record_key(tenant_id, idempotency_key), now)
+            .await
+    }
+
+    /// The record under `pk`, `None` if absent or expired.
+    pub async fn get_key(
+        &self,
+        pk: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<DeliveryRecord>, DeliveryError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.messages_table)
+            .key("pk", s(pk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        match out.item {
+            None => Ok(None),
+            Some(item) => {
+                let r = parse(pk, item)?;
+                Ok((!r.is_expired(now)).then_some(r))
+            }
+        }
+    }
+
+    /// Applies a delivery receipt: `sent → delivered → read`, `sent → read`, never
+    /// backwards. Looks the record up by the provider's message id within the tenant.
+    pub async fn apply_receipt(
+        &self,
+        tenant_id: &TenantId,
+        provider_message_id: &str,
+        state: &str,
+        now: OffsetDateTime,
+    ) -> Result<ReceiptOutcome, DeliveryError> {
+        let Some(target) = ReceiptState::from_provider(state) else {
+            return Ok(ReceiptOutcome::Ignored);
+        };
+        let provider_key = format!("{tenant_id}#{provider_message_id}");
+        let found = self
+            .client
+            .query()
+            .table_name(&self.messages_table)
+            .index_name(INDEX_BY_PROVIDER_MESSAGE)
+            .key_condition_expression("providerKey = :pk")
+            .expression_attribute_values(":pk", s(&provider_key))
+            .limit(1)
+            .send()
+            .await
+            .map_err(backend)?;
+        let Some(pk) = found
+            .items()
+            .first()
+            .and_then(|i| i.get("pk"))
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+        else {
+            return Ok(ReceiptOutcome::NotFound);
+        };
+        let to = target.target();
+        let (cond, stamp) = match target {
+            ReceiptState::Delivered => ("#state = :sent", "deliveredAt"),
+            ReceiptState::Read => ("#state IN (:sent, :delivered)", "readAt"),
+        };
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.messages_table)
+            .key("pk", s(&pk))
+            .update_expression(format!(
+                "SET #state = :to, {stamp} = :now, updatedAt = :now"
+            ))
+            .condition_expression(format!(
+                "{cond} AND providerKey = :pkey AND expiresAt > :nows"
+            ))
+            .expression_attribute_names("#state", "state")
+            .set_expression_attribute_values(Some(HashMap::from([
+                (":to".to_string(), to.value()),
+                (":now".to_string(), ts(now)),
+                (":sent".to_string(), DeliveryState::Sent.value()),
+                (":delivered".to_string(), DeliveryState::Delivered.value()),
+                (":pkey".to_string(), s(&provider_key)),
+                (":nows".to_string(), n(now.unix_timestamp())),
+            ])))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match res {
+            Ok(out) => {
+                let from = out
+                    .attributes()
+                    .and_then(|a| a.get("state"))
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|v| {
+                        serde_json::from_value::<DeliveryState>(serde_json::Value::String(
+                            v.clone(),
+                        ))
+                        .ok()
+                    })
+                    .unwrap_or(DeliveryState::Sent);
+                Ok(ReceiptOutcome::Updated { from, to })
+            }
+            Err(e) => {
+                let Some(svc) = e.as_service_error() else {
+                    return Err(backend(e));
+                };
+                if let aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) = svc {
+                    let current = match c.item() {
+                        Some(item) if !item.is_empty() => Some(parse(&pk, item.clone())?),
+                        _ => self.get_key(&pk, now).await?,
+                    };
+                    return Ok(match current {
+                        Some(r) if r.provider_message_id.as_deref() == Some(provider_message_id)
+                            && !r.is_expired(now) =>
+                        {
+                            ReceiptOutcome::Unchanged { current: r.state }
+                        }
+                        _ => ReceiptOutcome::NotFound,
+                    });
+                }
+                Err(backend(e))
+            }
+        }
+    }
+}
+
+fn role_str(role: EndpointRole) -> &'static str {
+    match role {
+        EndpointRole::Primary => "primary",
+        EndpointRole::Backup => "backup",
+    }
+}
+
+fn parse(pk: &str, item: HashMap<String, AttributeValue>) -> Result<DeliveryRecord, DeliveryError> {
+    serde_dynamo::from_item(item).map_err(|e| DeliveryError::Corrupt {
+        pk: pk.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// The snake_case name of an error class, as records, logs and metrics carry it.
+pub fn class_name(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::Permanent => "permanent",
+        ErrorClass::Retryable => "retryable",
+        ErrorClass::Ambiguous => "ambiguous",
+        ErrorClass::RateLimited => "rate_limited",
+        ErrorClass::LoggedOut => "logged_out",
+        ErrorClass::BadCredentials => "bad_credentials",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipt_states_from_gowa() {
+        assert_eq!(
+            ReceiptState::from_provider("delivered"),
+            Some(ReceiptState::Delivered)
+        );
+        assert_eq!(
+            ReceiptState::from_provider("READ"),
+            Some(ReceiptState::Read)
+        );
+        assert_eq!(
+            ReceiptState::from_provider("played"),
+            Some(ReceiptState::Read)
+        );
+        for other in ["read-self", "played-self", "sender", "retry", ""] {
+            assert_eq!(ReceiptState::from_provider(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn record_reads_from_its_item() {
+        let item = HashMap::from([
+            ("pk".to_string(), s("acme#k1")),
+            ("state".to_string(), s("sent")),
+            ("attempts".to_string(), n(2)),
+            ("endpointRole".to_string(), s("backup")),
+            ("expiresAt".to_string(), n(2_000_000_000)),
+        ]);
+        let r = parse("acme#k1", item).unwrap();
+        assert_eq!(r.state, DeliveryState::Sent);
+        assert_eq!(r.attempts, 2);
+        assert_eq!(r.endpoint_role, Some(EndpointRole::Backup));
+        assert!(!r.is_expired(OffsetDateTime::UNIX_EPOCH));
+        assert!(r.is_expired(OffsetDateTime::from_unix_timestamp(2_000_000_000).unwrap()));
+    }
+}

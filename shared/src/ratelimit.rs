@@ -1,0 +1,139 @@
+//! Per-tenant outbound rate limit, shared by every sender instance: a fixed one-minute
+//! window counter in DynamoDB.
+//!
+//! One item per tenant and calendar minute (`pk = tenantId#windowStartEpochSecs`, attribute
+//! `sent`, TTL `expiresAt` two minutes after the window). Taking a slot is
+//! `ADD sent 1` under the condition `attribute_not_exists(sent) OR sent < :limit`, so
+//! concurrent invocations can never take more than `limit` slots of one window between them.
+//! The sender takes the slot in the same `TransactWriteItems` request as the message's
+//! idempotency lock ([`crate::delivery::DeliveryStore::begin`]): a slot is spent only when
+//! the lock is won, and the pair costs one request.
+//!
+//! The limit counts per calendar minute, so a tenant sends at most `limit` messages in any
+//! minute `[hh:mm:00, hh:mm+1:00)`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Update};
+use time::OffsetDateTime;
+
+use crate::tenant::TenantId;
+
+/// Length of one window.
+pub const WINDOW: Duration = Duration::from_secs(60);
+
+/// One tenant's current window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateWindow {
+    pub tenant_id: TenantId,
+    /// Slots in the window (the tenant's `limits.outboundPerMinute`).
+    pub limit: u32,
+    /// Start of the window, epoch seconds (a multiple of 60).
+    pub start: i64,
+}
+
+impl RateWindow {
+    /// The window `now` falls in.
+    pub fn at(tenant_id: &TenantId, limit: u32, now: OffsetDateTime) -> Self {
+        let secs = WINDOW.as_secs() as i64;
+        let t = now.unix_timestamp();
+        Self {
+            tenant_id: tenant_id.clone(),
+            limit,
+            start: t.div_euclid(secs) * secs,
+        }
+    }
+
+    /// The item key.
+    pub fn key(&self) -> String {
+        format!("{}#{}", self.tenant_id, self.start)
+    }
+
+    /// When the next window opens.
+    pub fn ends_at(&self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(self.start + WINDOW.as_secs() as i64)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
+    /// How long from `now` until the next window opens (zero if it already has).
+    pub fn wait_from(&self, now: OffsetDateTime) -> Duration {
+        let d = self.ends_at() - now;
+        if d.is_positive() {
+            Duration::try_from(d).unwrap_or_default()
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// The `TransactWriteItems` part that takes one slot.
+    pub fn take_slot(&self, table: &str) -> Update {
+        Update::builder()
+            .table_name(table)
+            .key("pk", AttributeValue::S(self.key()))
+            .update_expression("ADD #sent :one SET expiresAt = :ttl, tenantId = :t")
+            .condition_expression("attribute_not_exists(#sent) OR #sent < :limit")
+            .expression_attribute_names("#sent", "sent")
+            .set_expression_attribute_values(Some(HashMap::from([
+                (":one".to_string(), AttributeValue::N("1".into())),
+                (
+                    ":limit".to_string(),
+                    AttributeValue::N(self.limit.to_string()),
+                ),
+                (
+                    ":ttl".to_string(),
+                    AttributeValue::N((self.start + 2 * WINDOW.as_secs() as i64).to_string()),
+                ),
+                (
+                    ":t".to_string(),
+                    AttributeValue::S(self.tenant_id.to_string()),
+                ),
+            ])))
+            .build()
+            .expect("table, key and expression are set")
+    }
+}
+
+/// Slots taken in one window (0 when the window has no item). For operators and tests.
+pub async fn slots_taken(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    window: &RateWindow,
+) -> Result<u32, aws_sdk_dynamodb::Error> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(window.key()))
+        .consistent_read(true)
+        .send()
+        .await?;
+    Ok(out
+        .item
+        .and_then(|i| i.get("sent").and_then(|v| v.as_n().ok()).cloned())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn windows_are_calendar_minutes() {
+        let t: TenantId = "acme".parse().unwrap();
+        let w = RateWindow::at(&t, 30, datetime!(2026-03-01 10:15:42.5 UTC));
+        assert_eq!(w.start, datetime!(2026-03-01 10:15:00 UTC).unix_timestamp());
+        assert_eq!(w.key(), format!("acme#{}", w.start));
+        assert_eq!(
+            w.wait_from(datetime!(2026-03-01 10:15:42.5 UTC)),
+            Duration::from_millis(17_500)
+        );
+        assert_eq!(
+            w.wait_from(datetime!(2026-03-01 10:16:01 UTC)),
+            Duration::ZERO
+        );
+        let next = RateWindow::at(&t, 30, datetime!(2026-03-01 10:16:00 UTC));
+        assert_eq!(next.start, w.start + 60);
+    }
+}

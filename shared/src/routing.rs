@@ -1,0 +1,349 @@
+//! Where a tenant's message goes: the active endpoint first, the other one (if the tenant has
+//! a backup) only when failing over is safe; and a per-endpoint circuit breaker shared by
+//! every record an instance handles.
+//!
+//! Failover rules ([`may_fail_over`]): only after a failure that certainly had no effect on
+//! WhatsApp — the server could not be reached, answered 5xx, reports the device logged out,
+//! refused the credentials, or the breaker is open. Never after an ambiguous failure (the
+//! message may be out: a second server would send it twice), never after WhatsApp's
+//! rate limit (`WA_REACHOUT_TIMELOCK` is about the sending number, another server does not
+//! help and would make it worse), never after a permanent refusal (the message is wrong).
+//!
+//! The breaker ([`Breakers`]) counts consecutive failures per endpoint (server base URL and
+//! device). After `failure_threshold` of them it opens: the endpoint is skipped without a
+//! request for `cool_down`. Then one request is let through as a probe (half-open); its
+//! success closes the breaker, its failure opens it for another cool-down. The state lives in
+//! the instance's memory: every record of every batch on that instance shares it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::time::Instant;
+
+use crate::provider::{ErrorClass, ProviderError};
+use crate::tenant::{ConnectionStatus, Endpoint, EndpointRole, TenantConfig, TenantId};
+
+/// Breaker settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerSettings {
+    /// Consecutive failures that open the breaker.
+    pub failure_threshold: u32,
+    /// How long an open breaker refuses before it lets one probe through.
+    pub cool_down: Duration,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 3,
+            cool_down: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// One probe is out.
+    HalfOpen,
+}
+
+/// What the breaker says about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permit {
+    /// Closed: go.
+    Go,
+    /// Half-open: this request is the probe.
+    Probe,
+    /// Open (or a probe is already out): skip the endpoint.
+    Refused,
+}
+
+impl Permit {
+    pub fn allowed(self) -> bool {
+        !matches!(self, Permit::Refused)
+    }
+}
+
+/// What a request said about the endpoint's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// The server answered sensibly (success, a permanent refusal, a rate limit).
+    Healthy,
+    /// The endpoint cannot send (unreachable, 5xx, timeout, logged out, bad credentials).
+    Failed,
+    /// Says nothing (the request never left: refused by the egress guard).
+    Neutral,
+}
+
+impl Health {
+    pub fn of(result: &Result<impl Sized, ProviderError>) -> Health {
+        match result {
+            Ok(_) => Health::Healthy,
+            Err(ProviderError::Egress(_)) => Health::Neutral,
+            Err(e) => match e.class() {
+                ErrorClass::Permanent | ErrorClass::RateLimited => Health::Healthy,
+                ErrorClass::Retryable
+                | ErrorClass::Ambiguous
+                | ErrorClass::LoggedOut
+                | ErrorClass::BadCredentials => Health::Failed,
+            },
+        }
+    }
+}
+
+/// Per-endpoint breakers of one instance.
+#[derive(Debug)]
+pub struct Breakers {
+    settings: BreakerSettings,
+    states: Mutex<HashMap<String, State>>,
+}
+
+/// The breaker key of an endpoint: its server and device.
+pub fn endpoint_key<S>(e: &Endpoint<S>) -> String {
+    format!(
+        "{}#{}",
+        e.base_url,
+        e.device_id.as_deref().unwrap_or_default()
+    )
+}
+
+impl Breakers {
+    pub fn new(settings: BreakerSettings) -> Self {
+        Self {
+            settings,
+            states: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn settings(&self) -> BreakerSettings {
+        self.settings
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, State>> {
+        self.states.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// May a request go to `key` now?
+    pub fn permit(&self, key: &str) -> Permit {
+        let now = Instant::now();
+        let mut map = self.lock();
+        let state = map
+            .entry(key.to_string())
+            .or_insert(State::Closed { failures: 0 });
+        match *state {
+            State::Closed { .. } => Permit::Go,
+            State::Open { until } if now >= until => {
+                *state = State::HalfOpen;
+                Permit::Probe
+            }
+            State::Open { .. } | State::HalfOpen => Permit::Refused,
+        }
+    }
+
+    /// Records what a permitted request found.
+    pub fn record(&self, key: &str, permit: Permit, health: Health) {
+        let now = Instant::now();
+        let mut map = self.lock();
+        let state = map
+            .entry(key.to_string())
+            .or_insert(State::Closed { failures: 0 });
+        match (health, *state) {
+            (Health::Healthy, _) => *state = State::Closed { failures: 0 },
+            (Health::Failed, State::Closed { failures }) => {
+                let failures = failures + 1;
+                *state = if failures >= self.settings.failure_threshold {
+                    State::Open {
+                        until: now + self.settings.cool_down,
+                    }
+                } else {
+                    State::Closed { failures }
+                };
+            }
+            (Health::Failed, _) => {
+                *state = State::Open {
+                    until: now + self.settings.cool_down,
+                }
+            }
+            (Health::Neutral, State::HalfOpen) if permit == Permit::Probe => {
+                // The probe told us nothing: let the next request probe.
+                *state = State::Open { until: now };
+            }
+            (Health::Neutral, _) => {}
+        }
+    }
+
+    /// Is the breaker of `key` open (refusing) right now? For logs and tests.
+    pub fn is_open(&self, key: &str) -> bool {
+        matches!(self.lock().get(key), Some(State::Open { until }) if Instant::now() < *until)
+    }
+}
+
+/// The endpoints to try, in order: the active one, then the other one if the tenant has a
+/// backup.
+pub fn candidates<S>(config: &TenantConfig<S>) -> Vec<(EndpointRole, &Endpoint<S>)> {
+    let mut out = vec![(config.active_endpoint, config.active())];
+    if let Some(b) = &config.backup {
+        match config.active_endpoint {
+            EndpointRole::Primary => out.push((EndpointRole::Backup, b)),
+            EndpointRole::Backup => out.push((EndpointRole::Primary, &config.primary)),
+        }
+    }
+    out
+}
+
+/// May the same message go to the other endpoint after this failure?
+pub fn may_fail_over(err: &ProviderError) -> bool {
+    matches!(
+        err.class(),
+        ErrorClass::Retryable | ErrorClass::LoggedOut | ErrorClass::BadCredentials
+    ) && err.certainly_not_sent()
+}
+
+/// Writes a tenant's connection status (the sender, when a device reports it is logged out).
+#[async_trait]
+pub trait TenantStatusWriter: Send + Sync {
+    async fn set_connection_status(
+        &self,
+        tenant_id: &TenantId,
+        status: ConnectionStatus,
+    ) -> Result<(), String>;
+}
+
+/// Updates only `connectionStatus` (and `connectionStatusAt`) of the tenant's item, without
+/// touching `version`: the status is an observation, not a configuration change, and must
+/// not make a concurrent config edit fail.
+#[derive(Debug, Clone)]
+pub struct DynamoTenantStatus {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoTenantStatus {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl TenantStatusWriter for DynamoTenantStatus {
+    async fn set_connection_status(
+        &self,
+        tenant_id: &TenantId,
+        status: ConnectionStatus,
+    ) -> Result<(), String> {
+        let value = serde_json::to_value(status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "unknown".into());
+        let now = OffsetDateTime::now_utc()
+            .format(&Rfc3339)
+            .unwrap_or_default();
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("tenantId", AttributeValue::S(tenant_id.to_string()))
+            .update_expression("SET connectionStatus = :s, connectionStatusAt = :now")
+            .condition_expression("attribute_exists(tenantId)")
+            .expression_attribute_values(":s", AttributeValue::S(value))
+            .expression_attribute_values(":now", AttributeValue::S(now))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breakers() -> Breakers {
+        Breakers::new(BreakerSettings {
+            failure_threshold: 3,
+            cool_down: Duration::from_secs(10),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_consecutive_failures_only() {
+        let b = breakers();
+        for _ in 0..2 {
+            assert_eq!(b.permit("e"), Permit::Go);
+            b.record("e", Permit::Go, Health::Failed);
+        }
+        b.record("e", Permit::Go, Health::Healthy);
+        for _ in 0..2 {
+            b.record("e", Permit::Go, Health::Failed);
+        }
+        assert_eq!(b.permit("e"), Permit::Go, "a success reset the count");
+        b.record("e", Permit::Go, Health::Failed);
+        assert_eq!(b.permit("e"), Permit::Refused);
+        assert_eq!(b.permit("other"), Permit::Go, "per endpoint");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_open_lets_one_probe_through_after_the_cool_down() {
+        let b = breakers();
+        for _ in 0..3 {
+            b.record("e", Permit::Go, Health::Failed);
+        }
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert_eq!(b.permit("e"), Permit::Refused);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(b.permit("e"), Permit::Probe);
+        assert_eq!(b.permit("e"), Permit::Refused, "one probe at a time");
+        b.record("e", Permit::Probe, Health::Failed);
+        assert_eq!(b.permit("e"), Permit::Refused, "failed probe reopens");
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(b.permit("e"), Permit::Probe);
+        b.record("e", Permit::Probe, Health::Healthy);
+        assert_eq!(b.permit("e"), Permit::Go);
+    }
+
+    #[test]
+    fn failover_only_when_nothing_can_have_been_sent() {
+        let yes = [
+            ProviderError::Retryable {
+                reason: "refused".into(),
+                before_sent: true,
+            },
+            ProviderError::Retryable {
+                reason: "502".into(),
+                before_sent: false,
+            },
+            ProviderError::LoggedOut {
+                message: "x".into(),
+            },
+            ProviderError::BadCredentials,
+        ];
+        let no = [
+            ProviderError::Ambiguous {
+                reason: "timeout".into(),
+            },
+            ProviderError::RateLimited {
+                message: "timelock".into(),
+                retry_after: None,
+            },
+            ProviderError::Permanent {
+                code: "INVALID_JID".into(),
+                message: "x".into(),
+            },
+        ];
+        assert!(yes.iter().all(may_fail_over));
+        assert!(!no.iter().any(may_fail_over));
+    }
+}

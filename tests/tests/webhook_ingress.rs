@@ -1,0 +1,639 @@
+//! webhook-ingress: the handler called in-process with real API Gateway v2 events, against
+//! moto_server (DynamoDB, KMS, SQS). Every refusal asserts its exact status and that the
+//! inbound queue stayed empty; every accepted event is validated against the checked-in
+//! JSON Schema.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::Value;
+use time::OffsetDateTime;
+use wagate::Secret;
+use wagate::cache::{CacheSettings, ConfigCache};
+use wagate::secrets::{KmsSealer, SecretSealer};
+use wagate::signature::sign_sha256;
+use wagate::store::{DynamoTenantStore, TenantConfigStore};
+use wagate::tenant::*;
+use wagate_tests::{ApiEvent, Stack, drain_queue, workspace_root};
+use webhook_ingress::{App, RateLimiter, SqsSink};
+
+/// Expected signatures from ../shared/contracts/README.md (copied with the samples).
+const SAMPLES: &[(&str, &str, &str)] = &[
+    (
+        "gowa-message-text-incoming.json",
+        "sha256=b0c547901276dfbe584429d7cf24222c14d564e9039bf7fcba9181ef84db1721",
+        "sha256=ba2ba4869e4f36acd3d5192596ed16a867f507f255ec74ee258644c2b8133850",
+    ),
+    (
+        "gowa-message-image-group-with-caption.json",
+        "sha256=ab11e42f41d2d8117f3944985eb84a42fbb97915700320182cedf1db3c85b45c",
+        "sha256=f6e2502274644be2e0389a9245a067fd34086d75d4956e9fda046128ba5f1d3a",
+    ),
+    (
+        "gowa-message-ack-delivered.json",
+        "sha256=e0117c2f171cc9af15af54093ef5bea0b84b3fe42d3705b674daf0f9cfc2a714",
+        "sha256=8d7b51cd3773c472f5aaf5f3212e9d1ea7fff30ea9c3ee000b5a5e70eacfcadc",
+    ),
+    (
+        "gowa-group-participants-join.json",
+        "sha256=43327c5f15b34ad3b8952b2998991401925dba1e6e14262beefb1ee375c3702c",
+        "sha256=dcf27eddd6fe8b2cb014708fdf6f8fb14bc6b8b4588ce54ee21c6fbfbc73b84f",
+    ),
+];
+
+fn sample(name: &str) -> Vec<u8> {
+    std::fs::read(workspace_root().join("tests/fixtures/gowa").join(name)).expect("fixture")
+}
+
+fn validator() -> jsonschema::Validator {
+    let schema: Value = serde_json::from_slice(
+        &std::fs::read(workspace_root().join("schemas/inbound-event.schema.json")).unwrap(),
+    )
+    .unwrap();
+    jsonschema::validator_for(&schema).expect("schema compiles")
+}
+
+struct Ingress {
+    stack: Stack,
+    app: App,
+    store: DynamoTenantStore,
+    sealer: KmsSealer,
+    queue_url: String,
+}
+
+struct Reply {
+    status: StatusCode,
+    json: Value,
+    retry_after: Option<String>,
+}
+
+struct TenantSpec<'a> {
+    id: &'a str,
+    secrets: Vec<(&'a str, &'a str, Option<OffsetDateTime>)>,
+    active: bool,
+    cidrs: Vec<&'a str>,
+    inbound_per_second: u32,
+}
+
+impl<'a> TenantSpec<'a> {
+    fn new(id: &'a str, secret: &'a str) -> Self {
+        TenantSpec {
+            id,
+            secrets: vec![("s1", secret, None)],
+            active: true,
+            cidrs: Vec::new(),
+            inbound_per_second: 50,
+        }
+    }
+}
+
+async fn ingress() -> Ingress {
+    let stack = Stack::new().await;
+    let store = DynamoTenantStore::new(stack.dynamodb.clone(), stack.tenants_table());
+    let sealer = KmsSealer::new(stack.kms.clone(), stack.kms_key_id());
+    let queue_url = stack.env()["INBOUND_QUEUE_URL"].clone();
+    let app = App {
+        cache: Arc::new(ConfigCache::new(
+            Arc::new(store.clone()),
+            Arc::new(sealer.clone()),
+            CacheSettings::with_ttl(Duration::from_secs(60)),
+        )),
+        sink: Arc::new(SqsSink::new(stack.sqs.clone(), queue_url.clone())),
+        limiter: RateLimiter::default(),
+    };
+    Ingress {
+        stack,
+        app,
+        store,
+        sealer,
+        queue_url,
+    }
+}
+
+impl Ingress {
+    async fn add_tenant(&self, spec: TenantSpec<'_>) {
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let cfg: TenantConfig<Secret> = TenantConfig {
+            tenant_id: spec.id.parse().unwrap(),
+            provider: ProviderKind::Gowa,
+            primary: Endpoint {
+                base_url: "https://wa.example.com".into(),
+                credentials: Credentials::None,
+                device_id: None,
+                region: None,
+                webhook_source_cidrs: spec.cidrs.iter().map(|c| c.parse().unwrap()).collect(),
+            },
+            backup: None,
+            webhook_secrets: spec
+                .secrets
+                .iter()
+                .map(|(id, s, exp)| WebhookSecret {
+                    id: id.to_string(),
+                    secret: Secret::new(*s),
+                    expires_at: *exp,
+                })
+                .collect(),
+            active_endpoint: EndpointRole::Primary,
+            is_active: spec.active,
+            connection_status: ConnectionStatus::Unknown,
+            limits: Limits {
+                inbound_per_second: spec.inbound_per_second,
+                ..Limits::default()
+            },
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut sealed = Vec::new();
+        for (p, s) in cfg.secret_slots() {
+            sealed.push(self.sealer.seal(spec.id, p, s).await.unwrap());
+        }
+        self.store
+            .create(&cfg.with_secrets(sealed).unwrap())
+            .await
+            .unwrap();
+    }
+
+    async fn post(&self, ev: ApiEvent) -> Reply {
+        let resp = webhook_ingress::handle(&self.app, ev.request()).await;
+        let text = match resp.body() {
+            lambda_http::Body::Text(t) => t.clone(),
+            _ => String::new(),
+        };
+        Reply {
+            status: resp.status(),
+            json: serde_json::from_str(&text).unwrap_or(Value::Null),
+            retry_after: resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string()),
+        }
+    }
+
+    async fn queued(&self) -> Vec<Value> {
+        drain_queue(&self.stack.sdk, &self.queue_url)
+            .await
+            .into_iter()
+            .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+            .collect()
+    }
+}
+
+fn webhook(tenant: &str, body: &[u8], signature: Option<&str>) -> ApiEvent {
+    let mut ev = ApiEvent::new("POST", &format!("/webhooks/whatsapp/{tenant}"))
+        .header("content-type", "application/json")
+        .raw_body(body.to_vec());
+    if let Some(s) = signature {
+        ev = ev.header("X-Hub-Signature-256", s);
+    }
+    ev
+}
+
+async fn assert_refused_nothing_queued(i: &Ingress, r: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(r.status, status, "{}", r.json);
+    assert_eq!(r.json["error"], code, "{}", r.json);
+    assert!(r.json["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(i.queued().await.is_empty(), "something was enqueued");
+}
+
+// ---------- the signed samples ----------
+
+#[tokio::test]
+async fn every_sample_verifies_under_both_secrets_and_lands_on_the_queue_once() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("default-secret", "secret"))
+        .await;
+    i.add_tenant(TenantSpec::new("custom-secret", "super-secret-key"))
+        .await;
+    let v = validator();
+    for (name, sig_default, sig_custom) in SAMPLES {
+        let body = sample(name);
+        for (tenant, sig) in [
+            ("default-secret", sig_default),
+            ("custom-secret", sig_custom),
+        ] {
+            let r = i.post(webhook(tenant, &body, Some(sig))).await;
+            assert_eq!(r.status, StatusCode::OK, "{name} {tenant}: {}", r.json);
+        }
+    }
+    let events = i.queued().await;
+    assert_eq!(events.len(), 8);
+    for e in &events {
+        let errors: Vec<String> = v.iter_errors(e).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?} in {e}");
+    }
+    let of = |tenant: &str, ty: &str| {
+        events
+            .iter()
+            .filter(|e| e["tenantId"] == tenant && e["eventType"] == ty)
+            .count()
+    };
+    for t in ["default-secret", "custom-secret"] {
+        assert_eq!(of(t, "message"), 2);
+        assert_eq!(of(t, "receipt"), 1);
+        assert_eq!(of(t, "group_participants"), 1);
+    }
+}
+
+#[tokio::test]
+async fn text_sample_is_normalised_field_by_field() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    let r = i
+        .post(webhook("acme", &sample(SAMPLES[0].0), Some(SAMPLES[0].1)))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let e = &i.queued().await[0];
+    assert_eq!(e["eventType"], "message");
+    assert_eq!(e["providerEventId"], "A1B2C3D4E5F60718293A4B5C6D7E8F90");
+    assert_eq!(e["sender"]["id"], "6289876543210@s.whatsapp.net");
+    assert_eq!(e["sender"]["name"], "Budi Santoso");
+    assert_eq!(e["chat"]["isGroup"], false);
+    assert_eq!(e["text"], "Hi, is my order #1042 shipped yet?");
+    assert_eq!(e["replyTo"]["messageId"], "3EB0B430B6F8F1D0E053AC");
+    assert_eq!(e["account"], "6281234567890@s.whatsapp.net");
+    assert_eq!(e["sessionId"], "tenant-42");
+    assert_eq!(e["occurredAt"], "2026-08-22T10:15:30Z");
+    assert_eq!(
+        e["raw"]["payload"]["id"],
+        "A1B2C3D4E5F60718293A4B5C6D7E8F90"
+    );
+}
+
+#[tokio::test]
+async fn image_and_ack_samples_carry_media_and_receipt() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    for (name, sig, _) in &SAMPLES[1..3] {
+        assert_eq!(
+            i.post(webhook("acme", &sample(name), Some(sig)))
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    let events = i.queued().await;
+    let image = events.iter().find(|e| e["eventType"] == "message").unwrap();
+    assert_eq!(image["media"]["kind"], "image");
+    assert_eq!(image["media"]["caption"], "Receipt for today's delivery");
+    assert!(image["text"].is_null(), "caption is not repeated as text");
+    assert_eq!(image["chat"]["isGroup"], true);
+    let ack = events.iter().find(|e| e["eventType"] == "receipt").unwrap();
+    assert_eq!(ack["receipt"]["messageIds"][0], "3EB0B430B6F8F1D0E053AC");
+    assert_eq!(ack["receipt"]["state"], "delivered");
+}
+
+#[tokio::test]
+async fn the_same_event_delivered_twice_reaches_the_queue_once() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    let (name, sig, _) = SAMPLES[0];
+    for _ in 0..3 {
+        assert_eq!(
+            i.post(webhook("acme", &sample(name), Some(sig)))
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(i.queued().await.len(), 1);
+}
+
+#[tokio::test]
+async fn messages_are_grouped_by_tenant_and_deduplicated_by_event() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    let (name, sig, _) = SAMPLES[0];
+    i.post(webhook("acme", &sample(name), Some(sig))).await;
+    let msgs = drain_queue(&i.stack.sdk, &i.queue_url).await;
+    let attrs = msgs[0].attributes().unwrap();
+    assert_eq!(
+        attrs[&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId],
+        "acme"
+    );
+    let dedup = &attrs[&aws_sdk_sqs::types::MessageSystemAttributeName::MessageDeduplicationId];
+    assert_eq!(dedup.len(), 64);
+    assert_eq!(
+        msgs[0].message_attributes().unwrap()["eventType"].string_value(),
+        Some("message")
+    );
+}
+
+// ---------- signatures refused ----------
+
+#[tokio::test]
+async fn a_tampered_byte_is_401_and_nothing_queued() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    let (name, sig, _) = SAMPLES[0];
+    let mut body = sample(name);
+    let at = body.iter().position(|b| *b == b'#').unwrap();
+    body[at] = b'$';
+    let r = i.post(webhook("acme", &body, Some(sig))).await;
+    assert_refused_nothing_queued(&i, &r, StatusCode::UNAUTHORIZED, "signature_invalid").await;
+}
+
+#[tokio::test]
+async fn another_tenants_secret_is_401() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    i.add_tenant(TenantSpec::new("other", "super-secret-key"))
+        .await;
+    let (name, _, sig_other) = SAMPLES[0];
+    let r = i
+        .post(webhook("acme", &sample(name), Some(sig_other)))
+        .await;
+    assert_refused_nothing_queued(&i, &r, StatusCode::UNAUTHORIZED, "signature_invalid").await;
+}
+
+#[tokio::test]
+async fn missing_signature_header_is_401() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    let r = i.post(webhook("acme", &sample(SAMPLES[0].0), None)).await;
+    assert_refused_nothing_queued(&i, &r, StatusCode::UNAUTHORIZED, "signature_missing").await;
+}
+
+#[tokio::test]
+async fn wrong_prefix_is_401() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    let (name, sig, _) = SAMPLES[0];
+    let wrong = sig.replace("sha256=", "sha1=");
+    let r = i.post(webhook("acme", &sample(name), Some(&wrong))).await;
+    assert_refused_nothing_queued(&i, &r, StatusCode::UNAUTHORIZED, "signature_invalid").await;
+}
+
+#[tokio::test]
+async fn uppercase_hex_is_the_same_signature_and_accepted() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    let (name, sig, _) = SAMPLES[0];
+    let upper = format!("sha256={}", sig["sha256=".len()..].to_uppercase());
+    let r = i.post(webhook("acme", &sample(name), Some(&upper))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(i.queued().await.len(), 1);
+}
+
+#[tokio::test]
+async fn empty_body_unsigned_is_401_and_signed_is_400() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    let r = i
+        .post(webhook("acme", b"", Some(&sign_sha256(b"other", b""))))
+        .await;
+    assert_refused_nothing_queued(&i, &r, StatusCode::UNAUTHORIZED, "signature_invalid").await;
+    let r = i
+        .post(webhook("acme", b"", Some(&sign_sha256(b"secret", b""))))
+        .await;
+    assert_refused_nothing_queued(&i, &r, StatusCode::BAD_REQUEST, "invalid_json").await;
+}
+
+#[tokio::test]
+async fn non_utf8_body_is_verified_over_its_bytes_then_400() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    let body: &[u8] = &[0xff, 0xfe, b'{', 0x80, b'}'];
+    let r = i
+        .post(webhook("acme", body, Some(&sign_sha256(b"wrong", body))).base64_encoded())
+        .await;
+    assert_refused_nothing_queued(&i, &r, StatusCode::UNAUTHORIZED, "signature_invalid").await;
+    let r = i
+        .post(webhook("acme", body, Some(&sign_sha256(b"secret", body))).base64_encoded())
+        .await;
+    assert_refused_nothing_queued(&i, &r, StatusCode::BAD_REQUEST, "invalid_json").await;
+}
+
+#[tokio::test]
+async fn base64_encoded_bodies_verify_over_the_decoded_bytes() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    let (name, sig, _) = SAMPLES[3];
+    let r = i
+        .post(webhook("acme", &sample(name), Some(sig)).base64_encoded())
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(i.queued().await[0]["eventType"], "group_participants");
+}
+
+// ---------- rotation ----------
+
+#[tokio::test]
+async fn old_secret_verifies_until_its_expiry_and_not_after() {
+    let i = ingress().await;
+    let now = OffsetDateTime::now_utc();
+    let mut live = TenantSpec::new("rotating", "new-secret-value");
+    live.secrets
+        .push(("old", "secret", Some(now + time::Duration::hours(1))));
+    i.add_tenant(live).await;
+    let mut expired = TenantSpec::new("rotated", "new-secret-value");
+    expired
+        .secrets
+        .push(("old", "secret", Some(now - time::Duration::seconds(1))));
+    i.add_tenant(expired).await;
+
+    let (name, sig, _) = SAMPLES[0];
+    let r = i.post(webhook("rotating", &sample(name), Some(sig))).await;
+    assert_eq!(r.status, StatusCode::OK, "before expiry");
+    let r = i.post(webhook("rotated", &sample(name), Some(sig))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "after expiry");
+    let queued = i.queued().await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0]["tenantId"], "rotating");
+    // The new secret works for both.
+    let body = sample(name);
+    let new_sig = sign_sha256(b"new-secret-value", &body);
+    assert_eq!(
+        i.post(webhook("rotated", &body, Some(&new_sig)))
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+// ---------- tenant, source, size, rate, queue ----------
+
+#[tokio::test]
+async fn unknown_tenant_is_404() {
+    let i = ingress().await;
+    let (name, sig, _) = SAMPLES[0];
+    let r = i.post(webhook("nobody", &sample(name), Some(sig))).await;
+    assert_refused_nothing_queued(&i, &r, StatusCode::NOT_FOUND, "unknown_tenant").await;
+}
+
+#[tokio::test]
+async fn inactive_tenant_is_403() {
+    let i = ingress().await;
+    let mut spec = TenantSpec::new("sleepy", "secret");
+    spec.active = false;
+    i.add_tenant(spec).await;
+    let (name, sig, _) = SAMPLES[0];
+    let r = i.post(webhook("sleepy", &sample(name), Some(sig))).await;
+    assert_refused_nothing_queued(&i, &r, StatusCode::FORBIDDEN, "tenant_inactive").await;
+}
+
+#[tokio::test]
+async fn source_outside_the_allowlist_is_403_and_inside_is_accepted() {
+    let i = ingress().await;
+    let mut spec = TenantSpec::new("fenced", "secret");
+    spec.cidrs = vec!["198.51.100.0/24"];
+    i.add_tenant(spec).await;
+    let (name, sig, _) = SAMPLES[0];
+    let r = i
+        .post(webhook("fenced", &sample(name), Some(sig)).source_ip("203.0.113.10"))
+        .await;
+    assert_refused_nothing_queued(&i, &r, StatusCode::FORBIDDEN, "source_not_allowed").await;
+    let r = i
+        .post(webhook("fenced", &sample(name), Some(sig)).source_ip("198.51.100.77"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(i.queued().await.len(), 1);
+}
+
+#[tokio::test]
+async fn body_over_256_kib_is_413() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    let body = format!(
+        r#"{{"event":"message","payload":{{"body":"{}"}}}}"#,
+        "x".repeat(257 * 1024)
+    );
+    let sig = sign_sha256(b"secret", body.as_bytes());
+    let r = i.post(webhook("acme", body.as_bytes(), Some(&sig))).await;
+    assert_refused_nothing_queued(&i, &r, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
+}
+
+#[tokio::test]
+async fn above_the_tenants_inbound_rate_is_429_with_retry_after() {
+    let i = ingress().await;
+    let mut spec = TenantSpec::new("chatty", "secret");
+    spec.inbound_per_second = 2;
+    i.add_tenant(spec).await;
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for n in 0..3 {
+        let body = format!(r#"{{"event":"message","payload":{{"id":"m{n}","body":"hi"}}}}"#);
+        let sig = sign_sha256(b"secret", body.as_bytes());
+        let r = i.post(webhook("chatty", body.as_bytes(), Some(&sig))).await;
+        statuses.push(r.status);
+        last = Some(r);
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    let last = last.unwrap();
+    assert_eq!(last.json["error"], "rate_limited");
+    assert_eq!(last.retry_after.as_deref(), Some("1"));
+    assert_eq!(
+        i.queued().await.len(),
+        2,
+        "the refused one was not enqueued"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_queue_is_503_so_the_sender_retries() {
+    let mut i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    i.app.sink = Arc::new(SqsSink::new(
+        i.stack.sqs.clone(),
+        format!("{}-missing.fifo", i.queue_url.trim_end_matches(".fifo")),
+    ));
+    let (name, sig, _) = SAMPLES[0];
+    let r = i.post(webhook("acme", &sample(name), Some(sig))).await;
+    assert_eq!(r.retry_after.as_deref(), Some("1"));
+    assert_refused_nothing_queued(&i, &r, StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable")
+        .await;
+}
+
+#[tokio::test]
+async fn wrong_method_and_path_are_refused() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    let r = i
+        .post(ApiEvent::new("GET", "/webhooks/whatsapp/acme"))
+        .await;
+    assert_refused_nothing_queued(&i, &r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+        .await;
+    let r = i.post(ApiEvent::new("POST", "/webhooks/other/acme")).await;
+    assert_refused_nothing_queued(&i, &r, StatusCode::NOT_FOUND, "no_route").await;
+}
+
+#[tokio::test]
+async fn unknown_event_type_passes_through_as_other() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    let body = br#"{"event":"call.offer","device_id":"628@s.whatsapp.net","payload":{"id":"call-1","from":"629@s.whatsapp.net"}}"#;
+    let r = i
+        .post(webhook("acme", body, Some(&sign_sha256(b"secret", body))))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let e = &i.queued().await[0];
+    assert_eq!(e["eventType"], "other");
+    assert_eq!(e["providerEvent"], "call.offer");
+    assert_eq!(e["raw"]["payload"]["id"], "call-1");
+    assert!(validator().is_valid(e));
+}
+
+#[tokio::test]
+async fn pre_v8_flat_message_is_normalised() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    let body = br#"{"chat_id":"6289876543210","from":"6289876543210@s.whatsapp.net in 6289876543210@s.whatsapp.net","message":{"id":"3EB0LEGACY","quoted_message":"","replied_id":"","text":"old server says hi"},"pushname":"Budi","sender_id":"6289876543210","timestamp":"2024-01-05T10:00:00Z"}"#;
+    let r = i
+        .post(webhook("acme", body, Some(&sign_sha256(b"secret", body))))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let e = &i.queued().await[0];
+    assert_eq!(e["eventType"], "message");
+    assert_eq!(e["text"], "old server says hi");
+    assert_eq!(e["providerEventId"], "3EB0LEGACY");
+    assert_eq!(e["sender"]["name"], "Budi");
+    assert!(validator().is_valid(e));
+}
+
+// ---------- warm path budget ----------
+
+#[tokio::test]
+async fn warm_path_makes_no_dynamodb_or_kms_call_and_one_sqs_call() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    let (name, sig, _) = SAMPLES[0];
+    // Cold: the cache loads the tenant once.
+    i.stack.counter.reset();
+    assert_eq!(
+        i.post(webhook("acme", &sample(name), Some(sig)))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(i.stack.counter.count_op("DynamoDB", "GetItem"), 1);
+    for n in 0..10 {
+        i.stack.counter.reset();
+        let body = format!(r#"{{"event":"message","payload":{{"id":"warm-{n}","body":"hi"}}}}"#);
+        let sig = sign_sha256(b"secret", body.as_bytes());
+        let r = i.post(webhook("acme", body.as_bytes(), Some(&sig))).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(
+            i.stack.counter.count("DynamoDB"),
+            0,
+            "{:?}",
+            i.stack.counter.calls()
+        );
+        assert_eq!(
+            i.stack.counter.count("KMS"),
+            0,
+            "{:?}",
+            i.stack.counter.calls()
+        );
+        assert_eq!(i.stack.counter.count_op("SQS", "SendMessage"), 1);
+        assert_eq!(i.stack.counter.total(), 1);
+    }
+    assert_eq!(i.queued().await.len(), 11);
+}
