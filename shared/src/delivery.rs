@@ -167,13 +167,26 @@ pub struct Lock {
     pub until_ms: i64,
 }
 
+/// A body refused before any send, for [`DeliveryStore::record_rejected`].
+#[derive(Debug, Clone, Copy)]
+pub struct Rejection<'a> {
+    /// [`record_key`] when the body named tenant and key, else [`rejected_key`].
+    pub pk: &'a str,
+    pub tenant_id: Option<&'a TenantId>,
+    pub idempotency_key: Option<&'a str>,
+    /// `malformed`, `invalid`, `too_large`, `unknown_tenant`, `tenant_inactive`.
+    pub code: &'a str,
+    pub reason: &'a str,
+    pub sqs_message_id: &'a str,
+}
+
 /// What [`DeliveryStore::begin`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Begin {
     /// Ours to send (and one rate-limit slot taken).
     Acquired(Lock),
     /// It already has an outcome (sent, delivered, read, failed, unknown): do not send.
-    Settled(DeliveryRecord),
+    Settled(Box<DeliveryRecord>),
     /// Another live invocation holds it.
     Locked { until_ms: i64 },
     /// The tenant's window is full; nothing was written.
@@ -372,7 +385,7 @@ impl DeliveryStore {
                     Some(r) if r.state == DeliveryState::InProgress => Begin::Locked {
                         until_ms: r.lock_expires_at.unwrap_or(0),
                     },
-                    Some(r) => Begin::Settled(r),
+                    Some(r) => Begin::Settled(Box::new(r)),
                 })
             }
             (_, "ConditionalCheckFailed") => Ok(Begin::RateLimited),
@@ -525,14 +538,17 @@ impl DeliveryStore {
     /// it wrote.
     pub async fn record_rejected(
         &self,
-        pk: &str,
-        tenant_id: Option<&TenantId>,
-        idempotency_key: Option<&str>,
-        code: &str,
-        reason: &str,
-        sqs_message_id: &str,
+        rejection: &Rejection<'_>,
         now: OffsetDateTime,
     ) -> Result<bool, DeliveryError> {
+        let Rejection {
+            pk,
+            tenant_id,
+            idempotency_key,
+            code,
+            reason,
+            sqs_message_id,
+        } = *rejection;
         let mut item = HashMap::from([
             ("pk".to_string(), s(pk)),
             ("state".to_string(), DeliveryState::Failed.value()),
@@ -644,6 +660,16 @@ impl DeliveryStore {
             ReceiptState::Delivered => ("#state = :sent", "deliveredAt"),
             ReceiptState::Read => ("#state IN (:sent, :delivered)", "readAt"),
         };
+        let mut values = HashMap::from([
+            (":to".to_string(), to.value()),
+            (":now".to_string(), ts(now)),
+            (":sent".to_string(), DeliveryState::Sent.value()),
+            (":pkey".to_string(), s(&provider_key)),
+            (":nows".to_string(), n(now.unix_timestamp())),
+        ]);
+        if target == ReceiptState::Read {
+            values.insert(":delivered".into(), DeliveryState::Delivered.value());
+        }
         let res = self
             .client
             .update_item()
@@ -656,14 +682,7 @@ impl DeliveryStore {
                 "{cond} AND providerKey = :pkey AND expiresAt > :nows"
             ))
             .expression_attribute_names("#state", "state")
-            .set_expression_attribute_values(Some(HashMap::from([
-                (":to".to_string(), to.value()),
-                (":now".to_string(), ts(now)),
-                (":sent".to_string(), DeliveryState::Sent.value()),
-                (":delivered".to_string(), DeliveryState::Delivered.value()),
-                (":pkey".to_string(), s(&provider_key)),
-                (":nows".to_string(), n(now.unix_timestamp())),
-            ])))
+            .set_expression_attribute_values(Some(values))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()

@@ -238,8 +238,11 @@ fn valid_recipient(to: &str) -> bool {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
     }
+    // International format: no leading 0 (a local number like 0812… is refused).
     let digits = to.strip_prefix('+').unwrap_or(to);
-    (5..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+    (5..=15).contains(&digits.len())
+        && !digits.starts_with('0')
+        && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn check_url(errs: &mut ValidationErrors, url: &str) {
@@ -297,7 +300,7 @@ mod tests {
         for ok in ["6281234567890", "120363402106123456@g.us", "123@lid"] {
             assert!(OutboundMessage::parse(&text(ok)).is_ok(), "{ok}");
         }
-        for bad in ["081234", "12 34 56", "a@example.com", "+"] {
+        for bad in ["081234", "0812345678", "12 34 56", "a@example.com", "+"] {
             let r = OutboundMessage::parse(&text(bad)).unwrap_err();
             let OutboundError::Invalid(errs) = r.error else {
                 panic!("{bad}: {:?}", r.error)

@@ -11,6 +11,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use wagate::Secret;
 use wagate::cache::{CacheSettings, ConfigCache};
+use wagate::delivery::DeliveryStore;
 use wagate::secrets::{KmsSealer, SecretSealer};
 use wagate::signature::sign_sha256;
 use wagate::store::{DynamoTenantStore, TenantConfigStore};
@@ -101,6 +102,12 @@ async fn ingress() -> Ingress {
         )),
         sink: Arc::new(SqsSink::new(stack.sqs.clone(), queue_url.clone())),
         limiter: RateLimiter::default(),
+        receipts: Arc::new(DeliveryStore::new(
+            stack.dynamodb.clone(),
+            stack.env()["MESSAGES_TABLE"].clone(),
+            "",
+            Duration::from_secs(0),
+        )),
     };
     Ingress {
         stack,
@@ -636,4 +643,34 @@ async fn warm_path_makes_no_dynamodb_or_kms_call_and_one_sqs_call() {
         assert_eq!(i.stack.counter.total(), 1);
     }
     assert_eq!(i.queued().await.len(), 11);
+}
+
+#[tokio::test]
+async fn receipt_that_cannot_be_recorded_is_503_and_nothing_queued() {
+    let mut i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    i.app.receipts = Arc::new(DeliveryStore::new(
+        i.stack.dynamodb.clone(),
+        "no-such-table",
+        "",
+        Duration::from_secs(0),
+    ));
+    let (name, sig, _) = SAMPLES[2];
+    let r = i.post(webhook("acme", &sample(name), Some(sig))).await;
+    assert_eq!(r.retry_after.as_deref(), Some("1"));
+    assert_refused_nothing_queued(
+        &i,
+        &r,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "receipts_unavailable",
+    )
+    .await;
+    // Messages (not receipts) do not touch delivery records and still pass.
+    let (name, sig, _) = SAMPLES[0];
+    assert_eq!(
+        i.post(webhook("acme", &sample(name), Some(sig)))
+            .await
+            .status,
+        StatusCode::OK
+    );
 }

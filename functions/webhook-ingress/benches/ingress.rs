@@ -18,7 +18,7 @@ use wagate::secrets::{Purpose, SealedSecret, SecretSealer, SecretsError};
 use wagate::signature::sign_sha256;
 use wagate::store::{StoreError, TenantConfigReader};
 use wagate::tenant::*;
-use webhook_ingress::{App, EventSink, RateLimiter, SinkError, accept};
+use webhook_ingress::{App, EventSink, RateLimiter, ReceiptRecorder, SinkError, accept};
 
 struct OneTenant(SealedConfig);
 
@@ -41,6 +41,21 @@ impl SecretSealer for PlainSealer {
     }
     async fn open(&self, _: &str, _: Purpose, s: &SealedSecret) -> Result<Secret, SecretsError> {
         Ok(Secret::new(s.ciphertext.clone()))
+    }
+}
+
+struct NoReceipts;
+
+#[async_trait]
+impl ReceiptRecorder for NoReceipts {
+    async fn record(
+        &self,
+        _: &TenantId,
+        _: &str,
+        _: &str,
+        _: OffsetDateTime,
+    ) -> Result<String, String> {
+        Ok("none".into())
     }
 }
 
@@ -128,6 +143,7 @@ fn bench(c: &mut Criterion) {
         )),
         sink: Arc::new(NullSink),
         limiter: RateLimiter::default(),
+        receipts: Arc::new(NoReceipts),
     };
     let opened = rt
         .block_on(wagate::cache::open_config(&PlainSealer, sealed))

@@ -20,6 +20,7 @@
 //! one SQS call.
 
 mod limiter;
+mod receipts;
 mod sink;
 
 use std::net::IpAddr;
@@ -38,6 +39,7 @@ use wagate::signature::{SIGNATURE_HEADER, SignatureError, verify_sha256};
 use wagate::tenant::{OpenedConfig, ProviderKind};
 
 pub use limiter::RateLimiter;
+pub use receipts::ReceiptRecorder;
 pub use sink::{EventSink, SinkError, SqsSink};
 
 /// Largest webhook body accepted (bytes).
@@ -48,6 +50,8 @@ pub struct App {
     pub cache: Arc<ConfigCache>,
     pub sink: Arc<dyn EventSink>,
     pub limiter: RateLimiter,
+    /// Moves outbound delivery records on receipt events (sent → delivered → read).
+    pub receipts: Arc<dyn ReceiptRecorder>,
 }
 
 /// Why a webhook was refused. Each maps to one status; none echoes internals.
@@ -79,6 +83,8 @@ pub enum IngressError {
     QueueUnavailable,
     #[error("tenant configuration is unavailable; retry later")]
     ConfigUnavailable,
+    #[error("delivery records are unavailable; retry later")]
+    ReceiptsUnavailable,
 }
 
 impl IngressError {
@@ -91,9 +97,9 @@ impl IngressError {
             IngressError::Inactive | IngressError::SourceNotAllowed => StatusCode::FORBIDDEN,
             IngressError::Signature(_) => StatusCode::UNAUTHORIZED,
             IngressError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            IngressError::QueueUnavailable | IngressError::ConfigUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            IngressError::QueueUnavailable
+            | IngressError::ConfigUnavailable
+            | IngressError::ReceiptsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -113,6 +119,7 @@ impl IngressError {
             IngressError::EventTooLarge => "event_too_large",
             IngressError::QueueUnavailable => "queue_unavailable",
             IngressError::ConfigUnavailable => "config_unavailable",
+            IngressError::ReceiptsUnavailable => "receipts_unavailable",
         }
     }
 }
@@ -247,6 +254,7 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
                     IngressError::RateLimited
                         | IngressError::QueueUnavailable
                         | IngressError::ConfigUnavailable
+                        | IngressError::ReceiptsUnavailable
                 ) {
                     resp.headers_mut()
                         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -296,6 +304,22 @@ async fn process(app: &App, req: &Request) -> Result<String, IngressError> {
     }
     let dedup = accepted.event.deduplication_id();
     span.record("dedup_id", dedup.as_str());
+    // Receipts first: if recording fails the answer is 503 with nothing enqueued, GOWA
+    // retries, and applying a receipt twice changes nothing (states only move forward).
+    if let Some(receipt) = &accepted.event.receipt {
+        let now = now();
+        for id in &receipt.message_ids {
+            match app.receipts.record(&tenant, id, &receipt.state, now).await {
+                Ok(outcome) => {
+                    info!(provider_message_id = %id, state = %receipt.state, outcome = %outcome, "receipt applied")
+                }
+                Err(e) => {
+                    warn!(provider_message_id = %id, error = %e, "receipt not recorded");
+                    return Err(IngressError::ReceiptsUnavailable);
+                }
+            }
+        }
+    }
     app.sink
         .send(&accepted.event, &dedup, accepted.body)
         .await

@@ -1,10 +1,12 @@
 //! Wiring only: read the environment once, build the clients, serve.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use lambda_http::{Error, run, service_fn};
 use wagate::cache::{CacheSettings, ConfigCache};
 use wagate::config::{AppConfig, Env};
+use wagate::delivery::DeliveryStore;
 use wagate::secrets::KmsSealer;
 use wagate::store::DynamoTenantStore;
 use webhook_ingress::{App, RateLimiter, SqsSink};
@@ -15,13 +17,19 @@ async fn main() -> Result<(), Error> {
     let mut env = Env::from_process();
     let cfg = AppConfig::read(&mut env);
     let queue_url = env.required("INBOUND_QUEUE_URL");
+    let messages_table = env.required("MESSAGES_TABLE");
     env.finish()?;
-    let (Some(cfg), Some(queue_url)) = (cfg, queue_url) else {
+    let (Some(cfg), Some(queue_url), Some(messages_table)) = (cfg, queue_url, messages_table)
+    else {
         return Err("invalid configuration".into());
     };
 
     let sdk = wagate::aws::load().await;
-    let store = DynamoTenantStore::new(aws_sdk_dynamodb::Client::new(&sdk), cfg.tenants_table);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let store = DynamoTenantStore::new(dynamodb.clone(), cfg.tenants_table);
+    // Only `apply_receipt` is reachable through `ReceiptRecorder`: no rate table, and the
+    // retention is irrelevant to receipts (they never create records).
+    let receipts = DeliveryStore::new(dynamodb, messages_table, "", Duration::from_secs(0));
     let sealer = KmsSealer::new(aws_sdk_kms::Client::new(&sdk), cfg.kms_key_id);
     let app = Arc::new(App {
         cache: Arc::new(ConfigCache::new(
@@ -31,6 +39,7 @@ async fn main() -> Result<(), Error> {
         )),
         sink: Arc::new(SqsSink::new(aws_sdk_sqs::Client::new(&sdk), queue_url)),
         limiter: RateLimiter::default(),
+        receipts: Arc::new(receipts),
     });
 
     run(service_fn(move |req| {

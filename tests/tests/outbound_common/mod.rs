@@ -1,0 +1,348 @@
+//! Shared set-up of the outbound-sender tests: a stack on moto_server, tenants whose servers
+//! are simulators, the sender wired to the counted clients, and SQS events.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use gowa_sim::{SimConfig, SimHandle};
+use outbound_sender::{BatchOutcome, Sender, Settings};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use wagate::Secret;
+use wagate::cache::{CacheSettings, ConfigCache};
+use wagate::delivery::{DeliveryRecord, DeliveryStore};
+use wagate::net::{EgressPolicy, HttpClient, HttpTimeouts};
+use wagate::routing::{BreakerSettings, DynamoTenantStatus};
+use wagate::secrets::{KmsSealer, SecretSealer};
+use wagate::store::{DynamoTenantStore, TenantConfigStore};
+use wagate::tenant::*;
+use wagate_tests::Stack;
+
+pub const PASSWORD: &str = "gowa-password-outbound-4e1d";
+
+pub struct Fx {
+    pub stack: Stack,
+    /// The serializing proxy to moto_server every sender of the test uses for DynamoDB.
+    pub proxy: String,
+    pub sender: Sender,
+    /// Reads records without being counted.
+    pub records: DeliveryStore,
+}
+
+pub fn settings() -> Settings {
+    Settings {
+        max_receive_count: 5,
+        breaker: BreakerSettings {
+            failure_threshold: 2,
+            cool_down: Duration::from_millis(400),
+        },
+        retention: Duration::from_secs(24 * 3600),
+        send_reserve: Duration::from_secs(3),
+        timelock_backoff: Duration::from_secs(60),
+    }
+}
+
+pub fn http() -> HttpClient {
+    HttpClient::new(
+        EgressPolicy::new(EgressPolicy::parse_allowlist("127.0.0.1/32").unwrap()),
+        HttpTimeouts {
+            connect: Duration::from_secs(1),
+            request: Duration::from_millis(1500),
+        },
+    )
+    .unwrap()
+}
+
+pub async fn fixture_with(settings: Settings) -> Fx {
+    let stack = Stack::new().await;
+    let proxy = serializing_moto_proxy().await;
+    let sender = sender_via(&stack, &proxy, settings);
+    let env = stack.env();
+    let records = DeliveryStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        env["MESSAGES_TABLE"].clone(),
+        env["RATE_LIMITS_TABLE"].clone(),
+        Duration::from_secs(3600),
+    );
+    Fx {
+        stack,
+        proxy,
+        sender,
+        records,
+    }
+}
+
+pub async fn fixture() -> Fx {
+    fixture_with(settings()).await
+}
+
+pub async fn sim() -> SimHandle {
+    gowa_sim::start(SimConfig::default()).await.unwrap()
+}
+
+fn endpoint(base_url: &str) -> Endpoint<Secret> {
+    Endpoint {
+        base_url: base_url.into(),
+        credentials: Credentials::None,
+        device_id: Some(gowa_sim::DEFAULT_DEVICE_ID.into()),
+        region: None,
+        webhook_source_cidrs: Vec::new(),
+    }
+}
+
+impl Fx {
+    /// Stores a tenant (secrets sealed with KMS) whose servers are `primary` and `backup`.
+    pub async fn tenant(&self, id: &str, primary: &str, backup: Option<&str>, per_minute: u32) {
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let mut primary_ep = endpoint(primary);
+        primary_ep.credentials = Credentials::Basic {
+            username: "admin".into(),
+            password: Secret::new(PASSWORD),
+        };
+        let cfg = TenantConfig {
+            tenant_id: id.parse().unwrap(),
+            provider: ProviderKind::Gowa,
+            primary: primary_ep,
+            backup: backup.map(endpoint),
+            webhook_secrets: vec![WebhookSecret {
+                id: "s1".into(),
+                secret: Secret::new("webhook-secret-outbound-77aa"),
+                expires_at: None,
+            }],
+            active_endpoint: EndpointRole::Primary,
+            is_active: true,
+            connection_status: ConnectionStatus::Connected,
+            limits: Limits {
+                outbound_per_minute: per_minute,
+                ..Limits::default()
+            },
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let sealer = KmsSealer::new(
+            aws_sdk_kms::Client::new(&self.stack.sdk),
+            self.stack.kms_key_id(),
+        );
+        let mut sealed = Vec::new();
+        for (purpose, s) in cfg.secret_slots() {
+            sealed.push(sealer.seal(id, purpose, s).await.unwrap());
+        }
+        let store = DynamoTenantStore::new(
+            aws_sdk_dynamodb::Client::new(&self.stack.sdk),
+            self.stack.tenants_table(),
+        );
+        store
+            .create(&cfg.with_secrets(sealed).unwrap())
+            .await
+            .unwrap();
+    }
+
+    pub async fn handle(&self, records: Vec<SqsMessage>) -> BatchOutcome {
+        self.sender.handle_batch(event(records), deadline()).await
+    }
+
+    pub async fn record(&self, tenant: &str, key: &str) -> Option<DeliveryRecord> {
+        self.records
+            .get(&tenant.parse().unwrap(), key, OffsetDateTime::now_utc())
+            .await
+            .unwrap()
+    }
+
+    /// The tenant's item as stored (uncounted).
+    pub async fn tenant_item(
+        &self,
+        id: &str,
+    ) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+        aws_sdk_dynamodb::Client::new(&self.stack.sdk)
+            .get_item()
+            .table_name(self.stack.tenants_table())
+            .key(
+                "tenantId",
+                aws_sdk_dynamodb::types::AttributeValue::S(id.into()),
+            )
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap()
+    }
+}
+
+/// A proxy in front of moto_server that passes one request at a time. DynamoDB applies each
+/// conditional write atomically; moto_server serves concurrent requests on threads without
+/// that guarantee (two concurrent `ADD` under `count < limit` can both succeed). Tests of
+/// concurrent writers go through this proxy so they test the sender, not moto's threading.
+pub async fn serializing_moto_proxy() -> String {
+    moto_proxy(true).await
+}
+
+/// The proxy serializing only `TransactWriteItems` (what moto_server breaks on when
+/// concurrent); other requests pass concurrently.
+pub async fn transaction_serializing_moto_proxy() -> String {
+    moto_proxy(false).await
+}
+
+async fn moto_proxy(serialize_all: bool) -> String {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, Uri};
+    let upstream = wagate_tests::moto_endpoint();
+    let client = reqwest::Client::new();
+    let gate = Arc::new(tokio::sync::Mutex::new(()));
+    let app = axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let (client, gate, upstream) = (client.clone(), gate.clone(), upstream.clone());
+            async move {
+                // moto's transactions are the unsafe part ("dictionary changed size during
+                // iteration"); plain item writes and reads go through concurrently.
+                let transaction = headers
+                    .get("x-amz-target")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|t| t.ends_with("TransactWriteItems"));
+                let _one_at_a_time = if transaction || serialize_all {
+                    Some(gate.lock().await)
+                } else {
+                    None
+                };
+                let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                let mut req = client
+                    .request(method, format!("{upstream}{path}"))
+                    .body(body);
+                for (name, value) in &headers {
+                    if name != "host" && name != "content-length" {
+                        req = req.header(name, value);
+                    }
+                }
+                let resp = req.send().await.expect("moto_server answers");
+                let status = resp.status();
+                let mut out = axum::http::Response::builder().status(status);
+                for (name, value) in resp.headers() {
+                    if name != "content-length"
+                        && name != "transfer-encoding"
+                        && name != "connection"
+                    {
+                        out = out.header(name, value);
+                    }
+                }
+                out.body(axum::body::Body::from(resp.bytes().await.unwrap()))
+                    .unwrap()
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+/// A sender (one "instance") whose DynamoDB client goes to `endpoint` (the serializing
+/// proxy), counted by the stack's counter; KMS through the stack's counted client.
+pub fn sender_via(stack: &Stack, endpoint: &str, settings: Settings) -> Sender {
+    let env = stack.env();
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&stack.sdk)
+            .endpoint_url(endpoint)
+            .interceptor(stack.counter.clone())
+            .build(),
+    );
+    let cache = Arc::new(ConfigCache::new(
+        Arc::new(DynamoTenantStore::new(
+            dynamodb.clone(),
+            stack.tenants_table(),
+        )),
+        Arc::new(KmsSealer::new(stack.kms.clone(), stack.kms_key_id())),
+        CacheSettings::with_ttl(Duration::from_secs(300)),
+    ));
+    Sender::new(
+        cache,
+        DeliveryStore::new(
+            dynamodb.clone(),
+            env["MESSAGES_TABLE"].clone(),
+            env["RATE_LIMITS_TABLE"].clone(),
+            settings.retention,
+        ),
+        Arc::new(DynamoTenantStatus::new(dynamodb, stack.tenants_table())),
+        http(),
+        settings,
+    )
+}
+
+pub fn deadline() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + Duration::from_secs(30)
+}
+
+pub fn event(records: Vec<SqsMessage>) -> SqsEvent {
+    let mut e = SqsEvent::default();
+    e.records = records;
+    e
+}
+
+/// A text message body.
+pub fn text(tenant: &str, key: &str, to: &str, body: &str) -> Value {
+    json!({
+        "tenantId": tenant,
+        "idempotencyKey": key,
+        "to": to,
+        "content": {"type": "text", "body": body}
+    })
+}
+
+pub const TO: &str = "6289685028129";
+
+/// An SQS record as Lambda delivers it from a FIFO queue.
+pub fn record(sqs_id: &str, body: &str, group: &str, receive_count: u32) -> SqsMessage {
+    let mut m = SqsMessage::default();
+    m.message_id = Some(sqs_id.into());
+    m.receipt_handle = Some(format!("rh-{sqs_id}"));
+    m.body = Some(body.into());
+    m.attributes = HashMap::from([
+        (
+            "ApproximateReceiveCount".to_string(),
+            receive_count.to_string(),
+        ),
+        ("MessageGroupId".to_string(), group.to_string()),
+        ("MessageDeduplicationId".to_string(), sqs_id.to_string()),
+    ]);
+    m.event_source = Some("aws:sqs".into());
+    m
+}
+
+/// A text record of `tenant` with key `key`, first receive.
+pub fn msg(sqs_id: &str, tenant: &str, key: &str, body: &str) -> SqsMessage {
+    record(sqs_id, &text(tenant, key, TO, body).to_string(), tenant, 1)
+}
+
+/// The message texts a simulator received on /send/message, in order.
+pub fn texts(sim: &SimHandle) -> Vec<String> {
+    sim.requests_to("/send/message")
+        .into_iter()
+        .filter_map(|r| {
+            r.json
+                .and_then(|j| j["message"].as_str().map(str::to_string))
+        })
+        .collect()
+}
+
+/// The message texts a simulator accepted (answered 200), in order.
+pub fn sent_texts(sim: &SimHandle) -> Vec<String> {
+    sim.requests_to("/send/message")
+        .into_iter()
+        .filter(|r| r.status == Some(200))
+        .filter_map(|r| {
+            r.json
+                .and_then(|j| j["message"].as_str().map(str::to_string))
+        })
+        .collect()
+}
+
+pub fn failures(b: &BatchOutcome) -> Vec<String> {
+    b.response()
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect()
+}

@@ -1,0 +1,748 @@
+//! outbound-sender against moto_server (DynamoDB, KMS, SQS) and GOWA simulators over HTTP.
+//! Every test asserts what the simulators received and what the message record says.
+
+mod outbound_common;
+
+use std::time::Duration;
+
+use gowa_sim::{DeviceState, Faults, SendErrorFault, SendErrorStatus};
+use outbound_common::*;
+use outbound_sender::Outcome;
+use time::OffsetDateTime;
+use wagate::delivery::{Begin, DeliveryState, ReceiptOutcome};
+use wagate::outbound::OutboundMessage;
+use wagate::ratelimit::{RateWindow, slots_taken};
+use wagate::tenant::EndpointRole;
+
+// ---------- the happy path and the budgets ----------
+
+#[tokio::test]
+async fn sends_a_text_and_records_it_as_sent_with_the_provider_id() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    fx.tenant("acme", &sim.base_url(), None, 30).await;
+
+    let b = fx.handle(vec![msg("m1", "acme", "order-1", "hello")]).await;
+
+    assert!(failures(&b).is_empty());
+    let sent = sim.requests_to("/send/message");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].json.as_ref().unwrap()["phone"], TO);
+    assert_eq!(sent[0].json.as_ref().unwrap()["message"], "hello");
+    assert_eq!(sent[0].device_id.as_deref(), Some("demo"));
+    assert_eq!(sent[0].basic_auth_user.as_deref(), Some("admin"));
+    let Some(Outcome::Sent {
+        provider_message_id,
+        role,
+        failed_over,
+    }) = b.outcome("m1").cloned()
+    else {
+        panic!("{b:?}")
+    };
+    assert_eq!((role, failed_over), (EndpointRole::Primary, false));
+    let r = fx.record("acme", "order-1").await.unwrap();
+    assert_eq!(r.state, DeliveryState::Sent);
+    assert_eq!(
+        r.provider_message_id.as_deref(),
+        Some(provider_message_id.as_str())
+    );
+    assert_eq!(r.endpoint.as_deref(), Some(sim.base_url().as_str()));
+    assert_eq!(r.attempts, 1);
+    assert!(
+        r.lock_owner.is_none() && r.lock_expires_at.is_none(),
+        "lock released"
+    );
+}
+
+#[tokio::test]
+async fn image_and_document_go_to_the_media_routes_by_url() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    fx.tenant("acme", &sim.base_url(), None, 30).await;
+    let image = serde_json::json!({"tenantId": "acme", "idempotencyKey": "img-1", "to": TO,
+        "content": {"type": "image", "url": "https://cdn.example.com/a.jpg", "caption": "menu"}});
+    let doc = serde_json::json!({"tenantId": "acme", "idempotencyKey": "doc-1", "to": TO,
+        "content": {"type": "document", "url": "https://cdn.example.com/invoice.pdf", "filename": "invoice.pdf"}});
+
+    let b = fx
+        .handle(vec![
+            record("m1", &image.to_string(), "acme", 1),
+            record("m2", &doc.to_string(), "acme", 1),
+        ])
+        .await;
+
+    assert!(failures(&b).is_empty(), "{b:?}");
+    let img = sim.requests_to("/send/image");
+    assert_eq!(img.len(), 1);
+    let form = img[0].form.as_ref().unwrap();
+    assert_eq!(form["image_url"], "https://cdn.example.com/a.jpg");
+    assert_eq!(form["caption"], "menu");
+    let file = sim.requests_to("/send/file");
+    assert_eq!(file.len(), 1);
+    assert_eq!(
+        file[0].form.as_ref().unwrap()["file_url"],
+        "https://cdn.example.com/invoice.pdf"
+    );
+    assert!(sim.requests_to("/send/message").is_empty());
+    for key in ["img-1", "doc-1"] {
+        assert_eq!(
+            fx.record("acme", key).await.unwrap().state,
+            DeliveryState::Sent
+        );
+    }
+}
+
+#[tokio::test]
+async fn steady_state_makes_no_kms_call_no_config_read_and_two_writes_per_message() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    fx.tenant("acme", &sim.base_url(), None, 100).await;
+    // Warm the instance (the first record loads and opens the config).
+    fx.handle(vec![msg("w1", "acme", "warm-1", "warm")]).await;
+    fx.stack.counter.reset();
+
+    let records = (0..5)
+        .map(|i| msg(&format!("m{i}"), "acme", &format!("k{i}"), "steady"))
+        .collect();
+    let b = fx.handle(records).await;
+
+    assert!(failures(&b).is_empty(), "{b:?}");
+    assert_eq!(sim.requests_to("/send/message").len(), 6);
+    let c = &fx.stack.counter;
+    assert_eq!(c.count("KMS"), 0, "{:?}", c.calls());
+    assert_eq!(
+        c.count_op("DynamoDB", "GetItem"),
+        0,
+        "config read: {:?}",
+        c.calls()
+    );
+    let writes = c.count_op("DynamoDB", "TransactWriteItems")
+        + c.count_op("DynamoDB", "UpdateItem")
+        + c.count_op("DynamoDB", "PutItem");
+    assert_eq!(writes, 10, "2 write requests per message: {:?}", c.calls());
+    assert_eq!(c.count("DynamoDB"), 10, "nothing else: {:?}", c.calls());
+}
+
+// ---------- idempotency ----------
+
+#[tokio::test]
+async fn redelivered_record_already_sent_is_acknowledged_without_sending() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    fx.tenant("acme", &sim.base_url(), None, 30).await;
+    fx.handle(vec![msg("m1", "acme", "order-1", "hello")]).await;
+
+    // SQS redelivers the same message (e.g. the first invocation's response was lost).
+    let body = text("acme", "order-1", TO, "hello").to_string();
+    let b = fx.handle(vec![record("m1", &body, "acme", 2)]).await;
+
+    assert_eq!(
+        b.outcome("m1"),
+        Some(&Outcome::AlreadySettled(DeliveryState::Sent))
+    );
+    assert!(failures(&b).is_empty());
+    assert_eq!(
+        sim.requests_to("/send/message").len(),
+        1,
+        "the simulator received it once"
+    );
+    let r = fx.record("acme", "order-1").await.unwrap();
+    assert_eq!((r.state, r.attempts), (DeliveryState::Sent, 1));
+}
+
+#[tokio::test]
+async fn record_locked_by_a_live_invocation_is_returned_and_not_sent() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    fx.tenant("acme", &sim.base_url(), None, 30).await;
+    let m = OutboundMessage::parse(&text("acme", "order-1", TO, "hi").to_string()).unwrap();
+    let now = OffsetDateTime::now_utc();
+    let other = fx
+        .records
+        .begin(
+            &m,
+            "m0",
+            "other-invocation",
+            now + Duration::from_secs(60),
+            &RateWindow::at(&m.tenant_id, 30, now),
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(other, Begin::Acquired(_)));
+
+    let b = fx.handle(vec![msg("m1", "acme", "order-1", "hi")]).await;
+
+    assert_eq!(b.outcome("m1"), Some(&Outcome::Locked));
+    assert_eq!(failures(&b), ["m1"]);
+    assert!(sim.requests_to("/send/message").is_empty());
+    let r = fx.record("acme", "order-1").await.unwrap();
+    assert_eq!(r.state, DeliveryState::InProgress);
+    assert_eq!(r.lock_owner.as_deref(), Some("other-invocation"));
+}
+
+#[tokio::test]
+async fn expired_lock_of_a_dead_invocation_is_taken_over() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    fx.tenant("acme", &sim.base_url(), None, 30).await;
+    let m = OutboundMessage::parse(&text("acme", "order-1", TO, "hi").to_string()).unwrap();
+    let now = OffsetDateTime::now_utc();
+    fx.records
+        .begin(
+            &m,
+            "m0",
+            "dead-invocation",
+            now - Duration::from_secs(1),
+            &RateWindow::at(&m.tenant_id, 30, now),
+            now,
+        )
+        .await
+        .unwrap();
+
+    let b = fx.handle(vec![msg("m1", "acme", "order-1", "hi")]).await;
+
+    assert!(
+        matches!(b.outcome("m1"), Some(Outcome::Sent { .. })),
+        "{b:?}"
+    );
+    assert_eq!(sim.requests_to("/send/message").len(), 1);
+    let r = fx.record("acme", "order-1").await.unwrap();
+    assert_eq!((r.state, r.attempts), (DeliveryState::Sent, 2));
+}
+
+// ---------- error classes ----------
+
+#[tokio::test]
+async fn permanent_invalid_number_is_recorded_failed_and_acknowledged() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    let backup = sim_backup().await;
+    fx.tenant("acme", &sim.base_url(), Some(&backup.base_url()), 30)
+        .await;
+    let body = text("acme", "order-1", "nobody@s.whatsapp.net", "hi").to_string();
+
+    let b = fx.handle(vec![record("m1", &body, "acme", 1)]).await;
+
+    assert!(failures(&b).is_empty(), "acknowledged");
+    assert!(matches!(b.outcome("m1"), Some(Outcome::Failed { class, .. }) if class == "permanent"));
+    assert_eq!(sim.requests_to("/send/message")[0].status, Some(400));
+    assert!(
+        backup.requests_to("/send/message").is_empty(),
+        "no failover for a wrong message"
+    );
+    let r = fx.record("acme", "order-1").await.unwrap();
+    assert_eq!(r.state, DeliveryState::Failed);
+    assert_eq!(r.error_class.as_deref(), Some("permanent"));
+    assert!(r.reason.unwrap().contains("INVALID_JID"));
+
+    // A redelivery is not retried.
+    fx.handle(vec![record("m1", &body, "acme", 2)]).await;
+    assert_eq!(sim.requests_to("/send/message").len(), 1);
+}
+
+#[tokio::test]
+async fn retryable_5xx_without_backup_returns_the_record_to_the_queue() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    fx.tenant("acme", &sim.base_url(), None, 30).await;
+    sim.set_faults(Faults {
+        send_error: Some(SendErrorFault::next(1, SendErrorStatus::ServiceUnavailable)),
+        ..Faults::default()
+    });
+
+    let b = fx.handle(vec![msg("m1", "acme", "order-1", "hi")]).await;
+
+    assert_eq!(failures(&b), ["m1"]);
+    let r = fx.record("acme", "order-1").await.unwrap();
+    assert_eq!(r.state, DeliveryState::Retrying);
+    assert_eq!(r.error_class.as_deref(), Some("retryable"));
+    assert!(r.reason.unwrap().contains("503"));
+    assert!(r.lock_owner.is_none(), "lock released for the retry");
+
+    // The queue brings it back: now it goes.
+    let body = text("acme", "order-1", TO, "hi").to_string();
+    let b = fx.handle(vec![record("m1", &body, "acme", 2)]).await;
+    assert!(failures(&b).is_empty());
+    assert_eq!(sim.requests_to("/send/message").len(), 2);
+    let r = fx.record("acme", "order-1").await.unwrap();
+    assert_eq!((r.state, r.attempts), (DeliveryState::Sent, 2));
+}
+
+#[tokio::test]
+async fn whatsapp_rate_limit_backs_off_and_never_fails_over() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    let backup = sim_backup().await;
+    fx.tenant("acme", &sim.base_url(), Some(&backup.base_url()), 30)
+        .await;
+    sim.set_faults(Faults {
+        send_error: Some(SendErrorFault::next(1, SendErrorStatus::TooManyRequests)),
+        ..Faults::default()
+    });
+
+    let b = fx
+        .handle(vec![
+            msg("m1", "acme", "k1", "one"),
+            msg("m2", "acme", "k2", "two"),
+        ])
+        .await;
+
+    assert_eq!(failures(&b), ["m1", "m2"]);
+    assert_eq!(sim.requests_to("/send/message").len(), 1);
+    assert_eq!(sim.requests_to("/send/message")[0].status, Some(429));
+    assert!(
+        backup.requests_to("/send/message").is_empty(),
+        "never failed over"
+    );
+    let r = fx.record("acme", "k1").await.unwrap();
+    assert_eq!(r.state, DeliveryState::Retrying);
+    assert_eq!(r.error_class.as_deref(), Some("rate_limited"));
+    assert!(
+        fx.record("acme", "k2").await.is_none(),
+        "later record untouched"
+    );
+
+    // Within the back-off the instance sends nothing more for this tenant.
+    let body = text("acme", "k1", TO, "one").to_string();
+    let b = fx.handle(vec![record("m1", &body, "acme", 2)]).await;
+    assert!(
+        matches!(b.outcome("m1"), Some(Outcome::Retry { class, .. }) if class == "rate_limited")
+    );
+    assert_eq!(sim.requests_to("/send/message").len(), 1);
+}
+
+#[tokio::test]
+async fn logged_out_device_updates_the_tenant_status_and_the_backup_sends() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    let backup = sim_backup().await;
+    fx.tenant("acme", &sim.base_url(), Some(&backup.base_url()), 30)
+        .await;
+    sim.set_device_state("demo", DeviceState::Connected); // connected, not logged in
+
+    let b = fx.handle(vec![msg("m1", "acme", "k1", "hi")]).await;
+
+    assert!(failures(&b).is_empty(), "{b:?}");
+    assert_eq!(sim.requests_to("/send/message")[0].status, Some(401));
+    assert_eq!(backup.requests_to("/send/message").len(), 1);
+    let r = fx.record("acme", "k1").await.unwrap();
+    assert_eq!(r.state, DeliveryState::Sent);
+    assert_eq!(r.endpoint_role, Some(EndpointRole::Backup));
+    assert_eq!(r.endpoint.as_deref(), Some(backup.base_url().as_str()));
+    let item = fx.tenant_item("acme").await;
+    assert_eq!(item["connectionStatus"].as_s().unwrap(), "logged_out");
+    assert_eq!(
+        item["version"].as_n().unwrap(),
+        "1",
+        "a status is not a config change"
+    );
+}
+
+#[tokio::test]
+async fn logged_out_device_without_backup_is_retried_later() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    fx.tenant("acme", &sim.base_url(), None, 30).await;
+    sim.set_device_state("demo", DeviceState::Connected);
+
+    let b = fx.handle(vec![msg("m1", "acme", "k1", "hi")]).await;
+
+    assert_eq!(failures(&b), ["m1"]);
+    let r = fx.record("acme", "k1").await.unwrap();
+    assert_eq!(r.state, DeliveryState::Retrying);
+    assert_eq!(r.error_class.as_deref(), Some("logged_out"));
+    assert_eq!(
+        fx.tenant_item("acme").await["connectionStatus"]
+            .as_s()
+            .unwrap(),
+        "logged_out"
+    );
+}
+
+#[tokio::test]
+async fn ambiguous_timeout_is_recorded_unknown_and_never_sent_to_a_second_server() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    let backup = sim_backup().await;
+    fx.tenant("acme", &sim.base_url(), Some(&backup.base_url()), 30)
+        .await;
+    sim.set_faults(Faults {
+        hang: true,
+        ..Faults::default()
+    });
+
+    let b = fx.handle(vec![msg("m1", "acme", "k1", "hi")]).await;
+
+    assert!(failures(&b).is_empty(), "acknowledged: {b:?}");
+    assert!(matches!(b.outcome("m1"), Some(Outcome::Unknown { .. })));
+    assert_eq!(
+        sim.requests_to("/send/message").len(),
+        1,
+        "the request left"
+    );
+    assert!(
+        backup.requests_to("/send/message").is_empty(),
+        "never sent twice"
+    );
+    let r = fx.record("acme", "k1").await.unwrap();
+    assert_eq!(r.state, DeliveryState::Unknown);
+    assert_eq!(r.endpoint.as_deref(), Some(sim.base_url().as_str()));
+
+    // A redelivery does not resend it automatically.
+    sim.set_faults(Faults::default());
+    let body = text("acme", "k1", TO, "hi").to_string();
+    let b = fx.handle(vec![record("m1", &body, "acme", 2)]).await;
+    assert_eq!(
+        b.outcome("m1"),
+        Some(&Outcome::AlreadySettled(DeliveryState::Unknown))
+    );
+    assert_eq!(sim.requests_to("/send/message").len(), 1);
+    assert!(backup.requests_to("/send/message").is_empty());
+}
+
+// ---------- failover and the breaker ----------
+
+#[tokio::test]
+async fn primary_down_fails_over_to_the_backup_in_the_same_invocation() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    let backup = sim_backup().await;
+    fx.tenant("acme", &sim.base_url(), Some(&backup.base_url()), 30)
+        .await;
+    sim.set_down(true).await.unwrap();
+
+    let b = fx.handle(vec![msg("m1", "acme", "k1", "hi")]).await;
+
+    assert!(failures(&b).is_empty());
+    assert!(matches!(
+        b.outcome("m1"),
+        Some(Outcome::Sent {
+            role: EndpointRole::Backup,
+            failed_over: true,
+            ..
+        })
+    ));
+    assert!(sim.requests().is_empty(), "connection refused");
+    assert_eq!(texts(&backup), ["hi"]);
+    let r = fx.record("acme", "k1").await.unwrap();
+    assert_eq!(
+        (r.state, r.endpoint_role, r.attempts),
+        (DeliveryState::Sent, Some(EndpointRole::Backup), 1)
+    );
+}
+
+#[tokio::test]
+async fn breaker_opens_after_consecutive_failures_and_half_opens_after_the_cool_down() {
+    let fx = fixture().await; // threshold 2, cool-down 400 ms
+    let sim = sim().await;
+    let backup = sim_backup().await;
+    fx.tenant("acme", &sim.base_url(), Some(&backup.base_url()), 100)
+        .await;
+    sim.set_faults(Faults {
+        send_error: Some(SendErrorFault::always(SendErrorStatus::InternalServerError)),
+        ..Faults::default()
+    });
+
+    // Two failures open it; the third record skips the primary without a request.
+    fx.handle(vec![
+        msg("m1", "acme", "k1", "1"),
+        msg("m2", "acme", "k2", "2"),
+        msg("m3", "acme", "k3", "3"),
+    ])
+    .await;
+    assert_eq!(sim.requests_to("/send/message").len(), 2);
+    assert_eq!(texts(&backup), ["1", "2", "3"]);
+
+    // After the cool-down one probe goes; it fails and the breaker opens again.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    fx.handle(vec![
+        msg("m4", "acme", "k4", "4"),
+        msg("m5", "acme", "k5", "5"),
+    ])
+    .await;
+    assert_eq!(sim.requests_to("/send/message").len(), 3, "one probe only");
+    assert_eq!(texts(&backup), ["1", "2", "3", "4", "5"]);
+
+    // Healed: the next probe succeeds and the breaker closes.
+    sim.set_faults(Faults::default());
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let b = fx
+        .handle(vec![
+            msg("m6", "acme", "k6", "6"),
+            msg("m7", "acme", "k7", "7"),
+        ])
+        .await;
+    assert!(failures(&b).is_empty());
+    assert_eq!(sent_texts(&sim), ["6", "7"]);
+    assert_eq!(sim.requests_to("/send/message").len(), 5);
+    assert_eq!(backup.requests_to("/send/message").len(), 5);
+    for (k, role) in [("k3", EndpointRole::Backup), ("k7", EndpointRole::Primary)] {
+        assert_eq!(
+            fx.record("acme", k).await.unwrap().endpoint_role,
+            Some(role)
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_breaker_open_returns_the_record_without_a_request() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    fx.tenant("acme", &sim.base_url(), None, 100).await;
+    sim.set_faults(Faults {
+        send_error: Some(SendErrorFault::always(SendErrorStatus::BadGateway)),
+        ..Faults::default()
+    });
+    fx.handle(vec![msg("m1", "acme", "k1", "1")]).await;
+    fx.handle(vec![msg("m2", "acme", "k2", "2")]).await;
+
+    let b = fx.handle(vec![msg("m3", "acme", "k3", "3")]).await;
+
+    assert_eq!(failures(&b), ["m3"]);
+    assert_eq!(sim.requests_to("/send/message").len(), 2);
+    let r = fx.record("acme", "k3").await.unwrap();
+    assert_eq!(r.state, DeliveryState::Retrying);
+    assert_eq!(r.error_class.as_deref(), Some("circuit_open"));
+}
+
+// ---------- batches ----------
+
+#[tokio::test]
+async fn order_within_a_tenant_holds_when_a_record_fails() {
+    let fx = fixture().await;
+    let a = sim().await;
+    let b_sim = sim().await;
+    fx.tenant("acme", &a.base_url(), None, 100).await;
+    fx.tenant("beta", &b_sim.base_url(), None, 100).await;
+    a.set_faults(Faults {
+        send_error: Some(SendErrorFault::next(
+            1,
+            SendErrorStatus::InternalServerError,
+        )),
+        ..Faults::default()
+    });
+
+    let b = fx
+        .handle(vec![
+            msg("a1", "acme", "k1", "first"),
+            msg("b1", "beta", "k1", "other tenant"),
+            msg("a2", "acme", "k2", "second"),
+            msg("a3", "acme", "k3", "third"),
+        ])
+        .await;
+
+    assert_eq!(failures(&b), ["a1", "a2", "a3"]);
+    assert_eq!(b.outcome("a2"), Some(&Outcome::Skipped));
+    assert_eq!(
+        a.requests_to("/send/message").len(),
+        1,
+        "nothing after the failure"
+    );
+    assert_eq!(
+        texts(&b_sim),
+        ["other tenant"],
+        "other tenants are not held up"
+    );
+    assert!(fx.record("acme", "k2").await.is_none() && fx.record("acme", "k3").await.is_none());
+
+    // Redelivered together, they go in order.
+    let again: Vec<_> = [
+        ("a1", "k1", "first"),
+        ("a2", "k2", "second"),
+        ("a3", "k3", "third"),
+    ]
+    .into_iter()
+    .map(|(id, k, t)| record(id, &text("acme", k, TO, t).to_string(), "acme", 2))
+    .collect();
+    let b = fx.handle(again).await;
+    assert!(failures(&b).is_empty());
+    assert_eq!(sent_texts(&a), ["first", "second", "third"]);
+}
+
+#[tokio::test]
+async fn poisoned_records_are_recorded_failed_and_never_fail_their_neighbours() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    fx.tenant("acme", &sim.base_url(), None, 100).await;
+    let invalid = text("acme", "bad-1", "0812345", "local number").to_string();
+
+    let b = fx
+        .handle(vec![
+            msg("m1", "acme", "k1", "before"),
+            record("p1", "{not json", "acme", 1),
+            record("p2", &invalid, "acme", 1),
+            msg("m2", "acme", "k2", "after"),
+        ])
+        .await;
+
+    assert!(failures(&b).is_empty(), "{b:?}");
+    assert!(matches!(b.outcome("p1"), Some(Outcome::Poisoned { .. })));
+    assert!(matches!(b.outcome("p2"), Some(Outcome::Poisoned { .. })));
+    assert_eq!(texts(&sim), ["before", "after"]);
+    let r = fx.record("acme", "bad-1").await.unwrap();
+    assert_eq!(r.state, DeliveryState::Failed);
+    assert_eq!(r.error_class.as_deref(), Some("invalid"));
+    assert!(r.reason.unwrap().contains("to:"));
+    let unkeyed = fx
+        .records
+        .get_key("_rejected#p1", OffsetDateTime::now_utc())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unkeyed.state, DeliveryState::Failed);
+    assert_eq!(unkeyed.error_class.as_deref(), Some("malformed"));
+}
+
+#[tokio::test]
+async fn unknown_tenant_is_recorded_failed_without_a_send() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    fx.tenant("acme", &sim.base_url(), None, 30).await;
+
+    let b = fx.handle(vec![msg("m1", "ghost", "k1", "hi")]).await;
+
+    assert!(failures(&b).is_empty());
+    assert!(sim.requests().is_empty());
+    let r = fx.record("ghost", "k1").await.unwrap();
+    assert_eq!(
+        (r.state, r.error_class.as_deref()),
+        (DeliveryState::Failed, Some("unknown_tenant"))
+    );
+}
+
+// ---------- rate limit ----------
+
+/// Waits until the current minute has at least `secs` seconds left (the limit counts per
+/// calendar minute).
+async fn away_from_a_minute_boundary(secs: u8) {
+    let now = OffsetDateTime::now_utc();
+    if now.second() >= 60 - secs {
+        tokio::time::sleep(Duration::from_secs(u64::from(61 - now.second()))).await;
+    }
+}
+
+#[tokio::test]
+async fn rate_limit_holds_across_two_concurrent_invocations() {
+    // Both instances may wait at most ~0 s: whatever exceeds the window is deferred.
+    let mut s = settings();
+    s.send_reserve = Duration::from_secs(60);
+    let fx = fixture_with(s.clone()).await;
+    let one_instance = sender_via(&fx.stack, &fx.proxy, s.clone());
+    let other_instance = sender_via(&fx.stack, &fx.proxy, s);
+    let sim = sim().await;
+    fx.tenant("acme", &sim.base_url(), None, 3).await;
+    away_from_a_minute_boundary(15).await;
+
+    let batch = |prefix: &str| {
+        (0..3)
+            .map(|i| {
+                let key = format!("{prefix}{i}");
+                record(&key, &text("acme", &key, TO, &key).to_string(), prefix, 1)
+            })
+            .collect::<Vec<_>>()
+    };
+    let (b1, b2) = tokio::join!(
+        one_instance.handle_batch(event(batch("x")), deadline()),
+        other_instance.handle_batch(event(batch("y")), deadline()),
+    );
+
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(sim.requests_to("/send/message").len(), 3, "the limit held");
+    let sent = b1.count("sent") + b2.count("sent");
+    let deferred = b1.count("deferred") + b2.count("deferred");
+    let skipped = b1.count("skipped") + b2.count("skipped");
+    assert_eq!((sent, deferred + skipped), (3, 3), "{b1:?} {b2:?}");
+    let window = RateWindow::at(&"acme".parse().unwrap(), 3, now);
+    assert_eq!(
+        slots_taken(
+            &aws_sdk_dynamodb::Client::new(&fx.stack.sdk),
+            fx.records.rate_table(),
+            &window
+        )
+        .await
+        .unwrap(),
+        3
+    );
+    // Deferred records are returned untouched: no record, nothing counted as a failure.
+    for b in [&b1, &b2] {
+        for r in &b.records {
+            if !r.outcome.acknowledged() {
+                assert!(fx.record("acme", &r.sqs_message_id).await.is_none());
+            }
+        }
+    }
+}
+
+// ---------- receipts ----------
+
+#[tokio::test]
+async fn receipts_move_the_record_to_delivered_then_read_and_never_back() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    fx.tenant("acme", &sim.base_url(), None, 30).await;
+    let b = fx.handle(vec![msg("m1", "acme", "k1", "hi")]).await;
+    let Some(Outcome::Sent {
+        provider_message_id: id,
+        ..
+    }) = b.outcome("m1").cloned()
+    else {
+        panic!("{b:?}")
+    };
+    let acme = "acme".parse().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let apply = |tenant: &'static str, state: &'static str| {
+        let id = id.clone();
+        let store = fx.records.clone();
+        async move {
+            store
+                .apply_receipt(
+                    &tenant.parse().unwrap(),
+                    &id,
+                    state,
+                    OffsetDateTime::now_utc(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+
+    assert_eq!(
+        apply("other", "read").await,
+        ReceiptOutcome::NotFound,
+        "another tenant's receipt"
+    );
+    assert_eq!(apply("acme", "read-self").await, ReceiptOutcome::Ignored);
+    assert_eq!(
+        apply("acme", "delivered").await,
+        ReceiptOutcome::Updated {
+            from: DeliveryState::Sent,
+            to: DeliveryState::Delivered
+        }
+    );
+    let r = fx.records.get(&acme, "k1", now).await.unwrap().unwrap();
+    assert_eq!(r.state, DeliveryState::Delivered);
+    assert!(r.delivered_at.is_some());
+    assert_eq!(
+        apply("acme", "read").await,
+        ReceiptOutcome::Updated {
+            from: DeliveryState::Delivered,
+            to: DeliveryState::Read
+        }
+    );
+    assert_eq!(
+        apply("acme", "delivered").await,
+        ReceiptOutcome::Unchanged {
+            current: DeliveryState::Read
+        },
+        "never backwards"
+    );
+    let r = fx.records.get(&acme, "k1", now).await.unwrap().unwrap();
+    assert_eq!(r.state, DeliveryState::Read);
+    assert_eq!(r.provider_message_id.as_deref(), Some(id.as_str()));
+    assert_eq!(sim.requests_to("/send/message").len(), 1);
+}
+
+async fn sim_backup() -> gowa_sim::SimHandle {
+    sim().await
+}
