@@ -3,9 +3,11 @@
 use std::sync::Arc;
 
 use config_api::App;
+use config_api::audit::Journal;
 use config_api::auth::{AuthConfig, Authenticator, KeySource};
 use http::StatusCode;
 use serde_json::Value;
+use wagate::delivery::DeliveryStore;
 use wagate::net::{EgressPolicy, HttpClient, HttpTimeouts};
 use wagate::secrets::KmsSealer;
 use wagate::store::DynamoTenantStore;
@@ -46,10 +48,11 @@ pub async fn api() -> Api {
             audience: "wagate-config-api".into(),
             keys: KeySource::Inline(issuer.jwks_json()),
         },
-        http,
+        http.clone(),
     )
     .await
     .unwrap();
+    let env = stack.env();
     let app = App {
         store: Arc::new(DynamoTenantStore::new(
             stack.dynamodb.clone(),
@@ -58,6 +61,19 @@ pub async fn api() -> Api {
         sealer: Arc::new(KmsSealer::new(stack.kms.clone(), stack.kms_key_id())),
         auth,
         egress,
+        journal: Journal::new(
+            stack.dynamodb.clone(),
+            stack.tenants_table(),
+            env["AUDIT_TABLE"].clone(),
+        ),
+        http,
+        endpoints_table: env["ENDPOINTS_TABLE"].clone(),
+        deliveries: DeliveryStore::new(
+            stack.dynamodb.clone(),
+            env["MESSAGES_TABLE"].clone(),
+            "",
+            std::time::Duration::ZERO,
+        ),
     };
     Api { stack, app, issuer }
 }

@@ -51,7 +51,61 @@ async fn secrets_never_reach_logs_or_error_responses() {
         )
         .await;
     assert_eq!(r3.status, StatusCode::OK);
+    // The operations routes: a rotation's new secret is in its response only.
+    let r4 = api
+        .call(
+            ApiEvent::new("POST", &format!("{PATH}/rotate-webhook-secret"))
+                .bearer(&api.admin())
+                .json(&json!({"graceSeconds": 60})),
+        )
+        .await;
+    assert_eq!(r4.status, StatusCode::OK, "{}", r4.text);
+    let rotated = r4.json()["secret"].as_str().unwrap().to_string();
+    let r5 = api
+        .call(
+            ApiEvent::new("POST", &format!("{PATH}/rotate-credential"))
+                .bearer(&api.admin())
+                .json(&json!({"credentials": {"type": "basic", "username": "admin", "password": "rotated-password-77aa"}})),
+        )
+        .await;
+    assert_eq!(r5.status, StatusCode::OK, "{}", r5.text);
+    // A test against an unreachable candidate with a secret, and a failing switch.
+    let r6 = api
+        .call(
+            ApiEvent::new("POST", &format!("{PATH}/test"))
+                .bearer(&api.admin())
+                .json(&json!({"candidate": {"baseUrl": "http://127.0.0.1:9", "credentials": {"type": "apiKey", "key": "candidate-key-3141592653"}}})),
+        )
+        .await;
+    assert_eq!(r6.status, StatusCode::OK, "{}", r6.text);
+    let r7 = api
+        .call(
+            ApiEvent::new("POST", &format!("{PATH}/switch"))
+                .bearer(&api.admin())
+                .json(&json!({"action": "replace", "role": "backup", "version": 4, "endpoint": {"baseUrl": "http://127.0.0.1:9", "credentials": {"type": "apiKey", "key": "candidate-key-3141592653"}}})),
+        )
+        .await;
+    assert_eq!(r7.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r7.text);
+    let r8 = api
+        .call(ApiEvent::new("GET", "/tenants/acme/audit").bearer(&api.admin()))
+        .await;
+    let r9 = api
+        .call(ApiEvent::new("GET", "/admin/export").bearer(&api.admin()))
+        .await;
+    for r in [&r5, &r6, &r7, &r8, &r9] {
+        assert!(!r.text.contains(&rotated), "rotated secret shown again");
+        for s in ["rotated-password-77aa", "candidate-key-3141592653"] {
+            assert!(!r.text.contains(s), "secret in a response: {}", r.text);
+        }
+    }
     let logged = logs.text();
+    for s in [
+        rotated.as_str(),
+        "rotated-password-77aa",
+        "candidate-key-3141592653",
+    ] {
+        assert!(!logged.contains(s), "secret in the logs");
+    }
     assert!(
         logged.contains("config created"),
         "log capture is not working: {logged}"

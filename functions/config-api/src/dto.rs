@@ -200,7 +200,7 @@ pub fn build_config(
     })
 }
 
-fn build_endpoint(
+pub(crate) fn build_endpoint(
     field: &str,
     input: EndpointInput,
     prev: Option<&Endpoint<SealedSecret>>,
@@ -242,7 +242,7 @@ fn build_endpoint(
     })
 }
 
-fn keep_credentials(c: &Credentials<SealedSecret>) -> Credentials<SecretSlot> {
+pub(crate) fn keep_credentials(c: &Credentials<SealedSecret>) -> Credentials<SecretSlot> {
     match c {
         Credentials::None => Credentials::None,
         Credentials::Basic { username, password } => Credentials::Basic {
@@ -258,7 +258,7 @@ fn keep_credentials(c: &Credentials<SealedSecret>) -> Credentials<SecretSlot> {
     }
 }
 
-fn build_credentials(
+pub(crate) fn build_credentials(
     field: &str,
     input: CredentialsInput,
     prev: Option<&Credentials<SealedSecret>>,

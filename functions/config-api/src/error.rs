@@ -25,6 +25,8 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     #[error("no WhatsApp config for this tenant")]
     NotFound,
+    #[error("no delivery record for this idempotency key")]
+    MessageNotFound,
     #[error("a WhatsApp config for this tenant already exists")]
     AlreadyExists,
     #[error("version conflict: the config was changed since version {0} was read")]
@@ -39,6 +41,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("invalid config")]
     Invalid(ValidationErrors),
+    /// A connection test failed where passing it is required (a switch); carries the report.
+    #[error("the connection test failed; nothing was changed")]
+    TestFailed(Box<serde_json::Value>),
     #[error("a dependency is unavailable")]
     Unavailable(String),
     #[error("internal error")]
@@ -51,6 +56,8 @@ struct Body_<'a> {
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     fields: Option<&'a ValidationErrors>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test: Option<&'a serde_json::Value>,
 }
 
 impl ApiError {
@@ -58,13 +65,16 @@ impl ApiError {
         match self {
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::AdminOnly => StatusCode::FORBIDDEN,
-            ApiError::NoRoute | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NoRoute | ApiError::NotFound | ApiError::MessageNotFound => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::AlreadyExists | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::VersionRequired => StatusCode::PRECONDITION_REQUIRED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BadRequest(_) | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::TestFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -77,7 +87,7 @@ impl ApiError {
             ApiError::Forbidden(_) | ApiError::AdminOnly => "forbidden",
             ApiError::NoRoute => "no_route",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::NotFound => "not_found",
+            ApiError::NotFound | ApiError::MessageNotFound => "not_found",
             ApiError::AlreadyExists => "already_exists",
             ApiError::Conflict(_) => "version_conflict",
             ApiError::VersionRequired => "version_required",
@@ -85,6 +95,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::BadRequest(_) => "invalid_body",
             ApiError::Invalid(_) => "invalid_config",
+            ApiError::TestFailed(_) => "connection_test_failed",
             ApiError::Unavailable(_) => "dependency_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
@@ -102,10 +113,15 @@ impl ApiError {
             ApiError::Invalid(errs) => Some(errs),
             _ => None,
         };
+        let test = match &self {
+            ApiError::TestFailed(report) => Some(report.as_ref()),
+            _ => None,
+        };
         let body = serde_json::to_string(&Body_ {
             error: self.code(),
             message,
             fields,
+            test,
         })
         .unwrap_or_else(|_| r#"{"error":"internal_error","message":"internal error"}"#.into());
         let mut resp = crate::json_response(self.status(), body);

@@ -9,13 +9,28 @@
 //! | `PUT /tenants/{tenantId}/whatsapp-config` | tenant or admin | replace, needs the version (200) |
 //! | `DELETE /tenants/{tenantId}/whatsapp-config` | tenant or admin | delete (204) |
 //! | `GET /tenants?limit=&cursor=` | admin | list, paginated |
+//! | `POST /tenants/{tenantId}/whatsapp-config/test` | tenant or admin | connection test of the saved endpoints, or of a candidate in the body (200) |
+//! | `POST /tenants/{tenantId}/whatsapp-config/rotate-credential` | tenant or admin | replace a server credential (200) |
+//! | `POST /tenants/{tenantId}/whatsapp-config/rotate-webhook-secret` | tenant or admin | new webhook secret, returned once; old ones expire after a grace (200) |
+//! | `POST /tenants/{tenantId}/whatsapp-config/switch` | tenant or admin | activate / swap / replace an endpoint after a passing connection test (200, 422) |
+//! | `GET /tenants/{tenantId}/audit?limit=&cursor=` | tenant or admin | audit log, newest first |
+//! | `GET /tenants/{tenantId}/status` | tenant or admin | dashboard status |
+//! | `GET /tenants/{tenantId}/messages/{idempotencyKey}` | tenant or admin | an outbound message's delivery record |
+//! | `GET /admin/endpoints` | admin | every server's health record |
+//! | `GET /admin/export` | admin | every config, secrets sealed |
+//! | `POST /admin/import?dryRun=true` | admin | restore an export; never overwrites |
+//!
+//! Every change writes an audit record in the same transaction ([`audit::Journal`]).
 //!
 //! Every route authenticates the caller ([`auth`]). Secrets are sealed with KMS before
 //! they are stored and never returned.
 
+pub mod audit;
 pub mod auth;
+pub mod conntest;
 pub mod dto;
 pub mod error;
+pub mod ops;
 
 use std::sync::Arc;
 
@@ -23,11 +38,13 @@ use http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use time::OffsetDateTime;
 use tracing::{Instrument, info, warn};
-use wagate::net::EgressPolicy;
+use wagate::delivery::DeliveryStore;
+use wagate::net::{EgressPolicy, HttpClient};
 use wagate::secrets::{SealedSecret, SecretSealer};
 use wagate::store::TenantConfigStore;
 use wagate::tenant::{SealedConfig, TenantConfig, TenantId};
 
+use crate::audit::{Action, Change, Journal};
 use crate::auth::{Authenticator, Caller};
 use crate::dto::{ConfigInput, ConfigPage, ConfigView, SecretSlot, build_config};
 use crate::error::ApiError;
@@ -44,12 +61,57 @@ pub struct App {
     pub sealer: Arc<dyn SecretSealer>,
     pub auth: Authenticator,
     pub egress: EgressPolicy,
+    /// Writes configs with their audit records; reads the audit log.
+    pub journal: Journal,
+    /// Connection tests reach WhatsApp servers through it.
+    pub http: HttpClient,
+    /// The health check's endpoints table (read only).
+    pub endpoints_table: String,
+    /// Outbound delivery records (read only: `get`).
+    pub deliveries: DeliveryStore,
 }
 
-enum Route {
+#[derive(Debug)]
+pub(crate) enum Route {
     Config(TenantId),
     List,
+    Test(TenantId),
+    RotateCredential(TenantId),
+    RotateWebhookSecret(TenantId),
+    Switch(TenantId),
+    Audit(TenantId),
+    Status(TenantId),
+    Message(TenantId, String),
+    Endpoints,
+    Export,
+    Import,
 }
+
+/// Every route the router knows, as `(method, path template)`; the OpenAPI test checks
+/// each is documented.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/tenants"),
+    ("POST", "/tenants/{tenantId}/whatsapp-config"),
+    ("GET", "/tenants/{tenantId}/whatsapp-config"),
+    ("PUT", "/tenants/{tenantId}/whatsapp-config"),
+    ("DELETE", "/tenants/{tenantId}/whatsapp-config"),
+    ("POST", "/tenants/{tenantId}/whatsapp-config/test"),
+    (
+        "POST",
+        "/tenants/{tenantId}/whatsapp-config/rotate-credential",
+    ),
+    (
+        "POST",
+        "/tenants/{tenantId}/whatsapp-config/rotate-webhook-secret",
+    ),
+    ("POST", "/tenants/{tenantId}/whatsapp-config/switch"),
+    ("GET", "/tenants/{tenantId}/audit"),
+    ("GET", "/tenants/{tenantId}/status"),
+    ("GET", "/tenants/{tenantId}/messages/{idempotencyKey}"),
+    ("GET", "/admin/endpoints"),
+    ("GET", "/admin/export"),
+    ("POST", "/admin/import"),
+];
 
 /// Handles one request; never fails (errors become responses).
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
@@ -85,22 +147,40 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
     .await
 }
 
-fn parse_route(path: &str) -> Result<Route, ApiError> {
+pub(crate) fn parse_route(path: &str) -> Result<Route, ApiError> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    // Accept any prefix (stage, or cargo lambda's /lambda-url/<fn>) before /tenants.
-    let pos = segs
-        .iter()
-        .rposition(|s| *s == "tenants")
-        .ok_or(ApiError::NoRoute)?;
-    match &segs[pos + 1..] {
-        [] => Ok(Route::List),
-        [id, "whatsapp-config"] => {
-            let decoded = percent_decode(id);
-            let tenant = decoded
+    // Accept any prefix (stage, or cargo lambda's /lambda-url/<fn>) before /tenants or /admin.
+    if let Some(pos) = segs.iter().rposition(|s| *s == "tenants") {
+        let tenant = |id: &str| {
+            percent_decode(id)
                 .parse::<TenantId>()
-                .map_err(|e| ApiError::BadRequest(format!("tenantId in the path {}", e.reason)))?;
-            Ok(Route::Config(tenant))
-        }
+                .map_err(|e| ApiError::BadRequest(format!("tenantId in the path {}", e.reason)))
+        };
+        return match &segs[pos + 1..] {
+            [] => Ok(Route::List),
+            [id, "whatsapp-config"] => Ok(Route::Config(tenant(id)?)),
+            [id, "whatsapp-config", "test"] => Ok(Route::Test(tenant(id)?)),
+            [id, "whatsapp-config", "rotate-credential"] => {
+                Ok(Route::RotateCredential(tenant(id)?))
+            }
+            [id, "whatsapp-config", "rotate-webhook-secret"] => {
+                Ok(Route::RotateWebhookSecret(tenant(id)?))
+            }
+            [id, "whatsapp-config", "switch"] => Ok(Route::Switch(tenant(id)?)),
+            [id, "audit"] => Ok(Route::Audit(tenant(id)?)),
+            [id, "status"] => Ok(Route::Status(tenant(id)?)),
+            [id, "messages", key] => Ok(Route::Message(tenant(id)?, percent_decode(key))),
+            _ => Err(ApiError::NoRoute),
+        };
+    }
+    match segs
+        .iter()
+        .rposition(|s| *s == "admin")
+        .map(|p| &segs[p + 1..])
+    {
+        Some(["endpoints"]) => Ok(Route::Endpoints),
+        Some(["export"]) => Ok(Route::Export),
+        Some(["import"]) => Ok(Route::Import),
         _ => Err(ApiError::NoRoute),
     }
 }
@@ -121,26 +201,88 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
         .and_then(|v| v.to_str().ok());
     let caller = app.auth.authenticate(authz).await?;
     tracing::Span::current().record("caller", caller.subject.as_str());
+    let method = req.method().clone();
+    let only = |m: Method, allow: &'static str| {
+        if method == m {
+            Ok(())
+        } else {
+            Err(ApiError::MethodNotAllowed(allow))
+        }
+    };
+    let admin = || {
+        if caller.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::AdminOnly)
+        }
+    };
+    if let Route::Config(t)
+    | Route::Test(t)
+    | Route::RotateCredential(t)
+    | Route::RotateWebhookSecret(t)
+    | Route::Switch(t)
+    | Route::Audit(t)
+    | Route::Status(t)
+    | Route::Message(t, _) = &route
+    {
+        tracing::Span::current().record("tenant_id", t.as_str());
+        authorize(&caller, t)?;
+    }
     match route {
         Route::List => {
-            if req.method() != Method::GET {
-                return Err(ApiError::MethodNotAllowed("GET"));
-            }
-            if !caller.is_admin() {
-                return Err(ApiError::AdminOnly);
-            }
+            only(Method::GET, "GET")?;
+            admin()?;
             list(app, req).await
         }
-        Route::Config(tenant) => {
-            tracing::Span::current().record("tenant_id", tenant.as_str());
-            authorize(&caller, &tenant)?;
-            match *req.method() {
-                Method::POST => create(app, req, tenant).await,
-                Method::GET => read(app, tenant).await,
-                Method::PUT => update(app, req, tenant).await,
-                Method::DELETE => delete(app, req, tenant).await,
-                _ => Err(ApiError::MethodNotAllowed("GET, POST, PUT, DELETE")),
-            }
+        Route::Config(tenant) => match method {
+            Method::POST => create(app, req, &caller, tenant).await,
+            Method::GET => read(app, tenant).await,
+            Method::PUT => update(app, req, &caller, tenant).await,
+            Method::DELETE => delete(app, req, &caller, tenant).await,
+            _ => Err(ApiError::MethodNotAllowed("GET, POST, PUT, DELETE")),
+        },
+        Route::Test(t) => {
+            only(Method::POST, "POST")?;
+            ops::test(app, req, t).await
+        }
+        Route::RotateCredential(t) => {
+            only(Method::POST, "POST")?;
+            ops::rotate_credential(app, req, &caller, t).await
+        }
+        Route::RotateWebhookSecret(t) => {
+            only(Method::POST, "POST")?;
+            ops::rotate_webhook_secret(app, req, &caller, t).await
+        }
+        Route::Switch(t) => {
+            only(Method::POST, "POST")?;
+            ops::switch(app, req, &caller, t).await
+        }
+        Route::Audit(t) => {
+            only(Method::GET, "GET")?;
+            ops::audit(app, req, t).await
+        }
+        Route::Status(t) => {
+            only(Method::GET, "GET")?;
+            ops::status(app, t).await
+        }
+        Route::Message(t, key) => {
+            only(Method::GET, "GET")?;
+            ops::message(app, t, &key).await
+        }
+        Route::Endpoints => {
+            only(Method::GET, "GET")?;
+            admin()?;
+            ops::endpoints(app).await
+        }
+        Route::Export => {
+            only(Method::GET, "GET")?;
+            admin()?;
+            ops::export(app).await
+        }
+        Route::Import => {
+            only(Method::POST, "POST")?;
+            admin()?;
+            ops::import(app, req, &caller).await
         }
     }
 }
@@ -154,9 +296,17 @@ fn authorize(caller: &Caller, tenant: &TenantId) -> Result<(), ApiError> {
 }
 
 fn parse_body(req: &Request) -> Result<ConfigInput, ApiError> {
+    parse_json(req, MAX_BODY_BYTES)
+}
+
+/// A JSON body of at most `max` bytes with `Content-Type: application/json`.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    req: &Request,
+    max: usize,
+) -> Result<T, ApiError> {
     let bytes: &[u8] = req.body().as_ref();
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(ApiError::TooLarge(MAX_BODY_BYTES));
+    if bytes.len() > max {
+        return Err(ApiError::TooLarge(max));
     }
     let ct = req
         .headers()
@@ -195,7 +345,7 @@ fn redact_serde_error(e: &serde_json::Error) -> String {
 }
 
 /// The version from `If-Match: "N"` (or `W/"N"`), if sent.
-fn if_match(req: &Request) -> Result<Option<u64>, ApiError> {
+pub(crate) fn if_match(req: &Request) -> Result<Option<u64>, ApiError> {
     let Some(v) = req.headers().get(header::IF_MATCH) else {
         return Ok(None);
     };
@@ -209,7 +359,10 @@ fn if_match(req: &Request) -> Result<Option<u64>, ApiError> {
         .map_err(|_| ApiError::BadRequest("If-Match must be the config version, e.g. \"3\"".into()))
 }
 
-async fn seal(app: &App, cfg: TenantConfig<SecretSlot>) -> Result<SealedConfig, ApiError> {
+pub(crate) async fn seal(
+    app: &App,
+    cfg: TenantConfig<SecretSlot>,
+) -> Result<SealedConfig, ApiError> {
     let tenant = cfg.tenant_id.as_str().to_string();
     let mut sealed: Vec<SealedSecret> = Vec::new();
     for (purpose, slot) in cfg.secret_slots() {
@@ -222,17 +375,25 @@ async fn seal(app: &App, cfg: TenantConfig<SecretSlot>) -> Result<SealedConfig, 
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-async fn create(app: &App, req: &Request, tenant: TenantId) -> Result<Response<Body>, ApiError> {
+async fn create(
+    app: &App,
+    req: &Request,
+    caller: &Caller,
+    tenant: TenantId,
+) -> Result<Response<Body>, ApiError> {
     let input = parse_body(req)?;
     if input.version.is_some() {
         return Err(ApiError::BadRequest(
             "version is set by the server on create; leave it out".into(),
         ));
     }
-    let cfg = build_config(tenant, input, None, now()).map_err(ApiError::Invalid)?;
+    let at = now();
+    let cfg = build_config(tenant, input, None, at).map_err(ApiError::Invalid)?;
     cfg.validate(&app.egress).map_err(ApiError::Invalid)?;
     let sealed = seal(app, cfg).await?;
-    app.store.create(&sealed).await?;
+    app.journal
+        .create(&sealed, change(caller, Action::Create))
+        .await?;
     info!(version = sealed.version, "config created");
     let mut resp = view_response(StatusCode::CREATED, &sealed);
     if let Ok(loc) =
@@ -248,7 +409,12 @@ async fn read(app: &App, tenant: TenantId) -> Result<Response<Body>, ApiError> {
     Ok(view_response(StatusCode::OK, &cfg))
 }
 
-async fn update(app: &App, req: &Request, tenant: TenantId) -> Result<Response<Body>, ApiError> {
+async fn update(
+    app: &App,
+    req: &Request,
+    caller: &Caller,
+    tenant: TenantId,
+) -> Result<Response<Body>, ApiError> {
     let header_version = if_match(req)?;
     let input = parse_body(req)?;
     let expected = match (header_version, input.version) {
@@ -265,11 +431,12 @@ async fn update(app: &App, req: &Request, tenant: TenantId) -> Result<Response<B
         // Stale before any KMS call is spent.
         return Err(ApiError::Conflict(expected));
     }
-    let cfg = build_config(tenant, input, Some(&current), now()).map_err(ApiError::Invalid)?;
+    let at = now();
+    let cfg = build_config(tenant, input, Some(&current), at).map_err(ApiError::Invalid)?;
     cfg.validate(&app.egress).map_err(ApiError::Invalid)?;
     let sealed = seal(app, cfg).await?;
-    app.store
-        .update(&sealed, expected)
+    app.journal
+        .update(&current, &sealed, change(caller, Action::Update))
         .await
         .map_err(|e| match ApiError::from(e) {
             ApiError::Conflict(_) => ApiError::Conflict(expected),
@@ -279,10 +446,21 @@ async fn update(app: &App, req: &Request, tenant: TenantId) -> Result<Response<B
     Ok(view_response(StatusCode::OK, &sealed))
 }
 
-async fn delete(app: &App, req: &Request, tenant: TenantId) -> Result<Response<Body>, ApiError> {
+async fn delete(
+    app: &App,
+    req: &Request,
+    caller: &Caller,
+    tenant: TenantId,
+) -> Result<Response<Body>, ApiError> {
     let expected = if_match(req)?;
-    app.store
-        .delete(&tenant, expected)
+    let current = app.store.get(&tenant).await?.ok_or(ApiError::NotFound)?;
+    if expected.is_some_and(|v| v != current.version) {
+        return Err(ApiError::Conflict(expected.unwrap_or(0)));
+    }
+    // Without If-Match the delete is still of the version read (so its audit record is
+    // right): a change in between makes it 409 rather than deleting unseen changes.
+    app.journal
+        .delete(&current, true, change(caller, Action::Delete))
         .await
         .map_err(|e| match ApiError::from(e) {
             ApiError::Conflict(_) => ApiError::Conflict(expected.unwrap_or(0)),
@@ -315,7 +493,16 @@ async fn list(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
     ))
 }
 
-fn view_response(status: StatusCode, cfg: &SealedConfig) -> Response<Body> {
+/// The audit side of a change by `caller`.
+pub(crate) fn change(caller: &Caller, action: Action) -> Change<'_> {
+    Change {
+        who: caller.subject.as_str(),
+        action,
+        detail: None,
+    }
+}
+
+pub(crate) fn view_response(status: StatusCode, cfg: &SealedConfig) -> Response<Body> {
     let body = serde_json::to_string(&ConfigView::from(cfg))
         .unwrap_or_else(|_| r#"{"error":"internal_error"}"#.into());
     let mut resp = json_response(status, body);
@@ -338,7 +525,7 @@ pub fn json_response(status: StatusCode, body: String) -> Response<Body> {
     resp
 }
 
-fn now() -> OffsetDateTime {
+pub(crate) fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .unwrap_or_else(|_| OffsetDateTime::now_utc())
@@ -366,6 +553,27 @@ mod tests {
             parse_route("/tenants/a%2Fb/whatsapp-config"),
             Err(ApiError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn routes_the_operations() {
+        assert!(matches!(
+            parse_route("/tenants/acme/whatsapp-config/test"),
+            Ok(Route::Test(_))
+        ));
+        assert!(matches!(
+            parse_route("/stage/tenants/acme/messages/a%2Fb%23c"),
+            Ok(Route::Message(_, k)) if k == "a/b#c"
+        ));
+        assert!(matches!(
+            parse_route("/lambda-url/config-api/admin/export"),
+            Ok(Route::Export)
+        ));
+        assert!(matches!(
+            parse_route("/tenants/acme/whatsapp-config/nope"),
+            Err(ApiError::NoRoute)
+        ));
+        assert!(matches!(parse_route("/admin"), Err(ApiError::NoRoute)));
     }
 
     #[test]

@@ -2,10 +2,14 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use config_api::App;
+use config_api::audit::Journal;
 use config_api::auth::{AuthConfig, Authenticator, KeySource};
 use lambda_http::{Error, run, service_fn};
 use wagate::config::{AppConfig, Env};
+use wagate::delivery::DeliveryStore;
 use wagate::net::HttpClient;
 use wagate::secrets::KmsSealer;
 use wagate::store::DynamoTenantStore;
@@ -15,6 +19,9 @@ async fn main() -> Result<(), Error> {
     wagate::telemetry::init();
     let mut env = Env::from_process();
     let app_cfg = AppConfig::read(&mut env);
+    let audit_table = env.required("AUDIT_TABLE");
+    let endpoints_table = env.required("ENDPOINTS_TABLE");
+    let messages_table = env.required("MESSAGES_TABLE");
     let issuer = env.required("JWT_ISSUER");
     let audience = env.required("JWT_AUDIENCE");
     let keys = match (env.optional("JWT_JWKS"), env.optional("JWT_JWKS_URL")) {
@@ -30,8 +37,23 @@ async fn main() -> Result<(), Error> {
         }
     };
     env.finish()?;
-    let (Some(app_cfg), Some(issuer), Some(audience), Some(keys)) =
-        (app_cfg, issuer, audience, keys)
+    let (
+        Some(app_cfg),
+        Some(issuer),
+        Some(audience),
+        Some(keys),
+        Some(audit_table),
+        Some(endpoints_table),
+        Some(messages_table),
+    ) = (
+        app_cfg,
+        issuer,
+        audience,
+        keys,
+        audit_table,
+        endpoints_table,
+        messages_table,
+    )
     else {
         return Err("invalid configuration".into());
     };
@@ -44,14 +66,20 @@ async fn main() -> Result<(), Error> {
             audience,
             keys,
         },
-        http,
+        http.clone(),
     )
     .await?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let app = Arc::new(App {
         store: Arc::new(DynamoTenantStore::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            app_cfg.tenants_table,
+            dynamodb.clone(),
+            app_cfg.tenants_table.clone(),
         )),
+        journal: Journal::new(dynamodb.clone(), app_cfg.tenants_table, audit_table),
+        http,
+        endpoints_table,
+        // Read only (`get`): the rate table and retention are the sender's business.
+        deliveries: DeliveryStore::new(dynamodb, messages_table, "", Duration::ZERO),
         sealer: Arc::new(KmsSealer::new(
             aws_sdk_kms::Client::new(&sdk),
             app_cfg.kms_key_id,

@@ -1,0 +1,196 @@
+//! Connection tests: can wagate use this endpoint right now?
+//!
+//! Four checks, each with its own result and a reason a person can act on:
+//! 1. `reachable`: `GET /health` answers 2xx (no credentials involved);
+//! 2. `credentials`: an authenticated call (`GET /app/status`) is not refused as
+//!    unauthenticated (GOWA answers 401 without a body to bad basic auth);
+//! 3. `device`: the device (`X-Device-Id`, or the server's single session) is logged in;
+//! 4. `latency`: `/health` answered within [`LATENCY_BUDGET_MS`].
+//!
+//! A check that cannot run because an earlier one failed is `skipped`. Results carry
+//! base URLs and reasons, never a credential (provider errors never hold one).
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use wagate::Secret;
+use wagate::net::HttpClient;
+use wagate::provider::{ProviderError, Target, client_for};
+use wagate::tenant::{Endpoint, ProviderKind};
+
+/// Slower than this and the `latency` check fails (the sender's own request timeout is
+/// longer; a server this slow is usable but should not take traffic by a switch).
+pub const LATENCY_BUDGET_MS: u64 = 2000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    Skipped,
+}
+
+/// One check's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    pub name: String,
+    pub outcome: Outcome,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+}
+
+/// The result for one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointResult {
+    /// `primary`, `backup` or `candidate`.
+    pub role: String,
+    pub base_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// Every check passed.
+    pub ok: bool,
+    pub checks: Vec<Check>,
+}
+
+fn check(name: &str, outcome: Outcome, reason: impl Into<String>) -> Check {
+    Check {
+        name: name.into(),
+        outcome,
+        reason: reason.into(),
+        latency_ms: None,
+    }
+}
+
+fn describe(e: &ProviderError) -> String {
+    match e {
+        ProviderError::Retryable { reason, .. } => reason.clone(),
+        ProviderError::Ambiguous { reason } => reason.clone(),
+        ProviderError::Permanent { code, message } => format!("server answered {code}: {message}"),
+        ProviderError::RateLimited { message, .. } => format!("rate limited: {message}"),
+        ProviderError::LoggedOut { message } => format!("device not logged in: {message}"),
+        ProviderError::BadCredentials => "the server refused the credentials".into(),
+        ProviderError::Egress(e) => format!("address refused by the egress guard: {e}"),
+    }
+}
+
+/// Runs the checks against one endpoint.
+pub async fn test_endpoint(
+    http: &HttpClient,
+    provider: ProviderKind,
+    role: &str,
+    endpoint: &Endpoint<Secret>,
+) -> EndpointResult {
+    let client = client_for(provider, http.clone());
+    let target = Target::from(endpoint);
+    let mut checks = Vec::with_capacity(4);
+
+    let started = Instant::now();
+    let health = client.health(target).await;
+    let latency = started.elapsed().as_millis() as u64;
+    match &health {
+        Ok(()) => {
+            let mut c = check("reachable", Outcome::Pass, "GET /health answered 2xx");
+            c.latency_ms = Some(latency);
+            checks.push(c);
+        }
+        Err(e) => {
+            let mut c = check("reachable", Outcome::Fail, describe(e));
+            c.latency_ms = Some(latency);
+            checks.push(c);
+            let why = "skipped: the server is not reachable";
+            checks.push(check("credentials", Outcome::Skipped, why));
+            checks.push(check("device", Outcome::Skipped, why));
+            checks.push(check("latency", Outcome::Skipped, why));
+            return finish(role, endpoint, checks);
+        }
+    }
+
+    match client.device_status(target).await {
+        Ok(status) => {
+            checks.push(check(
+                "credentials",
+                Outcome::Pass,
+                "the server accepted the credentials",
+            ));
+            checks.push(if status.logged_in {
+                check("device", Outcome::Pass, "the device is logged in")
+            } else if status.connected {
+                check(
+                    "device",
+                    Outcome::Fail,
+                    "the device is connected but not logged in (scan the QR code)",
+                )
+            } else {
+                check("device", Outcome::Fail, "the device is not logged in")
+            });
+        }
+        Err(ProviderError::BadCredentials) => {
+            checks.push(check(
+                "credentials",
+                Outcome::Fail,
+                "the server refused the credentials (401)",
+            ));
+            checks.push(check(
+                "device",
+                Outcome::Skipped,
+                "skipped: the credentials were refused",
+            ));
+        }
+        Err(e @ ProviderError::LoggedOut { .. }) => {
+            checks.push(check(
+                "credentials",
+                Outcome::Pass,
+                "the server accepted the credentials",
+            ));
+            checks.push(check("device", Outcome::Fail, describe(&e)));
+        }
+        Err(e) => {
+            checks.push(check(
+                "credentials",
+                Outcome::Skipped,
+                format!("skipped: the status call failed ({})", describe(&e)),
+            ));
+            checks.push(check("device", Outcome::Fail, describe(&e)));
+        }
+    }
+
+    let mut c = if latency <= LATENCY_BUDGET_MS {
+        check(
+            "latency",
+            Outcome::Pass,
+            format!("/health answered in {latency} ms (budget {LATENCY_BUDGET_MS} ms)"),
+        )
+    } else {
+        check(
+            "latency",
+            Outcome::Fail,
+            format!("/health took {latency} ms, over the {LATENCY_BUDGET_MS} ms budget"),
+        )
+    };
+    c.latency_ms = Some(latency);
+    checks.push(c);
+    finish(role, endpoint, checks)
+}
+
+fn finish(role: &str, endpoint: &Endpoint<Secret>, checks: Vec<Check>) -> EndpointResult {
+    EndpointResult {
+        role: role.into(),
+        base_url: endpoint.base_url.clone(),
+        device_id: endpoint.device_id.clone(),
+        ok: checks.iter().all(|c| c.outcome == Outcome::Pass),
+        checks,
+    }
+}
+
+/// The answer of the test route.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestReport {
+    pub tenant_id: String,
+    /// Every endpoint passed every check.
+    pub ok: bool,
+    pub results: Vec<EndpointResult>,
+}

@@ -1,0 +1,752 @@
+//! The health check: once a minute (EventBridge schedule), probe every WhatsApp server the
+//! active tenants use, once per server, update each endpoint's health record and each
+//! tenant's status, and fail tenants over (and back) with hysteresis.
+//!
+//! One run ([`HealthCheck::run`]):
+//!
+//! 1. list the active tenants, page by page;
+//! 2. group their primary and backup endpoints by server (`Endpoint::endpoint_key`);
+//! 3. probe each distinct server once: `GET /health`, then, if it is up, every device on it in
+//!    one call (`GET /devices`, with the credentials of one tenant on that server, opened
+//!    with one KMS call). At most `concurrency` servers at once, each call bounded by
+//!    `probe_timeout`, the whole phase by `deadline - write_reserve`: a server still
+//!    unanswered then is "not probed" (its tenants' observations are unknown and count for
+//!    nothing);
+//! 4. write the endpoint records (streaks, latency, last error, tenants and devices counted);
+//! 5. per tenant, [`wagate::health::decide`] and one conditional write (status, counters, and
+//!    on a switch `activeEndpoint` with `version` + 1). A version conflict (the config changed
+//!    since step 1) re-reads the tenant and decides again on the same probe results; every
+//!    switch writes an audit record and a WARN log line.
+//!
+//! The report ([`RunReport`]) renders CloudWatch EMF lines: one per endpoint, one per switch
+//! and one for the run (see docs/health-check.md).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use wagate::config::Env;
+use wagate::health::{
+    EndpointHealth, EndpointUse, FailbackPolicy, Hysteresis, ProbeResult, SwitchKind, TenantView,
+    decide, observe,
+};
+use wagate::health_store::{
+    AUDIT_ACTOR, HealthStore, SwitchAudit, TenantRecord, TenantStateUpdate, all_active_tenants,
+};
+use wagate::metrics::{EmfLine, NAMESPACE, Unit};
+use wagate::net::HttpClient;
+use wagate::provider::{Target, WhatsAppProvider, client_for};
+use wagate::secrets::{Purpose, SealedSecret, Secret, SecretSealer};
+use wagate::store::StoreError;
+use wagate::tenant::{Credentials, Endpoint, EndpointRole, ProviderKind, TenantId};
+
+/// The function's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// `HEALTH_FAILOVER_AFTER` (N, default 3) and `HEALTH_FAILBACK_AFTER` (M, default 5).
+    pub hysteresis: Hysteresis,
+    /// `HEALTH_PROBE_TIMEOUT_MS` (default 2000): bound of each probe call.
+    pub probe_timeout: Duration,
+    /// `HEALTH_PROBE_CONCURRENCY` (default 50): servers probed at once.
+    pub concurrency: usize,
+    /// `HEALTH_WRITE_CONCURRENCY` (default 25): tenant writes at once.
+    pub write_concurrency: usize,
+    /// Tenants per listing page.
+    pub page_size: u32,
+    /// How long an endpoint record outlives its last probe (TTL).
+    pub endpoint_ttl: Duration,
+    /// Time kept after the probe phase for the writes.
+    pub write_reserve: Duration,
+    /// Re-reads after a version conflict before giving up on a tenant for this run.
+    pub conflict_retries: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            hysteresis: Hysteresis::default(),
+            probe_timeout: Duration::from_millis(2000),
+            concurrency: 50,
+            write_concurrency: 25,
+            page_size: 500,
+            endpoint_ttl: Duration::from_secs(7 * 24 * 3600),
+            write_reserve: Duration::from_secs(15),
+            conflict_retries: 3,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the function's own variables into `env` (which collects every problem).
+    pub fn read(env: &mut Env) -> Option<Settings> {
+        let d = Settings::default();
+        let n = env.parse_or::<u32>(
+            "HEALTH_FAILOVER_AFTER",
+            d.hysteresis.failover_after,
+            "a whole number of runs",
+        );
+        let m = env.parse_or::<u32>(
+            "HEALTH_FAILBACK_AFTER",
+            d.hysteresis.failback_after,
+            "a whole number of runs",
+        );
+        let timeout = env.parse_or::<u64>(
+            "HEALTH_PROBE_TIMEOUT_MS",
+            d.probe_timeout.as_millis() as u64,
+            "milliseconds",
+        );
+        let conc =
+            env.parse_or::<usize>("HEALTH_PROBE_CONCURRENCY", d.concurrency, "a whole number");
+        let wconc = env.parse_or::<usize>(
+            "HEALTH_WRITE_CONCURRENCY",
+            d.write_concurrency,
+            "a whole number",
+        );
+        let (n, m, timeout, conc, wconc) = (n?, m?, timeout?, conc?, wconc?);
+        for (name, v) in [
+            ("HEALTH_FAILOVER_AFTER", n as u64),
+            ("HEALTH_FAILBACK_AFTER", m as u64),
+            ("HEALTH_PROBE_TIMEOUT_MS", timeout),
+            ("HEALTH_PROBE_CONCURRENCY", conc as u64),
+            ("HEALTH_WRITE_CONCURRENCY", wconc as u64),
+        ] {
+            if v == 0 {
+                env.problem(format!("{name} must be at least 1"));
+                return None;
+            }
+        }
+        Some(Settings {
+            hysteresis: Hysteresis {
+                failover_after: n,
+                failback_after: m,
+            },
+            probe_timeout: Duration::from_millis(timeout),
+            concurrency: conc,
+            write_concurrency: wconc,
+            ..d
+        })
+    }
+}
+
+/// One distinct server and what is needed to probe it.
+#[derive(Debug, Clone)]
+struct Server {
+    key: String,
+    provider: ProviderKind,
+    /// One tenant's credentials for the server (for the device list).
+    credential_owner: TenantId,
+    credentials: Credentials<SealedSecret>,
+    usage: EndpointUse,
+}
+
+/// What happened to one tenant in a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantOutcome {
+    Written,
+    Switched(SwitchKind),
+    /// Deleted or deactivated since it was listed.
+    Gone,
+    /// Version conflicts on every attempt.
+    GaveUp,
+    Failed(String),
+}
+
+/// What one run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub started_at: OffsetDateTime,
+    pub duration: Duration,
+    /// Listing the tenants, probing the servers, writing (endpoints, then tenants).
+    pub phases: [Duration; 3],
+    pub tenants: usize,
+    /// Servers whose probe finished before the deadline.
+    pub servers_probed: usize,
+    /// Servers still unanswered at the deadline.
+    pub servers_not_probed: usize,
+    pub endpoints: Vec<EndpointHealth>,
+    pub switches: Vec<SwitchAudit>,
+    pub outcomes: BTreeMap<String, TenantOutcome>,
+    /// Version conflicts met (each followed by a re-read).
+    pub conflicts: usize,
+    pub errors: Vec<String>,
+}
+
+impl RunReport {
+    pub fn count(&self, kind: SwitchKind) -> usize {
+        self.switches.iter().filter(|s| s.action == kind).count()
+    }
+
+    /// The run's EMF lines: one per endpoint, one per switch, one for the run.
+    pub fn emf_lines(&self, now: OffsetDateTime) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in &self.endpoints {
+            out.push(
+                EmfLine::new(NAMESPACE)
+                    .dimension("Function", "health-check")
+                    .dimension("Endpoint", e.endpoint_key.clone())
+                    .metric("EndpointUp", if e.up { 1.0 } else { 0.0 }, Unit::Count)
+                    .metric("ProbeLatency", e.latency_ms as f64, Unit::Milliseconds)
+                    .metric("EndpointTenants", f64::from(e.tenants), Unit::Count)
+                    .metric(
+                        "DevicesConnected",
+                        f64::from(e.devices_connected.unwrap_or(0)),
+                        Unit::Count,
+                    )
+                    .property("consecutiveFailures", e.consecutive_failures)
+                    .property("activeTenants", e.active_tenants)
+                    .render(now),
+            );
+        }
+        for s in &self.switches {
+            out.push(
+                EmfLine::new(NAMESPACE)
+                    .dimension("Function", "health-check")
+                    .dimension("Switch", s.action.as_str())
+                    .metric("EndpointSwitches", 1.0, Unit::Count)
+                    .property("tenantId", s.tenant_id.clone())
+                    .property("fromEndpoint", s.from_endpoint.clone())
+                    .property("toEndpoint", s.to_endpoint.clone())
+                    .property("reason", s.reason.clone())
+                    .render(now),
+            );
+        }
+        out.push(
+            EmfLine::new(NAMESPACE)
+                .dimension("Function", "health-check")
+                .metric("ServersProbed", self.servers_probed as f64, Unit::Count)
+                .metric(
+                    "ServersNotProbed",
+                    self.servers_not_probed as f64,
+                    Unit::Count,
+                )
+                .metric("TenantsChecked", self.tenants as f64, Unit::Count)
+                .metric(
+                    "Failovers",
+                    self.count(SwitchKind::Failover) as f64,
+                    Unit::Count,
+                )
+                .metric(
+                    "Failbacks",
+                    self.count(SwitchKind::Failback) as f64,
+                    Unit::Count,
+                )
+                .metric(
+                    "RunDuration",
+                    self.duration.as_millis() as f64,
+                    Unit::Milliseconds,
+                )
+                .property("versionConflicts", self.conflicts)
+                .property("errors", self.errors.len())
+                .render(now),
+        );
+        out
+    }
+}
+
+/// The health check, built once per instance.
+#[derive(Clone)]
+pub struct HealthCheck {
+    store: Arc<dyn HealthStore>,
+    sealer: Arc<dyn SecretSealer>,
+    providers: Arc<HashMap<ProviderKind, Box<dyn WhatsAppProvider>>>,
+    settings: Settings,
+}
+
+/// A run could not start (the tenant listing failed).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("listing the active tenants failed: {0}")]
+    Listing(#[source] StoreError),
+}
+
+fn role_endpoint<S>(
+    config: &wagate::tenant::TenantConfig<S>,
+    role: EndpointRole,
+) -> Option<&Endpoint<S>> {
+    match role {
+        EndpointRole::Primary => Some(&config.primary),
+        EndpointRole::Backup => config.backup.as_ref(),
+    }
+}
+
+impl HealthCheck {
+    pub fn new(
+        store: Arc<dyn HealthStore>,
+        sealer: Arc<dyn SecretSealer>,
+        http: HttpClient,
+        settings: Settings,
+    ) -> Self {
+        let providers = ProviderKind::ALL
+            .iter()
+            .map(|k| (*k, client_for(*k, http.clone())))
+            .collect();
+        Self {
+            store,
+            sealer,
+            providers: Arc::new(providers),
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.settings
+    }
+
+    /// One run, finishing by `deadline` (probes stop at `deadline - write_reserve`).
+    pub async fn run(&self, deadline: Instant) -> Result<RunReport, RunError> {
+        let started = Instant::now();
+        let started_at = OffsetDateTime::now_utc();
+        let tenants = all_active_tenants(self.store.as_ref(), self.settings.page_size)
+            .await
+            .map_err(RunError::Listing)?;
+        let servers = group_servers(&tenants);
+        let listed = started.elapsed();
+
+        let probe_deadline = deadline
+            .checked_sub(self.settings.write_reserve)
+            .filter(|d| *d > started)
+            .unwrap_or_else(|| started + (deadline.saturating_duration_since(started)) / 2);
+        let probes = self.probe_all(&servers, probe_deadline).await;
+        let probed = started.elapsed();
+
+        let now = OffsetDateTime::now_utc();
+        let mut errors = Vec::new();
+        let endpoints = self
+            .save_endpoints(&servers, &probes, now, &mut errors)
+            .await;
+
+        let state = Mutex::new((BTreeMap::new(), Vec::new(), 0usize));
+        let tenant_count = tenants.len();
+        let settle = futures_util::stream::iter(tenants).for_each_concurrent(
+            self.settings.write_concurrency,
+            |rec| {
+                let probes = &probes;
+                let state = &state;
+                async move {
+                    let id = rec.config.tenant_id.to_string();
+                    let (outcome, audit, conflicts) = self.settle(rec, probes, now).await;
+                    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                    s.0.insert(id, outcome);
+                    s.1.extend(audit);
+                    s.2 += conflicts;
+                }
+            },
+        );
+        if tokio::time::timeout_at(deadline, settle).await.is_err() {
+            errors.push("the run reached its deadline before every tenant was written".into());
+        }
+        let (outcomes, switches, conflicts) = state.into_inner().unwrap_or_else(|p| p.into_inner());
+        for (id, o) in &outcomes {
+            if let TenantOutcome::Failed(e) = o {
+                errors.push(format!("tenant {id}: {e}"));
+            }
+        }
+        Ok(RunReport {
+            started_at,
+            duration: started.elapsed(),
+            phases: [listed, probed - listed, started.elapsed() - probed],
+            tenants: tenant_count,
+            servers_probed: probes.len(),
+            servers_not_probed: servers.len() - probes.len(),
+            endpoints,
+            switches,
+            outcomes,
+            conflicts,
+            errors,
+        })
+    }
+
+    async fn probe_all(
+        &self,
+        servers: &[Server],
+        deadline: Instant,
+    ) -> HashMap<String, ProbeResult> {
+        let permits = Arc::new(Semaphore::new(self.settings.concurrency));
+        let mut set = JoinSet::new();
+        for server in servers.iter().cloned() {
+            let this = self.clone();
+            let permits = permits.clone();
+            set.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let result = this.probe(&server).await;
+                (server.key, result)
+            });
+        }
+        let mut out = HashMap::new();
+        loop {
+            match tokio::time::timeout_at(deadline, set.join_next()).await {
+                Ok(Some(Ok((key, result)))) => {
+                    out.insert(key, result);
+                }
+                Ok(Some(Err(e))) => tracing::error!(error = %e, "a probe task failed"),
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        not_probed = set.len(),
+                        "probe phase reached its deadline; the remaining servers count as not probed"
+                    );
+                    set.abort_all();
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    #[tracing::instrument(skip_all, fields(endpoint = %server.key))]
+    async fn probe(&self, server: &Server) -> ProbeResult {
+        let Some(provider) = self.providers.get(&server.provider) else {
+            return ProbeResult {
+                up: false,
+                latency_ms: 0,
+                error: Some(format!(
+                    "no client for provider {}",
+                    server.provider.as_str()
+                )),
+                devices: None,
+            };
+        };
+        let timeout = self.settings.probe_timeout;
+        let none = Credentials::None;
+        let started = Instant::now();
+        let health = tokio::time::timeout(
+            timeout,
+            provider.health(Target {
+                base_url: &server.key,
+                credentials: &none,
+                device_id: None,
+            }),
+        )
+        .await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let down = |error: String| ProbeResult {
+            up: false,
+            latency_ms,
+            error: Some(error),
+            devices: None,
+        };
+        match health {
+            Err(_) => {
+                return down(format!(
+                    "/health timed out after {} ms",
+                    timeout.as_millis()
+                ));
+            }
+            Ok(Err(e)) => return down(format!("/health failed: {e}")),
+            Ok(Ok(())) => {}
+        }
+        let credentials = match self.open_credentials(server).await {
+            Ok(c) => c,
+            Err(e) => {
+                return ProbeResult {
+                    up: true,
+                    latency_ms,
+                    error: Some(e),
+                    devices: None,
+                };
+            }
+        };
+        let devices = tokio::time::timeout(
+            timeout,
+            provider.devices(Target {
+                base_url: &server.key,
+                credentials: &credentials,
+                device_id: None,
+            }),
+        )
+        .await;
+        let (devices, error) = match devices {
+            Ok(Ok(d)) => (Some(d), None),
+            Ok(Err(e)) => (None, Some(format!("/devices failed: {e}"))),
+            Err(_) => (
+                None,
+                Some(format!(
+                    "/devices timed out after {} ms",
+                    timeout.as_millis()
+                )),
+            ),
+        };
+        ProbeResult {
+            up: true,
+            latency_ms,
+            error,
+            devices,
+        }
+    }
+
+    async fn open_credentials(&self, server: &Server) -> Result<Credentials<Secret>, String> {
+        let tenant = server.credential_owner.as_str();
+        let open = |s: &SealedSecret| {
+            let sealer = self.sealer.clone();
+            let s = s.clone();
+            async move {
+                sealer
+                    .open(tenant, Purpose::ServerCredential, &s)
+                    .await
+                    .map_err(|e| format!("opening the server credentials failed: {e}"))
+            }
+        };
+        Ok(match &server.credentials {
+            Credentials::None => Credentials::None,
+            Credentials::Basic { username, password } => Credentials::Basic {
+                username: username.clone(),
+                password: open(password).await?,
+            },
+            Credentials::ApiKey { key } => Credentials::ApiKey {
+                key: open(key).await?,
+            },
+            Credentials::Bearer { token } => Credentials::Bearer {
+                token: open(token).await?,
+            },
+        })
+    }
+
+    async fn save_endpoints(
+        &self,
+        servers: &[Server],
+        probes: &HashMap<String, ProbeResult>,
+        now: OffsetDateTime,
+        errors: &mut Vec<String>,
+    ) -> Vec<EndpointHealth> {
+        let keys: Vec<String> = servers
+            .iter()
+            .filter(|s| probes.contains_key(&s.key))
+            .map(|s| s.key.clone())
+            .collect();
+        let prev = match self.store.endpoints(&keys).await {
+            Ok(p) => p,
+            Err(e) => {
+                // Writing without the previous streaks would reset them: skip this run's.
+                tracing::error!(error = %e, "reading endpoint records failed");
+                errors.push(format!("reading endpoint records: {e}"));
+                return Vec::new();
+            }
+        };
+        let records: Vec<EndpointHealth> = servers
+            .iter()
+            .filter_map(|s| {
+                probes.get(&s.key).map(|p| {
+                    EndpointHealth::next(
+                        prev.get(&s.key),
+                        &s.key,
+                        s.provider.as_str(),
+                        p,
+                        s.usage,
+                        now,
+                        self.settings.endpoint_ttl,
+                    )
+                })
+            })
+            .collect();
+        if let Err(e) = self.store.save_endpoints(&records).await {
+            tracing::error!(error = %e, "writing endpoint records failed");
+            errors.push(format!("writing endpoint records: {e}"));
+        }
+        records
+    }
+
+    /// Decides and writes one tenant, re-reading and deciding again on a version conflict.
+    #[tracing::instrument(skip_all, fields(tenant_id = %rec.config.tenant_id))]
+    async fn settle(
+        &self,
+        mut rec: TenantRecord,
+        probes: &HashMap<String, ProbeResult>,
+        now: OffsetDateTime,
+    ) -> (TenantOutcome, Option<SwitchAudit>, usize) {
+        let id = rec.config.tenant_id.clone();
+        let mut conflicts = 0;
+        loop {
+            let c = &rec.config;
+            let view = TenantView {
+                active: c.active_endpoint,
+                failback: FailbackPolicy::Automatic,
+                primary: observe(
+                    probes.get(c.primary.endpoint_key()),
+                    c.primary.device_id.as_deref(),
+                ),
+                backup: c
+                    .backup
+                    .as_ref()
+                    .map(|b| observe(probes.get(b.endpoint_key()), b.device_id.as_deref())),
+            };
+            let d = decide(&view, rec.health, self.settings.hysteresis);
+            let update = TenantStateUpdate {
+                status: d.status,
+                status_changed: d.status != c.connection_status,
+                health: d.health,
+                checked_at: now,
+                switch_to: d.switch.as_ref().map(|s| s.to),
+            };
+            match self.store.write_tenant_state(&id, c.version, &update).await {
+                Ok(()) => {
+                    let Some(s) = d.switch else {
+                        return (TenantOutcome::Written, None, conflicts);
+                    };
+                    let endpoint_of = |r| {
+                        role_endpoint(c, r)
+                            .map(|e| e.base_url.clone())
+                            .unwrap_or_default()
+                    };
+                    let audit = SwitchAudit {
+                        tenant_id: id.to_string(),
+                        at: format!(
+                            "{}#{}",
+                            now.format(&Rfc3339).unwrap_or_default(),
+                            &uuid::Uuid::new_v4().simple().to_string()[..8]
+                        ),
+                        who: AUDIT_ACTOR.into(),
+                        action: s.kind,
+                        from: s.from,
+                        to: s.to,
+                        from_endpoint: endpoint_of(s.from),
+                        to_endpoint: endpoint_of(s.to),
+                        reason: s.reason.clone(),
+                        version_before: c.version,
+                        version_after: c.version + 1,
+                    };
+                    tracing::warn!(
+                        tenant_id = %id,
+                        action = s.kind.as_str(),
+                        from = ?s.from,
+                        to = ?s.to,
+                        from_endpoint = %audit.from_endpoint,
+                        to_endpoint = %audit.to_endpoint,
+                        reason = %s.reason,
+                        "tenant switched endpoint"
+                    );
+                    if let Err(e) = self.store.put_audit(&audit).await {
+                        // The switch is stored; the log line above is the record of it.
+                        tracing::error!(tenant_id = %id, error = %e, "writing the audit record failed");
+                    }
+                    return (TenantOutcome::Switched(s.kind), Some(audit), conflicts);
+                }
+                Err(StoreError::Conflict) => {
+                    conflicts += 1;
+                    tracing::info!(tenant_id = %id, version = c.version, "config changed during the run; deciding again");
+                    if conflicts > self.settings.conflict_retries as usize {
+                        return (TenantOutcome::GaveUp, None, conflicts);
+                    }
+                    match self.store.tenant(&id).await {
+                        Ok(Some(fresh)) if fresh.config.is_active => rec = fresh,
+                        Ok(_) => return (TenantOutcome::Gone, None, conflicts),
+                        Err(e) => return (TenantOutcome::Failed(e.to_string()), None, conflicts),
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(tenant_id = %id, error = %e, "writing the tenant status failed");
+                    return (TenantOutcome::Failed(e.to_string()), None, conflicts);
+                }
+            }
+        }
+    }
+}
+
+/// The distinct servers of these tenants (primary and backup endpoints), in key order.
+fn group_servers(tenants: &[TenantRecord]) -> Vec<Server> {
+    let mut map: BTreeMap<String, Server> = BTreeMap::new();
+    let mut sorted: Vec<&TenantRecord> = tenants.iter().collect();
+    sorted.sort_by(|a, b| a.config.tenant_id.cmp(&b.config.tenant_id));
+    for rec in sorted {
+        let c = &rec.config;
+        let active_role = match (c.active_endpoint, &c.backup) {
+            (EndpointRole::Backup, Some(_)) => EndpointRole::Backup,
+            _ => EndpointRole::Primary,
+        };
+        let mut roles = vec![(EndpointRole::Primary, &c.primary)];
+        if let Some(b) = &c.backup {
+            roles.push((EndpointRole::Backup, b));
+        }
+        let mut seen_here: Vec<&str> = Vec::new();
+        for (role, e) in roles {
+            let key = e.endpoint_key();
+            let server = map.entry(key.to_string()).or_insert_with(|| Server {
+                key: key.to_string(),
+                provider: c.provider,
+                credential_owner: c.tenant_id.clone(),
+                credentials: e.credentials.clone(),
+                usage: EndpointUse::default(),
+            });
+            if !seen_here.contains(&key) {
+                server.usage.tenants += 1;
+                seen_here.push(key);
+            }
+            if role == active_role {
+                server.usage.active_tenants += 1;
+            }
+        }
+    }
+    map.into_values().collect()
+}
+
+/// The Lambda deadline (ms since the epoch) as an `Instant`, less a safety margin.
+pub fn deadline_from_epoch_ms(deadline_ms: u64, margin: Duration) -> Instant {
+    let now_ms = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let remaining = Duration::from_millis((deadline_ms as i128 - now_ms).max(0) as u64);
+    Instant::now() + remaining.saturating_sub(margin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap as Map;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Map<_, _>>(),
+        )
+    }
+
+    #[test]
+    fn settings_default_to_three_and_five_runs() {
+        let mut e = env(&[]);
+        let s = Settings::read(&mut e).unwrap();
+        e.finish().unwrap();
+        assert_eq!(s.hysteresis, Hysteresis::default());
+        assert_eq!(s.probe_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn settings_report_every_invalid_variable() {
+        let mut e = env(&[
+            ("HEALTH_FAILOVER_AFTER", "three"),
+            ("HEALTH_PROBE_TIMEOUT_MS", "-1"),
+        ]);
+        assert!(Settings::read(&mut e).is_none());
+        let err = e.finish().unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+    }
+
+    #[test]
+    fn zero_thresholds_are_refused() {
+        let mut e = env(&[("HEALTH_FAILOVER_AFTER", "0")]);
+        assert!(Settings::read(&mut e).is_none());
+        assert!(
+            e.finish()
+                .unwrap_err()
+                .to_string()
+                .contains("HEALTH_FAILOVER_AFTER")
+        );
+    }
+
+    #[test]
+    fn scheduled_event_fixture_parses_as_an_eventbridge_event() {
+        let raw = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../events/health-check-schedule.json"
+        ))
+        .unwrap();
+        let ev: aws_lambda_events::event::eventbridge::EventBridgeEvent =
+            serde_json::from_slice(&raw).unwrap();
+        assert_eq!(ev.detail_type, "Scheduled Event");
+        assert_eq!(ev.source, "aws.events");
+    }
+}

@@ -1,0 +1,531 @@
+//! health-check: whole runs against GOWA simulators over HTTP and moto_server. Each test
+//! asserts what is stored (tenant status, active endpoint, version, endpoint record, audit)
+//! and what each simulator received.
+
+mod health_common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use gowa_sim::{DeviceState, Faults, SimHandle};
+use health_check::{HealthCheck, TenantOutcome};
+use health_common::*;
+use wagate::health::{EndpointHealth, SwitchKind};
+use wagate::health_store::{
+    HealthStore, SwitchAudit, TENANT_ATTRIBUTES_WRITTEN, TenantRecord, TenantStateUpdate,
+};
+use wagate::store::{StoreError, TenantConfigStore};
+use wagate::tenant::{EndpointRole, TenantId};
+
+use DeviceState::{Connected, LoggedIn};
+
+fn unhealthy(sim: &SimHandle, on: bool) {
+    sim.set_faults(Faults {
+        health_unhealthy: on,
+        ..Faults::default()
+    });
+}
+
+#[tokio::test]
+async fn server_down_marks_its_tenant_endpoint_down() {
+    let fx = fx(settings()).await;
+    let wa = sim(&[("d1", LoggedIn)]).await;
+    fx.add(config("acme", endpoint(&wa, "d1"), None)).await;
+    wa.set_down(true).await.unwrap();
+
+    let report = fx.run().await;
+
+    let item = fx.item("acme").await;
+    assert_eq!(s(&item, "connectionStatus"), "endpoint_down");
+    assert_eq!(n(&item, "healthActiveFailures"), 1);
+    assert_eq!(s(&item, "activeEndpoint"), "primary");
+    assert_eq!(
+        n(&item, "version"),
+        1,
+        "a status write is not a config change"
+    );
+    let rec = fx.endpoint_record(&wa).await.expect("endpoint record");
+    assert!(!rec.up);
+    assert_eq!(rec.consecutive_failures, 1);
+    assert!(
+        rec.last_error.as_deref().unwrap().contains("connect"),
+        "{:?}",
+        rec.last_error
+    );
+    assert_eq!(
+        rec.devices_connected, None,
+        "no device list from a dead server"
+    );
+    assert!(wa.requests().is_empty(), "nothing reached the server");
+    assert!(report.switches.is_empty());
+    assert_eq!(fx.audit("acme").await.len(), 0);
+}
+
+#[tokio::test]
+async fn slow_server_past_the_probe_timeout_counts_as_down_without_holding_the_run() {
+    let fx = fx(settings()).await; // probe timeout 500 ms
+    let slow = sim(&[("d1", LoggedIn)]).await;
+    let fine = sim(&[("d2", LoggedIn)]).await;
+    fx.add(config("slow", endpoint(&slow, "d1"), None)).await;
+    fx.add(config("fine", endpoint(&fine, "d2"), None)).await;
+    slow.set_faults(Faults {
+        latency_ms: 5_000,
+        ..Faults::default()
+    });
+
+    let report = fx.run().await;
+
+    assert!(
+        report.duration < Duration::from_secs(5),
+        "the run did not wait for the slow server: {:?}",
+        report.duration
+    );
+    assert_eq!(
+        s(&fx.item("slow").await, "connectionStatus"),
+        "endpoint_down"
+    );
+    assert_eq!(s(&fx.item("fine").await, "connectionStatus"), "connected");
+    let rec = fx.endpoint_record(&slow).await.unwrap();
+    assert!(!rec.up);
+    assert!(rec.last_error.unwrap().contains("timed out"));
+    assert!(rec.latency_ms >= 500, "{}", rec.latency_ms);
+    assert_eq!(slow.requests_to("/health").len(), 1);
+    assert!(
+        slow.requests_to("/devices").is_empty(),
+        "no device list asked of a server that failed /health"
+    );
+    assert_eq!(fine.requests_to("/devices").len(), 1);
+}
+
+#[tokio::test]
+async fn device_logged_out_on_a_healthy_server_is_logged_out_and_its_neighbour_connected() {
+    let fx = fx(settings()).await;
+    let wa = sim(&[("d1", LoggedIn), ("d2", Connected)]).await;
+    fx.add(config("ok", endpoint(&wa, "d1"), None)).await;
+    fx.add(config("out", endpoint(&wa, "d2"), None)).await;
+
+    fx.run().await;
+
+    assert_eq!(s(&fx.item("ok").await, "connectionStatus"), "connected");
+    let out = fx.item("out").await;
+    assert_eq!(s(&out, "connectionStatus"), "logged_out");
+    assert!(out.contains_key("connectionStatusAt"));
+    let rec = fx.endpoint_record(&wa).await.unwrap();
+    assert!(rec.up);
+    assert_eq!(
+        (rec.devices_total, rec.devices_connected),
+        (Some(2), Some(1))
+    );
+    let devices = wa.requests_to("/devices");
+    assert_eq!(devices.len(), 1, "one device list for both tenants");
+    assert_eq!(devices[0].basic_auth_user.as_deref(), Some(USER));
+    assert!(devices[0].authorized);
+    assert!(
+        wa.requests_to("/app/status").is_empty(),
+        "no per-device call"
+    );
+    assert!(
+        wa.requests().iter().all(|r| r.method == "GET"),
+        "nothing sent"
+    );
+}
+
+#[tokio::test]
+async fn shared_server_with_many_tenants_is_probed_once() {
+    let mut st = settings();
+    st.page_size = 5; // 12 tenants: the listing takes several pages
+    let fx = fx(st).await;
+    let ids: Vec<String> = (0..12).map(|i| format!("dev{i}")).collect();
+    let devices: Vec<(&str, DeviceState)> = ids.iter().map(|d| (d.as_str(), LoggedIn)).collect();
+    let wa = sim(&devices).await;
+    for (i, d) in ids.iter().enumerate() {
+        fx.add(config(&format!("t{i:02}"), endpoint(&wa, d), None))
+            .await;
+    }
+    fx.stack.counter.reset();
+
+    let report = fx.run().await;
+
+    assert_eq!(report.tenants, 12);
+    assert_eq!(report.servers_probed, 1);
+    for i in 0..12 {
+        assert_eq!(
+            s(&fx.item(&format!("t{i:02}")).await, "connectionStatus"),
+            "connected"
+        );
+    }
+    assert_eq!(wa.requests_to("/health").len(), 1);
+    assert_eq!(wa.requests_to("/devices").len(), 1);
+    assert_eq!(wa.requests().len(), 2, "{:?}", wa.requests());
+    assert_eq!(
+        fx.stack.counter.count_op("KMS", "Decrypt"),
+        1,
+        "one credential opened for the server, not one per tenant"
+    );
+    assert!(
+        fx.stack.counter.count_op("DynamoDB", "Scan") >= 3,
+        "paginated"
+    );
+    let rec = fx.endpoint_record(&wa).await.unwrap();
+    assert_eq!((rec.tenants, rec.active_tenants), (12, 12));
+    assert_eq!(rec.devices_connected, Some(12));
+}
+
+#[tokio::test]
+async fn fails_over_after_three_failed_runs_and_not_before() {
+    let fx = fx(settings()).await;
+    let primary = sim(&[("p1", LoggedIn)]).await;
+    let backup = sim(&[("b1", LoggedIn)]).await;
+    fx.add(config(
+        "acme",
+        endpoint(&primary, "p1"),
+        Some(endpoint(&backup, "b1")),
+    ))
+    .await;
+    primary.set_down(true).await.unwrap();
+
+    for run in 1..=2 {
+        let report = fx.run().await;
+        let item = fx.item("acme").await;
+        assert_eq!(s(&item, "activeEndpoint"), "primary", "run {run}");
+        assert_eq!(s(&item, "connectionStatus"), "endpoint_down");
+        assert_eq!(n(&item, "healthActiveFailures"), run);
+        assert_eq!(n(&item, "version"), 1);
+        assert!(report.switches.is_empty());
+        assert!(fx.audit("acme").await.is_empty(), "run {run}");
+    }
+
+    let report = fx.run().await;
+
+    let item = fx.item("acme").await;
+    assert_eq!(s(&item, "activeEndpoint"), "backup");
+    assert_eq!(s(&item, "connectionStatus"), "connected");
+    assert_eq!(n(&item, "version"), 2, "a switch is a config change");
+    assert_eq!(n(&item, "healthActiveFailures"), 0);
+    assert_eq!(report.count(SwitchKind::Failover), 1);
+    assert_eq!(
+        report.outcomes["acme"],
+        TenantOutcome::Switched(SwitchKind::Failover)
+    );
+    let audit = fx.audit("acme").await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(s(&audit[0], "who"), "health-check");
+    assert_eq!(s(&audit[0], "action"), "failover");
+    assert_eq!(
+        (s(&audit[0], "from").as_str(), s(&audit[0], "to").as_str()),
+        ("primary", "backup")
+    );
+    assert_eq!(s(&audit[0], "toEndpoint"), normalize(&backup));
+    assert!(s(&audit[0], "reason").contains("3 consecutive runs"));
+    assert!(!format!("{audit:?}").contains(PASSWORD));
+    assert!(primary.requests().is_empty());
+    assert_eq!(backup.requests_to("/health").len(), 3);
+    assert_eq!(backup.requests_to("/devices").len(), 3);
+}
+
+fn normalize(sim: &SimHandle) -> String {
+    wagate::tenant::normalize_base_url(&sim.base_url()).unwrap()
+}
+
+#[tokio::test]
+async fn fails_back_after_five_healthy_runs_and_not_before() {
+    let fx = fx(settings()).await;
+    let primary = sim(&[("p1", LoggedIn)]).await;
+    let backup = sim(&[("b1", LoggedIn)]).await;
+    let mut cfg = config(
+        "acme",
+        endpoint(&primary, "p1"),
+        Some(endpoint(&backup, "b1")),
+    );
+    cfg.active_endpoint = EndpointRole::Backup;
+    fx.add(cfg).await;
+
+    for run in 1..=4 {
+        fx.run().await;
+        let item = fx.item("acme").await;
+        assert_eq!(s(&item, "activeEndpoint"), "backup", "run {run}");
+        assert_eq!(n(&item, "healthPrimarySuccesses"), run);
+        assert!(fx.audit("acme").await.is_empty());
+    }
+
+    let report = fx.run().await;
+
+    let item = fx.item("acme").await;
+    assert_eq!(s(&item, "activeEndpoint"), "primary");
+    assert_eq!(s(&item, "connectionStatus"), "connected");
+    assert_eq!(n(&item, "version"), 2);
+    assert_eq!(report.count(SwitchKind::Failback), 1);
+    let audit = fx.audit("acme").await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(s(&audit[0], "action"), "failback");
+    assert_eq!(s(&audit[0], "from"), "backup");
+    assert_eq!(s(&audit[0], "fromEndpoint"), normalize(&backup));
+    assert_eq!(primary.requests_to("/health").len(), 5);
+    assert_eq!(primary.requests_to("/devices").len(), 5);
+}
+
+#[tokio::test]
+async fn flapping_server_does_not_make_tenants_ping_pong() {
+    let fx = fx(settings()).await;
+    let primary = sim(&[("p1", LoggedIn)]).await;
+    let backup = sim(&[("b1", LoggedIn)]).await;
+    fx.add(config(
+        "acme",
+        endpoint(&primary, "p1"),
+        Some(endpoint(&backup, "b1")),
+    ))
+    .await;
+
+    // Down, up, down, up...: never three failures in a row.
+    for run in 0..8 {
+        unhealthy(&primary, run % 2 == 0);
+        fx.run().await;
+        assert_eq!(s(&fx.item("acme").await, "activeEndpoint"), "primary");
+    }
+    assert_eq!(primary.requests_to("/health").len(), 8);
+    assert_eq!(
+        primary.requests_to("/devices").len(),
+        4,
+        "devices asked only when /health was up"
+    );
+
+    // A real outage: failover.
+    unhealthy(&primary, true);
+    for _ in 0..3 {
+        fx.run().await;
+    }
+    assert_eq!(s(&fx.item("acme").await, "activeEndpoint"), "backup");
+
+    // The primary comes back but flaps (4 up, 1 down): never five healthy runs in a row.
+    for run in 0..10 {
+        unhealthy(&primary, run % 5 == 4);
+        fx.run().await;
+        assert_eq!(
+            s(&fx.item("acme").await, "activeEndpoint"),
+            "backup",
+            "run {run}"
+        );
+    }
+
+    let item = fx.item("acme").await;
+    assert_eq!(n(&item, "version"), 2, "exactly one switch");
+    let audit = fx.audit("acme").await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(s(&audit[0], "action"), "failover");
+    assert_eq!(primary.requests_to("/health").len(), 21);
+}
+
+#[tokio::test]
+async fn tenant_without_backup_only_gets_its_status() {
+    let fx = fx(settings()).await;
+    let wa = sim(&[("d1", Connected)]).await;
+    fx.add(config("solo", endpoint(&wa, "d1"), None)).await;
+
+    for _ in 0..5 {
+        let report = fx.run().await;
+        assert!(report.switches.is_empty());
+    }
+
+    let item = fx.item("solo").await;
+    assert_eq!(s(&item, "connectionStatus"), "logged_out");
+    assert_eq!(s(&item, "activeEndpoint"), "primary");
+    assert_eq!(n(&item, "healthActiveFailures"), 5);
+    assert_eq!(n(&item, "version"), 1);
+    assert!(item.contains_key("healthCheckedAt"));
+    assert!(fx.audit("solo").await.is_empty());
+    assert_eq!(wa.requests_to("/health").len(), 5);
+    assert_eq!(wa.requests_to("/devices").len(), 5);
+}
+
+/// Forwards to the real store, but the first time `write_tenant_state` is called for the
+/// tenant it first lets the config API update the config (a real conditional update).
+struct RacingStore {
+    inner: Arc<dyn HealthStore>,
+    tenants: wagate::store::DynamoTenantStore,
+    racer: tokio::sync::Mutex<Option<wagate::SealedConfig>>,
+    raced: AtomicBool,
+}
+
+#[async_trait]
+impl HealthStore for RacingStore {
+    async fn active_tenants_page(
+        &self,
+        start: Option<HashMap<String, AttributeValue>>,
+        page_size: u32,
+    ) -> Result<(Vec<TenantRecord>, Option<HashMap<String, AttributeValue>>), StoreError> {
+        self.inner.active_tenants_page(start, page_size).await
+    }
+    async fn tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
+        self.inner.tenant(id).await
+    }
+    async fn write_tenant_state(
+        &self,
+        id: &TenantId,
+        expected_version: u64,
+        update: &TenantStateUpdate,
+    ) -> Result<(), StoreError> {
+        if let Some(cfg) = self.racer.lock().await.take() {
+            self.tenants.update(&cfg, cfg.version - 1).await.unwrap();
+            self.raced.store(true, Ordering::SeqCst);
+        }
+        self.inner
+            .write_tenant_state(id, expected_version, update)
+            .await
+    }
+    async fn endpoints(
+        &self,
+        keys: &[String],
+    ) -> Result<HashMap<String, EndpointHealth>, StoreError> {
+        self.inner.endpoints(keys).await
+    }
+    async fn save_endpoints(&self, records: &[EndpointHealth]) -> Result<(), StoreError> {
+        self.inner.save_endpoints(records).await
+    }
+    async fn put_audit(&self, record: &SwitchAudit) -> Result<(), StoreError> {
+        self.inner.put_audit(record).await
+    }
+}
+
+#[tokio::test]
+async fn config_update_racing_the_failover_is_not_lost() {
+    let fx = fx(settings()).await;
+    let primary = sim(&[("p1", LoggedIn)]).await;
+    let backup = sim(&[("b1", LoggedIn)]).await;
+    let cfg = config(
+        "acme",
+        endpoint(&primary, "p1"),
+        Some(endpoint(&backup, "b1")),
+    );
+    fx.add(cfg.clone()).await;
+    primary.set_down(true).await.unwrap();
+    fx.run().await;
+    fx.run().await;
+    assert_eq!(n(&fx.item("acme").await, "healthActiveFailures"), 2);
+
+    // Given the third run, which would fail over, races an operator's config change (the
+    // config API's conditional update to version 2, raising the rate limit).
+    let mut changed = cfg.clone();
+    changed.limits.outbound_per_minute = 99;
+    changed.version = 2;
+    let racing = Arc::new(RacingStore {
+        inner: fx.store.clone(),
+        tenants: fx.tenants.clone(),
+        racer: tokio::sync::Mutex::new(Some(fx.seal(&changed).await)),
+        raced: AtomicBool::new(false),
+    });
+    let check = HealthCheck::new(
+        racing.clone(),
+        Arc::new(fx.sealer.clone()),
+        fx.http.clone(),
+        settings(),
+    );
+
+    let report = check
+        .run(tokio::time::Instant::now() + Duration::from_secs(20))
+        .await
+        .unwrap();
+
+    // Then the health check's write met the new version, re-read and decided again: the
+    // config change stands, and the config API's full replace reset the hysteresis counters,
+    // so this run records one failure and does not switch yet.
+    assert!(racing.raced.load(Ordering::SeqCst));
+    assert_eq!(report.conflicts, 1);
+    let item = fx.item("acme").await;
+    assert_eq!(
+        n(&item["limits"].as_m().unwrap().clone(), "outboundPerMinute"),
+        99
+    );
+    assert_eq!(n(&item, "version"), 2);
+    assert_eq!(s(&item, "activeEndpoint"), "primary");
+    assert_eq!(s(&item, "connectionStatus"), "endpoint_down");
+    assert_eq!(n(&item, "healthActiveFailures"), 1);
+    assert!(fx.audit("acme").await.is_empty());
+
+    // And the failover still comes, on top of the changed config.
+    fx.run().await;
+    let report = fx.run().await;
+    assert_eq!(report.count(SwitchKind::Failover), 1);
+    let item = fx.item("acme").await;
+    assert_eq!(s(&item, "activeEndpoint"), "backup");
+    assert_eq!(n(&item, "version"), 3);
+    assert_eq!(
+        n(&item["limits"].as_m().unwrap().clone(), "outboundPerMinute"),
+        99
+    );
+    let audit = fx.audit("acme").await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(n(&audit[0], "versionBefore"), 2);
+    assert!(primary.requests().is_empty());
+    assert_eq!(backup.requests_to("/health").len(), 5);
+}
+
+#[tokio::test]
+async fn run_ends_by_its_deadline_when_every_server_hangs() {
+    let mut st = settings();
+    st.probe_timeout = Duration::from_secs(1);
+    st.concurrency = 2; // 8 hanging servers would take 4 s of probing
+    st.write_reserve = Duration::from_millis(1500);
+    let fx = fx(st).await;
+    let mut sims = Vec::new();
+    for i in 0..8 {
+        let wa = sim(&[("d", LoggedIn)]).await;
+        wa.set_faults(Faults {
+            hang: true,
+            ..Faults::default()
+        });
+        fx.add(config(&format!("t{i}"), endpoint(&wa, "d"), None))
+            .await;
+        sims.push(wa);
+    }
+
+    let started = tokio::time::Instant::now();
+    let report = fx
+        .check
+        .run(started + Duration::from_secs(3))
+        .await
+        .unwrap();
+
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(report.servers_not_probed > 0, "the deadline cut the probes");
+    assert_eq!(report.servers_probed + report.servers_not_probed, 8);
+    let mut down = 0;
+    for i in 0..8 {
+        match s(&fx.item(&format!("t{i}")).await, "connectionStatus").as_str() {
+            "endpoint_down" => down += 1,
+            "unknown" => {}
+            other => panic!("t{i}: {other}"),
+        }
+    }
+    assert_eq!(down, report.servers_probed, "probed ones timed out: down");
+    for wa in &sims {
+        assert!(wa.requests_to("/health").len() <= 1);
+        assert!(wa.requests_to("/devices").is_empty());
+    }
+}
+
+#[test]
+fn iam_policy_allows_exactly_the_tenant_attributes_the_health_check_writes() {
+    let raw =
+        std::fs::read_to_string(wagate_tests::workspace_root().join("template.yaml")).unwrap();
+    let start = raw
+        .find("Sid: TenantsTableWriteStatusAndActiveEndpointOnly")
+        .expect("statement");
+    let rest = &raw[start..];
+    let list_at = rest.find("dynamodb:Attributes:").unwrap();
+    let listed: Vec<&str> = rest[list_at..]
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .take_while(|l| l.starts_with("- "))
+        .map(|l| l.trim_start_matches("- "))
+        .collect();
+    assert_eq!(listed, TENANT_ATTRIBUTES_WRITTEN);
+}

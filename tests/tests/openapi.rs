@@ -1,0 +1,202 @@
+//! functions/config-api/openapi.yaml is the config API: every route the router knows is in
+//! it (and nothing else), and real responses of every route, success and error, validate
+//! against the schemas it documents for their status.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use gowa_sim::SimConfig;
+use http::StatusCode;
+use serde_json::{Value, json};
+use wagate_tests::ApiEvent;
+use wagate_tests::api::{Reply, api};
+use wagate_tests::workspace_root;
+
+fn spec() -> Value {
+    let text = std::fs::read_to_string(workspace_root().join("functions/config-api/openapi.yaml"))
+        .expect("openapi.yaml");
+    serde_yaml_ng::from_str(&text).expect("openapi.yaml parses")
+}
+
+fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => doc
+            .pointer(r.trim_start_matches('#'))
+            .unwrap_or_else(|| panic!("dangling $ref {r}")),
+        None => v,
+    }
+}
+
+#[test]
+fn every_route_of_the_router_is_documented_and_nothing_else() {
+    let doc = spec();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented = Vec::new();
+    for (path, item) in paths {
+        for m in ["get", "post", "put", "delete", "patch"] {
+            if item.get(m).is_some() {
+                documented.push((m.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let mut routed: Vec<(String, String)> = config_api::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    routed.sort();
+    documented.sort();
+    assert_eq!(routed, documented);
+}
+
+/// Validates a reply against the schema the spec documents for its route and status.
+fn check(doc: &Value, method: &str, template: &str, r: &Reply) {
+    let op = &doc["paths"][template][method.to_lowercase()];
+    assert!(op.is_object(), "{method} {template} is not in the spec");
+    let status = r.status.as_u16().to_string();
+    let resp = op["responses"].get(&status).unwrap_or_else(|| {
+        panic!(
+            "{method} {template} answered undocumented {status}: {}",
+            r.text
+        )
+    });
+    let resp = resolve(doc, resp);
+    let Some(schema) = resp.pointer("/content/application~1json/schema") else {
+        assert!(
+            r.text.is_empty(),
+            "{method} {template} {status}: undocumented body"
+        );
+        return;
+    };
+    let root = json!({
+        "$ref": "#/$defs/target",
+        "$defs": {"target": schema},
+        "components": doc["components"],
+    });
+    let validator = jsonschema::validator_for(&root).expect("schema compiles");
+    let body: Value = serde_json::from_str(&r.text).expect("JSON body");
+    let errors: Vec<String> = validator
+        .iter_errors(&body)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{method} {template} {status} does not match the spec: {errors:?}\n{body:#}"
+    );
+}
+
+#[tokio::test]
+async fn every_route_answers_what_the_spec_documents() {
+    let doc = spec();
+    let api = api().await;
+    let admin = api.admin();
+    let tenant = api.tenant("acme");
+    let other = api.tenant("other");
+    let (a, b) = (
+        gowa_sim::start(SimConfig::default()).await.unwrap(),
+        gowa_sim::start(SimConfig::default()).await.unwrap(),
+    );
+    let cfg = json!({
+        "provider": "gowa",
+        "primary": {"baseUrl": a.base_url(), "credentials": {"type": "basic", "username": "u", "password": "p-0123456789abcdef"}, "deviceId": "demo"},
+        "backup": {"baseUrl": b.base_url(), "credentials": {"type": "none"}, "deviceId": "demo"},
+        "webhookSecrets": [{"id": "s1", "secret": "webhook-secret-1"}]
+    });
+    let cfg_path = "/tenants/{tenantId}/whatsapp-config";
+    let mut calls: Vec<(&str, &str, ApiEvent)> = vec![
+        ("POST", cfg_path, ApiEvent::new("POST", "/tenants/acme/whatsapp-config").bearer(&admin).json(&cfg)),
+        ("POST", cfg_path, ApiEvent::new("POST", "/tenants/acme/whatsapp-config").bearer(&admin).json(&cfg)),
+        ("POST", cfg_path, ApiEvent::new("POST", "/tenants/bad/whatsapp-config").bearer(&admin).json(&json!({}))),
+        ("GET", cfg_path, ApiEvent::new("GET", "/tenants/acme/whatsapp-config").bearer(&tenant)),
+        ("GET", cfg_path, ApiEvent::new("GET", "/tenants/nope/whatsapp-config").bearer(&admin)),
+        ("PUT", cfg_path, ApiEvent::new("PUT", "/tenants/acme/whatsapp-config").bearer(&admin).header("If-Match", "\"1\"").json(&cfg)),
+        ("PUT", cfg_path, ApiEvent::new("PUT", "/tenants/acme/whatsapp-config").bearer(&admin).json(&cfg)),
+        ("PUT", cfg_path, ApiEvent::new("PUT", "/tenants/acme/whatsapp-config").bearer(&admin).header("If-Match", "\"1\"").json(&cfg)),
+        ("GET", "/tenants", ApiEvent::new("GET", "/tenants").bearer(&admin)),
+        ("GET", "/tenants", ApiEvent::new("GET", "/tenants").bearer(&tenant)),
+        ("POST", "/tenants/{tenantId}/whatsapp-config/test", ApiEvent::new("POST", "/tenants/acme/whatsapp-config/test").bearer(&tenant)),
+        ("POST", "/tenants/{tenantId}/whatsapp-config/test", ApiEvent::new("POST", "/tenants/acme/whatsapp-config/test").bearer(&tenant).json(&json!({"candidate": {"baseUrl": "http://127.0.0.1:9", "credentials": {"type": "none"}}}))),
+        ("POST", "/tenants/{tenantId}/whatsapp-config/test", ApiEvent::new("POST", "/tenants/acme/whatsapp-config/test").bearer(&tenant).json(&json!({"candidate": {"baseUrl": "http://10.1.1.1"}}))),
+        ("POST", "/tenants/{tenantId}/whatsapp-config/rotate-credential", ApiEvent::new("POST", "/tenants/acme/whatsapp-config/rotate-credential").bearer(&tenant).json(&json!({"credentials": {"type": "basic", "username": "u", "password": "p2-0123456789abcdef"}}))),
+        ("POST", "/tenants/{tenantId}/whatsapp-config/rotate-credential", ApiEvent::new("POST", "/tenants/acme/whatsapp-config/rotate-credential").bearer(&tenant).json(&json!({"credentials": {"type": "none"}, "version": 1}))),
+        ("POST", "/tenants/{tenantId}/whatsapp-config/rotate-webhook-secret", ApiEvent::new("POST", "/tenants/acme/whatsapp-config/rotate-webhook-secret").bearer(&tenant)),
+        ("POST", "/tenants/{tenantId}/whatsapp-config/rotate-webhook-secret", ApiEvent::new("POST", "/tenants/acme/whatsapp-config/rotate-webhook-secret").bearer(&tenant).json(&json!({"graceSeconds": 1e12}))),
+        ("POST", "/tenants/{tenantId}/whatsapp-config/switch", ApiEvent::new("POST", "/tenants/acme/whatsapp-config/switch").bearer(&tenant).json(&json!({"action": "activate", "to": "backup", "version": 4}))),
+        ("POST", "/tenants/{tenantId}/whatsapp-config/switch", ApiEvent::new("POST", "/tenants/acme/whatsapp-config/switch").bearer(&tenant).json(&json!({"action": "replace", "role": "backup", "version": 5, "endpoint": {"baseUrl": "http://127.0.0.1:9", "credentials": {"type": "none"}}}))),
+        ("POST", "/tenants/{tenantId}/whatsapp-config/switch", ApiEvent::new("POST", "/tenants/acme/whatsapp-config/switch").bearer(&tenant).json(&json!({"action": "swap"}))),
+        ("POST", "/tenants/{tenantId}/whatsapp-config/switch", ApiEvent::new("POST", "/tenants/acme/whatsapp-config/switch").bearer(&tenant).json(&json!({"action": "swap", "version": 1}))),
+        ("GET", "/tenants/{tenantId}/audit", ApiEvent::new("GET", "/tenants/acme/audit").bearer(&tenant)),
+        ("GET", "/tenants/{tenantId}/audit", ApiEvent::new("GET", "/tenants/acme/audit").bearer(&other)),
+        ("GET", "/tenants/{tenantId}/status", ApiEvent::new("GET", "/tenants/acme/status").bearer(&tenant)),
+        ("GET", "/tenants/{tenantId}/status", ApiEvent::new("GET", "/tenants/nope/status").bearer(&admin)),
+        ("GET", "/tenants/{tenantId}/messages/{idempotencyKey}", ApiEvent::new("GET", "/tenants/acme/messages/k1").bearer(&tenant)),
+        ("GET", "/tenants/{tenantId}/messages/{idempotencyKey}", ApiEvent::new("GET", "/tenants/acme/messages/k2").bearer(&tenant)),
+        ("GET", "/admin/endpoints", ApiEvent::new("GET", "/admin/endpoints").bearer(&admin)),
+        ("GET", "/admin/endpoints", ApiEvent::new("GET", "/admin/endpoints").bearer(&tenant)),
+        ("GET", "/admin/export", ApiEvent::new("GET", "/admin/export").bearer(&admin)),
+        ("GET", "/admin/export", ApiEvent::new("GET", "/admin/export").bearer(&tenant)),
+        ("POST", "/admin/import", ApiEvent::new("POST", "/admin/import").bearer(&admin).json(&json!({"format": "x"}))),
+    ];
+    // A delivery record for the message route.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    aws_sdk_dynamodb::Client::new(&api.stack.sdk)
+        .put_item()
+        .table_name(api.stack.env()["MESSAGES_TABLE"].clone())
+        .item("pk", AttributeValue::S("acme#k1".into()))
+        .item("state", AttributeValue::S("sent".into()))
+        .item("attempts", AttributeValue::N("1".into()))
+        .item("expiresAt", AttributeValue::N((now + 600).to_string()))
+        .send()
+        .await
+        .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut export = Value::Null;
+    for (method, template, ev) in calls.drain(..) {
+        let r = api.call(ev).await;
+        check(&doc, method, template, &r);
+        if template == "/admin/export" && r.status == StatusCode::OK {
+            export = r.json();
+        }
+        seen.insert((method, template, r.status.as_u16()));
+    }
+    // Import (dry run, with conflicts) and delete last.
+    let r = api
+        .call(
+            ApiEvent::new("POST", "/admin/import")
+                .query("dryRun=true")
+                .bearer(&admin)
+                .json(&export),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    check(&doc, "POST", "/admin/import", &r);
+    let r = api
+        .call(ApiEvent::new("DELETE", "/tenants/acme/whatsapp-config").bearer(&admin))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    check(&doc, "DELETE", cfg_path, &r);
+    // The scenario reached the statuses it was written for (so the checks above ran on
+    // success bodies, not only on errors).
+    for want in [
+        ("POST", cfg_path, 201),
+        ("PUT", cfg_path, 200),
+        ("POST", "/tenants/{tenantId}/whatsapp-config/test", 200),
+        (
+            "POST",
+            "/tenants/{tenantId}/whatsapp-config/rotate-credential",
+            200,
+        ),
+        (
+            "POST",
+            "/tenants/{tenantId}/whatsapp-config/rotate-webhook-secret",
+            200,
+        ),
+        ("POST", "/tenants/{tenantId}/whatsapp-config/switch", 200),
+        ("POST", "/tenants/{tenantId}/whatsapp-config/switch", 422),
+        ("GET", "/tenants/{tenantId}/audit", 200),
+        ("GET", "/tenants/{tenantId}/status", 200),
+        ("GET", "/tenants/{tenantId}/messages/{idempotencyKey}", 200),
+        ("GET", "/admin/endpoints", 200),
+        ("GET", "/admin/export", 200),
+    ] {
+        assert!(seen.contains(&want), "{want:?} not reached: {seen:?}");
+    }
+}
