@@ -70,10 +70,11 @@ step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
 if cargo nextest --version >/dev/null 2>&1; then
-    step "cargo nextest run --workspace"
-    cargo nextest run --workspace "$@"
+    # Doc tests first (nextest does not run them), so nextest's summary closes the output.
     step "doc tests"
     cargo test --workspace --doc
+    step "cargo nextest run --workspace"
+    cargo nextest run --workspace "$@"
 else
     step "cargo test --workspace (cargo-nextest not installed)"
     cargo test --workspace "$@"
