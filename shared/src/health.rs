@@ -10,7 +10,9 @@
 //! tenant's counters ([`TenantHealth`]) carry over from run to run:
 //!
 //! - `active_failures`: consecutive runs in which the active endpoint was unusable;
-//! - `primary_successes`: consecutive runs in which the primary was usable.
+//! - `primary_successes`: consecutive runs in which the primary was usable while the tenant
+//!   was on its backup (0 on the primary, capped at `failback_after`: see
+//!   [`TenantHealth::settled`]).
 //!
 //! An [`Observation::Unknown`] (not probed before the deadline, device list unavailable)
 //! leaves a counter as it was: missing information is neither a failure nor a success.
@@ -109,7 +111,8 @@ pub struct TenantHealth {
     /// Consecutive runs in which the active endpoint was unusable.
     #[serde(default, rename = "healthActiveFailures")]
     pub active_failures: u32,
-    /// Consecutive runs in which the primary endpoint was usable.
+    /// Consecutive runs in which the primary endpoint was usable while the tenant was on
+    /// its backup (0 on the primary, at most `failback_after`).
     #[serde(default, rename = "healthPrimarySuccesses")]
     pub primary_successes: u32,
 }
@@ -232,10 +235,33 @@ pub fn decide(view: &TenantView, prev: TenantHealth, h: Hysteresis) -> Decision 
             switch: Some(s),
         },
         None => Decision {
-            health,
+            health: health.settled(active, h),
             status: active_obs.status(),
             switch: None,
         },
+    }
+}
+
+impl TenantHealth {
+    /// The counters with the part that cannot influence a later decision dropped, so that a
+    /// steady state stores the same values run after run (and the health check, which only
+    /// writes a tenant whose stored state changed, writes nothing):
+    ///
+    /// - on the primary, the primary's success streak is 0: only a tenant on its backup
+    ///   fails back, and reaching the backup (a switch) resets the streak anyway;
+    /// - on the backup, the streak stops at `failback_after`: every value from there on
+    ///   decides the same (a manual-failback tenant on a healthy primary stops counting).
+    ///
+    /// The failure streak is kept as is (it is shown to operators; a failing tenant is
+    /// written every run regardless, since its status was observed again).
+    pub fn settled(self, active: EndpointRole, h: Hysteresis) -> TenantHealth {
+        TenantHealth {
+            active_failures: self.active_failures,
+            primary_successes: match active {
+                EndpointRole::Primary => 0,
+                EndpointRole::Backup => self.primary_successes.min(h.failback_after.max(1)),
+            },
+        }
     }
 }
 
@@ -461,6 +487,39 @@ mod tests {
         let out = replay(Primary, FailbackPolicy::Automatic, &runs);
         let switches = out.iter().filter(|o| o.1.is_some()).count();
         assert_eq!(switches, 1, "only the first failover: {out:?}");
+    }
+
+    #[test]
+    fn steady_states_keep_the_same_counters_run_after_run() {
+        let h = Hysteresis::default();
+        // Healthy on the primary: nothing moves, whatever was stored before.
+        let d = decide(
+            &view(Primary, Usable, Some(Usable)),
+            TenantHealth::default(),
+            h,
+        );
+        assert_eq!(d.health, TenantHealth::default());
+        let d2 = decide(&view(Primary, Usable, Some(Usable)), d.health, h);
+        assert_eq!(d2.health, d.health);
+        let d = decide(&view(Primary, Usable, None), TenantHealth::default(), h);
+        assert_eq!(d.health, TenantHealth::default());
+
+        // Manual failback on a healthy primary: the streak stops at M.
+        let mut v = view(Backup, Usable, Some(Usable));
+        v.failback = FailbackPolicy::Manual;
+        let mut health = TenantHealth::default();
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            let d = decide(&v, health, h);
+            assert_eq!(d.switch, None);
+            health = d.health;
+            seen.push(health.primary_successes);
+        }
+        assert_eq!(seen, [1, 2, 3, 4, 5, 5, 5, 5]);
+        // ...and an operator turning failback back to automatic fails back at once.
+        v.failback = FailbackPolicy::Automatic;
+        let d = decide(&v, health, h);
+        assert_eq!(d.switch.map(|s| s.kind), Some(SwitchKind::Failback));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The health check's DynamoDB side.
 //!
-//! - **Tenants table** (read: `Scan`, `GetItem`; write: `UpdateItem` of the attributes in
+//! - **Tenants table** (read: `Scan`, `GetItem` of the attributes in
+//!   [`TENANT_ATTRIBUTES_READ`] only; write: `UpdateItem` of the attributes in
 //!   [`TENANT_ATTRIBUTES_WRITTEN`] only, which the function's IAM policy enforces with a
 //!   `dynamodb:Attributes` condition). Every write is conditional on the `version` the run
 //!   read: a concurrent config change makes it fail with [`StoreError::Conflict`] and the
@@ -25,9 +26,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::health::{EndpointHealth, SwitchKind, TenantHealth};
-use crate::store::{StoreError, from_item};
-use crate::tenant::{ConnectionStatus, EndpointRole, SealedConfig, TenantId};
+use crate::health::{EndpointHealth, FailbackPolicy, SwitchKind, TenantHealth};
+use crate::secrets::SealedSecret;
+use crate::store::StoreError;
+use crate::tenant::{ConnectionStatus, Endpoint, EndpointRole, ProviderKind, TenantId};
 
 /// Every tenant-item attribute the health check's `UpdateItem` names (keys, condition and
 /// update expression). The IAM policy in template.yaml lists exactly these.
@@ -46,10 +48,47 @@ pub const TENANT_ATTRIBUTES_WRITTEN: &[&str] = &[
 /// Who the audit records name.
 pub const AUDIT_ACTOR: &str = "health-check";
 
+/// Every tenant-item attribute the health check reads (the projection of its `Scan` and
+/// `GetItem`): what [`MonitoredTenant`] and [`TenantHealth`] hold, nothing else (not the
+/// webhook secrets, limits or timestamps, which are most of an item).
+pub const TENANT_ATTRIBUTES_READ: &[&str] = &[
+    "tenantId",
+    "provider",
+    "primary",
+    "backup",
+    "activeEndpoint",
+    "isActive",
+    "connectionStatus",
+    "failback",
+    "version",
+    "healthActiveFailures",
+    "healthPrimarySuccesses",
+];
+
+/// The part of a tenant's config the health check needs (the attributes in
+/// [`TENANT_ATTRIBUTES_READ`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoredTenant {
+    pub tenant_id: TenantId,
+    pub provider: ProviderKind,
+    pub primary: Endpoint<SealedSecret>,
+    #[serde(default)]
+    pub backup: Option<Endpoint<SealedSecret>>,
+    #[serde(default)]
+    pub active_endpoint: EndpointRole,
+    pub is_active: bool,
+    #[serde(default)]
+    pub connection_status: ConnectionStatus,
+    #[serde(default)]
+    pub failback: FailbackPolicy,
+    pub version: u64,
+}
+
 /// A tenant as the health check reads it: its config and its counters.
 #[derive(Debug, Clone)]
 pub struct TenantRecord {
-    pub config: SealedConfig,
+    pub config: MonitoredTenant,
     pub health: TenantHealth,
 }
 
@@ -158,10 +197,29 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 
 fn record(item: HashMap<String, AttributeValue>) -> Result<TenantRecord, StoreError> {
     let health: TenantHealth = serde_dynamo::from_item(item.clone()).unwrap_or_default();
-    Ok(TenantRecord {
-        config: from_item(item)?,
-        health,
-    })
+    let tenant_id = match item.get("tenantId") {
+        Some(AttributeValue::S(s)) => s.clone(),
+        _ => String::from("?"),
+    };
+    let config = serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt {
+        tenant_id,
+        source: Box::new(e),
+    })?;
+    Ok(TenantRecord { config, health })
+}
+
+/// `ProjectionExpression` and its names for [`TENANT_ATTRIBUTES_READ`].
+fn projection() -> (String, HashMap<String, String>) {
+    let names: HashMap<String, String> = TENANT_ATTRIBUTES_READ
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (format!("#p{i}"), a.to_string()))
+        .collect();
+    let expr = (0..TENANT_ATTRIBUTES_READ.len())
+        .map(|i| format!("#p{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (expr, names)
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -191,10 +249,13 @@ impl HealthStore for DynamoHealthStore {
         start: Option<HashMap<String, AttributeValue>>,
         page_size: u32,
     ) -> Result<(Vec<TenantRecord>, Option<HashMap<String, AttributeValue>>), StoreError> {
+        let (projection, names) = projection();
         let resp = self
             .client
             .scan()
             .table_name(&self.tenants_table)
+            .projection_expression(projection)
+            .set_expression_attribute_names(Some(names))
             .filter_expression("isActive = :t")
             .expression_attribute_values(":t", AttributeValue::Bool(true))
             .limit(page_size.clamp(1, 1000) as i32)
@@ -218,6 +279,8 @@ impl HealthStore for DynamoHealthStore {
             .get_item()
             .table_name(&self.tenants_table)
             .key("tenantId", AttributeValue::S(tenant_id.to_string()))
+            .projection_expression(projection().0)
+            .set_expression_attribute_names(Some(projection().1))
             .consistent_read(true)
             .send()
             .await
@@ -396,5 +459,78 @@ impl HealthStore for DynamoHealthStore {
             .await
             .map(|_| ())
             .map_err(|e| backend(DisplayErrorContext(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenant::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn the_projection_holds_what_a_monitored_tenant_needs() {
+        let sealed = SealedSecret {
+            ciphertext: "CIPHER".into(),
+            fingerprint: "****".into(),
+        };
+        let endpoint = |url: &str| Endpoint {
+            base_url: url.into(),
+            credentials: Credentials::Basic {
+                username: "u".into(),
+                password: sealed.clone(),
+            },
+            device_id: Some("d".into()),
+            region: None,
+            webhook_source_cidrs: vec![],
+        };
+        let cfg: SealedConfig = TenantConfig {
+            tenant_id: "t1".parse().unwrap(),
+            provider: ProviderKind::Gowa,
+            primary: endpoint("https://a.example.com"),
+            backup: Some(endpoint("https://b.example.com")),
+            webhook_secrets: vec![WebhookSecret {
+                id: "s1".into(),
+                secret: sealed.clone(),
+                expires_at: None,
+            }],
+            active_endpoint: EndpointRole::Backup,
+            is_active: true,
+            connection_status: ConnectionStatus::LoggedOut,
+            failback: Default::default(),
+            limits: Limits::default(),
+            version: 7,
+            created_at: datetime!(2026-01-01 0:00 UTC),
+            updated_at: datetime!(2026-01-01 0:00 UTC),
+        };
+        let mut item = crate::store::to_item(&cfg).unwrap();
+        item.insert("healthActiveFailures".into(), AttributeValue::N("2".into()));
+        item.insert(
+            "healthPrimarySuccesses".into(),
+            AttributeValue::N("0".into()),
+        );
+        item.insert("healthCheckedAt".into(), AttributeValue::S("x".into()));
+        // What DynamoDB returns for the projection.
+        item.retain(|k, _| TENANT_ATTRIBUTES_READ.contains(&k.as_str()));
+        assert_eq!(item.len(), TENANT_ATTRIBUTES_READ.len(), "{item:?}");
+        let rec = record(item).unwrap();
+        assert_eq!(
+            rec.config,
+            MonitoredTenant {
+                tenant_id: cfg.tenant_id.clone(),
+                provider: cfg.provider,
+                primary: cfg.primary.clone(),
+                backup: cfg.backup.clone(),
+                active_endpoint: EndpointRole::Backup,
+                is_active: true,
+                connection_status: ConnectionStatus::LoggedOut,
+                failback: Default::default(),
+                version: 7,
+            }
+        );
+        assert_eq!(rec.health.active_failures, 2);
+        let (expr, names) = projection();
+        assert_eq!(names.len(), TENANT_ATTRIBUTES_READ.len());
+        assert_eq!(expr.split(", ").count(), TENANT_ATTRIBUTES_READ.len());
     }
 }

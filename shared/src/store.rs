@@ -72,7 +72,8 @@ pub trait TenantConfigStore: TenantConfigReader {
     /// Stores a new config; `AlreadyExists` if the tenant has one.
     async fn create(&self, config: &SealedConfig) -> Result<(), StoreError>;
     /// Replaces the config if its stored version is still `expected_version`
-    /// (`config.version` is the new one); `Conflict` otherwise, `NotFound` if gone.
+    /// (`config.version` is the new one); `Conflict` otherwise, `NotFound` if gone. The
+    /// health check's attributes on the item are kept ([`replace_config_update`]).
     async fn update(&self, config: &SealedConfig, expected_version: u64) -> Result<(), StoreError>;
     /// Deletes the config, if given only when its version still matches.
     async fn delete(
@@ -164,6 +165,88 @@ pub fn to_item(config: &SealedConfig) -> Result<HashMap<String, AttributeValue>,
     Ok(item)
 }
 
+/// Top-level attributes a config item has only sometimes (an optional field of
+/// [`SealedConfig`] skipped when empty, and its derived index key). A replacing update
+/// removes those the new config lacks.
+pub const OPTIONAL_CONFIG_ATTRIBUTES: &[&str] = &["backup", "backupEndpointKey"];
+
+/// Attributes of the tenant item that the health check owns once the item exists: a
+/// config update leaves them as stored (see [`replace_config_update`]).
+pub const HEALTH_OWNED_ATTRIBUTES: &[&str] = &["connectionStatus"];
+
+/// The parts of an `UpdateItem` (plain or in a transaction) that replaces the config stored
+/// at `expected_version` by `config`.
+#[derive(Debug, Clone)]
+pub struct ConfigUpdate {
+    pub key: HashMap<String, AttributeValue>,
+    pub update_expression: String,
+    pub condition_expression: String,
+    pub names: HashMap<String, String>,
+    pub values: HashMap<String, AttributeValue>,
+}
+
+/// A config update as an `UpdateItem` rather than a whole-item `PutItem`: it sets every
+/// attribute of the new config and removes the optional ones it no longer has, and leaves
+/// every other attribute of the item alone: the health check's state
+/// (`healthActiveFailures`, `healthPrimarySuccesses`, `connectionStatus`,
+/// `connectionStatusAt`, `healthCheckedAt`), which a whole-item put used to wipe, so that
+/// an operator's edit reset the failover hysteresis. The health check writes its state
+/// without bumping `version`; being an update of named attributes, this cannot lose such a
+/// write made between the caller's read and this update either.
+pub fn replace_config_update(
+    config: &SealedConfig,
+    expected_version: u64,
+) -> Result<ConfigUpdate, StoreError> {
+    let item = to_item(config)?;
+    let mut attrs: Vec<(&String, &AttributeValue)> = item
+        .iter()
+        .filter(|(k, _)| k.as_str() != "tenantId" && !HEALTH_OWNED_ATTRIBUTES.contains(&k.as_str()))
+        .collect();
+    attrs.sort_by(|a, b| a.0.cmp(b.0));
+    let mut names = HashMap::new();
+    let mut values = HashMap::new();
+    let mut sets = Vec::with_capacity(attrs.len());
+    let mut version_name = None;
+    for (i, (k, v)) in attrs.into_iter().enumerate() {
+        let (n, val) = (format!("#a{i}"), format!(":a{i}"));
+        if k == "version" {
+            version_name = Some(n.clone());
+        }
+        sets.push(format!("{n} = {val}"));
+        names.insert(n, k.clone());
+        values.insert(val, v.clone());
+    }
+    let removes: Vec<String> = OPTIONAL_CONFIG_ATTRIBUTES
+        .iter()
+        .filter(|a| !item.contains_key(**a))
+        .enumerate()
+        .map(|(i, a)| {
+            let n = format!("#r{i}");
+            names.insert(n.clone(), a.to_string());
+            n
+        })
+        .collect();
+    let version_name = version_name.ok_or_else(|| StoreError::Corrupt {
+        tenant_id: config.tenant_id.to_string(),
+        source: "a config item without version".into(),
+    })?;
+    values.insert(
+        ":expected".into(),
+        AttributeValue::N(expected_version.to_string()),
+    );
+    let mut update_expression = format!("SET {}", sets.join(", "));
+    if !removes.is_empty() {
+        update_expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+    }
+    Ok(ConfigUpdate {
+        key: HashMap::from([("tenantId".to_string(), key(&config.tenant_id))]),
+        update_expression,
+        condition_expression: format!("attribute_exists(tenantId) AND {version_name} = :expected"),
+        names,
+        values,
+    })
+}
+
 /// A config from its DynamoDB item.
 pub fn from_item(item: HashMap<String, AttributeValue>) -> Result<SealedConfig, StoreError> {
     let tenant_id = match item.get("tenantId") {
@@ -221,18 +304,16 @@ impl TenantConfigStore for DynamoTenantStore {
     }
 
     async fn update(&self, config: &SealedConfig, expected_version: u64) -> Result<(), StoreError> {
-        let item = to_item(config)?;
+        let u = replace_config_update(config, expected_version)?;
         let res = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_exists(tenantId) AND #v = :expected")
-            .expression_attribute_names("#v", "version")
-            .expression_attribute_values(
-                ":expected",
-                AttributeValue::N(expected_version.to_string()),
-            )
+            .set_key(Some(u.key))
+            .update_expression(u.update_expression)
+            .condition_expression(u.condition_expression)
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
             .send()
             .await;
         match res {
@@ -339,5 +420,90 @@ impl TenantConfigStore for DynamoTenantStore {
         )
         .await?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::SealedSecret;
+    use crate::tenant::*;
+    use std::collections::BTreeSet;
+    use time::macros::datetime;
+
+    fn endpoint(url: &str) -> Endpoint<SealedSecret> {
+        Endpoint {
+            base_url: url.into(),
+            credentials: Credentials::Basic {
+                username: "u".into(),
+                password: SealedSecret {
+                    ciphertext: "C".into(),
+                    fingerprint: "****".into(),
+                },
+            },
+            device_id: Some("d".into()),
+            region: Some("eu".into()),
+            webhook_source_cidrs: vec![],
+        }
+    }
+
+    fn cfg(backup: bool) -> SealedConfig {
+        TenantConfig {
+            tenant_id: "t1".parse().unwrap(),
+            provider: ProviderKind::Gowa,
+            primary: endpoint("https://a.example.com"),
+            backup: backup.then(|| endpoint("https://b.example.com")),
+            webhook_secrets: vec![],
+            active_endpoint: EndpointRole::Primary,
+            is_active: true,
+            connection_status: ConnectionStatus::Unknown,
+            failback: Default::default(),
+            limits: Limits::default(),
+            version: 3,
+            created_at: datetime!(2026-01-01 0:00 UTC),
+            updated_at: datetime!(2026-01-01 0:00 UTC),
+        }
+    }
+
+    fn keys(c: &SealedConfig) -> BTreeSet<String> {
+        to_item(c).unwrap().into_keys().collect()
+    }
+
+    #[test]
+    fn the_optional_attributes_are_exactly_those_a_config_may_lack() {
+        let full = keys(&cfg(true));
+        let lean = keys(&cfg(false));
+        let missing: Vec<&str> = full.difference(&lean).map(String::as_str).collect();
+        assert_eq!(missing, OPTIONAL_CONFIG_ATTRIBUTES);
+    }
+
+    #[test]
+    fn a_config_update_names_every_config_attribute_but_the_health_owned_ones() {
+        let u = replace_config_update(&cfg(false), 2).unwrap();
+        let mut named: BTreeSet<String> = u.names.values().cloned().collect();
+        for a in OPTIONAL_CONFIG_ATTRIBUTES {
+            assert!(named.remove(*a), "{a} removed");
+        }
+        let mut expected = keys(&cfg(false));
+        expected.remove("tenantId");
+        for a in HEALTH_OWNED_ATTRIBUTES {
+            expected.remove(*a);
+        }
+        assert_eq!(named, expected);
+        assert!(
+            u.update_expression.contains(" REMOVE #r0, #r1"),
+            "{}",
+            u.update_expression
+        );
+        for h in [
+            "healthActiveFailures",
+            "healthPrimarySuccesses",
+            "connectionStatusAt",
+        ] {
+            assert!(!u.names.values().any(|n| n == h));
+        }
+        assert_eq!(u.values[":expected"], AttributeValue::N("2".into()));
+        let with_backup = replace_config_update(&cfg(true), 2).unwrap();
+        assert!(!with_backup.update_expression.contains("REMOVE"));
     }
 }

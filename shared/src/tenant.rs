@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::Url;
 
+pub use crate::health::FailbackPolicy;
 use crate::net::EgressPolicy;
 use crate::secrets::{Purpose, SealedSecret, Secret};
 
@@ -253,6 +254,10 @@ pub struct TenantConfig<S> {
     pub is_active: bool,
     #[serde(default)]
     pub connection_status: ConnectionStatus,
+    /// Whether the health check moves the tenant back to its primary by itself after a
+    /// failover (`automatic`, the default) or leaves that to an operator (`manual`).
+    #[serde(default)]
+    pub failback: FailbackPolicy,
     #[serde(default)]
     pub limits: Limits,
     /// Optimistic-locking version: 1 on create, +1 on every update.
@@ -347,6 +352,7 @@ impl<S> TenantConfig<S> {
             active_endpoint: self.active_endpoint,
             is_active: self.is_active,
             connection_status: self.connection_status,
+            failback: self.failback,
             limits: self.limits,
             version: self.version,
             created_at: self.created_at,
@@ -618,6 +624,7 @@ mod tests {
             active_endpoint: EndpointRole::Primary,
             is_active: true,
             connection_status: ConnectionStatus::Unknown,
+            failback: Default::default(),
             limits: Limits::default(),
             version: 1,
             created_at: datetime!(2026-01-01 0:00 UTC),

@@ -87,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
             active_endpoint: EndpointRole::Primary,
             is_active: true,
             connection_status: ConnectionStatus::Connected,
+            failback: Default::default(),
             limits: Limits {
                 outbound_per_minute: 1000,
                 ..Limits::default()

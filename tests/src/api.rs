@@ -67,6 +67,11 @@ pub async fn api() -> Api {
             env["AUDIT_TABLE"].clone(),
         ),
         http,
+        fleet: config_api::fleet::Fleet {
+            servers_table: env["SERVERS_TABLE"].clone(),
+            jobs_table: env["MIGRATIONS_TABLE"].clone(),
+            audit_table: env["AUDIT_TABLE"].clone(),
+        },
         endpoints_table: env["ENDPOINTS_TABLE"].clone(),
         deliveries: DeliveryStore::new(
             stack.dynamodb.clone(),

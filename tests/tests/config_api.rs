@@ -130,6 +130,110 @@ async fn update_with_if_match_bumps_the_version_and_keeps_omitted_secrets() {
 }
 
 #[tokio::test]
+async fn failback_policy_is_set_shown_and_kept_when_omitted() {
+    let api = api().await;
+    let created = api.create(&valid_body()).await;
+    assert_eq!(created.json()["failback"], "automatic", "the default");
+
+    let mut body = valid_body();
+    body["failback"] = json!("manual");
+    let r = api
+        .call(
+            ApiEvent::new("PUT", PATH)
+                .bearer(&api.admin())
+                .header("If-Match", "\"1\"")
+                .json(&body),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["failback"], "manual");
+    assert_eq!(api.stored().await[0]["failback"].as_s().unwrap(), "manual");
+
+    // Omitted on the next update: kept.
+    let r = api
+        .call(
+            ApiEvent::new("PUT", PATH)
+                .bearer(&api.admin())
+                .header("If-Match", "\"2\"")
+                .json(&valid_body()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["failback"], "manual");
+
+    let mut bad = valid_body();
+    bad["failback"] = json!("sometimes");
+    let r = api
+        .call(
+            ApiEvent::new("PUT", PATH)
+                .bearer(&api.admin())
+                .header("If-Match", "\"3\"")
+                .json(&bad),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(api.stored().await[0]["version"].as_n().unwrap(), "3");
+}
+
+#[tokio::test]
+async fn update_keeps_the_health_checks_state_on_the_item() {
+    use aws_sdk_dynamodb::types::AttributeValue as Av;
+    let api = api().await;
+    api.create(&valid_body()).await;
+    // The health check's state after two failed runs (it never bumps the version).
+    let db = aws_sdk_dynamodb::Client::new(&api.stack.sdk);
+    db.update_item()
+        .table_name(api.stack.tenants_table())
+        .key("tenantId", Av::S("acme".into()))
+        .update_expression(
+            "SET connectionStatus = :s, connectionStatusAt = :t, healthCheckedAt = :t, \
+             healthActiveFailures = :f, healthPrimarySuccesses = :z",
+        )
+        .expression_attribute_values(":s", Av::S("endpoint_down".into()))
+        .expression_attribute_values(":t", Av::S("2026-11-28T10:00:00Z".into()))
+        .expression_attribute_values(":f", Av::N("2".into()))
+        .expression_attribute_values(":z", Av::N("0".into()))
+        .send()
+        .await
+        .unwrap();
+
+    let mut body = valid_body();
+    body["limits"] = json!({"outboundPerMinute": 12, "inboundPerSecond": 5});
+    body.as_object_mut().unwrap().remove("backup");
+    let r = api
+        .call(
+            ApiEvent::new("PUT", PATH)
+                .bearer(&api.admin())
+                .header("If-Match", "\"1\"")
+                .json(&body),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["connectionStatus"], "endpoint_down");
+
+    let item = &api.stored().await[0];
+    assert_eq!(item["version"].as_n().unwrap(), "2");
+    assert_eq!(item["healthActiveFailures"].as_n().unwrap(), "2");
+    assert_eq!(item["healthPrimarySuccesses"].as_n().unwrap(), "0");
+    assert_eq!(item["connectionStatus"].as_s().unwrap(), "endpoint_down");
+    assert_eq!(
+        item["connectionStatusAt"].as_s().unwrap(),
+        "2026-11-28T10:00:00Z"
+    );
+    assert_eq!(
+        item["limits"].as_m().unwrap()["outboundPerMinute"]
+            .as_n()
+            .unwrap(),
+        "12"
+    );
+    assert!(
+        !item.contains_key("backup"),
+        "the omitted backup is removed"
+    );
+    assert!(!item.contains_key("backupEndpointKey"));
+}
+
+#[tokio::test]
 async fn update_accepts_the_version_in_the_body() {
     let api = api().await;
     api.create(&valid_body()).await;

@@ -1037,6 +1037,20 @@ async fn status_joins_config_health_records_and_recent_switches() {
     assert_eq!(v["activeBaseUrl"], w.backup.base_url());
     assert_eq!(v["latencyMs"], 12);
     assert_eq!(v["connectionStatus"], "unknown");
+    // The tenant item holds no check time (the health check writes it only on a change):
+    // the last check is the active server's last probe.
+    let backup_record = health_record(&w.backup.base_url(), true, 12);
+    let probed = time::OffsetDateTime::parse(
+        v["lastCheckAt"].as_str().expect("lastCheckAt"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(
+        (backup_record.last_probe_at - probed).whole_seconds().abs() <= 5,
+        "{probed} vs the record's {}",
+        backup_record.last_probe_at
+    );
+    assert_eq!(v["endpoints"][1]["health"]["lastProbeAt"], v["lastCheckAt"]);
     assert_eq!(v["endpoints"][0]["health"]["up"], false);
     assert_eq!(v["endpoints"][1]["active"], true);
     assert_eq!(v["recentFailures"][0]["baseUrl"], w.primary.base_url());

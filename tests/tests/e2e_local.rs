@@ -109,6 +109,13 @@ impl Watch {
                     return;
                 }
             }
+            // A function that dies at init (e.g. a missing variable) never comes up: say so
+            // now rather than at the deadline.
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            assert!(
+                !log.contains("ERROR command exited"),
+                "{function} exited under cargo lambda watch; log:\n{log}"
+            );
             assert!(
                 Instant::now() < deadline,
                 "cargo lambda watch did not serve {function}; log:\n{}",

@@ -18,7 +18,7 @@ use wagate::health::{EndpointHealth, SwitchKind};
 use wagate::health_store::{
     HealthStore, SwitchAudit, TENANT_ATTRIBUTES_WRITTEN, TenantRecord, TenantStateUpdate,
 };
-use wagate::store::{StoreError, TenantConfigStore};
+use wagate::store::{StoreError, TenantConfigReader, TenantConfigStore};
 use wagate::tenant::{EndpointRole, TenantId};
 
 use DeviceState::{Connected, LoggedIn};
@@ -269,6 +269,51 @@ async fn fails_back_after_five_healthy_runs_and_not_before() {
 }
 
 #[tokio::test]
+async fn manual_failback_tenant_stays_on_the_backup_after_m_healthy_runs() {
+    let fx = fx(settings()).await;
+    let primary = sim(&[("p1", LoggedIn)]).await;
+    let backup = sim(&[("b1", LoggedIn)]).await;
+    let mut cfg = config(
+        "acme",
+        endpoint(&primary, "p1"),
+        Some(endpoint(&backup, "b1")),
+    );
+    cfg.failback = wagate::tenant::FailbackPolicy::Manual;
+    fx.add(cfg).await;
+    primary.set_down(true).await.unwrap();
+    for _ in 0..3 {
+        fx.run().await;
+    }
+    assert_eq!(s(&fx.item("acme").await, "activeEndpoint"), "backup");
+    primary.set_down(false).await.unwrap();
+
+    // M = 5 healthy runs of the primary, and more: no failback.
+    for run in 1..=7u64 {
+        fx.stack.counter.reset();
+        let report = fx.run().await;
+        assert!(report.switches.is_empty(), "run {run}");
+        let item = fx.item("acme").await;
+        assert_eq!(s(&item, "activeEndpoint"), "backup", "run {run}");
+        assert_eq!(s(&item, "connectionStatus"), "connected");
+        assert_eq!(n(&item, "healthPrimarySuccesses"), run.min(5), "run {run}");
+        if run > 5 {
+            assert_eq!(
+                fx.stack.counter.count_op("DynamoDB", "UpdateItem"),
+                0,
+                "nothing left to count: no write (run {run})"
+            );
+        }
+    }
+    let item = fx.item("acme").await;
+    assert_eq!(n(&item, "version"), 2, "only the failover");
+    let audit = fx.audit("acme").await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(s(&audit[0], "action"), "failover");
+    assert_eq!(primary.requests_to("/health").len(), 7);
+    assert_eq!(primary.requests_to("/devices").len(), 7);
+}
+
+#[tokio::test]
 async fn flapping_server_does_not_make_tenants_ping_pong() {
     let fx = fx(settings()).await;
     let primary = sim(&[("p1", LoggedIn)]).await;
@@ -430,37 +475,201 @@ async fn config_update_racing_the_failover_is_not_lost() {
         .unwrap();
 
     // Then the health check's write met the new version, re-read and decided again: the
-    // config change stands, and the config API's full replace reset the hysteresis counters,
-    // so this run records one failure and does not switch yet.
+    // config change stands, and since a config update keeps the health counters (two
+    // failures), this third failed run fails over, on top of the changed config.
     assert!(racing.raced.load(Ordering::SeqCst));
     assert_eq!(report.conflicts, 1);
+    assert_eq!(report.count(SwitchKind::Failover), 1);
     let item = fx.item("acme").await;
     assert_eq!(
         n(&item["limits"].as_m().unwrap().clone(), "outboundPerMinute"),
         99
     );
-    assert_eq!(n(&item, "version"), 2);
-    assert_eq!(s(&item, "activeEndpoint"), "primary");
-    assert_eq!(s(&item, "connectionStatus"), "endpoint_down");
-    assert_eq!(n(&item, "healthActiveFailures"), 1);
-    assert!(fx.audit("acme").await.is_empty());
+    assert_eq!(n(&item, "version"), 3);
+    assert_eq!(s(&item, "activeEndpoint"), "backup");
+    assert_eq!(s(&item, "connectionStatus"), "connected");
+    assert_eq!(n(&item, "healthActiveFailures"), 0);
+    let audit = fx.audit("acme").await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(n(&audit[0], "versionBefore"), 2);
+    assert_eq!(n(&audit[0], "versionAfter"), 3);
+    assert!(primary.requests().is_empty());
+    assert_eq!(backup.requests_to("/health").len(), 3);
+}
 
-    // And the failover still comes, on top of the changed config.
+#[tokio::test]
+async fn config_update_between_failed_runs_does_not_delay_the_failover() {
+    let fx = fx(settings()).await;
+    let primary = sim(&[("p1", LoggedIn)]).await;
+    let backup = sim(&[("b1", LoggedIn)]).await;
+    let cfg = config(
+        "acme",
+        endpoint(&primary, "p1"),
+        Some(endpoint(&backup, "b1")),
+    );
+    fx.add(cfg.clone()).await;
+    primary.set_down(true).await.unwrap();
     fx.run().await;
+    fx.run().await;
+    let before_edit = fx.item("acme").await;
+    assert_eq!(n(&before_edit, "healthActiveFailures"), 2);
+    let status_at = s(&before_edit, "connectionStatusAt");
+
+    // Given an operator's edit through the config API's journal (the one writer of configs)
+    // between the second and the third failed run.
+    let journal = config_api::audit::Journal::new(
+        aws_sdk_dynamodb::Client::new(&fx.stack.sdk),
+        fx.stack.tenants_table(),
+        fx.stack.env()["AUDIT_TABLE"].clone(),
+    );
+    let current = fx
+        .tenants
+        .get(&"acme".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut changed = current.clone();
+    changed.limits.outbound_per_minute = 77;
+    changed.version = current.version + 1;
+    journal
+        .update(
+            &current,
+            &changed,
+            config_api::audit::Change {
+                who: "operator",
+                action: config_api::audit::Action::Update,
+                detail: None,
+            },
+        )
+        .await
+        .unwrap();
+    let edited = fx.item("acme").await;
+    assert_eq!(n(&edited, "version"), 2);
+    assert_eq!(
+        n(&edited, "healthActiveFailures"),
+        2,
+        "the edit kept the counters"
+    );
+    assert_eq!(s(&edited, "connectionStatus"), "endpoint_down");
+    assert_eq!(s(&edited, "connectionStatusAt"), status_at);
+
+    // When the third failed run comes, then the tenant fails over in it, as without the edit.
     let report = fx.run().await;
+
     assert_eq!(report.count(SwitchKind::Failover), 1);
+    assert_eq!(report.conflicts, 0, "the run read the edited config");
     let item = fx.item("acme").await;
     assert_eq!(s(&item, "activeEndpoint"), "backup");
     assert_eq!(n(&item, "version"), 3);
     assert_eq!(
         n(&item["limits"].as_m().unwrap().clone(), "outboundPerMinute"),
-        99
+        77
     );
-    let audit = fx.audit("acme").await;
-    assert_eq!(audit.len(), 1);
-    assert_eq!(n(&audit[0], "versionBefore"), 2);
-    assert!(primary.requests().is_empty());
-    assert_eq!(backup.requests_to("/health").len(), 5);
+    let actions: Vec<String> = fx
+        .audit("acme")
+        .await
+        .iter()
+        .map(|a| s(a, "action"))
+        .collect();
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    assert!(actions.contains(&"update".to_string()) && actions.contains(&"failover".to_string()));
+}
+
+#[tokio::test]
+async fn removing_the_backup_in_a_config_update_removes_it_from_the_item() {
+    let fx = fx(settings()).await;
+    let primary = sim(&[("p1", LoggedIn)]).await;
+    let backup = sim(&[("b1", LoggedIn)]).await;
+    fx.add(config(
+        "acme",
+        endpoint(&primary, "p1"),
+        Some(endpoint(&backup, "b1")),
+    ))
+    .await;
+    fx.run().await;
+    let current = fx
+        .tenants
+        .get(&"acme".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut changed = current.clone();
+    changed.backup = None;
+    changed.version = 2;
+
+    fx.tenants.update(&changed, 1).await.unwrap();
+
+    let item = fx.item("acme").await;
+    assert!(!item.contains_key("backup"), "{item:?}");
+    assert!(!item.contains_key("backupEndpointKey"), "{item:?}");
+    assert_eq!(s(&item, "connectionStatus"), "connected", "kept");
+    assert_eq!(
+        fx.tenants
+            .get(&"acme".parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap(),
+        changed
+    );
+    assert!(
+        fx.tenants
+            .by_endpoint(&normalize(&backup))
+            .await
+            .unwrap()
+            .is_empty(),
+        "out of the backup index"
+    );
+}
+
+#[tokio::test]
+async fn healthy_tenants_on_their_primary_cost_no_tenant_write_per_run() {
+    let fx = fx(settings()).await;
+    let primary = sim(&[("p1", LoggedIn), ("p2", LoggedIn)]).await;
+    let backup = sim(&[("b1", LoggedIn)]).await;
+    fx.add(config(
+        "duo",
+        endpoint(&primary, "p1"),
+        Some(endpoint(&backup, "b1")),
+    ))
+    .await;
+    fx.add(config("solo", endpoint(&primary, "p2"), None)).await;
+
+    // The first run records the status (unknown -> connected).
+    fx.stack.counter.reset();
+    let report = fx.run().await;
+    assert_eq!(fx.stack.counter.count_op("DynamoDB", "UpdateItem"), 2);
+    assert_eq!(report.outcomes["duo"], TenantOutcome::Written);
+    let first = fx.endpoint_record(&primary).await.unwrap().last_probe_at;
+    let written = fx.item("duo").await;
+    assert_eq!(s(&written, "connectionStatus"), "connected");
+
+    // Then, in the steady state, nothing is written to the tenants table...
+    for run in 0..3 {
+        fx.stack.counter.reset();
+        let report = fx.run().await;
+        assert_eq!(
+            fx.stack.counter.count_op("DynamoDB", "UpdateItem"),
+            0,
+            "run {run}"
+        );
+        assert_eq!(report.outcomes["duo"], TenantOutcome::Unchanged);
+        assert_eq!(report.outcomes["solo"], TenantOutcome::Unchanged);
+        assert_eq!(fx.stack.counter.count_op("DynamoDB", "BatchWriteItem"), 1);
+    }
+    assert_eq!(fx.item("duo").await, written, "the item did not change");
+    // ...while the server's record shows the last check.
+    let rec = fx.endpoint_record(&primary).await.unwrap();
+    assert!(rec.last_probe_at > first);
+    assert_eq!(rec.consecutive_successes, 4);
+    assert_eq!(primary.requests_to("/health").len(), 4);
+
+    // And a change is written at once: the device logs out.
+    assert!(primary.set_device_state("p2", DeviceState::Connected));
+    fx.stack.counter.reset();
+    let report = fx.run().await;
+    assert_eq!(fx.stack.counter.count_op("DynamoDB", "UpdateItem"), 1);
+    assert_eq!(report.outcomes["solo"], TenantOutcome::Written);
+    assert_eq!(s(&fx.item("solo").await, "connectionStatus"), "logged_out");
 }
 
 #[tokio::test]

@@ -92,7 +92,29 @@ async fn secrets_never_reach_logs_or_error_responses() {
     let r9 = api
         .call(ApiEvent::new("GET", "/admin/export").bearer(&api.admin()))
         .await;
-    for r in [&r5, &r6, &r7, &r8, &r9] {
+    // A migration whose target fails the connection test run with the rotated credential.
+    for (id, url) in [
+        ("src", "http://127.0.0.1:3000"),
+        ("dst", "http://127.0.0.1:9"),
+    ] {
+        let r = api
+            .call(
+                ApiEvent::new("POST", "/admin/servers")
+                    .bearer(&api.admin())
+                    .json(&json!({"serverId": id, "baseUrl": url, "provider": "gowa", "region": "eu-west-1", "capacity": 5})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let r10 = api
+        .call(
+            ApiEvent::new("POST", "/admin/migrations")
+                .bearer(&api.admin())
+                .json(&json!({"jobId": "j1", "from": "src", "to": "dst"})),
+        )
+        .await;
+    assert_eq!(r10.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r10.text);
+    for r in [&r5, &r6, &r7, &r8, &r9, &r10] {
         assert!(!r.text.contains(&rotated), "rotated secret shown again");
         for s in ["rotated-password-77aa", "candidate-key-3141592653"] {
             assert!(!r.text.contains(s), "secret in a response: {}", r.text);

@@ -48,6 +48,7 @@ fn plain_config(tenant: &str, base_url: &str, backup: Option<&str>) -> TenantCon
         active_endpoint: EndpointRole::Primary,
         is_active: true,
         connection_status: ConnectionStatus::Unknown,
+        failback: Default::default(),
         limits: Limits::default(),
         version: 1,
         created_at: now(),

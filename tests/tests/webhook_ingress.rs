@@ -144,6 +144,7 @@ impl Ingress {
             active_endpoint: EndpointRole::Primary,
             is_active: spec.active,
             connection_status: ConnectionStatus::Unknown,
+            failback: Default::default(),
             limits: Limits {
                 inbound_per_second: spec.inbound_per_second,
                 ..Limits::default()

@@ -14,13 +14,13 @@ use std::collections::{BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
-use wagate::store::{StoreError, to_item};
+use wagate::store::{StoreError, replace_config_update, to_item};
 use wagate::tenant::{SealedConfig, TenantId};
 
 /// What a config change was.
@@ -39,6 +39,8 @@ pub enum Action {
     /// An endpoint replaced by a tested candidate.
     ReplaceEndpoint,
     Import,
+    /// An endpoint moved to another server by a bulk migration job.
+    Migrate,
 }
 
 impl Action {
@@ -53,6 +55,7 @@ impl Action {
             Action::Swap => "swap",
             Action::ReplaceEndpoint => "replace_endpoint",
             Action::Import => "import",
+            Action::Migrate => "migrate",
         }
     }
 }
@@ -320,23 +323,28 @@ impl Journal {
     }
 
     /// Replaces `before` (its version is the condition) by `after`, with the record.
-    /// `Conflict` if the stored version moved, `NotFound` if the config is gone.
+    /// `Conflict` if the stored version moved, `NotFound` if the config is gone. The
+    /// health check's state on the item is kept ([`replace_config_update`]).
     pub async fn update(
         &self,
         before: &SealedConfig,
         after: &SealedConfig,
         change: Change<'_>,
     ) -> Result<(), StoreError> {
-        let put = Put::builder()
+        // An update of the config's attributes, not a put of the whole item: the health
+        // check's counters and status on the item survive the edit.
+        let u = replace_config_update(after, before.version)?;
+        let update = Update::builder()
             .table_name(&self.tenants_table)
-            .set_item(Some(to_item(after)?))
-            .condition_expression("attribute_exists(tenantId) AND #v = :expected")
-            .expression_attribute_names("#v", "version")
-            .expression_attribute_values(":expected", AttributeValue::N(before.version.to_string()))
+            .set_key(Some(u.key))
+            .update_expression(u.update_expression)
+            .condition_expression(u.condition_expression)
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
             .build()
             .map_err(backend)?;
         let items = vec![
-            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().update(update).build(),
             self.record(&after.tenant_id, &change, Some(before), Some(after))?,
         ];
         if self.transact(items).await? {
@@ -473,6 +481,7 @@ mod tests {
             active_endpoint: EndpointRole::Primary,
             is_active: true,
             connection_status: ConnectionStatus::Unknown,
+            failback: Default::default(),
             limits: Limits::default(),
             version: 1,
             created_at: datetime!(2026-01-01 0:00 UTC),

@@ -6,8 +6,8 @@ use time::OffsetDateTime;
 use wagate::Secret;
 use wagate::secrets::SealedSecret;
 use wagate::tenant::{
-    ConnectionStatus, Credentials, Endpoint, EndpointRole, Limits, ProviderKind, SealedConfig,
-    TenantConfig, TenantId, ValidationErrors, WebhookSecret, normalize_base_url,
+    ConnectionStatus, Credentials, Endpoint, EndpointRole, FailbackPolicy, Limits, ProviderKind,
+    SealedConfig, TenantConfig, TenantId, ValidationErrors, WebhookSecret, normalize_base_url,
 };
 
 /// Longest secret accepted.
@@ -30,6 +30,9 @@ pub struct ConfigInput {
     pub active_endpoint: Option<EndpointRole>,
     #[serde(default)]
     pub is_active: Option<bool>,
+    /// `automatic` or `manual`; absent: keep the current policy (`automatic` on create).
+    #[serde(default)]
+    pub failback: Option<FailbackPolicy>,
     /// Absent: keep the current limits (defaults on create).
     #[serde(default)]
     pub limits: Option<Limits>,
@@ -190,6 +193,10 @@ pub fn build_config(
         connection_status: existing
             .map(|c| c.connection_status)
             .unwrap_or(ConnectionStatus::Unknown),
+        failback: input
+            .failback
+            .or(existing.map(|c| c.failback))
+            .unwrap_or_default(),
         limits: input
             .limits
             .or(existing.map(|c| c.limits))
@@ -335,6 +342,8 @@ pub struct ConfigView {
     pub active_endpoint: EndpointRole,
     pub is_active: bool,
     pub connection_status: ConnectionStatus,
+    /// Whether the health check fails the tenant back to its primary by itself.
+    pub failback: FailbackPolicy,
     pub limits: Limits,
     pub version: u64,
     #[serde(with = "time::serde::rfc3339")]
@@ -401,6 +410,7 @@ impl From<&SealedConfig> for ConfigView {
             active_endpoint: c.active_endpoint,
             is_active: c.is_active,
             connection_status: c.connection_status,
+            failback: c.failback,
             limits: c.limits,
             version: c.version,
             created_at: c.created_at,

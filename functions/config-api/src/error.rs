@@ -48,6 +48,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error("internal error")]
     Internal(String),
+    /// A refusal of the registry, placement or migration routes: status, code, message.
+    #[error("{2}")]
+    Refused(StatusCode, &'static str, String),
 }
 
 #[derive(Serialize)]
@@ -77,6 +80,7 @@ impl ApiError {
             ApiError::TestFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Refused(status, _, _) => *status,
         }
     }
 
@@ -98,6 +102,7 @@ impl ApiError {
             ApiError::TestFailed(_) => "connection_test_failed",
             ApiError::Unavailable(_) => "dependency_unavailable",
             ApiError::Internal(_) => "internal_error",
+            ApiError::Refused(_, code, _) => code,
         }
     }
 

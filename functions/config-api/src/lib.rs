@@ -19,6 +19,13 @@
 //! | `GET /admin/endpoints` | admin | every server's health record |
 //! | `GET /admin/export` | admin | every config, secrets sealed |
 //! | `POST /admin/import?dryRun=true` | admin | restore an export; never overwrites |
+//! | `GET /admin/servers` | admin | the server registry with health and tenant counts |
+//! | `POST /admin/servers` | admin | register a server (201) |
+//! | `PUT /admin/servers/{serverId}` | admin | change provider, region, capacity (200) |
+//! | `DELETE /admin/servers/{serverId}` | admin | deregister an unused server (204) |
+//! | `POST /admin/placement` | admin | least-loaded healthy server of a region with room |
+//! | `POST /admin/migrations` | admin | run (or resume, or dry-run) a bulk migration job |
+//! | `GET /admin/migrations/{jobId}` | admin | a migration job's recorded results |
 //!
 //! Every change writes an audit record in the same transaction ([`audit::Journal`]).
 //!
@@ -30,6 +37,7 @@ pub mod auth;
 pub mod conntest;
 pub mod dto;
 pub mod error;
+pub mod fleet;
 pub mod ops;
 
 use std::sync::Arc;
@@ -69,6 +77,8 @@ pub struct App {
     pub endpoints_table: String,
     /// Outbound delivery records (read only: `get`).
     pub deliveries: DeliveryStore,
+    /// The server registry and migration jobs.
+    pub fleet: fleet::Fleet,
 }
 
 #[derive(Debug)]
@@ -85,6 +95,11 @@ pub(crate) enum Route {
     Endpoints,
     Export,
     Import,
+    Servers,
+    Server(String),
+    Placement,
+    Migrations,
+    Migration(String),
 }
 
 /// Every route the router knows, as `(method, path template)`; the OpenAPI test checks
@@ -111,6 +126,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/endpoints"),
     ("GET", "/admin/export"),
     ("POST", "/admin/import"),
+    ("GET", "/admin/servers"),
+    ("POST", "/admin/servers"),
+    ("PUT", "/admin/servers/{serverId}"),
+    ("DELETE", "/admin/servers/{serverId}"),
+    ("POST", "/admin/placement"),
+    ("POST", "/admin/migrations"),
+    ("GET", "/admin/migrations/{jobId}"),
 ];
 
 /// Handles one request; never fails (errors become responses).
@@ -181,6 +203,11 @@ pub(crate) fn parse_route(path: &str) -> Result<Route, ApiError> {
         Some(["endpoints"]) => Ok(Route::Endpoints),
         Some(["export"]) => Ok(Route::Export),
         Some(["import"]) => Ok(Route::Import),
+        Some(["servers"]) => Ok(Route::Servers),
+        Some(["servers", id]) => Ok(Route::Server(percent_decode(id))),
+        Some(["placement"]) => Ok(Route::Placement),
+        Some(["migrations"]) => Ok(Route::Migrations),
+        Some(["migrations", id]) => Ok(Route::Migration(percent_decode(id))),
         _ => Err(ApiError::NoRoute),
     }
 }
@@ -283,6 +310,38 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
             only(Method::POST, "POST")?;
             admin()?;
             ops::import(app, req, &caller).await
+        }
+        // Admin before anything else: a tenant token learns nothing, not even 405.
+        Route::Servers => {
+            admin()?;
+            match method {
+                Method::GET => fleet::list_servers(app).await,
+                Method::POST => fleet::register(app, req, &caller).await,
+                _ => Err(ApiError::MethodNotAllowed("GET, POST")),
+            }
+        }
+        Route::Server(id) => {
+            admin()?;
+            match method {
+                Method::PUT => fleet::update_server(app, req, &caller, &id).await,
+                Method::DELETE => fleet::deregister(app, &caller, &id).await,
+                _ => Err(ApiError::MethodNotAllowed("PUT, DELETE")),
+            }
+        }
+        Route::Placement => {
+            admin()?;
+            only(Method::POST, "POST")?;
+            fleet::placement(app, req).await
+        }
+        Route::Migrations => {
+            admin()?;
+            only(Method::POST, "POST")?;
+            fleet::migrate(app, req, &caller).await
+        }
+        Route::Migration(id) => {
+            admin()?;
+            only(Method::GET, "GET")?;
+            fleet::get_migration(app, &id).await
         }
     }
 }

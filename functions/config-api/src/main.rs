@@ -22,6 +22,8 @@ async fn main() -> Result<(), Error> {
     let audit_table = env.required("AUDIT_TABLE");
     let endpoints_table = env.required("ENDPOINTS_TABLE");
     let messages_table = env.required("MESSAGES_TABLE");
+    let servers_table = env.required("SERVERS_TABLE");
+    let jobs_table = env.required("MIGRATIONS_TABLE");
     let issuer = env.required("JWT_ISSUER");
     let audience = env.required("JWT_AUDIENCE");
     let keys = match (env.optional("JWT_JWKS"), env.optional("JWT_JWKS_URL")) {
@@ -45,6 +47,8 @@ async fn main() -> Result<(), Error> {
         Some(audit_table),
         Some(endpoints_table),
         Some(messages_table),
+        Some(servers_table),
+        Some(jobs_table),
     ) = (
         app_cfg,
         issuer,
@@ -53,6 +57,8 @@ async fn main() -> Result<(), Error> {
         audit_table,
         endpoints_table,
         messages_table,
+        servers_table,
+        jobs_table,
     )
     else {
         return Err("invalid configuration".into());
@@ -75,6 +81,11 @@ async fn main() -> Result<(), Error> {
             dynamodb.clone(),
             app_cfg.tenants_table.clone(),
         )),
+        fleet: config_api::fleet::Fleet {
+            servers_table,
+            jobs_table,
+            audit_table: audit_table.clone(),
+        },
         journal: Journal::new(dynamodb.clone(), app_cfg.tenants_table, audit_table),
         http,
         endpoints_table,

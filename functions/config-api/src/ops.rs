@@ -215,6 +215,7 @@ fn candidate_endpoint(
         active_endpoint: EndpointRole::Primary,
         is_active: true,
         connection_status: ConnectionStatus::Unknown,
+        failback: Default::default(),
         limits: Default::default(),
         version: 1,
         created_at: OffsetDateTime::UNIX_EPOCH,
@@ -625,7 +626,8 @@ pub struct TenantStatus {
     pub connection_status: ConnectionStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_status_at: Option<String>,
-    /// When the health check last looked at the tenant.
+    /// When the health check last looked at the tenant: the last probe of its active
+    /// server (`lastProbeAt` of the endpoint record).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check_at: Option<String>,
     pub active_endpoint: EndpointRole,
@@ -700,7 +702,10 @@ pub async fn status(app: &App, tenant: TenantId) -> Result<Response<Body>, ApiEr
         .and_then(|v| v.as_n().ok())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    let (last_check_at, status_at) = (s("healthCheckedAt"), s("connectionStatusAt"));
+    // The health check writes a tenant only when its status or counters change; the
+    // last check is the last probe of the tenant's active server (one record per server
+    // and run), or, before any record exists, the tenant's last written check.
+    let (stored_check_at, status_at) = (s("healthCheckedAt"), s("connectionStatusAt"));
     let cfg = from_item(raw)?;
     let mut keys = vec![cfg.primary.base_url.clone()];
     if let Some(b) = &cfg.backup
@@ -710,6 +715,14 @@ pub async fn status(app: &App, tenant: TenantId) -> Result<Response<Body>, ApiEr
     }
     let mut health = endpoint_records(app, &keys).await?;
     let active = cfg.active().base_url.clone();
+    let last_check_at = health
+        .get(&active)
+        .and_then(|h| {
+            h.last_probe_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .or(stored_check_at);
     let mut endpoints = vec![EndpointStatus {
         role: EndpointRole::Primary,
         base_url: cfg.primary.base_url.clone(),

@@ -13,8 +13,9 @@
 //!    unanswered then is "not probed" (its tenants' observations are unknown and count for
 //!    nothing);
 //! 4. write the endpoint records (streaks, latency, last error, tenants and devices counted);
-//! 5. per tenant, [`wagate::health::decide`] and one conditional write (status, counters, and
-//!    on a switch `activeEndpoint` with `version` + 1). A version conflict (the config changed
+//! 5. per tenant, [`wagate::health::decide`] and, only if its status, counters or active
+//!    endpoint change, one conditional write (status, counters, and on a switch
+//!    `activeEndpoint` with `version` + 1). A version conflict (the config changed
 //!    since step 1) re-reads the tenant and decides again on the same probe results; every
 //!    switch writes an audit record and a WARN log line.
 //!
@@ -33,11 +34,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use wagate::config::Env;
 use wagate::health::{
-    EndpointHealth, EndpointUse, FailbackPolicy, Hysteresis, ProbeResult, SwitchKind, TenantView,
-    decide, observe,
+    EndpointHealth, EndpointUse, Hysteresis, ProbeResult, SwitchKind, TenantView, decide, observe,
 };
 use wagate::health_store::{
-    AUDIT_ACTOR, HealthStore, SwitchAudit, TenantRecord, TenantStateUpdate, all_active_tenants,
+    AUDIT_ACTOR, HealthStore, MonitoredTenant, SwitchAudit, TenantRecord, TenantStateUpdate,
+    all_active_tenants,
 };
 use wagate::metrics::{EmfLine, NAMESPACE, Unit};
 use wagate::net::HttpClient;
@@ -57,7 +58,8 @@ pub struct Settings {
     pub concurrency: usize,
     /// `HEALTH_WRITE_CONCURRENCY` (default 25): tenant writes at once.
     pub write_concurrency: usize,
-    /// Tenants per listing page.
+    /// Items per listing page (`Scan` `Limit`, at most 1,000; DynamoDB also ends a page at
+    /// 1 MB read).
     pub page_size: u32,
     /// How long an endpoint record outlives its last probe (TTL).
     pub endpoint_ttl: Duration,
@@ -74,7 +76,7 @@ impl Default for Settings {
             probe_timeout: Duration::from_millis(2000),
             concurrency: 50,
             write_concurrency: 25,
-            page_size: 500,
+            page_size: 1000,
             endpoint_ttl: Duration::from_secs(7 * 24 * 3600),
             write_reserve: Duration::from_secs(15),
             conflict_retries: 3,
@@ -148,6 +150,8 @@ struct Server {
 /// What happened to one tenant in a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TenantOutcome {
+    /// Status and counters as stored: nothing written.
+    Unchanged,
     Written,
     Switched(SwitchKind),
     /// Deleted or deactivated since it was listed.
@@ -265,10 +269,7 @@ pub enum RunError {
     Listing(#[source] StoreError),
 }
 
-fn role_endpoint<S>(
-    config: &wagate::tenant::TenantConfig<S>,
-    role: EndpointRole,
-) -> Option<&Endpoint<S>> {
+fn role_endpoint(config: &MonitoredTenant, role: EndpointRole) -> Option<&Endpoint<SealedSecret>> {
     match role {
         EndpointRole::Primary => Some(&config.primary),
         EndpointRole::Backup => config.backup.as_ref(),
@@ -565,7 +566,7 @@ impl HealthCheck {
             let c = &rec.config;
             let view = TenantView {
                 active: c.active_endpoint,
-                failback: FailbackPolicy::Automatic,
+                failback: c.failback,
                 primary: observe(
                     probes.get(c.primary.endpoint_key()),
                     c.primary.device_id.as_deref(),
@@ -576,6 +577,12 @@ impl HealthCheck {
                     .map(|b| observe(probes.get(b.endpoint_key()), b.device_id.as_deref())),
             };
             let d = decide(&view, rec.health, self.settings.hysteresis);
+            if d.switch.is_none() && d.status == c.connection_status && d.health == rec.health {
+                // Nothing the tenant item stores changed: no write (a healthy tenant on its
+                // primary costs nothing per run; its last check is its server's
+                // `lastProbeAt` in the endpoints table).
+                return (TenantOutcome::Unchanged, None, conflicts);
+            }
             let update = TenantStateUpdate {
                 status: d.status,
                 status_changed: d.status != c.connection_status,

@@ -100,6 +100,7 @@ fn config() -> SealedConfig {
         active_endpoint: EndpointRole::Primary,
         is_active: true,
         connection_status: ConnectionStatus::Connected,
+        failback: Default::default(),
         limits: Limits {
             // Above any real setting, so the bench measures the limiter without tripping it.
             inbound_per_second: u32::MAX,

@@ -120,6 +120,7 @@ pub fn config(
         active_endpoint: EndpointRole::Primary,
         is_active: true,
         connection_status: ConnectionStatus::Unknown,
+        failback: Default::default(),
         limits: Limits::default(),
         version: 1,
         created_at: now,

@@ -116,6 +116,7 @@ impl Fx {
             active_endpoint: EndpointRole::Primary,
             is_active: true,
             connection_status: ConnectionStatus::Connected,
+            failback: Default::default(),
             limits: Limits {
                 outbound_per_minute: per_minute,
                 ..Limits::default()
