@@ -694,14 +694,45 @@ fn group_servers(tenants: &[TenantRecord]) -> Vec<Server> {
 /// The Lambda deadline (ms since the epoch) as an `Instant`, less a safety margin.
 pub fn deadline_from_epoch_ms(deadline_ms: u64, margin: Duration) -> Instant {
     let now_ms = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    let remaining = Duration::from_millis((deadline_ms as i128 - now_ms).max(0) as u64);
+    let remaining_ms = if i128::from(deadline_ms) < EPOCH_MS_2001 {
+        // cargo-lambda's emulator (1.9) hands the timeout itself (e.g. 600000) instead of an
+        // epoch deadline; nothing before 2001 can be a real deadline, so read it as a duration.
+        i128::from(deadline_ms)
+    } else {
+        i128::from(deadline_ms) - now_ms
+    };
+    let remaining = Duration::from_millis(remaining_ms.max(0) as u64);
     Instant::now() + remaining.saturating_sub(margin)
 }
+
+/// 2001-01-01T00:00:00Z in epoch milliseconds.
+const EPOCH_MS_2001: i128 = 978_307_200_000;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap as Map;
+
+    #[test]
+    fn deadline_is_read_from_epoch_ms_or_as_a_duration_from_the_emulator() {
+        let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64;
+        let in_20s = deadline_from_epoch_ms(now_ms + 20_000, Duration::from_secs(1));
+        let left = in_20s.saturating_duration_since(Instant::now());
+        assert!(
+            left > Duration::from_secs(18) && left <= Duration::from_secs(19),
+            "{left:?}"
+        );
+        // cargo-lambda sends 600000 (its timeout) rather than an epoch deadline.
+        let emulator = deadline_from_epoch_ms(600_000, Duration::from_secs(1));
+        let left = emulator.saturating_duration_since(Instant::now());
+        assert!(
+            left > Duration::from_secs(598) && left <= Duration::from_secs(599),
+            "{left:?}"
+        );
+        // A deadline in the past leaves no time.
+        let past = deadline_from_epoch_ms(now_ms - 5_000, Duration::from_secs(1));
+        assert!(past <= Instant::now());
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Env {
         Env::from_map(

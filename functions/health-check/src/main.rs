@@ -48,6 +48,7 @@ async fn main() -> Result<(), Error> {
         async move {
             // Finish a second before Lambda would stop us.
             let deadline = deadline_from_epoch_ms(event.context.deadline, Duration::from_secs(1));
+            tracing::debug!(deadline_ms = event.context.deadline, "run starts");
             let report = check.run(deadline).await?;
             // CloudWatch Embedded Metric Format: one line per endpoint, switch and run.
             for line in report.emf_lines(time::OffsetDateTime::now_utc()) {
