@@ -435,6 +435,27 @@ impl<S> TenantConfig<S> {
     }
 }
 
+/// Validates one endpoint on its own (a candidate before it is saved, a registry server):
+/// the same checks as [`TenantConfig::validate`] applies to each endpoint. Field names are
+/// prefixed with `field` (`"primary"` gives `primary.baseUrl`; `""` gives `baseUrl`).
+pub fn validate_endpoint_alone<S>(
+    field: &str,
+    e: &Endpoint<S>,
+    egress: &EgressPolicy,
+) -> Result<(), ValidationErrors> {
+    let mut errs = ValidationErrors::default();
+    validate_endpoint(&mut errs, field, e, egress);
+    errs.into_result()
+}
+
+fn sub_field(field: &str, name: &str) -> String {
+    if field.is_empty() {
+        name.to_string()
+    } else {
+        format!("{field}.{name}")
+    }
+}
+
 fn validate_endpoint<S>(
     errs: &mut ValidationErrors,
     field: &str,
@@ -442,10 +463,10 @@ fn validate_endpoint<S>(
     egress: &EgressPolicy,
 ) {
     match Url::parse(&e.base_url) {
-        Err(_) => errs.push(format!("{field}.baseUrl"), "is not a valid URL"),
+        Err(_) => errs.push(sub_field(field, "baseUrl"), "is not a valid URL"),
         Ok(url) => {
             if let Err(reason) = check_base_url(&url, egress) {
-                errs.push(format!("{field}.baseUrl"), reason);
+                errs.push(sub_field(field, "baseUrl"), reason);
             }
         }
     }
@@ -453,7 +474,7 @@ fn validate_endpoint<S>(
         && (username.is_empty() || username.len() > 128 || username.contains(':'))
     {
         errs.push(
-            format!("{field}.credentials.username"),
+            sub_field(field, "credentials.username"),
             "must be 1-128 characters without ':'",
         );
     }
@@ -465,7 +486,7 @@ fn validate_endpoint<S>(
                 .all(|b| b.is_ascii_alphanumeric() || b"._@:-".contains(&b)))
     {
         errs.push(
-            format!("{field}.deviceId"),
+            sub_field(field, "deviceId"),
             "must be 1-128 characters of A-Z, a-z, 0-9 and . _ @ : -",
         );
     }
@@ -477,7 +498,7 @@ fn validate_endpoint<S>(
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
     {
         errs.push(
-            format!("{field}.region"),
+            sub_field(field, "region"),
             "must be 1-32 characters of a-z, 0-9 and '-'",
         );
     }

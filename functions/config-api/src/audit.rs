@@ -269,22 +269,7 @@ impl Journal {
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_transaction_canceled_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(backend(DisplayErrorContext(e))),
-        }
+        transact(&self.client, items).await
     }
 
     async fn exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
@@ -444,6 +429,29 @@ impl Journal {
             .and_then(|v| v.as_s().ok())
             .map(|s| B64URL.encode(s.as_bytes()));
         Ok(AuditPage { items, next_cursor })
+    }
+}
+
+/// One `TransactWriteItems`; `Ok(false)` when a condition failed (the transaction was
+/// cancelled), so the caller can tell a conflict from an outage.
+pub(crate) async fn transact(
+    client: &Client,
+    items: Vec<TransactWriteItem>,
+) -> Result<bool, StoreError> {
+    match client
+        .transact_write_items()
+        .set_transact_items(Some(items))
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_transaction_canceled_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(backend(DisplayErrorContext(e))),
     }
 }
 

@@ -45,8 +45,8 @@ use wagate::cache::open_config;
 use wagate::health::EndpointHealth;
 use wagate::store::StoreError;
 use wagate::tenant::{
-    ConnectionStatus, Credentials, Endpoint, EndpointRole, ProviderKind, SealedConfig,
-    TenantConfig, TenantId, ValidationErrors, WebhookSecret, normalize_base_url,
+    Credentials, Endpoint, EndpointRole, ProviderKind, SealedConfig, TenantId, ValidationErrors,
+    normalize_base_url, validate_endpoint_alone,
 };
 
 use crate::audit::{Action, Change, audit_key};
@@ -172,42 +172,22 @@ fn server_item(s: &Server) -> Result<HashMap<String, AttributeValue>, ApiError> 
 }
 
 /// Checks a base URL, region and provider the way a tenant's endpoint is checked (scheme,
-/// SSRF guard, region spelling) on a throwaway config.
+/// SSRF guard, region spelling).
 fn validate_server(
     egress: &wagate::net::EgressPolicy,
     base_url: &str,
     region: &str,
     errs: &mut ValidationErrors,
 ) {
-    let probe: TenantConfig<()> = TenantConfig {
-        tenant_id: "probe".parse().expect("valid id"),
-        provider: ProviderKind::Gowa,
-        primary: Endpoint {
-            base_url: base_url.to_string(),
-            credentials: Credentials::None,
-            device_id: None,
-            region: Some(region.to_string()),
-            webhook_source_cidrs: Vec::new(),
-        },
-        backup: None,
-        webhook_secrets: vec![WebhookSecret {
-            id: "x".into(),
-            secret: (),
-            expires_at: None,
-        }],
-        active_endpoint: EndpointRole::Primary,
-        is_active: true,
-        connection_status: ConnectionStatus::Unknown,
-        failback: Default::default(),
-        limits: Default::default(),
-        version: 1,
-        created_at: OffsetDateTime::UNIX_EPOCH,
-        updated_at: OffsetDateTime::UNIX_EPOCH,
+    let server: Endpoint<()> = Endpoint {
+        base_url: base_url.to_string(),
+        credentials: Credentials::None,
+        device_id: None,
+        region: Some(region.to_string()),
+        webhook_source_cidrs: Vec::new(),
     };
-    if let Err(e) = probe.validate(egress) {
-        for f in e.0 {
-            errs.push(f.field.replacen("primary.", "", 1), f.reason);
-        }
+    if let Err(e) = validate_endpoint_alone("", &server, egress) {
+        errs.extend(e);
     }
 }
 
@@ -270,29 +250,6 @@ impl Fleet {
                     .map_err(unavailable)?,
             )
             .build())
-    }
-
-    /// `Ok(false)` when a condition failed.
-    async fn transact(
-        &self,
-        client: &Client,
-        items: Vec<TransactWriteItem>,
-    ) -> Result<bool, ApiError> {
-        match client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_transaction_canceled_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable(DisplayErrorContext(e))),
-        }
     }
 
     async fn get_server(&self, client: &Client, id: &str) -> Result<Option<Server>, ApiError> {
@@ -454,7 +411,7 @@ pub async fn register(
             format!("{} in {}", server.base_url, server.region),
         )?,
     ];
-    if !f.transact(app.journal.client(), items).await? {
+    if !crate::audit::transact(app.journal.client(), items).await? {
         return Err(refused(
             StatusCode::CONFLICT,
             "already_exists",
@@ -541,7 +498,7 @@ pub async fn update_server(
             format!("version {}", next.version),
         )?,
     ];
-    if !f.transact(client, items).await? {
+    if !crate::audit::transact(client, items).await? {
         return Err(ApiError::Conflict(expected));
     }
     info!(server_id = %id, version = next.version, "server updated");
@@ -606,7 +563,7 @@ pub async fn deregister(app: &App, caller: &Caller, id: &str) -> Result<Response
             cur.base_url.clone(),
         )?,
     ];
-    if !f.transact(client, items).await? {
+    if !crate::audit::transact(client, items).await? {
         return Err(ApiError::Conflict(cur.version));
     }
     info!(server_id = %id, "server deregistered");

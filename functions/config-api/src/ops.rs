@@ -189,48 +189,8 @@ fn candidate_endpoint(
     let Some(e) = built.filter(|_| errs.is_empty()) else {
         return Err(ApiError::Invalid(errs));
     };
-    // Structural checks (URL scheme, SSRF guard, device id, region) on a throwaway config.
-    let probe: TenantConfig<()> = TenantConfig {
-        tenant_id: "probe".parse().expect("valid id"),
-        provider: wagate::tenant::ProviderKind::Gowa,
-        primary: Endpoint {
-            base_url: e.base_url.clone(),
-            credentials: match &e.credentials {
-                Credentials::Basic { username, .. } => Credentials::Basic {
-                    username: username.clone(),
-                    password: (),
-                },
-                _ => Credentials::None,
-            },
-            device_id: e.device_id.clone(),
-            region: e.region.clone(),
-            webhook_source_cidrs: Vec::new(),
-        },
-        backup: None,
-        webhook_secrets: vec![WebhookSecret {
-            id: "x".into(),
-            secret: (),
-            expires_at: None,
-        }],
-        active_endpoint: EndpointRole::Primary,
-        is_active: true,
-        connection_status: ConnectionStatus::Unknown,
-        failback: Default::default(),
-        limits: Default::default(),
-        version: 1,
-        created_at: OffsetDateTime::UNIX_EPOCH,
-        updated_at: OffsetDateTime::UNIX_EPOCH,
-    };
-    if let Err(errs) = probe.validate(egress) {
-        let renamed = errs
-            .0
-            .into_iter()
-            .map(|f| {
-                wagate::tenant::FieldError::new(f.field.replacen("primary", field, 1), f.reason)
-            })
-            .collect();
-        return Err(ApiError::Invalid(ValidationErrors(renamed)));
-    }
+    // Structural checks (URL scheme, SSRF guard, device id, region), as on a saved config.
+    wagate::tenant::validate_endpoint_alone(field, &e, egress).map_err(ApiError::Invalid)?;
     Ok(e)
 }
 
