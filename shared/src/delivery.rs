@@ -12,10 +12,11 @@
 //!                    retrying (returned to the queue; `reason` holds the last failure)
 //! ```
 //!
-//! `begin` wins the record only when it is absent, `retrying`, an `in_progress` whose lock
-//! has expired (the lock lives no longer than the invocation that took it), or past its
-//! `expiresAt` (moto never deletes TTL items, and DynamoDB deletes them late, so expiry is
-//! checked in every condition and read). Every outcome write is conditional on still holding
+//! `begin` (or `begin_many`, the same for several records in one transaction) wins the
+//! record only when it is absent, `retrying`, an `in_progress` whose lock has expired (the
+//! lock lives no longer than the invocation that took it), or past its `expiresAt` (moto
+//! never deletes TTL items, and DynamoDB deletes them late, so expiry is checked in every
+//! condition and read). Every outcome write is conditional on still holding
 //! the lock. Receipts look the record up by provider message id (GSI
 //! [`INDEX_BY_PROVIDER_MESSAGE`] over `providerKey = tenantId#providerMessageId`, so one
 //! tenant's receipt can never touch another tenant's record) and only move forwards.
@@ -195,6 +196,29 @@ pub enum Begin {
     Contended,
 }
 
+/// Most records [`DeliveryStore::begin_many`] puts in one `TransactWriteItems` (two items
+/// each; DynamoDB takes up to 100).
+pub const MAX_RECORDS_PER_TRANSACTION: usize = 50;
+
+/// One record for [`DeliveryStore::begin_many`].
+#[derive(Debug, Clone)]
+pub struct BeginRequest<'a> {
+    pub msg: &'a OutboundMessage,
+    pub sqs_message_id: &'a str,
+    /// The lock owner: one per record and invocation.
+    pub owner: &'a str,
+    /// The tenant's current window, one slot of which the record takes.
+    pub window: RateWindow,
+}
+
+/// Cancellation reasons that say "try again shortly" rather than "no".
+fn contention(code: &str) -> bool {
+    matches!(
+        code,
+        "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+    )
+}
+
 /// What a receipt did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReceiptOutcome {
@@ -298,7 +322,7 @@ impl DeliveryStore {
 
     /// Takes the record's lock and one slot of the tenant's rate window in one
     /// `TransactWriteItems` request (both or neither). `lock_until` is the invocation's
-    /// deadline, so the lock dies with it.
+    /// deadline, so the lock dies with it. [`DeliveryStore::begin_many`] with one record.
     pub async fn begin(
         &self,
         msg: &OutboundMessage,
@@ -308,11 +332,181 @@ impl DeliveryStore {
         window: &RateWindow,
         now: OffsetDateTime,
     ) -> Result<Begin, DeliveryError> {
-        let pk = record_key(&msg.tenant_id, &msg.idempotency_key);
+        let req = BeginRequest {
+            msg,
+            sqs_message_id,
+            owner,
+            window: window.clone(),
+        };
+        self.begin_many(&[req], lock_until, now)
+            .await
+            .pop()
+            .unwrap_or(Ok(Begin::Contended))
+    }
+
+    /// [`DeliveryStore::begin`] for several records at once: every record's lock and rate
+    /// slot in one `TransactWriteItems` (up to [`MAX_RECORDS_PER_TRANSACTION`] records;
+    /// records sharing a lock or rate-window item with an earlier one go in a later
+    /// transaction, as DynamoDB refuses two operations on one item in one request).
+    ///
+    /// A transaction is all or nothing, so when it is cancelled its `CancellationReasons`
+    /// (one per item, in order) tell each record's fate: a failed lock condition is
+    /// [`Begin::Settled`] or [`Begin::Locked`] (from the old item the reason carries), a
+    /// failed slot condition [`Begin::RateLimited`], a conflict or throttling on one of its
+    /// items [`Begin::Contended`]; the records whose items all passed are tried again in a
+    /// new transaction without the others. Every round settles at least one record, so there
+    /// are at most `records + 1` rounds (two in the common case of some redeliveries).
+    ///
+    /// One result per request, in order.
+    pub async fn begin_many(
+        &self,
+        reqs: &[BeginRequest<'_>],
+        lock_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Vec<Result<Begin, DeliveryError>> {
+        let mut results: Vec<Option<Result<Begin, DeliveryError>>> =
+            (0..reqs.len()).map(|_| None).collect();
+        let mut rest: Vec<usize> = (0..reqs.len()).collect();
+        while !rest.is_empty() {
+            let (this, later) = next_transaction(reqs, rest);
+            self.begin_transaction(reqs, this, lock_until, now, &mut results)
+                .await;
+            rest = later;
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Ok(Begin::Contended)))
+            .collect()
+    }
+
+    /// One transaction over `pending` (distinct items), repeated without the records it
+    /// settled until it commits or settles them all.
+    async fn begin_transaction(
+        &self,
+        reqs: &[BeginRequest<'_>],
+        mut pending: Vec<usize>,
+        lock_until: OffsetDateTime,
+        now: OffsetDateTime,
+        results: &mut [Option<Result<Begin, DeliveryError>>],
+    ) {
         let until_ms = epoch_ms(lock_until);
-        let lock = Update::builder()
+        while !pending.is_empty() {
+            let mut items = Vec::with_capacity(2 * pending.len());
+            for &i in &pending {
+                let r = &reqs[i];
+                items.push(
+                    TransactWriteItem::builder()
+                        .update(self.lock_update(r, until_ms, now))
+                        .build(),
+                );
+                items.push(
+                    TransactWriteItem::builder()
+                        .update(r.window.take_slot(&self.rate_table))
+                        .build(),
+                );
+            }
+            let res = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await;
+            let err = match res {
+                Ok(_) => {
+                    for &i in &pending {
+                        let r = &reqs[i];
+                        results[i] = Some(Ok(Begin::Acquired(Lock {
+                            pk: record_key(&r.msg.tenant_id, &r.msg.idempotency_key),
+                            owner: r.owner.to_string(),
+                            until_ms,
+                        })));
+                    }
+                    return;
+                }
+                Err(e) => e,
+            };
+            let reasons = match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    c.cancellation_reasons().to_vec()
+                }
+                Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
+                    for &i in &pending {
+                        results[i] = Some(Ok(Begin::Contended));
+                    }
+                    return;
+                }
+                _ => {
+                    let text = DisplayErrorContext(&err).to_string();
+                    for &i in &pending {
+                        results[i] = Some(Err(DeliveryError::Backend(text.clone())));
+                    }
+                    return;
+                }
+            };
+            let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("None");
+            let mut again = Vec::new();
+            for (j, &i) in pending.iter().enumerate() {
+                let (lock, slot) = (code(2 * j), code(2 * j + 1));
+                results[i] = match (lock, slot) {
+                    ("ConditionalCheckFailed", _) => {
+                        let r = &reqs[i];
+                        let pk = record_key(&r.msg.tenant_id, &r.msg.idempotency_key);
+                        let old = reasons[2 * j].item().filter(|item| !item.is_empty());
+                        Some(self.held_by_other(&pk, old, now).await)
+                    }
+                    (_, "ConditionalCheckFailed") => Some(Ok(Begin::RateLimited)),
+                    ("None", "None") => {
+                        again.push(i);
+                        None
+                    }
+                    (a, b) if contention(a) || contention(b) => Some(Ok(Begin::Contended)),
+                    (a, b) => Some(Err(DeliveryError::Backend(format!(
+                        "lock: {a}, rate slot: {b}: {}",
+                        DisplayErrorContext(&err)
+                    )))),
+                };
+            }
+            if again.len() == pending.len() {
+                // Cancelled without a reason for any record: nothing to learn from a retry.
+                let text = DisplayErrorContext(&err).to_string();
+                for &i in &again {
+                    results[i] = Some(Err(DeliveryError::Backend(text.clone())));
+                }
+                return;
+            }
+            pending = again;
+        }
+    }
+
+    /// The lock condition failed: what holds the record. `old` is the item the cancellation
+    /// reason carried; not every implementation returns it, then it is read (failure path
+    /// only).
+    async fn held_by_other(
+        &self,
+        pk: &str,
+        old: Option<&HashMap<String, AttributeValue>>,
+        now: OffsetDateTime,
+    ) -> Result<Begin, DeliveryError> {
+        let old = match old {
+            Some(item) => Some(parse(pk, item.clone())?),
+            None => self.get_key(pk, now).await?,
+        };
+        Ok(match old {
+            // Gone, expired or released for a retry since the condition was evaluated.
+            None => Begin::Contended,
+            Some(r) if r.is_expired(now) || r.state == DeliveryState::Retrying => Begin::Contended,
+            Some(r) if r.state == DeliveryState::InProgress => Begin::Locked {
+                until_ms: r.lock_expires_at.unwrap_or(0),
+            },
+            Some(r) => Begin::Settled(Box::new(r)),
+        })
+    }
+
+    fn lock_update(&self, r: &BeginRequest<'_>, until_ms: i64, now: OffsetDateTime) -> Update {
+        let msg = r.msg;
+        Update::builder()
             .table_name(&self.messages_table)
-            .key("pk", s(&pk))
+            .key("pk", s(&record_key(&msg.tenant_id, &msg.idempotency_key)))
             .update_expression(
                 "SET #state = :inprog, lockOwner = :owner, lockExpiresAt = :until, \
                  tenantId = :t, idempotencyKey = :k, sqsMessageId = :sqs, updatedAt = :now, \
@@ -328,11 +522,11 @@ impl DeliveryStore {
             .set_expression_attribute_values(Some(HashMap::from([
                 (":inprog".into(), DeliveryState::InProgress.value()),
                 (":retrying".into(), DeliveryState::Retrying.value()),
-                (":owner".into(), s(owner)),
+                (":owner".into(), s(r.owner)),
                 (":until".into(), n(until_ms)),
                 (":t".into(), s(msg.tenant_id.as_str())),
                 (":k".into(), s(&msg.idempotency_key)),
-                (":sqs".into(), s(sqs_message_id)),
+                (":sqs".into(), s(r.sqs_message_id)),
                 (":now".into(), ts(now)),
                 (":ttl".into(), self.ttl(now)),
                 (":one".into(), n(1)),
@@ -341,57 +535,7 @@ impl DeliveryStore {
             ])))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
-            .expect("table, key and expression are set");
-        let res = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(lock).build())
-            .transact_items(
-                TransactWriteItem::builder()
-                    .update(window.take_slot(&self.rate_table))
-                    .build(),
-            )
-            .send()
-            .await;
-        let err = match res {
-            Ok(_) => {
-                return Ok(Begin::Acquired(Lock {
-                    pk,
-                    owner: owner.to_string(),
-                    until_ms,
-                }));
-            }
-            Err(e) => e,
-        };
-        let reasons = match err.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
-                c.cancellation_reasons().to_vec()
-            }
-            Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
-                return Ok(Begin::Contended);
-            }
-            _ => return Err(backend(err)),
-        };
-        let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("None");
-        match (code(0), code(1)) {
-            ("ConditionalCheckFailed", _) => {
-                let old = match reasons[0].item() {
-                    Some(item) if !item.is_empty() => Some(parse(&pk, item.clone())?),
-                    // Not every implementation returns the item: read it (failure path only).
-                    _ => self.get_key(&pk, now).await?,
-                };
-                Ok(match old {
-                    None => Begin::Contended,
-                    Some(r) if r.state == DeliveryState::InProgress => Begin::Locked {
-                        until_ms: r.lock_expires_at.unwrap_or(0),
-                    },
-                    Some(r) => Begin::Settled(Box::new(r)),
-                })
-            }
-            (_, "ConditionalCheckFailed") => Ok(Begin::RateLimited),
-            ("TransactionConflict", _) | (_, "TransactionConflict") => Ok(Begin::Contended),
-            _ => Err(backend(err)),
-        }
+            .expect("table, key and expression are set")
     }
 
     async fn settle(
@@ -726,6 +870,30 @@ impl DeliveryStore {
     }
 }
 
+/// Splits `rest` into the records of the next transaction (at most
+/// [`MAX_RECORDS_PER_TRANSACTION`], no lock or rate-window item twice) and those left for a
+/// later one, both in request order.
+fn next_transaction(reqs: &[BeginRequest<'_>], rest: Vec<usize>) -> (Vec<usize>, Vec<usize>) {
+    let mut items = std::collections::HashSet::new();
+    let (mut this, mut later) = (Vec::new(), Vec::new());
+    for i in rest {
+        let r = &reqs[i];
+        let lock = record_key(&r.msg.tenant_id, &r.msg.idempotency_key);
+        let slot = r.window.key();
+        let free = this.len() < MAX_RECORDS_PER_TRANSACTION
+            && !items.contains(&(0, lock.clone()))
+            && !items.contains(&(1, slot.clone()));
+        if free {
+            items.insert((0, lock));
+            items.insert((1, slot));
+            this.push(i);
+        } else {
+            later.push(i);
+        }
+    }
+    (this, later)
+}
+
 fn role_str(role: EndpointRole) -> &'static str {
     match role {
         EndpointRole::Primary => "primary",
@@ -773,6 +941,51 @@ mod tests {
         for other in ["read-self", "played-self", "sender", "retry", ""] {
             assert_eq!(ReceiptState::from_provider(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn one_transaction_never_holds_an_item_twice_nor_more_than_fifty_records() {
+        let msg = |tenant: &str, key: &str| {
+            OutboundMessage::parse(
+                &serde_json::json!({"tenantId": tenant, "idempotencyKey": key,
+                    "to": "6289685028129", "content": {"type": "text", "body": "x"}})
+                .to_string(),
+            )
+            .unwrap()
+        };
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let msgs = [
+            msg("acme", "k1"),
+            msg("acme", "k2"), // acme's rate window again
+            msg("beta", "k1"),
+            msg("beta", "k1"), // the same record again
+            msg("gamma", "k1"),
+        ];
+        let reqs: Vec<BeginRequest> = msgs
+            .iter()
+            .map(|m| BeginRequest {
+                msg: m,
+                sqs_message_id: "m",
+                owner: "o",
+                window: RateWindow::at(&m.tenant_id, 30, now),
+            })
+            .collect();
+        let (this, later) = next_transaction(&reqs, (0..reqs.len()).collect());
+        assert_eq!((this, later.clone()), (vec![0, 2, 4], vec![1, 3]));
+        assert_eq!(next_transaction(&reqs, later), (vec![1, 3], vec![]));
+
+        let many: Vec<OutboundMessage> = (0..60).map(|t| msg(&format!("t{t}"), "k")).collect();
+        let reqs: Vec<BeginRequest> = many
+            .iter()
+            .map(|m| BeginRequest {
+                msg: m,
+                sqs_message_id: "m",
+                owner: "o",
+                window: RateWindow::at(&m.tenant_id, 30, now),
+            })
+            .collect();
+        let (this, later) = next_transaction(&reqs, (0..60).collect());
+        assert_eq!((this.len(), later), (50, (50..60).collect::<Vec<_>>()));
     }
 
     #[test]

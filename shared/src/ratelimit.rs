@@ -7,7 +7,8 @@
 //! concurrent invocations can never take more than `limit` slots of one window between them.
 //! The sender takes the slot in the same `TransactWriteItems` request as the message's
 //! idempotency lock ([`crate::delivery::DeliveryStore::begin`]): a slot is spent only when
-//! the lock is won, and the pair costs one request.
+//! the lock is won, and the pair costs one request (or a share of one: the first records of
+//! a batch's tenants take theirs together, [`crate::delivery::DeliveryStore::begin_many`]).
 //!
 //! The limit counts per calendar minute, so a tenant sends at most `limit` messages in any
 //! minute `[hh:mm:00, hh:mm+1:00)`.

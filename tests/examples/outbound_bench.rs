@@ -1,7 +1,8 @@
 //! Benchmark of the outbound sender's fan-out (issue 4 budget): a batch of 10 records for 10
 //! tenants against a simulator answering every send after 200 ms must finish in under twice
 //! one send, because tenants run concurrently. Also prints the AWS calls per message in the
-//! steady state. Needs moto_server:
+//! steady state, and what the batch's DynamoDB work alone (its lock transaction and its 10
+//! outcome writes, no sends) costs on moto_server. Needs moto_server (any port):
 //!
 //! ```sh
 //! AWS_ENDPOINT_URL=http://127.0.0.1:4601 AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=t \
@@ -18,6 +19,9 @@ use outbound_common::{sender_via, transaction_serializing_moto_proxy};
 use outbound_sender::Settings;
 use time::OffsetDateTime;
 use wagate::Secret;
+use wagate::delivery::{Begin, BeginRequest, DeliveryStore, Lock};
+use wagate::outbound::OutboundMessage;
+use wagate::ratelimit::RateWindow;
 use wagate::secrets::{KmsSealer, SecretSealer};
 use wagate::store::{DynamoTenantStore, TenantConfigStore};
 use wagate::tenant::*;
@@ -119,6 +123,7 @@ async fn main() -> anyhow::Result<()> {
     let mut one = Vec::new();
     let mut batch = Vec::new();
     let mut spread = Vec::new();
+    let (mut before, mut after) = (Vec::new(), Vec::new());
     stack.counter.reset();
     for round in 0..ROUNDS {
         let start = Instant::now();
@@ -146,8 +151,10 @@ async fn main() -> anyhow::Result<()> {
             .collect();
         sim.clear_requests();
         let start = Instant::now();
+        let wall_start = OffsetDateTime::now_utc();
         let out = sender.handle_batch(event(records), deadline()).await;
         batch.push(start.elapsed());
+        let wall_end = OffsetDateTime::now_utc();
         let arrivals: Vec<_> = sim
             .requests_to("/send/message")
             .iter()
@@ -156,6 +163,8 @@ async fn main() -> anyhow::Result<()> {
         let first = *arrivals.iter().min().unwrap();
         let last = *arrivals.iter().max().unwrap();
         spread.push(Duration::try_from(last - first).unwrap_or_default());
+        before.push(Duration::try_from(first - wall_start).unwrap_or_default());
+        after.push(Duration::try_from(wall_end - last).unwrap_or_default());
         assert_eq!(out.count("sent"), TENANTS);
     }
     let messages = ROUNDS * (1 + TENANTS);
@@ -175,8 +184,16 @@ async fn main() -> anyhow::Result<()> {
         ms(*batch.iter().max().unwrap())
     );
     println!(
-        "first to last send arrival, med. : {:>6.1} ms  (the 10 sends overlap; the lock transactions before them are serialized by the moto proxy)",
+        "first to last send arrival, med. : {:>6.1} ms  (the 10 sends start together)",
         ms(median(spread.clone()))
+    );
+    println!(
+        "batch start to first send, med.  : {:>6.1} ms  (cached configs, the lock transaction)",
+        ms(median(before.clone()))
+    );
+    println!(
+        "last send arrival to end, med.   : {:>6.1} ms  (200 ms latency, the outcome writes)",
+        ms(median(after.clone()))
     );
     println!(
         "ratio batch / one send           : {:>6.2}  (budget < 2.00)",
@@ -200,7 +217,109 @@ async fn main() -> anyhow::Result<()> {
         "  DynamoDB requests per message  : {:.2}",
         c.count("DynamoDB") as f64 / messages as f64
     );
+
+    // The DynamoDB work of the same messages alone, no sends, through the same proxy: what
+    // moto_server spends on it (one Python thread), which the batch cannot overlap with the
+    // sends: the locks come before them and the outcome writes after.
+    let delivery = sender.delivery().clone();
+    let (mut lock_one, mut lock_ten, mut write_one, mut write_ten) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let msgs: Vec<OutboundMessage> = (0..TENANTS)
+            .map(|t| {
+                OutboundMessage::parse(
+                    record("c", &format!("tenant{t}"), &format!("calibrate-{round}"))
+                        .body
+                        .as_deref()
+                        .unwrap(),
+                )
+                .unwrap()
+            })
+            .collect();
+        let single = OutboundMessage::parse(
+            record("c", "tenant0", &format!("calibrate-one-{round}"))
+                .body
+                .as_deref()
+                .unwrap(),
+        )
+        .unwrap();
+        let now = OffsetDateTime::now_utc();
+        let start = Instant::now();
+        let one = delivery
+            .begin(
+                &single,
+                "c",
+                "bench",
+                deadline(),
+                &RateWindow::at(&single.tenant_id, 1000, now),
+                now,
+            )
+            .await?;
+        lock_one.push(start.elapsed());
+        let Begin::Acquired(one) = one else {
+            anyhow::bail!("{one:?}")
+        };
+        let start = Instant::now();
+        mark_sent(&delivery, one, single.tenant_id.clone()).await;
+        write_one.push(start.elapsed());
+
+        let reqs: Vec<BeginRequest> = msgs
+            .iter()
+            .map(|m| BeginRequest {
+                msg: m,
+                sqs_message_id: "c",
+                owner: "bench",
+                window: RateWindow::at(&m.tenant_id, 1000, now),
+            })
+            .collect();
+        let start = Instant::now();
+        let begun = delivery.begin_many(&reqs, deadline(), now).await;
+        lock_ten.push(start.elapsed());
+        let mut writes = tokio::task::JoinSet::new();
+        let start = Instant::now();
+        for (b, m) in begun.into_iter().zip(&msgs) {
+            let Ok(Begin::Acquired(lock)) = b else {
+                anyhow::bail!("{b:?}")
+            };
+            writes.spawn(mark_sent(&delivery, lock, m.tenant_id.clone()));
+        }
+        writes.join_all().await;
+        write_ten.push(start.elapsed());
+    }
+    println!("DynamoDB work alone (moto_server via the proxy), medians:");
+    println!(
+        "  lock 1 record / 10 records     : {:>6.1} ms / {:>6.1} ms  (one TransactWriteItems each)",
+        ms(median(lock_one)),
+        ms(median(lock_ten))
+    );
+    println!(
+        "  outcome write 1 / 10 concurrent: {:>6.1} ms / {:>6.1} ms  (UpdateItem)",
+        ms(median(write_one)),
+        ms(median(write_ten))
+    );
     Ok(())
+}
+
+fn mark_sent(
+    delivery: &DeliveryStore,
+    lock: Lock,
+    tenant: TenantId,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let delivery = delivery.clone();
+    async move {
+        let ok = delivery
+            .mark_sent(
+                &lock,
+                &tenant,
+                &format!("bench-{}", lock.pk),
+                "http://127.0.0.1:1",
+                EndpointRole::Primary,
+                OffsetDateTime::now_utc(),
+            )
+            .await
+            .unwrap();
+        assert!(ok);
+    }
 }
 
 fn ms(d: Duration) -> f64 {

@@ -561,6 +561,216 @@ async fn order_within_a_tenant_holds_when_a_record_fails() {
 }
 
 #[tokio::test]
+async fn first_records_of_ten_tenants_take_their_locks_in_one_transaction() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    let tenants: Vec<String> = (0..10).map(|t| format!("tenant{t}")).collect();
+    for t in &tenants {
+        fx.tenant(t, &sim.base_url(), None, 30).await;
+    }
+    fx.stack.counter.reset();
+
+    let records = tenants
+        .iter()
+        .enumerate()
+        .map(|(i, t)| msg(&format!("m{i}"), t, "k1", &format!("to {t}")))
+        .collect();
+    let b = fx.handle(records).await;
+
+    assert!(failures(&b).is_empty(), "{b:?}");
+    assert_eq!(b.count("sent"), 10);
+    let mut got = texts(&sim);
+    got.sort();
+    let mut want: Vec<String> = tenants.iter().map(|t| format!("to {t}")).collect();
+    want.sort();
+    assert_eq!(got, want, "each tenant's message once");
+    let c = &fx.stack.counter;
+    assert_eq!(
+        c.count_op("DynamoDB", "TransactWriteItems"),
+        1,
+        "10 locks and 10 rate slots in one request: {:?}",
+        c.calls()
+    );
+    assert_eq!(c.count_op("DynamoDB", "UpdateItem"), 10, "{:?}", c.calls());
+    for t in &tenants {
+        let r = fx.record(t, "k1").await.unwrap();
+        assert_eq!((r.state, r.attempts), (DeliveryState::Sent, 1), "{t}");
+        assert!(r.lock_owner.is_none(), "{t}: lock released");
+    }
+}
+
+#[tokio::test]
+async fn cancelled_batch_transaction_settles_the_refused_records_and_sends_the_others_once() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    for t in ["t0", "t1", "t2", "t3", "t4"] {
+        fx.tenant(t, &sim.base_url(), None, 30).await;
+    }
+    away_from_a_minute_boundary(15).await;
+    // t1's message was sent by an earlier invocation; t2's is being sent by a live one.
+    let b = fx.handle(vec![msg("s1", "t1", "k", "t1 once")]).await;
+    let Some(Outcome::Sent {
+        provider_message_id: t1_id,
+        ..
+    }) = b.outcome("s1").cloned()
+    else {
+        panic!("{b:?}")
+    };
+    let m2 = OutboundMessage::parse(&text("t2", "k", TO, "t2 once").to_string()).unwrap();
+    let now = OffsetDateTime::now_utc();
+    let other = fx
+        .records
+        .begin(
+            &m2,
+            "s2",
+            "other-invocation",
+            now + Duration::from_secs(60),
+            &RateWindow::at(&m2.tenant_id, 30, now),
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(other, Begin::Acquired(_)));
+    sim.clear_requests();
+    fx.stack.counter.reset();
+
+    // SQS redelivers t1's message (lost response) and delivers t2's to this invocation too.
+    let b = fx
+        .handle(vec![
+            msg("m0", "t0", "k", "t0 once"),
+            record("s1", &text("t1", "k", TO, "t1 once").to_string(), "t1", 2),
+            record("s2", &text("t2", "k", TO, "t2 once").to_string(), "t2", 1),
+            msg("m3", "t3", "k", "t3 once"),
+            msg("m4", "t4", "k", "t4 once"),
+        ])
+        .await;
+
+    assert_eq!(
+        b.outcome("s1"),
+        Some(&Outcome::AlreadySettled(DeliveryState::Sent))
+    );
+    assert_eq!(b.outcome("s2"), Some(&Outcome::Locked));
+    for id in ["m0", "m3", "m4"] {
+        assert!(
+            matches!(b.outcome(id), Some(Outcome::Sent { .. })),
+            "{id}: {b:?}"
+        );
+    }
+    assert_eq!(failures(&b), ["s2"], "only the locked one goes back");
+    let mut got = texts(&sim);
+    got.sort();
+    assert_eq!(
+        got,
+        ["t0 once", "t3 once", "t4 once"],
+        "each once, t1/t2 not"
+    );
+    let c = &fx.stack.counter;
+    assert_eq!(
+        c.count_op("DynamoDB", "TransactWriteItems"),
+        2,
+        "the cancelled transaction, then one without the two refused records: {:?}",
+        c.calls()
+    );
+    let r1 = fx.record("t1", "k").await.unwrap();
+    assert_eq!((r1.state, r1.attempts), (DeliveryState::Sent, 1));
+    assert_eq!(r1.provider_message_id.as_deref(), Some(t1_id.as_str()));
+    let r2 = fx.record("t2", "k").await.unwrap();
+    assert_eq!((r2.state, r2.attempts), (DeliveryState::InProgress, 1));
+    assert_eq!(r2.lock_owner.as_deref(), Some("other-invocation"));
+    for t in ["t0", "t3", "t4"] {
+        let r = fx.record(t, "k").await.unwrap();
+        assert_eq!((r.state, r.attempts), (DeliveryState::Sent, 1), "{t}");
+    }
+    // The cancelled transaction took no rate slot: one per tenant, from the sends above.
+    let dynamodb = aws_sdk_dynamodb::Client::new(&fx.stack.sdk);
+    for t in ["t0", "t1", "t2", "t3", "t4"] {
+        let window = RateWindow::at(&t.parse().unwrap(), 30, OffsetDateTime::now_utc());
+        let taken = slots_taken(&dynamodb, fx.records.rate_table(), &window)
+            .await
+            .unwrap();
+        assert_eq!(taken, 1, "{t}");
+    }
+}
+
+#[tokio::test]
+async fn full_rate_window_in_the_batch_transaction_defers_only_that_tenant() {
+    // No wait fits: a full window defers the record.
+    let mut s = settings();
+    s.send_reserve = Duration::from_secs(60);
+    let fx = fixture_with(s).await;
+    let sim = sim().await;
+    fx.tenant("full", &sim.base_url(), None, 1).await;
+    fx.tenant("free", &sim.base_url(), None, 30).await;
+    away_from_a_minute_boundary(15).await;
+    fx.handle(vec![msg("f0", "full", "k0", "uses the slot")])
+        .await;
+    sim.clear_requests();
+
+    let b = fx
+        .handle(vec![
+            msg("f1", "full", "k1", "full 1"),
+            msg("f2", "full", "k2", "full 2"),
+            msg("g1", "free", "k1", "free 1"),
+            msg("g2", "free", "k2", "free 2"),
+        ])
+        .await;
+
+    assert!(
+        matches!(b.outcome("f1"), Some(Outcome::Deferred { .. })),
+        "{b:?}"
+    );
+    assert_eq!(b.outcome("f2"), Some(&Outcome::Skipped));
+    assert_eq!(failures(&b), ["f1", "f2"]);
+    assert_eq!(texts(&sim), ["free 1", "free 2"]);
+    assert!(fx.record("full", "k1").await.is_none(), "untouched");
+    assert!(fx.record("full", "k2").await.is_none(), "untouched");
+    for k in ["k1", "k2"] {
+        assert_eq!(
+            fx.record("free", k).await.unwrap().state,
+            DeliveryState::Sent
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_groups_of_one_tenant_both_send_without_sharing_a_transaction() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    fx.tenant("acme", &sim.base_url(), None, 30).await;
+    fx.tenant("beta", &sim.base_url(), None, 30).await;
+    away_from_a_minute_boundary(15).await;
+    fx.stack.counter.reset();
+
+    // A producer using its own group ids: two groups of acme (one rate-window item).
+    let b = fx
+        .handle(vec![
+            record("x1", &text("acme", "x1", TO, "x1").to_string(), "x", 1),
+            record("y1", &text("acme", "y1", TO, "y1").to_string(), "y", 1),
+            msg("b1", "beta", "b1", "b1"),
+        ])
+        .await;
+
+    assert!(failures(&b).is_empty(), "{b:?}");
+    let mut got = texts(&sim);
+    got.sort();
+    assert_eq!(got, ["b1", "x1", "y1"]);
+    assert_eq!(
+        fx.stack.counter.count_op("DynamoDB", "TransactWriteItems"),
+        2,
+        "acme x1 + beta together, acme y1 on its own"
+    );
+    let window = RateWindow::at(&"acme".parse().unwrap(), 30, OffsetDateTime::now_utc());
+    let taken = slots_taken(
+        &aws_sdk_dynamodb::Client::new(&fx.stack.sdk),
+        fx.records.rate_table(),
+        &window,
+    )
+    .await
+    .unwrap();
+    assert_eq!(taken, 2, "one slot per message");
+}
+
+#[tokio::test]
 async fn poisoned_records_are_recorded_failed_and_never_fail_their_neighbours() {
     let fx = fixture().await;
     let sim = sim().await;

@@ -6,9 +6,12 @@
 //! 1. parse the body ([`OutboundMessage::parse`]); a poisoned body is recorded as failed and
 //!    acknowledged, never failing its neighbours;
 //! 2. the tenant's config from the per-instance cache (warm: no DynamoDB, no KMS);
-//! 3. one `TransactWriteItems`: the idempotency lock on `tenantId#idempotencyKey` plus one
-//!    slot of the tenant's rate window ([`DeliveryStore::begin`]); a full window is waited
-//!    for inside the invocation when the wait fits, else the record is deferred untouched;
+//! 3. the idempotency lock on `tenantId#idempotencyKey` plus one slot of the tenant's rate
+//!    window, both or neither: for the first record of every group (the records that can
+//!    start at once) in **one** `TransactWriteItems` for the whole batch
+//!    ([`DeliveryStore::begin_many`]), for a later record of a group in one of its own
+//!    ([`DeliveryStore::begin`]); a full window is waited for inside the invocation when the
+//!    wait fits, else the record is deferred untouched;
 //! 4. send to the active endpoint, failing over to the backup when that is safe
 //!    ([`wagate::routing`]), through per-endpoint circuit breakers shared by the instance;
 //! 5. one `UpdateItem` with the outcome: sent, failed (permanent), unknown (ambiguous) or
@@ -29,7 +32,8 @@ use tokio::time::Instant;
 use tracing::{Instrument, error, info, warn};
 use wagate::cache::ConfigCache;
 use wagate::delivery::{
-    Begin, DeliveryState, DeliveryStore, Lock, Rejection, class_name, record_key, rejected_key,
+    Begin, BeginRequest, DeliveryError, DeliveryState, DeliveryStore, Lock, Rejection, class_name,
+    record_key, rejected_key,
 };
 use wagate::net::HttpClient;
 use wagate::outbound::OutboundMessage;
@@ -38,7 +42,7 @@ use wagate::ratelimit::RateWindow;
 use wagate::routing::{
     BreakerSettings, Breakers, Health, TenantStatusWriter, candidates, endpoint_key, may_fail_over,
 };
-use wagate::tenant::{ConnectionStatus, EndpointRole, ProviderKind, TenantId};
+use wagate::tenant::{ConnectionStatus, EndpointRole, OpenedConfig, ProviderKind, TenantId};
 
 /// Sender settings (environment, see `main.rs`).
 #[derive(Debug, Clone)]
@@ -227,6 +231,30 @@ struct Item {
     message: OutboundMessage,
 }
 
+/// Where the first record of a group stands when its group starts.
+enum Head {
+    /// Settled before its lock (back-off, unknown tenant, config error).
+    Done(Outcome),
+    /// Config in hand; `begun` is its share of the batch's lock transaction, if it had one.
+    Ready {
+        cfg: Arc<OpenedConfig>,
+        owner: String,
+        begun: Option<(OffsetDateTime, Result<Begin, DeliveryError>)>,
+    },
+}
+
+fn record_span(item: &Item, group: &str) -> tracing::Span {
+    tracing::info_span!(
+        "record",
+        sqs_message_id = %item.sqs_message_id,
+        group = %group,
+        tenant_id = %item.message.tenant_id,
+        idempotency_key = %item.message.idempotency_key,
+        receive_count = item.receive_count,
+        endpoint = tracing::field::Empty,
+    )
+}
+
 /// The sender: built once per instance, shared by every invocation on it.
 pub struct Sender {
     cache: Arc<ConfigCache>,
@@ -309,10 +337,8 @@ impl Sender {
             }
             .instrument(span)
         });
-        let group_futs = groups
-            .into_iter()
-            .map(|(group, items)| self.run_group(group, items, deadline));
-        let (poison_done, groups_done) = tokio::join!(join_all(poison_futs), join_all(group_futs));
+        let (poison_done, groups_done) =
+            tokio::join!(join_all(poison_futs), self.run_groups(groups, deadline));
         for (index, r) in poison_done
             .into_iter()
             .chain(groups_done.into_iter().flatten())
@@ -324,24 +350,84 @@ impl Sender {
         }
     }
 
+    /// Every group, concurrently. The first record of each group can start at once: their
+    /// configs are read concurrently, then all their locks and rate slots are taken in one
+    /// `TransactWriteItems` ([`DeliveryStore::begin_many`]) instead of one request each.
+    /// The later records of a group take theirs one at a time, after the record before them
+    /// (order within a group).
+    async fn run_groups(
+        &self,
+        groups: Vec<(String, Vec<Item>)>,
+        deadline: OffsetDateTime,
+    ) -> Vec<Vec<(usize, RecordOutcome)>> {
+        let heads = join_all(groups.iter().map(|(group, items)| {
+            let head = &items[0];
+            self.prepare(head).instrument(record_span(head, group))
+        }))
+        .await;
+        let owners: Vec<String> = groups
+            .iter()
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect();
+        // One record per tenant in the transaction (two records of a tenant would take the
+        // same rate-window item twice); a second group of the same tenant (a producer using
+        // another MessageGroupId) takes its lock on its own, as before.
+        let now = OffsetDateTime::now_utc();
+        let mut tenants = std::collections::HashSet::new();
+        let (mut batched, mut reqs) = (Vec::new(), Vec::new());
+        for (g, head) in heads.iter().enumerate() {
+            let (Ok(cfg), item) = (head, &groups[g].1[0]) else {
+                continue;
+            };
+            let tenant = &item.message.tenant_id;
+            if tenants.insert(tenant.clone()) {
+                batched.push(g);
+                reqs.push(BeginRequest {
+                    msg: &item.message,
+                    sqs_message_id: &item.sqs_message_id,
+                    owner: &owners[g],
+                    window: RateWindow::at(tenant, cfg.limits.outbound_per_minute, now),
+                });
+            }
+        }
+        let mut begun: Vec<Option<Result<Begin, DeliveryError>>> =
+            groups.iter().map(|_| None).collect();
+        if !reqs.is_empty() {
+            let results = self.delivery.begin_many(&reqs, deadline, now).await;
+            for (g, r) in batched.into_iter().zip(results) {
+                begun[g] = Some(r);
+            }
+        }
+        let futs = groups
+            .into_iter()
+            .zip(heads)
+            .zip(owners.into_iter().zip(begun))
+            .map(|(((group, items), head), (owner, begun))| {
+                let head = match head {
+                    Ok(cfg) => Head::Ready {
+                        cfg,
+                        owner,
+                        begun: begun.map(|b| (now, b)),
+                    },
+                    Err(outcome) => Head::Done(outcome),
+                };
+                self.run_group(group, items, head, deadline)
+            });
+        join_all(futs).await
+    }
+
     async fn run_group(
         &self,
         group: String,
         items: Vec<Item>,
+        head: Head,
         deadline: OffsetDateTime,
     ) -> Vec<(usize, RecordOutcome)> {
         let mut out = Vec::with_capacity(items.len());
         let mut blocked = false;
+        let mut head = Some(head);
         for item in items {
-            let span = tracing::info_span!(
-                "record",
-                sqs_message_id = %item.sqs_message_id,
-                group = %group,
-                tenant_id = %item.message.tenant_id,
-                idempotency_key = %item.message.idempotency_key,
-                receive_count = item.receive_count,
-                endpoint = tracing::field::Empty,
-            );
+            let span = record_span(&item, &group);
             let outcome = if blocked {
                 let _e = span.enter();
                 info!(
@@ -350,7 +436,15 @@ impl Sender {
                 );
                 Outcome::Skipped
             } else {
-                let o = self.process(&item, deadline).instrument(span.clone()).await;
+                let o = match head.take() {
+                    Some(Head::Done(o)) => o,
+                    Some(Head::Ready { cfg, owner, begun }) => {
+                        self.lock_and_send(&item, &cfg, &owner, deadline, begun)
+                            .instrument(span.clone())
+                            .await
+                    }
+                    None => self.process(&item, deadline).instrument(span.clone()).await,
+                };
                 span.in_scope(|| self.log_outcome(&item, &o));
                 o
             };
@@ -492,44 +586,73 @@ impl Sender {
             .insert(tenant.clone(), Instant::now() + wait);
     }
 
+    /// One record on its own: [`Sender::prepare`], then [`Sender::lock_and_send`].
     async fn process(&self, item: &Item, deadline: OffsetDateTime) -> Outcome {
-        let msg = &item.message;
-        let tenant = &msg.tenant_id;
+        match self.prepare(item).await {
+            Ok(cfg) => {
+                let owner = uuid::Uuid::new_v4().to_string();
+                self.lock_and_send(item, &cfg, &owner, deadline, None).await
+            }
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// What a record needs before its lock: no WhatsApp back-off for the tenant, and the
+    /// tenant's config (an unknown or inactive tenant is recorded failed here).
+    async fn prepare(&self, item: &Item) -> Result<Arc<OpenedConfig>, Outcome> {
+        let tenant = &item.message.tenant_id;
         if self.timelocked_until(tenant).is_some() {
-            return Outcome::Retry {
+            return Err(Outcome::Retry {
                 class: class_name(ErrorClass::RateLimited).into(),
                 reason: "backing off after WhatsApp's rate limit (WA_REACHOUT_TIMELOCK)".into(),
-            };
+            });
         }
-        let cfg = match self.cache.get(tenant).await {
-            Ok(Some(cfg)) if cfg.is_active => cfg,
+        match self.cache.get(tenant).await {
+            Ok(Some(cfg)) if cfg.is_active => Ok(cfg),
             Ok(found) => {
                 let code = if found.is_some() {
                     "tenant_inactive"
                 } else {
                     "unknown_tenant"
                 };
-                return self.reject(item, code).await;
+                Err(self.reject(item, code).await)
             }
-            Err(e) => {
-                return Outcome::Retry {
-                    class: "config".into(),
-                    reason: format!("tenant config could not be loaded: {e}"),
-                };
-            }
-        };
+            Err(e) => Err(Outcome::Retry {
+                class: "config".into(),
+                reason: format!("tenant config could not be loaded: {e}"),
+            }),
+        }
+    }
 
-        // Lock + rate slot.
-        let owner = uuid::Uuid::new_v4().to_string();
+    /// Lock + rate slot, send, record the outcome. `begun`: the result of a lock attempt
+    /// already made for this record (by the batch's transaction) and the time it was made
+    /// at; without it the first attempt is made here.
+    async fn lock_and_send(
+        &self,
+        item: &Item,
+        cfg: &OpenedConfig,
+        owner: &str,
+        deadline: OffsetDateTime,
+        mut begun: Option<(OffsetDateTime, Result<Begin, DeliveryError>)>,
+    ) -> Outcome {
+        let msg = &item.message;
+        let tenant = &msg.tenant_id;
         let mut contended = 0;
         let lock = loop {
-            let now = OffsetDateTime::now_utc();
+            let (now, result) = match begun.take() {
+                Some(earlier) => earlier,
+                None => {
+                    let now = OffsetDateTime::now_utc();
+                    let window = RateWindow::at(tenant, cfg.limits.outbound_per_minute, now);
+                    let r = self
+                        .delivery
+                        .begin(msg, &item.sqs_message_id, owner, deadline, &window, now)
+                        .await;
+                    (now, r)
+                }
+            };
             let window = RateWindow::at(tenant, cfg.limits.outbound_per_minute, now);
-            let begun = self
-                .delivery
-                .begin(msg, &item.sqs_message_id, &owner, deadline, &window, now)
-                .await;
-            match begun {
+            match result {
                 Ok(Begin::Acquired(lock)) => break lock,
                 Ok(Begin::Settled(r)) => return Outcome::AlreadySettled(r.state),
                 Ok(Begin::Locked { .. }) => return Outcome::Locked,
@@ -545,7 +668,8 @@ impl Sender {
                 }
                 Ok(Begin::RateLimited) => {
                     // Wake a little after the window opens (clock skew between instances).
-                    let wait = window.wait_from(now) + Duration::from_millis(50);
+                    let wait =
+                        window.wait_from(OffsetDateTime::now_utc()) + Duration::from_millis(50);
                     let left = deadline - OffsetDateTime::now_utc();
                     let budget = Duration::try_from(left)
                         .unwrap_or_default()
@@ -577,7 +701,7 @@ impl Sender {
         let req = msg.send_request();
         let mut last: Option<(EndpointRole, String, ProviderError)> = None;
         let mut failed_over = false;
-        for (i, (role, endpoint)) in candidates(&cfg).into_iter().enumerate() {
+        for (i, (role, endpoint)) in candidates(cfg).into_iter().enumerate() {
             if i > 0 {
                 failed_over = true;
             }
