@@ -276,6 +276,21 @@ pub struct ProbeResult {
     pub error: Option<String>,
     /// Every device on the server (`GET /devices`), when the server is up and listed them.
     pub devices: Option<Vec<DeviceStatus>>,
+    /// When the server is down, a short class of the failure for the health history:
+    /// `timeout`, `connect`, `connection`, `http <status>`, ... Never a URL, a message from
+    /// the server or a secret. `None` when the server is up.
+    pub error_class: Option<String>,
+}
+
+impl ProbeResult {
+    /// `/health` answered (2xx or an HTTP error), so its latency means something.
+    pub fn answered(&self) -> bool {
+        self.up
+            || self
+                .error_class
+                .as_deref()
+                .is_some_and(|c| c.starts_with("http "))
+    }
 }
 
 /// What a probe says about one tenant's endpoint on that server. `None` probe: not probed.
@@ -386,6 +401,87 @@ impl EndpointHealth {
             devices_total: devices.map(|d| d.len() as u32),
             devices_connected: devices.map(|d| d.iter().filter(|x| x.logged_in).count() as u32),
             expires_at: now.unix_timestamp() + ttl.as_secs() as i64,
+        }
+    }
+}
+
+/// How long the health history keeps a point (its `expiresAt` TTL): 24 hours.
+pub const HISTORY_RETENTION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// One point of a server's health history (the health-history table, keyed by
+/// `endpointKey` and `at`): what one run found about one probed server. Never holds a secret,
+/// a URL with credentials or a message from the server (`error` is a short class).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthPoint {
+    /// The normalised base URL (`Endpoint::endpoint_key`), as in the endpoints table.
+    pub endpoint_key: String,
+    /// The run's probe time, RFC 3339 UTC with milliseconds ([`history_time`]).
+    pub at: String,
+    pub up: bool,
+    /// Time `/health` took; absent when it did not answer (timeout, connection failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    /// Tenants with this server as primary or backup.
+    pub tenants: u32,
+    /// Devices the server listed; absent when it could not list them (down, or the device
+    /// list failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<u32>,
+    /// Logged-in devices; absent when `devices` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices_connected: Option<u32>,
+    /// Why the server is down (`timeout`, `connect`, `http 503`...); absent when up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// TTL (epoch seconds): `at` + [`HISTORY_RETENTION`].
+    pub expires_at: i64,
+}
+
+/// `2026-11-28T19:30:00.123Z`: RFC 3339, UTC, milliseconds (fixed width, so the strings sort
+/// as the times do).
+pub fn history_time(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+impl HealthPoint {
+    /// The point for `probe` of the server `endpoint_key` in the run probing at `at`.
+    pub fn new(
+        endpoint_key: &str,
+        probe: &ProbeResult,
+        usage: EndpointUse,
+        at: OffsetDateTime,
+    ) -> HealthPoint {
+        let devices = probe.devices.as_ref().filter(|_| probe.up);
+        HealthPoint {
+            endpoint_key: endpoint_key.to_string(),
+            at: history_time(at),
+            up: probe.up,
+            latency_ms: probe.answered().then_some(probe.latency_ms),
+            tenants: usage.tenants,
+            devices: devices.map(|d| d.len() as u32),
+            devices_connected: devices.map(|d| d.iter().filter(|x| x.logged_in).count() as u32),
+            error: if probe.up {
+                None
+            } else {
+                Some(
+                    probe
+                        .error_class
+                        .clone()
+                        .unwrap_or_else(|| "unhealthy".into()),
+                )
+            },
+            expires_at: at.unix_timestamp() + HISTORY_RETENTION.as_secs() as i64,
         }
     }
 }
@@ -587,6 +683,7 @@ mod tests {
             latency_ms: 3,
             error: None,
             devices: Some(vec![dev("a", true), dev("b", false)]),
+            error_class: None,
         };
         assert_eq!(observe(Some(&up), Some("a")), Usable);
         assert_eq!(observe(Some(&up), Some("b")), LoggedOut);
@@ -602,6 +699,7 @@ mod tests {
             latency_ms: 500,
             error: Some("timed out".into()),
             devices: None,
+            error_class: Some("timeout".into()),
         };
         assert_eq!(
             observe(Some(&down), Some("a")).status(),
@@ -618,12 +716,14 @@ mod tests {
             latency_ms: 500,
             error: Some("timed out".into()),
             devices: None,
+            error_class: Some("timeout".into()),
         };
         let up = ProbeResult {
             up: true,
             latency_ms: 4,
             error: None,
             devices: Some(vec![]),
+            error_class: None,
         };
         let u = EndpointUse {
             tenants: 2,
@@ -637,5 +737,66 @@ mod tests {
         assert_eq!(c.last_error.as_deref(), Some("timed out"), "kept");
         assert_eq!(c.devices_connected, Some(0));
         assert_eq!(c.expires_at, 60);
+    }
+
+    #[test]
+    fn history_point_of_an_up_and_a_down_server() {
+        use time::macros::datetime;
+        let at = datetime!(2026-11-28 19:30:00.123456 UTC);
+        assert_eq!(history_time(at), "2026-11-28T19:30:00.123Z");
+        assert_eq!(
+            history_time(datetime!(2026-01-02 03:04:05 +02:00)),
+            "2026-01-02T01:04:05.000Z"
+        );
+        let dev = |logged_in| DeviceStatus {
+            device_id: "d".into(),
+            connected: true,
+            logged_in,
+            jid: None,
+        };
+        let u = EndpointUse {
+            tenants: 3,
+            active_tenants: 2,
+        };
+        let up = ProbeResult {
+            up: true,
+            latency_ms: 104,
+            error: None,
+            devices: Some(vec![dev(true), dev(false)]),
+            error_class: None,
+        };
+        let p = HealthPoint::new("https://wa.example.com", &up, u, at);
+        assert_eq!(
+            p,
+            HealthPoint {
+                endpoint_key: "https://wa.example.com".into(),
+                at: "2026-11-28T19:30:00.123Z".into(),
+                up: true,
+                latency_ms: Some(104),
+                tenants: 3,
+                devices: Some(2),
+                devices_connected: Some(1),
+                error: None,
+                expires_at: at.unix_timestamp() + 86_400,
+            }
+        );
+        let timeout = ProbeResult {
+            up: false,
+            latency_ms: 2000,
+            error: Some("/health timed out after 2000 ms".into()),
+            devices: None,
+            error_class: Some("timeout".into()),
+        };
+        let p = HealthPoint::new("https://wa.example.com", &timeout, u, at);
+        assert_eq!((p.latency_ms, p.devices), (None, None));
+        assert_eq!(p.error.as_deref(), Some("timeout"));
+        let http = ProbeResult {
+            latency_ms: 7,
+            error_class: Some("http 503".into()),
+            ..timeout
+        };
+        let p = HealthPoint::new("https://wa.example.com", &http, u, at);
+        assert_eq!(p.latency_ms, Some(7), "an HTTP error is an answer");
+        assert_eq!(p.error.as_deref(), Some("http 503"));
     }
 }

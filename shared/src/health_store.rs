@@ -3,9 +3,12 @@
 //! - **Tenants table** (read: `Scan`, `GetItem` of the attributes in
 //!   [`TENANT_ATTRIBUTES_READ`] only; write: `UpdateItem` of the attributes in
 //!   [`TENANT_ATTRIBUTES_WRITTEN`] only, which the function's IAM policy enforces with a
-//!   `dynamodb:Attributes` condition). Every write is conditional on the `version` the run
-//!   read: a concurrent config change makes it fail with [`StoreError::Conflict`] and the
-//!   caller re-reads and decides again. A status-only write leaves `version` alone (an
+//!   `dynamodb:Attributes` condition). The listing `Scan` is eventually consistent (half the
+//!   read capacity of a consistent one); the re-read after a conflict is consistent. Every
+//!   write is conditional on what the run read and decided from: the `version`, the status
+//!   and both counters. A concurrent config change, or a listing that returned a stale item,
+//!   makes it fail with [`StoreError::Conflict`] and the caller re-reads and decides again,
+//!   so neither a config edit nor a counter is ever lost. A status-only write leaves `version` alone (an
 //!   observation is not a configuration change, and bumping it every minute would make every
 //!   slow config edit fail); a switch of `activeEndpoint` is a configuration change and bumps
 //!   `version` and `updatedAt`, so a config edit based on the old version gets a 409 instead
@@ -13,9 +16,14 @@
 //! - **Endpoints table**: one [`EndpointHealth`] per server, keyed by `endpointKey`, written
 //!   only by the health check (`BatchGetItem`, `BatchWriteItem`), TTL `expiresAt`.
 //! - **Audit table**: one [`SwitchAudit`] per failover or failback (`PutItem`), keyed by
-//!   `tenantId` and `at`.
+//!   `tenantId` and `at`, with `switchStream = "switch"` ([`SWITCH_STREAM`]) so that the
+//!   sparse index [`SWITCH_STREAM_INDEX`] lists every automatic switch of every tenant by time.
+//! - **Health-history table** (optional, [`DynamoHealthStore::with_history_table`]): one
+//!   [`HealthPoint`] per probed server and run (`BatchWriteItem`), keyed by `endpointKey` and
+//!   `at`, TTL `expiresAt` ([`crate::health::HISTORY_RETENTION`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,8 +33,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, Wri
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
-use crate::health::{EndpointHealth, FailbackPolicy, SwitchKind, TenantHealth};
+use crate::health::{EndpointHealth, FailbackPolicy, HealthPoint, SwitchKind, TenantHealth};
 use crate::secrets::SealedSecret;
 use crate::store::StoreError;
 use crate::tenant::{ConnectionStatus, Endpoint, EndpointRole, ProviderKind, TenantId};
@@ -47,6 +57,19 @@ pub const TENANT_ATTRIBUTES_WRITTEN: &[&str] = &[
 
 /// Who the audit records name.
 pub const AUDIT_ACTOR: &str = "health-check";
+
+/// The `switchStream` every automatic switch's audit record carries: the hash key of the
+/// audit table's sparse index [`SWITCH_STREAM_INDEX`] (config API records lack it, so the
+/// index holds the automatic switches only).
+pub const SWITCH_STREAM: &str = "switch";
+
+/// The audit table's index of automatic switches: `switchStream` (hash), `at` (range),
+/// projection ALL. `switchStream = "switch" AND at >= <cutoff>` lists every failover and
+/// failback since the cutoff, across tenants.
+pub const SWITCH_STREAM_INDEX: &str = "BySwitchStream";
+
+/// `BatchWriteItem` requests of health-history points in flight at once.
+pub const HISTORY_WRITE_CONCURRENCY: usize = 4;
 
 /// Every tenant-item attribute the health check reads (the projection of its `Scan` and
 /// `GetItem`): what [`MonitoredTenant`] and [`TenantHealth`] hold, nothing else (not the
@@ -95,6 +118,10 @@ pub struct TenantRecord {
 /// What one run writes to one tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantStateUpdate {
+    /// The status the run read (the write is conditional on it, as on the version).
+    pub previous_status: ConnectionStatus,
+    /// The counters the run read (the write is conditional on them).
+    pub previous_health: TenantHealth,
     pub status: ConnectionStatus,
     /// The status differs from the stored one (`connectionStatusAt` is then set).
     pub status_changed: bool,
@@ -147,6 +174,17 @@ pub trait HealthStore: Send + Sync {
     ) -> Result<HashMap<String, EndpointHealth>, StoreError>;
     async fn save_endpoints(&self, records: &[EndpointHealth]) -> Result<(), StoreError>;
     async fn put_audit(&self, record: &SwitchAudit) -> Result<(), StoreError>;
+    /// Appends these health-history points (one per probed server and run). On failure,
+    /// says how many were not written.
+    async fn save_history(&self, points: &[HealthPoint]) -> Result<(), HistoryWriteError>;
+}
+
+/// Health-history points that could not be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{unwritten} health history point(s) not written: {reason}")]
+pub struct HistoryWriteError {
+    pub unwritten: usize,
+    pub reason: String,
 }
 
 /// Every active tenant, page after page.
@@ -173,6 +211,7 @@ pub struct DynamoHealthStore {
     tenants_table: String,
     endpoints_table: String,
     audit_table: String,
+    history_table: Option<String>,
 }
 
 impl DynamoHealthStore {
@@ -187,7 +226,14 @@ impl DynamoHealthStore {
             tenants_table: tenants_table.into(),
             endpoints_table: endpoints_table.into(),
             audit_table: audit_table.into(),
+            history_table: None,
         }
+    }
+
+    /// Writes each run's health-history points to `table` (without it, none are written).
+    pub fn with_history_table(mut self, table: impl Into<String>) -> Self {
+        self.history_table = Some(table.into());
+        self
     }
 }
 
@@ -210,16 +256,39 @@ fn record(item: HashMap<String, AttributeValue>) -> Result<TenantRecord, StoreEr
 
 /// `ProjectionExpression` and its names for [`TENANT_ATTRIBUTES_READ`].
 fn projection() -> (String, HashMap<String, String>) {
-    let names: HashMap<String, String> = TENANT_ATTRIBUTES_READ
+    projection_of(TENANT_ATTRIBUTES_READ.iter().copied())
+}
+
+/// The listing's projection: [`TENANT_ATTRIBUTES_READ`] but `isActive`, which its filter
+/// (`isActive = true`) already fixes ([`listed_record`] puts it back).
+fn listing_projection() -> (String, HashMap<String, String>) {
+    projection_of(
+        TENANT_ATTRIBUTES_READ
+            .iter()
+            .copied()
+            .filter(|a| *a != "isActive"),
+    )
+}
+
+fn projection_of<'a>(attrs: impl Iterator<Item = &'a str>) -> (String, HashMap<String, String>) {
+    let attrs: Vec<&str> = attrs.collect();
+    let names: HashMap<String, String> = attrs
         .iter()
         .enumerate()
         .map(|(i, a)| (format!("#p{i}"), a.to_string()))
         .collect();
-    let expr = (0..TENANT_ATTRIBUTES_READ.len())
+    let expr = (0..attrs.len())
         .map(|i| format!("#p{i}"))
         .collect::<Vec<_>>()
         .join(", ");
     (expr, names)
+}
+
+/// A record from the listing: its filter selected `isActive = true`.
+fn listed_record(mut item: HashMap<String, AttributeValue>) -> Result<TenantRecord, StoreError> {
+    item.entry("isActive".into())
+        .or_insert(AttributeValue::Bool(true));
+    record(item)
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -249,18 +318,21 @@ impl HealthStore for DynamoHealthStore {
         start: Option<HashMap<String, AttributeValue>>,
         page_size: u32,
     ) -> Result<(Vec<TenantRecord>, Option<HashMap<String, AttributeValue>>), StoreError> {
-        let (projection, names) = projection();
+        let (projection, mut names) = listing_projection();
+        names.insert("#active".into(), "isActive".into());
+        // Eventually consistent: half the read capacity. A stale item is harmless, since
+        // every write is conditional on the version, status and counters read.
         let resp = self
             .client
             .scan()
             .table_name(&self.tenants_table)
             .projection_expression(projection)
             .set_expression_attribute_names(Some(names))
-            .filter_expression("isActive = :t")
+            .filter_expression("#active = :t")
             .expression_attribute_values(":t", AttributeValue::Bool(true))
             .limit(page_size.clamp(1, 1000) as i32)
             .set_exclusive_start_key(start)
-            .consistent_read(true)
+            .consistent_read(false)
             .send()
             .await
             .map_err(|e| backend(DisplayErrorContext(e)))?;
@@ -268,7 +340,7 @@ impl HealthStore for DynamoHealthStore {
             .items
             .unwrap_or_default()
             .into_iter()
-            .map(record)
+            .map(listed_record)
             .collect::<Result<Vec<_>, _>>()?;
         Ok((items, resp.last_evaluated_key))
     }
@@ -295,19 +367,32 @@ impl HealthStore for DynamoHealthStore {
         u: &TenantStateUpdate,
     ) -> Result<(), StoreError> {
         let now = rfc3339(u.checked_at);
-        let mut sets = vec![
-            "connectionStatus = :s",
-            "healthCheckedAt = :now",
-            "healthActiveFailures = :f",
-            "healthPrimarySuccesses = :p",
-        ];
+        let mut sets = vec!["#cs = :s", "healthCheckedAt = :now", "#af = :f", "#ps = :p"];
         let mut req = self
             .client
             .update_item()
             .table_name(&self.tenants_table)
             .key("tenantId", AttributeValue::S(tenant_id.to_string()))
-            .condition_expression("attribute_exists(tenantId) AND #v = :expected")
+            .condition_expression(format!(
+                "attribute_exists(tenantId) AND #v = :expected AND {}",
+                read_state_condition(u)
+            ))
             .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#cs", "connectionStatus")
+            .expression_attribute_names("#af", "healthActiveFailures")
+            .expression_attribute_names("#ps", "healthPrimarySuccesses")
+            .expression_attribute_values(
+                ":s0",
+                AttributeValue::S(status_str(u.previous_status).into()),
+            )
+            .expression_attribute_values(
+                ":f0",
+                AttributeValue::N(u.previous_health.active_failures.to_string()),
+            )
+            .expression_attribute_values(
+                ":p0",
+                AttributeValue::N(u.previous_health.primary_successes.to_string()),
+            )
             .expression_attribute_values(
                 ":expected",
                 AttributeValue::N(expected_version.to_string()),
@@ -449,7 +534,13 @@ impl HealthStore for DynamoHealthStore {
     }
 
     async fn put_audit(&self, record: &SwitchAudit) -> Result<(), StoreError> {
-        let item = serde_dynamo::to_item(record).map_err(backend)?;
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(record).map_err(backend)?;
+        // Every record written here is an automatic switch: into the sparse index.
+        item.insert(
+            "switchStream".into(),
+            AttributeValue::S(SWITCH_STREAM.into()),
+        );
         self.client
             .put_item()
             .table_name(&self.audit_table)
@@ -460,6 +551,118 @@ impl HealthStore for DynamoHealthStore {
             .map(|_| ())
             .map_err(|e| backend(DisplayErrorContext(e)))
     }
+
+    async fn save_history(&self, points: &[HealthPoint]) -> Result<(), HistoryWriteError> {
+        let Some(table) = &self.history_table else {
+            return Ok(());
+        };
+        let mut requests = Vec::with_capacity(points.len());
+        for p in points {
+            let item = serde_dynamo::to_item(p).map_err(|e| HistoryWriteError {
+                unwritten: points.len(),
+                reason: e.to_string(),
+            })?;
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| HistoryWriteError {
+                    unwritten: points.len(),
+                    reason: e.to_string(),
+                })?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        // At most 25 items a request, HISTORY_WRITE_CONCURRENCY requests at once.
+        let permits = Arc::new(Semaphore::new(HISTORY_WRITE_CONCURRENCY));
+        let mut set = JoinSet::new();
+        while !requests.is_empty() {
+            let rest = requests.split_off(requests.len().min(25));
+            let batch = std::mem::replace(&mut requests, rest);
+            let client = self.client.clone();
+            let table = table.clone();
+            let permits = permits.clone();
+            set.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                write_batch(&client, &table, batch).await
+            });
+        }
+        let (mut unwritten, mut reason) = (0, None);
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err((n, e))) => {
+                    unwritten += n;
+                    reason.get_or_insert(e);
+                }
+                Err(e) => {
+                    // A panicked or cancelled batch: its size is unknown here, count a batch.
+                    unwritten += 25;
+                    reason.get_or_insert(e.to_string());
+                }
+            }
+        }
+        match reason {
+            None => Ok(()),
+            Some(reason) => Err(HistoryWriteError {
+                unwritten: unwritten.min(points.len()),
+                reason,
+            }),
+        }
+    }
+}
+
+/// One `BatchWriteItem` of up to 25 puts, its `UnprocessedItems` retried 4 times with
+/// backoff (40, 80, 160, 320 ms). On failure: how many were not written, and why.
+async fn write_batch(
+    client: &Client,
+    table: &str,
+    mut pending: Vec<WriteRequest>,
+) -> Result<(), (usize, String)> {
+    for attempt in 0..5u32 {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+        }
+        let n = pending.len();
+        let resp = client
+            .batch_write_item()
+            .request_items(table, std::mem::take(&mut pending))
+            .send()
+            .await
+            .map_err(|e| (n, DisplayErrorContext(e).to_string()))?;
+        pending = resp
+            .unprocessed_items
+            .and_then(|mut u| u.remove(table))
+            .unwrap_or_default();
+    }
+    if pending.is_empty() {
+        Ok(())
+    } else {
+        Err((pending.len(), "left unprocessed after retries".into()))
+    }
+}
+
+/// The write's condition on the state the run read: status and counters as read (absent
+/// when read as their defaults and never written).
+fn read_state_condition(u: &TenantStateUpdate) -> String {
+    let eq_or_absent = |name: &str, value: &str, default: bool| {
+        if default {
+            format!("(attribute_not_exists({name}) OR {name} = {value})")
+        } else {
+            format!("{name} = {value}")
+        }
+    };
+    [
+        eq_or_absent(
+            "#cs",
+            ":s0",
+            u.previous_status == ConnectionStatus::default(),
+        ),
+        eq_or_absent("#af", ":f0", u.previous_health.active_failures == 0),
+        eq_or_absent("#ps", ":p0", u.previous_health.primary_successes == 0),
+    ]
+    .join(" AND ")
 }
 
 #[cfg(test)]
@@ -532,5 +735,43 @@ mod tests {
         let (expr, names) = projection();
         assert_eq!(names.len(), TENANT_ATTRIBUTES_READ.len());
         assert_eq!(expr.split(", ").count(), TENANT_ATTRIBUTES_READ.len());
+    }
+
+    #[test]
+    fn the_listing_leaves_out_is_active_and_puts_it_back() {
+        let (expr, names) = listing_projection();
+        assert_eq!(expr.split(", ").count(), TENANT_ATTRIBUTES_READ.len() - 1);
+        assert!(!names.values().any(|a| a == "isActive"));
+        let mut item = HashMap::new();
+        item.insert("tenantId".to_string(), AttributeValue::S("t1".into()));
+        let with = listed_record(item.clone());
+        // Still incomplete (no primary), but not for lack of isActive.
+        let err = format!("{:?}", with.unwrap_err());
+        assert!(!err.contains("isActive"), "{err}");
+    }
+
+    #[test]
+    fn a_write_is_conditional_on_the_state_read() {
+        let u = |status, f, p| TenantStateUpdate {
+            previous_status: status,
+            previous_health: TenantHealth {
+                active_failures: f,
+                primary_successes: p,
+            },
+            status: ConnectionStatus::Connected,
+            status_changed: true,
+            health: TenantHealth::default(),
+            checked_at: OffsetDateTime::UNIX_EPOCH,
+            switch_to: None,
+        };
+        assert_eq!(
+            read_state_condition(&u(ConnectionStatus::Unknown, 0, 0)),
+            "(attribute_not_exists(#cs) OR #cs = :s0) AND (attribute_not_exists(#af) OR #af = :f0) \
+             AND (attribute_not_exists(#ps) OR #ps = :p0)"
+        );
+        assert_eq!(
+            read_state_condition(&u(ConnectionStatus::EndpointDown, 2, 1)),
+            "#cs = :s0 AND #af = :f0 AND #ps = :p0"
+        );
     }
 }

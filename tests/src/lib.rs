@@ -19,6 +19,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use wagate_devstack::Provisioned;
 
 pub mod api;
+pub mod watch;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -169,6 +170,16 @@ impl Stack {
 
     pub fn kms_key_id(&self) -> String {
         self.env()["KMS_KEY_ID"].clone()
+    }
+
+    /// The health check's per-endpoint history table (`HEALTH_HISTORY_TABLE`).
+    pub fn health_history_table(&self) -> String {
+        self.env()["HEALTH_HISTORY_TABLE"].clone()
+    }
+
+    /// The audit table (`AUDIT_TABLE`), whose `BySwitchStream` index lists automatic switches.
+    pub fn audit_table(&self) -> String {
+        self.env()["AUDIT_TABLE"].clone()
     }
 
     /// Every item of the tenants table, raw, through an uncounted client.

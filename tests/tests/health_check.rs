@@ -14,9 +14,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use gowa_sim::{DeviceState, Faults, SimHandle};
 use health_check::{HealthCheck, TenantOutcome};
 use health_common::*;
-use wagate::health::{EndpointHealth, SwitchKind};
+use wagate::health::{EndpointHealth, HealthPoint, SwitchKind};
 use wagate::health_store::{
-    HealthStore, SwitchAudit, TENANT_ATTRIBUTES_WRITTEN, TenantRecord, TenantStateUpdate,
+    DynamoHealthStore, HealthStore, HistoryWriteError, SWITCH_STREAM_INDEX, SwitchAudit,
+    TENANT_ATTRIBUTES_WRITTEN, TenantRecord, TenantStateUpdate,
 };
 use wagate::store::{StoreError, TenantConfigReader, TenantConfigStore};
 use wagate::tenant::{EndpointRole, TenantId};
@@ -433,6 +434,9 @@ impl HealthStore for RacingStore {
     async fn put_audit(&self, record: &SwitchAudit) -> Result<(), StoreError> {
         self.inner.put_audit(record).await
     }
+    async fn save_history(&self, points: &[HealthPoint]) -> Result<(), HistoryWriteError> {
+        self.inner.save_history(points).await
+    }
 }
 
 #[tokio::test]
@@ -654,7 +658,9 @@ async fn healthy_tenants_on_their_primary_cost_no_tenant_write_per_run() {
         );
         assert_eq!(report.outcomes["duo"], TenantOutcome::Unchanged);
         assert_eq!(report.outcomes["solo"], TenantOutcome::Unchanged);
-        assert_eq!(fx.stack.counter.count_op("DynamoDB", "BatchWriteItem"), 1);
+        // One for the endpoint records, one for the health history.
+        assert_eq!(fx.stack.counter.count_op("DynamoDB", "BatchWriteItem"), 2);
+        assert_eq!(report.history_written, 2);
     }
     assert_eq!(fx.item("duo").await, written, "the item did not change");
     // ...while the server's record shows the last check.
@@ -737,4 +743,275 @@ fn iam_policy_allows_exactly_the_tenant_attributes_the_health_check_writes() {
         .map(|l| l.trim_start_matches("- "))
         .collect();
     assert_eq!(listed, TENANT_ATTRIBUTES_WRITTEN);
+}
+
+/// The health history of one server, oldest first (uncounted client).
+async fn history(fx: &Fx, sim: &SimHandle) -> Vec<Item> {
+    aws_sdk_dynamodb::Client::new(&fx.stack.sdk)
+        .query()
+        .table_name(fx.stack.health_history_table())
+        .key_condition_expression("endpointKey = :k")
+        .expression_attribute_values(":k", AttributeValue::S(normalize(sim)))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default()
+}
+
+fn parse_at(at: &str) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).unwrap()
+}
+
+#[tokio::test]
+async fn each_run_writes_one_history_point_per_probed_server() {
+    let fx = fx(settings()).await;
+    let up = sim(&[("u1", LoggedIn), ("u2", Connected)]).await;
+    let failing = sim(&[("f1", LoggedIn)]).await;
+    let dead = sim(&[("x1", LoggedIn)]).await;
+    fx.add(config("up1", endpoint(&up, "u1"), None)).await;
+    fx.add(config(
+        "up2",
+        endpoint(&up, "u2"),
+        Some(endpoint(&failing, "f1")),
+    ))
+    .await;
+    fx.add(config("dead", endpoint(&dead, "x1"), None)).await;
+    unhealthy(&failing, true);
+    dead.set_down(true).await.unwrap();
+
+    fx.stack.counter.reset();
+    let before = time::OffsetDateTime::now_utc();
+    let report = fx.run().await;
+    let after = time::OffsetDateTime::now_utc();
+
+    assert_eq!((report.history_written, report.history_unwritten), (3, 0));
+    // Three points, in one BatchWriteItem (the endpoint records take another).
+    assert_eq!(fx.stack.counter.count_op("DynamoDB", "BatchWriteItem"), 2);
+    let points = history(&fx, &up).await;
+    assert_eq!(points.len(), 1, "{points:?}");
+    let p = &points[0];
+    let at = s(p, "at");
+    assert_eq!(at.len(), "2026-11-28T19:30:00.123Z".len(), "{at}");
+    assert!(at.ends_with('Z') && at.as_bytes()[19] == b'.', "{at}");
+    let t = parse_at(&at);
+    assert!(
+        t >= before.replace_millisecond(0).unwrap() && t <= after,
+        "{at}"
+    );
+    assert_eq!(p["up"], AttributeValue::Bool(true));
+    assert!(n(p, "latencyMs") >= 1);
+    assert_eq!(n(p, "tenants"), 2);
+    assert_eq!(n(p, "devices"), 2);
+    assert_eq!(
+        n(p, "devicesConnected"),
+        1,
+        "u2 is connected, not logged in"
+    );
+    assert!(!p.contains_key("error"), "no error when up: {p:?}");
+    assert_eq!(n(p, "expiresAt") as i64, t.unix_timestamp() + 24 * 3600);
+
+    // The server answering 503: down, with its latency and the status as the error.
+    let points = history(&fx, &failing).await;
+    assert_eq!(points.len(), 1);
+    let p = &points[0];
+    assert_eq!(s(p, "at"), at, "one probe time per run");
+    assert_eq!(p["up"], AttributeValue::Bool(false));
+    assert_eq!(s(p, "error"), "http 503");
+    assert!(p.contains_key("latencyMs"), "it answered: {p:?}");
+    assert_eq!(n(p, "tenants"), 1);
+    assert!(!p.contains_key("devices") && !p.contains_key("devicesConnected"));
+
+    // The dead server: down, no answer, so no latency.
+    let points = history(&fx, &dead).await;
+    assert_eq!(points.len(), 1);
+    let p = &points[0];
+    assert_eq!(p["up"], AttributeValue::Bool(false));
+    assert_eq!(s(p, "error"), "connect");
+    assert!(!p.contains_key("latencyMs"), "{p:?}");
+    let raw = format!("{points:?}");
+    assert!(!raw.contains(PASSWORD) && !raw.contains(USER), "{raw}");
+
+    // The next run adds a point per server; the history keeps both.
+    fx.run().await;
+    let points = history(&fx, &up).await;
+    assert_eq!(points.len(), 2);
+    assert!(s(&points[0], "at") < s(&points[1], "at"));
+}
+
+#[tokio::test]
+async fn a_failed_history_write_is_a_warning_and_the_run_goes_on() {
+    let fx = fx(settings()).await;
+    let primary = sim(&[("p1", LoggedIn)]).await;
+    let backup = sim(&[("b1", LoggedIn)]).await;
+    fx.add(config(
+        "acme",
+        endpoint(&primary, "p1"),
+        Some(endpoint(&backup, "b1")),
+    ))
+    .await;
+    primary.set_down(true).await.unwrap();
+    let env = fx.stack.env();
+    let store = DynamoHealthStore::new(
+        fx.stack.dynamodb.clone(),
+        fx.stack.tenants_table(),
+        env["ENDPOINTS_TABLE"].clone(),
+        env["AUDIT_TABLE"].clone(),
+    )
+    .with_history_table(format!("{}-no-such-table", fx.stack.provisioned.stack_name));
+    let check = HealthCheck::new(
+        Arc::new(store),
+        Arc::new(fx.sealer.clone()),
+        fx.http.clone(),
+        settings(),
+    );
+
+    let logs = wagate_tests::LogCapture::start();
+    let mut report = None;
+    for _ in 0..3 {
+        report = Some(
+            check
+                .run(tokio::time::Instant::now() + Duration::from_secs(20))
+                .await
+                .unwrap(),
+        );
+    }
+    let report = report.unwrap();
+
+    assert_eq!((report.history_written, report.history_unwritten), (0, 2));
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(
+        report.count(SwitchKind::Failover),
+        1,
+        "failover not blocked"
+    );
+    assert_eq!(s(&fx.item("acme").await, "activeEndpoint"), "backup");
+    let text = logs.text();
+    let warn = text
+        .lines()
+        .find(|l| l.contains("writing the health history failed"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(warn.contains("\"level\":\"WARN\""), "{warn}");
+    assert!(warn.contains("\"count\":2"), "{warn}");
+}
+
+#[tokio::test]
+async fn switch_audit_records_are_on_the_switch_stream_index() {
+    let fx = fx(settings()).await;
+    let primary = sim(&[("p1", LoggedIn)]).await;
+    let backup = sim(&[("b1", LoggedIn)]).await;
+    fx.add(config(
+        "acme",
+        endpoint(&primary, "p1"),
+        Some(endpoint(&backup, "b1")),
+    ))
+    .await;
+    // A config API audit record of another tenant (no switchStream) stays off the index.
+    aws_sdk_dynamodb::Client::new(&fx.stack.sdk)
+        .put_item()
+        .table_name(fx.stack.audit_table())
+        .item("tenantId", AttributeValue::S("other".into()))
+        .item(
+            "at",
+            AttributeValue::S(
+                time::OffsetDateTime::now_utc()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap(),
+            ),
+        )
+        .item("who", AttributeValue::S("admin".into()))
+        .item("action", AttributeValue::S("config_updated".into()))
+        .send()
+        .await
+        .unwrap();
+    primary.set_down(true).await.unwrap();
+    for _ in 0..3 {
+        fx.run().await;
+    }
+    let audit = fx.audit("acme").await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(s(&audit[0], "switchStream"), "switch");
+
+    // The last 24 h of automatic switches, across tenants.
+    let since = (time::OffsetDateTime::now_utc() - time::Duration::hours(24))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let found = aws_sdk_dynamodb::Client::new(&fx.stack.sdk)
+        .query()
+        .table_name(fx.stack.audit_table())
+        .index_name(SWITCH_STREAM_INDEX)
+        .key_condition_expression("switchStream = :s AND #at >= :since")
+        .expression_attribute_names("#at", "at")
+        .expression_attribute_values(":s", AttributeValue::S("switch".into()))
+        .expression_attribute_values(":since", AttributeValue::S(since))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(s(&found[0], "tenantId"), "acme");
+    assert_eq!(s(&found[0], "action"), "failover");
+    assert_eq!(s(&found[0], "at"), s(&audit[0], "at"));
+}
+
+#[tokio::test]
+async fn a_warm_instance_reuses_opened_credentials_until_they_change() {
+    let fx = fx(settings()).await;
+    let wa = sim(&[("d1", LoggedIn)]).await;
+    let cfg = config("acme", endpoint(&wa, "d1"), None);
+    fx.add(cfg.clone()).await;
+
+    fx.stack.counter.reset();
+    fx.run().await;
+    assert_eq!(fx.stack.counter.count_op("KMS", "Decrypt"), 1);
+
+    // The next runs open nothing: same tenant, same sealed credential.
+    for _ in 0..2 {
+        fx.stack.counter.reset();
+        fx.run().await;
+        assert_eq!(fx.stack.counter.count_op("KMS", "Decrypt"), 0);
+    }
+    assert_eq!(
+        wa.requests_to("/devices").len(),
+        3,
+        "still listed every run"
+    );
+    assert_eq!(
+        s(&fx.item("acme").await, "connectionStatus"),
+        "connected",
+        "the cached credential works"
+    );
+
+    // A rotated credential is a new ciphertext: opened again.
+    let mut rotated = cfg.clone();
+    rotated.version = 2;
+    fx.tenants
+        .update(&fx.seal(&rotated).await, 1)
+        .await
+        .unwrap();
+    fx.stack.counter.reset();
+    fx.run().await;
+    assert_eq!(fx.stack.counter.count_op("KMS", "Decrypt"), 1);
+
+    // Without reuse, every run opens it.
+    let st = health_check::Settings {
+        credential_ttl: Duration::ZERO,
+        ..settings()
+    };
+    let check = HealthCheck::new(
+        fx.store.clone(),
+        Arc::new(fx.sealer.clone()),
+        fx.http.clone(),
+        st,
+    );
+    for _ in 0..2 {
+        fx.stack.counter.reset();
+        check
+            .run(tokio::time::Instant::now() + Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(fx.stack.counter.count_op("KMS", "Decrypt"), 1);
+    }
 }

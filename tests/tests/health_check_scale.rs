@@ -5,7 +5,7 @@
 //! steady state (no tenant write).
 //!
 //! ```sh
-//! AWS_ENDPOINT_URL=http://127.0.0.1:4602 AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=t \
+//! AWS_ENDPOINT_URL=http://127.0.0.1:4621 AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=t \
 //!   AWS_SECRET_ACCESS_KEY=t cargo test -p wagate-tests --test health_check_scale -- \
 //!   --ignored --nocapture
 //! ```
@@ -25,7 +25,16 @@ const TENANTS_PER_SERVER: usize = 10;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement: run explicitly, see the module docs"]
 async fn thousand_tenants_on_a_hundred_slow_servers() {
-    let fx = Arc::new(fx(settings()).await);
+    let mut st = settings();
+    // HEALTH_SCALE_PAGE_SIZE=1000 lists in one page (no overlap of listing and probing).
+    if let Some(n) = std::env::var("HEALTH_SCALE_PAGE_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        st.page_size = n;
+    }
+    eprintln!("page size {}", st.page_size);
+    let fx = Arc::new(fx(st).await);
     let devices: Vec<String> = (0..TENANTS_PER_SERVER).map(|d| format!("dev{d}")).collect();
     let specs: Vec<(&str, DeviceState)> = devices
         .iter()
@@ -90,7 +99,7 @@ async fn thousand_tenants_on_a_hundred_slow_servers() {
             .map(|e| e.devices_connected.unwrap_or(0))
             .sum::<u32>();
         eprintln!(
-            "run {run}: {:?} (list {:?}, probe {:?}, write {:?}) | tenants {} | servers probed {} not probed {} | max /health per server {} | max /devices per server {} | devices connected {} | DynamoDB calls {} (UpdateItem {}, Scan {}) | KMS Decrypt {} | errors {}",
+            "run {run}: {:?} (list {:?}, probe {:?}, write {:?}) | tenants {} | servers probed {} not probed {} | max /health per server {} | max /devices per server {} | devices connected {} | DynamoDB calls {} (UpdateItem {}, Scan {}, BatchWriteItem {}) | history points {} | KMS Decrypt {} | errors {}",
             report.duration,
             report.phases[0],
             report.phases[1],
@@ -104,6 +113,8 @@ async fn thousand_tenants_on_a_hundred_slow_servers() {
             fx.stack.counter.count("DynamoDB"),
             fx.stack.counter.count_op("DynamoDB", "UpdateItem"),
             fx.stack.counter.count_op("DynamoDB", "Scan"),
+            fx.stack.counter.count_op("DynamoDB", "BatchWriteItem"),
+            report.history_written,
             fx.stack.counter.count_op("KMS", "Decrypt"),
             report.errors.len(),
         );
@@ -111,6 +122,10 @@ async fn thousand_tenants_on_a_hundred_slow_servers() {
         assert_eq!(report.servers_probed, SERVERS);
         assert_eq!((health_max, devices_max), (1, 1));
         assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(
+            report.history_written, SERVERS,
+            "one history point per server"
+        );
         if run > 1 {
             // The first run records every new tenant's status (unknown -> connected); from
             // then on nothing a tenant stores changes, and nothing is written per tenant.

@@ -4,25 +4,30 @@
 //!
 //! One run ([`HealthCheck::run`]):
 //!
-//! 1. list the active tenants, page by page;
-//! 2. group their primary and backup endpoints by server (`Endpoint::endpoint_key`);
-//! 3. probe each distinct server once: `GET /health`, then, if it is up, every device on it in
-//!    one call (`GET /devices`, with the credentials of one tenant on that server, opened
-//!    with one KMS call). At most `concurrency` servers at once, each call bounded by
-//!    `probe_timeout`, the whole phase by `deadline - write_reserve`: a server still
-//!    unanswered then is "not probed" (its tenants' observations are unknown and count for
-//!    nothing);
-//! 4. write the endpoint records (streaks, latency, last error, tenants and devices counted);
+//! 1. list the active tenants, page by page (an eventually consistent, projected `Scan`);
+//! 2. as each page arrives, start probing the servers (`Endpoint::endpoint_key`) it names
+//!    that no earlier page named, so listing and probing overlap: each distinct server once,
+//!    `GET /health`, then, if it is up, every device on it in one call (`GET /devices`, with
+//!    the credentials of the first listed tenant on that server, opened with one KMS call
+//!    and reused by later runs of a warm instance while unchanged).
+//!    At most `concurrency` servers at once, each call bounded by `probe_timeout`, the whole
+//!    phase by `deadline - write_reserve`: a server still unanswered then is "not probed"
+//!    (its tenants' observations are unknown and count for nothing);
+//! 3. once every page is in, count each server's tenants;
+//! 4. write the endpoint records (streaks, latency, last error, tenants and devices counted)
+//!    and, alongside, one health-history point per probed server (a failure there is logged,
+//!    never fails the run);
 //! 5. per tenant, [`wagate::health::decide`] and, only if its status, counters or active
-//!    endpoint change, one conditional write (status, counters, and on a switch
-//!    `activeEndpoint` with `version` + 1). A version conflict (the config changed
-//!    since step 1) re-reads the tenant and decides again on the same probe results; every
-//!    switch writes an audit record and a WARN log line.
+//!    endpoint change, one write (status, counters, and on a switch `activeEndpoint` with
+//!    `version` + 1) conditional on the version, status and counters read. A conflict (the
+//!    config changed since step 1, or the listing returned a stale item) re-reads the tenant
+//!    consistently and decides again on the same probe results; every switch writes an audit
+//!    record and a WARN log line.
 //!
 //! The report ([`RunReport`]) renders CloudWatch EMF lines: one per endpoint, one per switch
 //! and one for the run (see docs/health-check.md).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,15 +39,15 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use wagate::config::Env;
 use wagate::health::{
-    EndpointHealth, EndpointUse, Hysteresis, ProbeResult, SwitchKind, TenantView, decide, observe,
+    EndpointHealth, EndpointUse, HealthPoint, Hysteresis, ProbeResult, SwitchKind, TenantView,
+    decide, observe,
 };
 use wagate::health_store::{
     AUDIT_ACTOR, HealthStore, MonitoredTenant, SwitchAudit, TenantRecord, TenantStateUpdate,
-    all_active_tenants,
 };
 use wagate::metrics::{EmfLine, NAMESPACE, Unit};
 use wagate::net::HttpClient;
-use wagate::provider::{Target, WhatsAppProvider, client_for};
+use wagate::provider::{ProviderError, Target, WhatsAppProvider, client_for};
 use wagate::secrets::{Purpose, SealedSecret, Secret, SecretSealer};
 use wagate::store::StoreError;
 use wagate::tenant::{Credentials, Endpoint, EndpointRole, ProviderKind, TenantId};
@@ -59,7 +64,8 @@ pub struct Settings {
     /// `HEALTH_WRITE_CONCURRENCY` (default 25): tenant writes at once.
     pub write_concurrency: usize,
     /// Items per listing page (`Scan` `Limit`, at most 1,000; DynamoDB also ends a page at
-    /// 1 MB read).
+    /// 1 MB read). Each page's servers are probed while the next page is read, so pages
+    /// smaller than the tenant count let listing and probing overlap.
     pub page_size: u32,
     /// How long an endpoint record outlives its last probe (TTL).
     pub endpoint_ttl: Duration,
@@ -67,6 +73,9 @@ pub struct Settings {
     pub write_reserve: Duration,
     /// Re-reads after a version conflict before giving up on a tenant for this run.
     pub conflict_retries: u32,
+    /// How long an opened server credential is reused by later runs of a warm instance
+    /// (`Duration::ZERO`: opened every run).
+    pub credential_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -76,10 +85,11 @@ impl Default for Settings {
             probe_timeout: Duration::from_millis(2000),
             concurrency: 50,
             write_concurrency: 25,
-            page_size: 1000,
+            page_size: 100,
             endpoint_ttl: Duration::from_secs(7 * 24 * 3600),
             write_reserve: Duration::from_secs(15),
             conflict_retries: 3,
+            credential_ttl: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -136,14 +146,21 @@ impl Settings {
     }
 }
 
-/// One distinct server and what is needed to probe it.
+/// What is needed to probe one distinct server.
 #[derive(Debug, Clone)]
-struct Server {
+struct ProbeTarget {
     key: String,
     provider: ProviderKind,
     /// One tenant's credentials for the server (for the device list).
     credential_owner: TenantId,
     credentials: Credentials<SealedSecret>,
+}
+
+/// One distinct server of the run's tenants and how they use it.
+#[derive(Debug, Clone)]
+struct Server {
+    key: String,
+    provider: ProviderKind,
     usage: EndpointUse,
 }
 
@@ -178,6 +195,9 @@ pub struct RunReport {
     pub outcomes: BTreeMap<String, TenantOutcome>,
     /// Version conflicts met (each followed by a re-read).
     pub conflicts: usize,
+    /// Health-history points written (one per probed server) and not written.
+    pub history_written: usize,
+    pub history_unwritten: usize,
     pub errors: Vec<String>,
 }
 
@@ -260,6 +280,52 @@ pub struct HealthCheck {
     sealer: Arc<dyn SecretSealer>,
     providers: Arc<HashMap<ProviderKind, Box<dyn WhatsAppProvider>>>,
     settings: Settings,
+    opened: Arc<Mutex<OpenedCredentials>>,
+}
+
+/// Server credentials opened in earlier runs of this instance, keyed by tenant and sealed
+/// value (a rotated credential has a new ciphertext, so it is opened again). An entry lives
+/// while every run uses it and at most `credential_ttl`; one no run used is dropped at the
+/// end of the run. This saves one KMS `Decrypt` per server and run in the steady state.
+#[derive(Default)]
+struct OpenedCredentials {
+    entries: HashMap<(String, String), OpenedEntry>,
+}
+
+struct OpenedEntry {
+    secret: Secret,
+    opened_at: Instant,
+    used_at: Instant,
+}
+
+impl OpenedCredentials {
+    fn get(&mut self, key: &(String, String), ttl: Duration) -> Option<Secret> {
+        let e = self.entries.get_mut(key)?;
+        if e.opened_at.elapsed() >= ttl {
+            self.entries.remove(key);
+            return None;
+        }
+        e.used_at = Instant::now();
+        Some(e.secret.clone())
+    }
+
+    fn insert(&mut self, key: (String, String), secret: Secret) {
+        let now = Instant::now();
+        self.entries.insert(
+            key,
+            OpenedEntry {
+                secret,
+                opened_at: now,
+                used_at: now,
+            },
+        );
+    }
+
+    /// Drops what the run that started at `run_started` did not use, and what is too old.
+    fn prune(&mut self, run_started: Instant, ttl: Duration) {
+        self.entries
+            .retain(|_, e| e.used_at >= run_started && e.opened_at.elapsed() < ttl);
+    }
 }
 
 /// A run could not start (the tenant listing failed).
@@ -292,6 +358,7 @@ impl HealthCheck {
             sealer,
             providers: Arc::new(providers),
             settings,
+            opened: Arc::default(),
         }
     }
 
@@ -303,46 +370,108 @@ impl HealthCheck {
     pub async fn run(&self, deadline: Instant) -> Result<RunReport, RunError> {
         let started = Instant::now();
         let started_at = OffsetDateTime::now_utc();
-        let tenants = all_active_tenants(self.store.as_ref(), self.settings.page_size)
-            .await
-            .map_err(RunError::Listing)?;
-        let servers = group_servers(&tenants);
-        let listed = started.elapsed();
-
         let probe_deadline = deadline
             .checked_sub(self.settings.write_reserve)
             .filter(|d| *d > started)
             .unwrap_or_else(|| started + (deadline.saturating_duration_since(started)) / 2);
-        let probes = self.probe_all(&servers, probe_deadline).await;
+
+        // List page by page; each page's new servers are probed while the next is read.
+        let permits = Arc::new(Semaphore::new(self.settings.concurrency));
+        let mut probing = JoinSet::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut tenants: Vec<TenantRecord> = Vec::new();
+        let mut start = None;
+        loop {
+            // On an error, dropping `probing` aborts the probes already started.
+            let (page, next) = self
+                .store
+                .active_tenants_page(start, self.settings.page_size)
+                .await
+                .map_err(RunError::Listing)?;
+            for target in new_probe_targets(&page, &mut seen) {
+                let this = self.clone();
+                let permits = permits.clone();
+                probing.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    let result = this.probe(&target).await;
+                    (target.key, result)
+                });
+            }
+            tenants.extend(page);
+            match next {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        let servers = group_servers(&tenants);
+        let listed = started.elapsed();
+
+        let probes = collect_probes(probing, probe_deadline).await;
         let probed = started.elapsed();
 
         let now = OffsetDateTime::now_utc();
-        let mut errors = Vec::new();
-        let endpoints = self
-            .save_endpoints(&servers, &probes, now, &mut errors)
-            .await;
-
-        let state = Mutex::new((BTreeMap::new(), Vec::new(), 0usize));
-        let tenant_count = tenants.len();
-        let settle = futures_util::stream::iter(tenants).for_each_concurrent(
-            self.settings.write_concurrency,
-            |rec| {
-                let probes = &probes;
-                let state = &state;
-                async move {
-                    let id = rec.config.tenant_id.to_string();
-                    let (outcome, audit, conflicts) = self.settle(rec, probes, now).await;
-                    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-                    s.0.insert(id, outcome);
-                    s.1.extend(audit);
-                    s.2 += conflicts;
+        let history: Vec<HealthPoint> = servers
+            .iter()
+            .filter_map(|s| {
+                probes
+                    .get(&s.key)
+                    .map(|p| HealthPoint::new(&s.key, p, s.usage, now))
+            })
+            .collect();
+        // The history is written alongside the endpoint records and the tenants, and never
+        // holds them up: a failure is a WARN, and it stops at the run's deadline.
+        let write_history = async {
+            let n = history.len();
+            match tokio::time::timeout_at(deadline, self.store.save_history(&history)).await {
+                Ok(Ok(())) => 0,
+                Ok(Err(e)) => {
+                    tracing::warn!(count = e.unwritten, error = %e.reason, "writing the health history failed");
+                    e.unwritten
                 }
-            },
-        );
-        if tokio::time::timeout_at(deadline, settle).await.is_err() {
-            errors.push("the run reached its deadline before every tenant was written".into());
-        }
-        let (outcomes, switches, conflicts) = state.into_inner().unwrap_or_else(|p| p.into_inner());
+                Err(_) => {
+                    tracing::warn!(
+                        count = n,
+                        "writing the health history reached the run's deadline"
+                    );
+                    n
+                }
+            }
+        };
+        let tenant_count = tenants.len();
+        let write_state = async {
+            let mut errors = Vec::new();
+            let endpoints = self
+                .save_endpoints(&servers, &probes, now, &mut errors)
+                .await;
+            let state = Mutex::new((BTreeMap::new(), Vec::new(), 0usize));
+            let settle = futures_util::stream::iter(tenants).for_each_concurrent(
+                self.settings.write_concurrency,
+                |rec| {
+                    let probes = &probes;
+                    let state = &state;
+                    async move {
+                        let id = rec.config.tenant_id.to_string();
+                        let (outcome, audit, conflicts) = self.settle(rec, probes, now).await;
+                        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                        s.0.insert(id, outcome);
+                        s.1.extend(audit);
+                        s.2 += conflicts;
+                    }
+                },
+            );
+            if tokio::time::timeout_at(deadline, settle).await.is_err() {
+                errors.push("the run reached its deadline before every tenant was written".into());
+            }
+            let (outcomes, switches, conflicts) =
+                state.into_inner().unwrap_or_else(|p| p.into_inner());
+            (endpoints, outcomes, switches, conflicts, errors)
+        };
+        let (history_unwritten, (endpoints, outcomes, switches, conflicts, mut errors)) =
+            tokio::join!(write_history, write_state);
+        self.opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .prune(started, self.settings.credential_ttl);
         for (id, o) in &outcomes {
             if let TenantOutcome::Failed(e) = o {
                 errors.push(format!("tenant {id}: {e}"));
@@ -359,49 +488,14 @@ impl HealthCheck {
             switches,
             outcomes,
             conflicts,
+            history_written: history.len() - history_unwritten.min(history.len()),
+            history_unwritten,
             errors,
         })
     }
 
-    async fn probe_all(
-        &self,
-        servers: &[Server],
-        deadline: Instant,
-    ) -> HashMap<String, ProbeResult> {
-        let permits = Arc::new(Semaphore::new(self.settings.concurrency));
-        let mut set = JoinSet::new();
-        for server in servers.iter().cloned() {
-            let this = self.clone();
-            let permits = permits.clone();
-            set.spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                let result = this.probe(&server).await;
-                (server.key, result)
-            });
-        }
-        let mut out = HashMap::new();
-        loop {
-            match tokio::time::timeout_at(deadline, set.join_next()).await {
-                Ok(Some(Ok((key, result)))) => {
-                    out.insert(key, result);
-                }
-                Ok(Some(Err(e))) => tracing::error!(error = %e, "a probe task failed"),
-                Ok(None) => break,
-                Err(_) => {
-                    tracing::warn!(
-                        not_probed = set.len(),
-                        "probe phase reached its deadline; the remaining servers count as not probed"
-                    );
-                    set.abort_all();
-                    break;
-                }
-            }
-        }
-        out
-    }
-
     #[tracing::instrument(skip_all, fields(endpoint = %server.key))]
-    async fn probe(&self, server: &Server) -> ProbeResult {
+    async fn probe(&self, server: &ProbeTarget) -> ProbeResult {
         let Some(provider) = self.providers.get(&server.provider) else {
             return ProbeResult {
                 up: false,
@@ -411,6 +505,7 @@ impl HealthCheck {
                     server.provider.as_str()
                 )),
                 devices: None,
+                error_class: Some("no client".into()),
             };
         };
         let timeout = self.settings.probe_timeout;
@@ -426,20 +521,21 @@ impl HealthCheck {
         )
         .await;
         let latency_ms = started.elapsed().as_millis() as u64;
-        let down = |error: String| ProbeResult {
+        let down = |error: String, class: String| ProbeResult {
             up: false,
             latency_ms,
             error: Some(error),
             devices: None,
+            error_class: Some(class),
         };
         match health {
             Err(_) => {
-                return down(format!(
-                    "/health timed out after {} ms",
-                    timeout.as_millis()
-                ));
+                return down(
+                    format!("/health timed out after {} ms", timeout.as_millis()),
+                    "timeout".into(),
+                );
             }
-            Ok(Err(e)) => return down(format!("/health failed: {e}")),
+            Ok(Err(e)) => return down(format!("/health failed: {e}"), error_class(&e)),
             Ok(Ok(())) => {}
         }
         let credentials = match self.open_credentials(server).await {
@@ -450,6 +546,7 @@ impl HealthCheck {
                     latency_ms,
                     error: Some(e),
                     devices: None,
+                    error_class: None,
                 };
             }
         };
@@ -478,19 +575,37 @@ impl HealthCheck {
             latency_ms,
             error,
             devices,
+            error_class: None,
         }
     }
 
-    async fn open_credentials(&self, server: &Server) -> Result<Credentials<Secret>, String> {
+    async fn open_credentials(&self, server: &ProbeTarget) -> Result<Credentials<Secret>, String> {
         let tenant = server.credential_owner.as_str();
+        let ttl = self.settings.credential_ttl;
         let open = |s: &SealedSecret| {
             let sealer = self.sealer.clone();
+            let opened = self.opened.clone();
             let s = s.clone();
             async move {
-                sealer
+                let key = (tenant.to_string(), s.ciphertext.clone());
+                let cached = opened
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&key, ttl);
+                if let Some(secret) = cached {
+                    return Ok::<Secret, String>(secret);
+                }
+                let secret = sealer
                     .open(tenant, Purpose::ServerCredential, &s)
                     .await
-                    .map_err(|e| format!("opening the server credentials failed: {e}"))
+                    .map_err(|e| format!("opening the server credentials failed: {e}"))?;
+                if !ttl.is_zero() {
+                    opened
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key, secret.clone());
+                }
+                Ok(secret)
             }
         };
         Ok(match &server.credentials {
@@ -584,6 +699,8 @@ impl HealthCheck {
                 return (TenantOutcome::Unchanged, None, conflicts);
             }
             let update = TenantStateUpdate {
+                previous_status: c.connection_status,
+                previous_health: rec.health,
                 status: d.status,
                 status_changed: d.status != c.connection_status,
                 health: d.health,
@@ -654,29 +771,106 @@ impl HealthCheck {
     }
 }
 
-/// The distinct servers of these tenants (primary and backup endpoints), in key order.
+/// A tenant's endpoints: the primary, then the backup if any.
+fn endpoints_of(
+    c: &MonitoredTenant,
+) -> impl Iterator<Item = (EndpointRole, &Endpoint<SealedSecret>)> {
+    std::iter::once((EndpointRole::Primary, &c.primary))
+        .chain(c.backup.iter().map(|b| (EndpointRole::Backup, b)))
+}
+
+/// The servers `page` names that `seen` does not hold yet (added to it), each with the
+/// credentials of the first tenant of the page on it.
+fn new_probe_targets(page: &[TenantRecord], seen: &mut HashSet<String>) -> Vec<ProbeTarget> {
+    let mut out = Vec::new();
+    for rec in page {
+        let c = &rec.config;
+        for (_, e) in endpoints_of(c) {
+            let key = e.endpoint_key();
+            if seen.insert(key.to_string()) {
+                out.push(ProbeTarget {
+                    key: key.to_string(),
+                    provider: c.provider,
+                    credential_owner: c.tenant_id.clone(),
+                    credentials: e.credentials.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Waits for the probes until `deadline`; those still running then are aborted (their
+/// servers count as not probed).
+async fn collect_probes(
+    mut set: JoinSet<(String, ProbeResult)>,
+    deadline: Instant,
+) -> HashMap<String, ProbeResult> {
+    let mut out = HashMap::new();
+    loop {
+        match tokio::time::timeout_at(deadline, set.join_next()).await {
+            Ok(Some(Ok((key, result)))) => {
+                out.insert(key, result);
+            }
+            Ok(Some(Err(e))) => tracing::error!(error = %e, "a probe task failed"),
+            Ok(None) => break,
+            Err(_) => {
+                tracing::warn!(
+                    not_probed = set.len(),
+                    "probe phase reached its deadline; the remaining servers count as not probed"
+                );
+                set.abort_all();
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// A short class of a failed `/health` call for the health history: never the server's
+/// message, a URL or a secret.
+fn error_class(e: &ProviderError) -> String {
+    match e {
+        ProviderError::Retryable {
+            before_sent: true, ..
+        } => "connect".into(),
+        ProviderError::Retryable { reason, .. } | ProviderError::Ambiguous { reason } => {
+            match reason.strip_prefix("server answered ") {
+                Some(rest) if rest.len() >= 3 && rest[..3].bytes().all(|b| b.is_ascii_digit()) => {
+                    format!("http {}", &rest[..3])
+                }
+                _ if reason.contains("timed out") => "timeout".into(),
+                _ => "connection".into(),
+            }
+        }
+        ProviderError::Permanent { code, .. }
+            if code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            format!("http {code}")
+        }
+        ProviderError::Permanent { .. } => "http error".into(),
+        ProviderError::RateLimited { .. } => "http 429".into(),
+        ProviderError::LoggedOut { .. } | ProviderError::BadCredentials => "http 401".into(),
+        ProviderError::Egress(_) => "egress refused".into(),
+    }
+}
+
+/// The distinct servers of these tenants (primary and backup endpoints) and their use, in
+/// key order.
 fn group_servers(tenants: &[TenantRecord]) -> Vec<Server> {
     let mut map: BTreeMap<String, Server> = BTreeMap::new();
-    let mut sorted: Vec<&TenantRecord> = tenants.iter().collect();
-    sorted.sort_by(|a, b| a.config.tenant_id.cmp(&b.config.tenant_id));
-    for rec in sorted {
+    for rec in tenants {
         let c = &rec.config;
         let active_role = match (c.active_endpoint, &c.backup) {
             (EndpointRole::Backup, Some(_)) => EndpointRole::Backup,
             _ => EndpointRole::Primary,
         };
-        let mut roles = vec![(EndpointRole::Primary, &c.primary)];
-        if let Some(b) = &c.backup {
-            roles.push((EndpointRole::Backup, b));
-        }
         let mut seen_here: Vec<&str> = Vec::new();
-        for (role, e) in roles {
+        for (role, e) in endpoints_of(c) {
             let key = e.endpoint_key();
             let server = map.entry(key.to_string()).or_insert_with(|| Server {
                 key: key.to_string(),
                 provider: c.provider,
-                credential_owner: c.tenant_id.clone(),
-                credentials: e.credentials.clone(),
                 usage: EndpointUse::default(),
             });
             if !seen_here.contains(&key) {

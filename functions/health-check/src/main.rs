@@ -18,10 +18,22 @@ async fn main() -> Result<(), Error> {
     let app_cfg = AppConfig::read(&mut env);
     let endpoints_table = env.required("ENDPOINTS_TABLE");
     let audit_table = env.required("AUDIT_TABLE");
+    let history_table = env.required("HEALTH_HISTORY_TABLE");
     let settings = Settings::read(&mut env);
     env.finish()?;
-    let (Some(app_cfg), Some(endpoints_table), Some(audit_table), Some(settings)) =
-        (app_cfg, endpoints_table, audit_table, settings)
+    let (
+        Some(app_cfg),
+        Some(endpoints_table),
+        Some(audit_table),
+        Some(history_table),
+        Some(settings),
+    ) = (
+        app_cfg,
+        endpoints_table,
+        audit_table,
+        history_table,
+        settings,
+    )
     else {
         return Err("invalid configuration".into());
     };
@@ -29,12 +41,15 @@ async fn main() -> Result<(), Error> {
     let sdk = wagate::aws::load().await;
     let http = HttpClient::new(app_cfg.egress.clone(), app_cfg.http)?;
     let check = Arc::new(HealthCheck::new(
-        Arc::new(DynamoHealthStore::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            app_cfg.tenants_table,
-            endpoints_table,
-            audit_table,
-        )),
+        Arc::new(
+            DynamoHealthStore::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                app_cfg.tenants_table,
+                endpoints_table,
+                audit_table,
+            )
+            .with_history_table(history_table),
+        ),
         Arc::new(KmsSealer::new(
             aws_sdk_kms::Client::new(&sdk),
             app_cfg.kms_key_id,

@@ -47,12 +47,15 @@ pub async fn fx(settings: Settings) -> Fx {
     let env = stack.env();
     let tenants = DynamoTenantStore::new(stack.dynamodb.clone(), stack.tenants_table());
     let sealer = KmsSealer::new(stack.kms.clone(), stack.kms_key_id());
-    let store = Arc::new(DynamoHealthStore::new(
-        stack.dynamodb.clone(),
-        stack.tenants_table(),
-        env["ENDPOINTS_TABLE"].clone(),
-        env["AUDIT_TABLE"].clone(),
-    ));
+    let store = Arc::new(
+        DynamoHealthStore::new(
+            stack.dynamodb.clone(),
+            stack.tenants_table(),
+            env["ENDPOINTS_TABLE"].clone(),
+            env["AUDIT_TABLE"].clone(),
+        )
+        .with_history_table(stack.health_history_table()),
+    );
     let http = HttpClient::new(
         EgressPolicy::new(vec!["127.0.0.1/32".parse().unwrap()]),
         HttpTimeouts {

@@ -465,6 +465,76 @@ async fn config_key_is_symmetric_rotating_aliased_and_seals_with_context() {
 }
 
 #[tokio::test]
+async fn health_history_table_and_the_audit_switch_index_are_provisioned() {
+    let Some(sdk) = moto().await else { return };
+    let stack = fresh_stack(&sdk).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let env = stack.env();
+
+    let history = &stack.tables["HealthHistoryTable"];
+    assert_eq!(history, &format!("{}-health-history", stack.stack_name));
+    assert_eq!(
+        env["HEALTH_HISTORY_TABLE"], *history,
+        "from the functions' Environment"
+    );
+    let table = dynamodb
+        .describe_table()
+        .table_name(history)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let keys: Vec<(String, String)> = table
+        .key_schema()
+        .iter()
+        .map(|k| (k.attribute_name.clone(), k.key_type.as_str().to_owned()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("endpointKey".to_owned(), "HASH".to_owned()),
+            ("at".to_owned(), "RANGE".to_owned())
+        ]
+    );
+    let ttl = dynamodb
+        .describe_time_to_live()
+        .table_name(history)
+        .send()
+        .await
+        .unwrap()
+        .time_to_live_description
+        .unwrap();
+    assert_eq!(ttl.attribute_name.as_deref(), Some("expiresAt"));
+
+    let audit = dynamodb
+        .describe_table()
+        .table_name(&stack.tables["AuditTable"])
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let index = audit
+        .global_secondary_indexes()
+        .iter()
+        .find(|g| g.index_name() == Some("BySwitchStream"))
+        .expect("BySwitchStream");
+    let keys: Vec<(String, String)> = index
+        .key_schema()
+        .iter()
+        .map(|k| (k.attribute_name.clone(), k.key_type.as_str().to_owned()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("switchStream".to_owned(), "HASH".to_owned()),
+            ("at".to_owned(), "RANGE".to_owned())
+        ]
+    );
+}
+
+#[tokio::test]
 async fn env_names_every_resource_the_functions_read() {
     let Some(sdk) = moto().await else { return };
     let stack = fresh_stack(&sdk).await;

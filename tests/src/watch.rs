@@ -1,0 +1,133 @@
+//! `cargo lambda watch` as the tests run it: the real function binaries behind cargo-lambda's
+//! local function URLs (`/lambda-url/<function>/…`) and its Lambda invoke API
+//! (`/2015-03-31/functions/<function>/invocations`).
+
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::workspace_root;
+
+/// `cargo lambda watch` in its own process group, stopped with the test.
+pub struct Watch {
+    child: Child,
+    pub port: u16,
+    pub log: std::path::PathBuf,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let pgid = self.child.id() as i32;
+        // SAFETY: kill(2) on our own child's process group; no memory is touched.
+        unsafe {
+            libc_kill(-pgid, 15);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        unsafe {
+            libc_kill(-pgid, 9);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn start_watch(env: &[(String, String)]) -> Watch {
+    let port = free_port();
+    let dir = tempdir();
+    let env_file = dir.join("stack.env");
+    let mut f = std::fs::File::create(&env_file).unwrap();
+    for (k, v) in env {
+        // cargo-lambda's env file wants single quotes around JSON.
+        writeln!(f, "{k}='{v}'").unwrap();
+    }
+    let log = dir.join("watch.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new("cargo")
+        .args([
+            "lambda",
+            "watch",
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+        ])
+        .arg(port.to_string())
+        .arg("--env-file")
+        .arg(&env_file)
+        .args(["--ignore-changes"])
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .process_group(0)
+        .spawn()
+        .expect("`cargo lambda` on PATH (scripts/test.sh adds .venv/bin)");
+    Watch { child, port, log }
+}
+
+pub fn tempdir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("wagate-e2e-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+impl Watch {
+    pub fn url(&self, function: &str, path: &str) -> String {
+        format!("http://127.0.0.1:{}/lambda-url/{function}{path}", self.port)
+    }
+
+    /// Waits until the function answers (the first call builds it).
+    pub async fn ready(&self, http: &reqwest::Client, function: &str, path: &str) {
+        let deadline = Instant::now() + Duration::from_secs(900);
+        loop {
+            if let Ok(r) = http.get(self.url(function, path)).send().await {
+                // cargo-lambda answers 5xx while a function is still compiling.
+                if r.status().as_u16() < 500 {
+                    return;
+                }
+            }
+            // A function that dies at init (e.g. a missing variable) never comes up: say so
+            // now rather than at the deadline.
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            assert!(
+                !log.contains("ERROR command exited"),
+                "{function} exited under cargo lambda watch; log:\n{log}"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "cargo lambda watch did not serve {function}; log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+impl Watch {
+    /// The Lambda invoke API of `function` (what `cargo lambda invoke` calls).
+    pub fn invoke_url(&self, function: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}/2015-03-31/functions/{function}/invocations",
+            self.port
+        )
+    }
+}
