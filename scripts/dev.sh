@@ -9,6 +9,10 @@
 #                    :3001  its control API
 #   cargo lambda     :9000  the functions, rebuilt on change
 #                           (http://127.0.0.1:9000/lambda-url/<function>/<path>)
+#   the dashboard           http://127.0.0.1:9000/lambda-url/config-api/dashboard
+# and stands in for EventBridge: runs the health check every WAGATE_DEV_HEALTH_EVERY seconds
+# (default 60, 0 turns it off) through cargo-lambda's invoke API, with
+# events/health-check-schedule.json.
 # creates the demo tenant `demo` through the config API, prints ready-to-paste requests, and
 # stays in the foreground until Ctrl-C, then stops everything it started.
 # State and logs: .local/ (stack.env, jwt/, *.log).
@@ -158,6 +162,9 @@ case "$code" in
     ;;
 esac
 
+health_every="${WAGATE_DEV_HEALTH_EVERY:-60}"
+[[ "$health_every" =~ ^[0-9]+$ ]] || { log "WAGATE_DEV_HEALTH_EVERY must be a number of seconds"; exit 2; }
+
 # An invoke event with a real token, for `cargo lambda invoke`.
 sed "s/REPLACE_WITH_TOKEN/$admin_token/" events/config-api-get-whatsapp-config.json >"$state/config-api-get.json"
 
@@ -183,11 +190,35 @@ Try:
   cargo lambda invoke config-api --invoke-address 127.0.0.1 --invoke-port $lambda_port \\
        --data-file ${state#"$root"/}/config-api-get.json
 
-Logs: ${state#"$root"/}/lambda-watch.log, ${state#"$root"/}/gowa-sim.log, ${state#"$root"/}/moto-$moto_port.log
+Dashboard: http://127.0.0.1:$lambda_port/lambda-url/config-api/dashboard
+  sign in with the admin token above, or the demo tenant's:
+$tenant_token
+
+The health check runs every ${health_every}s (WAGATE_DEV_HEALTH_EVERY; 0 = never), or now with:
+  cargo lambda invoke health-check --invoke-address 127.0.0.1 --invoke-port $lambda_port \\
+       --data-file events/health-check-schedule.json
+
+Logs: ${state#"$root"/}/lambda-watch.log, ${state#"$root"/}/health-check-runs.log, ${state#"$root"/}/gowa-sim.log, ${state#"$root"/}/moto-$moto_port.log
 EOF
 
-# --- foreground until Ctrl-C or a component dies -----------------------------------------------
+# --- foreground until Ctrl-C or a component dies; the health check on its schedule -----------
+health_url="http://127.0.0.1:$lambda_port/2015-03-31/functions/health-check/invocations"
+next_health=$SECONDS
+health_pid=""
 while true; do
+    if ((health_every > 0 && SECONDS >= next_health)); then
+        next_health=$((SECONDS + health_every))
+        # One run at a time (the first one compiles the function).
+        if [[ -z "$health_pid" ]] || ! kill -0 "$health_pid" 2>/dev/null; then
+            {
+                printf '%s ' "$(date -u +%FT%TZ)"
+                curl -sS --max-time 600 -X POST -H 'content-type: application/json' \
+                    --data-binary @events/health-check-schedule.json "$health_url" || true
+                echo
+            } >>"$state/health-check-runs.log" 2>&1 &
+            health_pid=$!
+        fi
+    fi
     for pid in "$sim_pid" "$watch_pid"; do
         if ! kill -0 "$pid" 2>/dev/null; then
             log "a component exited (pid $pid); stopping the rest"

@@ -4,6 +4,7 @@
 #   scripts/test.sh [extra arguments for the test runner]
 #
 # 1. bootstrap the pinned Python tools into .venv (moto, cargo-lambda, cfn-lint, SAM CLI);
+#    and what the dashboard's browser test drives (Debian's Chromium, Node.js, playwright-core);
 # 2. start moto_server on 127.0.0.1:4567 (not the dev stack's 4566) and stop it on exit;
 # 3. lint template.yaml with cfn-lint and `sam validate --lint`;
 # 4. cargo fmt --check, clippy -D warnings, then the workspace's tests (cargo-nextest when
@@ -22,6 +23,9 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "bootstrap (.venv)"
 bash scripts/bootstrap.sh
+
+step "browser test prerequisites (chromium, node, playwright-core)"
+bash scripts/browser-setup.sh
 
 step "moto_server on 127.0.0.1:$moto_port"
 # Tests isolate themselves by stack name, so a moto_server that already runs on the port (another

@@ -73,6 +73,10 @@ pub async fn api() -> Api {
             audit_table: env["AUDIT_TABLE"].clone(),
         },
         endpoints_table: env["ENDPOINTS_TABLE"].clone(),
+        history_table: env
+            .get("HEALTH_HISTORY_TABLE")
+            .cloned()
+            .expect("template.yaml defines HEALTH_HISTORY_TABLE for the config API"),
         deliveries: DeliveryStore::new(
             stack.dynamodb.clone(),
             env["MESSAGES_TABLE"].clone(),

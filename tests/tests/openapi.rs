@@ -59,6 +59,23 @@ fn check(doc: &Value, method: &str, template: &str, r: &Reply) {
         )
     });
     let resp = resolve(doc, resp);
+    // A documented non-JSON body (the dashboard's HTML, JS, CSS): the type must be one listed.
+    if let Some(content) = resp["content"].as_object()
+        && !content.contains_key("application/json")
+    {
+        let ct = r
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        assert!(
+            content.contains_key(mime) && !r.text.is_empty(),
+            "{method} {template} {status}: content-type {ct:?} is not one of {:?}",
+            content.keys().collect::<Vec<_>>()
+        );
+        return;
+    }
     let Some(schema) = resp.pointer("/content/application~1json/schema") else {
         assert!(
             r.text.is_empty(),
@@ -129,6 +146,18 @@ async fn every_route_answers_what_the_spec_documents() {
         ("GET", "/tenants/{tenantId}/status", ApiEvent::new("GET", "/tenants/nope/status").bearer(&admin)),
         ("GET", "/tenants/{tenantId}/messages/{idempotencyKey}", ApiEvent::new("GET", "/tenants/acme/messages/k1").bearer(&tenant)),
         ("GET", "/tenants/{tenantId}/messages/{idempotencyKey}", ApiEvent::new("GET", "/tenants/acme/messages/k2").bearer(&tenant)),
+        ("GET", "/tenants/{tenantId}/history", ApiEvent::new("GET", "/tenants/acme/history").bearer(&tenant)),
+        ("GET", "/tenants/{tenantId}/history", ApiEvent::new("GET", "/tenants/acme/history").query("hours=25").bearer(&tenant)),
+        ("GET", "/tenants/{tenantId}/history", ApiEvent::new("GET", "/tenants/acme/history").bearer(&other)),
+        ("GET", "/tenants/{tenantId}/history", ApiEvent::new("GET", "/tenants/nope/history").bearer(&admin)),
+        ("GET", "/admin/failovers", ApiEvent::new("GET", "/admin/failovers").bearer(&admin)),
+        ("GET", "/admin/failovers", ApiEvent::new("GET", "/admin/failovers").query("hours=0").bearer(&admin)),
+        ("GET", "/admin/failovers", ApiEvent::new("GET", "/admin/failovers").bearer(&tenant)),
+        ("GET", "/dashboard", ApiEvent::new("GET", "/dashboard")),
+        ("GET", "/dashboard/{asset}", ApiEvent::new("GET", "/dashboard/app.js")),
+        ("GET", "/dashboard/{asset}", ApiEvent::new("GET", "/dashboard/app.css")),
+        ("GET", "/dashboard/{asset}", ApiEvent::new("GET", "/dashboard/index.html")),
+        ("GET", "/dashboard/{asset}", ApiEvent::new("GET", "/dashboard/secrets.json")),
         ("GET", "/admin/endpoints", ApiEvent::new("GET", "/admin/endpoints").bearer(&admin)),
         ("GET", "/admin/endpoints", ApiEvent::new("GET", "/admin/endpoints").bearer(&tenant)),
         ("GET", "/admin/export", ApiEvent::new("GET", "/admin/export").bearer(&admin)),
@@ -243,6 +272,16 @@ async fn every_route_answers_what_the_spec_documents() {
         ("POST", "/admin/migrations", 409),
         ("POST", "/admin/migrations", 422),
         ("GET", "/admin/migrations/{jobId}", 200),
+        ("GET", "/tenants/{tenantId}/history", 200),
+        ("GET", "/tenants/{tenantId}/history", 400),
+        ("GET", "/tenants/{tenantId}/history", 403),
+        ("GET", "/tenants/{tenantId}/history", 404),
+        ("GET", "/admin/failovers", 200),
+        ("GET", "/admin/failovers", 400),
+        ("GET", "/admin/failovers", 403),
+        ("GET", "/dashboard", 200),
+        ("GET", "/dashboard/{asset}", 200),
+        ("GET", "/dashboard/{asset}", 404),
     ] {
         assert!(seen.contains(&want), "{want:?} not reached: {seen:?}");
     }

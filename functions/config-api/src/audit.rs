@@ -208,6 +208,10 @@ impl Journal {
         &self.client
     }
 
+    pub fn audit_table(&self) -> &str {
+        &self.audit_table
+    }
+
     pub fn tenants_table(&self) -> &str {
         &self.tenants_table
     }

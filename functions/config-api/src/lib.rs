@@ -16,6 +16,9 @@
 //! | `GET /tenants/{tenantId}/audit?limit=&cursor=` | tenant or admin | audit log, newest first |
 //! | `GET /tenants/{tenantId}/status` | tenant or admin | dashboard status |
 //! | `GET /tenants/{tenantId}/messages/{idempotencyKey}` | tenant or admin | an outbound message's delivery record |
+//! | `GET /tenants/{tenantId}/history?hours=` | tenant or admin | health-check points of the tenant's servers (last 24 h) |
+//! | `GET /admin/failovers?hours=` | admin | automatic failovers and failbacks of every tenant, newest first |
+//! | `GET /dashboard`, `GET /dashboard/{asset}` | none (the page asks for a token) | the status dashboard and settings page |
 //! | `GET /admin/endpoints` | admin | every server's health record |
 //! | `GET /admin/export` | admin | every config, secrets sealed |
 //! | `POST /admin/import?dryRun=true` | admin | restore an export; never overwrites |
@@ -35,6 +38,7 @@
 pub mod audit;
 pub mod auth;
 pub mod conntest;
+pub mod dashboard;
 pub mod dto;
 pub mod error;
 pub mod fleet;
@@ -75,6 +79,8 @@ pub struct App {
     pub http: HttpClient,
     /// The health check's endpoints table (read only).
     pub endpoints_table: String,
+    /// The health check's per-run history of each server (read only).
+    pub history_table: String,
     /// Outbound delivery records (read only: `get`).
     pub deliveries: DeliveryStore,
     /// The server registry and migration jobs.
@@ -92,7 +98,11 @@ pub(crate) enum Route {
     Audit(TenantId),
     Status(TenantId),
     Message(TenantId, String),
+    History(TenantId),
     Endpoints,
+    Failovers,
+    /// The dashboard page (`None`) or one of its assets.
+    Dashboard(Option<String>),
     Export,
     Import,
     Servers,
@@ -123,7 +133,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/tenants/{tenantId}/audit"),
     ("GET", "/tenants/{tenantId}/status"),
     ("GET", "/tenants/{tenantId}/messages/{idempotencyKey}"),
+    ("GET", "/tenants/{tenantId}/history"),
     ("GET", "/admin/endpoints"),
+    ("GET", "/admin/failovers"),
     ("GET", "/admin/export"),
     ("POST", "/admin/import"),
     ("GET", "/admin/servers"),
@@ -133,6 +145,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/placement"),
     ("POST", "/admin/migrations"),
     ("GET", "/admin/migrations/{jobId}"),
+    ("GET", "/dashboard"),
+    ("GET", "/dashboard/{asset}"),
 ];
 
 /// Handles one request; never fails (errors become responses).
@@ -171,6 +185,15 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
 
 pub(crate) fn parse_route(path: &str) -> Result<Route, ApiError> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // The dashboard: `…/dashboard` or `…/dashboard/<asset>` at the end of a path that is
+    // not an API path (a tenant may be called `dashboard`).
+    if !segs.iter().any(|s| *s == "tenants" || *s == "admin") {
+        match segs.as_slice() {
+            [.., "dashboard"] => return Ok(Route::Dashboard(None)),
+            [.., "dashboard", asset] => return Ok(Route::Dashboard(Some(asset.to_string()))),
+            _ => {}
+        }
+    }
     // Accept any prefix (stage, or cargo lambda's /lambda-url/<fn>) before /tenants or /admin.
     if let Some(pos) = segs.iter().rposition(|s| *s == "tenants") {
         let tenant = |id: &str| {
@@ -192,6 +215,7 @@ pub(crate) fn parse_route(path: &str) -> Result<Route, ApiError> {
             [id, "audit"] => Ok(Route::Audit(tenant(id)?)),
             [id, "status"] => Ok(Route::Status(tenant(id)?)),
             [id, "messages", key] => Ok(Route::Message(tenant(id)?, percent_decode(key))),
+            [id, "history"] => Ok(Route::History(tenant(id)?)),
             _ => Err(ApiError::NoRoute),
         };
     }
@@ -201,6 +225,7 @@ pub(crate) fn parse_route(path: &str) -> Result<Route, ApiError> {
         .map(|p| &segs[p + 1..])
     {
         Some(["endpoints"]) => Ok(Route::Endpoints),
+        Some(["failovers"]) => Ok(Route::Failovers),
         Some(["export"]) => Ok(Route::Export),
         Some(["import"]) => Ok(Route::Import),
         Some(["servers"]) => Ok(Route::Servers),
@@ -221,6 +246,13 @@ fn percent_decode(s: &str) -> String {
 
 async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
     let route = parse_route(req.uri().path())?;
+    // The page holds no data: it is served without a token and asks for one.
+    if let Route::Dashboard(asset) = &route {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return Err(ApiError::MethodNotAllowed("GET"));
+        }
+        return dashboard::asset(asset.as_deref());
+    }
     // Authenticate before anything else is looked at.
     let authz = req
         .headers()
@@ -250,7 +282,8 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
     | Route::Switch(t)
     | Route::Audit(t)
     | Route::Status(t)
-    | Route::Message(t, _) = &route
+    | Route::Message(t, _)
+    | Route::History(t) = &route
     {
         tracing::Span::current().record("tenant_id", t.as_str());
         authorize(&caller, t)?;
@@ -296,11 +329,22 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
             only(Method::GET, "GET")?;
             ops::message(app, t, &key).await
         }
+        Route::History(t) => {
+            only(Method::GET, "GET")?;
+            dashboard::history(app, req, t).await
+        }
         Route::Endpoints => {
             only(Method::GET, "GET")?;
             admin()?;
             ops::endpoints(app).await
         }
+        Route::Failovers => {
+            only(Method::GET, "GET")?;
+            admin()?;
+            dashboard::failovers(app, req).await
+        }
+        // Served above, before authentication.
+        Route::Dashboard(_) => Err(ApiError::NoRoute),
         Route::Export => {
             only(Method::GET, "GET")?;
             admin()?;
@@ -633,6 +677,27 @@ mod tests {
             Err(ApiError::NoRoute)
         ));
         assert!(matches!(parse_route("/admin"), Err(ApiError::NoRoute)));
+        assert!(matches!(
+            parse_route("/lambda-url/config-api/dashboard"),
+            Ok(Route::Dashboard(None))
+        ));
+        assert!(matches!(
+            parse_route("/prod/dashboard/app.js"),
+            Ok(Route::Dashboard(Some(a))) if a == "app.js"
+        ));
+        // A tenant called `dashboard` is still a tenant.
+        assert!(matches!(
+            parse_route("/tenants/dashboard/status"),
+            Ok(Route::Status(t)) if t.as_str() == "dashboard"
+        ));
+        assert!(matches!(
+            parse_route("/tenants/acme/history"),
+            Ok(Route::History(t)) if t.as_str() == "acme"
+        ));
+        assert!(matches!(
+            parse_route("/admin/failovers"),
+            Ok(Route::Failovers)
+        ));
     }
 
     #[test]

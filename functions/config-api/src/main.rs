@@ -21,6 +21,7 @@ async fn main() -> Result<(), Error> {
     let app_cfg = AppConfig::read(&mut env);
     let audit_table = env.required("AUDIT_TABLE");
     let endpoints_table = env.required("ENDPOINTS_TABLE");
+    let history_table = env.required("HEALTH_HISTORY_TABLE");
     let messages_table = env.required("MESSAGES_TABLE");
     let servers_table = env.required("SERVERS_TABLE");
     let jobs_table = env.required("MIGRATIONS_TABLE");
@@ -46,6 +47,7 @@ async fn main() -> Result<(), Error> {
         Some(keys),
         Some(audit_table),
         Some(endpoints_table),
+        Some(history_table),
         Some(messages_table),
         Some(servers_table),
         Some(jobs_table),
@@ -56,6 +58,7 @@ async fn main() -> Result<(), Error> {
         keys,
         audit_table,
         endpoints_table,
+        history_table,
         messages_table,
         servers_table,
         jobs_table,
@@ -89,6 +92,7 @@ async fn main() -> Result<(), Error> {
         journal: Journal::new(dynamodb.clone(), app_cfg.tenants_table, audit_table),
         http,
         endpoints_table,
+        history_table,
         // Read only (`get`): the rate table and retention are the sender's business.
         deliveries: DeliveryStore::new(dynamodb, messages_table, "", Duration::ZERO),
         sealer: Arc::new(KmsSealer::new(

@@ -592,7 +592,7 @@ pub struct TenantStatus {
     pub last_check_at: Option<String>,
     pub active_endpoint: EndpointRole,
     pub active_base_url: String,
-    /// The active server's last `/health` latency.
+    /// The active server's last `/health` latency (absent while it does not answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
     /// Consecutive health-check runs in which the active endpoint was unusable.
@@ -735,7 +735,11 @@ pub async fn status(app: &App, tenant: TenantId) -> Result<Response<Body>, ApiEr
         } else {
             EndpointRole::Primary
         },
-        latency_ms: health.remove(&active).map(|h| h.latency_ms),
+        // A server that did not answer has no latency to show.
+        latency_ms: health
+            .remove(&active)
+            .filter(|h| h.up)
+            .map(|h| h.latency_ms),
         active_base_url: active,
         consecutive_failures: failures,
         version: cfg.version,

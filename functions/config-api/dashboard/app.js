@@ -1,0 +1,878 @@
+// wagate dashboard: plain JavaScript, no dependencies. Talks to the config API it is served
+// by (same origin, same path prefix), with the token the user signs in with. Everything the
+// API returns is put on the page as text (never as HTML).
+"use strict";
+
+// The API lives next to the page: …/dashboard -> … (a stage or cargo lambda's /lambda-url/x).
+const BASE = location.pathname.replace(/\/dashboard(\/.*)?$/, "");
+const TOKEN_KEY = "wagate.token";
+const STATUS_TEXT = {
+  connected: "connected",
+  logged_out: "logged out",
+  endpoint_down: "server down",
+  unknown: "unknown",
+};
+const STATUS_CLASS = { connected: "ok", logged_out: "warn", endpoint_down: "bad", unknown: "unk" };
+
+const state = { token: null, claims: null, settings: null, lastTested: null };
+
+// ---------------------------------------------------------------------------------------
+// Small helpers
+// ---------------------------------------------------------------------------------------
+
+const $ = (id) => document.getElementById(id);
+
+/** el("td", {class: "num", "data-label": "Latency"}, "12 ms") — children are text or nodes. */
+function el(tag, attrs, ...kids) {
+  const n = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "text") n.textContent = v;
+    else if (k.startsWith("on")) n.addEventListener(k.slice(2), v);
+    else n.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const kid of kids.flat(Infinity)) {
+    if (kid === null || kid === undefined || kid === false) continue;
+    n.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  }
+  return n;
+}
+
+function svg(tag, attrs, ...kids) {
+  const n = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs || {})) n.setAttribute(k, String(v));
+  for (const kid of kids.flat(Infinity)) {
+    if (kid === null || kid === undefined) continue;
+    n.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  }
+  return n;
+}
+
+function fill(id, ...nodes) {
+  const n = $(id);
+  n.replaceChildren(...nodes.flat(Infinity).filter(Boolean));
+  return n;
+}
+
+function badge(status) {
+  return el("span", { class: "badge " + (STATUS_CLASS[status] || "unk") }, STATUS_TEXT[status] || status);
+}
+
+function upBadge(up) {
+  return el("span", { class: "badge " + (up ? "ok" : "bad") }, up ? "up" : "down");
+}
+
+function when(iso) {
+  if (!iso) return "never";
+  const t = new Date(iso);
+  if (Number.isNaN(t.getTime())) return iso;
+  const s = Math.round((Date.now() - t.getTime()) / 1000);
+  let ago;
+  if (s < 5) ago = "just now";
+  else if (s < 90) ago = s + " s ago";
+  else if (s < 5400) ago = Math.round(s / 60) + " min ago";
+  else if (s < 172800) ago = Math.round(s / 3600) + " h ago";
+  else ago = Math.round(s / 86400) + " days ago";
+  return el("time", { datetime: iso, title: t.toISOString() }, ago);
+}
+
+function ms(v) {
+  return v === null || v === undefined ? "—" : v + " ms";
+}
+
+function table(columns, rows, empty) {
+  if (!rows.length) return el("p", { class: "empty" }, empty);
+  return el(
+    "table",
+    { class: "stack" },
+    el("thead", {}, el("tr", {}, columns.map((c) => el("th", { scope: "col", class: c.num ? "num" : null }, c.title)))),
+    el(
+      "tbody",
+      {},
+      rows.map((r) =>
+        el(
+          "tr",
+          {},
+          columns.map((c) => el("td", { "data-label": c.title, class: c.num ? "num" : null }, c.value(r))),
+        ),
+      ),
+    ),
+  );
+}
+
+function flash(message, bad) {
+  const f = $("flash");
+  f.textContent = message;
+  f.classList.toggle("bad", !!bad);
+  f.hidden = !message;
+}
+
+/** The token's claims, unverified: only to choose what to show (the API checks it). */
+function decodeClaims(token) {
+  const parts = token.split(".");
+  if (parts.length !== 3) return null;
+  try {
+    const b64 = parts[1].replace(/-/g, "+").replace(/_/g, "/");
+    const json = atob(b64 + "===".slice((b64.length + 3) % 4));
+    return JSON.parse(decodeURIComponent(escape(json)));
+  } catch (_) {
+    return null;
+  }
+}
+
+function isAdmin() {
+  return !!state.claims && String(state.claims.scope || "").split(" ").includes("wagate/admin");
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.message) || "HTTP " + status);
+    this.status = status;
+    this.body = body || {};
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Authorization: "Bearer " + state.token };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let res;
+  try {
+    res = await fetch(BASE + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+      credentials: "omit",
+    });
+  } catch (e) {
+    throw new ApiError(0, { error: "network", message: "The config API cannot be reached: " + e.message });
+  }
+  let data = null;
+  if (res.status !== 204) {
+    try {
+      data = await res.json();
+    } catch (_) {
+      data = null;
+    }
+  }
+  if (res.status === 401) {
+    signOut((data && data.message) || "Your session ended; sign in again.");
+    throw new ApiError(401, data);
+  }
+  if (!res.ok) throw new ApiError(res.status, data);
+  return data;
+}
+
+const enc = encodeURIComponent;
+
+// ---------------------------------------------------------------------------------------
+// Sign in and routing
+// ---------------------------------------------------------------------------------------
+
+function showView(name) {
+  for (const v of ["signin", "tenant", "settings", "admin"]) $("view-" + v).hidden = v !== name;
+  for (const a of document.querySelectorAll("#nav a")) a.removeAttribute("aria-current");
+  const current = { admin: "nav-admin", tenant: "nav-tenant", settings: "nav-settings" }[name];
+  if (current) $(current).setAttribute("aria-current", "page");
+}
+
+function signIn(token) {
+  const claims = decodeClaims(token);
+  if (!claims) return "That is not a JWT (three dot-separated parts).";
+  const scopes = String(claims.scope || "").split(" ");
+  if (!scopes.includes("wagate/admin") && !scopes.includes("wagate/tenant")) {
+    return "This token has neither the wagate/tenant nor the wagate/admin scope.";
+  }
+  if (claims.exp && claims.exp * 1000 < Date.now()) return "This token has expired.";
+  state.token = token;
+  state.claims = claims;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $("who").textContent = isAdmin() ? "admin · " + (claims.sub || "") : "tenant " + claims.tenant_id;
+  $("signout").hidden = false;
+  $("nav").hidden = false;
+  $("nav-admin").hidden = !isAdmin();
+  return null;
+}
+
+function signOut(message) {
+  state.token = null;
+  state.claims = null;
+  sessionStorage.removeItem(TOKEN_KEY);
+  $("who").textContent = "";
+  $("signout").hidden = true;
+  $("nav").hidden = true;
+  $("token").value = "";
+  $("signin-error").textContent = message || "";
+  if (location.hash !== "#/signin") location.hash = "#/signin";
+  else route();
+}
+
+function homeHash() {
+  return isAdmin() ? "#/admin" : "#/tenant/" + enc(state.claims.tenant_id);
+}
+
+function setTenantNav(tenant) {
+  $("nav-tenant").href = "#/tenant/" + enc(tenant);
+  $("nav-settings").href = "#/tenant/" + enc(tenant) + "/settings";
+  $("nav-tenant").hidden = false;
+  $("nav-settings").hidden = false;
+}
+
+async function route() {
+  flash("");
+  if (!state.token) {
+    showView("signin");
+    $("token").focus();
+    return;
+  }
+  const hash = location.hash || "";
+  let m;
+  if ((m = hash.match(/^#\/tenant\/([^/]+)\/settings$/))) {
+    const t = decodeURIComponent(m[1]);
+    setTenantNav(t);
+    showView("settings");
+    await loadSettings(t);
+  } else if ((m = hash.match(/^#\/tenant\/([^/]+)$/))) {
+    const t = decodeURIComponent(m[1]);
+    setTenantNav(t);
+    showView("tenant");
+    await loadTenant(t);
+  } else if (hash === "#/admin" && isAdmin()) {
+    $("nav-tenant").hidden = true;
+    $("nav-settings").hidden = true;
+    showView("admin");
+    await loadAdmin();
+  } else {
+    location.hash = homeHash();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tenant status
+// ---------------------------------------------------------------------------------------
+
+let currentTenant = null;
+
+async function loadTenant(tenant) {
+  currentTenant = tenant;
+  $("tenant-title").textContent = "Tenant " + tenant;
+  fill("status-facts", el("dt", {}, "Status"), el("dd", {}, "loading…"));
+  const [status, history] = await Promise.allSettled([
+    api("GET", "/tenants/" + enc(tenant) + "/status"),
+    api("GET", "/tenants/" + enc(tenant) + "/history?hours=24"),
+  ]);
+  if (status.status === "rejected") {
+    const e = status.reason;
+    fill(
+      "status-facts",
+      el("dt", {}, "Status"),
+      el("dd", {}, e.status === 404 ? "No WhatsApp configuration yet. Open Settings to add one." : e.message),
+    );
+    fill("chart");
+    fill("failures");
+    fill("switches");
+    $("chart-summary").textContent = "";
+    return;
+  }
+  renderStatus(status.value);
+  if (history.status === "fulfilled") {
+    renderChart(history.value);
+    renderFailures(status.value, history.value);
+  } else {
+    fill("chart", el("p", { class: "error" }, "History unavailable: " + history.reason.message));
+    renderFailures(status.value, null);
+  }
+  renderSwitches(status.value.recentSwitches || []);
+}
+
+function renderStatus(s) {
+  const facts = [
+    ["Status", el("span", { id: "connection-status" }, badge(s.connectionStatus))],
+    ["Sending", s.isActive ? "active" : "paused (tenant inactive)"],
+    [
+      "Active server",
+      el("span", {}, el("strong", {}, s.activeEndpoint), " · ", el("code", { id: "active-url" }, s.activeBaseUrl)),
+    ],
+    ["Last check", when(s.lastCheckAt)],
+    ["Latency", ms(s.latencyMs)],
+    ["Failed runs in a row", String(s.consecutiveFailures)],
+    ["Config version", String(s.version)],
+  ];
+  for (const e of s.endpoints || []) {
+    if (!e.active && e.health) {
+      facts.push([e.role === "backup" ? "Backup server" : "Primary server", el("span", {}, upBadge(e.health.up), " ", el("code", {}, e.baseUrl))]);
+    } else if (!e.active) {
+      facts.push([e.role === "backup" ? "Backup server" : "Primary server", el("span", {}, "not probed yet · ", el("code", {}, e.baseUrl))]);
+    }
+  }
+  fill("status-facts", facts.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+}
+
+/** A line chart of latency per server over the window; down points as red dots. */
+function renderChart(h) {
+  // Drawn at the size it is shown, so labels stay readable on a phone.
+  const W = Math.round(Math.max(300, Math.min(1100, $("chart").clientWidth || 720)));
+  const H = W < 500 ? 200 : 240;
+  const pad = { l: 48, r: 12, t: 10, b: 28 };
+  const since = new Date(h.since).getTime();
+  const now = Date.now();
+  const series = h.endpoints.map((e) => ({
+    role: e.role,
+    url: e.baseUrl,
+    points: e.points.map((p) => ({ t: new Date(p.at).getTime(), up: p.up, ms: p.latencyMs, error: p.error })),
+  }));
+  const all = series.flatMap((s) => s.points);
+  if (!all.length) {
+    fill("chart", el("p", { class: "empty" }, "No health checks recorded in the last 24 h yet."));
+    $("chart-summary").textContent = "";
+    return;
+  }
+  // A nice scale: 4 steps of 1, 2 or 5 times a power of ten.
+  const maxMs = Math.max(10, ...all.filter((p) => p.up && p.ms != null).map((p) => p.ms));
+  const raw = maxMs / 4;
+  const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+  const stepMs = [1, 2, 5, 10].map((m) => m * mag).find((v) => v >= raw);
+  const yMax = stepMs * 4;
+  // The time axis spans the data (at least 15 min), within the 24 h window.
+  const first = Math.min(...all.map((p) => p.t));
+  const span = Math.min(now - since, Math.max(15 * 60e3, (now - first) * 1.05));
+  const start = now - span;
+  const x = (t) => pad.l + ((t - start) / span) * (W - pad.l - pad.r);
+  const y = (v) => H - pad.b - (v / yMax) * (H - pad.t - pad.b);
+  const parts = [];
+  for (let i = 0; i <= 4; i++) {
+    const v = stepMs * i;
+    parts.push(svg("line", { class: "grid-line", x1: pad.l, x2: W - pad.r, y1: y(v), y2: y(v) }));
+    parts.push(svg("text", { x: pad.l - 6, y: y(v) + 4, "text-anchor": "end" }, v + " ms"));
+  }
+  const ago = (d) => (d === 0 ? "now" : d >= 3600e3 ? "-" + +(d / 3600e3).toFixed(1) + " h" : "-" + Math.round(d / 60e3) + " min");
+  for (let i = 4; i >= 0; i--) {
+    const d = (span / 4) * i;
+    parts.push(svg("text", { x: x(now - d), y: H - 8, "text-anchor": i === 4 ? "start" : i === 0 ? "end" : "middle" }, ago(d)));
+  }
+  parts.push(svg("line", { class: "axis", x1: pad.l, x2: W - pad.r, y1: H - pad.b, y2: H - pad.b }));
+  for (const s of series) {
+    // Break the line where the server was down.
+    let d = "";
+    let pen = false;
+    for (const p of s.points) {
+      if (p.up && p.ms != null) {
+        d += (pen ? "L" : "M") + x(p.t).toFixed(1) + " " + y(p.ms).toFixed(1) + " ";
+        pen = true;
+      } else {
+        pen = false;
+      }
+    }
+    if (d) parts.push(svg("path", { class: "line-" + s.role, d }));
+    for (const p of s.points) {
+      if (p.up && p.ms != null) {
+        parts.push(svg("circle", { class: "dot-" + s.role, cx: x(p.t), cy: y(p.ms), r: 2.5 }, svg("title", {}, s.role + ": " + p.ms + " ms at " + new Date(p.t).toLocaleString())));
+      }
+    }
+    for (const p of s.points) {
+      if (!p.up) {
+        parts.push(
+          svg("circle", { class: "down", cx: x(p.t), cy: H - pad.b, r: 4 }, svg("title", {}, s.role + " down: " + (p.error || "no answer") + " at " + new Date(p.t).toLocaleString())),
+        );
+      }
+    }
+  }
+  const summary = series
+    .map((s) => {
+      const up = s.points.filter((p) => p.up && p.ms != null).map((p) => p.ms).sort((a, b) => a - b);
+      const down = s.points.filter((p) => !p.up).length;
+      const med = up.length ? up[Math.floor(up.length / 2)] : null;
+      return s.role + ": " + s.points.length + " checks, median " + ms(med) + ", " + down + " down";
+    })
+    .join("; ");
+  const chart = svg(
+    "svg",
+    { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": "Latency of the tenant's servers over the last 24 hours. " + summary },
+    parts,
+  );
+  const legend = el(
+    "div",
+    { class: "legend" },
+    series.map((s) => el("span", {}, el("span", { class: "swatch " + s.role }), s.role + " ", el("code", {}, s.url))),
+    el("span", {}, el("span", { class: "swatch down" }), "down"),
+  );
+  fill("chart", chart, legend);
+  $("chart-summary").textContent = summary;
+}
+
+function renderFailures(status, history) {
+  const rows = [];
+  if (history) {
+    for (const e of history.endpoints) {
+      for (const p of e.points) if (!p.up) rows.push({ at: p.at, role: e.role, url: e.baseUrl, error: p.error || "no answer" });
+    }
+  }
+  rows.sort((a, b) => (a.at < b.at ? 1 : -1));
+  if (!rows.length) {
+    for (const f of status.recentFailures || []) rows.push({ at: f.at, role: "", url: f.baseUrl, error: f.error });
+  }
+  fill(
+    "failures",
+    table(
+      [
+        { title: "When", value: (r) => when(r.at) },
+        { title: "Server", value: (r) => el("span", {}, r.role ? r.role + " " : "", el("code", {}, r.url)) },
+        { title: "Error", value: (r) => r.error },
+      ],
+      rows.slice(0, 20),
+      "No failed checks in the last 24 h.",
+    ),
+  );
+}
+
+function renderSwitches(items) {
+  fill(
+    "switches",
+    table(
+      [
+        { title: "When", value: (r) => when((r.at || "").split("#")[0]) },
+        { title: "What", value: (r) => r.action },
+        { title: "From → to", value: (r) => (r.from || "?") + " → " + (r.to || "?") },
+        { title: "Why", value: (r) => r.reason || r.detail || r.who },
+      ],
+      items,
+      "No failovers or switches recorded.",
+    ),
+  );
+}
+
+async function lookupMessage(ev) {
+  ev.preventDefault();
+  const key = $("lookup-key").value.trim();
+  const out = $("lookup-result");
+  if (!key) {
+    out.replaceChildren(el("p", { class: "error" }, "Enter the idempotency key the platform sent the message with."));
+    $("lookup-key").setAttribute("aria-invalid", "true");
+    return;
+  }
+  $("lookup-key").removeAttribute("aria-invalid");
+  try {
+    const m = await api("GET", "/tenants/" + enc(currentTenant) + "/messages/" + enc(key));
+    const rows = [
+      ["State", m.state],
+      ["Attempts", String(m.attempts)],
+      ["Server", m.endpoint ? (m.endpointRole || "") + " " + m.endpoint : null],
+      ["Provider message id", m.providerMessageId],
+      ["Error", m.errorClass ? m.errorClass + (m.reason ? ": " + m.reason : "") : m.reason],
+      ["Queued", m.createdAt],
+      ["Sent", m.sentAt],
+      ["Delivered", m.deliveredAt],
+      ["Read", m.readAt],
+    ].filter(([, v]) => v);
+    out.replaceChildren(el("dl", { class: "facts", id: "lookup-facts" }, rows.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])));
+  } catch (e) {
+    out.replaceChildren(el("p", { class: "error" }, e.status === 404 ? "No message with that key (records are kept for the retention period)." : e.message));
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Settings
+// ---------------------------------------------------------------------------------------
+
+/** The inputs of one endpoint, ids `f-<role>-<name>`, each tied to its API field name. */
+function endpointFields(role) {
+  const id = (n) => "f-" + role + "-" + n;
+  const field = (name, label, input, hint) =>
+    el(
+      "div",
+      { class: "field" + (name === "baseUrl" ? " full" : "") },
+      el("label", { for: id(name) }, label),
+      input,
+      hint ? el("p", { class: "hint", id: id(name) + "-hint" }, hint) : null,
+      el("p", { class: "error", id: id(name) + "-err" }),
+    );
+  const input = (name, type, api, extra) =>
+    el("input", Object.assign({ id: id(name), type, "data-field": role + "." + api, autocomplete: "off", spellcheck: "false", "aria-describedby": id(name) + "-hint " + id(name) + "-err" }, extra || {}));
+  const credType = el(
+    "select",
+    { id: id("credType"), "data-field": role + ".credentials.type", "aria-describedby": id("credType") + "-err" },
+    el("option", { value: "basic" }, "user name and password (basic)"),
+    el("option", { value: "apiKey" }, "API key"),
+    el("option", { value: "bearer" }, "bearer token"),
+    el("option", { value: "none" }, "none"),
+  );
+  const secretName = { basic: "password", apiKey: "key", bearer: "token" };
+  const nodes = [
+    field("baseUrl", "Server URL", input("baseUrl", "url", "baseUrl", { placeholder: "https://wa.example.com", inputmode: "url" }), "The WhatsApp API server (GOWA) this tenant sends through."),
+    field("credType", "Authentication", credType),
+    field("username", "User name", input("username", "text", "credentials.username")),
+    field("secret", "Password", input("secret", "password", "credentials.password", { autocomplete: "new-password" }), "Write-only: leave empty to keep the saved one."),
+    field("deviceId", "Device id", input("deviceId", "text", "deviceId"), "The WhatsApp session (device) on that server."),
+    field("region", "Region", input("region", "text", "region", { placeholder: "eu-west-1" })),
+  ];
+  const sync = () => {
+    const t = credType.value;
+    nodes[2].hidden = t !== "basic";
+    nodes[3].hidden = t === "none";
+    const secret = $(id("secret"));
+    secret.dataset.field = role + ".credentials." + (secretName[t] || "password");
+    nodes[3].querySelector("label").textContent = { basic: "Password", apiKey: "API key", bearer: "Token" }[t] || "Secret";
+  };
+  credType.addEventListener("change", sync);
+  return { nodes, sync };
+}
+
+const endpointForms = {};
+
+function buildSettingsForm() {
+  for (const role of ["primary", "backup"]) {
+    const f = endpointFields(role);
+    document.querySelector('.fields[data-endpoint="' + role + '"]').replaceChildren(...f.nodes);
+    endpointForms[role] = f;
+    f.sync();
+  }
+  $("has-backup").addEventListener("change", () => {
+    document.querySelector('.fields[data-endpoint="backup"]').hidden = !$("has-backup").checked;
+  });
+  $("settings-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    testAndSave(false);
+  });
+  $("save-anyway").addEventListener("click", () => testAndSave(true));
+  $("test-btn").addEventListener("click", () => runTest());
+  $("settings-form").addEventListener("input", () => {
+    $("save-anyway").hidden = true;
+  });
+}
+
+function setEndpoint(role, e) {
+  const id = (n) => "f-" + role + "-" + n;
+  $(id("baseUrl")).value = e ? e.baseUrl : "";
+  $(id("credType")).value = e ? e.credentials.type : "basic";
+  $(id("username")).value = (e && e.credentials.username) || "";
+  $(id("secret")).value = "";
+  $(id("secret")).placeholder = e && e.credentials.fingerprint ? "saved (" + e.credentials.fingerprint + ")" : "";
+  $(id("deviceId")).value = (e && e.deviceId) || "";
+  $(id("region")).value = (e && e.region) || "";
+  endpointForms[role].sync();
+}
+
+function readEndpoint(role, saved) {
+  const id = (n) => "f-" + role + "-" + n;
+  const type = $(id("credType")).value;
+  const secret = $(id("secret")).value;
+  const credentials = { type };
+  if (type === "basic") credentials.username = $(id("username")).value.trim();
+  if (secret) credentials[{ basic: "password", apiKey: "key", bearer: "token" }[type]] = secret;
+  const out = { baseUrl: $(id("baseUrl")).value.trim(), credentials };
+  const device = $(id("deviceId")).value.trim();
+  const region = $(id("region")).value.trim();
+  if (device) out.deviceId = device;
+  if (region) out.region = region;
+  if (saved && saved.webhookSourceCidrs && saved.webhookSourceCidrs.length) out.webhookSourceCidrs = saved.webhookSourceCidrs;
+  return out;
+}
+
+async function loadSettings(tenant) {
+  currentTenant = tenant;
+  clearErrors();
+  $("test-report").hidden = true;
+  $("save-anyway").hidden = true;
+  $("settings-title").textContent = "WhatsApp settings · " + tenant;
+  let cfg = null;
+  try {
+    cfg = await api("GET", "/tenants/" + enc(tenant) + "/whatsapp-config");
+  } catch (e) {
+    if (e.status !== 404) {
+      flash(e.message, true);
+      return;
+    }
+  }
+  state.settings = cfg;
+  setEndpoint("primary", cfg && cfg.primary);
+  setEndpoint("backup", cfg && cfg.backup);
+  $("has-backup").checked = !!(cfg && cfg.backup);
+  document.querySelector('.fields[data-endpoint="backup"]').hidden = !$("has-backup").checked;
+  $("f-failback").value = cfg ? cfg.failback : "automatic";
+  $("f-active").checked = cfg ? cfg.isActive : true;
+  $("f-webhook-secret").value = "";
+  $("webhook-secret-field").hidden = !!cfg;
+  $("settings-intro").textContent = cfg
+    ? "Version " + cfg.version + ", last changed " + new Date(cfg.updatedAt).toLocaleString() + ". Webhooks go to " + cfg.webhookPath + "."
+    : "This tenant has no WhatsApp configuration yet; fill in the server it uses.";
+}
+
+function formBody() {
+  const cfg = state.settings;
+  const body = {
+    provider: cfg ? cfg.provider : "gowa",
+    primary: readEndpoint("primary", cfg && cfg.primary),
+    failback: $("f-failback").value,
+    isActive: $("f-active").checked,
+  };
+  if ($("has-backup").checked) body.backup = readEndpoint("backup", cfg && cfg.backup);
+  if (cfg) {
+    body.version = cfg.version;
+    // Keep which server is active unless the backup is being removed.
+    body.activeEndpoint = body.backup ? cfg.activeEndpoint : "primary";
+  } else {
+    const s = $("f-webhook-secret").value;
+    body.webhookSecrets = [{ id: "default", secret: s || undefined }];
+  }
+  return body;
+}
+
+function clearErrors() {
+  const box = $("settings-errors");
+  box.hidden = true;
+  box.replaceChildren();
+  for (const n of document.querySelectorAll("#settings-form [aria-invalid]")) n.removeAttribute("aria-invalid");
+  for (const n of document.querySelectorAll("#settings-form .error")) n.textContent = "";
+}
+
+/** Shows the API's field errors next to their inputs and in a summary at the top. */
+function showErrors(message, fields) {
+  clearErrors();
+  flash("");
+  const box = $("settings-errors");
+  const items = [];
+  for (const f of fields || []) {
+    // The candidate of a connection test is the endpoint being tested.
+    const name = f.field.replace(/^candidate\./, (state.testing || "primary") + ".");
+    const input = document.querySelector('#settings-form [data-field="' + CSS.escape(name) + '"]') ||
+      document.querySelector('#settings-form [data-field^="' + CSS.escape(name.split(".").slice(0, 2).join(".")) + '"]');
+    if (input) {
+      input.setAttribute("aria-invalid", "true");
+      const err = $(input.id + "-err");
+      if (err) err.textContent = f.reason;
+    }
+    const where = { primary: "primary server", backup: "backup server" }[name.split(".")[0]];
+    const label = input && input.labels.length ? input.labels[0].textContent : null;
+    const text = (label && where ? label + " (" + where + ")" : name) + ": " + f.reason;
+    items.push(
+      el(
+        "li",
+        { "data-field": name },
+        input ? el("a", { href: "#" + input.id, onclick: (ev) => { ev.preventDefault(); input.focus(); } }, text) : text,
+      ),
+    );
+  }
+  const title = !items.length
+    ? message
+    : (items.length === 1 ? "One field needs" : items.length + " fields need") + " attention; nothing was saved.";
+  box.replaceChildren(el("strong", {}, title), items.length ? el("ul", {}, items) : null);
+  box.hidden = false;
+  box.focus();
+}
+
+function renderTest(reports) {
+  const blocks = reports.map((r) =>
+    el(
+      "div",
+      { class: "test-endpoint" },
+      el("h3", {}, r.role + " ", el("code", {}, r.baseUrl), " ", el("span", { class: "badge " + (r.ok ? "ok" : "bad") }, r.ok ? "passed" : "failed")),
+      el(
+        "ul",
+        { class: "checks" },
+        r.checks.map((c) =>
+          el(
+            "li",
+            { "data-outcome": c.outcome },
+            el("span", { class: "badge " + ({ pass: "ok", fail: "bad" }[c.outcome] || "unk") }, c.outcome),
+            el("strong", {}, c.name),
+            el("span", {}, c.reason + (c.latencyMs != null && !/\bms\b/.test(c.reason) ? " (" + c.latencyMs + " ms)" : "")),
+          ),
+        ),
+      ),
+    ),
+  );
+  fill("test-results", blocks);
+  $("test-report").hidden = false;
+}
+
+/** Tests the endpoints as they are in the form; true if every check passed. */
+async function runTest() {
+  clearErrors();
+  const body = formBody();
+  const roles = body.backup ? ["primary", "backup"] : ["primary"];
+  const reports = [];
+  $("test-btn").disabled = true;
+  $("save-btn").disabled = true;
+  try {
+    for (const role of roles) {
+      state.testing = role;
+      const rep = await api("POST", "/tenants/" + enc(currentTenant) + "/whatsapp-config/test", { candidate: body[role] });
+      for (const r of rep.results) reports.push(Object.assign({}, r, { role }));
+    }
+    renderTest(reports);
+    return reports.every((r) => r.ok);
+  } catch (e) {
+    if (e.body && e.body.fields) showErrors(e.message, e.body.fields);
+    else flash(e.message, true);
+    return null;
+  } finally {
+    state.testing = null;
+    $("test-btn").disabled = false;
+    $("save-btn").disabled = false;
+  }
+}
+
+async function testAndSave(skipTest) {
+  if (!skipTest) {
+    const ok = await runTest();
+    if (ok === null) return;
+    if (!ok) {
+      $("save-anyway").hidden = false;
+      flash("The connection test failed (see below). Fix the settings, or save without a passing test.", true);
+      return;
+    }
+  }
+  clearErrors();
+  $("save-btn").disabled = true;
+  try {
+    const body = formBody();
+    const path = "/tenants/" + enc(currentTenant) + "/whatsapp-config";
+    const saved = await api(state.settings ? "PUT" : "POST", path, body);
+    $("save-anyway").hidden = true;
+    await loadSettings(currentTenant);
+    flash("Saved. The configuration is now version " + saved.version + ".");
+  } catch (e) {
+    if (e.status === 409) flash("Someone changed this configuration meanwhile. Reload the page to see their version; your edits were not saved.", true);
+    else if (e.body && e.body.fields) showErrors(e.message, e.body.fields);
+    else flash(e.message, true);
+  } finally {
+    $("save-btn").disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Fleet (admin)
+// ---------------------------------------------------------------------------------------
+
+let fleetTenants = [];
+
+async function allTenants() {
+  const out = [];
+  let cursor = null;
+  // At most 50 pages of 200: a dashboard, not an export.
+  for (let i = 0; i < 50; i++) {
+    const page = await api("GET", "/tenants?limit=200" + (cursor ? "&cursor=" + enc(cursor) : ""));
+    out.push(...page.items);
+    cursor = page.nextCursor;
+    if (!cursor) break;
+  }
+  return out;
+}
+
+async function loadAdmin() {
+  const [endpoints, servers, tenants, failovers] = await Promise.allSettled([
+    api("GET", "/admin/endpoints"),
+    api("GET", "/admin/servers"),
+    allTenants(),
+    api("GET", "/admin/failovers?hours=24"),
+  ]);
+  const capacity = {};
+  if (servers.status === "fulfilled") for (const s of servers.value.items) capacity[s.baseUrl] = s;
+  if (endpoints.status === "fulfilled") {
+    fill(
+      "endpoints",
+      table(
+        [
+          { title: "Server", value: (e) => el("code", {}, e.endpointKey) },
+          { title: "Health", value: (e) => upBadge(e.up) },
+          { title: "Latency", num: true, value: (e) => (e.up ? ms(e.latencyMs) : "—") },
+          { title: "Tenants (active)", num: true, value: (e) => e.tenants + " (" + e.activeTenants + ")" },
+          {
+            title: "Capacity",
+            value: (e) => {
+              const s = capacity[e.endpointKey];
+              return s ? s.capacity + " max, " + s.room + " free · " + s.serverId + " (" + s.region + ")" : "not registered";
+            },
+          },
+          { title: "Devices connected", num: true, value: (e) => (e.devicesTotal == null ? "—" : (e.devicesConnected || 0) + " / " + e.devicesTotal) },
+          { title: "Last probe", value: (e) => when(e.lastProbeAt) },
+          { title: "Last error", value: (e) => (e.lastError ? el("span", {}, e.lastError, " · ", when(e.lastErrorAt)) : "—") },
+        ],
+        endpoints.value.items,
+        "No server has been probed yet: the health check runs every minute.",
+      ),
+    );
+  } else fill("endpoints", el("p", { class: "error" }, endpoints.reason.message));
+  if (tenants.status === "fulfilled") {
+    fleetTenants = tenants.value;
+    renderTenants();
+  } else fill("tenants", el("p", { class: "error" }, tenants.reason.message));
+  if (failovers.status === "fulfilled") {
+    fill(
+      "fleet-failovers",
+      table(
+        [
+          { title: "When", value: (r) => when(r.at.split("#")[0]) },
+          { title: "Tenant", value: (r) => el("a", { href: "#/tenant/" + enc(r.tenantId) }, r.tenantId) },
+          { title: "What", value: (r) => r.action },
+          { title: "From", value: (r) => el("code", {}, r.fromEndpoint || r.from || "") },
+          { title: "To", value: (r) => el("code", {}, r.toEndpoint || r.to || "") },
+          { title: "Why", value: (r) => r.reason || "" },
+        ],
+        failovers.value.items,
+        "No failover or failback in the last 24 h.",
+      ),
+    );
+  } else fill("fleet-failovers", el("p", { class: "error" }, failovers.reason.message));
+}
+
+function renderTenants() {
+  const status = $("filter-status").value;
+  const text = $("filter-text").value.trim().toLowerCase();
+  const rows = fleetTenants.filter((t) => {
+    if (status && t.connectionStatus !== status) return false;
+    if (!text) return true;
+    const active = t.activeEndpoint === "backup" && t.backup ? t.backup.baseUrl : t.primary.baseUrl;
+    return t.tenantId.toLowerCase().includes(text) || active.toLowerCase().includes(text);
+  });
+  $("tenants-count").textContent = rows.length + " of " + fleetTenants.length + " tenants";
+  fill(
+    "tenants",
+    table(
+      [
+        { title: "Tenant", value: (t) => el("a", { href: "#/tenant/" + enc(t.tenantId) }, t.tenantId) },
+        { title: "Status", value: (t) => badge(t.connectionStatus) },
+        { title: "Active server", value: (t) => el("span", {}, t.activeEndpoint + " ", el("code", {}, t.activeEndpoint === "backup" && t.backup ? t.backup.baseUrl : t.primary.baseUrl)) },
+        { title: "Backup", value: (t) => (t.backup ? "yes" : "no") },
+        { title: "Sending", value: (t) => (t.isActive ? "active" : "paused") },
+        { title: "Settings", value: (t) => el("a", { href: "#/tenant/" + enc(t.tenantId) + "/settings" }, "edit") },
+      ],
+      rows.slice(0, 500),
+      fleetTenants.length ? "No tenant matches the filter." : "No tenants yet.",
+    ),
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// Start
+// ---------------------------------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", () => {
+  buildSettingsForm();
+  $("signin-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const err = signIn($("token").value.trim());
+    $("signin-error").textContent = err || "";
+    $("token").setAttribute("aria-invalid", err ? "true" : "false");
+    if (!err) {
+      if (!location.hash || location.hash === "#/signin") location.hash = homeHash();
+      else route();
+    }
+  });
+  $("signout").addEventListener("click", () => signOut(""));
+  $("tenant-refresh").addEventListener("click", () => loadTenant(currentTenant));
+  $("admin-refresh").addEventListener("click", () => loadAdmin());
+  $("lookup-form").addEventListener("submit", lookupMessage);
+  $("filter-status").addEventListener("change", renderTenants);
+  $("filter-text").addEventListener("input", renderTenants);
+  $("tenant-filter").addEventListener("submit", (ev) => ev.preventDefault());
+  window.addEventListener("hashchange", () => {
+    // After a view change, focus goes to the content (the sign-in view focuses its field).
+    route().then(() => {
+      if (state.token) $("main").focus({ preventScroll: true });
+    });
+  });
+  const saved = sessionStorage.getItem(TOKEN_KEY);
+  if (saved && signIn(saved)) sessionStorage.removeItem(TOKEN_KEY);
+  route();
+});

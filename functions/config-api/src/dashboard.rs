@@ -1,0 +1,317 @@
+//! The status dashboard: a static page (HTML, CSS, JS embedded in the binary; no CDN, no
+//! network fetch but this API) and the two reads its charts need beyond the status routes:
+//!
+//! - `GET /tenants/{id}/history?hours=` — the health check's points for the tenant's
+//!   primary and backup servers (one point per run, kept 24 h by TTL);
+//! - `GET /admin/failovers?hours=` — every automatic failover and failback of all tenants,
+//!   from the audit table's sparse `BySwitchStream` index.
+//!
+//! The page itself is served without a token (it holds no data); every request it makes
+//! carries the token the user signs in with, checked like any other call.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::AttributeValue;
+use http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use wagate::tenant::{EndpointRole, TenantId};
+
+use crate::audit::AuditEntry;
+use crate::error::ApiError;
+use crate::{App, json_response};
+
+/// How far back the history and failover reads look by default (and the history's TTL).
+pub const DEFAULT_HOURS: u32 = 24;
+/// The longest history window: points older than this have expired anyway.
+pub const MAX_HISTORY_HOURS: u32 = 24;
+/// The longest failover window (audit records are kept; the index is queried by time).
+pub const MAX_FAILOVER_HOURS: u32 = 7 * 24;
+/// Most failovers one read returns (newest first).
+pub const MAX_FAILOVERS: usize = 500;
+/// The audit table's sparse index of automatic switches, and its partition value.
+pub const SWITCH_INDEX: &str = "BySwitchStream";
+pub const SWITCH_STREAM: &str = "switch";
+
+/// One embedded file of the page.
+pub struct Asset {
+    pub name: &'static str,
+    pub content_type: &'static str,
+    pub body: &'static str,
+}
+
+/// The page and its assets, as built into the binary.
+pub const ASSETS: &[Asset] = &[
+    Asset {
+        name: "index.html",
+        content_type: "text/html; charset=utf-8",
+        body: include_str!("../dashboard/index.html"),
+    },
+    Asset {
+        name: "app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../dashboard/app.js"),
+    },
+    Asset {
+        name: "app.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_str!("../dashboard/app.css"),
+    },
+];
+
+/// Same-origin only: no inline script, no third-party anything, no framing.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// `GET /dashboard` (the page) and `GET /dashboard/{asset}`.
+pub fn asset(name: Option<&str>) -> Result<Response<Body>, ApiError> {
+    let name = name.unwrap_or("index.html");
+    let a = ASSETS
+        .iter()
+        .find(|a| a.name == name)
+        .ok_or(ApiError::NoRoute)?;
+    let mut resp = Response::new(Body::Text(a.body.to_string()));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(a.content_type),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Small and versioned with the function: revalidate rather than serve a stale page.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(resp)
+}
+
+/// `?hours=` within `1..=max`, or the default.
+fn hours(req: &Request, max: u32) -> Result<u32, ApiError> {
+    match req.query_string_parameters().first("hours") {
+        None => Ok(DEFAULT_HOURS.min(max)),
+        Some(h) => h
+            .parse::<u32>()
+            .ok()
+            .filter(|h| (1..=max).contains(h))
+            .ok_or_else(|| ApiError::BadRequest(format!("hours must be 1 to {max}"))),
+    }
+}
+
+fn since(now: OffsetDateTime, hours: u32) -> String {
+    (now - time::Duration::hours(i64::from(hours)))
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+/// One health-check run's view of a server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryPoint {
+    pub at: String,
+    pub up: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices_connected: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointHistory {
+    pub role: EndpointRole,
+    pub base_url: String,
+    pub active: bool,
+    /// Oldest first.
+    pub points: Vec<HistoryPoint>,
+}
+
+/// `GET /tenants/{id}/history`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantHistory {
+    pub tenant_id: String,
+    pub since: String,
+    pub endpoints: Vec<EndpointHistory>,
+}
+
+async fn points(app: &App, key: &str, since: &str) -> Result<Vec<HistoryPoint>, ApiError> {
+    let mut out = Vec::new();
+    let mut start: Option<HashMap<String, AttributeValue>> = None;
+    loop {
+        let resp = app
+            .journal
+            .client()
+            .query()
+            .table_name(&app.history_table)
+            .key_condition_expression("endpointKey = :k AND #at >= :s")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":k", AttributeValue::S(key.to_string()))
+            .expression_attribute_values(":s", AttributeValue::S(since.to_string()))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| ApiError::Unavailable(DisplayErrorContext(e).to_string()))?;
+        for item in resp.items.unwrap_or_default() {
+            // A point this version cannot read is skipped, not fatal to the whole chart.
+            if let Ok(p) = serde_dynamo::from_item::<_, HistoryPoint>(item) {
+                out.push(p);
+            }
+        }
+        match resp.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => return Ok(out),
+        }
+    }
+}
+
+pub async fn history(
+    app: &App,
+    req: &Request,
+    tenant: TenantId,
+) -> Result<Response<Body>, ApiError> {
+    let hours = hours(req, MAX_HISTORY_HOURS)?;
+    let cfg = app.store.get(&tenant).await?.ok_or(ApiError::NotFound)?;
+    let since = since(OffsetDateTime::now_utc(), hours);
+    let mut wanted = vec![(EndpointRole::Primary, cfg.primary.base_url.clone())];
+    if let Some(b) = &cfg.backup {
+        wanted.push((EndpointRole::Backup, b.base_url.clone()));
+    }
+    let active = cfg.active().base_url.clone();
+    let mut endpoints = Vec::with_capacity(wanted.len());
+    for (role, url) in wanted {
+        endpoints.push(EndpointHistory {
+            points: points(app, &url, &since).await?,
+            active: url == active,
+            role,
+            base_url: url,
+        });
+    }
+    json(&TenantHistory {
+        tenant_id: tenant.to_string(),
+        since,
+        endpoints,
+    })
+}
+
+/// `GET /admin/failovers`: newest first.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverList {
+    pub since: String,
+    pub items: Vec<AuditEntry>,
+    /// More than [`MAX_FAILOVERS`] switches happened in the window.
+    pub truncated: bool,
+}
+
+pub async fn failovers(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
+    let hours = hours(req, MAX_FAILOVER_HOURS)?;
+    let since = since(OffsetDateTime::now_utc(), hours);
+    let mut items = Vec::new();
+    let mut start: Option<HashMap<String, AttributeValue>> = None;
+    let mut truncated = false;
+    loop {
+        let resp = app
+            .journal
+            .client()
+            .query()
+            .table_name(app.journal.audit_table())
+            .index_name(SWITCH_INDEX)
+            .key_condition_expression("switchStream = :s AND #at >= :since")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":s", AttributeValue::S(SWITCH_STREAM.into()))
+            .expression_attribute_values(":since", AttributeValue::S(since.clone()))
+            .scan_index_forward(false)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| ApiError::Unavailable(DisplayErrorContext(e).to_string()))?;
+        for item in resp.items.unwrap_or_default() {
+            if items.len() == MAX_FAILOVERS {
+                truncated = true;
+                break;
+            }
+            if let Ok(e) = serde_dynamo::from_item::<_, AuditEntry>(item) {
+                items.push(e);
+            }
+        }
+        match resp.last_evaluated_key {
+            Some(k) if !k.is_empty() && !truncated => start = Some(k),
+            _ => break,
+        }
+    }
+    json(&FailoverList {
+        since,
+        items,
+        truncated,
+    })
+}
+
+fn json<T: Serialize>(v: &T) -> Result<Response<Body>, ApiError> {
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_string(v).map_err(|e| ApiError::Internal(e.to_string()))?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_asset_is_served_with_its_type_and_a_strict_policy() {
+        for a in ASSETS {
+            let r = asset(Some(a.name)).unwrap();
+            assert_eq!(r.headers()[header::CONTENT_TYPE], a.content_type);
+            let csp = r.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap();
+            assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"));
+        }
+        assert!(matches!(
+            asset(Some("../Cargo.toml")),
+            Err(ApiError::NoRoute)
+        ));
+        assert!(matches!(asset(Some("nope.js")), Err(ApiError::NoRoute)));
+    }
+
+    #[test]
+    fn the_page_fetches_nothing_from_another_origin() {
+        for a in ASSETS {
+            for needle in [
+                "src=\"http",
+                "href=\"http",
+                "src=\"//",
+                "href=\"//",
+                "url(http",
+                "fetch(\"http",
+                "fetch('http",
+                "@import",
+            ] {
+                assert!(
+                    !a.body.contains(needle),
+                    "{} mentions {needle}: the page must not load anything from elsewhere",
+                    a.name
+                );
+            }
+        }
+        let html = ASSETS[0].body;
+        assert!(
+            !html.contains("<script>"),
+            "no inline script (the CSP forbids it)"
+        );
+    }
+}

@@ -1,0 +1,288 @@
+// The dashboard in headless Chromium (Debian's, driven by playwright-core), against the local
+// stack that tests/tests/dashboard_browser.rs starts. Every step asserts what the page shows;
+// a failing step saves a screenshot of the moment it failed next to the others.
+//
+// Environment: DASHBOARD_URL, ADMIN_TOKEN, TENANT_TOKEN, TENANT_ID, SIM_BASE_URL,
+// SIM_CONTROL_URL, HEALTH_INVOKE_URL, SCHEDULE_EVENT, ARTIFACTS, CHROMIUM.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set`);
+  return v;
+};
+const DASHBOARD_URL = env("DASHBOARD_URL");
+const ADMIN_TOKEN = env("ADMIN_TOKEN");
+const TENANT_TOKEN = env("TENANT_TOKEN");
+const TENANT_ID = env("TENANT_ID");
+const SIM_BASE_URL = env("SIM_BASE_URL");
+const SIM_CONTROL_URL = env("SIM_CONTROL_URL");
+const HEALTH_INVOKE_URL = env("HEALTH_INVOKE_URL");
+const SCHEDULE_EVENT = readFileSync(env("SCHEDULE_EVENT"), "utf8");
+const ARTIFACTS = env("ARTIFACTS");
+const WAIT = 20_000;
+
+const browser = await chromium.launch({
+  executablePath: env("CHROMIUM"),
+  headless: true,
+  // Debian's Chromium as root in a sandbox-less container, and no background traffic to
+  // hosts this machine cannot reach.
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+const page = await context.newPage();
+const consoleErrors = [];
+page.on("console", (m) => {
+  if (m.type() === "error") consoleErrors.push(m.text());
+});
+page.on("pageerror", (e) => consoleErrors.push(String(e)));
+const failedResponses = [];
+page.on("response", (r) => {
+  if (r.status() >= 500) failedResponses.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+});
+page.on("requestfailed", (r) => failedResponses.push(`failed ${r.request ? "" : ""}${r.method()} ${r.url()}: ${r.failure() && r.failure().errorText}`));
+// The page may only talk to its own origin.
+const origin = new URL(DASHBOARD_URL).origin;
+const foreign = [];
+page.on("request", (r) => {
+  if (!r.url().startsWith(origin) && !r.url().startsWith("data:")) foreign.push(r.url());
+});
+
+let current = "start";
+async function step(name, fn) {
+  current = name;
+  const t0 = Date.now();
+  await fn();
+  console.log(`ok  ${name} (${Date.now() - t0} ms)`);
+}
+const shot = (name) => page.screenshot({ path: path.join(ARTIFACTS, name), fullPage: true });
+const text = async (sel) => ((await page.locator(sel).textContent()) || "").trim();
+async function waitText(sel, re, timeout = WAIT) {
+  await page.waitForFunction(
+    ([s, src, flags]) => {
+      const n = document.querySelector(s);
+      return !!n && new RegExp(src, flags).test(n.textContent || "");
+    },
+    [sel, re.source, re.flags],
+    { timeout },
+  );
+}
+async function visible(sel) {
+  await page.locator(sel).first().waitFor({ state: "visible", timeout: WAIT });
+}
+async function healthCheck() {
+  const r = await fetch(HEALTH_INVOKE_URL, { method: "POST", body: SCHEDULE_EVENT, headers: { "content-type": "application/json" } });
+  const body = await r.text();
+  assert.equal(r.status, 200, `health check invoke: ${body}`);
+  return JSON.parse(body);
+}
+async function simDown(down) {
+  const r = await fetch(`${SIM_CONTROL_URL}/_sim/down`, { method: "PUT", body: JSON.stringify({ down }), headers: { "content-type": "application/json" } });
+  assert.ok(r.ok, `sim down=${down}: ${r.status}`);
+}
+async function signInWithKeyboard(token) {
+  await visible("#view-signin");
+  // The field has focus on arrival; fill by typing, submit with Enter.
+  assert.equal(await page.evaluate(() => document.activeElement && document.activeElement.id), "token");
+  await page.keyboard.press("Control+A");
+  await page.keyboard.insertText(token);
+  await page.keyboard.press("Enter");
+}
+async function everyControlHasALabel() {
+  const unlabeled = await page.evaluate(() =>
+    [...document.querySelectorAll("input, select, textarea")]
+      .filter((n) => n.offsetParent !== null && n.labels.length === 0 && !n.getAttribute("aria-label"))
+      .map((n) => n.id || n.name || n.outerHTML.slice(0, 60)),
+  );
+  assert.deepEqual(unlabeled, [], "inputs without a label");
+}
+async function noHorizontalScroll() {
+  const [sw, w] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  assert.ok(sw <= w + 1, `the page is ${sw}px wide in a ${w}px viewport`);
+}
+
+try {
+  await step("sign in: a bad token is refused with a clear message", async () => {
+    await page.goto(DASHBOARD_URL);
+    await visible("#view-signin");
+    await everyControlHasALabel();
+    await signInWithKeyboard("not-a-token");
+    await waitText("#signin-error", /not a JWT/);
+    assert.equal(await page.getAttribute("#token", "aria-invalid"), "true");
+    await page.fill("#token", "");
+    await shot("01-signin.png");
+  });
+
+  await step("admin signs in by keyboard and sees the fleet", async () => {
+    await signInWithKeyboard(ADMIN_TOKEN);
+    await visible("#view-admin");
+    assert.match(await text("#who"), /admin/);
+    // The simulator's server, up, with its tenant counted.
+    await waitText("#endpoints", new RegExp(SIM_BASE_URL.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
+    await waitText("#endpoints td .badge", /^up$/);
+    await waitText("#tenants", new RegExp(TENANT_ID));
+    await waitText("#tenants", /connected/);
+    await waitText("#fleet-failovers", /No failover/);
+    // The filter: nobody is down yet.
+    await page.selectOption("#filter-status", "endpoint_down");
+    await waitText("#tenants-count", /^0 of 1 tenants$/);
+    await page.selectOption("#filter-status", "connected");
+    await waitText("#tenants-count", /^1 of 1 tenants$/);
+    await page.selectOption("#filter-status", "");
+    await everyControlHasALabel();
+    await shot("02-fleet.png");
+  });
+
+  await step("the tenant's status: connected, on its primary, with a latency chart", async () => {
+    await page.click(`#tenants a[href="#/tenant/${TENANT_ID}"]`);
+    await visible("#view-tenant");
+    await waitText("#connection-status", /^connected$/);
+    await waitText("#active-url", new RegExp(SIM_BASE_URL.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
+    await waitText("#status-facts", /primary/);
+    // Two health-check runs before the page opened: a line with two points.
+    await page.waitForFunction(() => document.querySelectorAll("#chart svg circle.dot-primary").length === 2, null, { timeout: WAIT });
+    const d = await page.getAttribute("#chart svg path.line-primary", "d");
+    assert.equal((d.match(/[ML]/g) || []).length, 2, `chart path ${d}`);
+    await waitText("#chart-summary", /primary: \d+ checks, median \d+ ms, 0 down/);
+    await waitText("#failures", /No failed checks/);
+    await shot("03-tenant-connected.png");
+  });
+
+  await step("the server goes down; after a health-check run the page says so", async () => {
+    await simDown(true);
+    const report = await healthCheck();
+    assert.equal(report.serversProbed, 1);
+    await page.click("#tenant-refresh");
+    await waitText("#connection-status", /server down/);
+    await waitText("#status-facts", /Latency—/);
+    await page.locator("#chart svg circle.down").first().waitFor({ state: "attached", timeout: WAIT });
+    await waitText("#chart-summary", /1 down/);
+    await waitText("#failures", /primary/);
+    await shot("04-tenant-server-down.png");
+  });
+
+  await step("message lookup: a delivered message, and an unknown key", async () => {
+    await page.fill("#lookup-key", "order-4711");
+    await page.press("#lookup-key", "Enter");
+    await waitText("#lookup-facts", /State\s*delivered/);
+    await waitText("#lookup-facts", /3EB0C4F1A2/);
+    await page.fill("#lookup-key", "order-0000");
+    await page.press("#lookup-key", "Enter");
+    await waitText("#lookup-result", /No message with that key/);
+  });
+
+  await step("a tenant signs in and tests its settings", async () => {
+    await simDown(false);
+    await page.click("#signout");
+    await signInWithKeyboard(TENANT_TOKEN);
+    await visible("#view-tenant");
+    assert.ok(await page.isHidden("#nav-admin"), "a tenant sees no fleet link");
+    await page.click("#nav-settings");
+    await visible("#view-settings");
+    await page.waitForFunction((u) => document.querySelector("#f-primary-baseUrl").value === u, SIM_BASE_URL, { timeout: WAIT });
+    // The saved password is write-only: an empty field with its fingerprint as placeholder.
+    assert.equal(await page.inputValue("#f-primary-secret"), "");
+    assert.match(await page.getAttribute("#f-primary-secret", "placeholder"), /^saved \(/);
+    await everyControlHasALabel();
+    await page.fill("#f-primary-region", "eu-west-1");
+    await page.click("#test-btn");
+    await visible("#test-report");
+    await waitText("#test-results", /passed/);
+    for (const name of ["reachable", "credentials", "device", "latency"]) {
+      await waitText("#test-results", new RegExp(name));
+    }
+    assert.equal(await page.locator('#test-results li[data-outcome="fail"]').count(), 0);
+    await shot("05-settings-tested.png");
+  });
+
+  await step("test and save stores version 2", async () => {
+    await page.click("#save-btn");
+    await waitText("#flash", /Saved\. The configuration is now version 2\./);
+    await waitText("#settings-intro", /^Version 2,/);
+    assert.equal(await page.inputValue("#f-primary-region"), "eu-west-1");
+    await shot("06-settings-saved.png");
+  });
+
+  await step("validation errors are shown next to their fields and nothing is saved", async () => {
+    // Another server: the saved password does not follow the URL, so it is asked for.
+    await page.fill("#f-primary-baseUrl", "ftp://wa.example.com");
+    await page.click("#save-btn");
+    await visible("#settings-errors");
+    await waitText("#f-primary-secret-err", /^is required$/);
+    assert.equal(await page.getAttribute("#f-primary-secret", "aria-invalid"), "true");
+    // The summary took focus, so a screen reader announces it; the old "Saved" note is gone.
+    assert.equal(await page.evaluate(() => document.activeElement.id), "settings-errors");
+    assert.ok(await page.isHidden("#flash"), "a stale success message stays on screen");
+    // With a password, the URL itself is refused: only http and https.
+    await page.fill("#f-primary-secret", "another-server-password");
+    await page.click("#save-btn");
+    await waitText("#f-primary-baseUrl-err", /http/);
+    await waitText('#settings-errors li[data-field="primary.baseUrl"]', /^Server URL \(primary server\): .*http/);
+    await waitText("#settings-errors strong", /^One field needs attention; nothing was saved\.$/);
+    assert.equal(await page.getAttribute("#f-primary-baseUrl", "aria-invalid"), "true");
+    assert.equal(await page.getAttribute("#f-primary-secret", "aria-invalid"), null);
+    // Nothing was saved: still version 2.
+    await waitText("#settings-intro", /^Version 2,/);
+    await shot("07-settings-validation-error.png");
+  });
+
+  await step("keyboard: the settings form is reachable with Tab in a sensible order", async () => {
+    await page.reload();
+    await visible("#view-settings");
+    await page.waitForFunction(() => document.querySelector("#f-primary-baseUrl").value !== "", null, { timeout: WAIT });
+    await page.evaluate(() => document.activeElement && document.activeElement.blur());
+    const order = [];
+    for (let i = 0; i < 30; i++) {
+      await page.keyboard.press("Tab");
+      order.push(await page.evaluate(() => document.activeElement.id || document.activeElement.textContent.trim()));
+    }
+    for (const id of ["f-primary-baseUrl", "f-primary-credType", "f-primary-secret", "has-backup", "f-failback", "test-btn", "save-btn"]) {
+      assert.ok(order.includes(id), `Tab never reaches #${id}: ${order.join(", ")}`);
+    }
+    assert.ok(order.indexOf("f-primary-baseUrl") < order.indexOf("test-btn"), "fields come before the buttons");
+  });
+
+  await step("phone width: readable, no sideways scrolling", async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.click("#nav-tenant");
+    await visible("#view-tenant");
+    await waitText("#connection-status", /server down|connected/);
+    await noHorizontalScroll();
+    await shot("08-tenant-phone.png");
+    await page.click("#nav-settings");
+    await visible("#view-settings");
+    await noHorizontalScroll();
+    await shot("09-settings-phone.png");
+  });
+
+  assert.deepEqual(foreign, [], "requests to another origin");
+  assert.deepEqual(
+    consoleErrors.filter((e) => !/status of 4\d\d/.test(e)),
+    [],
+    "errors in the browser console",
+  );
+  console.log("all steps passed");
+} catch (e) {
+  console.error(`FAILED at step "${current}": ${e.stack || e}`);
+  console.error(`browser console errors: ${JSON.stringify(consoleErrors)}`);
+  console.error(`failed responses: ${JSON.stringify(failedResponses)}`);
+  try {
+    await shot(`failed-${current.replace(/[^a-z0-9]+/gi, "-").slice(0, 60)}.png`);
+  } catch (_) {
+    /* the browser may be gone */
+  }
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}

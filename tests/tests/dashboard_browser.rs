@@ -1,0 +1,264 @@
+//! The dashboard in a real browser: Debian's Chromium driven by playwright-core
+//! (`tests/browser/dashboard.mjs`) against the local stack — the config API and the health
+//! check under `cargo lambda watch`, moto_server, and a GOWA simulator over HTTP.
+//!
+//! Needs `/usr/bin/chromium` (or `WAGATE_CHROMIUM`), `node`, and
+//! `tests/browser/node_modules` — `scripts/test.sh` installs all three — plus `cargo lambda`
+//! on PATH and moto_server, like `e2e_local`.
+//!
+//! Screenshots of every main view land in `target/browser-artifacts/` (or
+//! `WAGATE_BROWSER_ARTIFACTS`).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::{Value, json};
+use wagate_devstack::{LocalIssuer, TokenSpec};
+use wagate_tests::watch::{Watch, start_watch};
+use wagate_tests::{Stack, moto_endpoint, workspace_root};
+
+const TENANT: &str = "acme";
+const SIM_USER: &str = "gowa";
+const SIM_PASSWORD: &str = "sim-password-not-shown";
+
+/// Every screenshot the browser script promises.
+const SCREENSHOTS: &[&str] = &[
+    "01-signin.png",
+    "02-fleet.png",
+    "03-tenant-connected.png",
+    "04-tenant-server-down.png",
+    "05-settings-tested.png",
+    "06-settings-saved.png",
+    "07-settings-validation-error.png",
+    "08-tenant-phone.png",
+    "09-settings-phone.png",
+];
+
+fn artifacts_dir() -> PathBuf {
+    std::env::var_os("WAGATE_BROWSER_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/browser-artifacts"))
+}
+
+/// Runs the health check once through cargo-lambda's invoke API with the committed
+/// EventBridge fixture, as `cargo lambda invoke` does. The first call builds the function.
+async fn run_health_check(http: &reqwest::Client, watch: &Watch) -> Value {
+    let event = std::fs::read_to_string(workspace_root().join("events/health-check-schedule.json"))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let resp = http
+            .post(watch.invoke_url("health-check"))
+            .header("content-type", "application/json")
+            .body(event.clone())
+            .send()
+            .await;
+        if let Ok(r) = resp {
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            if status.is_success() && body.is_object() {
+                return body;
+            }
+        }
+        let log = std::fs::read_to_string(&watch.log).unwrap_or_default();
+        assert!(
+            !log.contains("ERROR command exited") && Instant::now() < deadline,
+            "the health check did not run under cargo lambda watch; log:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_chromium_against_the_local_stack() {
+    let chromium = std::env::var("WAGATE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} is missing: scripts/test.sh installs Debian's chromium (apt-get install chromium)"
+    );
+    let browser_dir = workspace_root().join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run `npm ci --prefix tests/browser` (scripts/test.sh does)"
+    );
+    let artifacts = artifacts_dir();
+    let _ = std::fs::remove_dir_all(&artifacts);
+    std::fs::create_dir_all(&artifacts).unwrap();
+
+    let stack = Stack::new().await;
+    let issuer = LocalIssuer::generate();
+    let localhost = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let sim = gowa_sim::start_on(
+        gowa_sim::SimConfig::default().basic_auth(SIM_USER, SIM_PASSWORD),
+        localhost,
+        Some(localhost),
+    )
+    .await
+    .unwrap();
+
+    let mut env: Vec<(String, String)> = stack.env().into_iter().collect();
+    env.extend([
+        ("AWS_ENDPOINT_URL".into(), moto_endpoint()),
+        ("AWS_REGION".into(), "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID".into(), "test".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+        ("JWT_ISSUER".into(), "wagate-local".into()),
+        ("JWT_AUDIENCE".into(), "wagate-config-api".into()),
+        ("JWT_JWKS".into(), issuer.jwks_json().replace('\n', "")),
+        ("WAGATE_EGRESS_ALLOW_CIDRS".into(), "127.0.0.1/32".into()),
+        ("RUST_LOG".into(), "info".into()),
+    ]);
+    let watch = start_watch(&env);
+    let http = reqwest::Client::new();
+    let admin = issuer.token(&TokenSpec::admin());
+    let tenant_token = issuer.token(&TokenSpec::tenant(TENANT));
+    watch.ready(&http, "config-api", "/dashboard").await;
+
+    // The page is served without a token, with its assets and a strict policy.
+    let page = http
+        .get(watch.url("config-api", "/dashboard"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+
+    // A tenant on the simulator, created through the API as the platform would.
+    let config_url = watch.url("config-api", &format!("/tenants/{TENANT}/whatsapp-config"));
+    let created = http
+        .post(&config_url)
+        .bearer_auth(&admin)
+        .json(&json!({
+            "provider": "gowa",
+            "primary": {
+                "baseUrl": sim.base_url(),
+                "credentials": {"type": "basic", "username": SIM_USER, "password": SIM_PASSWORD},
+                "deviceId": gowa_sim::DEFAULT_DEVICE_ID
+            },
+            "webhookSecrets": [{"id": "s1", "secret": "webhook-secret-1"}]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+
+    // A delivered message for the page's lookup, as the sender and the ingress record it.
+    let now = time::OffsetDateTime::now_utc();
+    stack
+        .dynamodb
+        .put_item()
+        .table_name(stack.env()["MESSAGES_TABLE"].clone())
+        .item("pk", AttributeValue::S(format!("{TENANT}#order-4711")))
+        .item("state", AttributeValue::S("delivered".into()))
+        .item("attempts", AttributeValue::N("1".into()))
+        .item("providerMessageId", AttributeValue::S("3EB0C4F1A2".into()))
+        .item("endpoint", AttributeValue::S(sim.base_url()))
+        .item("endpointRole", AttributeValue::S("primary".into()))
+        .item(
+            "expiresAt",
+            AttributeValue::N((now.unix_timestamp() + 3600).to_string()),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // Two healthy runs, so the latency chart has points before the browser opens.
+    for _ in 0..2 {
+        let report = run_health_check(&http, &watch).await;
+        assert_eq!(report["serversProbed"], 1, "{report}");
+    }
+
+    let control = sim.control_url().unwrap();
+    let script = browser_dir.join("dashboard.mjs");
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(&script)
+        .current_dir(&browser_dir)
+        .env("DASHBOARD_URL", watch.url("config-api", "/dashboard"))
+        .env("ADMIN_TOKEN", &admin)
+        .env("TENANT_TOKEN", &tenant_token)
+        .env("TENANT_ID", TENANT)
+        .env("SIM_BASE_URL", sim.base_url())
+        .env("SIM_CONTROL_URL", &control)
+        .env("HEALTH_INVOKE_URL", watch.invoke_url("health-check"))
+        .env(
+            "SCHEDULE_EVENT",
+            workspace_root().join("events/health-check-schedule.json"),
+        )
+        .env("ARTIFACTS", &artifacts)
+        .env("CHROMIUM", &chromium);
+    // The simulator serves on this runtime: wait for the browser off its worker threads.
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("node on PATH");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "the browser script failed ({}); screenshots in {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status,
+        artifacts.display()
+    );
+
+    // What the browser saved is what the store holds: one save (version 2, the region it
+    // typed), and the invalid edit after it stored nothing.
+    let stored: Value = http
+        .get(&config_url)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["version"], 2, "{stored}");
+    assert_eq!(stored["primary"]["region"], "eu-west-1", "{stored}");
+    assert_eq!(stored["primary"]["baseUrl"], sim.base_url(), "{stored}");
+    assert_eq!(stored["primary"]["credentials"]["username"], SIM_USER);
+    // The write-only password was kept (the form left it empty): the simulator still accepts it.
+    let audit: Value = http
+        .get(watch.url("config-api", &format!("/tenants/{TENANT}/audit")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == "update").count(),
+        1,
+        "one save through the page: {actions:?}"
+    );
+    // The connection tests the page ran reached the simulator with the saved credentials.
+    let probes = sim.requests_to("/app/status");
+    assert!(
+        !probes.is_empty(),
+        "the page's connection test never reached the server"
+    );
+
+    // The page never put the server password anywhere the browser could show it.
+    assert!(!stdout.contains(SIM_PASSWORD) && !stderr.contains(SIM_PASSWORD));
+    for name in SCREENSHOTS {
+        let bytes = std::fs::read(artifacts.join(name))
+            .unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
+        assert!(
+            bytes.starts_with(b"\x89PNG") && bytes.len() > 5_000,
+            "{name} is not a real screenshot"
+        );
+    }
+}
