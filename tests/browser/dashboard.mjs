@@ -18,6 +18,8 @@ const DASHBOARD_URL = env("DASHBOARD_URL");
 const ADMIN_TOKEN = env("ADMIN_TOKEN");
 const TENANT_TOKEN = env("TENANT_TOKEN");
 const TENANT_ID = env("TENANT_ID");
+const BACKUP_TENANT_ID = env("BACKUP_TENANT_ID");
+const BACKUP_BASE_URL = env("BACKUP_BASE_URL");
 const SIM_BASE_URL = env("SIM_BASE_URL");
 const SIM_CONTROL_URL = env("SIM_CONTROL_URL");
 const HEALTH_INVOKE_URL = env("HEALTH_INVOKE_URL");
@@ -136,9 +138,12 @@ try {
     await waitText("#fleet-failovers", /No failover/);
     // The filter: nobody is down yet.
     await page.selectOption("#filter-status", "endpoint_down");
-    await waitText("#tenants-count", /^0 of 1 tenants$/);
+    await waitText("#tenants-count", /^0 of 2 tenants$/);
     await page.selectOption("#filter-status", "connected");
-    await waitText("#tenants-count", /^1 of 1 tenants$/);
+    await waitText("#tenants-count", /^2 of 2 tenants$/);
+    await page.fill("#filter-text", "bet");
+    await waitText("#tenants-count", /^1 of 2 tenants$/);
+    await page.fill("#filter-text", "");
     await page.selectOption("#filter-status", "");
     await everyControlHasALabel();
     await shot("02-fleet.png");
@@ -162,7 +167,7 @@ try {
   await step("the server goes down; after a health-check run the page says so", async () => {
     await simDown(true);
     const report = await healthCheck();
-    assert.equal(report.serversProbed, 1);
+    assert.equal(report.serversProbed, 2);
     await page.click("#tenant-refresh");
     await waitText("#connection-status", /server down/);
     await waitText("#status-facts", /Latency—/);
@@ -170,6 +175,31 @@ try {
     await waitText("#chart-summary", /1 down/);
     await waitText("#failures", /primary/);
     await shot("04-tenant-server-down.png");
+  });
+
+  await step("two more failed runs: the tenant with a backup fails over, the fleet shows it", async () => {
+    for (let i = 0; i < 2; i++) await healthCheck();
+    await page.click("#nav-admin");
+    await visible("#view-admin");
+    await waitText("#fleet-failovers", new RegExp(BACKUP_TENANT_ID));
+    await waitText("#fleet-failovers", /failover/);
+    await page.selectOption("#filter-status", "endpoint_down");
+    await waitText("#tenants-count", /^1 of 2 tenants$/);
+    await waitText("#tenants", new RegExp(TENANT_ID));
+    await page.selectOption("#filter-status", "");
+    await shot("04b-fleet-failover.png");
+    await page.click(`#tenants a[href="#/tenant/${BACKUP_TENANT_ID}"]`);
+    await visible("#view-tenant");
+    await waitText("#connection-status", /^connected$/);
+    await waitText("#active-url", new RegExp(BACKUP_BASE_URL.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
+    await waitText("#switches", /failover/);
+    await page.locator("#chart svg path.line-backup").first().waitFor({ state: "attached", timeout: WAIT });
+    await shot("04c-tenant-on-backup.png");
+    await page.click(`#nav-admin`);
+    await visible("#view-admin");
+    await page.click(`#tenants a[href="#/tenant/${TENANT_ID}"]`);
+    await visible("#view-tenant");
+    await waitText("#connection-status", /server down/);
   });
 
   await step("message lookup: a delivered message, and an unknown key", async () => {

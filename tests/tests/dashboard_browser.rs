@@ -29,6 +29,8 @@ const SCREENSHOTS: &[&str] = &[
     "02-fleet.png",
     "03-tenant-connected.png",
     "04-tenant-server-down.png",
+    "04b-fleet-failover.png",
+    "04c-tenant-on-backup.png",
     "05-settings-tested.png",
     "06-settings-saved.png",
     "07-settings-validation-error.png",
@@ -169,10 +171,37 @@ async fn dashboard_in_chromium_against_the_local_stack() {
         .await
         .unwrap();
 
+    // A second tenant on the same server with a backup on another: it fails over when the
+    // shared server goes down (after HEALTH_FAILOVER_AFTER = 3 failed runs).
+    let backup = gowa_sim::start(gowa_sim::SimConfig::default())
+        .await
+        .unwrap();
+    let beta = http
+        .post(watch.url("config-api", "/tenants/beta/whatsapp-config"))
+        .bearer_auth(&admin)
+        .json(&json!({
+            "provider": "gowa",
+            "primary": {
+                "baseUrl": sim.base_url(),
+                "credentials": {"type": "basic", "username": SIM_USER, "password": SIM_PASSWORD},
+                "deviceId": gowa_sim::DEFAULT_DEVICE_ID
+            },
+            "backup": {
+                "baseUrl": backup.base_url(),
+                "credentials": {"type": "none"},
+                "deviceId": gowa_sim::DEFAULT_DEVICE_ID
+            },
+            "webhookSecrets": [{"id": "s1", "secret": "webhook-secret-1"}]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(beta.status(), 201, "{}", beta.text().await.unwrap());
+
     // Two healthy runs, so the latency chart has points before the browser opens.
     for _ in 0..2 {
         let report = run_health_check(&http, &watch).await;
-        assert_eq!(report["serversProbed"], 1, "{report}");
+        assert_eq!(report["serversProbed"], 2, "{report}");
     }
 
     let control = sim.control_url().unwrap();
@@ -184,6 +213,8 @@ async fn dashboard_in_chromium_against_the_local_stack() {
         .env("ADMIN_TOKEN", &admin)
         .env("TENANT_TOKEN", &tenant_token)
         .env("TENANT_ID", TENANT)
+        .env("BACKUP_TENANT_ID", "beta")
+        .env("BACKUP_BASE_URL", backup.base_url())
         .env("SIM_BASE_URL", sim.base_url())
         .env("SIM_CONTROL_URL", &control)
         .env("HEALTH_INVOKE_URL", watch.invoke_url("health-check"))
@@ -250,6 +281,18 @@ async fn dashboard_in_chromium_against_the_local_stack() {
         !probes.is_empty(),
         "the page's connection test never reached the server"
     );
+
+    // The failover the fleet view showed is the one stored.
+    let beta: Value = http
+        .get(watch.url("config-api", "/tenants/beta/whatsapp-config"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(beta["activeEndpoint"], "backup", "{beta}");
 
     // The page never put the server password anywhere the browser could show it.
     assert!(!stdout.contains(SIM_PASSWORD) && !stderr.contains(SIM_PASSWORD));
