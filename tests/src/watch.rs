@@ -8,7 +8,28 @@ use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::workspace_root;
+use wagate_devstack::LocalIssuer;
+
+use crate::{Stack, moto_endpoint, workspace_root};
+
+/// Every function's environment for a stack on moto_server: the template's variables, moto's
+/// endpoint and dummy credentials, the local JWT issuer, and loopback admitted past the SSRF
+/// guard (as `scripts/dev.sh` sets them).
+pub fn lambda_env(stack: &Stack, issuer: &LocalIssuer) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = stack.env().into_iter().collect();
+    env.extend([
+        ("AWS_ENDPOINT_URL".into(), moto_endpoint()),
+        ("AWS_REGION".into(), "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID".into(), "test".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+        ("JWT_ISSUER".into(), "wagate-local".into()),
+        ("JWT_AUDIENCE".into(), "wagate-config-api".into()),
+        ("JWT_JWKS".into(), issuer.jwks_json().replace('\n', "")),
+        ("WAGATE_EGRESS_ALLOW_CIDRS".into(), "127.0.0.1/32".into()),
+        ("RUST_LOG".into(), "info".into()),
+    ]);
+    env
+}
 
 /// `cargo lambda watch` in its own process group, stopped with the test.
 pub struct Watch {

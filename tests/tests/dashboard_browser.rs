@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
 use wagate_devstack::{LocalIssuer, TokenSpec};
-use wagate_tests::watch::{Watch, start_watch};
-use wagate_tests::{Stack, moto_endpoint, workspace_root};
+use wagate_tests::watch::{Watch, lambda_env, start_watch};
+use wagate_tests::{Stack, workspace_root};
 
 const TENANT: &str = "acme";
 const SIM_USER: &str = "gowa";
@@ -100,19 +100,7 @@ async fn dashboard_in_chromium_against_the_local_stack() {
     .await
     .unwrap();
 
-    let mut env: Vec<(String, String)> = stack.env().into_iter().collect();
-    env.extend([
-        ("AWS_ENDPOINT_URL".into(), moto_endpoint()),
-        ("AWS_REGION".into(), "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID".into(), "test".into()),
-        ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
-        ("JWT_ISSUER".into(), "wagate-local".into()),
-        ("JWT_AUDIENCE".into(), "wagate-config-api".into()),
-        ("JWT_JWKS".into(), issuer.jwks_json().replace('\n', "")),
-        ("WAGATE_EGRESS_ALLOW_CIDRS".into(), "127.0.0.1/32".into()),
-        ("RUST_LOG".into(), "info".into()),
-    ]);
-    let watch = start_watch(&env);
+    let watch = start_watch(&lambda_env(&stack, &issuer));
     let http = reqwest::Client::new();
     let admin = issuer.token(&TokenSpec::admin());
     let tenant_token = issuer.token(&TokenSpec::tenant(TENANT));

@@ -6,8 +6,8 @@
 
 use serde_json::{Value, json};
 use wagate_devstack::{LocalIssuer, TokenSpec};
-use wagate_tests::watch::start_watch;
-use wagate_tests::{Stack, drain_queue, moto_endpoint, workspace_root};
+use wagate_tests::watch::{lambda_env, start_watch};
+use wagate_tests::{Stack, drain_queue, workspace_root};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_crud_and_signed_webhooks_through_cargo_lambda_watch() {
@@ -17,19 +17,7 @@ async fn config_crud_and_signed_webhooks_through_cargo_lambda_watch() {
         .await
         .unwrap();
 
-    let mut env: Vec<(String, String)> = stack.env().into_iter().collect();
-    env.extend([
-        ("AWS_ENDPOINT_URL".into(), moto_endpoint()),
-        ("AWS_REGION".into(), "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID".into(), "test".into()),
-        ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
-        ("JWT_ISSUER".into(), "wagate-local".into()),
-        ("JWT_AUDIENCE".into(), "wagate-config-api".into()),
-        ("JWT_JWKS".into(), issuer.jwks_json().replace('\n', "")),
-        ("WAGATE_EGRESS_ALLOW_CIDRS".into(), "127.0.0.1/32".into()),
-        ("RUST_LOG".into(), "info".into()),
-    ]);
-    let watch = start_watch(&env);
+    let watch = start_watch(&lambda_env(&stack, &issuer));
     let http = reqwest::Client::new();
     let admin = issuer.token(&TokenSpec::admin());
     let config_url = watch.url("config-api", "/tenants/e2e/whatsapp-config");

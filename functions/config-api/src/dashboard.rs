@@ -18,11 +18,13 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use wagate::health::{HealthPoint, history_time};
 use wagate::tenant::{EndpointRole, TenantId};
 
+use crate::App;
 use crate::audit::AuditEntry;
 use crate::error::ApiError;
-use crate::{App, json_response};
+use crate::ops::to_json;
 
 /// How far back the history and failover reads look by default (and the history's TTL).
 pub const DEFAULT_HOURS: u32 = 24;
@@ -115,7 +117,8 @@ fn since(now: OffsetDateTime, hours: u32) -> String {
         .unwrap_or_default()
 }
 
-/// One health-check run's view of a server.
+/// One health-check run's view of a server, as the API shows it (the stored
+/// [`HealthPoint`] without its key and TTL).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryPoint {
@@ -127,6 +130,18 @@ pub struct HistoryPoint {
     pub devices_connected: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl From<HealthPoint> for HistoryPoint {
+    fn from(p: HealthPoint) -> Self {
+        Self {
+            at: p.at,
+            up: p.up,
+            latency_ms: p.latency_ms,
+            devices_connected: p.devices_connected,
+            error: p.error,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -167,8 +182,8 @@ async fn points(app: &App, key: &str, since: &str) -> Result<Vec<HistoryPoint>, 
             .map_err(|e| ApiError::Unavailable(DisplayErrorContext(e).to_string()))?;
         for item in resp.items.unwrap_or_default() {
             // A point this version cannot read is skipped, not fatal to the whole chart.
-            if let Ok(p) = serde_dynamo::from_item::<_, HistoryPoint>(item) {
-                out.push(p);
+            if let Ok(p) = serde_dynamo::from_item::<_, HealthPoint>(item) {
+                out.push(p.into());
             }
         }
         match resp.last_evaluated_key {
@@ -185,7 +200,9 @@ pub async fn history(
 ) -> Result<Response<Body>, ApiError> {
     let hours = hours(req, MAX_HISTORY_HOURS)?;
     let cfg = app.store.get(&tenant).await?.ok_or(ApiError::NotFound)?;
-    let since = since(OffsetDateTime::now_utc(), hours);
+    // The points' own format (fixed-width milliseconds), so the key condition compares
+    // like with like.
+    let since = history_time(OffsetDateTime::now_utc() - time::Duration::hours(i64::from(hours)));
     let mut wanted = vec![(EndpointRole::Primary, cfg.primary.base_url.clone())];
     if let Some(b) = &cfg.backup {
         wanted.push((EndpointRole::Backup, b.base_url.clone()));
@@ -200,11 +217,14 @@ pub async fn history(
             base_url: url,
         });
     }
-    json(&TenantHistory {
-        tenant_id: tenant.to_string(),
-        since,
-        endpoints,
-    })
+    to_json(
+        StatusCode::OK,
+        &TenantHistory {
+            tenant_id: tenant.to_string(),
+            since,
+            endpoints,
+        },
+    )
 }
 
 /// `GET /admin/failovers`: newest first.
@@ -253,18 +273,14 @@ pub async fn failovers(app: &App, req: &Request) -> Result<Response<Body>, ApiEr
             _ => break,
         }
     }
-    json(&FailoverList {
-        since,
-        items,
-        truncated,
-    })
-}
-
-fn json<T: Serialize>(v: &T) -> Result<Response<Body>, ApiError> {
-    Ok(json_response(
+    to_json(
         StatusCode::OK,
-        serde_json::to_string(v).map_err(|e| ApiError::Internal(e.to_string()))?,
-    ))
+        &FailoverList {
+            since,
+            items,
+            truncated,
+        },
+    )
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ pub const MAX_IMPORT_BYTES: usize = 5 * 1024 * 1024;
 /// Format tag of an export document.
 pub const EXPORT_FORMAT: &str = "wagate-config-export/1";
 
-fn to_json<T: Serialize>(status: StatusCode, v: &T) -> Result<Response<Body>, ApiError> {
+pub(crate) fn to_json<T: Serialize>(status: StatusCode, v: &T) -> Result<Response<Body>, ApiError> {
     Ok(json_response(
         status,
         serde_json::to_string(v).map_err(|e| ApiError::Internal(e.to_string()))?,
