@@ -232,25 +232,28 @@ async fn failovers_lists_every_tenants_automatic_switches_newest_first() {
 }
 
 #[tokio::test]
-async fn the_page_and_its_assets_are_served_without_a_token_and_nothing_else_is() {
+async fn the_page_is_served_without_a_token_as_one_document_and_nothing_else_is() {
     let api = api().await;
     let page = api.call(ApiEvent::new("GET", "/prod/dashboard")).await;
     assert_eq!(page.status, StatusCode::OK);
     assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
-    assert!(
-        page.text
-            .contains("<script src=\"dashboard/app.js\" defer></script>")
-    );
     assert_eq!(page.headers["x-frame-options"], "DENY");
-    for (asset, ty) in [("app.js", "text/javascript"), ("app.css", "text/css")] {
-        let r = api
-            .call(ApiEvent::new("GET", &format!("/prod/dashboard/{asset}")))
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{asset}");
-        assert!(r.headers["content-type"].to_str().unwrap().starts_with(ty));
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'sha256-") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    // Script and stylesheet are inside the document: no second request.
+    assert!(page.text.contains("function renderChart"));
+    assert!(page.text.contains(".chart .line-primary"));
+    for path in [
+        "/dashboard/app.js",
+        "/dashboard/.env",
+        "/prod/dashboard/index.html",
+    ] {
+        let r = api.call(ApiEvent::new("GET", path)).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
     }
-    let r = api.call(ApiEvent::new("GET", "/dashboard/.env")).await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = api.call(ApiEvent::new("POST", "/dashboard")).await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     // The data behind it still needs a token.

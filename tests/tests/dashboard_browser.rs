@@ -106,7 +106,7 @@ async fn dashboard_in_chromium_against_the_local_stack() {
     let tenant_token = issuer.token(&TokenSpec::tenant(TENANT));
     watch.ready(&http, "config-api", "/dashboard").await;
 
-    // The page is served without a token, with its assets and a strict policy.
+    // The page is served without a token, as one document, with a strict policy.
     let page = http
         .get(watch.url("config-api", "/dashboard"))
         .send()
@@ -117,7 +117,7 @@ async fn dashboard_in_chromium_against_the_local_stack() {
         page.headers()["content-security-policy"]
             .to_str()
             .unwrap()
-            .contains("script-src 'self'")
+            .contains("script-src 'sha256-")
     );
 
     // A tenant on the simulator, created through the API as the platform would.
@@ -220,12 +220,17 @@ async fn dashboard_in_chromium_against_the_local_stack() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the browser script failed ({}); screenshots in {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status,
-        artifacts.display()
-    );
+    if !out.status.success() {
+        let log = std::fs::read_to_string(&watch.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!(
+            "the browser script failed ({}); screenshots in {}\nstdout:\n{stdout}\nstderr:\n{stderr}\ncargo lambda watch, last lines:\n{}",
+            out.status,
+            artifacts.display(),
+            tail.join("\n")
+        );
+    }
 
     // What the browser saved is what the store holds: one save (version 2, the region it
     // typed), and the invalid edit after it stored nothing.

@@ -154,10 +154,6 @@ async fn every_route_answers_what_the_spec_documents() {
         ("GET", "/admin/failovers", ApiEvent::new("GET", "/admin/failovers").query("hours=0").bearer(&admin)),
         ("GET", "/admin/failovers", ApiEvent::new("GET", "/admin/failovers").bearer(&tenant)),
         ("GET", "/dashboard", ApiEvent::new("GET", "/dashboard")),
-        ("GET", "/dashboard/{asset}", ApiEvent::new("GET", "/dashboard/app.js")),
-        ("GET", "/dashboard/{asset}", ApiEvent::new("GET", "/dashboard/app.css")),
-        ("GET", "/dashboard/{asset}", ApiEvent::new("GET", "/dashboard/index.html")),
-        ("GET", "/dashboard/{asset}", ApiEvent::new("GET", "/dashboard/secrets.json")),
         ("GET", "/admin/endpoints", ApiEvent::new("GET", "/admin/endpoints").bearer(&admin)),
         ("GET", "/admin/endpoints", ApiEvent::new("GET", "/admin/endpoints").bearer(&tenant)),
         ("GET", "/admin/export", ApiEvent::new("GET", "/admin/export").bearer(&admin)),
@@ -280,8 +276,6 @@ async fn every_route_answers_what_the_spec_documents() {
         ("GET", "/admin/failovers", 400),
         ("GET", "/admin/failovers", 403),
         ("GET", "/dashboard", 200),
-        ("GET", "/dashboard/{asset}", 200),
-        ("GET", "/dashboard/{asset}", 404),
     ] {
         assert!(seen.contains(&want), "{want:?} not reached: {seen:?}");
     }

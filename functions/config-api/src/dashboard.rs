@@ -38,53 +38,57 @@ pub const MAX_FAILOVERS: usize = 500;
 pub const SWITCH_INDEX: &str = "BySwitchStream";
 pub const SWITCH_STREAM: &str = "switch";
 
-/// One embedded file of the page.
-pub struct Asset {
-    pub name: &'static str,
-    pub content_type: &'static str,
-    pub body: &'static str,
+const INDEX_HTML: &str = include_str!("../dashboard/index.html");
+const APP_CSS: &str = include_str!("../dashboard/app.css");
+const APP_JS: &str = include_str!("../dashboard/app.js");
+
+/// The page as served: one HTML document with its stylesheet and script inlined (one request,
+/// one invocation), and the Content-Security-Policy that allows exactly those two by their
+/// SHA-256: no other script or style, nothing from another origin, no framing.
+pub struct Page {
+    pub html: String,
+    pub csp: String,
 }
 
-/// The page and its assets, as built into the binary.
-pub const ASSETS: &[Asset] = &[
-    Asset {
-        name: "index.html",
-        content_type: "text/html; charset=utf-8",
-        body: include_str!("../dashboard/index.html"),
-    },
-    Asset {
-        name: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../dashboard/app.js"),
-    },
-    Asset {
-        name: "app.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_str!("../dashboard/app.css"),
-    },
-];
+fn csp_hash(body: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(body.as_bytes()))
+    )
+}
 
-/// Same-origin only: no inline script, no third-party anything, no framing.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/// Built once per instance.
+pub fn page() -> &'static Page {
+    static PAGE: std::sync::OnceLock<Page> = std::sync::OnceLock::new();
+    PAGE.get_or_init(|| {
+        // `</` cannot end the inlined element early: the sources never contain it (tested).
+        let html = INDEX_HTML
+            .replacen("/*wagate:app.css*/", APP_CSS, 1)
+            .replacen("/*wagate:app.js*/", APP_JS, 1);
+        let csp = format!(
+            "default-src 'none'; script-src {}; style-src {}; img-src 'self' data:; \
+             connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            csp_hash(APP_JS),
+            csp_hash(APP_CSS)
+        );
+        Page { html, csp }
+    })
+}
 
-/// `GET /dashboard` (the page) and `GET /dashboard/{asset}`.
-pub fn asset(name: Option<&str>) -> Result<Response<Body>, ApiError> {
-    let name = name.unwrap_or("index.html");
-    let a = ASSETS
-        .iter()
-        .find(|a| a.name == name)
-        .ok_or(ApiError::NoRoute)?;
-    let mut resp = Response::new(Body::Text(a.body.to_string()));
+/// `GET /dashboard`.
+pub fn serve() -> Response<Body> {
+    let p = page();
+    let mut resp = Response::new(Body::Text(p.html.clone()));
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(a.content_type),
+        HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    if let Ok(v) = HeaderValue::from_str(&p.csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -96,7 +100,7 @@ pub fn asset(name: Option<&str>) -> Result<Response<Body>, ApiError> {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     // Small and versioned with the function: revalidate rather than serve a stale page.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(resp)
+    resp
 }
 
 /// `?hours=` within `1..=max`, or the default.
@@ -288,25 +292,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_asset_is_served_with_its_type_and_a_strict_policy() {
-        for a in ASSETS {
-            let r = asset(Some(a.name)).unwrap();
-            assert_eq!(r.headers()[header::CONTENT_TYPE], a.content_type);
-            let csp = r.headers()[header::CONTENT_SECURITY_POLICY]
-                .to_str()
-                .unwrap();
-            assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"));
-        }
-        assert!(matches!(
-            asset(Some("../Cargo.toml")),
-            Err(ApiError::NoRoute)
-        ));
-        assert!(matches!(asset(Some("nope.js")), Err(ApiError::NoRoute)));
+    fn the_page_inlines_its_assets_and_its_policy_allows_exactly_them() {
+        let r = serve();
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
+        let csp = r.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(
+            csp.contains(&format!("script-src {};", csp_hash(APP_JS))),
+            "{csp}"
+        );
+        assert!(
+            csp.contains(&format!("style-src {};", csp_hash(APP_CSS))),
+            "{csp}"
+        );
+        assert!(csp.contains("connect-src 'self'") && csp.contains("default-src 'none'"));
+        assert!(!csp.contains("unsafe-inline"));
+        let html = &page().html;
+        assert!(html.contains(APP_JS) && html.contains(APP_CSS));
+        assert!(
+            !html.contains("/*wagate:"),
+            "a placeholder was left in the page"
+        );
+        assert_eq!(
+            html.matches("<script").count(),
+            1,
+            "one script, the hashed one"
+        );
+        assert_eq!(
+            html.matches("<style").count(),
+            1,
+            "one stylesheet, the hashed one"
+        );
     }
 
     #[test]
-    fn the_page_fetches_nothing_from_another_origin() {
-        for a in ASSETS {
+    fn the_page_fetches_nothing_from_another_origin_and_cannot_end_its_elements_early() {
+        for (name, body) in [
+            ("index.html", INDEX_HTML),
+            ("app.js", APP_JS),
+            ("app.css", APP_CSS),
+        ] {
             for needle in [
                 "src=\"http",
                 "href=\"http",
@@ -318,16 +347,16 @@ mod tests {
                 "@import",
             ] {
                 assert!(
-                    !a.body.contains(needle),
-                    "{} mentions {needle}: the page must not load anything from elsewhere",
-                    a.name
+                    !body.contains(needle),
+                    "{name} mentions {needle}: the page must not load anything from elsewhere"
                 );
             }
         }
-        let html = ASSETS[0].body;
-        assert!(
-            !html.contains("<script>"),
-            "no inline script (the CSP forbids it)"
-        );
+        for (name, body) in [("app.js", APP_JS), ("app.css", APP_CSS)] {
+            assert!(
+                !body.contains("</"),
+                "{name} contains `</`, which would end its inlined element"
+            );
+        }
     }
 }

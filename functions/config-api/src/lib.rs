@@ -18,7 +18,7 @@
 //! | `GET /tenants/{tenantId}/messages/{idempotencyKey}` | tenant or admin | an outbound message's delivery record |
 //! | `GET /tenants/{tenantId}/history?hours=` | tenant or admin | health-check points of the tenant's servers (last 24 h) |
 //! | `GET /admin/failovers?hours=` | admin | automatic failovers and failbacks of every tenant, newest first |
-//! | `GET /dashboard`, `GET /dashboard/{asset}` | none (the page asks for a token) | the status dashboard and settings page |
+//! | `GET /dashboard` | none (the page asks for a token) | the status dashboard and settings page (one document, assets inlined) |
 //! | `GET /admin/endpoints` | admin | every server's health record |
 //! | `GET /admin/export` | admin | every config, secrets sealed |
 //! | `POST /admin/import?dryRun=true` | admin | restore an export; never overwrites |
@@ -101,8 +101,8 @@ pub(crate) enum Route {
     History(TenantId),
     Endpoints,
     Failovers,
-    /// The dashboard page (`None`) or one of its assets.
-    Dashboard(Option<String>),
+    /// The dashboard page.
+    Dashboard,
     Export,
     Import,
     Servers,
@@ -146,7 +146,6 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/migrations"),
     ("GET", "/admin/migrations/{jobId}"),
     ("GET", "/dashboard"),
-    ("GET", "/dashboard/{asset}"),
 ];
 
 /// Handles one request; never fails (errors become responses).
@@ -185,14 +184,10 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
 
 pub(crate) fn parse_route(path: &str) -> Result<Route, ApiError> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    // The dashboard: `…/dashboard` or `…/dashboard/<asset>` at the end of a path that is
-    // not an API path (a tenant may be called `dashboard`).
-    if !segs.iter().any(|s| *s == "tenants" || *s == "admin") {
-        match segs.as_slice() {
-            [.., "dashboard"] => return Ok(Route::Dashboard(None)),
-            [.., "dashboard", asset] => return Ok(Route::Dashboard(Some(asset.to_string()))),
-            _ => {}
-        }
+    // The dashboard: `…/dashboard` at the end of a path that is not an API path (a tenant
+    // may be called `dashboard`).
+    if segs.last() == Some(&"dashboard") && !segs.iter().any(|s| *s == "tenants" || *s == "admin") {
+        return Ok(Route::Dashboard);
     }
     // Accept any prefix (stage, or cargo lambda's /lambda-url/<fn>) before /tenants or /admin.
     if let Some(pos) = segs.iter().rposition(|s| *s == "tenants") {
@@ -247,11 +242,11 @@ fn percent_decode(s: &str) -> String {
 async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
     let route = parse_route(req.uri().path())?;
     // The page holds no data: it is served without a token and asks for one.
-    if let Route::Dashboard(asset) = &route {
+    if let Route::Dashboard = route {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return Err(ApiError::MethodNotAllowed("GET"));
         }
-        return dashboard::asset(asset.as_deref());
+        return Ok(dashboard::serve());
     }
     // Authenticate before anything else is looked at.
     let authz = req
@@ -344,7 +339,7 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
             dashboard::failovers(app, req).await
         }
         // Served above, before authentication.
-        Route::Dashboard(_) => Err(ApiError::NoRoute),
+        Route::Dashboard => Err(ApiError::NoRoute),
         Route::Export => {
             only(Method::GET, "GET")?;
             admin()?;
@@ -679,11 +674,11 @@ mod tests {
         assert!(matches!(parse_route("/admin"), Err(ApiError::NoRoute)));
         assert!(matches!(
             parse_route("/lambda-url/config-api/dashboard"),
-            Ok(Route::Dashboard(None))
+            Ok(Route::Dashboard)
         ));
         assert!(matches!(
             parse_route("/prod/dashboard/app.js"),
-            Ok(Route::Dashboard(Some(a))) if a == "app.js"
+            Err(ApiError::NoRoute)
         ));
         // A tenant called `dashboard` is still a tenant.
         assert!(matches!(
