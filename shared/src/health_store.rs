@@ -187,23 +187,6 @@ pub struct HistoryWriteError {
     pub reason: String,
 }
 
-/// Every active tenant, page after page.
-pub async fn all_active_tenants(
-    store: &dyn HealthStore,
-    page_size: u32,
-) -> Result<Vec<TenantRecord>, StoreError> {
-    let mut out = Vec::new();
-    let mut start = None;
-    loop {
-        let (items, next) = store.active_tenants_page(start, page_size).await?;
-        out.extend(items);
-        match next {
-            Some(k) if !k.is_empty() => start = Some(k),
-            _ => return Ok(out),
-        }
-    }
-}
-
 /// The DynamoDB implementation.
 #[derive(Debug, Clone)]
 pub struct DynamoHealthStore {
@@ -490,45 +473,12 @@ impl HealthStore for DynamoHealthStore {
     }
 
     async fn save_endpoints(&self, records: &[EndpointHealth]) -> Result<(), StoreError> {
-        for chunk in records.chunks(25) {
-            let mut pending = Vec::with_capacity(chunk.len());
-            for r in chunk {
-                let item = serde_dynamo::to_item(r).map_err(backend)?;
-                pending.push(
-                    WriteRequest::builder()
-                        .put_request(
-                            PutRequest::builder()
-                                .set_item(Some(item))
-                                .build()
-                                .map_err(backend)?,
-                        )
-                        .build(),
-                );
-            }
-            for attempt in 0..5u32 {
-                if pending.is_empty() {
-                    break;
-                }
-                if attempt > 0 {
-                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
-                }
-                let resp = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.endpoints_table, std::mem::take(&mut pending))
-                    .send()
-                    .await
-                    .map_err(|e| backend(DisplayErrorContext(e)))?;
-                pending = resp
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.endpoints_table))
-                    .unwrap_or_default();
-            }
-            if !pending.is_empty() {
-                return Err(StoreError::Backend(
-                    "endpoint records left unwritten after retries".into(),
-                ));
-            }
+        for chunk in put_requests(records).map_err(backend)?.chunks(25) {
+            write_batch(&self.client, &self.endpoints_table, chunk.to_vec())
+                .await
+                .map_err(|(n, reason)| {
+                    StoreError::Backend(format!("{n} endpoint record(s) not written: {reason}"))
+                })?;
         }
         Ok(())
     }
@@ -556,21 +506,10 @@ impl HealthStore for DynamoHealthStore {
         let Some(table) = &self.history_table else {
             return Ok(());
         };
-        let mut requests = Vec::with_capacity(points.len());
-        for p in points {
-            let item = serde_dynamo::to_item(p).map_err(|e| HistoryWriteError {
-                unwritten: points.len(),
-                reason: e.to_string(),
-            })?;
-            let put = PutRequest::builder()
-                .set_item(Some(item))
-                .build()
-                .map_err(|e| HistoryWriteError {
-                    unwritten: points.len(),
-                    reason: e.to_string(),
-                })?;
-            requests.push(WriteRequest::builder().put_request(put).build());
-        }
+        let mut requests = put_requests(points).map_err(|reason| HistoryWriteError {
+            unwritten: points.len(),
+            reason,
+        })?;
         // At most 25 items a request, HISTORY_WRITE_CONCURRENCY requests at once.
         let permits = Arc::new(Semaphore::new(HISTORY_WRITE_CONCURRENCY));
         let mut set = JoinSet::new();
@@ -608,6 +547,21 @@ impl HealthStore for DynamoHealthStore {
             }),
         }
     }
+}
+
+/// One `PutRequest` per record, for `BatchWriteItem`.
+fn put_requests<T: Serialize>(records: &[T]) -> Result<Vec<WriteRequest>, String> {
+    records
+        .iter()
+        .map(|r| {
+            let item = serde_dynamo::to_item(r).map_err(|e| e.to_string())?;
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| e.to_string())?;
+            Ok(WriteRequest::builder().put_request(put).build())
+        })
+        .collect()
 }
 
 /// One `BatchWriteItem` of up to 25 puts, its `UnprocessedItems` retried 4 times with
