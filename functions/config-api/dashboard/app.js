@@ -14,7 +14,8 @@ const STATUS_TEXT = {
 };
 const STATUS_CLASS = { connected: "ok", logged_out: "warn", endpoint_down: "bad", unknown: "unk" };
 
-const state = { token: null, claims: null, settings: null, lastTested: null };
+// `testing`: the endpoint a connection test is running for (its errors name `candidate.*`).
+const state = { token: null, claims: null, settings: null, testing: null };
 
 // ---------------------------------------------------------------------------------------
 // Small helpers
@@ -113,8 +114,8 @@ function decodeClaims(token) {
   if (parts.length !== 3) return null;
   try {
     const b64 = parts[1].replace(/-/g, "+").replace(/_/g, "/");
-    const json = atob(b64 + "===".slice((b64.length + 3) % 4));
-    return JSON.parse(decodeURIComponent(escape(json)));
+    const bin = atob(b64 + "===".slice((b64.length + 3) % 4));
+    return JSON.parse(new TextDecoder().decode(Uint8Array.from(bin, (c) => c.charCodeAt(0))));
   } catch (_) {
     return null;
   }

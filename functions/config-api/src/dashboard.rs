@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use wagate::health::{HealthPoint, history_time};
+use wagate::health_store::{SWITCH_STREAM, SWITCH_STREAM_INDEX};
 use wagate::tenant::{EndpointRole, TenantId};
 
 use crate::App;
@@ -34,9 +35,6 @@ pub const MAX_HISTORY_HOURS: u32 = 24;
 pub const MAX_FAILOVER_HOURS: u32 = 7 * 24;
 /// Most failovers one read returns (newest first).
 pub const MAX_FAILOVERS: usize = 500;
-/// The audit table's sparse index of automatic switches, and its partition value.
-pub const SWITCH_INDEX: &str = "BySwitchStream";
-pub const SWITCH_STREAM: &str = "switch";
 
 const INDEX_HTML: &str = include_str!("../dashboard/index.html");
 const APP_CSS: &str = include_str!("../dashboard/app.css");
@@ -253,7 +251,7 @@ pub async fn failovers(app: &App, req: &Request) -> Result<Response<Body>, ApiEr
             .client()
             .query()
             .table_name(app.journal.audit_table())
-            .index_name(SWITCH_INDEX)
+            .index_name(SWITCH_STREAM_INDEX)
             .key_condition_expression("switchStream = :s AND #at >= :since")
             .expression_attribute_names("#at", "at")
             .expression_attribute_values(":s", AttributeValue::S(SWITCH_STREAM.into()))
