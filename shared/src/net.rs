@@ -27,6 +27,15 @@ pub enum EgressError {
     RuntimeApi { addr: SocketAddr },
     #[error("host {host:?} is refused: {reason}")]
     Host { host: String, reason: &'static str },
+    /// Every address the host name resolves to is refused.
+    #[error(
+        "host {host:?} resolves only to refused addresses ({ip} is in a blocked range: {range}); an operator can admit it with WAGATE_EGRESS_ALLOW_CIDRS"
+    )]
+    HostBlocked {
+        host: String,
+        ip: IpAddr,
+        range: &'static str,
+    },
     #[error("URL has no host")]
     NoHost,
 }
@@ -202,41 +211,127 @@ impl Default for HttpTimeouts {
     }
 }
 
+/// Where host names are looked up: the system resolver in production; tests inject a
+/// fixed table (no `/etc/hosts` edits, no network).
+#[async_trait::async_trait]
+pub trait HostResolver: Send + Sync + std::fmt::Debug {
+    async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>>;
+}
+
+/// The operating system's resolver (`getaddrinfo` through tokio).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemResolver;
+
+#[async_trait::async_trait]
+impl HostResolver for SystemResolver {
+    async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+        Ok(tokio::net::lookup_host((host, 0))
+            .await?
+            .map(|a| a.ip())
+            .collect())
+    }
+}
+
+/// A fixed name table (tests): a name not in it does not resolve. Entries can be changed
+/// while clients use it (a DNS change after a save).
+#[derive(Debug, Clone, Default)]
+pub struct StaticResolver {
+    names: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<IpAddr>>>>,
+}
+
+impl StaticResolver {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Maps `host` (case-insensitive) to `addrs`, replacing what it mapped to.
+    pub fn set(&self, host: &str, addrs: &[IpAddr]) -> &Self {
+        self.names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(host.to_ascii_lowercase(), addrs.to_vec());
+        self
+    }
+}
+
+#[async_trait::async_trait]
+impl HostResolver for StaticResolver {
+    async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+        self.names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&host.to_ascii_lowercase())
+            .cloned()
+            .ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host} not found"))
+            })
+    }
+}
+
+/// The addresses of `host` the policy admits, or why there are none: a name whose every
+/// address is refused is [`EgressError::HostBlocked`].
+fn admitted_addresses(
+    policy: &EgressPolicy,
+    host: &str,
+    resolved: Vec<IpAddr>,
+) -> Result<Vec<IpAddr>, EgressError> {
+    let mut refused = None;
+    let admitted: Vec<IpAddr> = resolved
+        .into_iter()
+        .filter(|ip| match policy.check_ip(*ip) {
+            Ok(()) => true,
+            Err(EgressError::Blocked { ip, range }) => {
+                refused.get_or_insert((ip, range));
+                false
+            }
+            Err(_) => false,
+        })
+        .collect();
+    match (admitted.is_empty(), refused) {
+        (true, Some((ip, range))) => Err(EgressError::HostBlocked {
+            host: host.to_string(),
+            ip,
+            range,
+        }),
+        _ => Ok(admitted),
+    }
+}
+
 /// A DNS resolver that drops refused addresses and fails when none is left.
 #[derive(Debug, Clone)]
 struct GuardedResolver {
     policy: Arc<EgressPolicy>,
+    resolver: Arc<dyn HostResolver>,
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy.clone();
+        let resolver = self.resolver.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut refused = None;
-            let admitted: Vec<SocketAddr> = resolved
-                .into_iter()
-                .filter(|a| match policy.check_ip(a.ip()) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        refused = Some(e);
-                        false
-                    }
-                })
-                .collect();
+            let resolved = resolver.lookup(&host).await?;
+            let admitted = admitted_addresses(&policy, &host, resolved)?;
             if admitted.is_empty() {
-                let err: Box<dyn std::error::Error + Send + Sync> = match refused {
-                    Some(e) => Box::new(e),
-                    None => format!("{host} resolved to no address").into(),
-                };
-                return Err(err);
+                return Err(format!("{host} resolved to no address").into());
             }
-            let addrs: Addrs = Box::new(admitted.into_iter());
+            let addrs: Addrs = Box::new(admitted.into_iter().map(|ip| SocketAddr::new(ip, 0)));
             Ok(addrs)
         })
     }
+}
+
+/// The egress guard's refusal behind a failed request, if that is why it failed (the
+/// guarded resolver refused every address of the host).
+pub fn egress_refusal(e: &(dyn std::error::Error + 'static)) -> Option<EgressError> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(refused) = err.downcast_ref::<EgressError>() {
+            return Some(refused.clone());
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// The shared outbound client. Cheap to clone (one connection pool).
@@ -245,10 +340,21 @@ pub struct HttpClient {
     inner: reqwest::Client,
     policy: Arc<EgressPolicy>,
     timeouts: HttpTimeouts,
+    resolver: Arc<dyn HostResolver>,
 }
 
 impl HttpClient {
     pub fn new(policy: EgressPolicy, timeouts: HttpTimeouts) -> Result<Self, reqwest::Error> {
+        Self::with_resolver(policy, timeouts, Arc::new(SystemResolver))
+    }
+
+    /// A client whose host names are looked up by `resolver` (at connect time and by
+    /// [`Self::check_host`]).
+    pub fn with_resolver(
+        policy: EgressPolicy,
+        timeouts: HttpTimeouts,
+        resolver: Arc<dyn HostResolver>,
+    ) -> Result<Self, reqwest::Error> {
         let policy = Arc::new(policy);
         let inner = reqwest::Client::builder()
             .connect_timeout(timeouts.connect)
@@ -260,13 +366,39 @@ impl HttpClient {
             .user_agent(concat!("wagate/", env!("CARGO_PKG_VERSION")))
             .dns_resolver(Arc::new(GuardedResolver {
                 policy: policy.clone(),
+                resolver: resolver.clone(),
             }))
             .build()?;
         Ok(Self {
             inner,
             policy,
             timeouts,
+            resolver,
         })
+    }
+
+    /// The save-time check of a server URL: [`EgressPolicy::check_url`], then, for a host
+    /// name, a lookup: refused when every address it resolves to is refused. A name that
+    /// does not resolve (or not within the connect timeout) passes: the guard in the
+    /// client's resolver checks every address again at connect time, which is the real
+    /// defence (DNS can change after a save).
+    pub async fn check_host(&self, url: &Url) -> Result<(), EgressError> {
+        self.policy.check_url(url)?;
+        let Some(Host::Domain(name)) = url.host() else {
+            return Ok(());
+        };
+        let name = name.trim_end_matches('.');
+        match tokio::time::timeout(self.timeouts.connect, self.resolver.lookup(name)).await {
+            Ok(Ok(addrs)) => admitted_addresses(&self.policy, name, addrs).map(|_| ()),
+            Ok(Err(e)) => {
+                tracing::info!(host = name, error = %e, "server host name does not resolve (yet)");
+                Ok(())
+            }
+            Err(_) => {
+                tracing::info!(host = name, "server host name lookup timed out");
+                Ok(())
+            }
+        }
     }
 
     pub fn policy(&self) -> &EgressPolicy {
@@ -374,6 +506,7 @@ mod tests {
         // directly instead.
         let resolver = GuardedResolver {
             policy: client.policy.clone(),
+            resolver: Arc::new(SystemResolver),
         };
         let err = resolver
             .resolve("localhost".parse::<Name>().unwrap())
@@ -381,5 +514,88 @@ mod tests {
             .err()
             .expect("refused");
         assert!(err.to_string().contains("loopback"), "{err}");
+    }
+
+    fn table() -> StaticResolver {
+        let r = StaticResolver::new();
+        r.set("internal.test", &["127.0.0.2".parse().unwrap()]);
+        r.set(
+            "private.test",
+            &["10.0.0.5".parse().unwrap(), "fd00::5".parse().unwrap()],
+        );
+        r.set(
+            "mixed.test",
+            &[
+                "10.0.0.5".parse().unwrap(),
+                "93.184.216.34".parse().unwrap(),
+            ],
+        );
+        r
+    }
+
+    fn client(allow: &str) -> HttpClient {
+        HttpClient::with_resolver(
+            EgressPolicy::new(EgressPolicy::parse_allowlist(allow).unwrap()),
+            HttpTimeouts::default(),
+            Arc::new(table()),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn check_host_refuses_a_name_whose_every_address_is_blocked() {
+        let c = client("127.0.0.1/32");
+        for url in ["http://internal.test:3000", "https://PRIVATE.test./x"] {
+            let err = c.check_host(&Url::parse(url).unwrap()).await.unwrap_err();
+            assert!(
+                matches!(&err, EgressError::HostBlocked { host, .. } if host.ends_with(".test")),
+                "{url}: {err:?}"
+            );
+            assert!(
+                err.to_string().contains("WAGATE_EGRESS_ALLOW_CIDRS"),
+                "{err}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn check_host_admits_public_allowlisted_and_unresolvable_names() {
+        let c = client("127.0.0.0/8");
+        for url in [
+            "https://mixed.test",
+            "http://internal.test:3000",
+            "https://does-not-resolve.test",
+            "https://93.184.216.34",
+        ] {
+            c.check_host(&Url::parse(url).unwrap())
+                .await
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+        // Literals are still checked without DNS.
+        assert!(
+            client("")
+                .check_host(&Url::parse("http://10.1.1.1").unwrap())
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_the_resolver_refuses_names_the_egress_guard() {
+        let c = client("");
+        let err = c
+            .request(
+                reqwest::Method::GET,
+                Url::parse("http://internal.test:9/health").unwrap(),
+            )
+            .unwrap()
+            .send()
+            .await
+            .unwrap_err();
+        let refused = egress_refusal(&err).expect("the guard's refusal is in the error chain");
+        assert!(
+            matches!(refused, EgressError::HostBlocked { ref host, .. } if host == "internal.test"),
+            "{refused:?}"
+        );
     }
 }

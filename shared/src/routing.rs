@@ -328,7 +328,7 @@ mod tests {
             ProviderError::LoggedOut {
                 message: "x".into(),
             },
-            ProviderError::BadCredentials,
+            ProviderError::BadCredentials { status: 401 },
         ];
         let no = [
             ProviderError::Ambiguous {

@@ -123,6 +123,26 @@ pub enum SecretsError {
         tenant_id: String,
         purpose: &'static str,
     },
+    /// KMS answered that this ciphertext cannot be opened here: it was sealed for another
+    /// tenant or purpose (encryption context), under another key, or is damaged. Retrying
+    /// does not help; the secret must be set again.
+    #[error("a {purpose} secret of tenant {tenant_id} cannot be opened: {reason}")]
+    Refused {
+        tenant_id: String,
+        purpose: &'static str,
+        reason: &'static str,
+    },
+}
+
+impl SecretsError {
+    /// The stored secret itself is unusable (retrying will not open it), as opposed to
+    /// KMS being unreachable or throttling.
+    pub fn is_unusable(&self) -> bool {
+        matches!(
+            self,
+            SecretsError::Corrupt { .. } | SecretsError::Refused { .. }
+        )
+    }
 }
 
 /// Seals and opens secrets. The KMS implementation is [`KmsSealer`].
@@ -215,22 +235,40 @@ impl SecretSealer for KmsSealer {
             .encryption_context("purpose", purpose.as_str())
             .send()
             .await
-            .map_err(|e| SecretsError::Open {
-                tenant_id: tenant_id.to_string(),
-                purpose: purpose.as_str(),
-                source: aws_sdk_kms::error::DisplayErrorContext(e)
-                    .to_string()
-                    .into(),
+            .map_err(|e| {
+                let refused = e.as_service_error().and_then(|s| {
+                    if s.is_invalid_ciphertext_exception() {
+                        Some("KMS says the ciphertext is not valid for this tenant and purpose (sealed for another tenant, or damaged)")
+                    } else if s.is_incorrect_key_exception() {
+                        Some("KMS says the ciphertext was sealed under another key")
+                    } else {
+                        None
+                    }
+                });
+                match refused {
+                    Some(reason) => SecretsError::Refused {
+                        tenant_id: tenant_id.to_string(),
+                        purpose: purpose.as_str(),
+                        reason,
+                    },
+                    None => SecretsError::Open {
+                        tenant_id: tenant_id.to_string(),
+                        purpose: purpose.as_str(),
+                        source: aws_sdk_kms::error::DisplayErrorContext(e)
+                            .to_string()
+                            .into(),
+                    },
+                }
             })?;
         let plain = out.plaintext.ok_or_else(|| SecretsError::Open {
             tenant_id: tenant_id.to_string(),
             purpose: purpose.as_str(),
             source: "KMS returned no plaintext".into(),
         })?;
-        let text = String::from_utf8(plain.into_inner()).map_err(|_| SecretsError::Open {
+        let text = String::from_utf8(plain.into_inner()).map_err(|_| SecretsError::Refused {
             tenant_id: tenant_id.to_string(),
             purpose: purpose.as_str(),
-            source: "plaintext is not UTF-8".into(),
+            reason: "the opened secret is not UTF-8 text",
         })?;
         Ok(Secret::new(text))
     }

@@ -91,6 +91,14 @@ impl ProviderKind {
             ProviderKind::Gowa => "gowa",
         }
     }
+
+    /// The credential kinds (`Credentials::kind`) this kind of server accepts. GOWA's API
+    /// has HTTP basic auth only (`--basic-auth`), or none.
+    pub fn credential_kinds(self) -> &'static [&'static str] {
+        match self {
+            ProviderKind::Gowa => &["none", "basic"],
+        }
+    }
 }
 
 impl FromStr for ProviderKind {
@@ -383,9 +391,9 @@ impl<S> TenantConfig<S> {
     /// is reported, each naming its field.
     pub fn validate(&self, egress: &EgressPolicy) -> Result<(), ValidationErrors> {
         let mut errs = ValidationErrors::default();
-        validate_endpoint(&mut errs, "primary", &self.primary, egress);
+        validate_endpoint(&mut errs, "primary", self.provider, &self.primary, egress);
         if let Some(b) = &self.backup {
-            validate_endpoint(&mut errs, "backup", b, egress);
+            validate_endpoint(&mut errs, "backup", self.provider, b, egress);
             if b.base_url == self.primary.base_url && b.device_id == self.primary.device_id {
                 errs.push(
                     "backup",
@@ -440,11 +448,12 @@ impl<S> TenantConfig<S> {
 /// prefixed with `field` (`"primary"` gives `primary.baseUrl`; `""` gives `baseUrl`).
 pub fn validate_endpoint_alone<S>(
     field: &str,
+    provider: ProviderKind,
     e: &Endpoint<S>,
     egress: &EgressPolicy,
 ) -> Result<(), ValidationErrors> {
     let mut errs = ValidationErrors::default();
-    validate_endpoint(&mut errs, field, e, egress);
+    validate_endpoint(&mut errs, field, provider, e, egress);
     errs.into_result()
 }
 
@@ -459,6 +468,7 @@ fn sub_field(field: &str, name: &str) -> String {
 fn validate_endpoint<S>(
     errs: &mut ValidationErrors,
     field: &str,
+    provider: ProviderKind,
     e: &Endpoint<S>,
     egress: &EgressPolicy,
 ) {
@@ -469,6 +479,18 @@ fn validate_endpoint<S>(
                 errs.push(sub_field(field, "baseUrl"), reason);
             }
         }
+    }
+    let kinds = provider.credential_kinds();
+    if !kinds.contains(&e.credentials.kind()) {
+        errs.push(
+            sub_field(field, "credentials.type"),
+            format!(
+                "{:?} is not supported by {} servers; use one of: {}",
+                e.credentials.kind(),
+                provider.as_str(),
+                kinds.join(", ")
+            ),
+        );
     }
     if let Credentials::Basic { username, .. } = &e.credentials
         && (username.is_empty() || username.len() > 128 || username.contains(':'))
@@ -632,7 +654,10 @@ mod tests {
             },
             backup: Some(Endpoint {
                 base_url: "https://backup.example.com".into(),
-                credentials: Credentials::ApiKey { key: "k".into() },
+                credentials: Credentials::Basic {
+                    username: "u2".into(),
+                    password: "k".into(),
+                },
                 device_id: None,
                 region: None,
                 webhook_source_cidrs: Vec::new(),
@@ -691,6 +716,26 @@ mod tests {
                 "webhookSecrets[1].id"
             ]
         );
+    }
+
+    #[test]
+    fn gowa_endpoints_take_basic_or_no_credentials_only() {
+        let mut c = config("https://wa.example.com");
+        c.primary.credentials = Credentials::ApiKey { key: "k".into() };
+        c.backup.as_mut().unwrap().credentials = Credentials::Bearer { token: "t".into() };
+        let errs = c.validate(&EgressPolicy::default()).unwrap_err();
+        let fields: Vec<&str> = errs.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["primary.credentials.type", "backup.credentials.type"]
+        );
+        assert!(errs.0[0].reason.contains("none, basic"), "{errs}");
+        c.primary.credentials = Credentials::None;
+        c.backup.as_mut().unwrap().credentials = Credentials::Basic {
+            username: "u".into(),
+            password: "p".into(),
+        };
+        c.validate(&EgressPolicy::default()).unwrap();
     }
 
     #[test]

@@ -8,7 +8,7 @@ use config_api::auth::{AuthConfig, Authenticator, KeySource};
 use http::StatusCode;
 use serde_json::Value;
 use wagate::delivery::DeliveryStore;
-use wagate::net::{EgressPolicy, HttpClient, HttpTimeouts};
+use wagate::net::{EgressPolicy, HostResolver, HttpClient, HttpTimeouts, SystemResolver};
 use wagate::secrets::KmsSealer;
 use wagate::store::DynamoTenantStore;
 use wagate_devstack::{LocalIssuer, TokenSpec};
@@ -37,11 +37,18 @@ impl Reply {
 }
 
 pub async fn api() -> Api {
+    api_with_resolver(Arc::new(SystemResolver)).await
+}
+
+/// The API with host names looked up in `resolver` (e.g. a [`wagate::net::StaticResolver`]
+/// mapping a test name to a blocked address, with no `/etc/hosts` edit).
+pub async fn api_with_resolver(resolver: Arc<dyn HostResolver>) -> Api {
     let stack = Stack::new().await;
     let issuer = LocalIssuer::generate();
     // Loopback is admitted the way an operator admits it locally: through the allowlist.
     let egress = EgressPolicy::new(EgressPolicy::parse_allowlist("127.0.0.1/32").unwrap());
-    let http = HttpClient::new(egress.clone(), HttpTimeouts::default()).unwrap();
+    let http =
+        HttpClient::with_resolver(egress.clone(), HttpTimeouts::default(), resolver).unwrap();
     let auth = Authenticator::new(
         AuthConfig {
             issuer: "wagate-local".into(),

@@ -22,7 +22,7 @@ fn valid_body() -> Value {
         },
         "backup": {
             "baseUrl": "https://backup.example.com",
-            "credentials": {"type": "apiKey", "key": "backup-api-key-0000-1111-2222"}
+            "credentials": {"type": "basic", "username": "backup", "password": "backup-api-key-0000-1111-2222"}
         },
         "webhookSecrets": [{"id": "s1", "secret": WEBHOOK_SECRET}],
         "isActive": true

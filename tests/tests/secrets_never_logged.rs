@@ -20,7 +20,7 @@ fn valid_body() -> Value {
         },
         "backup": {
             "baseUrl": "https://backup.example.com",
-            "credentials": {"type": "apiKey", "key": "backup-api-key-0000-1111-2222"}
+            "credentials": {"type": "basic", "username": "backup", "password": "backup-api-key-0000-1111-2222"}
         },
         "webhookSecrets": [{"id": "s1", "secret": WEBHOOK_SECRET}],
         "isActive": true
@@ -74,7 +74,7 @@ async fn secrets_never_reach_logs_or_error_responses() {
         .call(
             ApiEvent::new("POST", &format!("{PATH}/test"))
                 .bearer(&api.admin())
-                .json(&json!({"candidate": {"baseUrl": "http://127.0.0.1:9", "credentials": {"type": "apiKey", "key": "candidate-key-3141592653"}}})),
+                .json(&json!({"candidate": {"baseUrl": "http://127.0.0.1:9", "credentials": {"type": "basic", "username": "cand", "password": "candidate-key-3141592653"}}})),
         )
         .await;
     assert_eq!(r6.status, StatusCode::OK, "{}", r6.text);
@@ -82,7 +82,7 @@ async fn secrets_never_reach_logs_or_error_responses() {
         .call(
             ApiEvent::new("POST", &format!("{PATH}/switch"))
                 .bearer(&api.admin())
-                .json(&json!({"action": "replace", "role": "backup", "version": 4, "endpoint": {"baseUrl": "http://127.0.0.1:9", "credentials": {"type": "apiKey", "key": "candidate-key-3141592653"}}})),
+                .json(&json!({"action": "replace", "role": "backup", "version": 4, "endpoint": {"baseUrl": "http://127.0.0.1:9", "credentials": {"type": "basic", "username": "cand", "password": "candidate-key-3141592653"}}})),
         )
         .await;
     assert_eq!(r7.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r7.text);

@@ -2,8 +2,11 @@
 //!
 //! Four checks, each with its own result and a reason a person can act on:
 //! 1. `reachable`: `GET /health` answers 2xx (no credentials involved);
-//! 2. `credentials`: an authenticated call (`GET /app/status`) is not refused as
-//!    unauthenticated (GOWA answers 401 without a body to bad basic auth);
+//! 2. `credentials`: an authenticated call (`GET /app/status`) is not refused: any HTTP 401
+//!    or 403 fails it, whatever the body (GOWA's basic auth answers a plain 401; a proxy or
+//!    the spec's `ErrorUnauthorized` a JSON one). Only GOWA's own JSON code
+//!    `AUTHENTICATION_ERROR` (a device that is not logged in, answered after the basic-auth
+//!    middleware let the call through) passes it and fails `device`;
 //! 3. `device`: the device (`X-Device-Id`, or the server's single session) is logged in;
 //! 4. `latency`: `/health` answered within [`LATENCY_BUDGET_MS`].
 //!
@@ -71,8 +74,10 @@ fn describe(e: &ProviderError) -> String {
         ProviderError::Permanent { code, message } => format!("server answered {code}: {message}"),
         ProviderError::RateLimited { message, .. } => format!("rate limited: {message}"),
         ProviderError::LoggedOut { message } => format!("device not logged in: {message}"),
-        ProviderError::BadCredentials => "the server refused the credentials".into(),
-        ProviderError::Egress(e) => format!("address refused by the egress guard: {e}"),
+        ProviderError::BadCredentials { status } => {
+            format!("the server refused the credentials (HTTP {status})")
+        }
+        ProviderError::Egress(e) => format!("refused by wagate's egress guard (SSRF): {e}"),
     }
 }
 
@@ -127,12 +132,8 @@ pub async fn test_endpoint(
                 check("device", Outcome::Fail, "the device is not logged in")
             });
         }
-        Err(ProviderError::BadCredentials) => {
-            checks.push(check(
-                "credentials",
-                Outcome::Fail,
-                "the server refused the credentials (401)",
-            ));
+        Err(e @ ProviderError::BadCredentials { .. }) => {
+            checks.push(check("credentials", Outcome::Fail, describe(&e)));
             checks.push(check(
                 "device",
                 Outcome::Skipped,

@@ -31,6 +31,18 @@ pub enum ApiError {
     AlreadyExists,
     #[error("version conflict: the config was changed since version {0} was read")]
     Conflict(u64),
+    /// If-Match and the body's `version` name different versions: at most one of them is
+    /// current, so the request is stale either way.
+    #[error(
+        "If-Match ({0}) and the body's version ({1}) disagree: at most one is current; send the version you read"
+    )]
+    VersionsDisagree(u64, u64),
+    /// A stored secret cannot be opened (KMS refused the ciphertext: sealed for another
+    /// tenant or purpose, or damaged). Names each unusable field.
+    #[error(
+        "a stored secret of this config cannot be opened; set it again (PUT the config, rotate-credential or rotate-webhook-secret); nothing was changed"
+    )]
+    SecretUnusable(ValidationErrors),
     #[error("the current version is required: send If-Match: \"<version>\" or a \"version\" field")]
     VersionRequired,
     #[error("request body is over {0} bytes")]
@@ -72,7 +84,10 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::AlreadyExists | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::AlreadyExists
+            | ApiError::Conflict(_)
+            | ApiError::VersionsDisagree(..)
+            | ApiError::SecretUnusable(_) => StatusCode::CONFLICT,
             ApiError::VersionRequired => StatusCode::PRECONDITION_REQUIRED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -93,7 +108,8 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::NotFound | ApiError::MessageNotFound => "not_found",
             ApiError::AlreadyExists => "already_exists",
-            ApiError::Conflict(_) => "version_conflict",
+            ApiError::Conflict(_) | ApiError::VersionsDisagree(..) => "version_conflict",
+            ApiError::SecretUnusable(_) => "secret_unusable",
             ApiError::VersionRequired => "version_required",
             ApiError::TooLarge(_) => "body_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
@@ -115,7 +131,7 @@ impl ApiError {
             other => other.to_string(),
         };
         let fields = match &self {
-            ApiError::Invalid(errs) => Some(errs),
+            ApiError::Invalid(errs) | ApiError::SecretUnusable(errs) => Some(errs),
             _ => None,
         };
         let test = match &self {
@@ -159,10 +175,26 @@ impl From<StoreError> for ApiError {
 }
 
 impl From<SecretsError> for ApiError {
+    /// KMS unreachable or failing is 503; a secret KMS refuses to open is 409 (callers that
+    /// know the field use [`ApiError::secret`] to name it).
     fn from(e: SecretsError) -> Self {
-        match e {
-            SecretsError::Seal { .. } => ApiError::Unavailable(e.to_string()),
-            _ => ApiError::Internal(e.to_string()),
+        ApiError::secret(e, "secrets")
+    }
+}
+
+impl ApiError {
+    /// A sealing or opening failure of the secret in `field`.
+    pub fn secret(e: SecretsError, field: &str) -> Self {
+        if e.is_unusable() {
+            tracing::warn!(field, error = %e, "a stored secret cannot be opened");
+            let mut errs = ValidationErrors::default();
+            errs.push(
+                field,
+                "the stored secret cannot be opened (KMS refused it: sealed for another tenant or purpose, or damaged); set it again",
+            );
+            ApiError::SecretUnusable(errs)
+        } else {
+            ApiError::Unavailable(e.to_string())
         }
     }
 }

@@ -41,7 +41,6 @@ use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::info;
-use wagate::cache::open_config;
 use wagate::health::EndpointHealth;
 use wagate::store::StoreError;
 use wagate::tenant::{
@@ -175,6 +174,7 @@ fn server_item(s: &Server) -> Result<HashMap<String, AttributeValue>, ApiError> 
 /// SSRF guard, region spelling).
 fn validate_server(
     egress: &wagate::net::EgressPolicy,
+    provider: ProviderKind,
     base_url: &str,
     region: &str,
     errs: &mut ValidationErrors,
@@ -186,7 +186,7 @@ fn validate_server(
         region: Some(region.to_string()),
         webhook_source_cidrs: Vec::new(),
     };
-    if let Err(e) = validate_endpoint_alone("", &server, egress) {
+    if let Err(e) = validate_endpoint_alone("", provider, &server, egress) {
         errs.extend(e);
     }
 }
@@ -356,9 +356,19 @@ pub async fn register(
             "must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-', starting with a letter or digit",
         );
     }
+    let provider = parse_provider(&input.provider, &mut errs);
     let base_url = match normalize_base_url(&input.base_url) {
         Ok(u) => {
-            validate_server(&app.egress, &u, &input.region, &mut errs);
+            validate_server(
+                &app.egress,
+                provider.unwrap_or(ProviderKind::Gowa),
+                &u,
+                &input.region,
+                &mut errs,
+            );
+            if !errs.0.iter().any(|e| e.field == "baseUrl") {
+                errs.extend(crate::check_hosts(app, [("baseUrl".to_string(), u.as_str())]).await);
+            }
             u
         }
         Err(e) => {
@@ -366,7 +376,6 @@ pub async fn register(
             String::new()
         }
     };
-    let provider = parse_provider(&input.provider, &mut errs);
     check_capacity(input.capacity, &mut errs);
     errs.into_result().map_err(ApiError::Invalid)?;
     let at = rfc3339(now());
@@ -432,11 +441,7 @@ pub async fn update_server(
 ) -> Result<Response<Body>, ApiError> {
     let input: UpdateServerInput = parse_json(req, crate::MAX_BODY_BYTES)?;
     let expected = match (crate::if_match(req)?, input.version) {
-        (Some(h), Some(b)) if h != b => {
-            return Err(ApiError::BadRequest(format!(
-                "If-Match ({h}) and body version ({b}) disagree"
-            )));
-        }
+        (Some(h), Some(b)) if h != b => return Err(ApiError::VersionsDisagree(h, b)),
         (Some(v), _) | (None, Some(v)) => v,
         (None, None) => return Err(ApiError::VersionRequired),
     };
@@ -460,7 +465,7 @@ pub async fn update_server(
         fields.push("provider");
     }
     if let Some(r) = &input.region {
-        validate_server(&app.egress, &cur.base_url, r, &mut errs);
+        validate_server(&app.egress, cur.provider, &cur.base_url, r, &mut errs);
         if *r != cur.region {
             next.region = r.clone();
             fields.push("region");
@@ -603,6 +608,7 @@ pub async fn placement(app: &App, req: &Request) -> Result<Response<Body>, ApiEr
     let mut errs = ValidationErrors::default();
     validate_server(
         &app.egress,
+        ProviderKind::Gowa,
         "https://probe.example.com",
         &input.region,
         &mut errs,
@@ -1033,13 +1039,14 @@ async fn test_target(
     role: EndpointRole,
     to_base_url: &str,
 ) -> Result<EndpointResult, ApiError> {
-    let opened = open_config(app.sealer.as_ref(), cur.clone()).await?;
-    let mut e = match role {
-        EndpointRole::Primary => opened.primary.clone(),
-        EndpointRole::Backup => opened.backup.clone().unwrap_or(opened.primary.clone()),
+    let slots = crate::ops::keep_all(cur);
+    let (field, endpoint) = match (role, &slots.backup) {
+        (EndpointRole::Backup, Some(b)) => ("backup", b),
+        _ => ("primary", &slots.primary),
     };
+    let mut e = crate::ops::open_endpoint(app, &cur.tenant_id, field, endpoint).await?;
     e.base_url = to_base_url.to_string();
-    Ok(test_endpoint(&app.http, opened.provider, "candidate", &e).await)
+    Ok(test_endpoint(&app.http, cur.provider, "candidate", &e).await)
 }
 
 /// `POST /admin/migrations`.
@@ -1188,7 +1195,32 @@ pub async fn migrate(
                     r
                 } else {
                     if !job.target_test.as_ref().is_some_and(|t| t.ok) {
-                        let result = test_target(app, &cur, roles[0], &to.base_url).await?;
+                        let result = match test_target(app, &cur, roles[0], &to.base_url).await {
+                            Ok(r) => r,
+                            // This tenant's saved credential cannot be opened: it cannot be
+                            // tested nor moved; the next tenant's may test the target.
+                            Err(ApiError::SecretUnusable(errs)) => {
+                                let mut r = TenantResult::new(
+                                    tenant,
+                                    "failed",
+                                    Some(format!(
+                                        "a stored secret cannot be opened ({}); set it again, then re-run the job",
+                                        errs.0
+                                            .iter()
+                                            .map(|e| e.field.as_str())
+                                            .collect::<Vec<_>>()
+                                            .join(", ")
+                                    )),
+                                );
+                                r.roles = roles;
+                                r.version_before = Some(cur.version);
+                                fleet.record(client, &job.job_id, &r).await?;
+                                job.results.insert(tenant.clone(), r.clone());
+                                results.push(r);
+                                continue;
+                            }
+                            Err(e) => return Err(e),
+                        };
                         let t = TargetTest {
                             ok: result.ok,
                             tested_at: rfc3339(now()),

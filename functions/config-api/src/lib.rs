@@ -54,7 +54,7 @@ use wagate::delivery::DeliveryStore;
 use wagate::net::{EgressPolicy, HttpClient};
 use wagate::secrets::{SealedSecret, SecretSealer};
 use wagate::store::TenantConfigStore;
-use wagate::tenant::{SealedConfig, TenantConfig, TenantId};
+use wagate::tenant::{SealedConfig, TenantConfig, TenantId, ValidationErrors};
 
 use crate::audit::{Action, Change, Journal};
 use crate::auth::{Authenticator, Caller};
@@ -415,7 +415,49 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     if !mime.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::UnsupportedMediaType);
     }
+    // serde reads a struct from a JSON array too (fields by position): `[]` or `["x"]`
+    // would become a request. Every body of this API is an object.
+    if bytes.iter().find(|b| !b" \t\r\n".contains(b)) != Some(&b'{') {
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        ));
+    }
     serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(redact_serde_error(&e)))
+}
+
+/// The save-time SSRF check of host names: each endpoint whose base URL names a host that
+/// resolves only to refused addresses gets a field error (`<field>.baseUrl`). Literal
+/// addresses were checked by the structural validation already.
+pub(crate) async fn check_hosts<'a>(
+    app: &App,
+    endpoints: impl IntoIterator<Item = (String, &'a str)>,
+) -> ValidationErrors {
+    let mut errs = ValidationErrors::default();
+    for (field, base_url) in endpoints {
+        let Ok(url) = url::Url::parse(base_url) else {
+            continue;
+        };
+        if let Err(e @ wagate::net::EgressError::HostBlocked { .. }) =
+            app.http.check_host(&url).await
+        {
+            errs.push(field, e.to_string());
+        }
+    }
+    errs
+}
+
+/// A config's full validation before it is sealed and written: the structural checks and
+/// the host-name lookups, every error in one answer.
+pub(crate) async fn validate_config<S>(app: &App, cfg: &TenantConfig<S>) -> Result<(), ApiError> {
+    let mut errs = cfg.validate(&app.egress).err().unwrap_or_default();
+    let mut hosts = vec![("primary.baseUrl".to_string(), cfg.primary.base_url.as_str())];
+    if let Some(b) = &cfg.backup {
+        hosts.push(("backup.baseUrl".to_string(), b.base_url.as_str()));
+    }
+    // A field already refused structurally is not looked up again.
+    hosts.retain(|(f, _)| !errs.0.iter().any(|e| &e.field == f));
+    errs.extend(check_hosts(app, hosts).await);
+    errs.into_result().map_err(ApiError::Invalid)
 }
 
 /// serde_json quotes the offending string value in some messages
@@ -487,7 +529,7 @@ async fn create(
     }
     let at = now();
     let cfg = build_config(tenant, input, None, at).map_err(ApiError::Invalid)?;
-    cfg.validate(&app.egress).map_err(ApiError::Invalid)?;
+    validate_config(app, &cfg).await?;
     let sealed = seal(app, cfg).await?;
     app.journal
         .create(&sealed, change(caller, Action::Create))
@@ -516,11 +558,7 @@ async fn update(
     let header_version = if_match(req)?;
     let input = parse_body(req)?;
     let expected = match (header_version, input.version) {
-        (Some(h), Some(b)) if h != b => {
-            return Err(ApiError::BadRequest(format!(
-                "If-Match ({h}) and body version ({b}) disagree"
-            )));
-        }
+        (Some(h), Some(b)) if h != b => return Err(ApiError::VersionsDisagree(h, b)),
         (Some(v), _) | (None, Some(v)) => v,
         (None, None) => return Err(ApiError::VersionRequired),
     };
@@ -531,7 +569,7 @@ async fn update(
     }
     let at = now();
     let cfg = build_config(tenant, input, Some(&current), at).map_err(ApiError::Invalid)?;
-    cfg.validate(&app.egress).map_err(ApiError::Invalid)?;
+    validate_config(app, &cfg).await?;
     let sealed = seal(app, cfg).await?;
     app.journal
         .update(&current, &sealed, change(caller, Action::Update))

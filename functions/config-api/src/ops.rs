@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::info;
 use wagate::Secret;
-use wagate::cache::open_config;
 use wagate::health::EndpointHealth;
 use wagate::secrets::Purpose;
 use wagate::store::{from_item, to_item};
@@ -60,9 +59,7 @@ async fn current(app: &App, tenant: &TenantId) -> Result<SealedConfig, ApiError>
 /// The version the caller based its change on: `If-Match` and/or a body `version`.
 fn expected_version(req: &Request, body: Option<u64>) -> Result<Option<u64>, ApiError> {
     match (if_match(req)?, body) {
-        (Some(h), Some(b)) if h != b => Err(ApiError::BadRequest(format!(
-            "If-Match ({h}) and body version ({b}) disagree"
-        ))),
+        (Some(h), Some(b)) if h != b => Err(ApiError::VersionsDisagree(h, b)),
         (Some(v), _) | (None, Some(v)) => Ok(Some(v)),
         (None, None) => Ok(None),
     }
@@ -92,7 +89,7 @@ async fn commit(
 }
 
 /// A stored config with every secret slot kept as is.
-fn keep_all(cfg: &SealedConfig) -> TenantConfig<SecretSlot> {
+pub(crate) fn keep_all(cfg: &SealedConfig) -> TenantConfig<SecretSlot> {
     let slots: Vec<SecretSlot> = cfg
         .secret_slots()
         .into_iter()
@@ -111,20 +108,33 @@ fn bump<S>(mut cfg: TenantConfig<S>, cur: &SealedConfig, at: OffsetDateTime) -> 
 }
 
 /// Opens the secret of an endpoint under construction (new ones are plaintext already).
-async fn open_endpoint(
+/// `field` names the endpoint in errors (`primary`, `backup`, `candidate`, `endpoint`): a
+/// stored secret KMS refuses is 409 `secret_unusable` naming `<field>.credentials.<name>`.
+pub(crate) async fn open_endpoint(
     app: &App,
     tenant: &TenantId,
+    field: &str,
     e: &Endpoint<SecretSlot>,
 ) -> Result<Endpoint<Secret>, ApiError> {
+    let secret_field = format!(
+        "{field}.credentials.{}",
+        match &e.credentials {
+            Credentials::ApiKey { .. } => "key",
+            Credentials::Bearer { .. } => "token",
+            _ => "password",
+        }
+    );
     let open = |s: &SecretSlot| {
         let s = s.clone();
+        let secret_field = &secret_field;
         async move {
             match s {
                 SecretSlot::New(p) => Ok::<_, ApiError>(p),
-                SecretSlot::Keep(k) => Ok(app
+                SecretSlot::Keep(k) => app
                     .sealer
                     .open(tenant.as_str(), Purpose::ServerCredential, &k)
-                    .await?),
+                    .await
+                    .map_err(|e| ApiError::secret(e, secret_field)),
             }
         }
     };
@@ -170,13 +180,14 @@ pub struct TestInput {
     pub candidate: EndpointInput,
 }
 
-/// Builds a candidate endpoint: validated like a config's primary, credentials kept from
-/// the saved endpoint of the same base URL when left out.
-fn candidate_endpoint(
+/// Builds a candidate endpoint: validated like a config's primary (host name looked up
+/// too), credentials kept from the saved endpoint of the same base URL when left out.
+async fn candidate_endpoint(
+    app: &App,
     cur: Option<&SealedConfig>,
+    provider: wagate::tenant::ProviderKind,
     field: &str,
     input: EndpointInput,
-    egress: &wagate::net::EgressPolicy,
 ) -> Result<Endpoint<SecretSlot>, ApiError> {
     let url = normalize_base_url(&input.base_url).ok();
     let prev = cur.and_then(|c| {
@@ -189,8 +200,16 @@ fn candidate_endpoint(
     let Some(e) = built.filter(|_| errs.is_empty()) else {
         return Err(ApiError::Invalid(errs));
     };
-    // Structural checks (URL scheme, SSRF guard, device id, region), as on a saved config.
-    wagate::tenant::validate_endpoint_alone(field, &e, egress).map_err(ApiError::Invalid)?;
+    // Structural checks (URL scheme, SSRF guard, credential kind, device id, region), as on
+    // a saved config, then the host name's addresses.
+    let mut errs = wagate::tenant::validate_endpoint_alone(field, provider, &e, &app.egress)
+        .err()
+        .unwrap_or_default();
+    let url_field = format!("{field}.baseUrl");
+    if !errs.0.iter().any(|f| f.field == url_field) {
+        errs.extend(crate::check_hosts(app, [(url_field, e.base_url.as_str())]).await);
+    }
+    errs.into_result().map_err(ApiError::Invalid)?;
     Ok(e)
 }
 
@@ -202,20 +221,25 @@ pub async fn test(app: &App, req: &Request, tenant: TenantId) -> Result<Response
     let results = if has_body(req) {
         let input: TestInput = parse_json(req, crate::MAX_BODY_BYTES)?;
         let cur = app.store.get(&tenant).await?;
-        let cand = candidate_endpoint(cur.as_ref(), "candidate", input.candidate, &app.egress)?;
-        let opened = open_endpoint(app, &tenant, &cand).await?;
         let provider = cur
             .as_ref()
             .map(|c| c.provider)
             .unwrap_or(wagate::tenant::ProviderKind::Gowa);
+        let cand =
+            candidate_endpoint(app, cur.as_ref(), provider, "candidate", input.candidate).await?;
+        let opened = open_endpoint(app, &tenant, "candidate", &cand).await?;
         vec![test_endpoint(&app.http, provider, "candidate", &opened).await]
     } else {
-        let cur = current(app, &tenant).await?;
-        let opened = open_config(app.sealer.as_ref(), cur).await?;
-        let mut out =
-            vec![test_endpoint(&app.http, opened.provider, "primary", &opened.primary).await];
-        if let Some(b) = &opened.backup {
-            out.push(test_endpoint(&app.http, opened.provider, "backup", b).await);
+        // Only the server credentials are opened (a webhook secret is not needed here).
+        let cur = keep_all(&current(app, &tenant).await?);
+        let primary = open_endpoint(app, &tenant, "primary", &cur.primary).await?;
+        let backup = match &cur.backup {
+            Some(b) => Some(open_endpoint(app, &tenant, "backup", b).await?),
+            None => None,
+        };
+        let mut out = vec![test_endpoint(&app.http, cur.provider, "primary", &primary).await];
+        if let Some(b) = &backup {
+            out.push(test_endpoint(&app.http, cur.provider, "backup", b).await);
         }
         out
     };
@@ -483,7 +507,8 @@ pub async fn switch(
         e.push("backup", "the tenant has no backup endpoint");
         ApiError::Invalid(e)
     };
-    let (action, tested, role_name) = match input.action {
+    // `field`: where the tested endpoint's saved secret lives, for an error naming it.
+    let (action, tested, role_name, field) = match input.action {
         SwitchAction::Activate => {
             let to = input.to.unwrap_or_default();
             if to == EndpointRole::Backup && cur.backup.is_none() {
@@ -496,27 +521,32 @@ pub async fn switch(
                 )));
             }
             next.active_endpoint = to;
-            (Action::Switch, next.active().clone(), role_str(to))
+            (
+                Action::Switch,
+                next.active().clone(),
+                role_str(to),
+                role_str(to),
+            )
         }
         SwitchAction::Swap => {
             let backup = next.backup.take().ok_or_else(no_backup)?;
             next.backup = Some(std::mem::replace(&mut next.primary, backup));
             next.active_endpoint = EndpointRole::Primary;
-            (Action::Swap, next.primary.clone(), "primary")
+            (Action::Swap, next.primary.clone(), "primary", "backup")
         }
         SwitchAction::Replace => {
             let role = input.role.unwrap_or_default();
             let ep = input.endpoint.expect("checked above");
-            let cand = candidate_endpoint(Some(&cur), "endpoint", ep, &app.egress)?;
+            let cand = candidate_endpoint(app, Some(&cur), cur.provider, "endpoint", ep).await?;
             match role {
                 EndpointRole::Primary => next.primary = cand.clone(),
                 EndpointRole::Backup => next.backup = Some(cand.clone()),
             }
-            (Action::ReplaceEndpoint, cand, role_str(role))
+            (Action::ReplaceEndpoint, cand, role_str(role), "endpoint")
         }
     };
     next.validate(&app.egress).map_err(ApiError::Invalid)?;
-    let opened = open_endpoint(app, &tenant, &tested).await?;
+    let opened = open_endpoint(app, &tenant, field, &tested).await?;
     let result = test_endpoint(&app.http, cur.provider, role_name, &opened).await;
     if !result.ok {
         let rep = serde_json::to_value(report(&tenant, vec![result]))
@@ -603,6 +633,85 @@ pub struct TenantStatus {
     pub recent_switches: Vec<AuditEntry>,
     /// Recent failures the health check recorded on the tenant's servers.
     pub recent_failures: Vec<FailureNote>,
+    /// Stored secrets KMS refuses to open (e.g. a ciphertext copied from another tenant):
+    /// the config cannot be used until each is set again. Absent when every secret opens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unusable_secrets: Vec<UnusableSecret>,
+}
+
+/// A stored secret that cannot be opened, by field.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnusableSecret {
+    /// e.g. `primary.credentials.password`, `webhookSecrets[0].secret`.
+    pub field: String,
+    pub reason: String,
+}
+
+/// Every secret slot of a stored config with its field name and purpose.
+fn secret_fields(cfg: &SealedConfig) -> Vec<(String, Purpose, &wagate::secrets::SealedSecret)> {
+    fn cred<'a>(
+        role: &str,
+        c: &'a Credentials<wagate::secrets::SealedSecret>,
+    ) -> Option<(String, Purpose, &'a wagate::secrets::SealedSecret)> {
+        let name = match c {
+            Credentials::ApiKey { .. } => "key",
+            Credentials::Bearer { .. } => "token",
+            _ => "password",
+        };
+        c.secret().map(|s| {
+            (
+                format!("{role}.credentials.{name}"),
+                Purpose::ServerCredential,
+                s,
+            )
+        })
+    }
+    let mut out: Vec<_> = cred("primary", &cfg.primary.credentials)
+        .into_iter()
+        .collect();
+    if let Some(b) = &cfg.backup {
+        out.extend(cred("backup", &b.credentials));
+    }
+    for (i, w) in cfg.webhook_secrets.iter().enumerate() {
+        out.push((
+            format!("webhookSecrets[{i}].secret"),
+            Purpose::WebhookSecret,
+            &w.secret,
+        ));
+    }
+    out
+}
+
+/// The stored secrets KMS refuses to open. A KMS outage is not reported here (it says
+/// nothing about the secrets; the status still shows health).
+async fn unusable_secrets(app: &App, cfg: &SealedConfig) -> Vec<UnusableSecret> {
+    let tenant = cfg.tenant_id.as_str();
+    let fields = secret_fields(cfg);
+    let opened = futures_util::future::join_all(
+        fields
+            .iter()
+            .map(|(_, purpose, sealed)| app.sealer.open(tenant, *purpose, sealed)),
+    )
+    .await;
+    fields
+        .iter()
+        .zip(opened)
+        .filter_map(|((field, _, _), r)| match r {
+            Err(e) if e.is_unusable() => {
+                tracing::warn!(field = %field, error = %e, "a stored secret cannot be opened");
+                Some(UnusableSecret {
+                    field: field.clone(),
+                    reason: "KMS refuses to open it (sealed for another tenant or purpose, or damaged); set it again".into(),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(field = %field, error = %e, "could not check a stored secret");
+                None
+            }
+            Ok(_) => None,
+        })
+        .collect()
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -724,7 +833,9 @@ pub async fn status(app: &App, tenant: TenantId) -> Result<Response<Body>, ApiEr
         })
         .take(STATUS_SWITCHES)
         .collect();
+    let unusable_secrets = unusable_secrets(app, &cfg).await;
     let body = TenantStatus {
+        unusable_secrets,
         tenant_id: tenant.to_string(),
         is_active: cfg.is_active,
         connection_status: cfg.connection_status,
@@ -950,6 +1061,15 @@ pub async fn import(app: &App, req: &Request, caller: &Caller) -> Result<Respons
         if to_item(c).is_err() {
             errs.push(format!("items[{i}]"), "cannot be stored");
         }
+        let mut hosts = vec![(
+            format!("items[{i}].primary.baseUrl"),
+            c.primary.base_url.as_str(),
+        )];
+        if let Some(b) = &c.backup {
+            hosts.push((format!("items[{i}].backup.baseUrl"), b.base_url.as_str()));
+        }
+        hosts.retain(|(f, _)| !errs.0.iter().any(|e| &e.field == f));
+        errs.extend(crate::check_hosts(app, hosts).await);
     }
     errs.into_result().map_err(ApiError::Invalid)?;
     let mut report = ImportReport {

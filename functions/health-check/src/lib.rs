@@ -850,7 +850,8 @@ fn error_class(e: &ProviderError) -> String {
         }
         ProviderError::Permanent { .. } => "http error".into(),
         ProviderError::RateLimited { .. } => "http 429".into(),
-        ProviderError::LoggedOut { .. } | ProviderError::BadCredentials => "http 401".into(),
+        ProviderError::LoggedOut { .. } => "http 401".into(),
+        ProviderError::BadCredentials { status } => format!("http {status}"),
         ProviderError::Egress(_) => "egress refused".into(),
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Basic auth (optional), device chosen by `X-Device-Id`, answers `{code, message, results}`.
 //! Failure mapping (DESIGN.md section 2):
-//! 400 → permanent; 401 with JSON `AUTHENTICATION_ERROR` → device logged out; 401 without
-//! a JSON body → bad credentials; 429 `WA_REACHOUT_TIMELOCK` → rate limited; 504 on a send →
+//! 400 → permanent; 401 with JSON code `AUTHENTICATION_ERROR` → device logged out; any
+//! other 401 or 403 (with or without a JSON body) → bad credentials; 429 `WA_REACHOUT_TIMELOCK` → rate limited; 504 on a send →
 //! ambiguous (GOWA gave up waiting on WhatsApp; the message may be out); other 5xx →
 //! retryable; connect failure → retryable, not sent; timeout or broken connection after the
 //! request left → ambiguous for a send, retryable for a read.
@@ -21,6 +21,9 @@ use super::{
 use crate::net::HttpClient;
 use crate::secrets::Secret;
 use crate::tenant::{Credentials, ProviderKind};
+
+/// GOWA's error code for a call to a device that is not logged in (HTTP 401).
+const AUTHENTICATION_ERROR: &str = "AUTHENTICATION_ERROR";
 
 /// GOWA client over the shared HTTP client.
 #[derive(Debug, Clone)]
@@ -127,6 +130,11 @@ fn apply_credentials(
 fn transport_error(e: &reqwest::Error, call: Call) -> ProviderError {
     // reqwest errors carry the URL, never the credentials (they travel in headers);
     // still, say only what kind of failure it was.
+    // The guarded resolver refused every address the host name resolved to: say so (it is
+    // the egress guard, not the server, that stopped the request).
+    if let Some(refused) = crate::net::egress_refusal(e) {
+        return ProviderError::Egress(refused);
+    }
     if e.is_connect() {
         return ProviderError::Retryable {
             reason: "could not connect to the server".into(),
@@ -175,8 +183,16 @@ async fn error_from(resp: Response, call: Call) -> ProviderError {
     // Bound what we carry from a server we do not control.
     let message: String = message.chars().take(300).collect();
     match status {
-        StatusCode::UNAUTHORIZED if env.is_some() => ProviderError::LoggedOut { message },
-        StatusCode::UNAUTHORIZED => ProviderError::BadCredentials,
+        // GOWA's basic-auth middleware answers before any handler, so its own JSON
+        // `AUTHENTICATION_ERROR` (a send to a device that is not logged in) means the
+        // credentials were accepted. Any other 401 or 403, JSON or not (the spec's
+        // `ErrorUnauthorized` is JSON), is a refusal of the credentials.
+        StatusCode::UNAUTHORIZED if code == AUTHENTICATION_ERROR => {
+            ProviderError::LoggedOut { message }
+        }
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ProviderError::BadCredentials {
+            status: status.as_u16(),
+        },
         StatusCode::TOO_MANY_REQUESTS => ProviderError::RateLimited {
             message,
             retry_after,

@@ -118,8 +118,10 @@ pub enum ProviderError {
     },
     #[error("device is logged out: {message}")]
     LoggedOut { message: String },
-    #[error("the server refused the credentials")]
-    BadCredentials,
+    /// HTTP 401 or 403 (other than GOWA's `AUTHENTICATION_ERROR`, which is
+    /// [`ProviderError::LoggedOut`]), whatever the body says.
+    #[error("the server refused the credentials (HTTP {status})")]
+    BadCredentials { status: u16 },
     #[error("egress refused: {0}")]
     Egress(#[from] EgressError),
 }
@@ -132,7 +134,7 @@ impl ProviderError {
             ProviderError::Ambiguous { .. } => ErrorClass::Ambiguous,
             ProviderError::RateLimited { .. } => ErrorClass::RateLimited,
             ProviderError::LoggedOut { .. } => ErrorClass::LoggedOut,
-            ProviderError::BadCredentials => ErrorClass::BadCredentials,
+            ProviderError::BadCredentials { .. } => ErrorClass::BadCredentials,
         }
     }
 
