@@ -493,7 +493,7 @@ fn validate_endpoint<S>(
         );
     }
     if let Credentials::Basic { username, .. } = &e.credentials
-        && (username.is_empty() || username.len() > 128 || username.contains(':'))
+        && (username.is_empty() || username.chars().count() > 128 || username.contains(':'))
     {
         errs.push(
             sub_field(field, "credentials.username"),
@@ -527,6 +527,7 @@ fn validate_endpoint<S>(
 }
 
 fn check_base_url(url: &Url, egress: &EgressPolicy) -> Result<(), String> {
+    check_base_url_spelling(url.as_str().trim_end_matches('/'))?;
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(format!(
             "scheme {:?} is not allowed; use https (or http)",
@@ -545,11 +546,59 @@ fn check_base_url(url: &Url, egress: &EgressPolicy) -> Result<(), String> {
     egress.check_url(url).map_err(|e| e.to_string())
 }
 
+/// Longest server base URL accepted.
+pub const MAX_BASE_URL_LEN: usize = 2048;
+
+/// Characters of a base URL's authority (host and port): RFC 3986's unreserved and
+/// sub-delims, `%`, `:` and the brackets of an IPv6 literal. No `@` (credentials), no
+/// whitespace, nothing outside ASCII (a name in another script goes in its `xn--` form).
+fn authority_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b)
+}
+
+/// Characters of a base URL's path: those of the authority but the brackets, plus `@`
+/// and `/`. No `?` or `#` (no query, no fragment).
+fn path_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:@/".contains(&b)
+}
+
+/// The spelling a base URL must have before it is parsed, exactly as the OpenAPI document
+/// states it: `^[Hh][Tt][Tt][Pp][Ss]?://` + authority characters + optionally `/` and path
+/// characters, at most [`MAX_BASE_URL_LEN`] bytes.
+fn check_base_url_spelling(raw: &str) -> Result<(), &'static str> {
+    if raw.len() > MAX_BASE_URL_LEN {
+        return Err("is longer than 2048 characters");
+    }
+    let lower = raw.get(..8).unwrap_or(raw).to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        &raw[8..]
+    } else if lower.starts_with("http://") {
+        &raw[7..]
+    } else {
+        return Err("must start with http:// or https://");
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.is_empty() {
+        return Err("has no host");
+    }
+    if !authority.bytes().all(authority_char) {
+        return Err(
+            "host and port may hold only A-Z a-z 0-9 and - . _ ~ ! $ & ' ( ) * + , ; = % : [ ] (no credentials, no whitespace)",
+        );
+    }
+    if !path.bytes().all(path_char) {
+        return Err(
+            "path may hold only A-Z a-z 0-9 and - . _ ~ ! $ & ' ( ) * + , ; = % : @ / (no query, no fragment, no whitespace)",
+        );
+    }
+    Ok(())
+}
+
 /// Parses and normalises a server base URL: lowercase scheme and host, default port
 /// dropped, no trailing slash. Two spellings of one server give one key.
 pub fn normalize_base_url(raw: &str) -> Result<String, FieldError> {
-    let url =
-        Url::parse(raw.trim()).map_err(|_| FieldError::new("baseUrl", "is not a valid URL"))?;
+    check_base_url_spelling(raw).map_err(|reason| FieldError::new("baseUrl", reason))?;
+    let url = Url::parse(raw).map_err(|_| FieldError::new("baseUrl", "is not a valid URL"))?;
     let mut s = url.to_string();
     while s.ends_with('/') {
         s.pop();
@@ -762,6 +811,36 @@ mod tests {
                 .unwrap_err();
             assert_eq!(errs.0[0].field, "primary.baseUrl", "{target}");
         }
+    }
+
+    #[test]
+    fn base_urls_are_refused_by_spelling_before_parsing() {
+        for bad in [
+            " https://wa.example.com",
+            "https://wa.example.com ",
+            "https://wa.exa\tmple.com",
+            "ftp://wa.example.com",
+            "https://@wa.example.com",
+            "https://u:p@wa.example.com",
+            "https://wa.example.com?x",
+            "https://wa.example.com/#x",
+            "https://wa.example.com\\x",
+            "https://wä.example.com",
+            "https://",
+            "https:///path",
+        ] {
+            let e = normalize_base_url(bad).unwrap_err();
+            assert_eq!(e.field, "baseUrl", "{bad:?}");
+        }
+        for good in [
+            "HTTPS://WA.example.com:8443/gowa/@x",
+            "http://127.0.0.1:3000",
+            "http://[2606:4700::1111]:80/",
+            "https://xn--bcher-kva.example.com",
+        ] {
+            normalize_base_url(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        assert!(normalize_base_url(&format!("https://a.example/{}", "x".repeat(2048))).is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use wagate_devstack::Provisioned;
 
 pub mod api;
+pub mod apigw;
 pub mod watch;
 
 /// The workspace root.

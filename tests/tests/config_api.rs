@@ -672,7 +672,7 @@ async fn update_of_a_missing_tenant_is_404() {
         .call(
             ApiEvent::new("PUT", PATH)
                 .bearer(&api.admin())
-                .header("If-Match", "1")
+                .header("If-Match", "\"1\"")
                 .json(&valid_body()),
         )
         .await;

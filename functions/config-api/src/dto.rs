@@ -35,11 +35,37 @@ pub struct ConfigInput {
     pub failback: Option<FailbackPolicy>,
     /// Absent: keep the current limits (defaults on create).
     #[serde(default)]
-    pub limits: Option<Limits>,
+    pub limits: Option<LimitsInput>,
     /// The version being replaced (alternative to If-Match).
     #[serde(default)]
     pub version: Option<u64>,
 }
+
+/// Limits as written: a field left out takes its default.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LimitsInput {
+    #[serde(default)]
+    pub outbound_per_minute: Option<u32>,
+    #[serde(default)]
+    pub inbound_per_second: Option<u32>,
+}
+
+impl From<LimitsInput> for Limits {
+    fn from(l: LimitsInput) -> Self {
+        let d = Limits::default();
+        Limits {
+            outbound_per_minute: l.outbound_per_minute.unwrap_or(d.outbound_per_minute),
+            inbound_per_second: l.inbound_per_second.unwrap_or(d.inbound_per_second),
+        }
+    }
+}
+
+/// The reason of a secret left out where nothing is saved to keep. Only the stored config
+/// decides it (the same body may be fine for another tenant), so the config API answers
+/// it 409, not 400 (see [`crate::error::ApiError::from_build`]).
+pub const NOTHING_TO_KEEP: &str =
+    "is required: nothing is saved to keep for it (send the secret)";
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -61,7 +87,8 @@ pub struct EndpointInput {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 pub enum CredentialsInput {
-    None,
+    /// A struct variant so that `deny_unknown_fields` holds for it too.
+    None {},
     Basic {
         username: String,
         #[serde(default)]
@@ -139,7 +166,7 @@ pub fn build_config(
                     {
                         Some(o) => Some(SecretSlot::Keep(o.secret.clone())),
                         None => {
-                            errs.push(field, "is required for a new secret id");
+                            errs.push(field, NOTHING_TO_KEEP);
                             None
                         }
                     },
@@ -176,15 +203,17 @@ pub fn build_config(
         Some(None) => return Err(errs),
         None => None,
     };
+    let has_backup = backup.is_some();
     Ok(TenantConfig {
         tenant_id,
         provider,
         primary,
         backup,
         webhook_secrets,
+        // Left out: the current one, unless the backup is gone (then the primary).
         active_endpoint: input
             .active_endpoint
-            .or(existing.map(|c| c.active_endpoint))
+            .or(existing.map(|c| c.active_endpoint).filter(|_| has_backup))
             .unwrap_or_default(),
         is_active: input
             .is_active
@@ -199,6 +228,7 @@ pub fn build_config(
             .unwrap_or_default(),
         limits: input
             .limits
+            .map(Limits::from)
             .or(existing.map(|c| c.limits))
             .unwrap_or_default(),
         version: existing.map_or(1, |c| c.version + 1),
@@ -232,8 +262,12 @@ pub(crate) fn build_endpoint(
         .iter()
         .enumerate()
     {
+        // One network or address per entry, exactly as written (no spaces, no lists).
+        let spelled = !c.is_empty()
+            && c.bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':' || b == b'/');
         match wagate::net::EgressPolicy::parse_allowlist(c) {
-            Ok(mut nets) if nets.len() == 1 => cidrs.append(&mut nets),
+            Ok(mut nets) if spelled && nets.len() == 1 => cidrs.append(&mut nets),
             _ => errs.push(
                 format!("{field}.webhookSourceCidrs[{i}]"),
                 "is not a CIDR (e.g. 203.0.113.0/24) or IP address",
@@ -280,13 +314,31 @@ pub(crate) fn build_credentials(
             }
             (None, Some(k)) => Some(SecretSlot::Keep(k.clone())),
             (None, None) => {
-                errs.push(f, "is required");
+                errs.push(f, NOTHING_TO_KEEP);
                 None
             }
         }
     };
+    // A kind no WhatsApp server wagate supports takes is refused here, before its secret
+    // is looked for (the per-provider check is in the config's validation).
+    let kind = match &input {
+        CredentialsInput::None {} => "none",
+        CredentialsInput::Basic { .. } => "basic",
+        CredentialsInput::ApiKey { .. } => "apiKey",
+        CredentialsInput::Bearer { .. } => "bearer",
+    };
+    if !wagate::tenant::ProviderKind::ALL
+        .iter()
+        .any(|p| p.credential_kinds().contains(&kind))
+    {
+        errs.push(
+            format!("{field}.credentials.type"),
+            format!("{kind:?} is not supported by any server kind; use one of: none, basic"),
+        );
+        return None;
+    }
     Some(match input {
-        CredentialsInput::None => Credentials::None,
+        CredentialsInput::None {} => Credentials::None,
         CredentialsInput::Basic { username, password } => {
             let kept = match prev {
                 Some(Credentials::Basic { password, .. }) => Some(password),
@@ -319,10 +371,11 @@ pub(crate) fn build_credentials(
 }
 
 fn check_secret(field: &str, s: &Secret, min: usize, errs: &mut ValidationErrors) {
-    if s.len() < min || s.len() > MAX_SECRET_LEN {
+    let len = s.expose().chars().count();
+    if len < min || len > MAX_SECRET_LEN {
         errs.push(
             field,
-            format!("must be {min} to {MAX_SECRET_LEN} bytes long"),
+            format!("must be {min} to {MAX_SECRET_LEN} characters long"),
         );
     }
 }

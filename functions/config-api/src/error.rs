@@ -37,6 +37,11 @@ pub enum ApiError {
         "If-Match ({0}) and the body's version ({1}) disagree: at most one is current; send the version you read"
     )]
     VersionsDisagree(u64, u64),
+    /// The request is well formed but does not fit the stored config (a secret left out
+    /// with nothing saved to keep, a backup the tenant does not have, a webhook secret id
+    /// already taken, a sixth current webhook secret). Names each field; nothing changed.
+    #[error("the request does not fit the current config; nothing was changed")]
+    StateConflict(ValidationErrors),
     /// A stored secret cannot be opened (KMS refused the ciphertext: sealed for another
     /// tenant or purpose, or damaged). Names each unusable field.
     #[error(
@@ -87,7 +92,8 @@ impl ApiError {
             ApiError::AlreadyExists
             | ApiError::Conflict(_)
             | ApiError::VersionsDisagree(..)
-            | ApiError::SecretUnusable(_) => StatusCode::CONFLICT,
+            | ApiError::SecretUnusable(_)
+            | ApiError::StateConflict(_) => StatusCode::CONFLICT,
             ApiError::VersionRequired => StatusCode::PRECONDITION_REQUIRED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -110,6 +116,7 @@ impl ApiError {
             ApiError::AlreadyExists => "already_exists",
             ApiError::Conflict(_) | ApiError::VersionsDisagree(..) => "version_conflict",
             ApiError::SecretUnusable(_) => "secret_unusable",
+            ApiError::StateConflict(_) => "state_conflict",
             ApiError::VersionRequired => "version_required",
             ApiError::TooLarge(_) => "body_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
@@ -128,10 +135,13 @@ impl ApiError {
             ApiError::Unavailable(_) => "a backing service is unavailable; retry later".into(),
             ApiError::Internal(_) => "internal error".into(),
             ApiError::Invalid(errs) => format!("{} invalid field(s): {errs}", errs.0.len()),
+            ApiError::StateConflict(errs) => format!("{self}: {errs}"),
             other => other.to_string(),
         };
         let fields = match &self {
-            ApiError::Invalid(errs) | ApiError::SecretUnusable(errs) => Some(errs),
+            ApiError::Invalid(errs)
+            | ApiError::SecretUnusable(errs)
+            | ApiError::StateConflict(errs) => Some(errs),
             _ => None,
         };
         let test = match &self {
@@ -183,6 +193,24 @@ impl From<SecretsError> for ApiError {
 }
 
 impl ApiError {
+    /// Errors of building a config or endpoint from a request: 409 `state_conflict` when
+    /// every one of them is a secret left out with nothing saved to keep (the stored config
+    /// decides those), else 400 `invalid_config`.
+    pub fn from_build(errs: ValidationErrors) -> Self {
+        if !errs.is_empty() && errs.0.iter().all(|e| e.reason == crate::dto::NOTHING_TO_KEEP) {
+            ApiError::StateConflict(errs)
+        } else {
+            ApiError::Invalid(errs)
+        }
+    }
+
+    /// One field that does not fit the stored config (409 `state_conflict`).
+    pub fn state(field: &str, reason: impl Into<String>) -> Self {
+        let mut errs = ValidationErrors::default();
+        errs.push(field, reason);
+        ApiError::StateConflict(errs)
+    }
+
     /// A sealing or opening failure of the secret in `field`.
     pub fn secret(e: SecretsError, field: &str) -> Self {
         if e.is_unusable() {

@@ -1126,10 +1126,13 @@ pub async fn migrate(
                 tenants.sort();
             }
             if tenants.len() > MAX_JOB_TENANTS {
-                return Err(ApiError::BadRequest(format!(
-                    "{} tenants are on the source; name at most {MAX_JOB_TENANTS} per job with tenantIds",
-                    tenants.len()
-                )));
+                return Err(ApiError::state(
+                    "tenantIds",
+                    format!(
+                        "{} tenants are on the source; name at most {MAX_JOB_TENANTS} per job with tenantIds",
+                        tenants.len()
+                    ),
+                ));
             }
             let at = rfc3339(now());
             let job = MigrationJob {

@@ -232,11 +232,26 @@ pub(crate) fn parse_route(path: &str) -> Result<Route, ApiError> {
     }
 }
 
+/// A path segment with its `%XX` escapes decoded (`+` stays `+`: this is a path, not a
+/// form). Invalid UTF-8 after decoding becomes U+FFFD, which no id accepts.
 fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    let bytes = s.as_bytes();
+    let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
@@ -422,7 +437,53 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
             "the body must be a JSON object".into(),
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(redact_serde_error(&e)))
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(redact_serde_error(&e)))?;
+    integral_numbers(&mut value);
+    // A field is either left out or has a value: `null` is refused rather than read as
+    // "absent" (one meaning per request, and the one the OpenAPI document states).
+    if let Some(path) = null_path(&value, String::new()) {
+        return Err(ApiError::BadRequest(format!(
+            "{path} is null; leave the field out instead"
+        )));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::BadRequest(redact_serde_error(&e)))
+}
+
+/// JSON (and JSON Schema's `integer`) makes no difference between `5` and `5.0`: a number
+/// with no fraction that fits a 64-bit integer is read as that integer.
+fn integral_numbers(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+            {
+                if f >= 0.0 && f < 18_446_744_073_709_551_616.0 {
+                    *v = serde_json::Value::from(f as u64);
+                } else if f < 0.0 && f >= -9_223_372_036_854_775_808.0 {
+                    *v = serde_json::Value::from(f as i64);
+                }
+            }
+        }
+        serde_json::Value::Object(m) => m.values_mut().for_each(integral_numbers),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(integral_numbers),
+        _ => {}
+    }
+}
+
+/// Where the first `null` in a JSON value is (`backup.deviceId`, `items[2]`).
+fn null_path(v: &serde_json::Value, at: String) -> Option<String> {
+    match v {
+        serde_json::Value::Null => Some(if at.is_empty() { "the body".into() } else { at }),
+        serde_json::Value::Object(m) => m.iter().find_map(|(k, v)| {
+            null_path(v, if at.is_empty() { k.clone() } else { format!("{at}.{k}") })
+        }),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| null_path(v, format!("{at}[{i}]"))),
+        _ => None,
+    }
 }
 
 /// The save-time SSRF check of host names: each endpoint whose base URL names a host that
@@ -484,19 +545,26 @@ fn redact_serde_error(e: &serde_json::Error) -> String {
     out
 }
 
-/// The version from `If-Match: "N"` (or `W/"N"`), if sent.
+/// The version from `If-Match: "N"` (or `W/"N"`, or a bare `N`), if sent: the entity tag
+/// the API answered in `ETag`, 1 to 19 digits.
 pub(crate) fn if_match(req: &Request) -> Result<Option<u64>, ApiError> {
     let Some(v) = req.headers().get(header::IF_MATCH) else {
         return Ok(None);
     };
-    let s = v
-        .to_str()
-        .map_err(|_| ApiError::BadRequest("If-Match is not ASCII".into()))?
-        .trim();
-    let s = s.strip_prefix("W/").unwrap_or(s).trim_matches('"');
-    s.parse::<u64>()
-        .map(Some)
-        .map_err(|_| ApiError::BadRequest("If-Match must be the config version, e.g. \"3\"".into()))
+    let bad = || {
+        ApiError::BadRequest("If-Match must be the version's entity tag, e.g. \"3\"".into())
+    };
+    let s = v.to_str().map_err(|_| bad())?;
+    let s = s.strip_prefix("W/").unwrap_or(s);
+    // The quoted entity tag, or (leniently) the bare version number.
+    let digits = match s.strip_prefix('"') {
+        Some(rest) => rest.strip_suffix('"').ok_or_else(bad)?,
+        None => s,
+    };
+    if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    digits.parse::<u64>().map(Some).map_err(|_| bad())
 }
 
 pub(crate) async fn seal(
@@ -568,7 +636,7 @@ async fn update(
         return Err(ApiError::Conflict(expected));
     }
     let at = now();
-    let cfg = build_config(tenant, input, Some(&current), at).map_err(ApiError::Invalid)?;
+    let cfg = build_config(tenant, input, Some(&current), at).map_err(ApiError::from_build)?;
     validate_config(app, &cfg).await?;
     let sealed = seal(app, cfg).await?;
     app.journal

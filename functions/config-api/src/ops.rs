@@ -198,7 +198,7 @@ async fn candidate_endpoint(
     let mut errs = ValidationErrors::default();
     let built = build_endpoint(field, input, prev, &mut errs);
     let Some(e) = built.filter(|_| errs.is_empty()) else {
-        return Err(ApiError::Invalid(errs));
+        return Err(ApiError::from_build(errs));
     };
     // Structural checks (URL scheme, SSRF guard, credential kind, device id, region), as on
     // a saved config, then the host name's addresses.
@@ -297,9 +297,10 @@ pub async fn rotate_credential(
         EndpointRole::Backup => match next.backup.as_mut() {
             Some(b) => b.credentials = creds,
             None => {
-                let mut e = ValidationErrors::default();
-                e.push("role", "is 'backup' but the tenant has no backup endpoint");
-                return Err(ApiError::Invalid(e));
+                return Err(ApiError::state(
+                    "role",
+                    "is 'backup' but the tenant has no backup endpoint",
+                ));
             }
         },
     }
@@ -366,6 +367,15 @@ pub async fn rotate_webhook_secret(
     if input.grace_seconds.is_some_and(|g| g > MAX_GRACE_SECS) {
         errs.push("graceSeconds", format!("must be 0 to {MAX_GRACE_SECS}"));
     }
+    if let Some(id) = &input.id
+        && (id.is_empty()
+            || id.len() > 64
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    {
+        errs.push("id", "must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'");
+    }
     let expected = expected_version(req, input.version)?;
     errs.into_result().map_err(ApiError::Invalid)?;
     let cur = current(app, &tenant).await?;
@@ -396,16 +406,20 @@ pub async fn rotate_webhook_secret(
         });
     }
     if next.webhook_secrets.iter().any(|w| w.id == id) {
-        let mut e = ValidationErrors::default();
-        e.push("id", "a webhook secret with this id already exists");
-        return Err(ApiError::Invalid(e));
+        return Err(ApiError::state(
+            "id",
+            "a current webhook secret already has this id",
+        ));
     }
     next.webhook_secrets.push(WebhookSecret {
         id: id.clone(),
         secret: SecretSlot::New(secret.clone()),
         expires_at: None,
     });
-    next.validate(&app.egress).map_err(ApiError::Invalid)?;
+    // The input was checked above: what is left (e.g. a sixth current secret) is the
+    // stored config's doing.
+    next.validate(&app.egress)
+        .map_err(ApiError::StateConflict)?;
     let sealed = seal(app, next).await?;
     let mut ch = change(caller, Action::RotateWebhookSecret);
     ch.detail = Some(format!(
@@ -502,11 +516,7 @@ pub async fn switch(
     check_version(&cur, Some(expected))?;
     let at = now();
     let mut next = bump(keep_all(&cur), &cur, at);
-    let no_backup = || {
-        let mut e = ValidationErrors::default();
-        e.push("backup", "the tenant has no backup endpoint");
-        ApiError::Invalid(e)
-    };
+    let no_backup = || ApiError::state("backup", "the tenant has no backup endpoint");
     // `field`: where the tested endpoint's saved secret lives, for an error naming it.
     let (action, tested, role_name, field) = match input.action {
         SwitchAction::Activate => {
@@ -515,10 +525,10 @@ pub async fn switch(
                 return Err(no_backup());
             }
             if to == cur.active_endpoint {
-                return Err(ApiError::BadRequest(format!(
-                    "the {} endpoint is already active",
-                    role_str(to)
-                )));
+                return Err(ApiError::state(
+                    "to",
+                    format!("the {} endpoint is already active", role_str(to)),
+                ));
             }
             next.active_endpoint = to;
             (
@@ -545,7 +555,10 @@ pub async fn switch(
             (Action::ReplaceEndpoint, cand, role_str(role), "endpoint")
         }
     };
-    next.validate(&app.egress).map_err(ApiError::Invalid)?;
+    // The input was checked above; what is left (e.g. a replacement equal to the other
+    // endpoint) is how it meets the stored config.
+    next.validate(&app.egress)
+        .map_err(ApiError::StateConflict)?;
     let opened = open_endpoint(app, &tenant, field, &tested).await?;
     let result = test_endpoint(&app.http, cur.provider, role_name, &opened).await;
     if !result.ok {
