@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create (or refresh) the project-local Python venv `.venv` with the pinned development tools:
 # moto_server (local DynamoDB/KMS/SQS), cargo-lambda (+ ziglang for `cargo lambda build`),
-# cfn-lint and the AWS SAM CLI. Idempotent: when the venv already matches the pins it returns
+# cfn-lint, the AWS SAM CLI, and the config API's contract checkers (openapi-spec-validator,
+# schemathesis). Idempotent: when the venv already matches the pins it returns
 # at once without touching the network.
 #
 # Usage: scripts/bootstrap.sh            (from anywhere; works on the repository root)
@@ -39,7 +40,7 @@ want="$(cat "$req" "$con" | sha256sum | cut -d' ' -f1) $("$python" -c 'import sy
 
 tools_present() {
     local tool
-    for tool in moto_server cargo-lambda cfn-lint sam python-zig; do
+    for tool in moto_server cargo-lambda cfn-lint sam python-zig openapi-spec-validator schemathesis; do
         [[ -x "$venv/bin/$tool" ]] || return 1
     done
 }

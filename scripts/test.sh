@@ -3,12 +3,15 @@
 #
 #   scripts/test.sh [extra arguments for the test runner]
 #
-# 1. bootstrap the pinned Python tools into .venv (moto, cargo-lambda, cfn-lint, SAM CLI);
+# 1. bootstrap the pinned Python tools into .venv (moto, cargo-lambda, cfn-lint, SAM CLI,
+#    openapi-spec-validator, schemathesis);
 #    and what the dashboard's browser test drives (Debian's Chromium, Node.js, playwright-core);
 # 2. start moto_server on 127.0.0.1:4567 (not the dev stack's 4566) and stop it on exit;
-# 3. lint template.yaml with cfn-lint and `sam validate --lint`;
+# 3. lint template.yaml with cfn-lint and `sam validate --lint`; validate the config API's
+#    OpenAPI document with openapi-spec-validator;
 # 4. cargo fmt --check, clippy -D warnings, then the workspace's tests (cargo-nextest when
-#    installed, else cargo test) against that moto_server.
+#    installed, else cargo test) against that moto_server (tests/tests/schemathesis.rs runs
+#    schemathesis against the config API among them).
 #
 # Tests find moto through AWS_ENDPOINT_URL and may spawn `cargo lambda` (on PATH from .venv).
 # Exits non-zero at the first failing step.
@@ -66,6 +69,9 @@ cfn-lint template.yaml
 
 step "sam validate --lint"
 sam validate --lint --region us-east-1 --template-file template.yaml
+
+step "openapi-spec-validator functions/config-api/openapi.yaml"
+openapi-spec-validator functions/config-api/openapi.yaml
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

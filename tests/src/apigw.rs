@@ -25,7 +25,13 @@ struct Door {
 }
 
 /// The API Gateway v2 event of one HTTP request.
-pub fn event(method: &str, path: &str, query: &str, headers: &[(String, String)], body: &[u8]) -> Value {
+pub fn event(
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Value {
     let mut joined: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in headers {
         joined
@@ -77,7 +83,12 @@ async fn forward(State(door): State<Door>, req: Request) -> Response {
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
-        .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let body: Bytes = axum::body::to_bytes(req.into_body(), 16 * 1024 * 1024)
         .await
@@ -114,7 +125,12 @@ async fn forward(State(door): State<Door>, req: Request) -> Response {
     }
     if let Some(h) = out["multiValueHeaders"].as_object() {
         for (name, values) in h {
-            for v in values.as_array().into_iter().flatten().filter_map(Value::as_str) {
+            for v in values
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
                 builder = builder.header(name, v);
             }
         }

@@ -722,3 +722,176 @@ async fn if_match_and_body_version_that_disagree_are_409_and_change_nothing() {
     }
     assert_eq!(w.snapshot().await, before);
 }
+
+// =====================================================================================
+// What schemathesis found (each failed before its fix)
+// =====================================================================================
+
+#[tokio::test]
+async fn a_null_anywhere_in_a_body_is_400_naming_it_and_changes_nothing() {
+    let w = World::new().await;
+    let before = w.snapshot().await;
+    let mut create = body(&w.primary.base_url(), &w.backup.base_url());
+    create["backup"]["deviceId"] = Value::Null;
+    let mut replace = body(&w.primary.base_url(), &w.backup.base_url());
+    replace["backup"] = Value::Null;
+    for (method, path, b, named) in [
+        (
+            "POST",
+            "/tenants/other/whatsapp-config",
+            create,
+            "backup.deviceId",
+        ),
+        ("PUT", PATH, replace, "backup"),
+    ] {
+        let r = w
+            .call(
+                ApiEvent::new(method, path)
+                    .bearer(&w.api.admin())
+                    .header("If-Match", "\"1\"")
+                    .json(&b),
+            )
+            .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_body");
+        assert!(
+            r.json()["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{named} is null")),
+            "{}",
+            r.text
+        );
+    }
+    assert_eq!(w.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn an_integer_written_with_a_zero_fraction_is_that_integer() {
+    let api = api().await;
+    let s = sim().await;
+    let mut b = body(&s.base_url(), "https://backup.example.com");
+    b["limits"] = json!({"outboundPerMinute": 60.0, "inboundPerSecond": 5e1});
+    let r = api.create(&b).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(
+        r.json()["limits"],
+        json!({"outboundPerMinute": 60, "inboundPerSecond": 50})
+    );
+    // A fraction is still refused.
+    b["limits"]["outboundPerMinute"] = json!(60.5);
+    let r = api
+        .call(
+            ApiEvent::new("PUT", PATH)
+                .bearer(&api.admin())
+                .header("If-Match", "\"1\"")
+                .json(&b),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_body");
+    assert_eq!(
+        api.stored().await[0]["version"],
+        AttributeValue::N("1".into())
+    );
+}
+
+#[tokio::test]
+async fn unknown_fields_beside_credentials_of_type_none_are_400() {
+    let api = api().await;
+    let s = sim().await;
+    let mut b = body(&s.base_url(), "https://backup.example.com");
+    b["primary"]["credentials"] = json!({"type": "none", "password": "stray-secret-1234"});
+    let r = api.create(&b).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_body");
+    assert!(!r.text.contains("stray-secret-1234"), "{}", r.text);
+    assert!(api.stored().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_base_url_is_refused_for_its_spelling_before_it_is_parsed() {
+    let api = api().await;
+    let s = sim().await;
+    for bad in [
+        format!(" {}", s.base_url()),
+        format!("{}\n", s.base_url()),
+        format!("{}/\t", s.base_url()),
+        "http://@127.0.0.1:9".to_string(),
+        "http://127.0.0.1:9\\gowa".to_string(),
+    ] {
+        let r = api.create(&body(&bad, "https://backup.example.com")).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_config");
+        assert_eq!(fields(&r), ["primary.baseUrl"], "{bad:?}");
+    }
+    assert!(api.stored().await.is_empty());
+    assert!(s.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_plus_in_an_idempotency_key_is_a_plus() {
+    let api = api().await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    aws_sdk_dynamodb::Client::new(&api.stack.sdk)
+        .put_item()
+        .table_name(api.stack.env()["MESSAGES_TABLE"].clone())
+        .item("pk", AttributeValue::S("acme#order+42".into()))
+        .item("state", AttributeValue::S("sent".into()))
+        .item("attempts", AttributeValue::N("1".into()))
+        .item("expiresAt", AttributeValue::N((now + 600).to_string()))
+        .send()
+        .await
+        .unwrap();
+    for path in [
+        "/tenants/acme/messages/order+42",
+        "/tenants/acme/messages/order%2B42",
+    ] {
+        let r = api
+            .call(ApiEvent::new("GET", path).bearer(&api.admin()))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
+        assert_eq!(r.json()["idempotencyKey"], "order+42");
+    }
+}
+
+#[tokio::test]
+async fn a_secret_left_out_with_nothing_saved_to_keep_is_409_state_conflict() {
+    let w = World::new().await;
+    let before = w.snapshot().await;
+    let mut b = body(&w.primary.base_url(), &w.backup.base_url());
+    b["webhookSecrets"] = json!([{"id": "never-saved"}]);
+    let r = w
+        .call(
+            ApiEvent::new("PUT", PATH)
+                .bearer(&w.api.admin())
+                .header("If-Match", "\"1\"")
+                .json(&b),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "state_conflict");
+    assert_eq!(fields(&r), ["webhookSecrets[0].secret"]);
+    assert_eq!(w.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn removing_the_active_backup_without_naming_the_active_endpoint_activates_the_primary() {
+    let w = World::new().await;
+    let r = w
+        .call(
+            ApiEvent::new("POST", &op("acme", "switch"))
+                .bearer(&w.api.admin())
+                .json(&json!({"action": "activate", "to": "backup", "version": 1})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let mut b = body(&w.primary.base_url(), &w.backup.base_url());
+    b.as_object_mut().unwrap().remove("backup");
+    let r = w
+        .call(
+            ApiEvent::new("PUT", PATH)
+                .bearer(&w.api.admin())
+                .header("If-Match", "\"2\"")
+                .json(&b),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["activeEndpoint"], "primary");
+    assert!(r.json().get("backup").is_none());
+}

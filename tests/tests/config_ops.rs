@@ -466,20 +466,31 @@ async fn candidate_may_reuse_saved_credentials_of_the_same_server() {
 async fn candidate_ssrf_target_or_bad_body_is_400_and_nothing_is_called() {
     let w = world().await;
     let before = w.raw().await;
-    for (b, code) in [
+    for (b, status, code) in [
         (
             candidate("http://169.254.169.254", PASSWORD),
+            StatusCode::BAD_REQUEST,
             "invalid_config",
         ),
-        (candidate("not a url", PASSWORD), "invalid_config"),
+        (
+            candidate("not a url", PASSWORD),
+            StatusCode::BAD_REQUEST,
+            "invalid_config",
+        ),
+        // No password given and none saved for that server: the stored config decides.
         (
             json!({"candidate": {"baseUrl": "https://new.example.com", "credentials": {"type": "basic", "username": "u"}}}),
-            "invalid_config",
+            StatusCode::CONFLICT,
+            "state_conflict",
         ),
-        (json!({"candidat": {}}), "invalid_body"),
+        (
+            json!({"candidat": {}}),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
     ] {
         let r = w.post(&op("test"), &w.api.admin(), Some(b)).await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+        assert_eq!(r.status, status, "{}", r.text);
         assert_eq!(r.json()["error"], code, "{}", r.text);
     }
     assert_eq!(w.raw().await, before);
@@ -740,11 +751,7 @@ async fn webhook_rotation_refusals_change_nothing() {
             StatusCode::BAD_REQUEST,
             "invalid_config",
         ),
-        (
-            json!({"id": "s1"}),
-            StatusCode::BAD_REQUEST,
-            "invalid_config",
-        ),
+        (json!({"id": "s1"}), StatusCode::CONFLICT, "state_conflict"),
         (
             json!({"id": "bad id!"}),
             StatusCode::BAD_REQUEST,
@@ -898,8 +905,8 @@ async fn switch_refusals_change_nothing() {
         ),
         (
             json!({"action": "activate", "to": "primary", "version": 1}),
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
+            StatusCode::CONFLICT,
+            "state_conflict",
         ),
         (
             json!({"action": "teleport", "version": 1}),

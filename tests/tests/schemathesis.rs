@@ -72,9 +72,10 @@ async fn send(http: &reqwest::Client, method: &str, url: &str, token: &str, body
 async fn schemathesis_finds_nothing_with_every_check_enabled() {
     let stack = Stack::new().await;
     let issuer = LocalIssuer::generate();
-    let sim = gowa_sim::start(gowa_sim::SimConfig::default().basic_auth("admin", "sim-password-0123"))
-        .await
-        .unwrap();
+    let sim =
+        gowa_sim::start(gowa_sim::SimConfig::default().basic_auth("admin", "sim-password-0123"))
+            .await
+            .unwrap();
     let watch = start_watch(&lambda_env(&stack, &issuer));
     let http = reqwest::Client::new();
     watch.ready(&http, "config-api", "/tenants").await;
@@ -89,20 +90,35 @@ async fn schemathesis_finds_nothing_with_every_check_enabled() {
                "credentials": {"type": "basic", "username": "admin", "password": "sim-password-0123"}})
     };
     for tenant in ["acme", "beta"] {
-        send(&http, "POST", &api(&format!("/tenants/{tenant}/whatsapp-config")), &admin, json!({
-            "provider": "gowa", "primary": endpoint("demo"), "backup": endpoint("demo-2"),
-            "webhookSecrets": [{"id": "s1", "secret": "webhook-secret-1"}]
-        }))
+        send(
+            &http,
+            "POST",
+            &api(&format!("/tenants/{tenant}/whatsapp-config")),
+            &admin,
+            json!({
+                "provider": "gowa", "primary": endpoint("demo"), "backup": endpoint("demo-2"),
+                "webhookSecrets": [{"id": "s1", "secret": "webhook-secret-1"}]
+            }),
+        )
         .await;
     }
-    for (id, url) in [("sa", sim.base_url()), ("sb", "https://sb.wagate.test".to_string())] {
+    for (id, url) in [
+        ("sa", sim.base_url()),
+        ("sb", "https://sb.wagate.test".to_string()),
+    ] {
         send(&http, "POST", &api("/admin/servers"), &admin, json!({
             "serverId": id, "baseUrl": url, "provider": "gowa", "region": "eu-west-1", "capacity": 10
         }))
         .await;
     }
-    send(&http, "POST", &api("/admin/migrations"), &admin,
-        json!({"jobId": "j1", "from": "sa", "to": "sb", "tenantIds": ["nobody"]})).await;
+    send(
+        &http,
+        "POST",
+        &api("/admin/migrations"),
+        &admin,
+        json!({"jobId": "j1", "from": "sa", "to": "sb", "tenantIds": ["nobody"]}),
+    )
+    .await;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     aws_sdk_dynamodb::Client::new(&stack.sdk)
         .put_item()
@@ -114,12 +130,22 @@ async fn schemathesis_finds_nothing_with_every_check_enabled() {
         .send()
         .await
         .unwrap();
-    let page = http.get(api("/tenants?limit=1")).bearer_auth(&admin).send().await.unwrap();
+    let page = http
+        .get(api("/tenants?limit=1"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
     let tenants_cursor = page.json::<Value>().await.unwrap()["nextCursor"]
         .as_str()
         .expect("two tenants: a second page")
         .to_string();
-    let page = http.get(api("/tenants/acme/audit?limit=1")).bearer_auth(&admin).send().await.unwrap();
+    let page = http
+        .get(api("/tenants/acme/audit?limit=1"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
     let audit_cursor = page.json::<Value>().await.unwrap()["nextCursor"]
         .as_str()
         .unwrap_or_default()
@@ -139,7 +165,13 @@ async fn schemathesis_finds_nothing_with_every_check_enabled() {
             .arg(api(""))
             .args(["--checks", "all", "--workers", "1", "--seed", SEED])
             .args(["--generation-deterministic", "--max-examples", MAX_EXAMPLES])
-            .args(["--request-timeout", "30", "--report", "junit", "--report-dir"])
+            .args([
+                "--request-timeout",
+                "30",
+                "--report",
+                "junit",
+                "--report-dir",
+            ])
             .arg(&dir)
             .arg("--header")
             .arg(format!("Authorization: Bearer {token}"))

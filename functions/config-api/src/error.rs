@@ -197,7 +197,12 @@ impl ApiError {
     /// every one of them is a secret left out with nothing saved to keep (the stored config
     /// decides those), else 400 `invalid_config`.
     pub fn from_build(errs: ValidationErrors) -> Self {
-        if !errs.is_empty() && errs.0.iter().all(|e| e.reason == crate::dto::NOTHING_TO_KEEP) {
+        if !errs.is_empty()
+            && errs
+                .0
+                .iter()
+                .all(|e| e.reason == crate::dto::NOTHING_TO_KEEP)
+        {
             ApiError::StateConflict(errs)
         } else {
             ApiError::Invalid(errs)

@@ -437,8 +437,8 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
             "the body must be a JSON object".into(),
         ));
     }
-    let mut value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::BadRequest(redact_serde_error(&e)))?;
+    let mut value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(redact_serde_error(&e)))?;
     integral_numbers(&mut value);
     // A field is either left out or has a value: `null` is refused rather than read as
     // "absent" (one meaning per request, and the one the OpenAPI document states).
@@ -458,9 +458,9 @@ fn integral_numbers(v: &mut serde_json::Value) {
             if let Some(f) = n.as_f64()
                 && f.fract() == 0.0
             {
-                if f >= 0.0 && f < 18_446_744_073_709_551_616.0 {
+                if (0.0..18_446_744_073_709_551_616.0).contains(&f) {
                     *v = serde_json::Value::from(f as u64);
-                } else if f < 0.0 && f >= -9_223_372_036_854_775_808.0 {
+                } else if (-9_223_372_036_854_775_808.0..0.0).contains(&f) {
                     *v = serde_json::Value::from(f as i64);
                 }
             }
@@ -476,7 +476,14 @@ fn null_path(v: &serde_json::Value, at: String) -> Option<String> {
     match v {
         serde_json::Value::Null => Some(if at.is_empty() { "the body".into() } else { at }),
         serde_json::Value::Object(m) => m.iter().find_map(|(k, v)| {
-            null_path(v, if at.is_empty() { k.clone() } else { format!("{at}.{k}") })
+            null_path(
+                v,
+                if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                },
+            )
         }),
         serde_json::Value::Array(a) => a
             .iter()
@@ -551,9 +558,8 @@ pub(crate) fn if_match(req: &Request) -> Result<Option<u64>, ApiError> {
     let Some(v) = req.headers().get(header::IF_MATCH) else {
         return Ok(None);
     };
-    let bad = || {
-        ApiError::BadRequest("If-Match must be the version's entity tag, e.g. \"3\"".into())
-    };
+    let bad =
+        || ApiError::BadRequest("If-Match must be the version's entity tag, e.g. \"3\"".into());
     let s = v.to_str().map_err(|_| bad())?;
     let s = s.strip_prefix("W/").unwrap_or(s);
     // The quoted entity tag, or (leniently) the bare version number.
