@@ -147,7 +147,11 @@ async fn forward(State(door): State<Door>, req: Request) -> Response {
 /// Serves the front door on a free loopback port; returns its base URL.
 pub async fn start(invoke_url: String) -> (String, tokio::task::JoinHandle<()>) {
     let door = Door {
-        http: reqwest::Client::new(),
+        // API Gateway gives up on an integration after 30 s; so does this.
+        http: reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap(),
         invoke_url,
     };
     let app = axum::Router::new().fallback(forward).with_state(door);

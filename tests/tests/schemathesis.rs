@@ -29,6 +29,52 @@ const SPEC: &str = "functions/config-api/openapi.yaml";
 const MAX_EXAMPLES: &str = "25";
 const SEED: &str = "20261130";
 
+/// Longest one schemathesis run may take (a run takes about 40 s on the 2-core box); past it
+/// the run is stopped and the test fails rather than hang.
+const RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Waits for `child`, reading its output, and kills it past `limit`.
+fn finish_within(
+    mut child: std::process::Child,
+    limit: std::time::Duration,
+    who: &str,
+) -> std::process::Output {
+    use std::io::Read as _;
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stdout.read_to_end(&mut b);
+        b
+    });
+    let err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stderr.read_to_end(&mut b);
+        b
+    });
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for schemathesis") {
+            break s;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let so = out.join().unwrap_or_default();
+            panic!(
+                "schemathesis ({who} token) ran over {limit:?} and was stopped:\n{}",
+                String::from_utf8_lossy(&so)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
 fn tool(name: &str) -> Command {
     let venv = workspace_root().join(".venv/bin").join(name);
     let mut c = Command::new(if venv.exists() {
@@ -185,8 +231,11 @@ async fn schemathesis_finds_nothing_with_every_check_enabled() {
             .env("WAGATE_SIM_URL", sim.base_url())
             .env("WAGATE_CURSOR_TENANTS", &tenants_cursor)
             .env("WAGATE_CURSOR_AUDIT", &audit_cursor)
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .expect("schemathesis (scripts/bootstrap.sh installs it into .venv)");
+        let out = finish_within(out, RUN_LIMIT, who);
         let stdout = String::from_utf8_lossy(&out.stdout);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("output.txt"), stdout.as_bytes()).unwrap();

@@ -327,3 +327,52 @@ impl WhatsAppProvider for GowaClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn class_of(status: u16, body: &str) -> ProviderError {
+        let resp = http::Response::builder()
+            .status(status)
+            .body(body.to_string())
+            .unwrap();
+        error_from(Response::from(resp), Call::Read).await
+    }
+
+    #[tokio::test]
+    async fn any_401_or_403_is_a_credential_refusal_whatever_the_body() {
+        for (status, body) in [
+            (401, "Unauthorized"),
+            (401, ""),
+            (
+                401,
+                r#"{"code":"401","message":"Unauthorized access","results":null}"#,
+            ),
+            (401, r#"{"error":"invalid token"}"#),
+            (403, r#"{"code":"FORBIDDEN","message":"no"}"#),
+            (403, "Forbidden"),
+        ] {
+            assert_eq!(
+                class_of(status, body).await,
+                ProviderError::BadCredentials { status },
+                "{status} {body}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn gowas_authentication_error_is_a_device_that_is_not_logged_in() {
+        let e = class_of(
+            401,
+            r#"{"code":"AUTHENTICATION_ERROR","message":"you are not logged in","results":null}"#,
+        )
+        .await;
+        assert_eq!(
+            e,
+            ProviderError::LoggedOut {
+                message: "you are not logged in".into()
+            }
+        );
+    }
+}
