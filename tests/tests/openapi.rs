@@ -47,6 +47,67 @@ fn every_route_of_the_router_is_documented_and_nothing_else() {
     assert_eq!(routed, documented);
 }
 
+#[test]
+fn every_operation_documents_the_refusals_it_can_answer() {
+    let doc = spec();
+    let codes: Vec<&str> = doc["components"]["schemas"]["Error"]["properties"]["error"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    for code in [
+        "no_route",
+        "method_not_allowed",
+        "state_conflict",
+        "secret_unusable",
+        "version_conflict",
+        "dependency_unavailable",
+    ] {
+        assert!(codes.contains(&code), "Error.error lacks {code}");
+    }
+    let mut missing = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let path_params = item["parameters"].as_array().cloned().unwrap_or_default();
+        for (method, op) in item.as_object().unwrap() {
+            if method == "parameters" {
+                continue;
+            }
+            let has = |status: &str| op["responses"].get(status).is_some();
+            let authenticated = op.get("security") != Some(&json!([]));
+            let mut want: Vec<&str> = Vec::new();
+            if authenticated {
+                want.extend(["401", "403", "503"]);
+            }
+            if op.get("requestBody").is_some() {
+                want.extend(["400", "413", "415"]);
+            }
+            let params: Vec<Value> = path_params
+                .iter()
+                .chain(op["parameters"].as_array().into_iter().flatten())
+                .map(|p| resolve(&doc, p).clone())
+                .collect();
+            // A parameter the server checks (a pattern, a range, a boolean) can be refused.
+            if params.iter().any(|p| {
+                let s = resolve(&doc, &p["schema"]);
+                p["in"] == "query"
+                    || p["in"] == "header"
+                    || s.get("pattern").is_some()
+                    || s.get("$ref").is_some()
+            }) && authenticated
+            {
+                want.push("400");
+            }
+            for status in want {
+                if !has(status) {
+                    missing.push(format!("{} {path}: {status}", method.to_uppercase()));
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "undocumented refusals: {missing:#?}");
+}
+
 /// Validates a reply against the schema the spec documents for its route and status.
 fn check(doc: &Value, method: &str, template: &str, r: &Reply) {
     let op = &doc["paths"][template][method.to_lowercase()];

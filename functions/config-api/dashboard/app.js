@@ -276,6 +276,7 @@ async function loadTenant(tenant) {
     return;
   }
   renderStatus(status.value);
+  renderUnusableSecrets(status.value);
   if (history.status === "fulfilled") {
     renderChart(history.value);
     renderFailures(status.value, history.value);
@@ -307,6 +308,23 @@ function renderStatus(s) {
     }
   }
   fill("status-facts", facts.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+}
+
+/** Stored secrets KMS refuses to open (status `unusableSecrets`): named, with what to do. */
+function renderUnusableSecrets(s) {
+  const bad = s.unusableSecrets || [];
+  if (!bad.length) return;
+  $("status-facts").append(
+    el("dt", {}, "Unusable secrets"),
+    el(
+      "dd",
+      { id: "unusable-secrets" },
+      el("span", { class: "badge bad" }, "cannot be opened"),
+      " ",
+      bad.map((f) => el("code", {}, f.field)).flatMap((c, i) => (i ? [", ", c] : [c])),
+      " · set each again in Settings (or rotate the webhook secret); tests and switches that need it are refused until then",
+    ),
+  );
 }
 
 /** A line chart of latency per server over the window; down points as red dots. */
