@@ -42,38 +42,15 @@ pub fn event(
             })
             .or_insert_with(|| value.clone());
     }
-    let (body, base64) = match std::str::from_utf8(body) {
-        _ if body.is_empty() => (Value::Null, false),
-        Ok(text) => (Value::String(text.to_string()), false),
-        Err(_) => (Value::String(B64.encode(body)), true),
-    };
-    json!({
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": query,
-        "headers": joined,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "wagatelocal",
-            "domainName": "wagatelocal.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "wagatelocal",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": joined.get("user-agent").cloned().unwrap_or_default()
-            },
-            "requestId": uuid::Uuid::new_v4().to_string(),
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": "30/Nov/2026:12:00:00 +0000",
-            "timeEpoch": 1_796_040_000_000u64
-        },
-        "body": body,
-        "isBase64Encoded": base64
-    })
+    let mut ev = crate::ApiEvent::new(method, path)
+        .query(query)
+        .source_ip("127.0.0.1");
+    ev.headers = joined;
+    ev.base64 = std::str::from_utf8(body).is_err();
+    ev.body = (!body.is_empty()).then(|| body.to_vec());
+    let mut v = ev.event_json();
+    v["requestContext"]["requestId"] = json!(uuid::Uuid::new_v4().to_string());
+    v
 }
 
 async fn forward(State(door): State<Door>, req: Request) -> Response {

@@ -183,6 +183,23 @@ impl Stack {
         self.env()["AUDIT_TABLE"].clone()
     }
 
+    /// A delivery record `tenant#key` in state `state` (what the outbound sender writes),
+    /// through an uncounted client; it expires in an hour.
+    pub async fn put_delivery(&self, tenant: &str, key: &str, state: &str) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let expires = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
+        aws_sdk_dynamodb::Client::new(&self.sdk)
+            .put_item()
+            .table_name(self.env()["MESSAGES_TABLE"].clone())
+            .item("pk", AttributeValue::S(format!("{tenant}#{key}")))
+            .item("state", AttributeValue::S(state.into()))
+            .item("attempts", AttributeValue::N("1".into()))
+            .item("expiresAt", AttributeValue::N(expires.to_string()))
+            .send()
+            .await
+            .expect("put a delivery record");
+    }
+
     /// Every item of the tenants table, raw, through an uncounted client.
     pub async fn scan_tenants(
         &self,

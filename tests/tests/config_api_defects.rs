@@ -828,17 +828,7 @@ async fn a_base_url_is_refused_for_its_spelling_before_it_is_parsed() {
 #[tokio::test]
 async fn a_plus_in_an_idempotency_key_is_a_plus() {
     let api = api().await;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    aws_sdk_dynamodb::Client::new(&api.stack.sdk)
-        .put_item()
-        .table_name(api.stack.env()["MESSAGES_TABLE"].clone())
-        .item("pk", AttributeValue::S("acme#order+42".into()))
-        .item("state", AttributeValue::S("sent".into()))
-        .item("attempts", AttributeValue::N("1".into()))
-        .item("expiresAt", AttributeValue::N((now + 600).to_string()))
-        .send()
-        .await
-        .unwrap();
+    api.stack.put_delivery("acme", "order+42", "sent").await;
     for path in [
         "/tenants/acme/messages/order+42",
         "/tenants/acme/messages/order%2B42",

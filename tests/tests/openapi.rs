@@ -2,7 +2,6 @@
 //! it (and nothing else), and real responses of every route, success and error, validate
 //! against the schemas it documents for their status.
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use gowa_sim::SimConfig;
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -255,17 +254,7 @@ async fn every_route_answers_what_the_spec_documents() {
         ("DELETE", "/admin/servers/{serverId}", ApiEvent::new("DELETE", "/admin/servers/sb").bearer(&tenant)),
     ];
     // A delivery record for the message route.
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    aws_sdk_dynamodb::Client::new(&api.stack.sdk)
-        .put_item()
-        .table_name(api.stack.env()["MESSAGES_TABLE"].clone())
-        .item("pk", AttributeValue::S("acme#k1".into()))
-        .item("state", AttributeValue::S("sent".into()))
-        .item("attempts", AttributeValue::N("1".into()))
-        .item("expiresAt", AttributeValue::N((now + 600).to_string()))
-        .send()
-        .await
-        .unwrap();
+    api.stack.put_delivery("acme", "k1", "sent").await;
     let mut seen = std::collections::BTreeSet::new();
     let mut export = Value::Null;
     for (method, template, ev) in calls.drain(..) {

@@ -18,7 +18,6 @@
 
 use std::process::Command;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
 use wagate_devstack::{LocalIssuer, TokenSpec};
 use wagate_tests::watch::{lambda_env, start_watch};
@@ -165,17 +164,7 @@ async fn schemathesis_finds_nothing_with_every_check_enabled() {
         json!({"jobId": "j1", "from": "sa", "to": "sb", "tenantIds": ["nobody"]}),
     )
     .await;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    aws_sdk_dynamodb::Client::new(&stack.sdk)
-        .put_item()
-        .table_name(stack.env()["MESSAGES_TABLE"].clone())
-        .item("pk", AttributeValue::S("acme#k1".into()))
-        .item("state", AttributeValue::S("sent".into()))
-        .item("attempts", AttributeValue::N("1".into()))
-        .item("expiresAt", AttributeValue::N((now + 3600).to_string()))
-        .send()
-        .await
-        .unwrap();
+    stack.put_delivery("acme", "k1", "sent").await;
     let page = http
         .get(api("/tenants?limit=1"))
         .bearer_auth(&admin)
