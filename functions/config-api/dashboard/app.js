@@ -751,7 +751,7 @@ async function testAndSave(skipTest) {
     await loadSettings(currentTenant);
     flash("Saved. The configuration is now version " + saved.version + ".");
   } catch (e) {
-    if (e.status === 409) flash("Someone changed this configuration meanwhile. Reload the page to see their version; your edits were not saved.", true);
+    if (e.status === 409 && !(e.body && e.body.fields)) flash("Someone changed this configuration meanwhile. Reload the page to see their version; your edits were not saved.", true);
     else if (e.body && e.body.fields) showErrors(e.message, e.body.fields);
     else flash(e.message, true);
   } finally {

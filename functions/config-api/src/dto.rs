@@ -64,7 +64,7 @@ impl From<LimitsInput> for Limits {
 /// The reason of a secret left out where nothing is saved to keep. Only the stored config
 /// decides it (the same body may be fine for another tenant), so the config API answers
 /// it 409, not 400 (see [`crate::error::ApiError::from_build`]).
-pub const NOTHING_TO_KEEP: &str = "is required: nothing is saved to keep for it (send the secret)";
+pub const NOTHING_TO_KEEP: &str = "is required";
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
