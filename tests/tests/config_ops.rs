@@ -345,7 +345,12 @@ async fn saved_config_passes_every_check_on_both_endpoints() {
                 ("latency".into(), "pass".into())
             ]
         );
-        assert!(res["checks"][0]["latencyMs"].is_u64());
+        // Milliseconds to the microsecond: a loopback answer is a fraction of one.
+        assert!(
+            res["checks"][0]["latencyMs"]
+                .as_f64()
+                .is_some_and(|ms| ms >= 0.0)
+        );
     }
     assert!(!r.text.contains(PASSWORD));
     // The simulator saw the authenticated status call with the device header.
@@ -445,7 +450,8 @@ async fn slow_candidate_fails_the_latency_check() {
     let res = &r.json()["results"][0];
     assert_eq!(outcome(res, "reachable"), "pass", "{res}");
     assert_eq!(outcome(res, "latency"), "fail", "{res}");
-    assert!(res["checks"][3]["latencyMs"].as_u64().unwrap() >= 2200);
+    // The simulator waited 2200 ms before answering: a floor, whatever the machine.
+    assert!(res["checks"][3]["latencyMs"].as_f64().unwrap() >= 2200.0);
 }
 
 #[tokio::test]
@@ -986,7 +992,7 @@ async fn a_switch_racing_an_update_gets_409_and_the_update_stands() {
 // Status, endpoints, messages
 // =====================================================================================
 
-fn health_record(key: &str, up: bool, latency: u64) -> EndpointHealth {
+fn health_record(key: &str, up: bool, latency: f64) -> EndpointHealth {
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     EndpointHealth {
         endpoint_key: key.into(),
@@ -1017,8 +1023,8 @@ async fn status_joins_config_health_records_and_recent_switches() {
         env["AUDIT_TABLE"].clone(),
     );
     hs.save_endpoints(&[
-        health_record(&w.primary.base_url(), false, 3000),
-        health_record(&w.backup.base_url(), true, 12),
+        health_record(&w.primary.base_url(), false, 3000.0),
+        health_record(&w.backup.base_url(), true, 0.412),
     ])
     .await
     .unwrap();
@@ -1035,11 +1041,11 @@ async fn status_joins_config_health_records_and_recent_switches() {
     let v = r.json();
     assert_eq!(v["activeEndpoint"], "backup");
     assert_eq!(v["activeBaseUrl"], w.backup.base_url());
-    assert_eq!(v["latencyMs"], 12);
+    assert_eq!(v["latencyMs"], 0.412, "to the microsecond");
     assert_eq!(v["connectionStatus"], "unknown");
     // The tenant item holds no check time (the health check writes it only on a change):
     // the last check is the active server's last probe.
-    let backup_record = health_record(&w.backup.base_url(), true, 12);
+    let backup_record = health_record(&w.backup.base_url(), true, 0.412);
     let probed = time::OffsetDateTime::parse(
         v["lastCheckAt"].as_str().expect("lastCheckAt"),
         &time::format_description::well_known::Rfc3339,

@@ -73,18 +73,18 @@ async fn slow_server_past_the_probe_timeout_counts_as_down_without_holding_the_r
     let fine = sim(&[("d2", LoggedIn)]).await;
     fx.add(config("slow", endpoint(&slow, "d1"), None)).await;
     fx.add(config("fine", endpoint(&fine, "d2"), None)).await;
+    // The slow server never answers: a run that waited for it would never end. (No bound
+    // on how long the run may take: that would measure the machine.)
     slow.set_faults(Faults {
-        latency_ms: 5_000,
+        hang: true,
         ..Faults::default()
     });
 
-    let report = fx.run().await;
+    let report = tokio::time::timeout(Duration::from_secs(300), fx.run())
+        .await
+        .expect("the run waited for a server that never answers");
 
-    assert!(
-        report.duration < Duration::from_secs(5),
-        "the run did not wait for the slow server: {:?}",
-        report.duration
-    );
+    assert_eq!(report.servers_not_probed, 0, "{report:?}");
     assert_eq!(
         s(&fx.item("slow").await, "connectionStatus"),
         "endpoint_down"
@@ -93,7 +93,8 @@ async fn slow_server_past_the_probe_timeout_counts_as_down_without_holding_the_r
     let rec = fx.endpoint_record(&slow).await.unwrap();
     assert!(!rec.up);
     assert!(rec.last_error.unwrap().contains("timed out"));
-    assert!(rec.latency_ms >= 500, "{}", rec.latency_ms);
+    // Cut at the probe timeout: at least the timeout, whatever the machine.
+    assert!(rec.latency_ms >= 500.0, "{}", rec.latency_ms);
     assert_eq!(slow.requests_to("/health").len(), 1);
     assert!(
         slow.requests_to("/devices").is_empty(),
@@ -704,11 +705,9 @@ async fn run_ends_by_its_deadline_when_every_server_hangs() {
         .await
         .unwrap();
 
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
+    // Without the cut at `deadline - write_reserve`, every server would be probed to its own
+    // timeout (8 servers, 2 at a time, 1 s each): servers left unprobed are the proof, not a
+    // wall-clock bound on the run (which would measure the machine).
     assert!(report.servers_not_probed > 0, "the deadline cut the probes");
     assert_eq!(report.servers_probed + report.servers_not_probed, 8);
     let mut down = 0;
@@ -801,7 +800,8 @@ async fn each_run_writes_one_history_point_per_probed_server() {
         "{at}"
     );
     assert_eq!(p["up"], AttributeValue::Bool(true));
-    assert!(n(p, "latencyMs") >= 1);
+    // Milliseconds to the microsecond (a loopback answer takes a fraction of one).
+    assert!(nf(p, "latencyMs") >= 0.0, "{p:?}");
     assert_eq!(n(p, "tenants"), 2);
     assert_eq!(n(p, "devices"), 2);
     assert_eq!(

@@ -31,18 +31,19 @@ pub enum Outcome {
 }
 
 /// One check's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Check {
     pub name: String,
     pub outcome: Outcome,
     pub reason: String,
+    /// Milliseconds with microsecond precision ([`wagate::health::latency_ms`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<u64>,
+    pub latency_ms: Option<f64>,
 }
 
 /// The result for one endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointResult {
     /// `primary`, `backup` or `candidate`.
@@ -73,6 +74,7 @@ fn describe(e: &ProviderError) -> String {
         ProviderError::LoggedOut { message } => format!("device not logged in: {message}"),
         ProviderError::BadCredentials => "the server refused the credentials".into(),
         ProviderError::Egress(e) => format!("address refused by the egress guard: {e}"),
+        ProviderError::Media { reason, .. } => reason.clone(),
     }
 }
 
@@ -89,7 +91,7 @@ pub async fn test_endpoint(
 
     let started = Instant::now();
     let health = client.health(target).await;
-    let latency = started.elapsed().as_millis() as u64;
+    let latency = wagate::health::latency_ms(started.elapsed());
     match &health {
         Ok(()) => {
             let mut c = check("reachable", Outcome::Pass, "GET /health answered 2xx");
@@ -157,7 +159,7 @@ pub async fn test_endpoint(
         }
     }
 
-    let mut c = if latency <= LATENCY_BUDGET_MS {
+    let mut c = if latency <= LATENCY_BUDGET_MS as f64 {
         check(
             "latency",
             Outcome::Pass,

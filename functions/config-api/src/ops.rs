@@ -592,9 +592,10 @@ pub struct TenantStatus {
     pub last_check_at: Option<String>,
     pub active_endpoint: EndpointRole,
     pub active_base_url: String,
-    /// The active server's last `/health` latency (absent while it does not answer).
+    /// The active server's last `/health` latency in milliseconds with microsecond
+    /// precision (absent while it does not answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<u64>,
+    pub latency_ms: Option<f64>,
     /// Consecutive health-check runs in which the active endpoint was unusable.
     pub consecutive_failures: u32,
     pub version: u64,

@@ -215,7 +215,7 @@ impl RunReport {
                     .dimension("Function", "health-check")
                     .dimension("Endpoint", e.endpoint_key.clone())
                     .metric("EndpointUp", if e.up { 1.0 } else { 0.0 }, Unit::Count)
-                    .metric("ProbeLatency", e.latency_ms as f64, Unit::Milliseconds)
+                    .metric("ProbeLatency", e.latency_ms, Unit::Milliseconds)
                     .metric("EndpointTenants", f64::from(e.tenants), Unit::Count)
                     .metric(
                         "DevicesConnected",
@@ -499,7 +499,7 @@ impl HealthCheck {
         let Some(provider) = self.providers.get(&server.provider) else {
             return ProbeResult {
                 up: false,
-                latency_ms: 0,
+                latency_ms: 0.0,
                 error: Some(format!(
                     "no client for provider {}",
                     server.provider.as_str()
@@ -520,7 +520,7 @@ impl HealthCheck {
             }),
         )
         .await;
-        let latency_ms = started.elapsed().as_millis() as u64;
+        let latency_ms = wagate::health::latency_ms(started.elapsed());
         let down = |error: String, class: String| ProbeResult {
             up: false,
             latency_ms,
@@ -852,6 +852,8 @@ fn error_class(e: &ProviderError) -> String {
         ProviderError::RateLimited { .. } => "http 429".into(),
         ProviderError::LoggedOut { .. } | ProviderError::BadCredentials => "http 401".into(),
         ProviderError::Egress(_) => "egress refused".into(),
+        // Only a document send fetches media; a probe never does.
+        ProviderError::Media { .. } => "media".into(),
     }
 }
 

@@ -203,6 +203,14 @@ pub fn s(item: &Item, attr: &str) -> String {
         .unwrap_or_else(|| panic!("{attr} missing or not a string in {item:?}"))
 }
 
+/// A number attribute that may have a fraction (latencies: milliseconds to the microsecond).
+pub fn nf(item: &Item, attr: &str) -> f64 {
+    item.get(attr)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{attr} missing or not a number in {item:?}"))
+}
+
 pub fn n(item: &Item, attr: &str) -> u64 {
     item.get(attr)
         .and_then(|v| v.as_n().ok())
