@@ -287,7 +287,7 @@ pub async fn rotate_credential(
         version = sealed.version,
         "server credential rotated"
     );
-    Ok(view_response(StatusCode::OK, &sealed))
+    Ok(view_response(app, req, StatusCode::OK, &sealed))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -396,7 +396,8 @@ pub async fn rotate_webhook_secret(
         id,
         secret: secret.expose().to_string(),
         previous_expire_at: old_expiry,
-        config: crate::dto::ConfigView::from(&sealed),
+        config: crate::dto::ConfigView::from(&sealed)
+            .with_webhook_url(app.webhook_url(req, &tenant)),
     };
     let mut resp = to_json(StatusCode::OK, &body)?;
     if let Ok(etag) = http::HeaderValue::from_str(&format!("\"{}\"", sealed.version)) {
@@ -536,7 +537,7 @@ pub async fn switch(
         version = sealed.version,
         "endpoint switched"
     );
-    Ok(view_response(StatusCode::OK, &sealed))
+    Ok(view_response(app, req, StatusCode::OK, &sealed))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -604,6 +605,9 @@ pub struct TenantStatus {
     pub recent_switches: Vec<AuditEntry>,
     /// Recent failures the health check recorded on the tenant's servers.
     pub recent_failures: Vec<FailureNote>,
+    /// Where the tenant's WhatsApp server must post its webhooks (as in the config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -644,7 +648,7 @@ async fn endpoint_records(
     Ok(out)
 }
 
-pub async fn status(app: &App, tenant: TenantId) -> Result<Response<Body>, ApiError> {
+pub async fn status(app: &App, req: &Request, tenant: TenantId) -> Result<Response<Body>, ApiError> {
     let raw = app
         .journal
         .client()
@@ -747,6 +751,7 @@ pub async fn status(app: &App, tenant: TenantId) -> Result<Response<Body>, ApiEr
         endpoints,
         recent_switches,
         recent_failures,
+        webhook_url: app.webhook_url(req, &tenant),
     };
     to_json(StatusCode::OK, &body)
 }
