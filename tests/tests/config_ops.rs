@@ -803,6 +803,14 @@ async fn activating_the_backup_after_it_passes_the_test() {
     let audit = w.audit().await;
     assert_eq!(audit[0]["action"], "switch");
     assert_eq!(audit[0]["fields"], json!(["activeEndpoint"]));
+    // What moved, in the attributes the health check's failovers use (the dashboard's
+    // switch history shows them).
+    assert_eq!(
+        (&audit[0]["from"], &audit[0]["to"]),
+        (&json!("primary"), &json!("backup"))
+    );
+    assert_eq!(audit[0]["fromEndpoint"], w.primary.base_url());
+    assert_eq!(audit[0]["toEndpoint"], w.backup.base_url());
 }
 
 #[tokio::test]
@@ -858,6 +866,12 @@ async fn replacing_the_primary_needs_a_passing_candidate() {
     assert_eq!(r.json()["version"], 2);
     let audit = w.audit().await;
     assert_eq!(audit[0]["action"], "replace_endpoint");
+    assert_eq!(
+        (&audit[0]["from"], &audit[0]["to"]),
+        (&json!("primary"), &json!("primary"))
+    );
+    assert_eq!(audit[0]["fromEndpoint"], w.primary.base_url());
+    assert_eq!(audit[0]["toEndpoint"], fresh.base_url());
     assert!(
         audit[0]["fields"]
             .as_array()
@@ -882,6 +896,10 @@ async fn swap_exchanges_primary_and_backup() {
     assert_eq!(r.json()["primary"]["baseUrl"], w.backup.base_url());
     assert_eq!(r.json()["backup"]["baseUrl"], w.primary.base_url());
     assert_eq!(r.json()["activeEndpoint"], "primary");
+    let audit = w.audit().await;
+    assert_eq!(audit[0]["action"], "swap");
+    assert_eq!(audit[0]["fromEndpoint"], w.primary.base_url());
+    assert_eq!(audit[0]["toEndpoint"], w.backup.base_url());
     // Credentials travelled with their server (fingerprints unchanged, still openable).
     let r = w.post(&op("test"), &w.api.admin(), None).await;
     assert_eq!(r.json()["ok"], true, "{}", r.text);

@@ -544,6 +544,7 @@ async fn config_update_between_failed_runs_does_not_delay_the_failover() {
                 who: "operator",
                 action: config_api::audit::Action::Update,
                 detail: None,
+                moved: None,
             },
         )
         .await

@@ -632,6 +632,7 @@ pub(crate) fn change(caller: &Caller, action: Action) -> Change<'_> {
         who: caller.subject.as_str(),
         action,
         detail: None,
+        moved: None,
     }
 }
 

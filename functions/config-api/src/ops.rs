@@ -24,7 +24,7 @@ use wagate::tenant::{
     ValidationErrors, WebhookSecret, normalize_base_url,
 };
 
-use crate::audit::{Action, AuditEntry, Change};
+use crate::audit::{Action, AuditEntry, Change, Moved};
 use crate::auth::Caller;
 use crate::conntest::{EndpointResult, TestReport, test_endpoint};
 use crate::dto::{CredentialsInput, EndpointInput, SecretSlot, build_credentials, build_endpoint};
@@ -484,6 +484,8 @@ pub async fn switch(
         e.push("backup", "the tenant has no backup endpoint");
         ApiError::Invalid(e)
     };
+    // The replaced role, for the audit record (a switch or swap moves the active endpoint).
+    let mut replaced = None;
     let (action, tested, role_name) = match input.action {
         SwitchAction::Activate => {
             let to = input.to.unwrap_or_default();
@@ -513,6 +515,7 @@ pub async fn switch(
                 EndpointRole::Primary => next.primary = cand.clone(),
                 EndpointRole::Backup => next.backup = Some(cand.clone()),
             }
+            replaced = Some(role);
             (Action::ReplaceEndpoint, cand, role_str(role))
         }
     };
@@ -531,6 +534,23 @@ pub async fn switch(
         role_str(sealed.active_endpoint),
         sealed.active().base_url
     ));
+    ch.moved = Some(match replaced {
+        Some(role) => Moved {
+            from: role_str(role).into(),
+            to: role_str(role).into(),
+            from_endpoint: match role {
+                EndpointRole::Primary => Some(cur.primary.base_url.clone()),
+                EndpointRole::Backup => cur.backup.as_ref().map(|b| b.base_url.clone()),
+            },
+            to_endpoint: tested.base_url.clone(),
+        },
+        None => Moved {
+            from: role_str(cur.active_endpoint).into(),
+            to: role_str(sealed.active_endpoint).into(),
+            from_endpoint: Some(cur.active().base_url.clone()),
+            to_endpoint: sealed.active().base_url.clone(),
+        },
+    });
     commit(app, &cur, &sealed, ch).await?;
     info!(
         action = action.as_str(),
@@ -572,6 +592,9 @@ pub async fn audit(app: &App, req: &Request, tenant: TenantId) -> Result<Respons
 pub struct EndpointStatus {
     pub role: EndpointRole,
     pub base_url: String,
+    /// The device (session) the tenant uses on that server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
     pub active: bool,
     /// The health check's record of the server (absent until it probed it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -691,6 +714,7 @@ pub async fn status(app: &App, req: &Request, tenant: TenantId) -> Result<Respon
     let mut endpoints = vec![EndpointStatus {
         role: EndpointRole::Primary,
         base_url: cfg.primary.base_url.clone(),
+        device_id: cfg.primary.device_id.clone(),
         active: cfg.active_endpoint == EndpointRole::Primary || cfg.backup.is_none(),
         health: health.get(&cfg.primary.base_url).cloned(),
     }];
@@ -698,6 +722,7 @@ pub async fn status(app: &App, req: &Request, tenant: TenantId) -> Result<Respon
         endpoints.push(EndpointStatus {
             role: EndpointRole::Backup,
             base_url: b.base_url.clone(),
+            device_id: b.device_id.clone(),
             active: cfg.active_endpoint == EndpointRole::Backup,
             health: health.get(&b.base_url).cloned(),
         });
