@@ -220,7 +220,11 @@ impl PublicWebhookBase {
     /// The tenant's full webhook URL: the configured base, else `api_origin` (the HTTP API's
     /// own URL, e.g. `https://abc123.execute-api.eu-west-1.amazonaws.com`), plus the route.
     /// `None` when neither is known.
-    pub fn webhook_url(&self, tenant: &crate::TenantId, api_origin: Option<&str>) -> Option<String> {
+    pub fn webhook_url(
+        &self,
+        tenant: &crate::TenantId,
+        api_origin: Option<&str>,
+    ) -> Option<String> {
         let base = self
             .configured
             .as_deref()
@@ -240,7 +244,10 @@ mod tests {
         let unset = PublicWebhookBase::read(&mut env(&[])).unwrap();
         assert_eq!(unset.configured(), None);
         assert_eq!(
-            unset.webhook_url(&acme, Some("https://abc.execute-api.eu-west-1.amazonaws.com")),
+            unset.webhook_url(
+                &acme,
+                Some("https://abc.execute-api.eu-west-1.amazonaws.com")
+            ),
             Some("https://abc.execute-api.eu-west-1.amazonaws.com/webhooks/whatsapp/acme".into())
         );
         assert_eq!(unset.webhook_url(&acme, None), None);

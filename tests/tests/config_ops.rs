@@ -960,10 +960,11 @@ async fn switch_refusals_change_nothing() {
 #[tokio::test]
 async fn a_switch_racing_an_update_gets_409_and_the_update_stands() {
     let w = world().await;
-    // The switch reads version 1, then waits on the backup's slow /health while an update
-    // lands; its conditional write must then fail.
+    // The switch reads version 1, then its connection test waits on the backup's /health,
+    // held by the simulator until an update has landed; its conditional write must then
+    // fail. (A gate, not a delay: nothing here depends on how fast the machine is.)
     w.backup.set_faults(Faults {
-        latency_ms: 800,
+        hold: true,
         ..Faults::default()
     });
     let mut upd = body(&w.primary.base_url(), &w.backup.base_url());
@@ -977,15 +978,22 @@ async fn a_switch_racing_an_update_gets_409_and_the_update_stands() {
         Some(json!({"action": "activate", "to": "backup", "version": 1})),
     );
     let update = async {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        w.api
+        // Once the switch is at the backup's /health (it read the config before that)...
+        while w.backup.requests_to("/health").is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let u = w
+            .api
             .call(
                 ApiEvent::new("PUT", PATH)
                     .bearer(&admin)
                     .header("If-Match", "\"1\"")
                     .json(&upd),
             )
-            .await
+            .await;
+        // ...the update lands, and only then does /health answer.
+        w.backup.set_faults(Faults::default());
+        u
     };
     let (s, u) = tokio::join!(switch, update);
     assert_eq!(u.status, StatusCode::OK, "{}", u.text);

@@ -11,7 +11,7 @@ use outbound_sender::Outcome;
 use time::OffsetDateTime;
 use wagate::delivery::{Begin, DeliveryState, ReceiptOutcome};
 use wagate::outbound::OutboundMessage;
-use wagate::ratelimit::{RateWindow, slots_taken};
+use wagate::ratelimit::slots_taken;
 use wagate::tenant::EndpointRole;
 
 // ---------- the happy path and the budgets ----------
@@ -318,7 +318,7 @@ async fn record_locked_by_a_live_invocation_is_returned_and_not_sent() {
             "m0",
             "other-invocation",
             now + Duration::from_secs(60),
-            &RateWindow::at(&m.tenant_id, 30, now),
+            &fx.window("acme", 30),
             now,
         )
         .await
@@ -348,7 +348,7 @@ async fn expired_lock_of_a_dead_invocation_is_taken_over() {
             "m0",
             "dead-invocation",
             now - Duration::from_secs(1),
-            &RateWindow::at(&m.tenant_id, 30, now),
+            &fx.window("acme", 30),
             now,
         )
         .await
@@ -588,7 +588,7 @@ async fn primary_down_fails_over_to_the_backup_in_the_same_invocation() {
 
 #[tokio::test]
 async fn breaker_opens_after_consecutive_failures_and_half_opens_after_the_cool_down() {
-    let fx = fixture().await; // threshold 2, cool-down 400 ms
+    let fx = fixture().await; // threshold 2, a cool-down that only ends when the test says
     let sim = sim().await;
     let backup = sim_backup().await;
     fx.tenant("acme", &sim.base_url(), Some(&backup.base_url()), 100)
@@ -609,7 +609,7 @@ async fn breaker_opens_after_consecutive_failures_and_half_opens_after_the_cool_
     assert_eq!(texts(&backup), ["1", "2", "3"]);
 
     // After the cool-down one probe goes; it fails and the breaker opens again.
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    fx.sender.breakers().end_cool_downs();
     fx.handle(vec![
         msg("m4", "acme", "k4", "4"),
         msg("m5", "acme", "k5", "5"),
@@ -620,7 +620,7 @@ async fn breaker_opens_after_consecutive_failures_and_half_opens_after_the_cool_
 
     // Healed: the next probe succeeds and the breaker closes.
     sim.set_faults(Faults::default());
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    fx.sender.breakers().end_cool_downs();
     let b = fx
         .handle(vec![
             msg("m6", "acme", "k6", "6"),
@@ -760,7 +760,6 @@ async fn cancelled_batch_transaction_settles_the_refused_records_and_sends_the_o
     for t in ["t0", "t1", "t2", "t3", "t4"] {
         fx.tenant(t, &sim.base_url(), None, 30).await;
     }
-    away_from_a_minute_boundary(15).await;
     // t1's message was sent by an earlier invocation; t2's is being sent by a live one.
     let b = fx.handle(vec![msg("s1", "t1", "k", "t1 once")]).await;
     let Some(Outcome::Sent {
@@ -779,7 +778,7 @@ async fn cancelled_batch_transaction_settles_the_refused_records_and_sends_the_o
             "s2",
             "other-invocation",
             now + Duration::from_secs(60),
-            &RateWindow::at(&m2.tenant_id, 30, now),
+            &fx.window("t2", 30),
             now,
         )
         .await
@@ -838,8 +837,7 @@ async fn cancelled_batch_transaction_settles_the_refused_records_and_sends_the_o
     // The cancelled transaction took no rate slot: one per tenant, from the sends above.
     let dynamodb = aws_sdk_dynamodb::Client::new(&fx.stack.sdk);
     for t in ["t0", "t1", "t2", "t3", "t4"] {
-        let window = RateWindow::at(&t.parse().unwrap(), 30, OffsetDateTime::now_utc());
-        let taken = slots_taken(&dynamodb, fx.records.rate_table(), &window)
+        let taken = slots_taken(&dynamodb, fx.records.rate_table(), &fx.window(t, 30))
             .await
             .unwrap();
         assert_eq!(taken, 1, "{t}");
@@ -855,7 +853,6 @@ async fn full_rate_window_in_the_batch_transaction_defers_only_that_tenant() {
     let sim = sim().await;
     fx.tenant("full", &sim.base_url(), None, 1).await;
     fx.tenant("free", &sim.base_url(), None, 30).await;
-    away_from_a_minute_boundary(15).await;
     fx.handle(vec![msg("f0", "full", "k0", "uses the slot")])
         .await;
     sim.clear_requests();
@@ -892,7 +889,6 @@ async fn two_groups_of_one_tenant_both_send_without_sharing_a_transaction() {
     let sim = sim().await;
     fx.tenant("acme", &sim.base_url(), None, 30).await;
     fx.tenant("beta", &sim.base_url(), None, 30).await;
-    away_from_a_minute_boundary(15).await;
     fx.stack.counter.reset();
 
     // A producer using its own group ids: two groups of acme (one rate-window item).
@@ -913,11 +909,10 @@ async fn two_groups_of_one_tenant_both_send_without_sharing_a_transaction() {
         2,
         "acme x1 + beta together, acme y1 on its own"
     );
-    let window = RateWindow::at(&"acme".parse().unwrap(), 30, OffsetDateTime::now_utc());
     let taken = slots_taken(
         &aws_sdk_dynamodb::Client::new(&fx.stack.sdk),
         fx.records.rate_table(),
-        &window,
+        &fx.window("acme", 30),
     )
     .await
     .unwrap();
@@ -977,15 +972,6 @@ async fn unknown_tenant_is_recorded_failed_without_a_send() {
 
 // ---------- rate limit ----------
 
-/// Waits until the current minute has at least `secs` seconds left (the limit counts per
-/// calendar minute).
-async fn away_from_a_minute_boundary(secs: u8) {
-    let now = OffsetDateTime::now_utc();
-    if now.second() >= 60 - secs {
-        tokio::time::sleep(Duration::from_secs(u64::from(61 - now.second()))).await;
-    }
-}
-
 #[tokio::test]
 async fn rate_limit_holds_across_two_concurrent_invocations() {
     // Both instances may wait at most ~0 s: whatever exceeds the window is deferred.
@@ -996,7 +982,6 @@ async fn rate_limit_holds_across_two_concurrent_invocations() {
     let other_instance = sender_via(&fx.stack, &fx.proxy, s);
     let sim = sim().await;
     fx.tenant("acme", &sim.base_url(), None, 3).await;
-    away_from_a_minute_boundary(15).await;
 
     let batch = |prefix: &str| {
         (0..3)
@@ -1011,18 +996,16 @@ async fn rate_limit_holds_across_two_concurrent_invocations() {
         other_instance.handle_batch(event(batch("y")), deadline()),
     );
 
-    let now = OffsetDateTime::now_utc();
     assert_eq!(sim.requests_to("/send/message").len(), 3, "the limit held");
     let sent = b1.count("sent") + b2.count("sent");
     let deferred = b1.count("deferred") + b2.count("deferred");
     let skipped = b1.count("skipped") + b2.count("skipped");
     assert_eq!((sent, deferred + skipped), (3, 3), "{b1:?} {b2:?}");
-    let window = RateWindow::at(&"acme".parse().unwrap(), 3, now);
     assert_eq!(
         slots_taken(
             &aws_sdk_dynamodb::Client::new(&fx.stack.sdk),
             fx.records.rate_table(),
-            &window
+            &fx.window("acme", 3)
         )
         .await
         .unwrap(),

@@ -279,7 +279,10 @@ impl Journal {
             if let Some(f) = &m.from_endpoint {
                 item.insert("fromEndpoint".into(), AttributeValue::S(f.clone()));
             }
-            item.insert("toEndpoint".into(), AttributeValue::S(m.to_endpoint.clone()));
+            item.insert(
+                "toEndpoint".into(),
+                AttributeValue::S(m.to_endpoint.clone()),
+            );
         }
         Ok(TransactWriteItem::builder()
             .put(

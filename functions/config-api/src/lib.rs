@@ -643,8 +643,8 @@ pub(crate) fn view_response(
     cfg: &SealedConfig,
 ) -> Response<Body> {
     let view = ConfigView::from(cfg).with_webhook_url(app.webhook_url(req, &cfg.tenant_id));
-    let body = serde_json::to_string(&view)
-        .unwrap_or_else(|_| r#"{"error":"internal_error"}"#.into());
+    let body =
+        serde_json::to_string(&view).unwrap_or_else(|_| r#"{"error":"internal_error"}"#.into());
     let mut resp = json_response(status, body);
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", cfg.version)) {
         resp.headers_mut().insert(header::ETAG, etag);

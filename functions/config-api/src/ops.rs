@@ -671,7 +671,11 @@ async fn endpoint_records(
     Ok(out)
 }
 
-pub async fn status(app: &App, req: &Request, tenant: TenantId) -> Result<Response<Body>, ApiError> {
+pub async fn status(
+    app: &App,
+    req: &Request,
+    tenant: TenantId,
+) -> Result<Response<Body>, ApiError> {
     let raw = app
         .journal
         .client()

@@ -36,7 +36,9 @@ pub struct Fx {
 
 pub fn settings() -> Settings {
     Settings {
-        probe_timeout: Duration::from_millis(500),
+        // Long enough that a healthy loopback server always answers in time on a busy
+        // machine; the timeout tests use servers that never answer.
+        probe_timeout: Duration::from_secs(3),
         write_reserve: Duration::from_secs(2),
         ..Settings::default()
     }
