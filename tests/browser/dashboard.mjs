@@ -331,9 +331,11 @@ try {
     await waitText("#rotated-copied", /^Copied\.$/);
     assert.equal(await page.evaluate(() => navigator.clipboard.readText()), secret);
     await shot("06b-webhook-secret-rotated.png");
-    // Shown once: gone when the page leaves the settings and comes back, and never stored.
+    // Shown once: gone as soon as the page leaves the settings, and not back with them.
     await page.click("#nav-tenant");
     await visible("#view-tenant");
+    assert.ok(await page.isHidden("#rotated"));
+    assert.equal(await page.inputValue("#rotated-secret"), "");
     await page.click("#nav-settings");
     await visible("#view-settings");
     await waitText("#settings-intro", /^Version 4,/);

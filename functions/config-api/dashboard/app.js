@@ -270,6 +270,9 @@ function setTenantNav(tenant) {
 
 async function route() {
   flash("");
+  // A rotated webhook secret is shown once: any navigation (even back to the settings)
+  // takes it off the page at once.
+  hideRotated();
   if (!state.token) {
     showView("signin");
     $("token").focus();
