@@ -338,6 +338,7 @@ try {
     assert.equal(await page.inputValue("#rotated-secret"), "");
     await page.click("#nav-settings");
     await visible("#view-settings");
+    // The form is filled again from the store before the next step edits it.
     await waitText("#settings-intro", /^Version 4,/);
     assert.ok(await page.isHidden("#rotated"));
     assert.equal(await page.inputValue("#rotated-secret"), "");

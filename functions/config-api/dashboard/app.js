@@ -769,6 +769,8 @@ async function loadSettings(tenant) {
   $("test-report").hidden = true;
   $("save-anyway").hidden = true;
   $("settings-title").textContent = "WhatsApp settings · " + tenant;
+  // Until the saved settings are in, the page says so (and nothing of an earlier load).
+  $("settings-intro").textContent = "Loading the saved settings…";
   let cfg = null;
   try {
     cfg = await api("GET", "/tenants/" + enc(tenant) + "/whatsapp-config");
