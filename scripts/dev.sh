@@ -119,7 +119,8 @@ gowa_sim="$target_dir/debug/gowa-sim"
 
 "$wagate_dev" jwt-keygen --dir "$jwt_dir"
 "$wagate_dev" provision --template template.yaml --stack-name "$stack_name" \
-    --jwt-dir "$jwt_dir" --env-out "$env_file" >/dev/null
+    --jwt-dir "$jwt_dir" --env-out "$env_file" \
+    --public-webhook-base-url "http://127.0.0.1:$lambda_port/lambda-url/webhook-ingress" >/dev/null
 
 # --- WhatsApp server simulator -----------------------------------------------------------
 start gowa-sim "$state/gowa-sim.log" "$gowa_sim" \
@@ -173,6 +174,8 @@ cat <<EOF
 wagate is running locally (Ctrl-C stops it all).
 
   config API      $api/tenants/{tenantId}/whatsapp-config
+  webhooks        http://127.0.0.1:$lambda_port/lambda-url/webhook-ingress/webhooks/whatsapp/{tenantId}
+                  (PUBLIC_WEBHOOK_BASE_URL: the config API shows each tenant's as webhookUrl)
   GOWA simulator  http://$sim_listen (basic auth demo:demo-password), control http://$sim_control
   moto_server     $AWS_ENDPOINT_URL (stack $stack_name; variables in ${env_file#"$root"/})
 

@@ -154,9 +154,130 @@ impl AppConfig {
     }
 }
 
+/// The webhook ingress's route for a tenant, relative to the API's base:
+/// `/webhooks/whatsapp/{tenantId}`.
+pub fn webhook_path(tenant: &crate::TenantId) -> String {
+    format!("/webhooks/whatsapp/{tenant}")
+}
+
+/// `PUBLIC_WEBHOOK_BASE_URL` (stack parameter `PublicWebhookBaseUrl`): the public base URL
+/// tenants' WhatsApp servers reach the webhook ingress at; a tenant's webhook URL is this base
+/// plus [`webhook_path`]. Unset (the default), it is the HTTP API's own URL: the origin the
+/// config API is being called at. The one reading of the setting: the config API shows each
+/// tenant's webhook URL with it, and wiring a device's webhook uses the same URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublicWebhookBase {
+    /// Absolute http(s) URL without a trailing slash, query or fragment.
+    configured: Option<String>,
+}
+
+impl PublicWebhookBase {
+    /// The variable's name.
+    pub const VAR: &'static str = "PUBLIC_WEBHOOK_BASE_URL";
+
+    /// Reads the variable into `env` (an invalid value is one of its problems).
+    pub fn read(env: &mut Env) -> Option<Self> {
+        match env.optional(Self::VAR) {
+            None => Some(Self::default()),
+            Some(raw) => match Self::parse(&raw) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    // Not the value: it may hold a credential.
+                    env.problem(format!("{} is invalid: {e}", Self::VAR));
+                    None
+                }
+            },
+        }
+    }
+
+    /// A configured base: an absolute `http`/`https` URL with a host and no user info, query
+    /// or fragment (a path prefix is kept: `http://127.0.0.1:9000/lambda-url/webhook-ingress`).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim().trim_end_matches('/');
+        let url = url::Url::parse(raw).map_err(|e| format!("not an absolute URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("expected an http or https URL".into());
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("expected a URL with a host".into());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("a URL with credentials would be shown to every tenant".into());
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err("expected no query or fragment".into());
+        }
+        Ok(Self {
+            configured: Some(raw.to_string()),
+        })
+    }
+
+    /// The configured base, if any.
+    pub fn configured(&self) -> Option<&str> {
+        self.configured.as_deref()
+    }
+
+    /// The tenant's full webhook URL: the configured base, else `api_origin` (the HTTP API's
+    /// own URL, e.g. `https://abc123.execute-api.eu-west-1.amazonaws.com`), plus the route.
+    /// `None` when neither is known.
+    pub fn webhook_url(
+        &self,
+        tenant: &crate::TenantId,
+        api_origin: Option<&str>,
+    ) -> Option<String> {
+        let base = self
+            .configured
+            .as_deref()
+            .or(api_origin)?
+            .trim_end_matches('/');
+        Some(format!("{base}{}", webhook_path(tenant)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_webhook_base_is_the_configured_url_or_the_apis_own() {
+        let acme: crate::TenantId = "acme".parse().unwrap();
+        let unset = PublicWebhookBase::read(&mut env(&[])).unwrap();
+        assert_eq!(unset.configured(), None);
+        assert_eq!(
+            unset.webhook_url(
+                &acme,
+                Some("https://abc.execute-api.eu-west-1.amazonaws.com")
+            ),
+            Some("https://abc.execute-api.eu-west-1.amazonaws.com/webhooks/whatsapp/acme".into())
+        );
+        assert_eq!(unset.webhook_url(&acme, None), None);
+        let local = PublicWebhookBase::read(&mut env(&[(
+            PublicWebhookBase::VAR,
+            "http://127.0.0.1:9000/lambda-url/webhook-ingress/",
+        )]))
+        .unwrap();
+        assert_eq!(
+            local.webhook_url(&acme, Some("https://ignored.example")),
+            Some("http://127.0.0.1:9000/lambda-url/webhook-ingress/webhooks/whatsapp/acme".into())
+        );
+    }
+
+    #[test]
+    fn an_invalid_public_webhook_base_is_a_configuration_problem() {
+        for bad in [
+            "hooks.example.com",
+            "ftp://hooks.example.com",
+            "https://user:pw@hooks.example.com",
+            "https://hooks.example.com/?x=1",
+            "https://hooks.example.com/#top",
+        ] {
+            let mut e = env(&[(PublicWebhookBase::VAR, bad)]);
+            assert!(PublicWebhookBase::read(&mut e).is_none(), "{bad}");
+            let err = e.finish().unwrap_err().to_string();
+            assert!(err.contains("PUBLIC_WEBHOOK_BASE_URL"), "{err}");
+            assert!(!err.contains("pw"), "the value is not echoed: {err}");
+        }
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Env {
         Env::from_map(

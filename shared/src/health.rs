@@ -265,13 +265,22 @@ impl TenantHealth {
     }
 }
 
+/// A duration in milliseconds with microsecond precision (`0.412` is 412 µs): how latencies
+/// are recorded and shown everywhere (endpoint records, history points, the status API, the
+/// dashboard), so a loopback answer in under a millisecond is not recorded as 0.
+pub fn latency_ms(d: std::time::Duration) -> f64 {
+    // Whole microseconds over 1000: the nearest f64, printed back as at most 3 decimals.
+    d.as_micros() as f64 / 1000.0
+}
+
 /// What probing one server found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProbeResult {
     /// `/health` answered 2xx within the probe timeout.
     pub up: bool,
-    /// Time `/health` took (to the timeout when it timed out).
-    pub latency_ms: u64,
+    /// Time `/health` took, in milliseconds with microsecond precision ([`latency_ms`]; to
+    /// the timeout when it timed out).
+    pub latency_ms: f64,
     /// Why the server counts as down, or why the device list is missing.
     pub error: Option<String>,
     /// Every device on the server (`GET /devices`), when the server is up and listed them.
@@ -319,7 +328,7 @@ pub fn observe(probe: Option<&ProbeResult>, device_id: Option<&str>) -> Observat
 }
 
 /// The health record of one WhatsApp server (one item of the endpoints table).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointHealth {
     /// The normalised base URL (`Endpoint::endpoint_key`).
@@ -328,7 +337,9 @@ pub struct EndpointHealth {
     pub up: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub last_probe_at: OffsetDateTime,
-    pub latency_ms: u64,
+    /// `/health`'s time in milliseconds, microsecond precision (an older record's whole
+    /// milliseconds read the same way).
+    pub latency_ms: f64,
     pub consecutive_failures: u32,
     pub consecutive_successes: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -411,7 +422,7 @@ pub const HISTORY_RETENTION: std::time::Duration = std::time::Duration::from_sec
 /// One point of a server's health history (the health-history table, keyed by
 /// `endpointKey` and `at`): what one run found about one probed server. Never holds a secret,
 /// a URL with credentials or a message from the server (`error` is a short class).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthPoint {
     /// The normalised base URL (`Endpoint::endpoint_key`), as in the endpoints table.
@@ -419,9 +430,10 @@ pub struct HealthPoint {
     /// The run's probe time, RFC 3339 UTC with milliseconds ([`history_time`]).
     pub at: String,
     pub up: bool,
-    /// Time `/health` took; absent when it did not answer (timeout, connection failure).
+    /// Time `/health` took, in milliseconds with microsecond precision; absent when it did
+    /// not answer (timeout, connection failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<u64>,
+    pub latency_ms: Option<f64>,
     /// Tenants with this server as primary or backup.
     pub tenants: u32,
     /// Devices the server listed; absent when it could not list them (down, or the device
@@ -680,7 +692,7 @@ mod tests {
         };
         let up = ProbeResult {
             up: true,
-            latency_ms: 3,
+            latency_ms: 3.0,
             error: None,
             devices: Some(vec![dev("a", true), dev("b", false)]),
             error_class: None,
@@ -696,7 +708,7 @@ mod tests {
         assert_eq!(observe(Some(&no_list), Some("a")), Unknown);
         let down = ProbeResult {
             up: false,
-            latency_ms: 500,
+            latency_ms: 500.0,
             error: Some("timed out".into()),
             devices: None,
             error_class: Some("timeout".into()),
@@ -708,19 +720,38 @@ mod tests {
     }
 
     #[test]
+    fn latency_is_recorded_in_milliseconds_to_the_microsecond() {
+        use std::time::Duration;
+        assert_eq!(latency_ms(Duration::from_micros(412)), 0.412);
+        assert_eq!(latency_ms(Duration::from_nanos(412_999)), 0.412);
+        assert_eq!(latency_ms(Duration::from_micros(1)), 0.001);
+        assert_eq!(latency_ms(Duration::from_millis(1500)), 1500.0);
+        assert_eq!(latency_ms(Duration::ZERO), 0.0);
+        // As JSON (the API, the history) it prints as written.
+        assert_eq!(
+            serde_json::to_string(&latency_ms(Duration::from_micros(412))).unwrap(),
+            "0.412"
+        );
+        assert_eq!(
+            serde_json::to_string(&latency_ms(Duration::from_micros(12_345))).unwrap(),
+            "12.345"
+        );
+    }
+
+    #[test]
     fn endpoint_record_carries_streaks_and_last_error() {
         let t0 = OffsetDateTime::UNIX_EPOCH;
         let ttl = std::time::Duration::from_secs(60);
         let down = ProbeResult {
             up: false,
-            latency_ms: 500,
+            latency_ms: 500.0,
             error: Some("timed out".into()),
             devices: None,
             error_class: Some("timeout".into()),
         };
         let up = ProbeResult {
             up: true,
-            latency_ms: 4,
+            latency_ms: 4.0,
             error: None,
             devices: Some(vec![]),
             error_class: None,
@@ -760,7 +791,7 @@ mod tests {
         };
         let up = ProbeResult {
             up: true,
-            latency_ms: 104,
+            latency_ms: 0.104,
             error: None,
             devices: Some(vec![dev(true), dev(false)]),
             error_class: None,
@@ -772,7 +803,7 @@ mod tests {
                 endpoint_key: "https://wa.example.com".into(),
                 at: "2026-11-28T19:30:00.123Z".into(),
                 up: true,
-                latency_ms: Some(104),
+                latency_ms: Some(0.104),
                 tenants: 3,
                 devices: Some(2),
                 devices_connected: Some(1),
@@ -782,7 +813,7 @@ mod tests {
         );
         let timeout = ProbeResult {
             up: false,
-            latency_ms: 2000,
+            latency_ms: 2000.0,
             error: Some("/health timed out after 2000 ms".into()),
             devices: None,
             error_class: Some("timeout".into()),
@@ -791,12 +822,12 @@ mod tests {
         assert_eq!((p.latency_ms, p.devices), (None, None));
         assert_eq!(p.error.as_deref(), Some("timeout"));
         let http = ProbeResult {
-            latency_ms: 7,
+            latency_ms: 7.0,
             error_class: Some("http 503".into()),
             ..timeout
         };
         let p = HealthPoint::new("https://wa.example.com", &http, u, at);
-        assert_eq!(p.latency_ms, Some(7), "an HTTP error is an answer");
+        assert_eq!(p.latency_ms, Some(7.0), "an HTTP error is an answer");
         assert_eq!(p.error.as_deref(), Some("http 503"));
     }
 }

@@ -236,8 +236,22 @@ pub fn normalize_gowa(
     ev
 }
 
+/// What every [`EventType::Message`] carries: the message id, its sender and its chat. A
+/// `message` webhook without them (no `payload`, or a payload missing one) is passed on as
+/// [`EventType::Other`] with its raw body, never as a message with empty fields.
+fn is_complete_message(id: Option<&Value>, sender: Option<&Value>, chat: Option<&Value>) -> bool {
+    s(id).is_some() && s(sender).is_some() && s(chat).is_some()
+}
+
 fn fill_envelope(ev: &mut InboundEvent, event: &str, p: &Map<String, Value>) {
     match event {
+        "message" if !is_complete_message(p.get("id"), p.get("from"), p.get("chat_id")) => {
+            tracing::info!(
+                provider_event = event,
+                "message webhook without an id, a sender or a chat: passed on as `other`"
+            );
+            fill_other(ev, p);
+        }
         "message" => {
             ev.event_type = EventType::Message;
             ev.provider_event_id = s(p.get("id"));
@@ -310,27 +324,38 @@ fn fill_envelope(ev: &mut InboundEvent, event: &str, p: &Map<String, Value>) {
                     .unwrap_or_default(),
             });
         }
-        _ => {
-            ev.provider_event_id = s(p.get("id"));
-            ev.chat = s(p.get("chat_id")).map(|id| Chat {
-                is_group: is_group_jid(&id),
-                lid: None,
-                id,
-            });
-        }
+        _ => fill_other(ev, p),
     }
+}
+
+/// An event passed on as [`EventType::Other`]: its id and chat when it names them.
+fn fill_other(ev: &mut InboundEvent, p: &Map<String, Value>) {
+    ev.event_type = EventType::Other;
+    ev.provider_event_id = s(p.get("id"));
+    ev.chat = s(p.get("chat_id")).map(|id| Chat {
+        is_group: is_group_jid(&id),
+        lid: None,
+        id,
+    });
 }
 
 /// Pre-v8 GOWA message webhooks: `{sender_id, chat_id, from, pushname, timestamp,
 /// message: {text, id, replied_id, quoted_message}, image|video|…}` with no `event` key.
 fn fill_legacy(ev: &mut InboundEvent, root: &Map<String, Value>) {
     ev.provider_event = "message".into();
-    ev.event_type = EventType::Message;
     let empty = Map::new();
     let msg = root
         .get("message")
         .and_then(Value::as_object)
         .unwrap_or(&empty);
+    if !is_complete_message(msg.get("id"), root.get("sender_id"), root.get("chat_id")) {
+        tracing::info!(
+            "legacy message webhook without an id, a sender or a chat: passed on as `other`"
+        );
+        ev.provider_event_id = s(msg.get("id"));
+        return;
+    }
+    ev.event_type = EventType::Message;
     ev.provider_event_id = s(msg.get("id"));
     ev.text = s(msg.get("text"));
     ev.reply_to = s(msg.get("replied_id")).map(|id| ReplyTo {
@@ -388,6 +413,30 @@ mod tests {
         assert_eq!(e.provider_event, "call.offer");
         assert_eq!(e.dedup_key, "call.offer:c1");
         assert_eq!(e.raw["payload"]["id"], "c1");
+    }
+
+    #[test]
+    fn message_without_payload_id_sender_or_chat_is_other_not_an_empty_message() {
+        for v in [
+            json!({"event": "message", "device_id": "628@s.whatsapp.net"}),
+            json!({"event": "message", "payload": "text"}),
+            json!({"event": "message", "payload": {"from": "a@s.whatsapp.net", "chat_id": "a@s.whatsapp.net", "body": "x"}}),
+            json!({"event": "message", "payload": {"id": "m1", "chat_id": "a@s.whatsapp.net", "body": "x"}}),
+            json!({"event": "message", "payload": {"id": "m1", "from": "a@s.whatsapp.net", "body": "x"}}),
+            json!({"event": "message", "payload": {"id": "", "from": "a@s.whatsapp.net", "chat_id": "a@s.whatsapp.net"}}),
+            json!({"message": {"text": "hi"}, "chat_id": "628"}),
+        ] {
+            let e = norm(v.clone());
+            assert_eq!(e.event_type, EventType::Other, "{v}");
+            assert_eq!(e.provider_event, "message", "{v}");
+            assert_eq!((&e.sender, &e.text, &e.media), (&None, &None, &None), "{v}");
+            assert_eq!(e.raw, v);
+        }
+        let ok = norm(
+            json!({"event": "message", "payload": {"id": "m1", "from": "a@s.whatsapp.net", "chat_id": "a@s.whatsapp.net"}}),
+        );
+        assert_eq!(ok.event_type, EventType::Message);
+        assert!(ok.sender.is_some() && ok.chat.is_some() && ok.provider_event_id.is_some());
     }
 
     #[test]

@@ -24,6 +24,28 @@ use crate::tenant::TenantId;
 /// Length of one window.
 pub const WINDOW: Duration = Duration::from_secs(60);
 
+/// Which window a moment falls in: the calendar minute of the wall clock in every function;
+/// a test pins every moment to one minute, so a test that takes longer on a slow machine
+/// never straddles two windows (and never waits for a fresh one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WindowClock {
+    /// The wall clock.
+    #[default]
+    System,
+    /// Every moment counts in the window of this one.
+    Pinned(OffsetDateTime),
+}
+
+impl WindowClock {
+    /// The moment whose window `now` (the wall clock) counts in.
+    pub fn window_time(&self, now: OffsetDateTime) -> OffsetDateTime {
+        match self {
+            WindowClock::System => now,
+            WindowClock::Pinned(at) => *at,
+        }
+    }
+}
+
 /// One tenant's current window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateWindow {

@@ -90,7 +90,8 @@ impl Health {
     pub fn of(result: &Result<impl Sized, ProviderError>) -> Health {
         match result {
             Ok(_) => Health::Healthy,
-            Err(ProviderError::Egress(_)) => Health::Neutral,
+            // The request never reached the server.
+            Err(ProviderError::Egress(_) | ProviderError::Media { .. }) => Health::Neutral,
             Err(e) => match e.class() {
                 ErrorClass::Permanent | ErrorClass::RateLimited => Health::Healthy,
                 ErrorClass::Retryable
@@ -187,6 +188,19 @@ impl Breakers {
     pub fn is_open(&self, key: &str) -> bool {
         matches!(self.lock().get(key), Some(State::Open { until }) if Instant::now() < *until)
     }
+
+    /// Ends every open breaker's cool-down now, as if it had passed: tests of the crates that
+    /// use this one move past a cool-down without sleeping against the clock (a test that
+    /// sleeps for a cool-down races the work before it on a slow machine).
+    #[cfg(feature = "testing")]
+    pub fn end_cool_downs(&self) {
+        let now = Instant::now();
+        for state in self.lock().values_mut() {
+            if let State::Open { until } = state {
+                *until = now;
+            }
+        }
+    }
 }
 
 /// The endpoints to try, in order: the active one, then the other one if the tenant has a
@@ -202,12 +216,14 @@ pub fn candidates<S>(config: &TenantConfig<S>) -> Vec<(EndpointRole, &Endpoint<S
     out
 }
 
-/// May the same message go to the other endpoint after this failure?
+/// May the same message go to the other endpoint after this failure? Not after a document
+/// that could not be fetched: the other endpoint would fetch the same URL.
 pub fn may_fail_over(err: &ProviderError) -> bool {
     matches!(
         err.class(),
         ErrorClass::Retryable | ErrorClass::LoggedOut | ErrorClass::BadCredentials
     ) && err.certainly_not_sent()
+        && !matches!(err, ProviderError::Media { .. })
 }
 
 /// Writes a tenant's connection status (the sender, when a device reports it is logged out).
@@ -341,6 +357,15 @@ mod tests {
             ProviderError::Permanent {
                 code: "INVALID_JID".into(),
                 message: "x".into(),
+            },
+            // The other endpoint would fetch the same document.
+            ProviderError::Media {
+                reason: "the document URL answered 503".into(),
+                retryable: true,
+            },
+            ProviderError::Media {
+                reason: "the document URL answered 404".into(),
+                retryable: false,
             },
         ];
         assert!(yes.iter().all(may_fail_over));

@@ -3,7 +3,8 @@
 // a failing step saves a screenshot of the moment it failed next to the others.
 //
 // Environment: DASHBOARD_URL, ADMIN_TOKEN, TENANT_TOKEN, TENANT_ID, SIM_BASE_URL,
-// SIM_CONTROL_URL, HEALTH_INVOKE_URL, SCHEDULE_EVENT, ARTIFACTS, CHROMIUM.
+// SIM_CONTROL_URL, DEVICE_ID, WEBHOOK_URL, HEALTH_INVOKE_URL, SCHEDULE_EVENT, ARTIFACTS,
+// CHROMIUM.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -22,6 +23,9 @@ const BACKUP_TENANT_ID = env("BACKUP_TENANT_ID");
 const BACKUP_BASE_URL = env("BACKUP_BASE_URL");
 const SIM_BASE_URL = env("SIM_BASE_URL");
 const SIM_CONTROL_URL = env("SIM_CONTROL_URL");
+const DEVICE_ID = env("DEVICE_ID");
+// The tenant's webhook URL under cargo lambda watch (PUBLIC_WEBHOOK_BASE_URL + the route).
+const WEBHOOK_URL = env("WEBHOOK_URL");
 const HEALTH_INVOKE_URL = env("HEALTH_INVOKE_URL");
 const SCHEDULE_EVENT = readFileSync(env("SCHEDULE_EVENT"), "utf8");
 const ARTIFACTS = env("ARTIFACTS");
@@ -43,6 +47,8 @@ const browser = await chromium.launch({
   ],
 });
 const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+// The copy buttons write to the clipboard; the test reads it back.
+await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: new URL(DASHBOARD_URL).origin });
 const page = await context.newPage();
 const consoleErrors = [];
 page.on("console", (m) => {
@@ -89,6 +95,11 @@ async function healthCheck() {
   assert.equal(r.status, 200, `health check invoke: ${body}`);
   return JSON.parse(body);
 }
+async function simDevice(state) {
+  const r = await fetch(`${SIM_CONTROL_URL}/_sim/devices/${encodeURIComponent(DEVICE_ID)}`, { method: "PUT", body: JSON.stringify({ state }), headers: { "content-type": "application/json" } });
+  assert.ok(r.ok, `sim device ${state}: ${r.status}`);
+}
+const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 async function simDown(down) {
   const r = await fetch(`${SIM_CONTROL_URL}/_sim/down`, { method: "PUT", body: JSON.stringify({ down }), headers: { "content-type": "application/json" } });
   assert.ok(r.ok, `sim down=${down}: ${r.status}`);
@@ -159,8 +170,16 @@ try {
     await page.waitForFunction(() => document.querySelectorAll("#chart svg circle.dot-primary").length === 2, null, { timeout: WAIT });
     const d = await page.getAttribute("#chart svg path.line-primary", "d");
     assert.equal((d.match(/[ML]/g) || []).length, 2, `chart path ${d}`);
-    await waitText("#chart-summary", /primary: \d+ checks, median \d+ ms, 0 down/);
+    // Latency to the microsecond: a loopback server answers in a fraction of a millisecond.
+    await waitText("#chart-summary", /primary: \d+ checks, median [\d.]+ ms, server down in 0/);
     await waitText("#failures", /No failed checks/);
+    await waitText("#sending", /^active$/);
+    assert.ok(await page.isHidden("#status-advice"), "no advice for a connected tenant");
+    // The endpoint replaced through the API before the page opened: what moved, never "?".
+    await waitText("#switches", /replace endpoint/);
+    const moved = await text("#switches .move");
+    assert.match(moved, new RegExp(`^primary ${escapeRe(SIM_BASE_URL)} → primary ${escapeRe(SIM_BASE_URL)}$`));
+    assert.doesNotMatch(await text("#switches"), /\?/);
     await shot("03-tenant-connected.png");
   });
 
@@ -172,8 +191,11 @@ try {
     await waitText("#connection-status", /server down/);
     await waitText("#status-facts", /Latency—/);
     await page.locator("#chart svg circle.down").first().waitFor({ state: "attached", timeout: WAIT });
-    await waitText("#chart-summary", /1 down/);
+    await waitText("#chart-summary", /server down in 1/);
     await waitText("#failures", /primary/);
+    await waitText("#sending", /^stopped: the server does not answer/);
+    await waitText("#status-advice", /does not answer its health check/);
+    await waitText("#failed-checks", /^1 \(server down\)$/);
     await shot("04-tenant-server-down.png");
   });
 
@@ -193,6 +215,7 @@ try {
     await waitText("#connection-status", /^connected$/);
     await waitText("#active-url", new RegExp(BACKUP_BASE_URL.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
     await waitText("#switches", /failover/);
+    assert.match(await text("#switches .move"), new RegExp(`^primary ${escapeRe(SIM_BASE_URL)} → backup ${escapeRe(BACKUP_BASE_URL)}$`));
     await page.locator("#chart svg path.line-backup").first().waitFor({ state: "attached", timeout: WAIT });
     await shot("04c-tenant-on-backup.png");
     await page.click(`#nav-admin`);
@@ -212,11 +235,52 @@ try {
     await waitText("#lookup-result", /No message with that key/);
   });
 
-  await step("a tenant signs in and tests its settings", async () => {
+  await step("a logged-out device: every view says so and says what to do", async () => {
+    // The server back and healthy (the failure streak ends), then the device logs out.
     await simDown(false);
+    await healthCheck();
+    await simDevice("connected"); // connected to WhatsApp's servers, not logged in
+    const report = await healthCheck();
+    assert.equal(report.serversProbed, 2);
+    await page.click("#tenant-refresh");
+    await waitText("#connection-status", /^logged out$/);
+    await waitText("#sending", /^stopped: the device is not logged in/);
+    await waitText("#failed-checks", /^1 \(device not logged in\)$/);
+    // The failed check is listed (the server itself was up), not "No failed checks".
+    await waitText("#failures", new RegExp(`device ${escapeRe(DEVICE_ID)} not logged in \\(1 failed check in a row\\)`));
+    assert.doesNotMatch(await text("#failures"), /No failed checks/);
+    await waitText("#chart-summary", /server up, but the device is not logged in/);
+    await waitText("#status-advice", new RegExp(`“${escapeRe(DEVICE_ID)}”.*not logged in.*scan its QR code`));
+    await shot("04d-tenant-logged-out.png");
+    // Linked again: connected at the next check.
+    await simDevice("logged_in");
+    await healthCheck();
+    await page.click("#tenant-refresh");
+    await waitText("#connection-status", /^connected$/);
+    assert.ok(await page.isHidden("#status-advice"));
+  });
+
+  await step("sign-out forgets the session: the next user sees nothing of it", async () => {
+    // The admin's lookup is on screen.
+    await page.fill("#lookup-key", "order-4711");
+    await page.press("#lookup-key", "Enter");
+    await waitText("#lookup-facts", /3EB0C4F1A2/);
     await page.click("#signout");
+    await visible("#view-signin");
+    for (const id of ["#lookup-result", "#status-facts", "#switches", "#failures", "#chart", "#endpoints", "#tenants", "#fleet-failovers"]) {
+      assert.equal(await text(id), "", `${id} still shows the last session`);
+    }
+    assert.equal(await page.inputValue("#lookup-key"), "");
+    assert.equal(await page.evaluate(() => sessionStorage.length), 0);
     await signInWithKeyboard(TENANT_TOKEN);
     await visible("#view-tenant");
+    await waitText("#connection-status", /^connected$/);
+    assert.equal(await text("#lookup-result"), "", "the previous user's message lookup");
+    assert.equal(await page.inputValue("#lookup-key"), "");
+    assert.equal(await text("#tenants"), "", "the admin's fleet");
+  });
+
+  await step("a tenant signs in and tests its settings", async () => {
     assert.ok(await page.isHidden("#nav-admin"), "a tenant sees no fleet link");
     await page.click("#nav-settings");
     await visible("#view-settings");
@@ -224,6 +288,17 @@ try {
     // The saved password is write-only: an empty field with its fingerprint as placeholder.
     assert.equal(await page.inputValue("#f-primary-secret"), "");
     assert.match(await page.getAttribute("#f-primary-secret", "placeholder"), /^saved \(/);
+    await waitText("#f-primary-secret-hint", /leave empty to keep the saved one/);
+    // GOWA takes basic auth or none: nothing else is offered.
+    assert.deepEqual(await page.$$eval("#f-primary-credType option", (os) => os.map((o) => o.value)), ["basic", "none"]);
+    // The full webhook URL, copied with one click; it is the ingress (unsigned: 401).
+    assert.equal(await page.inputValue("#webhook-url"), WEBHOOK_URL);
+    await page.click("#webhook-url-copy");
+    await waitText("#webhook-url-copied", /^Copied\.$/);
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), WEBHOOK_URL);
+    const hook = await fetch(WEBHOOK_URL, { method: "POST", body: "{}", headers: { "content-type": "application/json" } });
+    assert.equal(hook.status, 401, "the webhook URL reaches the ingress");
+    assert.equal((await hook.json()).error, "signature_missing");
     await everyControlHasALabel();
     await page.fill("#f-primary-region", "eu-west-1");
     await page.click("#test-btn");
@@ -236,12 +311,39 @@ try {
     await shot("05-settings-tested.png");
   });
 
-  await step("test and save stores version 2", async () => {
+  await step("test and save stores version 3", async () => {
     await page.click("#save-btn");
-    await waitText("#flash", /Saved\. The configuration is now version 2\./);
-    await waitText("#settings-intro", /^Version 2,/);
+    await waitText("#flash", /Saved\. The configuration is now version 3\./);
+    await waitText("#settings-intro", /^Version 3,/);
     assert.equal(await page.inputValue("#f-primary-region"), "eu-west-1");
     await shot("06-settings-saved.png");
+  });
+
+  await step("rotate the webhook secret: the new one is shown once", async () => {
+    assert.ok(await page.isHidden("#rotated"));
+    await page.click("#rotate-secret-btn");
+    await visible("#rotated");
+    const secret = await page.inputValue("#rotated-secret");
+    assert.match(secret, /^[0-9a-f]{64}$/);
+    await waitText("#rotated-hint", /previous secret keeps working until/);
+    await waitText("#settings-intro", /^Version 4,/);
+    await page.click("#rotated-copy");
+    await waitText("#rotated-copied", /^Copied\.$/);
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), secret);
+    await shot("06b-webhook-secret-rotated.png");
+    // Shown once: gone as soon as the page leaves the settings, and not back with them.
+    await page.click("#nav-tenant");
+    await visible("#view-tenant");
+    assert.ok(await page.isHidden("#rotated"));
+    assert.equal(await page.inputValue("#rotated-secret"), "");
+    await page.click("#nav-settings");
+    await visible("#view-settings");
+    // The form is filled again from the store before the next step edits it.
+    await waitText("#settings-intro", /^Version 4,/);
+    assert.ok(await page.isHidden("#rotated"));
+    assert.equal(await page.inputValue("#rotated-secret"), "");
+    assert.ok(!(await page.content()).includes(secret), "the secret is still in the page");
+    await page.evaluate(() => navigator.clipboard.writeText(""));
   });
 
   await step("validation errors are shown next to their fields and nothing is saved", async () => {
@@ -262,8 +364,8 @@ try {
     await waitText("#settings-errors strong", /^One field needs attention; nothing was saved\.$/);
     assert.equal(await page.getAttribute("#f-primary-baseUrl", "aria-invalid"), "true");
     assert.equal(await page.getAttribute("#f-primary-secret", "aria-invalid"), null);
-    // Nothing was saved: still version 2.
-    await waitText("#settings-intro", /^Version 2,/);
+    // Nothing was saved: still version 4.
+    await waitText("#settings-intro", /^Version 4,/);
     await shot("07-settings-validation-error.png");
   });
 
@@ -297,6 +399,26 @@ try {
     await visible("#view-settings");
     await noHorizontalScroll();
     await shot("09-settings-phone.png");
+  });
+
+  await step("a new tenant's form: nothing saved to keep, GOWA's credential kinds only", async () => {
+    await page.setViewportSize({ width: 1280, height: 800 });
+    await page.click("#signout");
+    await signInWithKeyboard(ADMIN_TOKEN);
+    await visible("#view-admin");
+    await page.evaluate(() => { location.hash = "#/tenant/newco/settings"; });
+    await visible("#view-settings");
+    await waitText("#settings-intro", /no WhatsApp configuration yet/);
+    assert.equal(await page.inputValue("#f-primary-baseUrl"), "");
+    assert.doesNotMatch(await text("#view-settings"), /leave empty to keep/i);
+    await waitText("#f-primary-secret-hint", /stored sealed, never shown again/);
+    assert.equal(await page.getAttribute("#f-primary-secret", "placeholder"), "");
+    assert.deepEqual(await page.$$eval("#f-primary-credType option", (os) => os.map((o) => o.value)), ["basic", "none"]);
+    assert.ok(await page.isHidden("#webhook-url-field"), "no URL before the tenant exists");
+    assert.ok(await page.isHidden("#rotate-field"), "nothing to rotate yet");
+    assert.ok(await page.isVisible("#webhook-secret-field"));
+    await page.check("#has-backup");
+    assert.doesNotMatch(await text("#view-settings"), /leave empty to keep/i);
   });
 
   assert.deepEqual(foreign, [], "requests to another origin");

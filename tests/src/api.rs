@@ -90,6 +90,8 @@ pub async fn api_with_resolver(resolver: Arc<dyn HostResolver>) -> Api {
             "",
             std::time::Duration::ZERO,
         ),
+        // Unset, as in a stack deployed with the default: the API's own URL.
+        webhook_base: wagate::config::PublicWebhookBase::default(),
     };
     Api { stack, app, issuer }
 }

@@ -224,6 +224,9 @@ pub struct ApiEvent {
     headers: BTreeMap<String, String>,
     body: Option<Vec<u8>>,
     base64: bool,
+    /// The event's `body` string exactly as given (with `isBase64Encoded: true`), valid
+    /// base64 or not.
+    encoded_body: Option<String>,
     source_ip: String,
 }
 
@@ -236,6 +239,7 @@ impl ApiEvent {
             headers: BTreeMap::from([("user-agent".into(), "wagate-tests".into())]),
             body: None,
             base64: false,
+            encoded_body: None,
             source_ip: "203.0.113.10".into(),
         }
     }
@@ -285,15 +289,30 @@ impl ApiEvent {
         self
     }
 
+    /// A body flagged `isBase64Encoded` whose event text is `encoded` verbatim (e.g. text
+    /// that is not base64 at all, which API Gateway itself never sends).
+    pub fn base64_body_verbatim(mut self, encoded: &str) -> Self {
+        self.base64 = true;
+        self.encoded_body = Some(encoded.into());
+        self
+    }
+
+    /// The v2 event as the function receives it (what `handle_event` takes).
+    pub fn event(&self) -> aws_lambda_events::apigw::ApiGatewayV2httpRequest {
+        serde_json::from_value(self.event_json()).expect("a v2 event")
+    }
+
     /// The v2 event as API Gateway sends it.
     pub fn event_json(&self) -> serde_json::Value {
         use base64::Engine as _;
-        let body = self.body.as_ref().map(|b| {
-            if self.base64 {
-                base64::engine::general_purpose::STANDARD.encode(b)
-            } else {
-                String::from_utf8(b.clone()).expect("text body (use base64_encoded for bytes)")
-            }
+        let body = self.encoded_body.clone().or_else(|| {
+            self.body.as_ref().map(|b| {
+                if self.base64 {
+                    base64::engine::general_purpose::STANDARD.encode(b)
+                } else {
+                    String::from_utf8(b.clone()).expect("text body (use base64_encoded for bytes)")
+                }
+            })
         });
         serde_json::json!({
             "version": "2.0",

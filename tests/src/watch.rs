@@ -72,6 +72,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `cargo lambda watch` on a free port with `env`, plus `PUBLIC_WEBHOOK_BASE_URL` at its own
+/// URL of webhook-ingress (as `scripts/dev.sh` sets it) unless `env` sets it.
 pub fn start_watch(env: &[(String, String)]) -> Watch {
     let port = free_port();
     let dir = tempdir();
@@ -80,6 +82,13 @@ pub fn start_watch(env: &[(String, String)]) -> Watch {
     for (k, v) in env {
         // cargo-lambda's env file wants single quotes around JSON.
         writeln!(f, "{k}='{v}'").unwrap();
+    }
+    if !env.iter().any(|(k, _)| k == "PUBLIC_WEBHOOK_BASE_URL") {
+        writeln!(
+            f,
+            "PUBLIC_WEBHOOK_BASE_URL='http://127.0.0.1:{port}/lambda-url/webhook-ingress'"
+        )
+        .unwrap();
     }
     let log = dir.join("watch.log");
     let out = std::fs::File::create(&log).unwrap();

@@ -70,6 +70,29 @@ async fn create_returns_201_with_fingerprints_and_never_the_secrets() {
 }
 
 #[tokio::test]
+async fn webhook_url_is_the_public_base_when_configured_else_the_apis_own_url() {
+    let mut api = api().await;
+    assert_eq!(api.create(&valid_body()).await.status, StatusCode::CREATED);
+    let admin = api.admin();
+    let get = |path: &'static str| ApiEvent::new("GET", path).bearer(&admin);
+    // Unset (the stack's default): the HTTP API's own URL, as API Gateway reports it.
+    let own = "https://wagatelocal.execute-api.us-east-1.amazonaws.com/webhooks/whatsapp/acme";
+    let r = api.call(get("/tenants/acme/whatsapp-config")).await;
+    assert_eq!(r.json()["webhookUrl"], own, "{}", r.text);
+
+    api.app.webhook_base =
+        wagate::config::PublicWebhookBase::parse("https://hooks.example.com/wa/").unwrap();
+    let public = "https://hooks.example.com/wa/webhooks/whatsapp/acme";
+    let r = api.call(get("/tenants/acme/whatsapp-config")).await;
+    assert_eq!(r.json()["webhookUrl"], public, "{}", r.text);
+    assert_eq!(r.json()["webhookPath"], "/webhooks/whatsapp/acme");
+    let r = api.call(get("/tenants/acme/status")).await;
+    assert_eq!(r.json()["webhookUrl"], public, "{}", r.text);
+    let r = api.call(get("/tenants")).await;
+    assert_eq!(r.json()["items"][0]["webhookUrl"], public, "{}", r.text);
+}
+
+#[tokio::test]
 async fn scan_of_the_table_shows_no_plaintext_secret() {
     let api = api().await;
     assert_eq!(api.create(&valid_body()).await.status, StatusCode::CREATED);

@@ -345,7 +345,12 @@ async fn saved_config_passes_every_check_on_both_endpoints() {
                 ("latency".into(), "pass".into())
             ]
         );
-        assert!(res["checks"][0]["latencyMs"].is_u64());
+        // Milliseconds to the microsecond: a loopback answer is a fraction of one.
+        assert!(
+            res["checks"][0]["latencyMs"]
+                .as_f64()
+                .is_some_and(|ms| ms >= 0.0)
+        );
     }
     assert!(!r.text.contains(PASSWORD));
     // The simulator saw the authenticated status call with the device header.
@@ -445,7 +450,8 @@ async fn slow_candidate_fails_the_latency_check() {
     let res = &r.json()["results"][0];
     assert_eq!(outcome(res, "reachable"), "pass", "{res}");
     assert_eq!(outcome(res, "latency"), "fail", "{res}");
-    assert!(res["checks"][3]["latencyMs"].as_u64().unwrap() >= 2200);
+    // The simulator waited 2200 ms before answering: a floor, whatever the machine.
+    assert!(res["checks"][3]["latencyMs"].as_f64().unwrap() >= 2200.0);
 }
 
 #[tokio::test]
@@ -804,6 +810,14 @@ async fn activating_the_backup_after_it_passes_the_test() {
     let audit = w.audit().await;
     assert_eq!(audit[0]["action"], "switch");
     assert_eq!(audit[0]["fields"], json!(["activeEndpoint"]));
+    // What moved, in the attributes the health check's failovers use (the dashboard's
+    // switch history shows them).
+    assert_eq!(
+        (&audit[0]["from"], &audit[0]["to"]),
+        (&json!("primary"), &json!("backup"))
+    );
+    assert_eq!(audit[0]["fromEndpoint"], w.primary.base_url());
+    assert_eq!(audit[0]["toEndpoint"], w.backup.base_url());
 }
 
 #[tokio::test]
@@ -859,6 +873,12 @@ async fn replacing_the_primary_needs_a_passing_candidate() {
     assert_eq!(r.json()["version"], 2);
     let audit = w.audit().await;
     assert_eq!(audit[0]["action"], "replace_endpoint");
+    assert_eq!(
+        (&audit[0]["from"], &audit[0]["to"]),
+        (&json!("primary"), &json!("primary"))
+    );
+    assert_eq!(audit[0]["fromEndpoint"], w.primary.base_url());
+    assert_eq!(audit[0]["toEndpoint"], fresh.base_url());
     assert!(
         audit[0]["fields"]
             .as_array()
@@ -883,6 +903,10 @@ async fn swap_exchanges_primary_and_backup() {
     assert_eq!(r.json()["primary"]["baseUrl"], w.backup.base_url());
     assert_eq!(r.json()["backup"]["baseUrl"], w.primary.base_url());
     assert_eq!(r.json()["activeEndpoint"], "primary");
+    let audit = w.audit().await;
+    assert_eq!(audit[0]["action"], "swap");
+    assert_eq!(audit[0]["fromEndpoint"], w.primary.base_url());
+    assert_eq!(audit[0]["toEndpoint"], w.backup.base_url());
     // Credentials travelled with their server (fingerprints unchanged, still openable).
     let r = w.post(&op("test"), &w.api.admin(), None).await;
     assert_eq!(r.json()["ok"], true, "{}", r.text);
@@ -943,10 +967,11 @@ async fn switch_refusals_change_nothing() {
 #[tokio::test]
 async fn a_switch_racing_an_update_gets_409_and_the_update_stands() {
     let w = world().await;
-    // The switch reads version 1, then waits on the backup's slow /health while an update
-    // lands; its conditional write must then fail.
+    // The switch reads version 1, then its connection test waits on the backup's /health,
+    // held by the simulator until an update has landed; its conditional write must then
+    // fail. (A gate, not a delay: nothing here depends on how fast the machine is.)
     w.backup.set_faults(Faults {
-        latency_ms: 800,
+        hold: true,
         ..Faults::default()
     });
     let mut upd = body(&w.primary.base_url(), &w.backup.base_url());
@@ -960,15 +985,22 @@ async fn a_switch_racing_an_update_gets_409_and_the_update_stands() {
         Some(json!({"action": "activate", "to": "backup", "version": 1})),
     );
     let update = async {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        w.api
+        // Once the switch is at the backup's /health (it read the config before that)...
+        while w.backup.requests_to("/health").is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let u = w
+            .api
             .call(
                 ApiEvent::new("PUT", PATH)
                     .bearer(&admin)
                     .header("If-Match", "\"1\"")
                     .json(&upd),
             )
-            .await
+            .await;
+        // ...the update lands, and only then does /health answer.
+        w.backup.set_faults(Faults::default());
+        u
     };
     let (s, u) = tokio::join!(switch, update);
     assert_eq!(u.status, StatusCode::OK, "{}", u.text);
@@ -993,7 +1025,7 @@ async fn a_switch_racing_an_update_gets_409_and_the_update_stands() {
 // Status, endpoints, messages
 // =====================================================================================
 
-fn health_record(key: &str, up: bool, latency: u64) -> EndpointHealth {
+fn health_record(key: &str, up: bool, latency: f64) -> EndpointHealth {
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     EndpointHealth {
         endpoint_key: key.into(),
@@ -1024,8 +1056,8 @@ async fn status_joins_config_health_records_and_recent_switches() {
         env["AUDIT_TABLE"].clone(),
     );
     hs.save_endpoints(&[
-        health_record(&w.primary.base_url(), false, 3000),
-        health_record(&w.backup.base_url(), true, 12),
+        health_record(&w.primary.base_url(), false, 3000.0),
+        health_record(&w.backup.base_url(), true, 0.412),
     ])
     .await
     .unwrap();
@@ -1042,11 +1074,11 @@ async fn status_joins_config_health_records_and_recent_switches() {
     let v = r.json();
     assert_eq!(v["activeEndpoint"], "backup");
     assert_eq!(v["activeBaseUrl"], w.backup.base_url());
-    assert_eq!(v["latencyMs"], 12);
+    assert_eq!(v["latencyMs"], 0.412, "to the microsecond");
     assert_eq!(v["connectionStatus"], "unknown");
     // The tenant item holds no check time (the health check writes it only on a change):
     // the last check is the active server's last probe.
-    let backup_record = health_record(&w.backup.base_url(), true, 12);
+    let backup_record = health_record(&w.backup.base_url(), true, 0.412);
     let probed = time::OffsetDateTime::parse(
         v["lastCheckAt"].as_str().expect("lastCheckAt"),
         &time::format_description::well_known::Rfc3339,

@@ -23,7 +23,7 @@ fn iso(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap()
 }
 
-async fn point(api: &Api, key: &str, minutes_ago: i64, up: bool, latency: Option<u64>) {
+async fn point(api: &Api, key: &str, minutes_ago: i64, up: bool, latency: Option<f64>) {
     let at = ago(minutes_ago);
     let mut req = api
         .stack
@@ -94,11 +94,11 @@ async fn acme_with_backup(api: &Api) {
 async fn history_holds_the_tenants_two_servers_in_the_window_oldest_first() {
     let api = api().await;
     acme_with_backup(&api).await;
-    point(&api, A, 25 * 60, true, Some(900)).await; // older than the window
-    point(&api, A, 120, true, Some(101)).await;
+    point(&api, A, 25 * 60, true, Some(900.0)).await; // older than the window
+    point(&api, A, 120, true, Some(0.412)).await; // 412 µs: kept to the microsecond
     point(&api, A, 30, false, None).await;
-    point(&api, B, 20, true, Some(55)).await;
-    point(&api, C, 10, true, Some(7)).await; // another tenant's server
+    point(&api, B, 20, true, Some(55.0)).await; // whole milliseconds, as older points hold
+    point(&api, C, 10, true, Some(7.0)).await; // another tenant's server
 
     let r = api
         .call(ApiEvent::new("GET", "/tenants/acme/history").bearer(&api.tenant("acme")))
@@ -116,14 +116,14 @@ async fn history_holds_the_tenants_two_servers_in_the_window_oldest_first() {
         2,
         "the 25 h old point is outside the window: {body}"
     );
-    assert_eq!(a[0]["latencyMs"], 101);
+    assert_eq!(a[0]["latencyMs"], 0.412);
     assert_eq!(a[0]["up"], true);
     assert_eq!(a[1]["up"], false);
     assert_eq!(a[1]["error"], "timeout");
     assert!(a[1].get("latencyMs").is_none());
     assert_eq!(eps[1]["role"], "backup");
     assert_eq!(eps[1]["active"], false);
-    assert_eq!(eps[1]["points"][0]["latencyMs"], 55);
+    assert_eq!(eps[1]["points"][0]["latencyMs"], 55.0);
     assert!(
         !r.text.contains(C),
         "another server's history leaked: {}",

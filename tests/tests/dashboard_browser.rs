@@ -31,8 +31,10 @@ const SCREENSHOTS: &[&str] = &[
     "04-tenant-server-down.png",
     "04b-fleet-failover.png",
     "04c-tenant-on-backup.png",
+    "04d-tenant-logged-out.png",
     "05-settings-tested.png",
     "06-settings-saved.png",
+    "06b-webhook-secret-rotated.png",
     "07-settings-validation-error.png",
     "08-tenant-phone.png",
     "09-settings-phone.png",
@@ -138,6 +140,26 @@ async fn dashboard_in_chromium_against_the_local_stack() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    // Its primary replaced through the API (by the same, tested server): a switch record of
+    // the config API, which the page's switch history shows.
+    let replaced = http
+        .post(watch.url(
+            "config-api",
+            &format!("/tenants/{TENANT}/whatsapp-config/switch"),
+        ))
+        .bearer_auth(&admin)
+        .json(&json!({
+            "action": "replace", "role": "primary", "version": 1,
+            "endpoint": {
+                "baseUrl": sim.base_url(),
+                "credentials": {"type": "basic", "username": SIM_USER, "password": SIM_PASSWORD},
+                "deviceId": gowa_sim::DEFAULT_DEVICE_ID
+            }
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replaced.status(), 200, "{}", replaced.text().await.unwrap());
 
     // A delivered message for the page's lookup, as the sender and the ingress record it.
     let now = time::OffsetDateTime::now_utc();
@@ -205,6 +227,11 @@ async fn dashboard_in_chromium_against_the_local_stack() {
         .env("BACKUP_BASE_URL", backup.base_url())
         .env("SIM_BASE_URL", sim.base_url())
         .env("SIM_CONTROL_URL", &control)
+        .env("DEVICE_ID", gowa_sim::DEFAULT_DEVICE_ID)
+        .env(
+            "WEBHOOK_URL",
+            watch.url("webhook-ingress", &format!("/webhooks/whatsapp/{TENANT}")),
+        )
         .env("HEALTH_INVOKE_URL", watch.invoke_url("health-check"))
         .env(
             "SCHEDULE_EVENT",
@@ -232,8 +259,9 @@ async fn dashboard_in_chromium_against_the_local_stack() {
         );
     }
 
-    // What the browser saved is what the store holds: one save (version 2, the region it
-    // typed), and the invalid edit after it stored nothing.
+    // What the browser saved is what the store holds: the replacement (version 2), one save
+    // (version 3, the region it typed), one rotation of the webhook secret (version 4), and
+    // the invalid edit after it stored nothing.
     let stored: Value = http
         .get(&config_url)
         .bearer_auth(&admin)
@@ -243,7 +271,12 @@ async fn dashboard_in_chromium_against_the_local_stack() {
         .json()
         .await
         .unwrap();
-    assert_eq!(stored["version"], 2, "{stored}");
+    assert_eq!(stored["version"], 4, "{stored}");
+    assert_eq!(
+        stored["webhookSecrets"].as_array().map(Vec::len),
+        Some(2),
+        "the rotated secret beside the old one (still valid for its grace): {stored}"
+    );
     assert_eq!(stored["primary"]["region"], "eu-west-1", "{stored}");
     assert_eq!(stored["primary"]["baseUrl"], sim.base_url(), "{stored}");
     assert_eq!(stored["primary"]["credentials"]["username"], SIM_USER);
@@ -268,6 +301,22 @@ async fn dashboard_in_chromium_against_the_local_stack() {
         1,
         "one save through the page: {actions:?}"
     );
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == "rotate_webhook_secret")
+            .count(),
+        1,
+        "one rotation through the page: {actions:?}"
+    );
+    // The new tenant's form was only looked at.
+    let newco = http
+        .get(watch.url("config-api", "/tenants/newco/whatsapp-config"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(newco.status(), 404);
     // The connection tests the page ran reached the simulator with the saved credentials.
     let probes = sim.requests_to("/app/status");
     assert!(

@@ -102,6 +102,26 @@ async fn config_crud_and_signed_webhooks_through_cargo_lambda_watch() {
         .unwrap();
     assert_eq!(forged.attempts[0].status, Some(401), "{forged:?}");
 
+    // A raw API Gateway event whose body is flagged base64 but is not: lambda_http's own
+    // conversion panics on it (an invocation error, a 5xx at API Gateway); the function
+    // answers 400 and enqueues nothing. Through the invoke API, as `cargo lambda invoke`.
+    let junk = wagate_tests::ApiEvent::new("POST", "/webhooks/whatsapp/e2e")
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", "sha256=00")
+        .base64_body_verbatim("!!! not base64 !!!")
+        .event_json();
+    let invoked = http
+        .post(watch.invoke_url("webhook-ingress"))
+        .json(&junk)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invoked.status(), 200, "an answer, not an invocation error");
+    let answer: Value = invoked.json().await.unwrap();
+    assert_eq!(answer["statusCode"], 400, "{answer}");
+    let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["error"], "invalid_body_encoding", "{answer}");
+
     let events: Vec<Value> = drain_queue(&stack.sdk, &stack.env()["INBOUND_QUEUE_URL"])
         .await
         .into_iter()

@@ -163,7 +163,7 @@ fn health_record(key: &str, up: bool) -> EndpointHealth {
         provider: "gowa".into(),
         up,
         last_probe_at: now,
-        latency_ms: 10,
+        latency_ms: 10.0,
         consecutive_failures: if up { 0 } else { 3 },
         consecutive_successes: if up { 5 } else { 0 },
         last_error: (!up).then(|| "could not connect to the server".into()),

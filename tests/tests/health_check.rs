@@ -68,23 +68,23 @@ async fn server_down_marks_its_tenant_endpoint_down() {
 
 #[tokio::test]
 async fn slow_server_past_the_probe_timeout_counts_as_down_without_holding_the_run() {
-    let fx = fx(settings()).await; // probe timeout 500 ms
+    let fx = fx(settings()).await; // probe timeout 3 s
     let slow = sim(&[("d1", LoggedIn)]).await;
     let fine = sim(&[("d2", LoggedIn)]).await;
     fx.add(config("slow", endpoint(&slow, "d1"), None)).await;
     fx.add(config("fine", endpoint(&fine, "d2"), None)).await;
+    // The slow server never answers: a run that waited for it would never end. (No bound
+    // on how long the run may take: that would measure the machine.)
     slow.set_faults(Faults {
-        latency_ms: 5_000,
+        hang: true,
         ..Faults::default()
     });
 
-    let report = fx.run().await;
+    let report = tokio::time::timeout(Duration::from_secs(300), fx.run())
+        .await
+        .expect("the run waited for a server that never answers");
 
-    assert!(
-        report.duration < Duration::from_secs(5),
-        "the run did not wait for the slow server: {:?}",
-        report.duration
-    );
+    assert_eq!(report.servers_not_probed, 0, "{report:?}");
     assert_eq!(
         s(&fx.item("slow").await, "connectionStatus"),
         "endpoint_down"
@@ -93,7 +93,8 @@ async fn slow_server_past_the_probe_timeout_counts_as_down_without_holding_the_r
     let rec = fx.endpoint_record(&slow).await.unwrap();
     assert!(!rec.up);
     assert!(rec.last_error.unwrap().contains("timed out"));
-    assert!(rec.latency_ms >= 500, "{}", rec.latency_ms);
+    // Cut at the probe timeout: at least the timeout, whatever the machine.
+    assert!(rec.latency_ms >= 3000.0, "{}", rec.latency_ms);
     assert_eq!(slow.requests_to("/health").len(), 1);
     assert!(
         slow.requests_to("/devices").is_empty(),
@@ -543,6 +544,7 @@ async fn config_update_between_failed_runs_does_not_delay_the_failover() {
                 who: "operator",
                 action: config_api::audit::Action::Update,
                 detail: None,
+                moved: None,
             },
         )
         .await
@@ -683,7 +685,9 @@ async fn run_ends_by_its_deadline_when_every_server_hangs() {
     let mut st = settings();
     st.probe_timeout = Duration::from_secs(1);
     st.concurrency = 2; // 8 hanging servers would take 4 s of probing
-    st.write_reserve = Duration::from_millis(1500);
+    // 1.5 s of probing, then all the time the writes may need on a busy machine: the run
+    // does not wait for its deadline once it has written.
+    st.write_reserve = Duration::from_secs(30);
     let fx = fx(st).await;
     let mut sims = Vec::new();
     for i in 0..8 {
@@ -700,15 +704,13 @@ async fn run_ends_by_its_deadline_when_every_server_hangs() {
     let started = tokio::time::Instant::now();
     let report = fx
         .check
-        .run(started + Duration::from_secs(3))
+        .run(started + Duration::from_millis(31_500))
         .await
         .unwrap();
 
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
+    // Without the cut at `deadline - write_reserve`, every server would be probed to its own
+    // timeout (8 servers, 2 at a time, 1 s each): servers left unprobed are the proof, not a
+    // wall-clock bound on the run (which would measure the machine).
     assert!(report.servers_not_probed > 0, "the deadline cut the probes");
     assert_eq!(report.servers_probed + report.servers_not_probed, 8);
     let mut down = 0;
@@ -801,7 +803,8 @@ async fn each_run_writes_one_history_point_per_probed_server() {
         "{at}"
     );
     assert_eq!(p["up"], AttributeValue::Bool(true));
-    assert!(n(p, "latencyMs") >= 1);
+    // Milliseconds to the microsecond (a loopback answer takes a fraction of one).
+    assert!(nf(p, "latencyMs") >= 0.0, "{p:?}");
     assert_eq!(n(p, "tenants"), 2);
     assert_eq!(n(p, "devices"), 2);
     assert_eq!(

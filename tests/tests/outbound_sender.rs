@@ -11,7 +11,7 @@ use outbound_sender::Outcome;
 use time::OffsetDateTime;
 use wagate::delivery::{Begin, DeliveryState, ReceiptOutcome};
 use wagate::outbound::OutboundMessage;
-use wagate::ratelimit::{RateWindow, slots_taken};
+use wagate::ratelimit::slots_taken;
 use wagate::tenant::EndpointRole;
 
 // ---------- the happy path and the budgets ----------
@@ -55,14 +55,14 @@ async fn sends_a_text_and_records_it_as_sent_with_the_provider_id() {
 }
 
 #[tokio::test]
-async fn image_and_document_go_to_the_media_routes_by_url() {
+async fn image_and_document_without_a_filename_go_to_the_media_routes_by_url() {
     let fx = fixture().await;
     let sim = sim().await;
     fx.tenant("acme", &sim.base_url(), None, 30).await;
     let image = serde_json::json!({"tenantId": "acme", "idempotencyKey": "img-1", "to": TO,
         "content": {"type": "image", "url": "https://cdn.example.com/a.jpg", "caption": "menu"}});
     let doc = serde_json::json!({"tenantId": "acme", "idempotencyKey": "doc-1", "to": TO,
-        "content": {"type": "document", "url": "https://cdn.example.com/invoice.pdf", "filename": "invoice.pdf"}});
+        "content": {"type": "document", "url": "https://cdn.example.com/invoice.pdf", "caption": "your invoice"}});
 
     let b = fx
         .handle(vec![
@@ -79,10 +79,10 @@ async fn image_and_document_go_to_the_media_routes_by_url() {
     assert_eq!(form["caption"], "menu");
     let file = sim.requests_to("/send/file");
     assert_eq!(file.len(), 1);
-    assert_eq!(
-        file[0].form.as_ref().unwrap()["file_url"],
-        "https://cdn.example.com/invoice.pdf"
-    );
+    let form = file[0].form.as_ref().unwrap();
+    assert_eq!(form["file_url"], "https://cdn.example.com/invoice.pdf");
+    assert_eq!(form["caption"], "your invoice");
+    assert!(file[0].files.is_empty(), "GOWA fetches the URL itself");
     assert!(sim.requests_to("/send/message").is_empty());
     for key in ["img-1", "doc-1"] {
         assert_eq!(
@@ -90,6 +90,160 @@ async fn image_and_document_go_to_the_media_routes_by_url() {
             DeliveryState::Sent
         );
     }
+}
+
+/// The bytes of the test's invoice.
+const INVOICE: &[u8] = b"%PDF-1.7\n% an invoice, as a producer would link it\n%%EOF\n";
+
+/// A plain HTTP host of producers' documents on a free port: `/docs/invoice.pdf` (a PDF),
+/// `/docs/busy.pdf` (503), `/docs/huge.bin` (one byte over the upload limit), anything else
+/// 404.
+async fn document_host() -> String {
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/docs/invoice.pdf",
+            get(|| async { ([(header::CONTENT_TYPE, "application/pdf")], INVOICE) }),
+        )
+        .route(
+            "/docs/busy.pdf",
+            get(|| async { StatusCode::SERVICE_UNAVAILABLE }),
+        )
+        .route(
+            "/docs/huge.bin",
+            get(|| async { vec![0u8; wagate::provider::MAX_DOCUMENT_UPLOAD_BYTES + 1] }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn document(key: &str, url: &str, filename: &str) -> String {
+    serde_json::json!({"tenantId": "acme", "idempotencyKey": key, "to": TO,
+        "content": {"type": "document", "url": url, "filename": filename, "caption": "your invoice"}})
+    .to_string()
+}
+
+#[tokio::test]
+async fn document_with_a_filename_is_fetched_and_uploaded_to_gowa_under_that_name() {
+    // GOWA's /send/file has no file-name field: a `file_url` document is named after its URL.
+    // The producer's name travels as the multipart file part's filename.
+    let fx = fixture().await;
+    let sim = sim().await;
+    let host = document_host().await;
+    fx.tenant("acme", &sim.base_url(), None, 30).await;
+
+    let url = format!("{host}/docs/invoice.pdf");
+    let b = fx
+        .handle(vec![record(
+            "m1",
+            &document("doc-1", &url, "INV-1042.pdf"),
+            "acme",
+            1,
+        )])
+        .await;
+
+    assert!(failures(&b).is_empty(), "{b:?}");
+    let file = sim.requests_to("/send/file");
+    assert_eq!(file.len(), 1);
+    let form = file[0].form.as_ref().unwrap();
+    assert_eq!(form["phone"], TO);
+    assert_eq!(form["caption"], "your invoice");
+    assert!(!form.contains_key("file_url"), "{form:?}");
+    assert_eq!(file[0].files.len(), 1, "{:?}", file[0].files);
+    let part = &file[0].files[0];
+    assert_eq!(part.name, "file");
+    assert_eq!(part.filename.as_deref(), Some("INV-1042.pdf"));
+    assert_eq!(part.content_type.as_deref(), Some("application/pdf"));
+    assert_eq!(part.size, INVOICE.len());
+    assert_eq!(
+        fx.record("acme", "doc-1").await.unwrap().state,
+        DeliveryState::Sent
+    );
+}
+
+#[tokio::test]
+async fn document_that_cannot_be_fetched_is_never_sent_and_the_record_says_why() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    let backup = sim_backup().await;
+    let host = document_host().await;
+    fx.tenant("acme", &sim.base_url(), Some(&backup.base_url()), 100)
+        .await;
+
+    // In order within the tenant's group: three refused for good, then one the host may
+    // answer later (returned to the queue, so it comes last).
+    let b = fx
+        .handle(vec![
+            record(
+                "m1",
+                &document("gone", &format!("{host}/docs/nope.pdf"), "a.pdf"),
+                "acme",
+                1,
+            ),
+            record(
+                "m2",
+                &document("huge", &format!("{host}/docs/huge.bin"), "b.bin"),
+                "acme",
+                1,
+            ),
+            record(
+                "m3",
+                &document("private", "http://10.0.0.7/c.pdf", "c.pdf"),
+                "acme",
+                1,
+            ),
+            record(
+                "m4",
+                &document("busy", &format!("{host}/docs/busy.pdf"), "d.pdf"),
+                "acme",
+                1,
+            ),
+        ])
+        .await;
+
+    for (key, needle) in [
+        ("gone", "answered 404"),
+        ("huge", "over 16777216 bytes"),
+        ("private", "egress refused"),
+    ] {
+        let r = fx.record("acme", key).await.unwrap();
+        assert_eq!(r.state, DeliveryState::Failed, "{key}: {r:?}");
+        assert_eq!(r.error_class.as_deref(), Some("permanent"), "{key}: {r:?}");
+        let reason = r.reason.unwrap_or_default();
+        assert!(reason.contains(needle), "{key}: {reason}");
+        assert!(!reason.contains(&host), "no URL in the reason: {reason}");
+    }
+    assert_eq!(failures(&b), ["m4"], "the 503 is retried: {b:?}");
+    assert!(
+        matches!(b.outcome("m4"), Some(Outcome::Retry { reason, .. }) if reason.contains("answered 503")),
+        "{b:?}"
+    );
+    // Nothing reached either server: no send, no failover to the backup.
+    assert!(
+        sim.requests().iter().all(|r| !r.path.starts_with("/send/")),
+        "{:?}",
+        sim.requests()
+    );
+    assert!(backup.requests().is_empty(), "{:?}", backup.requests());
+
+    // The document host's failures say nothing about the WhatsApp server: after a second
+    // 503 (the breaker opens at 2 failures) a text still goes to the primary.
+    let b = fx
+        .handle(vec![record(
+            "m5",
+            &document("busy-2", &format!("{host}/docs/busy.pdf"), "e.pdf"),
+            "acme",
+            1,
+        )])
+        .await;
+    assert_eq!(failures(&b), ["m5"], "{b:?}");
+    let b = fx.handle(vec![msg("m6", "acme", "text-1", "hi")]).await;
+    assert!(failures(&b).is_empty(), "{b:?}");
+    assert_eq!(sent_texts(&sim), ["hi"]);
+    assert!(backup.requests().is_empty());
 }
 
 #[tokio::test]
@@ -164,7 +318,7 @@ async fn record_locked_by_a_live_invocation_is_returned_and_not_sent() {
             "m0",
             "other-invocation",
             now + Duration::from_secs(60),
-            &RateWindow::at(&m.tenant_id, 30, now),
+            &fx.window("acme", 30),
             now,
         )
         .await
@@ -194,7 +348,7 @@ async fn expired_lock_of_a_dead_invocation_is_taken_over() {
             "m0",
             "dead-invocation",
             now - Duration::from_secs(1),
-            &RateWindow::at(&m.tenant_id, 30, now),
+            &fx.window("acme", 30),
             now,
         )
         .await
@@ -434,7 +588,7 @@ async fn primary_down_fails_over_to_the_backup_in_the_same_invocation() {
 
 #[tokio::test]
 async fn breaker_opens_after_consecutive_failures_and_half_opens_after_the_cool_down() {
-    let fx = fixture().await; // threshold 2, cool-down 400 ms
+    let fx = fixture().await; // threshold 2, a cool-down that only ends when the test says
     let sim = sim().await;
     let backup = sim_backup().await;
     fx.tenant("acme", &sim.base_url(), Some(&backup.base_url()), 100)
@@ -455,7 +609,7 @@ async fn breaker_opens_after_consecutive_failures_and_half_opens_after_the_cool_
     assert_eq!(texts(&backup), ["1", "2", "3"]);
 
     // After the cool-down one probe goes; it fails and the breaker opens again.
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    fx.sender.breakers().end_cool_downs();
     fx.handle(vec![
         msg("m4", "acme", "k4", "4"),
         msg("m5", "acme", "k5", "5"),
@@ -466,7 +620,7 @@ async fn breaker_opens_after_consecutive_failures_and_half_opens_after_the_cool_
 
     // Healed: the next probe succeeds and the breaker closes.
     sim.set_faults(Faults::default());
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    fx.sender.breakers().end_cool_downs();
     let b = fx
         .handle(vec![
             msg("m6", "acme", "k6", "6"),
@@ -606,7 +760,6 @@ async fn cancelled_batch_transaction_settles_the_refused_records_and_sends_the_o
     for t in ["t0", "t1", "t2", "t3", "t4"] {
         fx.tenant(t, &sim.base_url(), None, 30).await;
     }
-    away_from_a_minute_boundary(15).await;
     // t1's message was sent by an earlier invocation; t2's is being sent by a live one.
     let b = fx.handle(vec![msg("s1", "t1", "k", "t1 once")]).await;
     let Some(Outcome::Sent {
@@ -625,7 +778,7 @@ async fn cancelled_batch_transaction_settles_the_refused_records_and_sends_the_o
             "s2",
             "other-invocation",
             now + Duration::from_secs(60),
-            &RateWindow::at(&m2.tenant_id, 30, now),
+            &fx.window("t2", 30),
             now,
         )
         .await
@@ -684,8 +837,7 @@ async fn cancelled_batch_transaction_settles_the_refused_records_and_sends_the_o
     // The cancelled transaction took no rate slot: one per tenant, from the sends above.
     let dynamodb = aws_sdk_dynamodb::Client::new(&fx.stack.sdk);
     for t in ["t0", "t1", "t2", "t3", "t4"] {
-        let window = RateWindow::at(&t.parse().unwrap(), 30, OffsetDateTime::now_utc());
-        let taken = slots_taken(&dynamodb, fx.records.rate_table(), &window)
+        let taken = slots_taken(&dynamodb, fx.records.rate_table(), &fx.window(t, 30))
             .await
             .unwrap();
         assert_eq!(taken, 1, "{t}");
@@ -701,7 +853,6 @@ async fn full_rate_window_in_the_batch_transaction_defers_only_that_tenant() {
     let sim = sim().await;
     fx.tenant("full", &sim.base_url(), None, 1).await;
     fx.tenant("free", &sim.base_url(), None, 30).await;
-    away_from_a_minute_boundary(15).await;
     fx.handle(vec![msg("f0", "full", "k0", "uses the slot")])
         .await;
     sim.clear_requests();
@@ -738,7 +889,6 @@ async fn two_groups_of_one_tenant_both_send_without_sharing_a_transaction() {
     let sim = sim().await;
     fx.tenant("acme", &sim.base_url(), None, 30).await;
     fx.tenant("beta", &sim.base_url(), None, 30).await;
-    away_from_a_minute_boundary(15).await;
     fx.stack.counter.reset();
 
     // A producer using its own group ids: two groups of acme (one rate-window item).
@@ -759,11 +909,10 @@ async fn two_groups_of_one_tenant_both_send_without_sharing_a_transaction() {
         2,
         "acme x1 + beta together, acme y1 on its own"
     );
-    let window = RateWindow::at(&"acme".parse().unwrap(), 30, OffsetDateTime::now_utc());
     let taken = slots_taken(
         &aws_sdk_dynamodb::Client::new(&fx.stack.sdk),
         fx.records.rate_table(),
-        &window,
+        &fx.window("acme", 30),
     )
     .await
     .unwrap();
@@ -823,15 +972,6 @@ async fn unknown_tenant_is_recorded_failed_without_a_send() {
 
 // ---------- rate limit ----------
 
-/// Waits until the current minute has at least `secs` seconds left (the limit counts per
-/// calendar minute).
-async fn away_from_a_minute_boundary(secs: u8) {
-    let now = OffsetDateTime::now_utc();
-    if now.second() >= 60 - secs {
-        tokio::time::sleep(Duration::from_secs(u64::from(61 - now.second()))).await;
-    }
-}
-
 #[tokio::test]
 async fn rate_limit_holds_across_two_concurrent_invocations() {
     // Both instances may wait at most ~0 s: whatever exceeds the window is deferred.
@@ -842,7 +982,6 @@ async fn rate_limit_holds_across_two_concurrent_invocations() {
     let other_instance = sender_via(&fx.stack, &fx.proxy, s);
     let sim = sim().await;
     fx.tenant("acme", &sim.base_url(), None, 3).await;
-    away_from_a_minute_boundary(15).await;
 
     let batch = |prefix: &str| {
         (0..3)
@@ -857,18 +996,16 @@ async fn rate_limit_holds_across_two_concurrent_invocations() {
         other_instance.handle_batch(event(batch("y")), deadline()),
     );
 
-    let now = OffsetDateTime::now_utc();
     assert_eq!(sim.requests_to("/send/message").len(), 3, "the limit held");
     let sent = b1.count("sent") + b2.count("sent");
     let deferred = b1.count("deferred") + b2.count("deferred");
     let skipped = b1.count("skipped") + b2.count("skipped");
     assert_eq!((sent, deferred + skipped), (3, 3), "{b1:?} {b2:?}");
-    let window = RateWindow::at(&"acme".parse().unwrap(), 3, now);
     assert_eq!(
         slots_taken(
             &aws_sdk_dynamodb::Client::new(&fx.stack.sdk),
             fx.records.rate_table(),
-            &window
+            &fx.window("acme", 3)
         )
         .await
         .unwrap(),

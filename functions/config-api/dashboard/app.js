@@ -15,7 +15,17 @@ const STATUS_TEXT = {
 const STATUS_CLASS = { connected: "ok", logged_out: "warn", endpoint_down: "bad", unknown: "unk" };
 
 // `testing`: the endpoint a connection test is running for (its errors name `candidate.*`).
-const state = { token: null, claims: null, settings: null, testing: null };
+// `gen`: bumped at every sign-in and sign-out; an answer that arrives for an older
+// generation is dropped, so nothing of one session lands in the next one's views.
+const state = { token: null, claims: null, settings: null, testing: null, gen: 0 };
+// Which server credentials GOWA supports (HTTP basic auth, or none): nothing else is offered.
+const CREDENTIAL_KINDS = { gowa: ["basic", "none"] };
+const CREDENTIAL_LABELS = {
+  basic: "user name and password (basic)",
+  none: "none",
+  apiKey: "API key",
+  bearer: "bearer token",
+};
 
 // ---------------------------------------------------------------------------------------
 // Small helpers
@@ -77,8 +87,13 @@ function when(iso) {
   return el("time", { datetime: iso, title: t.toISOString() }, ago);
 }
 
+/** Milliseconds to the microsecond, shown with the digits that matter: 0.412 ms, 3.27 ms,
+ *  41.5 ms, 1204 ms. */
 function ms(v) {
-  return v === null || v === undefined ? "—" : v + " ms";
+  if (v === null || v === undefined || !Number.isFinite(Number(v))) return "—";
+  const n = Number(v);
+  const digits = n < 10 ? (n < 1 ? 3 : 2) : n < 100 ? 1 : 0;
+  return +n.toFixed(digits) + " ms";
 }
 
 function table(columns, rows, empty) {
@@ -133,7 +148,11 @@ class ApiError extends Error {
   }
 }
 
+/** An answer for a session that has ended (signed out, or another sign-in): dropped. */
+class StaleAnswer extends Error {}
+
 async function api(method, path, body) {
+  const gen = state.gen;
   const headers = { Authorization: "Bearer " + state.token };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let res;
@@ -146,8 +165,10 @@ async function api(method, path, body) {
       credentials: "omit",
     });
   } catch (e) {
+    if (gen !== state.gen) throw new StaleAnswer();
     throw new ApiError(0, { error: "network", message: "The config API cannot be reached: " + e.message });
   }
+  if (gen !== state.gen) throw new StaleAnswer();
   let data = null;
   if (res.status !== 204) {
     try {
@@ -156,6 +177,7 @@ async function api(method, path, body) {
       data = null;
     }
   }
+  if (gen !== state.gen) throw new StaleAnswer();
   if (res.status === 401) {
     signOut((data && data.message) || "Your session ended; sign in again.");
     throw new ApiError(401, data);
@@ -185,6 +207,9 @@ function signIn(token) {
     return "This token has neither the wagate/tenant nor the wagate/admin scope.";
   }
   if (claims.exp && claims.exp * 1000 < Date.now()) return "This token has expired.";
+  // A new session starts with nothing of the last one.
+  state.gen += 1;
+  resetViews();
   state.token = token;
   state.claims = claims;
   sessionStorage.setItem(TOKEN_KEY, token);
@@ -196,9 +221,11 @@ function signIn(token) {
 }
 
 function signOut(message) {
+  state.gen += 1;
   state.token = null;
   state.claims = null;
   sessionStorage.removeItem(TOKEN_KEY);
+  resetViews();
   $("who").textContent = "";
   $("signout").hidden = true;
   $("nav").hidden = true;
@@ -206,6 +233,28 @@ function signOut(message) {
   $("signin-error").textContent = message || "";
   if (location.hash !== "#/signin") location.hash = "#/signin";
   else route();
+}
+
+/** Every view back to empty and every piece of state forgotten: after a sign-out (or a new
+ *  sign-in) nothing of the previous session is on the page or in memory. */
+function resetViews() {
+  state.settings = null;
+  state.testing = null;
+  currentTenant = null;
+  fleetTenants = [];
+  $("tenant-title").textContent = "Tenant";
+  for (const id of ["status-facts", "chart", "failures", "switches", "lookup-result", "endpoints", "tenants", "fleet-failovers", "test-results"]) {
+    fill(id);
+  }
+  for (const id of ["chart-summary", "tenants-count", "settings-intro"]) $(id).textContent = "";
+  $("status-advice").textContent = "";
+  $("status-advice").hidden = true;
+  clearLookup();
+  $("filter-status").value = "";
+  $("filter-text").value = "";
+  $("settings-title").textContent = "WhatsApp settings";
+  fillSettings(null);
+  flash("");
 }
 
 function homeHash() {
@@ -221,6 +270,9 @@ function setTenantNav(tenant) {
 
 async function route() {
   flash("");
+  // A rotated webhook secret is shown once: any navigation (even back to the settings)
+  // takes it off the page at once.
+  hideRotated();
   if (!state.token) {
     showView("signin");
     $("token").focus();
@@ -255,13 +307,18 @@ async function route() {
 let currentTenant = null;
 
 async function loadTenant(tenant) {
+  const gen = state.gen;
+  // Another tenant's page starts without the last one's message lookup.
+  if (tenant !== currentTenant) clearLookup();
   currentTenant = tenant;
   $("tenant-title").textContent = "Tenant " + tenant;
   fill("status-facts", el("dt", {}, "Status"), el("dd", {}, "loading…"));
+  $("status-advice").hidden = true;
   const [status, history] = await Promise.allSettled([
     api("GET", "/tenants/" + enc(tenant) + "/status"),
     api("GET", "/tenants/" + enc(tenant) + "/history?hours=24"),
   ]);
+  if (gen !== state.gen || tenant !== currentTenant) return;
   if (status.status === "rejected") {
     const e = status.reason;
     fill(
@@ -275,29 +332,103 @@ async function loadTenant(tenant) {
     $("chart-summary").textContent = "";
     return;
   }
-  renderStatus(status.value);
-  renderUnusableSecrets(status.value);
+  const s = status.value;
+  renderStatus(s);
+  renderUnusableSecrets(s);
   if (history.status === "fulfilled") {
-    renderChart(history.value);
-    renderFailures(status.value, history.value);
+    renderChart(history.value, s);
+    renderFailures(s, history.value);
   } else {
     fill("chart", el("p", { class: "error" }, "History unavailable: " + history.reason.message));
-    renderFailures(status.value, null);
+    renderFailures(s, null);
   }
-  renderSwitches(status.value.recentSwitches || []);
+  renderSwitches(s.recentSwitches || []);
+}
+
+/** The endpoint the tenant sends through. */
+function activeEndpoint(s) {
+  return (s.endpoints || []).find((e) => e.active) || { role: s.activeEndpoint, baseUrl: s.activeBaseUrl };
+}
+
+/** Whether the tenant's messages go out, in a few words, from the same facts as the badge. */
+function sendingText(s) {
+  if (!s.isActive) return "paused: the tenant is inactive";
+  const hasBackup = (s.endpoints || []).some((e) => e.role === "backup");
+  switch (s.connectionStatus) {
+    case "connected":
+      return "active";
+    case "logged_out":
+      return hasBackup
+        ? "stopped on this server: its device is not logged in (sends try the other server)"
+        : "stopped: the device is not logged in (messages are retried, then dead-lettered)";
+    case "endpoint_down":
+      return hasBackup
+        ? "stopped on this server: it does not answer (sends try the other server)"
+        : "stopped: the server does not answer (messages are retried, then dead-lettered)";
+    default:
+      return s.lastCheckAt ? "unknown: the last check could not tell" : "active (not checked yet)";
+  }
+}
+
+/** The failed checks in a row of the active server, with what failed. */
+function failedChecksText(s) {
+  const n = Number(s.consecutiveFailures) || 0;
+  if (!n) return "0";
+  const what = { logged_out: "device not logged in", endpoint_down: "server down" }[s.connectionStatus];
+  return n + (what ? " (" + what + ")" : "");
+}
+
+/** What the tenant should do about its status, or null when nothing. */
+function adviceFor(s) {
+  const a = activeEndpoint(s);
+  const server = a.baseUrl || "the server";
+  const hasBackup = (s.endpoints || []).some((e) => e.role === "backup");
+  if (!s.isActive) {
+    return { bad: false, text: "This tenant is inactive: it neither sends nor receives messages. Tick “Active” in Settings to turn it back on." };
+  }
+  if (s.connectionStatus === "logged_out") {
+    const device = a.deviceId ? "The WhatsApp device “" + a.deviceId + "”" : "The WhatsApp device";
+    return {
+      bad: true,
+      text: device + " on " + server + " is not logged in, so messages cannot be sent. Link it again: open the server's device page and scan its QR code with the phone (WhatsApp → Linked devices), or use a pairing code. The status turns connected at the first health check after that (they run every minute).",
+    };
+  }
+  if (s.connectionStatus === "endpoint_down") {
+    return {
+      bad: true,
+      text: "The server " + server + " does not answer its health check. Check that it runs and that AWS can reach it. " +
+        (hasBackup
+          ? "After a few failed checks in a row the tenant fails over to its backup server by itself."
+          : "Add a backup server in Settings to fail over by itself next time."),
+    };
+  }
+  if (s.connectionStatus === "unknown" && !s.lastCheckAt) {
+    return { bad: false, text: "Not checked yet: the health check looks at every server once a minute." };
+  }
+  return null;
 }
 
 function renderStatus(s) {
+  const a = activeEndpoint(s);
   const facts = [
-    ["Status", el("span", { id: "connection-status" }, badge(s.connectionStatus))],
-    ["Sending", s.isActive ? "active" : "paused (tenant inactive)"],
+    [
+      "Status",
+      el(
+        "span",
+        {},
+        el("span", { id: "connection-status" }, badge(s.connectionStatus)),
+        s.connectionStatus !== "connected" && s.connectionStatusAt ? [" since ", when(s.connectionStatusAt)] : null,
+      ),
+    ],
+    ["Sending", el("span", { id: "sending" }, sendingText(s))],
     [
       "Active server",
       el("span", {}, el("strong", {}, s.activeEndpoint), " · ", el("code", { id: "active-url" }, s.activeBaseUrl)),
     ],
+    ["Device", a.deviceId ? el("code", {}, a.deviceId) : "the server's only session"],
     ["Last check", when(s.lastCheckAt)],
     ["Latency", ms(s.latencyMs)],
-    ["Failed runs in a row", String(s.consecutiveFailures)],
+    ["Failed checks in a row", el("span", { id: "failed-checks" }, failedChecksText(s))],
     ["Config version", String(s.version)],
   ];
   for (const e of s.endpoints || []) {
@@ -308,6 +439,11 @@ function renderStatus(s) {
     }
   }
   fill("status-facts", facts.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+  const advice = adviceFor(s);
+  const box = $("status-advice");
+  box.textContent = advice ? advice.text : "";
+  box.classList.toggle("bad", !!(advice && advice.bad));
+  box.hidden = !advice;
 }
 
 /** Stored secrets KMS refuses to open (status `unusableSecrets`): named, with what to do. */
@@ -327,8 +463,9 @@ function renderUnusableSecrets(s) {
   );
 }
 
-/** A line chart of latency per server over the window; down points as red dots. */
-function renderChart(h) {
+/** A line chart of latency per server over the window; down points as red dots. `status`
+ *  adds what the server's points cannot show: a device that is not logged in. */
+function renderChart(h, status) {
   // Drawn at the size it is shown, so labels stay readable on a phone.
   const W = Math.round(Math.max(300, Math.min(1100, $("chart").clientWidth || 720)));
   const H = W < 500 ? 200 : 240;
@@ -338,6 +475,7 @@ function renderChart(h) {
   const series = h.endpoints.map((e) => ({
     role: e.role,
     url: e.baseUrl,
+    active: e.active,
     points: e.points.map((p) => ({ t: new Date(p.at).getTime(), up: p.up, ms: p.latencyMs, error: p.error })),
   }));
   const all = series.flatMap((s) => s.points);
@@ -346,8 +484,9 @@ function renderChart(h) {
     $("chart-summary").textContent = "";
     return;
   }
-  // A nice scale: 4 steps of 1, 2 or 5 times a power of ten.
-  const maxMs = Math.max(10, ...all.filter((p) => p.up && p.ms != null).map((p) => p.ms));
+  // A nice scale: 4 steps of 1, 2 or 5 times a power of ten (latencies are fractions of a
+  // millisecond on a near server).
+  const maxMs = Math.max(0.1, ...all.filter((p) => p.up && p.ms != null).map((p) => p.ms));
   const raw = maxMs / 4;
   const mag = Math.pow(10, Math.floor(Math.log10(raw)));
   const stepMs = [1, 2, 5, 10].map((m) => m * mag).find((v) => v >= raw);
@@ -362,7 +501,7 @@ function renderChart(h) {
   for (let i = 0; i <= 4; i++) {
     const v = stepMs * i;
     parts.push(svg("line", { class: "grid-line", x1: pad.l, x2: W - pad.r, y1: y(v), y2: y(v) }));
-    parts.push(svg("text", { x: pad.l - 6, y: y(v) + 4, "text-anchor": "end" }, v + " ms"));
+    parts.push(svg("text", { x: pad.l - 6, y: y(v) + 4, "text-anchor": "end" }, ms(v)));
   }
   const ago = (d) => (d === 0 ? "now" : d >= 3600e3 ? "-" + +(d / 3600e3).toFixed(1) + " h" : "-" + Math.round(d / 60e3) + " min");
   for (let i = 4; i >= 0; i--) {
@@ -385,7 +524,7 @@ function renderChart(h) {
     if (d) parts.push(svg("path", { class: "line-" + s.role, d }));
     for (const p of s.points) {
       if (p.up && p.ms != null) {
-        parts.push(svg("circle", { class: "dot-" + s.role, cx: x(p.t), cy: y(p.ms), r: 2.5 }, svg("title", {}, s.role + ": " + p.ms + " ms at " + new Date(p.t).toLocaleString())));
+        parts.push(svg("circle", { class: "dot-" + s.role, cx: x(p.t), cy: y(p.ms), r: 2.5 }, svg("title", {}, s.role + ": " + ms(p.ms) + " at " + new Date(p.t).toLocaleString())));
       }
     }
     for (const p of s.points) {
@@ -401,7 +540,10 @@ function renderChart(h) {
       const up = s.points.filter((p) => p.up && p.ms != null).map((p) => p.ms).sort((a, b) => a - b);
       const down = s.points.filter((p) => !p.up).length;
       const med = up.length ? up[Math.floor(up.length / 2)] : null;
-      return s.role + ": " + s.points.length + " checks, median " + ms(med) + ", " + down + " down";
+      // The server's own health; the tenant's device is another matter, said next to it.
+      let text = s.role + ": " + s.points.length + " checks, median " + ms(med) + ", server down in " + down;
+      if (s.active && status && status.connectionStatus === "logged_out") text += " (server up, but the device is not logged in)";
+      return text;
     })
     .join("; ");
   const chart = svg(
@@ -430,6 +572,16 @@ function renderFailures(status, history) {
   if (!rows.length) {
     for (const f of status.recentFailures || []) rows.push({ at: f.at, role: "", url: f.baseUrl, error: f.error });
   }
+  // Checks the tenant failed on a server that is up (its device): the server's points do not
+  // show them, so they are listed from the status, first, as they are the current problem.
+  const n = Number(status.consecutiveFailures) || 0;
+  if (n > 0 && status.connectionStatus !== "endpoint_down") {
+    const a = activeEndpoint(status);
+    const what = status.connectionStatus === "logged_out"
+      ? "device " + (a.deviceId ? a.deviceId + " " : "") + "not logged in"
+      : "not usable";
+    rows.unshift({ at: status.connectionStatusAt, role: a.role, url: a.baseUrl, error: what + " (" + n + (n === 1 ? " failed check" : " failed checks") + " in a row)" });
+  }
   fill(
     "failures",
     table(
@@ -444,20 +596,41 @@ function renderFailures(status, history) {
   );
 }
 
+/** One side of a switch: its role and server, as much of them as the record holds. */
+function side(role, url) {
+  if (!role && !url) return null;
+  return el("span", {}, role ? role + " " : "", url ? el("code", {}, url) : null);
+}
+
+/** What a switch moved: `primary http://a → backup http://b`; a record that names neither
+ *  side (an older one) shows its detail instead. */
+function moveOf(r) {
+  const from = side(r.from, r.fromEndpoint);
+  const to = side(r.to, r.toEndpoint);
+  if (!from && !to) return r.detail || "—";
+  return el("span", { class: "move" }, from || "none", " → ", to || "none");
+}
+
 function renderSwitches(items) {
   fill(
     "switches",
     table(
       [
         { title: "When", value: (r) => when((r.at || "").split("#")[0]) },
-        { title: "What", value: (r) => r.action },
-        { title: "From → to", value: (r) => (r.from || "?") + " → " + (r.to || "?") },
-        { title: "Why", value: (r) => r.reason || r.detail || r.who },
+        { title: "What", value: (r) => r.action.replace(/_/g, " ") },
+        { title: "From → to", value: moveOf },
+        { title: "Why", value: (r) => r.reason || (r.who ? "by " + r.who : "") },
       ],
       items,
       "No failovers or switches recorded.",
     ),
   );
+}
+
+function clearLookup() {
+  $("lookup-key").value = "";
+  $("lookup-key").removeAttribute("aria-invalid");
+  fill("lookup-result");
 }
 
 async function lookupMessage(ev) {
@@ -470,8 +643,10 @@ async function lookupMessage(ev) {
     return;
   }
   $("lookup-key").removeAttribute("aria-invalid");
+  const gen = state.gen;
   try {
     const m = await api("GET", "/tenants/" + enc(currentTenant) + "/messages/" + enc(key));
+    if (gen !== state.gen) return;
     const rows = [
       ["State", m.state],
       ["Attempts", String(m.attempts)],
@@ -485,6 +660,7 @@ async function lookupMessage(ev) {
     ].filter(([, v]) => v);
     out.replaceChildren(el("dl", { class: "facts", id: "lookup-facts" }, rows.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])));
   } catch (e) {
+    if (e instanceof StaleAnswer || gen !== state.gen) return;
     out.replaceChildren(el("p", { class: "error" }, e.status === 404 ? "No message with that key (records are kept for the retention period)." : e.message));
   }
 }
@@ -507,20 +683,19 @@ function endpointFields(role) {
     );
   const input = (name, type, api, extra) =>
     el("input", Object.assign({ id: id(name), type, "data-field": role + "." + api, autocomplete: "off", spellcheck: "false", "aria-describedby": id(name) + "-hint " + id(name) + "-err" }, extra || {}));
+  // The kinds the provider supports (GOWA: basic or none); setEndpoint adds a saved kind the
+  // provider does not support, marked, so the form never hides what is stored.
   const credType = el(
     "select",
-    { id: id("credType"), "data-field": role + ".credentials.type", "aria-describedby": id("credType") + "-err" },
-    el("option", { value: "basic" }, "user name and password (basic)"),
-    el("option", { value: "apiKey" }, "API key"),
-    el("option", { value: "bearer" }, "bearer token"),
-    el("option", { value: "none" }, "none"),
+    { id: id("credType"), "data-field": role + ".credentials.type", "aria-describedby": id("credType") + "-hint " + id("credType") + "-err" },
+    CREDENTIAL_KINDS.gowa.map((k) => el("option", { value: k }, CREDENTIAL_LABELS[k])),
   );
   const secretName = { basic: "password", apiKey: "key", bearer: "token" };
   const nodes = [
     field("baseUrl", "Server URL", input("baseUrl", "url", "baseUrl", { placeholder: "https://wa.example.com", inputmode: "url" }), "The WhatsApp API server (GOWA) this tenant sends through."),
-    field("credType", "Authentication", credType),
+    field("credType", "Authentication", credType, "GOWA supports HTTP basic auth (its --basic-auth user:password) or none."),
     field("username", "User name", input("username", "text", "credentials.username")),
-    field("secret", "Password", input("secret", "password", "credentials.password", { autocomplete: "new-password" }), "Write-only: leave empty to keep the saved one."),
+    field("secret", "Password", input("secret", "password", "credentials.password", { autocomplete: "new-password" }), SECRET_HINT_NEW),
     field("deviceId", "Device id", input("deviceId", "text", "deviceId"), "The WhatsApp session (device) on that server."),
     field("region", "Region", input("region", "text", "region", { placeholder: "eu-west-1" })),
   ];
@@ -531,12 +706,21 @@ function endpointFields(role) {
     const secret = $(id("secret"));
     secret.dataset.field = role + ".credentials." + (secretName[t] || "password");
     nodes[3].querySelector("label").textContent = { basic: "Password", apiKey: "API key", bearer: "Token" }[t] || "Secret";
+    // "Leave empty to keep" only where there is a saved secret of this kind to keep.
+    const saved = savedCredentials[role];
+    const keeps = !!(saved && saved.fingerprint && saved.type === t);
+    $(id("secret") + "-hint").textContent = keeps ? SECRET_HINT_SAVED : SECRET_HINT_NEW;
+    secret.placeholder = keeps ? "saved (" + saved.fingerprint + ")" : "";
   };
   credType.addEventListener("change", sync);
   return { nodes, sync };
 }
 
 const endpointForms = {};
+// The saved credentials of each endpoint (type, fingerprint), or null: what the form can keep.
+const savedCredentials = { primary: null, backup: null };
+const SECRET_HINT_NEW = "Write-only: stored sealed, never shown again.";
+const SECRET_HINT_SAVED = "Write-only: leave empty to keep the saved one.";
 
 function buildSettingsForm() {
   for (const role of ["primary", "backup"]) {
@@ -557,15 +741,24 @@ function buildSettingsForm() {
   $("settings-form").addEventListener("input", () => {
     $("save-anyway").hidden = true;
   });
+  $("webhook-url-copy").addEventListener("click", () => copyValue("webhook-url", "webhook-url-copied"));
+  $("rotate-secret-btn").addEventListener("click", () => rotateWebhookSecret());
+  $("rotated-copy").addEventListener("click", () => copyValue("rotated-secret", "rotated-copied"));
 }
 
 function setEndpoint(role, e) {
   const id = (n) => "f-" + role + "-" + n;
+  savedCredentials[role] = e ? e.credentials : null;
+  const select = $(id("credType"));
+  for (const o of [...select.options]) if (o.dataset.unsupported) o.remove();
+  const type = e ? e.credentials.type : "basic";
+  if (!CREDENTIAL_KINDS.gowa.includes(type)) {
+    select.append(el("option", { value: type, "data-unsupported": "true" }, (CREDENTIAL_LABELS[type] || type) + " (not supported by GOWA)"));
+  }
   $(id("baseUrl")).value = e ? e.baseUrl : "";
-  $(id("credType")).value = e ? e.credentials.type : "basic";
+  select.value = type;
   $(id("username")).value = (e && e.credentials.username) || "";
   $(id("secret")).value = "";
-  $(id("secret")).placeholder = e && e.credentials.fingerprint ? "saved (" + e.credentials.fingerprint + ")" : "";
   $(id("deviceId")).value = (e && e.deviceId) || "";
   $(id("region")).value = (e && e.region) || "";
   endpointForms[role].sync();
@@ -588,20 +781,30 @@ function readEndpoint(role, saved) {
 }
 
 async function loadSettings(tenant) {
+  const gen = state.gen;
   currentTenant = tenant;
   clearErrors();
   $("test-report").hidden = true;
   $("save-anyway").hidden = true;
   $("settings-title").textContent = "WhatsApp settings · " + tenant;
+  // Until the saved settings are in, the page says so (and nothing of an earlier load).
+  $("settings-intro").textContent = "Loading the saved settings…";
   let cfg = null;
   try {
     cfg = await api("GET", "/tenants/" + enc(tenant) + "/whatsapp-config");
   } catch (e) {
+    if (e instanceof StaleAnswer || gen !== state.gen) return;
     if (e.status !== 404) {
       flash(e.message, true);
       return;
     }
   }
+  if (gen !== state.gen || tenant !== currentTenant) return;
+  fillSettings(cfg);
+}
+
+/** The settings form for `cfg` (null: a tenant without a configuration, or nobody). */
+function fillSettings(cfg) {
   state.settings = cfg;
   setEndpoint("primary", cfg && cfg.primary);
   setEndpoint("backup", cfg && cfg.backup);
@@ -611,9 +814,72 @@ async function loadSettings(tenant) {
   $("f-active").checked = cfg ? cfg.isActive : true;
   $("f-webhook-secret").value = "";
   $("webhook-secret-field").hidden = !!cfg;
-  $("settings-intro").textContent = cfg
-    ? "Version " + cfg.version + ", last changed " + new Date(cfg.updatedAt).toLocaleString() + ". Webhooks go to " + cfg.webhookPath + "."
-    : "This tenant has no WhatsApp configuration yet; fill in the server it uses.";
+  $("webhook-url").value = (cfg && cfg.webhookUrl) || "";
+  $("webhook-url-field").hidden = !(cfg && cfg.webhookUrl);
+  $("webhook-url-copied").textContent = "";
+  $("rotate-field").hidden = !cfg;
+  hideRotated();
+  clearErrors();
+  $("test-report").hidden = true;
+  fill("test-results");
+  $("save-anyway").hidden = true;
+  $("settings-intro").textContent = !state.token
+    ? ""
+    : cfg
+      ? "Version " + cfg.version + ", last changed " + new Date(cfg.updatedAt).toLocaleString() + "."
+      : "This tenant has no WhatsApp configuration yet: fill in the server it uses. Its webhook URL shows here once it is saved.";
+}
+
+/** Copies the value of `inputId`; says so in `statusId`, or selects it for Ctrl+C. */
+async function copyValue(inputId, statusId) {
+  const input = $(inputId);
+  try {
+    await navigator.clipboard.writeText(input.value);
+    $(statusId).textContent = "Copied.";
+  } catch (_) {
+    input.focus();
+    input.select();
+    $(statusId).textContent = "Selected: press Ctrl+C (⌘C on a Mac) to copy.";
+  }
+}
+
+function hideRotated() {
+  $("rotated-secret").value = "";
+  $("rotated-hint").textContent = "";
+  $("rotated-copied").textContent = "";
+  $("rotated").hidden = true;
+}
+
+/** A new webhook secret: shown once, here, until the page leaves this view. */
+async function rotateWebhookSecret() {
+  const cfg = state.settings;
+  if (!cfg) return;
+  const gen = state.gen;
+  const tenant = currentTenant;
+  hideRotated();
+  flash("");
+  $("rotate-secret-btn").disabled = true;
+  try {
+    const r = await api("POST", "/tenants/" + enc(tenant) + "/whatsapp-config/rotate-webhook-secret", { version: cfg.version });
+    if (gen !== state.gen || tenant !== currentTenant) return;
+    $("rotated-secret").value = r.secret;
+    $("rotated-hint").textContent =
+      "Id " + r.id + ". The previous secret keeps working until " + new Date(r.previousExpireAt).toLocaleString() +
+      ". This secret is not shown again: if you lose it, rotate again.";
+    $("rotated").hidden = false;
+    // The config moved on (a new version): keep the form's version in step, not its edits.
+    state.settings = r.config;
+    $("settings-intro").textContent =
+      "Version " + r.config.version + ", last changed " + new Date(r.config.updatedAt).toLocaleString() + ".";
+    $("rotated-secret").focus();
+    $("rotated-secret").select();
+  } catch (e) {
+    if (e instanceof StaleAnswer || gen !== state.gen) return;
+    if (e.status === 409) flash("Someone changed this configuration meanwhile. Reload the page; no secret was made.", true);
+    else flash(e.message, true);
+  } finally {
+    $("rotate-secret-btn").disabled = false;
+  }
 }
 
 function formBody() {
@@ -721,6 +987,7 @@ async function runTest() {
     renderTest(reports);
     return reports.every((r) => r.ok);
   } catch (e) {
+    if (e instanceof StaleAnswer) return null;
     if (e.body && e.body.fields) showErrors(e.message, e.body.fields);
     else flash(e.message, true);
     return null;
@@ -751,6 +1018,7 @@ async function testAndSave(skipTest) {
     await loadSettings(currentTenant);
     flash("Saved. The configuration is now version " + saved.version + ".");
   } catch (e) {
+    if (e instanceof StaleAnswer) return;
     if (e.status === 409 && !(e.body && e.body.fields)) flash("Someone changed this configuration meanwhile. Reload the page to see their version; your edits were not saved.", true);
     else if (e.body && e.body.fields) showErrors(e.message, e.body.fields);
     else flash(e.message, true);
@@ -779,12 +1047,14 @@ async function allTenants() {
 }
 
 async function loadAdmin() {
+  const gen = state.gen;
   const [endpoints, servers, tenants, failovers] = await Promise.allSettled([
     api("GET", "/admin/endpoints"),
     api("GET", "/admin/servers"),
     allTenants(),
     api("GET", "/admin/failovers?hours=24"),
   ]);
+  if (gen !== state.gen) return;
   const capacity = {};
   if (servers.status === "fulfilled") for (const s of servers.value.items) capacity[s.baseUrl] = s;
   if (endpoints.status === "fulfilled") {
@@ -835,6 +1105,12 @@ async function loadAdmin() {
   } else fill("fleet-failovers", el("p", { class: "error" }, failovers.reason.message));
 }
 
+/** The fleet table's short form of `sendingText`. */
+function sendingShort(t) {
+  if (!t.isActive) return "paused";
+  return { logged_out: "stopped (logged out)", endpoint_down: "stopped (server down)" }[t.connectionStatus] || "active";
+}
+
 function renderTenants() {
   const status = $("filter-status").value;
   const text = $("filter-text").value.trim().toLowerCase();
@@ -853,7 +1129,7 @@ function renderTenants() {
         { title: "Status", value: (t) => badge(t.connectionStatus) },
         { title: "Active server", value: (t) => el("span", {}, t.activeEndpoint + " ", el("code", {}, t.activeEndpoint === "backup" && t.backup ? t.backup.baseUrl : t.primary.baseUrl)) },
         { title: "Backup", value: (t) => (t.backup ? "yes" : "no") },
-        { title: "Sending", value: (t) => (t.isActive ? "active" : "paused") },
+        { title: "Sending", value: (t) => sendingShort(t) },
         { title: "Settings", value: (t) => el("a", { href: "#/tenant/" + enc(t.tenantId) + "/settings" }, "edit") },
       ],
       rows.slice(0, 500),

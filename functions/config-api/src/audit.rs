@@ -177,6 +177,19 @@ pub struct Change<'a> {
     pub who: &'a str,
     pub action: Action,
     pub detail: Option<String>,
+    /// What a switch, swap or endpoint replacement moved, in the attributes the health
+    /// check's failover records use (`from`, `to`, `fromEndpoint`, `toEndpoint`).
+    pub moved: Option<Moved>,
+}
+
+/// The roles and servers before and after: for a switch or swap the active endpoint, for a
+/// replacement the replaced one (`from_endpoint` absent when a backup is added).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    pub from: String,
+    pub to: String,
+    pub from_endpoint: Option<String>,
+    pub to_endpoint: String,
 }
 
 /// Writes configs with their audit records, and reads the audit log.
@@ -259,6 +272,17 @@ impl Journal {
         }
         if let Some(d) = &change.detail {
             item.insert("detail".into(), AttributeValue::S(d.clone()));
+        }
+        if let Some(m) = &change.moved {
+            item.insert("from".into(), AttributeValue::S(m.from.clone()));
+            item.insert("to".into(), AttributeValue::S(m.to.clone()));
+            if let Some(f) = &m.from_endpoint {
+                item.insert("fromEndpoint".into(), AttributeValue::S(f.clone()));
+            }
+            item.insert(
+                "toEndpoint".into(),
+                AttributeValue::S(m.to_endpoint.clone()),
+            );
         }
         Ok(TransactWriteItem::builder()
             .put(

@@ -34,18 +34,19 @@ pub enum Outcome {
 }
 
 /// One check's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Check {
     pub name: String,
     pub outcome: Outcome,
     pub reason: String,
+    /// Milliseconds with microsecond precision ([`wagate::health::latency_ms`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<u64>,
+    pub latency_ms: Option<f64>,
 }
 
 /// The result for one endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointResult {
     /// `primary`, `backup` or `candidate`.
@@ -78,6 +79,7 @@ fn describe(e: &ProviderError) -> String {
             format!("the server refused the credentials (HTTP {status})")
         }
         ProviderError::Egress(e) => format!("refused by wagate's egress guard (SSRF): {e}"),
+        ProviderError::Media { reason, .. } => reason.clone(),
     }
 }
 
@@ -94,7 +96,7 @@ pub async fn test_endpoint(
 
     let started = Instant::now();
     let health = client.health(target).await;
-    let latency = started.elapsed().as_millis() as u64;
+    let latency = wagate::health::latency_ms(started.elapsed());
     match &health {
         Ok(()) => {
             let mut c = check("reachable", Outcome::Pass, "GET /health answered 2xx");
@@ -158,7 +160,7 @@ pub async fn test_endpoint(
         }
     }
 
-    let mut c = if latency <= LATENCY_BUDGET_MS {
+    let mut c = if latency <= LATENCY_BUDGET_MS as f64 {
         check(
             "latency",
             Outcome::Pass,

@@ -126,8 +126,9 @@ fn since(now: OffsetDateTime, hours: u32) -> String {
 pub struct HistoryPoint {
     pub at: String,
     pub up: bool,
+    /// Milliseconds with microsecond precision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<u64>,
+    pub latency_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devices_connected: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

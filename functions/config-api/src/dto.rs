@@ -404,6 +404,17 @@ pub struct ConfigView {
     pub updated_at: OffsetDateTime,
     /// Where this tenant's WhatsApp server should post its webhooks (path on the API).
     pub webhook_path: String,
+    /// The same as a full URL: `PUBLIC_WEBHOOK_BASE_URL` (or this API's own URL) plus the
+    /// path. Absent only when neither is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+}
+
+impl ConfigView {
+    pub fn with_webhook_url(mut self, url: Option<String>) -> Self {
+        self.webhook_url = url;
+        self
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -467,7 +478,8 @@ impl From<&SealedConfig> for ConfigView {
             version: c.version,
             created_at: c.created_at,
             updated_at: c.updated_at,
-            webhook_path: format!("/webhooks/whatsapp/{}", c.tenant_id),
+            webhook_path: wagate::config::webhook_path(&c.tenant_id),
+            webhook_url: None,
         }
     }
 }

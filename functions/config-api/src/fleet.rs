@@ -1251,6 +1251,7 @@ pub async fn migrate(
                         who: caller.subject.as_str(),
                         action: Action::Migrate,
                         detail: Some(detail),
+                        moved: None,
                     };
                     let mut r = match app.journal.update(&cur, &next, ch).await {
                         Ok(()) => {

@@ -47,9 +47,11 @@ pub mod ops;
 use std::sync::Arc;
 
 use http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use time::OffsetDateTime;
 use tracing::{Instrument, info, warn};
+use wagate::config::PublicWebhookBase;
 use wagate::delivery::DeliveryStore;
 use wagate::net::{EgressPolicy, HttpClient};
 use wagate::secrets::{SealedSecret, SecretSealer};
@@ -85,6 +87,35 @@ pub struct App {
     pub deliveries: DeliveryStore,
     /// The server registry and migration jobs.
     pub fleet: fleet::Fleet,
+    /// `PUBLIC_WEBHOOK_BASE_URL`: where tenants' servers post their webhooks (unset: this
+    /// HTTP API's own URL).
+    pub webhook_base: PublicWebhookBase,
+}
+
+impl App {
+    /// The tenant's full webhook URL, as its WhatsApp server must call it: the configured
+    /// public base, else the HTTP API's own URL as this request reached it.
+    pub(crate) fn webhook_url(&self, req: &Request, tenant: &TenantId) -> Option<String> {
+        self.webhook_base
+            .webhook_url(tenant, api_origin(req).as_deref())
+    }
+}
+
+/// The HTTP API's own URL as API Gateway reports it for this request: `https://` and the
+/// domain name, plus the stage unless it is `$default`.
+fn api_origin(req: &Request) -> Option<String> {
+    match req.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ctx) => {
+            let host = ctx.domain_name.as_deref().filter(|h| !h.is_empty())?;
+            Some(match ctx.stage.as_deref() {
+                Some(stage) if !stage.is_empty() && stage != "$default" => {
+                    format!("https://{host}/{stage}")
+                }
+                _ => format!("https://{host}"),
+            })
+        }
+        _ => None,
+    }
 }
 
 #[derive(Debug)]
@@ -306,7 +337,7 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
         }
         Route::Config(tenant) => match method {
             Method::POST => create(app, req, &caller, tenant).await,
-            Method::GET => read(app, tenant).await,
+            Method::GET => read(app, req, tenant).await,
             Method::PUT => update(app, req, &caller, tenant).await,
             Method::DELETE => delete(app, req, &caller, tenant).await,
             _ => Err(ApiError::MethodNotAllowed("GET, POST, PUT, DELETE")),
@@ -333,7 +364,7 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
         }
         Route::Status(t) => {
             only(Method::GET, "GET")?;
-            ops::status(app, t).await
+            ops::status(app, req, t).await
         }
         Route::Message(t, key) => {
             only(Method::GET, "GET")?;
@@ -609,7 +640,7 @@ async fn create(
         .create(&sealed, change(caller, Action::Create))
         .await?;
     info!(version = sealed.version, "config created");
-    let mut resp = view_response(StatusCode::CREATED, &sealed);
+    let mut resp = view_response(app, req, StatusCode::CREATED, &sealed);
     if let Ok(loc) =
         HeaderValue::from_str(&format!("/tenants/{}/whatsapp-config", sealed.tenant_id))
     {
@@ -618,9 +649,9 @@ async fn create(
     Ok(resp)
 }
 
-async fn read(app: &App, tenant: TenantId) -> Result<Response<Body>, ApiError> {
+async fn read(app: &App, req: &Request, tenant: TenantId) -> Result<Response<Body>, ApiError> {
     let cfg = app.store.get(&tenant).await?.ok_or(ApiError::NotFound)?;
-    Ok(view_response(StatusCode::OK, &cfg))
+    Ok(view_response(app, req, StatusCode::OK, &cfg))
 }
 
 async fn update(
@@ -653,7 +684,7 @@ async fn update(
             other => other,
         })?;
     info!(version = sealed.version, "config updated");
-    Ok(view_response(StatusCode::OK, &sealed))
+    Ok(view_response(app, req, StatusCode::OK, &sealed))
 }
 
 async fn delete(
@@ -694,7 +725,11 @@ async fn list(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
     };
     let page = app.store.list(params.first("cursor"), limit).await?;
     let body = ConfigPage {
-        items: page.items.iter().map(ConfigView::from).collect(),
+        items: page
+            .items
+            .iter()
+            .map(|c| ConfigView::from(c).with_webhook_url(app.webhook_url(req, &c.tenant_id)))
+            .collect(),
         next_cursor: page.next_cursor,
     };
     Ok(json_response(
@@ -709,12 +744,19 @@ pub(crate) fn change(caller: &Caller, action: Action) -> Change<'_> {
         who: caller.subject.as_str(),
         action,
         detail: None,
+        moved: None,
     }
 }
 
-pub(crate) fn view_response(status: StatusCode, cfg: &SealedConfig) -> Response<Body> {
-    let body = serde_json::to_string(&ConfigView::from(cfg))
-        .unwrap_or_else(|_| r#"{"error":"internal_error"}"#.into());
+pub(crate) fn view_response(
+    app: &App,
+    req: &Request,
+    status: StatusCode,
+    cfg: &SealedConfig,
+) -> Response<Body> {
+    let view = ConfigView::from(cfg).with_webhook_url(app.webhook_url(req, &cfg.tenant_id));
+    let body =
+        serde_json::to_string(&view).unwrap_or_else(|_| r#"{"error":"internal_error"}"#.into());
     let mut resp = json_response(status, body);
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", cfg.version)) {
         resp.headers_mut().insert(header::ETAG, etag);

@@ -8,7 +8,7 @@ use config_api::App;
 use config_api::audit::Journal;
 use config_api::auth::{AuthConfig, Authenticator, KeySource};
 use lambda_http::{Error, run, service_fn};
-use wagate::config::{AppConfig, Env};
+use wagate::config::{AppConfig, Env, PublicWebhookBase};
 use wagate::delivery::DeliveryStore;
 use wagate::net::HttpClient;
 use wagate::secrets::KmsSealer;
@@ -25,6 +25,7 @@ async fn main() -> Result<(), Error> {
     let messages_table = env.required("MESSAGES_TABLE");
     let servers_table = env.required("SERVERS_TABLE");
     let jobs_table = env.required("MIGRATIONS_TABLE");
+    let webhook_base = PublicWebhookBase::read(&mut env);
     let issuer = env.required("JWT_ISSUER");
     let audience = env.required("JWT_AUDIENCE");
     let keys = match (env.optional("JWT_JWKS"), env.optional("JWT_JWKS_URL")) {
@@ -51,6 +52,7 @@ async fn main() -> Result<(), Error> {
         Some(messages_table),
         Some(servers_table),
         Some(jobs_table),
+        Some(webhook_base),
     ) = (
         app_cfg,
         issuer,
@@ -62,6 +64,7 @@ async fn main() -> Result<(), Error> {
         messages_table,
         servers_table,
         jobs_table,
+        webhook_base,
     )
     else {
         return Err("invalid configuration".into());
@@ -101,6 +104,7 @@ async fn main() -> Result<(), Error> {
         )),
         auth,
         egress: app_cfg.egress,
+        webhook_base,
     });
 
     run(service_fn(move |req| {

@@ -23,7 +23,7 @@ use wagate::tenant::{
     ValidationErrors, WebhookSecret, normalize_base_url,
 };
 
-use crate::audit::{Action, AuditEntry, Change};
+use crate::audit::{Action, AuditEntry, Change, Moved};
 use crate::auth::Caller;
 use crate::conntest::{EndpointResult, TestReport, test_endpoint};
 use crate::dto::{CredentialsInput, EndpointInput, SecretSlot, build_credentials, build_endpoint};
@@ -312,7 +312,7 @@ pub async fn rotate_credential(
         version = sealed.version,
         "server credential rotated"
     );
-    Ok(view_response(StatusCode::OK, &sealed))
+    Ok(view_response(app, req, StatusCode::OK, &sealed))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -434,7 +434,8 @@ pub async fn rotate_webhook_secret(
         id,
         secret: secret.expose().to_string(),
         previous_expire_at: old_expiry,
-        config: crate::dto::ConfigView::from(&sealed),
+        config: crate::dto::ConfigView::from(&sealed)
+            .with_webhook_url(app.webhook_url(req, &tenant)),
     };
     let mut resp = to_json(StatusCode::OK, &body)?;
     if let Ok(etag) = http::HeaderValue::from_str(&format!("\"{}\"", sealed.version)) {
@@ -517,6 +518,8 @@ pub async fn switch(
     let at = now();
     let mut next = bump(keep_all(&cur), &cur, at);
     let no_backup = || ApiError::state("backup", "the tenant has no backup endpoint");
+    // The replaced role, for the audit record (a switch or swap moves the active endpoint).
+    let mut replaced = None;
     // `field`: where the tested endpoint's saved secret lives, for an error naming it.
     let (action, tested, role_name, field) = match input.action {
         SwitchAction::Activate => {
@@ -552,6 +555,7 @@ pub async fn switch(
                 EndpointRole::Primary => next.primary = cand.clone(),
                 EndpointRole::Backup => next.backup = Some(cand.clone()),
             }
+            replaced = Some(role);
             (Action::ReplaceEndpoint, cand, role_str(role), "endpoint")
         }
     };
@@ -573,13 +577,30 @@ pub async fn switch(
         role_str(sealed.active_endpoint),
         sealed.active().base_url
     ));
+    ch.moved = Some(match replaced {
+        Some(role) => Moved {
+            from: role_str(role).into(),
+            to: role_str(role).into(),
+            from_endpoint: match role {
+                EndpointRole::Primary => Some(cur.primary.base_url.clone()),
+                EndpointRole::Backup => cur.backup.as_ref().map(|b| b.base_url.clone()),
+            },
+            to_endpoint: tested.base_url.clone(),
+        },
+        None => Moved {
+            from: role_str(cur.active_endpoint).into(),
+            to: role_str(sealed.active_endpoint).into(),
+            from_endpoint: Some(cur.active().base_url.clone()),
+            to_endpoint: sealed.active().base_url.clone(),
+        },
+    });
     commit(app, &cur, &sealed, ch).await?;
     info!(
         action = action.as_str(),
         version = sealed.version,
         "endpoint switched"
     );
-    Ok(view_response(StatusCode::OK, &sealed))
+    Ok(view_response(app, req, StatusCode::OK, &sealed))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -614,6 +635,9 @@ pub async fn audit(app: &App, req: &Request, tenant: TenantId) -> Result<Respons
 pub struct EndpointStatus {
     pub role: EndpointRole,
     pub base_url: String,
+    /// The device (session) the tenant uses on that server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
     pub active: bool,
     /// The health check's record of the server (absent until it probed it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -635,9 +659,10 @@ pub struct TenantStatus {
     pub last_check_at: Option<String>,
     pub active_endpoint: EndpointRole,
     pub active_base_url: String,
-    /// The active server's last `/health` latency (absent while it does not answer).
+    /// The active server's last `/health` latency in milliseconds with microsecond
+    /// precision (absent while it does not answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<u64>,
+    pub latency_ms: Option<f64>,
     /// Consecutive health-check runs in which the active endpoint was unusable.
     pub consecutive_failures: u32,
     pub version: u64,
@@ -650,6 +675,9 @@ pub struct TenantStatus {
     /// the config cannot be used until each is set again. Absent when every secret opens.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unusable_secrets: Vec<UnusableSecret>,
+    /// Where the tenant's WhatsApp server must post its webhooks (as in the config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
 }
 
 /// A stored secret that cannot be opened, by field.
@@ -765,7 +793,11 @@ async fn endpoint_records(
     Ok(out)
 }
 
-pub async fn status(app: &App, tenant: TenantId) -> Result<Response<Body>, ApiError> {
+pub async fn status(
+    app: &App,
+    req: &Request,
+    tenant: TenantId,
+) -> Result<Response<Body>, ApiError> {
     let raw = app
         .journal
         .client()
@@ -808,6 +840,7 @@ pub async fn status(app: &App, tenant: TenantId) -> Result<Response<Body>, ApiEr
     let mut endpoints = vec![EndpointStatus {
         role: EndpointRole::Primary,
         base_url: cfg.primary.base_url.clone(),
+        device_id: cfg.primary.device_id.clone(),
         active: cfg.active_endpoint == EndpointRole::Primary || cfg.backup.is_none(),
         health: health.get(&cfg.primary.base_url).cloned(),
     }];
@@ -815,6 +848,7 @@ pub async fn status(app: &App, tenant: TenantId) -> Result<Response<Body>, ApiEr
         endpoints.push(EndpointStatus {
             role: EndpointRole::Backup,
             base_url: b.base_url.clone(),
+            device_id: b.device_id.clone(),
             active: cfg.active_endpoint == EndpointRole::Backup,
             health: health.get(&b.base_url).cloned(),
         });
@@ -870,6 +904,7 @@ pub async fn status(app: &App, tenant: TenantId) -> Result<Response<Body>, ApiEr
         endpoints,
         recent_switches,
         recent_failures,
+        webhook_url: app.webhook_url(req, &tenant),
     };
     to_json(StatusCode::OK, &body)
 }

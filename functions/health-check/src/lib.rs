@@ -215,7 +215,7 @@ impl RunReport {
                     .dimension("Function", "health-check")
                     .dimension("Endpoint", e.endpoint_key.clone())
                     .metric("EndpointUp", if e.up { 1.0 } else { 0.0 }, Unit::Count)
-                    .metric("ProbeLatency", e.latency_ms as f64, Unit::Milliseconds)
+                    .metric("ProbeLatency", e.latency_ms, Unit::Milliseconds)
                     .metric("EndpointTenants", f64::from(e.tenants), Unit::Count)
                     .metric(
                         "DevicesConnected",
@@ -499,7 +499,7 @@ impl HealthCheck {
         let Some(provider) = self.providers.get(&server.provider) else {
             return ProbeResult {
                 up: false,
-                latency_ms: 0,
+                latency_ms: 0.0,
                 error: Some(format!(
                     "no client for provider {}",
                     server.provider.as_str()
@@ -520,7 +520,7 @@ impl HealthCheck {
             }),
         )
         .await;
-        let latency_ms = started.elapsed().as_millis() as u64;
+        let latency_ms = wagate::health::latency_ms(started.elapsed());
         let down = |error: String, class: String| ProbeResult {
             up: false,
             latency_ms,
@@ -853,6 +853,8 @@ fn error_class(e: &ProviderError) -> String {
         ProviderError::LoggedOut { .. } => "http 401".into(),
         ProviderError::BadCredentials { status } => format!("http {status}"),
         ProviderError::Egress(_) => "egress refused".into(),
+        // Only a document send fetches media; a probe never does.
+        ProviderError::Media { .. } => "media".into(),
     }
 }
 
@@ -889,6 +891,11 @@ fn group_servers(tenants: &[TenantRecord]) -> Vec<Server> {
 /// The Lambda deadline (ms since the epoch) as an `Instant`, less a safety margin.
 pub fn deadline_from_epoch_ms(deadline_ms: u64, margin: Duration) -> Instant {
     let now_ms = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    Instant::now() + time_left(deadline_ms, now_ms).saturating_sub(margin)
+}
+
+/// The time left until `deadline_ms` at `now_ms` (both ms since the epoch).
+fn time_left(deadline_ms: u64, now_ms: i128) -> Duration {
     let remaining_ms = if i128::from(deadline_ms) < EPOCH_MS_2001 {
         // cargo-lambda's emulator (1.9) hands the timeout itself (e.g. 600000) instead of an
         // epoch deadline; nothing before 2001 can be a real deadline, so read it as a duration.
@@ -896,8 +903,7 @@ pub fn deadline_from_epoch_ms(deadline_ms: u64, margin: Duration) -> Instant {
     } else {
         i128::from(deadline_ms) - now_ms
     };
-    let remaining = Duration::from_millis(remaining_ms.max(0) as u64);
-    Instant::now() + remaining.saturating_sub(margin)
+    Duration::from_millis(remaining_ms.max(0) as u64)
 }
 
 /// 2001-01-01T00:00:00Z in epoch milliseconds.
@@ -910,22 +916,16 @@ mod tests {
 
     #[test]
     fn deadline_is_read_from_epoch_ms_or_as_a_duration_from_the_emulator() {
-        let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64;
-        let in_20s = deadline_from_epoch_ms(now_ms + 20_000, Duration::from_secs(1));
-        let left = in_20s.saturating_duration_since(Instant::now());
-        assert!(
-            left > Duration::from_secs(18) && left <= Duration::from_secs(19),
-            "{left:?}"
-        );
+        // At a fixed "now", so nothing depends on how long the test takes.
+        let now_ms: i128 = 1_795_867_200_000;
+        let at = |d: i128| u64::try_from(now_ms + d).unwrap();
+        assert_eq!(time_left(at(20_000), now_ms), Duration::from_secs(20));
         // cargo-lambda sends 600000 (its timeout) rather than an epoch deadline.
-        let emulator = deadline_from_epoch_ms(600_000, Duration::from_secs(1));
-        let left = emulator.saturating_duration_since(Instant::now());
-        assert!(
-            left > Duration::from_secs(598) && left <= Duration::from_secs(599),
-            "{left:?}"
-        );
+        assert_eq!(time_left(600_000, now_ms), Duration::from_secs(600));
         // A deadline in the past leaves no time.
-        let past = deadline_from_epoch_ms(now_ms - 5_000, Duration::from_secs(1));
+        assert_eq!(time_left(at(-5_000), now_ms), Duration::ZERO);
+        // The margin comes off what is left, and never below nothing.
+        let past = deadline_from_epoch_ms(at(-5_000), Duration::from_secs(1));
         assert!(past <= Instant::now());
     }
 

@@ -38,7 +38,7 @@ use wagate::delivery::{
 use wagate::net::HttpClient;
 use wagate::outbound::OutboundMessage;
 use wagate::provider::{ErrorClass, ProviderError, Target, WhatsAppProvider, client_for};
-use wagate::ratelimit::RateWindow;
+use wagate::ratelimit::{RateWindow, WindowClock};
 use wagate::routing::{
     BreakerSettings, Breakers, Health, TenantStatusWriter, candidates, endpoint_key, may_fail_over,
 };
@@ -58,6 +58,8 @@ pub struct Settings {
     pub send_reserve: Duration,
     /// Back-off after WhatsApp's rate limit when the server gives no `Retry-After`.
     pub timelock_backoff: Duration,
+    /// Which rate window a moment counts in (the wall clock's minute; tests pin it).
+    pub window_clock: WindowClock,
 }
 
 impl Default for Settings {
@@ -68,6 +70,7 @@ impl Default for Settings {
             retention: Duration::from_secs(15 * 24 * 3600),
             send_reserve: Duration::from_secs(17),
             timelock_backoff: Duration::from_secs(60),
+            window_clock: WindowClock::System,
         }
     }
 }
@@ -386,7 +389,11 @@ impl Sender {
                     msg: &item.message,
                     sqs_message_id: &item.sqs_message_id,
                     owner: &owners[g],
-                    window: RateWindow::at(tenant, cfg.limits.outbound_per_minute, now),
+                    window: RateWindow::at(
+                        tenant,
+                        cfg.limits.outbound_per_minute,
+                        self.settings.window_clock.window_time(now),
+                    ),
                 });
             }
         }
@@ -643,7 +650,11 @@ impl Sender {
                 Some(earlier) => earlier,
                 None => {
                     let now = OffsetDateTime::now_utc();
-                    let window = RateWindow::at(tenant, cfg.limits.outbound_per_minute, now);
+                    let window = RateWindow::at(
+                        tenant,
+                        cfg.limits.outbound_per_minute,
+                        self.settings.window_clock.window_time(now),
+                    );
                     let r = self
                         .delivery
                         .begin(msg, &item.sqs_message_id, owner, deadline, &window, now)
@@ -651,7 +662,11 @@ impl Sender {
                     (now, r)
                 }
             };
-            let window = RateWindow::at(tenant, cfg.limits.outbound_per_minute, now);
+            let window = RateWindow::at(
+                tenant,
+                cfg.limits.outbound_per_minute,
+                self.settings.window_clock.window_time(now),
+            );
             match result {
                 Ok(Begin::Acquired(lock)) => break lock,
                 Ok(Begin::Settled(r)) => return Outcome::AlreadySettled(r.state),
@@ -668,8 +683,11 @@ impl Sender {
                 }
                 Ok(Begin::RateLimited) => {
                     // Wake a little after the window opens (clock skew between instances).
-                    let wait =
-                        window.wait_from(OffsetDateTime::now_utc()) + Duration::from_millis(50);
+                    let wait = window.wait_from(
+                        self.settings
+                            .window_clock
+                            .window_time(OffsetDateTime::now_utc()),
+                    ) + Duration::from_millis(50);
                     let left = deadline - OffsetDateTime::now_utc();
                     let budget = Duration::try_from(left)
                         .unwrap_or_default()

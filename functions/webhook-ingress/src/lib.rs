@@ -6,6 +6,7 @@
 //! | check | refusal |
 //! |---|---|
 //! | route and method | 404 / 405 |
+//! | a body flagged `isBase64Encoded` is valid base64 | 400 |
 //! | body at most 256 KiB | 413 |
 //! | tenant exists (config cache) | 404 |
 //! | tenant active | 403 |
@@ -16,6 +17,10 @@
 //! | one SQS `SendMessage` to the inbound FIFO queue | 503 if it fails |
 //!
 //! and answers 200 once the event is on the queue. Nothing is enqueued on any other answer.
+//!
+//! The Lambda entry point is [`handle_event`]: it takes the raw API Gateway HTTP API event and
+//! decodes the body itself, because `lambda_http`'s own conversion panics (an invocation
+//! error, a 5xx at API Gateway) on a body flagged base64 that is not.
 //! The warm path makes no DynamoDB and no KMS call (the config cache answers) and exactly
 //! one SQS call.
 
@@ -27,7 +32,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode, header};
-use lambda_http::request::RequestContext;
+use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use lambda_http::request::{LambdaRequest, RequestContext};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -63,6 +69,8 @@ pub enum IngressError {
     Method,
     #[error("invalid tenant id in the path")]
     BadTenantId,
+    #[error("the body is flagged base64-encoded but is not valid base64")]
+    BadEncoding,
     #[error("body is over {MAX_BODY_BYTES} bytes")]
     TooLarge,
     #[error("unknown tenant")]
@@ -92,7 +100,9 @@ impl IngressError {
         match self {
             IngressError::NoRoute | IngressError::UnknownTenant => StatusCode::NOT_FOUND,
             IngressError::Method => StatusCode::METHOD_NOT_ALLOWED,
-            IngressError::BadTenantId | IngressError::NotJson => StatusCode::BAD_REQUEST,
+            IngressError::BadTenantId | IngressError::BadEncoding | IngressError::NotJson => {
+                StatusCode::BAD_REQUEST
+            }
             IngressError::TooLarge | IngressError::EventTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             IngressError::Inactive | IngressError::SourceNotAllowed => StatusCode::FORBIDDEN,
             IngressError::Signature(_) => StatusCode::UNAUTHORIZED,
@@ -108,6 +118,7 @@ impl IngressError {
             IngressError::NoRoute => "no_route",
             IngressError::Method => "method_not_allowed",
             IngressError::BadTenantId => "invalid_tenant_id",
+            IngressError::BadEncoding => "invalid_body_encoding",
             IngressError::TooLarge => "body_too_large",
             IngressError::UnknownTenant => "unknown_tenant",
             IngressError::Inactive => "tenant_inactive",
@@ -211,8 +222,57 @@ fn source_ip(req: &Request) -> Option<IpAddr> {
     }
 }
 
-/// Handles one webhook; never fails (errors become responses).
+/// The Lambda entry point: one API Gateway HTTP API (payload v2) event, as Lambda delivers
+/// it. The body is decoded here, not by `lambda_http` (which panics on invalid base64): a
+/// body flagged `isBase64Encoded` that is not base64 is answered 400 `invalid_body_encoding`
+/// and nothing is enqueued. Never fails (errors become responses).
+pub async fn handle_event(
+    app: &App,
+    mut event: ApiGatewayV2httpRequest,
+) -> ApiGatewayV2httpResponse {
+    let body = decode_body(event.body.take(), event.is_base64_encoded);
+    event.is_base64_encoded = false;
+    let mut req: Request = LambdaRequest::ApiGatewayV2(event).into();
+    let body = body.map(|b| {
+        *req.body_mut() = Body::from(b);
+    });
+    v2_response(respond(app, &req, body).await)
+}
+
+/// The body's bytes: base64-decoded when API Gateway says it encoded them.
+fn decode_body(body: Option<String>, base64: bool) -> Result<Vec<u8>, IngressError> {
+    use base64::Engine as _;
+    match body {
+        None => Ok(Vec::new()),
+        Some(b) if base64 => base64::engine::general_purpose::STANDARD
+            .decode(b.as_bytes())
+            .map_err(|_| IngressError::BadEncoding),
+        Some(b) => Ok(b.into_bytes()),
+    }
+}
+
+/// The response as API Gateway's HTTP API reads it from the function.
+fn v2_response(resp: Response<Body>) -> ApiGatewayV2httpResponse {
+    let (parts, body) = resp.into_parts();
+    let mut out = ApiGatewayV2httpResponse::default();
+    out.status_code = i64::from(parts.status.as_u16());
+    out.headers = parts.headers;
+    out.is_base64_encoded = matches!(body, Body::Binary(_));
+    out.body = match body {
+        Body::Empty => None,
+        b => Some(b),
+    };
+    out
+}
+
+/// Handles one webhook request whose body is already decoded; never fails (errors become
+/// responses).
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
+    respond(app, &req, Ok(())).await
+}
+
+/// `body`: whether the event's body could be decoded (see [`handle_event`]).
+async fn respond(app: &App, req: &Request, body: Result<(), IngressError>) -> Response<Body> {
     let span = tracing::info_span!(
         "webhook",
         tenant_id = tracing::field::Empty,
@@ -221,7 +281,7 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
         dedup_id = tracing::field::Empty,
     );
     async move {
-        match process(app, &req).await {
+        match process(app, req, body).await {
             Ok(sqs_id) => {
                 info!(status = 200, sqs_message_id = %sqs_id, "webhook enqueued");
                 json(StatusCode::OK, r#"{"status":"accepted"}"#.to_string())
@@ -267,12 +327,17 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
     .await
 }
 
-async fn process(app: &App, req: &Request) -> Result<String, IngressError> {
+async fn process(
+    app: &App,
+    req: &Request,
+    decoded: Result<(), IngressError>,
+) -> Result<String, IngressError> {
     let tenant = parse_route(req.uri().path())?;
     tracing::Span::current().record("tenant_id", tenant.as_str());
     if req.method() != http::Method::POST {
         return Err(IngressError::Method);
     }
+    decoded?;
     let body: &[u8] = req.body().as_ref();
     if body.len() > MAX_BODY_BYTES {
         return Err(IngressError::TooLarge);

@@ -13,17 +13,35 @@ struct Bucket {
     last: Instant,
 }
 
+type Clock = Box<dyn Fn() -> Instant + Send + Sync>;
+
 /// Token buckets by tenant.
-#[derive(Default)]
 pub struct RateLimiter {
     buckets: Mutex<HashMap<TenantId, Bucket>>,
+    /// Where "now" comes from: the monotonic clock, or a test's.
+    clock: Clock,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        Self::with_clock(Instant::now)
+    }
 }
 
 impl RateLimiter {
+    /// Buckets that refill by `clock` (a test stops it, so a slow machine refills nothing
+    /// between two webhooks).
+    pub fn with_clock(clock: impl Fn() -> Instant + Send + Sync + 'static) -> Self {
+        Self {
+            buckets: Mutex::new(HashMap::new()),
+            clock: Box::new(clock),
+        }
+    }
+
     /// Takes one token of `tenant`'s bucket (rate and burst `per_second`); false if empty.
     pub fn try_acquire(&self, tenant: &TenantId, per_second: u32) -> bool {
         let rate = f64::from(per_second.max(1));
-        let now = Instant::now();
+        let now = (self.clock)();
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let b = map.entry(tenant.clone()).or_insert(Bucket {
             tokens: rate,

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lambda_http::{Error, run, service_fn};
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use lambda_http::lambda_runtime::{self, LambdaEvent};
+use lambda_http::{Error, service_fn};
 use wagate::cache::{CacheSettings, ConfigCache};
 use wagate::config::{AppConfig, Env};
 use wagate::delivery::DeliveryStore;
@@ -42,9 +44,13 @@ async fn main() -> Result<(), Error> {
         receipts: Arc::new(receipts),
     });
 
-    run(service_fn(move |req| {
-        let app = app.clone();
-        async move { Ok::<_, Error>(webhook_ingress::handle(&app, req).await) }
-    }))
+    // The raw API Gateway event, not lambda_http's `run`: its conversion panics on a body
+    // flagged base64 that is not (handle_event answers 400).
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayV2httpRequest>| {
+            let app = app.clone();
+            async move { Ok::<_, Error>(webhook_ingress::handle_event(&app, event.payload).await) }
+        },
+    ))
     .await
 }

@@ -111,6 +111,122 @@ impl GowaClient {
     ) -> Result<Response, ProviderError> {
         rb.send().await.map_err(|e| transport_error(&e, call))
     }
+
+    /// Fetches a document to upload it under `filename` (at most
+    /// [`MAX_DOCUMENT_UPLOAD_BYTES`], redirects not followed, like every request through the
+    /// egress guard). Its failures never name the URL (it may carry a signature).
+    async fn fetch_document(
+        &self,
+        url: &str,
+        filename: &str,
+    ) -> Result<reqwest::multipart::Part, ProviderError> {
+        let media = |reason: String, retryable: bool| ProviderError::Media { reason, retryable };
+        let parsed = Url::parse(url)
+            .map_err(|_| media("the document URL is not a valid URL".into(), false))?;
+        let resp = self
+            .http
+            .request(Method::GET, parsed)?
+            .send()
+            .await
+            .map_err(|e| match egress_refusal(&e) {
+                Some(refused) => ProviderError::Egress(refused),
+                None if e.is_timeout() => media("the document URL timed out".into(), true),
+                None => media("could not connect to the document URL".into(), true),
+            })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let retryable = status.is_server_error()
+                || status == StatusCode::REQUEST_TIMEOUT
+                || status == StatusCode::TOO_MANY_REQUESTS;
+            let hint = if status.is_redirection() {
+                " (redirects are not followed: give the final URL)"
+            } else {
+                ""
+            };
+            return Err(media(
+                format!("the document URL answered {}{hint}", status.as_u16()),
+                retryable,
+            ));
+        }
+        let too_large = || {
+            media(
+                format!(
+                    "the document is over {MAX_DOCUMENT_UPLOAD_BYTES} bytes, the most the sender \
+                     uploads (send it without a filename: the server fetches the URL itself)"
+                ),
+                false,
+            )
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_DOCUMENT_UPLOAD_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mime = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(content_type_essence)
+            .unwrap_or_else(|| "application/octet-stream".into());
+        let mut resp = resp;
+        let mut bytes = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if bytes.len() + chunk.len() > MAX_DOCUMENT_UPLOAD_BYTES {
+                        return Err(too_large());
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => {
+                    return Err(media("the document URL timed out".into(), true));
+                }
+                Err(_) => {
+                    return Err(media("the document download broke off".into(), true));
+                }
+            }
+        }
+        reqwest::multipart::Part::bytes(bytes)
+            .file_name(filename.to_string())
+            .mime_str(&mime)
+            .map_err(|_| {
+                media(
+                    "the document's content type is not a MIME type".into(),
+                    false,
+                )
+            })
+    }
+}
+
+/// Largest document the sender fetches to upload under a producer's `filename` (GOWA's own
+/// default limit is 50 MB; the sender holds the file in memory, and a batch sends up to 10
+/// messages at once in a 256 MB function).
+pub const MAX_DOCUMENT_UPLOAD_BYTES: usize = 16 * 1024 * 1024;
+
+/// The egress guard's refusal inside a reqwest error (the resolver refused every address).
+fn egress_refusal(e: &reqwest::Error) -> Option<crate::net::EgressError> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(refused) = err.downcast_ref::<crate::net::EgressError>() {
+            return Some(refused.clone());
+        }
+        source = err.source();
+    }
+    None
+}
+
+/// A `Content-Type` value's `type/subtype` (lowercase, without parameters), when it is one.
+fn content_type_essence(value: &str) -> Option<String> {
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let (ty, sub) = essence.split_once('/')?;
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    (token(ty) && token(sub)).then(|| essence.to_ascii_lowercase())
 }
 
 fn apply_credentials(
@@ -265,11 +381,20 @@ impl WhatsAppProvider for GowaClient {
                 self.request(Method::POST, &target, "/send/image", true)?
                     .multipart(form)
             }
-            Content::Document { url, caption, .. } => {
-                // GOWA's /send/file takes no file name for a URL; it uses the URL's.
-                let mut form = reqwest::multipart::Form::new()
-                    .text("phone", req.to.clone())
-                    .text("file_url", url.clone());
+            Content::Document {
+                url,
+                caption,
+                filename,
+            } => {
+                let mut form = reqwest::multipart::Form::new().text("phone", req.to.clone());
+                form = match filename {
+                    // GOWA's `/send/file` has no file-name field: a document it fetches by
+                    // `file_url` is named after the URL. The one way to give it the producer's
+                    // name is the multipart `file` part's filename, so the sender fetches the
+                    // document (through the egress guard) and uploads it.
+                    Some(name) => form.part("file", self.fetch_document(url, name).await?),
+                    None => form.text("file_url", url.clone()),
+                };
                 if let Some(c) = caption {
                     form = form.text("caption", c.clone());
                 }

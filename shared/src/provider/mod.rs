@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use gowa::GowaClient;
+pub use gowa::{GowaClient, MAX_DOCUMENT_UPLOAD_BYTES};
 
 use crate::net::{EgressError, HttpClient};
 use crate::secrets::Secret;
@@ -124,12 +124,28 @@ pub enum ProviderError {
     BadCredentials { status: u16 },
     #[error("egress refused: {0}")]
     Egress(#[from] EgressError),
+    /// A file the server cannot fetch by URL with the producer's details (a document's
+    /// `filename`) could not be fetched to upload it: the WhatsApp server was not called.
+    #[error("the document could not be fetched for upload: {reason}")]
+    Media {
+        reason: String,
+        /// The file's host may answer later (timeout, 5xx); else it never will (404, too
+        /// large).
+        retryable: bool,
+    },
 }
 
 impl ProviderError {
     pub fn class(&self) -> ErrorClass {
         match self {
-            ProviderError::Permanent { .. } | ProviderError::Egress(_) => ErrorClass::Permanent,
+            ProviderError::Permanent { .. }
+            | ProviderError::Egress(_)
+            | ProviderError::Media {
+                retryable: false, ..
+            } => ErrorClass::Permanent,
+            ProviderError::Media {
+                retryable: true, ..
+            } => ErrorClass::Retryable,
             ProviderError::Retryable { .. } => ErrorClass::Retryable,
             ProviderError::Ambiguous { .. } => ErrorClass::Ambiguous,
             ProviderError::RateLimited { .. } => ErrorClass::RateLimited,

@@ -36,7 +36,9 @@ pub struct Fx {
 
 pub fn settings() -> Settings {
     Settings {
-        probe_timeout: Duration::from_millis(500),
+        // Long enough that a healthy loopback server always answers in time on a busy
+        // machine; the timeout tests use servers that never answer.
+        probe_timeout: Duration::from_secs(3),
         write_reserve: Duration::from_secs(2),
         ..Settings::default()
     }
@@ -201,6 +203,14 @@ pub fn s(item: &Item, attr: &str) -> String {
         .and_then(|v| v.as_s().ok())
         .cloned()
         .unwrap_or_else(|| panic!("{attr} missing or not a string in {item:?}"))
+}
+
+/// A number attribute that may have a fraction (latencies: milliseconds to the microsecond).
+pub fn nf(item: &Item, attr: &str) -> f64 {
+    item.get(attr)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{attr} missing or not a number in {item:?}"))
 }
 
 pub fn n(item: &Item, attr: &str) -> u64 {

@@ -16,6 +16,7 @@ use wagate::Secret;
 use wagate::cache::{CacheSettings, ConfigCache};
 use wagate::delivery::{DeliveryRecord, DeliveryStore};
 use wagate::net::{EgressPolicy, HttpClient, HttpTimeouts};
+use wagate::ratelimit::WindowClock;
 use wagate::routing::{BreakerSettings, DynamoTenantStatus};
 use wagate::secrets::{KmsSealer, SecretSealer};
 use wagate::store::{DynamoTenantStore, TenantConfigStore};
@@ -26,6 +27,8 @@ pub const PASSWORD: &str = "gowa-password-outbound-4e1d";
 
 pub struct Fx {
     pub stack: Stack,
+    /// The sender's settings (its pinned rate-window clock, for a test's own window reads).
+    pub settings: Settings,
     /// The serializing proxy to moto_server every sender of the test uses for DynamoDB.
     pub proxy: String,
     pub sender: Sender,
@@ -36,22 +39,29 @@ pub struct Fx {
 pub fn settings() -> Settings {
     Settings {
         max_receive_count: 5,
+        // A cool-down that never ends by itself during a test: tests that need it over call
+        // `Breakers::end_cool_downs` (sleeping for it would race the work before it).
         breaker: BreakerSettings {
             failure_threshold: 2,
-            cool_down: Duration::from_millis(400),
+            cool_down: Duration::from_secs(3600),
         },
         retention: Duration::from_secs(24 * 3600),
         send_reserve: Duration::from_secs(3),
         timelock_backoff: Duration::from_secs(60),
+        // Every send of a test counts in one rate window, however long the test takes (a
+        // test that crossed a minute would see a fresh window).
+        window_clock: WindowClock::Pinned(OffsetDateTime::now_utc()),
     }
 }
 
 pub fn http() -> HttpClient {
     HttpClient::new(
         EgressPolicy::new(EgressPolicy::parse_allowlist("127.0.0.1/32").unwrap()),
+        // Long enough that a healthy loopback simulator always answers in time on a busy
+        // machine; the timeout test uses a server that never answers.
         HttpTimeouts {
-            connect: Duration::from_secs(1),
-            request: Duration::from_millis(1500),
+            connect: Duration::from_secs(5),
+            request: Duration::from_secs(5),
         },
     )
     .unwrap()
@@ -60,7 +70,7 @@ pub fn http() -> HttpClient {
 pub async fn fixture_with(settings: Settings) -> Fx {
     let stack = Stack::new().await;
     let proxy = serializing_moto_proxy().await;
-    let sender = sender_via(&stack, &proxy, settings);
+    let sender = sender_via(&stack, &proxy, settings.clone());
     let env = stack.env();
     let records = DeliveryStore::new(
         aws_sdk_dynamodb::Client::new(&stack.sdk),
@@ -70,6 +80,7 @@ pub async fn fixture_with(settings: Settings) -> Fx {
     );
     Fx {
         stack,
+        settings,
         proxy,
         sender,
         records,
@@ -95,6 +106,17 @@ fn endpoint(base_url: &str) -> Endpoint<Secret> {
 }
 
 impl Fx {
+    /// The rate window `tenant`'s sends count in now (the sender's pinned minute).
+    pub fn window(&self, tenant: &str, limit: u32) -> wagate::ratelimit::RateWindow {
+        wagate::ratelimit::RateWindow::at(
+            &tenant.parse().unwrap(),
+            limit,
+            self.settings
+                .window_clock
+                .window_time(OffsetDateTime::now_utc()),
+        )
+    }
+
     /// Stores a tenant (secrets sealed with KMS) whose servers are `primary` and `backup`.
     pub async fn tenant(&self, id: &str, primary: &str, backup: Option<&str>, per_minute: u32) {
         let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();

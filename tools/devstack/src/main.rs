@@ -80,6 +80,10 @@ struct ProvisionArgs {
     /// RUST_LOG written to the env file.
     #[arg(long, default_value = "info")]
     rust_log: String,
+    /// PUBLIC_WEBHOOK_BASE_URL written to the env file: where tenants' servers reach the
+    /// webhook ingress (scripts/dev.sh: cargo-lambda's URL of webhook-ingress).
+    #[arg(long, value_name = "URL")]
+    public_webhook_base_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -205,6 +209,10 @@ async fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
     };
     lines.insert("WAGATE_EGRESS_ALLOW_CIDRS".into(), args.egress_allow_cidrs);
     lines.insert("RUST_LOG".into(), args.rust_log);
+    // The config API checks the value at cold start (and lists it if it is invalid).
+    if let Some(url) = args.public_webhook_base_url {
+        lines.insert("PUBLIC_WEBHOOK_BASE_URL".into(), url);
+    }
     let mut text = String::new();
     for (key, value) in &lines {
         text.push_str(&format!("{key}={}\n", env_file_value(key, value)?));

@@ -719,5 +719,27 @@ async fn wagate_dev_provision_writes_an_env_file_and_runs_twice() {
     let text = std::fs::read_to_string(&env_file).expect("env file");
     assert!(text.contains("\nJWT_JWKS_URL=http://127.0.0.1:9001/.well-known/jwks.json\n"));
     assert!(!text.contains("JWT_JWKS="), "{text}");
+    assert!(
+        !text.contains("PUBLIC_WEBHOOK_BASE_URL"),
+        "unset unless asked: {text}"
+    );
+
+    // scripts/dev.sh's public webhook base: cargo-lambda's URL of the ingress.
+    let output = wagate_dev(&[
+        "--public-webhook-base-url",
+        "http://127.0.0.1:9000/lambda-url/webhook-ingress",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(&env_file).expect("env file");
+    assert!(
+        text.contains(
+            "\nPUBLIC_WEBHOOK_BASE_URL=http://127.0.0.1:9000/lambda-url/webhook-ingress\n"
+        ),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

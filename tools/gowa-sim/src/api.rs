@@ -99,13 +99,16 @@ async fn record(State(state): State<Arc<SimState>>, request: Request, next: Next
     response
 }
 
-/// The `latency_ms` and `hang` faults.
+/// The `hold`, `latency_ms` and `hang` faults.
 async fn inject_delays(
     State(state): State<Arc<SimState>>,
     request: Request,
     next: Next,
 ) -> Response {
     let faults = state.faults();
+    if faults.hold {
+        state.wait_while_held().await;
+    }
     if faults.latency_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(faults.latency_ms)).await;
     }

@@ -18,6 +18,10 @@ pub struct Faults {
     pub send_error: Option<SendErrorFault>,
     /// Accept every GOWA request and never answer it (client timeouts).
     pub hang: bool,
+    /// Hold every GOWA request (logged on arrival) until this fault is cleared, then answer
+    /// it as usual: a test gate that orders the server's answer after other work without
+    /// guessing how long that work takes.
+    pub hold: bool,
     /// `GET /health` answers 503 `Service Unavailable`.
     pub health_unhealthy: bool,
     /// Delay before an injected 504; `None` waits GOWA's own 45 s.

@@ -71,6 +71,8 @@ pub(crate) struct SimState {
     config: SimConfig,
     initial_devices: Vec<Device>,
     inner: Mutex<Inner>,
+    /// Whether the `hold` fault is in force; held requests wait for it to turn false.
+    held: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Debug)]
@@ -107,7 +109,15 @@ impl SimState {
             }),
             initial_devices,
             config,
+            held: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Waits while the `hold` fault is in force.
+    pub async fn wait_while_held(&self) {
+        let mut held = self.held.subscribe();
+        // `wait_for` looks at the current value first: a hold lifted already does not wait.
+        let _ = held.wait_for(|h| !*h).await;
     }
 
     pub fn config(&self) -> &SimConfig {
@@ -161,7 +171,9 @@ impl SimState {
     }
 
     pub fn set_faults(&self, faults: Faults) {
+        let hold = faults.hold;
         self.lock().faults = faults;
+        self.held.send_replace(hold);
     }
 
     /// Decides whether this send fails: consumes one use of a count-limited fault and rolls
@@ -224,6 +236,7 @@ impl SimState {
         inner.log.clear();
         inner.faults = Faults::default();
         inner.devices = self.initial_devices.clone();
+        self.held.send_replace(false);
     }
 }
 

@@ -134,6 +134,40 @@ async fn latency_is_added_before_every_route_including_health() {
 }
 
 #[tokio::test]
+async fn a_held_request_is_logged_and_answered_only_once_the_hold_is_lifted() {
+    let sim = default_sim().await;
+    sim.set_faults(Faults {
+        hold: true,
+        ..Faults::default()
+    });
+    let url = format!("{}/health", sim.base_url());
+    let pending = tokio::spawn(async move { client().get(url).send().await.unwrap().status() });
+    // Logged on arrival, and not answered while held (however long this takes to see).
+    while sim.requests_to("/health").is_empty() {
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        sim.requests_to("/health")[0].status,
+        None,
+        "answered while held"
+    );
+    assert!(!pending.is_finished());
+
+    sim.set_faults(Faults::default());
+
+    assert_eq!(pending.await.unwrap(), 200);
+    assert_eq!(sim.requests_to("/health")[0].status, Some(200));
+    // A request after the hold is lifted is not held.
+    let response = client()
+        .get(format!("{}/health", sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
 async fn unhealthy_fault_makes_health_503() {
     let sim = default_sim().await;
     sim.set_faults(Faults {

@@ -64,10 +64,11 @@ async fn receive(State(inbox): State<Inbox>, headers: HeaderMap, body: Bytes) ->
 
 fn fast_retries() -> RetryPolicy {
     RetryPolicy {
-        attempt_timeout_ms: 2_000,
+        // Timeouts that only a dead receiver reaches (these answer at once).
+        attempt_timeout_ms: 10_000,
         max_attempts: 5,
         initial_backoff_ms: 20,
-        deadline_ms: 10_000,
+        deadline_ms: 60_000,
     }
 }
 
@@ -197,18 +198,30 @@ async fn attempts_after_the_deadline_fail_without_sending() {
         .await
         .unwrap();
 
-    // Attempts start at about 0 and 100 ms; the third starts after 300 ms, past the deadline.
+    // The sleeps alone (100 + 200 + 400 + 800 ms) end past the 300 ms deadline, so the last
+    // attempt is late whatever the machine's speed; how many came before the deadline is
+    // the machine's business (about two here), so it is not asserted.
     assert!(!report.delivered);
     assert_eq!(
         report.attempts.len(),
         5,
         "Go still loops (and sleeps) after the deadline"
     );
-    assert_eq!(receiver.hits().len(), 2);
-    for late in &report.attempts[2..] {
-        assert_eq!(late.status, None);
-        assert_eq!(late.error.as_deref(), Some("context deadline exceeded"));
+    let late: Vec<_> = report
+        .attempts
+        .iter()
+        .skip_while(|a| a.status.is_some())
+        .collect();
+    assert!(!late.is_empty(), "{report:?}");
+    for a in &late {
+        assert_eq!(
+            a.status, None,
+            "no attempt is sent after the deadline: {report:?}"
+        );
+        assert_eq!(a.error.as_deref(), Some("context deadline exceeded"));
     }
+    // Every attempt before the deadline was sent, every one after it was not.
+    assert_eq!(receiver.hits().len(), report.attempts.len() - late.len());
 }
 
 #[tokio::test]
