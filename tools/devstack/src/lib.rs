@@ -2,13 +2,20 @@
 //!
 //! - [`provision`]: create the tables, queues and KMS keys of `template.yaml` in moto_server
 //!   (or wherever `AWS_ENDPOINT_URL` points), so the local stack cannot drift from what deploys.
+//! - [`mappings`] and [`event_source`]: the template's SQS event source mappings and
+//!   schedules, read from it and run against cargo-lambda's invoke API as AWS runs them.
+//! - [`platform`]: the booking platform's side of the queues (send and follow a message,
+//!   consume inbound events) and a contact's reply through the simulator.
 //! - [`LocalIssuer`]: a local ES256 JWT issuer (key, JWKS, admin and tenant tokens) and
 //!   [`JwksServer`] to serve its JWKS over HTTP on loopback.
 //!
-//! The `wagate-dev` binary wraps both for the scripts (`scripts/dev.sh`).
+//! The `wagate-dev` binary wraps them for the scripts (`scripts/dev.sh`) and for people.
 
+pub mod event_source;
 pub mod jwks_server;
 pub mod jwt;
+pub mod mappings;
+pub mod platform;
 pub mod provision;
 pub mod template;
 

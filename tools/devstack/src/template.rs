@@ -26,6 +26,8 @@ pub struct Resource {
     pub condition: Option<String>,
     /// `DependsOn`.
     pub depends_on: Vec<String>,
+    /// `Metadata` (empty when absent), e.g. SAM's `BuildProperties.Binary`.
+    pub metadata: Map<String, Json>,
 }
 
 /// A parsed template.
@@ -82,6 +84,11 @@ impl Template {
                 Some(Json::Object(map)) => map,
                 Some(_) => bail!("resource {id}: Properties is not a mapping"),
             };
+            let metadata = match definition.remove("Metadata") {
+                None | Some(Json::Null) => Map::new(),
+                Some(Json::Object(map)) => map,
+                Some(_) => bail!("resource {id}: Metadata is not a mapping"),
+            };
             let condition = match definition.remove("Condition") {
                 None => None,
                 Some(Json::String(name)) => Some(name),
@@ -106,6 +113,7 @@ impl Template {
                     properties,
                     condition,
                     depends_on,
+                    metadata,
                 },
             );
         }
