@@ -74,6 +74,12 @@ enum Command {
     /// InboundEvent (--json: the whole event), delete. Without --follow, stops when the queue
     /// is empty.
     Inbound(InboundArgs),
+    /// Print the cargo-lambda binary of every function of the template, one per line (what
+    /// `cargo lambda watch` builds with `cargo run --bin <name>`).
+    Functions {
+        #[arg(long, default_value = "template.yaml")]
+        template: PathBuf,
+    },
     /// Have a contact send a WhatsApp message to the demo device (the simulator signs it and
     /// posts it to the device's webhook, i.e. the ingress), e.g. a reply to a sent message.
     Reply(ReplyArgs),
@@ -276,6 +282,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::EventSources(args) => event_sources(args).await,
         Command::Inbound(args) => inbound(args).await,
         Command::Reply(args) => reply(args).await,
+        Command::Functions { template } => {
+            for name in Template::load(&template)?.function_binaries()? {
+                println!("{name}");
+            }
+            Ok(())
+        }
         Command::Provision(args) => provision(args).await,
         Command::JwtKeygen { dir } => {
             let (issuer, created) = LocalIssuer::load_or_generate(&dir)?;
