@@ -79,13 +79,15 @@ for ms in "$receipt_delivered_ms" "$receipt_read_ms"; do
 done
 
 # --- processes this script started, stopped on exit ------------------------------------------
-# Every process started here inherits WAGATE_DEV_RUN_ID (the caller may choose it). The
-# components run in process groups of their own (setsid), stopped group by group; cargo lambda
-# watch starts each function in yet another group, which can outlive it, so whatever still
-# carries this run's id afterwards is stopped too.
-export WAGATE_DEV_RUN_ID="${WAGATE_DEV_RUN_ID:-$$-$RANDOM$RANDOM-$(date +%s)}"
+# Every process started here inherits WAGATE_DEV_RUN_ID, fresh for each run (so nothing but
+# what this run started carries it) and written to $state/dev.run-id. The components run in
+# process groups of their own (setsid), stopped group by group; cargo lambda watch starts
+# each function in yet another group, which can outlive it, so whatever still carries this
+# run's id afterwards is stopped too.
+export WAGATE_DEV_RUN_ID="dev-$$-$RANDOM$RANDOM-$(date +%s%N)"
 started_pids=()
 moto_started=false
+echo "$WAGATE_DEV_RUN_ID" >"$state/dev.run-id"
 
 # Pids of the live processes of this run, this shell excluded (Linux /proc; elsewhere none).
 run_processes() {

@@ -4,8 +4,9 @@
 //! have the contact reply and see the reply arrive on the inbound queue, stop it with SIGINT
 //! (as Ctrl-C does) and check that every process it started is gone.
 //!
-//! Every process dev.sh starts inherits `WAGATE_DEV_RUN_ID`; the test gives it a fresh one
-//! and afterwards looks for it in every process's environment (`/proc/<pid>/environ`).
+//! Every process dev.sh starts inherits `WAGATE_DEV_RUN_ID`, fresh for each run and written
+//! to `<state>/dev.run-id`; afterwards the test looks for it in every process's environment
+//! (`/proc/<pid>/environ`).
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::net::TcpStream;
@@ -39,7 +40,6 @@ struct Ports {
 /// job); stopped with SIGKILL to its group and a sweep of its run id if the test fails early.
 struct DevStack {
     child: Option<Child>,
-    run_id: String,
     state: PathBuf,
     output: PathBuf,
     ports: Ports,
@@ -49,7 +49,6 @@ impl DevStack {
     fn start() -> DevStack {
         let state = tempdir();
         let output = state.join("dev-sh.out");
-        let run_id = format!("dev-stack-test-{}", uuid::Uuid::new_v4().simple());
         let ports = Ports {
             moto: free_port(),
             sim: free_port(),
@@ -60,7 +59,6 @@ impl DevStack {
         let child = Command::new("bash")
             .arg("scripts/dev.sh")
             .current_dir(workspace_root())
-            .env("WAGATE_DEV_RUN_ID", &run_id)
             .env("WAGATE_DEV_STATE_DIR", &state)
             .env("WAGATE_DEV_MOTO_PORT", ports.moto.to_string())
             .env("WAGATE_DEV_SIM_PORT", ports.sim.to_string())
@@ -79,11 +77,17 @@ impl DevStack {
             .expect("bash runs scripts/dev.sh");
         DevStack {
             child: Some(child),
-            run_id,
             state,
             output,
             ports,
         }
+    }
+
+    /// The run id dev.sh chose (empty before it wrote it).
+    fn run_id(&self) -> String {
+        std::fs::read_to_string(self.state.join("dev.run-id"))
+            .map(|id| id.trim().to_owned())
+            .unwrap_or_default()
     }
 
     fn output(&self) -> String {
@@ -188,9 +192,12 @@ impl Drop for DevStack {
                 libc_kill(-(child.id() as i32), SIGKILL);
             }
             let _ = child.wait();
-            for pid in processes_of_run(&self.run_id) {
-                unsafe {
-                    libc_kill(pid, SIGKILL);
+            let run_id = self.run_id();
+            if !run_id.is_empty() {
+                for pid in processes_of_run(&run_id) {
+                    unsafe {
+                        libc_kill(pid, SIGKILL);
+                    }
                 }
             }
         }
@@ -394,7 +401,9 @@ fn dev_sh_sends_delivers_reads_and_receives_a_reply_then_stops_everything_on_sig
     assert_eq!(text(&again.stdout), "", "inbound deletes what it printed");
 
     // --- Ctrl-C: everything it started is gone ---------------------------------------------
-    let running = processes_of_run(&stack.run_id);
+    let run_id = stack.run_id();
+    assert!(run_id.starts_with("dev-"), "{run_id:?}");
+    let running = processes_of_run(&run_id);
     assert!(
         running.len() >= 5,
         "dev.sh, moto, the simulator, cargo lambda and the event sources carry the run id: {:?}",
@@ -405,7 +414,7 @@ fn dev_sh_sends_delivers_reads_and_receives_a_reply_then_stops_everything_on_sig
     assert!(stack.output().contains("dev.sh: stopped"));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let left = processes_of_run(&stack.run_id);
+        let left = processes_of_run(&run_id);
         if left.is_empty() {
             break;
         }
@@ -430,12 +439,10 @@ fn dev_sh_sends_delivers_reads_and_receives_a_reply_then_stops_everything_on_sig
 
 #[test]
 fn dev_sh_refuses_a_bad_port_setting_and_starts_nothing() {
-    let run_id = format!("dev-stack-test-{}", uuid::Uuid::new_v4().simple());
     let state = tempdir();
     let out = Command::new("bash")
         .arg("scripts/dev.sh")
         .current_dir(workspace_root())
-        .env("WAGATE_DEV_RUN_ID", &run_id)
         .env("WAGATE_DEV_STATE_DIR", &state)
         .env("WAGATE_DEV_LAMBDA_PORT", "ninety")
         .stdin(Stdio::null())
@@ -447,6 +454,7 @@ fn dev_sh_refuses_a_bad_port_setting_and_starts_nothing() {
         "{}",
         text(&out.stderr)
     );
-    assert!(processes_of_run(&run_id).is_empty());
+    // It stopped before choosing a run id, provisioning or starting anything.
+    assert!(!Path::new(&state).join("dev.run-id").exists());
     assert!(!Path::new(&state).join("stack.env").exists());
 }

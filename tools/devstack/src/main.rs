@@ -553,39 +553,40 @@ async fn inbound(args: InboundArgs) -> anyhow::Result<()> {
     let sdk = stack.sdk_config().await?;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let queue = stack.var("INBOUND_QUEUE_URL")?.to_owned();
-    let work = async {
-        loop {
-            let wait = if args.follow {
-                event_source::MAX_WAIT
-            } else {
-                Duration::from_secs(1)
-            };
-            let batch = platform::receive_inbound(&sqs, &queue, wait).await?;
-            if batch.is_empty() && !args.follow {
-                return Ok::<(), anyhow::Error>(());
-            }
-            for message in batch {
-                match &message.event {
-                    Ok(event) => {
-                        if args.json {
-                            println!("{}", serde_json::to_string(event)?);
-                        } else {
-                            println!("{}", platform::summarize(event));
-                        }
-                        let _ = std::io::stdout().flush();
-                        platform::delete_inbound(&sqs, &queue, &message).await?;
+    let wait = if args.follow {
+        event_source::MAX_WAIT
+    } else {
+        Duration::from_secs(1)
+    };
+    // Ctrl-C / SIGTERM stop the wait for messages, never the handling of one: what was
+    // printed is deleted.
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let batch = tokio::select! {
+            batch = platform::receive_inbound(&sqs, &queue, wait) => batch?,
+            () = &mut shutdown => return Ok(()),
+        };
+        if batch.is_empty() && !args.follow {
+            return Ok(());
+        }
+        for message in batch {
+            match &message.event {
+                Ok(event) => {
+                    if args.json {
+                        println!("{}", serde_json::to_string(event)?);
+                    } else {
+                        println!("{}", platform::summarize(event));
                     }
-                    Err(why) => eprintln!(
-                        "wagate-dev: SQS message {} (receive {}) is not an InboundEvent, left on the queue: {why}",
-                        message.sqs_message_id, message.receive_count
-                    ),
+                    let _ = std::io::stdout().flush();
+                    platform::delete_inbound(&sqs, &queue, &message).await?;
                 }
+                Err(why) => eprintln!(
+                    "wagate-dev: SQS message {} (receive {}) is not an InboundEvent, left on the queue: {why}",
+                    message.sqs_message_id, message.receive_count
+                ),
             }
         }
-    };
-    tokio::select! {
-        result = work => result,
-        () = shutdown_signal() => Ok(()),
     }
 }
 

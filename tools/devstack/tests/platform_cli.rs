@@ -468,3 +468,73 @@ async fn inbound_json_prints_the_whole_event() {
     assert_eq!(printed, event);
     assert_eq!(s.depth("INBOUND_QUEUE_URL").await, 0);
 }
+
+#[tokio::test]
+async fn inbound_follow_prints_events_as_they_arrive_until_stopped() {
+    let Some(s) = Stack::new().await else { return };
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wagate-dev"))
+        .args(["inbound", "--follow"])
+        .env("WAGATE_DEV_ENV_FILE", &s.env_file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let event = json!({
+        "schemaVersion": 1, "tenantId": "demo", "provider": "gowa", "eventType": "receipt",
+        "providerEvent": "message.ack", "providerEventId": "3EB0BB", "dedupKey": "k2",
+        "account": null, "sessionId": null, "sender": null, "chat": null, "text": null,
+        "media": null, "replyTo": null,
+        "receipt": {"messageIds": ["3EB0BB"], "state": "delivered"},
+        "group": null, "isFromMe": null, "occurredAt": "2026-08-22T10:20:11Z",
+        "receivedAt": "2026-08-22T10:20:12Z", "raw": {}
+    });
+    // Sent after the consumer started: it is waiting on the queue, not draining and exiting.
+    s.sqs()
+        .send_message()
+        .queue_url(s.var("INBOUND_QUEUE_URL"))
+        .message_body(event.to_string())
+        .message_group_id("demo")
+        .message_deduplication_id("k2")
+        .send()
+        .await
+        .unwrap();
+
+    use tokio::io::AsyncBufReadExt as _;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("a line within a minute")
+        .unwrap()
+        .expect("a line, not the end of output");
+    assert_eq!(line, "10:20:11.000  demo  receipt  delivered 3EB0BB");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "--follow keeps running after the queue is empty"
+    );
+    // SIGTERM: it stops cleanly.
+    let pid = child.id().unwrap() as i32;
+    unsafe {
+        libc_kill(pid, 15);
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("it stops")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        s.depth("INBOUND_QUEUE_URL").await,
+        0,
+        "deleted once printed"
+    );
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
