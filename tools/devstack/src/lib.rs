@@ -46,19 +46,33 @@ pub async fn local_sdk_config() -> anyhow::Result<aws_config::SdkConfig> {
     let region = var("AWS_REGION")
         .or_else(|| var("AWS_DEFAULT_REGION"))
         .unwrap_or_else(|| "us-east-1".to_owned());
-    let credentials = aws_sdk_dynamodb::config::Credentials::new(
-        var("AWS_ACCESS_KEY_ID").unwrap_or_else(|| "test".to_owned()),
-        var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|| "test".to_owned()),
-        var("AWS_SESSION_TOKEN"),
-        None,
-        "wagate-devstack",
-    );
-    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+    Ok(sdk_config_for(
+        &endpoint,
+        &region,
+        aws_sdk_dynamodb::config::Credentials::new(
+            var("AWS_ACCESS_KEY_ID").unwrap_or_else(|| "test".to_owned()),
+            var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|| "test".to_owned()),
+            var("AWS_SESSION_TOKEN"),
+            None,
+            "wagate-devstack",
+        ),
+    )
+    .await)
+}
+
+/// SDK configuration for a local endpoint (moto_server), region and credentials, with no
+/// instance-metadata lookups.
+pub async fn sdk_config_for(
+    endpoint: &str,
+    region: &str,
+    credentials: aws_sdk_dynamodb::config::Credentials,
+) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
-        .region(aws_config::Region::new(region))
+        .region(aws_config::Region::new(region.to_owned()))
         .credentials_provider(credentials)
         .load()
-        .await)
+        .await
 }
 
 /// A fresh stack name for one test, `t-` and 16 random hex digits: valid for CloudFormation,

@@ -70,7 +70,8 @@ impl LocalStack {
     /// SDK configuration for the stack's endpoint and region (dummy credentials).
     pub async fn sdk_config(&self) -> anyhow::Result<aws_config::SdkConfig> {
         let endpoint = self.var("AWS_ENDPOINT_URL")?;
-        let region = self.var("AWS_REGION").unwrap_or("us-east-1").to_owned();
+        let region = self.var("AWS_REGION").unwrap_or("us-east-1");
+        // moto_server accepts any credentials.
         let credentials = aws_sdk_dynamodb::config::Credentials::new(
             "test",
             "test",
@@ -78,12 +79,7 @@ impl LocalStack {
             None,
             "wagate-devstack",
         );
-        Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(aws_config::Region::new(region))
-            .credentials_provider(credentials)
-            .load()
-            .await)
+        Ok(crate::sdk_config_for(endpoint, region, credentials).await)
     }
 
     /// The messages table, for following delivery records.
