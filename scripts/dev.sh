@@ -5,53 +5,137 @@
 #
 # Starts, all on 127.0.0.1:
 #   moto_server      :4566  DynamoDB, KMS, SQS, provisioned from template.yaml (stack wagate-local)
-#   gowa-sim         :3000  a GOWA WhatsApp server (basic auth demo:demo-password, device demo-device)
+#   gowa-sim         :3000  a GOWA WhatsApp server (basic auth demo:demo-password, device demo-device),
+#                           whose device webhook is the ingress: it posts signed receipts (delivered,
+#                           then read) for every message it sends, and contacts' replies
 #                    :3001  its control API
 #   cargo lambda     :9000  the functions, rebuilt on change
 #                           (http://127.0.0.1:9000/lambda-url/<function>/<path>)
 #   the dashboard           http://127.0.0.1:9000/lambda-url/config-api/dashboard
-# and stands in for EventBridge: runs the health check every WAGATE_DEV_HEALTH_EVERY seconds
-# (default 60, 0 turns it off) through cargo-lambda's invoke API, with
-# events/health-check-schedule.json.
-# creates the demo tenant `demo` through the config API, prints ready-to-paste requests, and
+#   wagate-dev event-sources   the template's event sources, as AWS runs them: the outbound
+#                           queue's SQS mapping (batches to outbound-sender, partial batch
+#                           responses, visibility timeout, redrive) and the health check's
+#                           schedule (every minute)
+# creates the demo tenant `demo` through the config API, prints ready-to-paste commands, and
 # stays in the foreground until Ctrl-C, then stops everything it started.
-# State and logs: .local/ (stack.env, jwt/, *.log).
+#
+# Environment (defaults in brackets):
+#   WAGATE_DEV_MOTO_PORT [4566], WAGATE_DEV_SIM_PORT [3000], WAGATE_DEV_SIM_CONTROL_PORT [3001],
+#   WAGATE_DEV_LAMBDA_PORT [9000]   the ports (all on 127.0.0.1)
+#   WAGATE_DEV_STATE_DIR [.local]   state and logs (stack.env, jwt/, *.log)
+#   WAGATE_DEV_STACK_NAME [wagate-local]
+#   WAGATE_DEV_HEALTH_EVERY         run the health check every N seconds instead of the
+#                                   template's rate(1 minute); 0 turns it off
+#   WAGATE_DEV_RECEIPT_DELIVERED_MS [1000], WAGATE_DEV_RECEIPT_READ_MS [2000]
+#                                   the simulator's receipts: delivered this long after a send,
+#                                   read this long after delivered (`off`: none)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+started_at=$SECONDS
 
-moto_port=4566
-sim_listen="127.0.0.1:3000"
-sim_control="127.0.0.1:3001"
-lambda_port=9000
-stack_name="wagate-local"
-state="$root/.local"
+port_setting() {
+    local name=$1 default=$2 value
+    value="${!name:-$default}"
+    if [[ ! "$value" =~ ^[0-9]+$ ]] || ((value < 1 || value > 65535)); then
+        printf 'dev.sh: %s must be a port number, not %q\n' "$name" "$value" >&2
+        exit 2
+    fi
+    echo "$value"
+}
+moto_port="$(port_setting WAGATE_DEV_MOTO_PORT 4566)"
+sim_port="$(port_setting WAGATE_DEV_SIM_PORT 3000)"
+sim_control_port="$(port_setting WAGATE_DEV_SIM_CONTROL_PORT 3001)"
+lambda_port="$(port_setting WAGATE_DEV_LAMBDA_PORT 9000)"
+stack_name="${WAGATE_DEV_STACK_NAME:-wagate-local}"
+state="${WAGATE_DEV_STATE_DIR:-$root/.local}"
+mkdir -p "$state"
+state="$(cd "$state" && pwd)"
+receipt_delivered_ms="${WAGATE_DEV_RECEIPT_DELIVERED_MS:-1000}"
+receipt_read_ms="${WAGATE_DEV_RECEIPT_READ_MS:-2000}"
+health_every="${WAGATE_DEV_HEALTH_EVERY:-}"
+sim_listen="127.0.0.1:$sim_port"
+sim_control="127.0.0.1:$sim_control_port"
 jwt_dir="$state/jwt"
 env_file="$state/stack.env"
-api="http://127.0.0.1:$lambda_port/lambda-url/config-api"
+lambda="http://127.0.0.1:$lambda_port"
+api="$lambda/lambda-url/config-api"
+webhook_url="$lambda/lambda-url/webhook-ingress/webhooks/whatsapp/demo"
 
 log() { printf 'dev.sh: %s\n' "$*" >&2; }
+# A path as the user may type it: relative to the checkout when inside it.
+shown() { local p=$1; echo "${p#"$root"/}"; }
 
-# --- processes this script started (process-group leaders), stopped on exit ----------------
+if [[ -n "$health_every" && ! "$health_every" =~ ^[0-9]+$ ]]; then
+    log "WAGATE_DEV_HEALTH_EVERY must be a number of seconds"
+    exit 2
+fi
+for ms in "$receipt_delivered_ms" "$receipt_read_ms"; do
+    [[ "$ms" =~ ^([0-9]+|off)$ ]] || {
+        log "WAGATE_DEV_RECEIPT_*_MS must be milliseconds or off, not $ms"
+        exit 2
+    }
+done
+
+# --- processes this script started, stopped on exit ------------------------------------------
+# Every process started here inherits WAGATE_DEV_RUN_ID, fresh for each run (so nothing but
+# what this run started carries it) and written to $state/dev.run-id. The components run in
+# process groups of their own (setsid), stopped group by group; cargo lambda watch starts
+# each function in yet another group, which can outlive it, so whatever still carries this
+# run's id afterwards is stopped too.
+export WAGATE_DEV_RUN_ID="dev-$$-$RANDOM$RANDOM-$(date +%s%N)"
 started_pids=()
 moto_started=false
+echo "$WAGATE_DEV_RUN_ID" >"$state/dev.run-id"
+
+# Pids of the live processes of this run, this shell excluded (Linux /proc; elsewhere none).
+run_processes() {
+    local dir pid entry
+    [[ -r /proc/self/environ ]] || return 0
+    for dir in /proc/[0-9]*; do
+        pid=${dir#/proc/}
+        [[ "$pid" == "$$" || "$pid" == "$BASHPID" ]] && continue
+        while IFS= read -r -d '' entry; do
+            if [[ "$entry" == "WAGATE_DEV_RUN_ID=$WAGATE_DEV_RUN_ID" ]]; then
+                echo "$pid"
+                break
+            fi
+        done 2>/dev/null <"$dir/environ" || true
+    done
+}
+
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    local pid
+    local pid leftovers
     for pid in "${started_pids[@]}"; do
         kill -TERM -- "-$pid" 2>/dev/null || true
     done
     for pid in "${started_pids[@]}"; do
         for _ in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
+            kill -0 -- "-$pid" 2>/dev/null || break
             sleep 0.1
         done
         kill -KILL -- "-$pid" 2>/dev/null || true
     done
     if $moto_started; then
         bash scripts/moto.sh stop "$moto_port" || true
+    fi
+    leftovers="$(run_processes)"
+    leftovers="${leftovers//$'\n'/ }"
+    if [[ -n "${leftovers// /}" ]]; then
+        log "stopping what outlived its group: $leftovers"
+        # shellcheck disable=SC2086
+        kill -TERM $leftovers 2>/dev/null || true
+        for _ in $(seq 1 30); do
+            leftovers="$(run_processes)"
+            leftovers="${leftovers//$'\n'/ }"
+            [[ -z "${leftovers// /}" ]] && break
+            sleep 0.1
+        done
+        # shellcheck disable=SC2086
+        [[ -z "${leftovers// /}" ]] || kill -KILL $leftovers 2>/dev/null || true
     fi
     log "stopped"
     exit "$status"
@@ -84,13 +168,14 @@ start() {
     setsid "$@" >"$logfile" 2>&1 </dev/null &
     local pid=$!
     started_pids+=("$pid")
-    log "$name started (pid $pid, log ${logfile#"$root"/})"
+    log "$name started (pid $pid, log $(shown "$logfile"))"
     last_pid=$pid
 }
 
-for port in 3000 3001 "$lambda_port"; do
+for port in "$sim_port" "$sim_control_port" "$lambda_port"; do
     if ! port_free "$port"; then
-        log "port 127.0.0.1:$port is in use; stop whatever holds it (an earlier dev.sh?) and retry"
+        log "port 127.0.0.1:$port is in use; stop whatever holds it (an earlier dev.sh?) and retry,"
+        log "or choose other ports (WAGATE_DEV_SIM_PORT, WAGATE_DEV_SIM_CONTROL_PORT, WAGATE_DEV_LAMBDA_PORT)"
         exit 1
     fi
 done
@@ -107,15 +192,19 @@ unset AWS_SESSION_TOKEN AWS_PROFILE
 export AWS_EC2_METADATA_DISABLED="true"
 export SAM_CLI_TELEMETRY=0
 
-mkdir -p "$state"
 bash scripts/moto.sh start "$moto_port"
 moto_started=true
 
-log "building wagate-dev and gowa-sim"
-cargo build --quiet -p wagate-devstack --bin wagate-dev -p gowa-sim --bin gowa-sim
+log "building wagate-dev, gowa-sim and the functions (the first start compiles them; later ones only check)"
+cargo build --quiet --bin wagate-dev --bin gowa-sim
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 wagate_dev="$target_dir/debug/wagate-dev"
 gowa_sim="$target_dir/debug/gowa-sim"
+# Each function the way `cargo lambda watch` builds it (`cargo run --bin <name>`: its own
+# feature set), so that the first invocation of each starts at once instead of compiling.
+for function in $("$wagate_dev" functions --template template.yaml); do
+    cargo build --quiet --bin "$function"
+done
 
 "$wagate_dev" jwt-keygen --dir "$jwt_dir"
 "$wagate_dev" provision --template template.yaml --stack-name "$stack_name" \
@@ -126,7 +215,8 @@ gowa_sim="$target_dir/debug/gowa-sim"
 start gowa-sim "$state/gowa-sim.log" "$gowa_sim" \
     --listen "$sim_listen" --control-listen "$sim_control" \
     --basic-auth demo:demo-password \
-    --device id=demo-device,jid=6281234567890@s.whatsapp.net,state=logged_in
+    --device "id=demo-device,jid=6281234567890@s.whatsapp.net,state=logged_in,webhook_url=$webhook_url,webhook_secret=secret" \
+    --receipt-delivered-ms "$receipt_delivered_ms" --receipt-read-ms "$receipt_read_ms"
 sim_pid=$last_pid
 if ! wait_http "http://$sim_listen/health" 30 "$sim_pid"; then
     log "gowa-sim did not come up; last lines of its log:"
@@ -138,7 +228,7 @@ fi
 start "cargo lambda watch" "$state/lambda-watch.log" \
     cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$lambda_port" --env-file "$env_file"
 watch_pid=$last_pid
-if ! wait_http "http://127.0.0.1:$lambda_port/" 120 "$watch_pid"; then
+if ! wait_http "$lambda/" 120 "$watch_pid"; then
     log "cargo lambda watch did not come up; last lines of its log:"
     tail -n 20 "$state/lambda-watch.log" >&2 || true
     exit 1
@@ -147,8 +237,8 @@ fi
 # --- demo tenant ---------------------------------------------------------------------------
 admin_token="$("$wagate_dev" token --dir "$jwt_dir" --admin --ttl-secs 43200)"
 tenant_token="$("$wagate_dev" token --dir "$jwt_dir" --tenant demo --ttl-secs 43200)"
-demo_body='{"provider":"gowa","primary":{"baseUrl":"http://127.0.0.1:3000","credentials":{"type":"basic","username":"demo","password":"demo-password"},"deviceId":"demo-device","region":"local"},"webhookSecrets":[{"id":"s1","secret":"secret"}],"isActive":true}'
-log "creating the demo tenant (the first request compiles config-api; this can take a few minutes)"
+demo_body="{\"provider\":\"gowa\",\"primary\":{\"baseUrl\":\"http://$sim_listen\",\"credentials\":{\"type\":\"basic\",\"username\":\"demo\",\"password\":\"demo-password\"},\"deviceId\":\"demo-device\",\"region\":\"local\"},\"webhookSecrets\":[{\"id\":\"s1\",\"secret\":\"secret\"}],\"isActive\":true}"
+log "creating the demo tenant"
 code="$(curl -sS -o "$state/demo-tenant.json" -w '%{http_code}' --max-time 900 \
     -X POST "$api/tenants/demo/whatsapp-config" \
     -H "authorization: Bearer $admin_token" \
@@ -159,15 +249,31 @@ case "$code" in
 409) log "demo tenant already exists (kept)" ;;
 *)
     log "creating the demo tenant answered HTTP $code: $(head -c 400 "$state/demo-tenant.json" 2>/dev/null || true)"
-    log "the stack stays up; see .local/lambda-watch.log"
+    log "the stack stays up; see $(shown "$state/lambda-watch.log")"
     ;;
 esac
 
-health_every="${WAGATE_DEV_HEALTH_EVERY:-60}"
-[[ "$health_every" =~ ^[0-9]+$ ]] || { log "WAGATE_DEV_HEALTH_EVERY must be a number of seconds"; exit 2; }
+# --- the event sources AWS would run: SQS mappings and schedules, from template.yaml -------
+schedule_args=()
+if [[ -n "$health_every" ]]; then
+    schedule_args=(--schedule-every-secs "$health_every")
+fi
+start "event sources" "$state/event-sources.log" "$wagate_dev" event-sources \
+    --template template.yaml --stack-name "$stack_name" --invoke-url "$lambda" "${schedule_args[@]}"
+sources_pid=$last_pid
 
 # An invoke event with a real token, for `cargo lambda invoke`.
 sed "s/REPLACE_WITH_TOKEN/$admin_token/" events/config-api-get-whatsapp-config.json >"$state/config-api-get.json"
+
+# What a user types to reach this stack from another terminal.
+dev_cmd="target/debug/wagate-dev"
+if [[ "$env_file" != "$root/.local/stack.env" ]]; then
+    dev_cmd="WAGATE_DEV_ENV_FILE=$(shown "$env_file") $dev_cmd"
+fi
+reply_cmd="$dev_cmd"
+if [[ "$sim_control_port" != 3001 ]]; then
+    reply_cmd="GOWA_SIM_CONTROL_URL=http://$sim_control $reply_cmd"
+fi
 
 cat <<EOF
 
@@ -176,53 +282,36 @@ wagate is running locally (Ctrl-C stops it all).
   config API      $api/tenants/{tenantId}/whatsapp-config
   webhooks        http://127.0.0.1:$lambda_port/lambda-url/webhook-ingress/webhooks/whatsapp/{tenantId}
                   (PUBLIC_WEBHOOK_BASE_URL: the config API shows each tenant's as webhookUrl)
+  dashboard       $api/dashboard
   GOWA simulator  http://$sim_listen (basic auth demo:demo-password), control http://$sim_control
-  moto_server     $AWS_ENDPOINT_URL (stack $stack_name; variables in ${env_file#"$root"/})
+  moto_server     $AWS_ENDPOINT_URL (stack $stack_name; variables in $(shown "$env_file"))
 
-Admin token (12 h; more with: $wagate_dev token --dir $jwt_dir --admin):
+Send your first message (in another terminal, from $(shown "$root")):
+  $dev_cmd send --tenant demo --to +6281234567890 --text "Booking confirmed" --wait
+  $reply_cmd reply --from +6281234567890 --text "Thanks, see you Saturday"
+  $dev_cmd inbound
+
+Admin token (12 h; more with: target/debug/wagate-dev token --dir $(shown "$jwt_dir") --admin):
 $admin_token
 
-Try:
-  TOKEN=\$($wagate_dev token --dir $jwt_dir --admin)
-  curl -sS -H "authorization: Bearer \$TOKEN" $api/tenants/demo/whatsapp-config
-  curl -sS -H "authorization: Bearer $tenant_token" \\
-       $api/tenants/demo/whatsapp-config
-  curl -sS -X POST -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' \\
-       --data '$demo_body' \\
-       $api/tenants/demo/whatsapp-config
-  cargo lambda invoke config-api --invoke-address 127.0.0.1 --invoke-port $lambda_port \\
-       --data-file ${state#"$root"/}/config-api-get.json
-
-Dashboard: http://127.0.0.1:$lambda_port/lambda-url/config-api/dashboard
-  sign in with the admin token above, or the demo tenant's:
+Demo tenant's token (for the dashboard):
 $tenant_token
 
-The health check runs every ${health_every}s (WAGATE_DEV_HEALTH_EVERY; 0 = never), or now with:
-  cargo lambda invoke health-check --invoke-address 127.0.0.1 --invoke-port $lambda_port \\
-       --data-file events/health-check-schedule.json
+Try:
+  TOKEN=\$(target/debug/wagate-dev token --dir $(shown "$jwt_dir") --admin)
+  curl -sS -H "authorization: Bearer \$TOKEN" $api/tenants/demo/whatsapp-config
+  cargo lambda invoke config-api --invoke-address 127.0.0.1 --invoke-port $lambda_port \\
+       --data-file $(shown "$state/config-api-get.json")
 
-Logs: ${state#"$root"/}/lambda-watch.log, ${state#"$root"/}/health-check-runs.log, ${state#"$root"/}/gowa-sim.log, ${state#"$root"/}/moto-$moto_port.log
+The health check runs every ${health_every:-60}s (WAGATE_DEV_HEALTH_EVERY; 0 = never).
+Logs: $(shown "$state")/event-sources.log (every batch and run), lambda-watch.log, gowa-sim.log;
+      moto: $(shown "$root/.local/moto-$moto_port.log")
 EOF
+log "ready in $((SECONDS - started_at)) s"
 
-# --- foreground until Ctrl-C or a component dies; the health check on its schedule -----------
-health_url="http://127.0.0.1:$lambda_port/2015-03-31/functions/health-check/invocations"
-next_health=$SECONDS
-health_pid=""
+# --- foreground until Ctrl-C or a component dies ------------------------------------------------
 while true; do
-    if ((health_every > 0 && SECONDS >= next_health)); then
-        next_health=$((SECONDS + health_every))
-        # One run at a time (the first one compiles the function).
-        if [[ -z "$health_pid" ]] || ! kill -0 "$health_pid" 2>/dev/null; then
-            {
-                printf '%s ' "$(date -u +%FT%TZ)"
-                curl -sS --max-time 600 -X POST -H 'content-type: application/json' \
-                    --data-binary @events/health-check-schedule.json "$health_url" || true
-                echo
-            } >>"$state/health-check-runs.log" 2>&1 &
-            health_pid=$!
-        fi
-    fi
-    for pid in "$sim_pid" "$watch_pid"; do
+    for pid in "$sim_pid" "$watch_pid" "$sources_pid"; do
         if ! kill -0 "$pid" 2>/dev/null; then
             log "a component exited (pid $pid); stopping the rest"
             exit 1

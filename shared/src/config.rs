@@ -8,7 +8,26 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use time::OffsetDateTime;
+
 use crate::net::{EgressPolicy, HttpTimeouts};
+
+/// 2001-01-01T00:00:00Z in epoch milliseconds.
+const EPOCH_MS_2001: i128 = 978_307_200_000;
+
+/// Time left of an invocation whose context says `deadline_ms`. AWS gives the deadline in
+/// milliseconds since the epoch; cargo-lambda's emulator (1.9, under `cargo lambda watch`)
+/// gives its timeout itself (e.g. 600000). Nothing before 2001 can be a real deadline, so
+/// such a value is read as a duration from now.
+pub fn invocation_time_left(deadline_ms: u64, now: OffsetDateTime) -> Duration {
+    let deadline = i128::from(deadline_ms);
+    let remaining_ms = if deadline < EPOCH_MS_2001 {
+        deadline
+    } else {
+        deadline - now.unix_timestamp_nanos() / 1_000_000
+    };
+    Duration::from_millis(remaining_ms.max(0) as u64)
+}
 
 type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 

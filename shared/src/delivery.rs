@@ -41,6 +41,10 @@ use crate::tenant::{EndpointRole, TenantId};
 
 /// GSI of the messages table over `providerKey` (`tenantId#providerMessageId`), keys only.
 pub const INDEX_BY_PROVIDER_MESSAGE: &str = "byProviderMessage";
+/// GSI of the messages table over `tenantId` and `createdAt` (every attribute): a tenant's
+/// records newest first, for the dashboard. Records of bodies that named no tenant have no
+/// `tenantId` and stay out of it.
+pub const INDEX_BY_TENANT: &str = "byTenant";
 
 /// Where a message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -100,6 +104,12 @@ pub struct DeliveryRecord {
     pub lock_expires_at: Option<i64>,
     #[serde(default)]
     pub provider_message_id: Option<String>,
+    /// The recipient as the producer wrote it (`to`).
+    #[serde(default)]
+    pub recipient: Option<String>,
+    /// `text`, `image` or `document`.
+    #[serde(default)]
+    pub content_type: Option<String>,
     /// Base URL of the server that took (or maybe took) the message.
     #[serde(default)]
     pub endpoint: Option<String>,
@@ -147,6 +157,8 @@ pub fn rejected_key(sqs_message_id: &str) -> String {
 pub enum DeliveryError {
     #[error("DynamoDB request failed: {0}")]
     Backend(String),
+    #[error("invalid page cursor")]
+    InvalidCursor,
     #[error("stored record {pk} cannot be read: {reason}")]
     Corrupt { pk: String, reason: String },
 }
@@ -509,7 +521,8 @@ impl DeliveryStore {
             .key("pk", s(&record_key(&msg.tenant_id, &msg.idempotency_key)))
             .update_expression(
                 "SET #state = :inprog, lockOwner = :owner, lockExpiresAt = :until, \
-                 tenantId = :t, idempotencyKey = :k, sqsMessageId = :sqs, updatedAt = :now, \
+                 tenantId = :t, idempotencyKey = :k, recipient = :to, contentType = :ct, \
+                 sqsMessageId = :sqs, updatedAt = :now, \
                  createdAt = if_not_exists(createdAt, :now), expiresAt = :ttl \
                  REMOVE providerMessageId, providerKey, endpoint, endpointRole \
                  ADD attempts :one",
@@ -526,6 +539,8 @@ impl DeliveryStore {
                 (":until".into(), n(until_ms)),
                 (":t".into(), s(msg.tenant_id.as_str())),
                 (":k".into(), s(&msg.idempotency_key)),
+                (":to".into(), s(&msg.to)),
+                (":ct".into(), s(content_type(&msg.content))),
                 (":sqs".into(), s(r.sqs_message_id)),
                 (":now".into(), ts(now)),
                 (":ttl".into(), self.ttl(now)),
@@ -766,6 +781,49 @@ impl DeliveryStore {
         }
     }
 
+    /// One page of `tenant`'s records, newest first (by `createdAt`, through
+    /// [`INDEX_BY_TENANT`]); expired ones are left out. `cursor` is the `next_cursor` of the
+    /// page before.
+    pub async fn recent(
+        &self,
+        tenant: &TenantId,
+        limit: u32,
+        cursor: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<RecentPage, DeliveryError> {
+        let start = cursor.map(|c| decode_cursor(tenant, c)).transpose()?;
+        let out = self
+            .client
+            .query()
+            .table_name(&self.messages_table)
+            .index_name(INDEX_BY_TENANT)
+            .key_condition_expression("tenantId = :t")
+            .expression_attribute_values(":t", s(tenant.as_str()))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 1000) as i32)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(backend)?;
+        let mut records = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            let pk = item
+                .get("pk")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            let record = parse(&pk, item)?;
+            if !record.is_expired(now) {
+                records.push(record);
+            }
+        }
+        let next_cursor = out.last_evaluated_key.as_ref().and_then(encode_cursor);
+        Ok(RecentPage {
+            records,
+            next_cursor,
+        })
+    }
+
     /// Applies a delivery receipt: `sent → delivered → read`, `sent → read`, never
     /// backwards. Looks the record up by the provider's message id within the tenant.
     pub async fn apply_receipt(
@@ -898,6 +956,61 @@ fn role_str(role: EndpointRole) -> &'static str {
     match role {
         EndpointRole::Primary => "primary",
         EndpointRole::Backup => "backup",
+    }
+}
+
+/// A page of [`DeliveryStore::recent`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentPage {
+    pub records: Vec<DeliveryRecord>,
+    /// Opaque; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `text`, `image` or `document`.
+fn content_type(content: &crate::outbound::MessageContent) -> &'static str {
+    use crate::outbound::MessageContent;
+    match content {
+        MessageContent::Text { .. } => "text",
+        MessageContent::Image { .. } => "image",
+        MessageContent::Document { .. } => "document",
+    }
+}
+
+/// The position after a record in the tenant index: its `createdAt` and `pk`, base64url JSON
+/// (the tenant is the one of the path, never the cursor's).
+fn encode_cursor(key: &HashMap<String, AttributeValue>) -> Option<String> {
+    use base64::Engine as _;
+    let created = key.get("createdAt")?.as_s().ok()?;
+    let pk = key.get("pk")?.as_s().ok()?;
+    let json = serde_json::json!({ "c": created, "p": pk }).to_string();
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
+}
+
+fn decode_cursor(
+    tenant: &TenantId,
+    cursor: &str,
+) -> Result<HashMap<String, AttributeValue>, DeliveryError> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| DeliveryError::InvalidCursor)?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|_| DeliveryError::InvalidCursor)?;
+    let created = value["c"]
+        .as_str()
+        .filter(|c| !c.is_empty() && c.len() <= 64);
+    let pk = value["p"].as_str();
+    match (created, pk) {
+        // Another tenant's cursor cannot move this tenant's listing anywhere.
+        (Some(created), Some(pk)) if pk.starts_with(&format!("{tenant}#")) && pk.len() <= 300 => {
+            Ok(HashMap::from([
+                ("tenantId".to_string(), s(tenant.as_str())),
+                ("createdAt".to_string(), s(created)),
+                ("pk".to_string(), s(pk)),
+            ]))
+        }
+        _ => Err(DeliveryError::InvalidCursor),
     }
 }
 

@@ -225,6 +225,17 @@ try {
     await waitText("#connection-status", /server down/);
   });
 
+  await step("recent messages: listed with recipient, state and server; a key opens the record", async () => {
+    await waitText("#messages", /order-4711/);
+    await waitText("#messages", /\+6289685028129/);
+    await waitText("#messages", /delivered/);
+    await page.click("#messages button.message-open");
+    await waitText("#lookup-facts", /State\s*delivered/);
+    await waitText("#lookup-facts", /To\s*\+6289685028129/);
+    assert.equal(await page.evaluate(() => document.activeElement && document.activeElement.id), "lookup-result");
+    assert.equal(await page.inputValue("#lookup-key"), "order-4711");
+  });
+
   await step("message lookup: a delivered message, and an unknown key", async () => {
     await page.fill("#lookup-key", "order-4711");
     await page.press("#lookup-key", "Enter");

@@ -168,6 +168,17 @@ async fn dashboard_in_chromium_against_the_local_stack() {
         .put_item()
         .table_name(stack.env()["MESSAGES_TABLE"].clone())
         .item("pk", AttributeValue::S(format!("{TENANT}#order-4711")))
+        .item("tenantId", AttributeValue::S(TENANT.into()))
+        .item("idempotencyKey", AttributeValue::S("order-4711".into()))
+        .item("recipient", AttributeValue::S("+6289685028129".into()))
+        .item("contentType", AttributeValue::S("text".into()))
+        .item(
+            "createdAt",
+            AttributeValue::S(
+                now.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap(),
+            ),
+        )
         .item("state", AttributeValue::S("delivered".into()))
         .item("attempts", AttributeValue::N("1".into()))
         .item("providerMessageId", AttributeValue::S("3EB0C4F1A2".into()))

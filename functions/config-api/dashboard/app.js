@@ -242,8 +242,11 @@ function resetViews() {
   state.testing = null;
   currentTenant = null;
   fleetTenants = [];
+  messageRows = [];
+  messagesCursor = null;
+  $("messages-more").hidden = true;
   $("tenant-title").textContent = "Tenant";
-  for (const id of ["status-facts", "chart", "failures", "switches", "lookup-result", "endpoints", "tenants", "fleet-failovers", "test-results"]) {
+  for (const id of ["status-facts", "chart", "failures", "switches", "messages", "lookup-result", "endpoints", "tenants", "fleet-failovers", "test-results"]) {
     fill(id);
   }
   for (const id of ["chart-summary", "tenants-count", "settings-intro"]) $(id).textContent = "";
@@ -330,8 +333,10 @@ async function loadTenant(tenant) {
     fill("failures");
     fill("switches");
     $("chart-summary").textContent = "";
+    loadMessages(tenant, null);
     return;
   }
+  loadMessages(tenant, null);
   const s = status.value;
   renderStatus(s);
   renderUnusableSecrets(s);
@@ -627,6 +632,74 @@ function renderSwitches(items) {
   );
 }
 
+// ---------------------------------------------------------------------------------------
+// Recent messages (GET /tenants/{id}/messages, newest first; a key opens its record)
+// ---------------------------------------------------------------------------------------
+
+const MESSAGES_PAGE = 20;
+let messagesCursor = null;
+let messageRows = [];
+
+async function loadMessages(tenant, cursor) {
+  if (!cursor) {
+    messageRows = [];
+    fill("messages", el("p", { class: "empty" }, "loading…"));
+  }
+  const query = "?limit=" + MESSAGES_PAGE + (cursor ? "&cursor=" + enc(cursor) : "");
+  try {
+    const page = await api("GET", "/tenants/" + enc(tenant) + "/messages" + query);
+    if (tenant !== currentTenant) return;
+    messageRows = messageRows.concat(page.items || []);
+    messagesCursor = page.nextCursor || null;
+    renderMessages();
+  } catch (e) {
+    if (e instanceof StaleAnswer || tenant !== currentTenant) return;
+    fill("messages", el("p", { class: "error" }, "Messages unavailable: " + e.message));
+    $("messages-more").hidden = true;
+  }
+}
+
+function renderMessages() {
+  const server = (m) => (m.endpoint ? el("span", {}, (m.endpointRole || "") + " ", el("code", {}, m.endpoint)) : "—");
+  fill(
+    "messages",
+    table(
+      [
+        {
+          title: "Key",
+          value: (m) =>
+            el(
+              "button",
+              {
+                type: "button",
+                class: "quiet message-open",
+                "aria-label": "Open message " + m.idempotencyKey,
+                onclick: () => openMessage(m.idempotencyKey),
+              },
+              m.idempotencyKey,
+            ),
+        },
+        { title: "To", value: (m) => m.to || "—" },
+        { title: "State", value: (m) => el("span", { class: "state state-" + m.state }, m.state.replace("_", " ")) },
+        { title: "Server", value: server },
+        { title: "Queued", value: (m) => when(m.createdAt) },
+        { title: "Sent", value: (m) => (m.sentAt ? when(m.sentAt) : "—") },
+        { title: "Delivered", value: (m) => (m.deliveredAt ? when(m.deliveredAt) : "—") },
+        { title: "Read", value: (m) => (m.readAt ? when(m.readAt) : "—") },
+      ],
+      messageRows,
+      "No messages sent for this tenant yet.",
+    ),
+  );
+  $("messages-more").hidden = !messagesCursor;
+}
+
+/** Shows one message's whole record in "Find a message". */
+function openMessage(key) {
+  $("lookup-key").value = key;
+  lookupMessage(null).then(() => $("lookup-result").focus({ preventScroll: false }));
+}
+
 function clearLookup() {
   $("lookup-key").value = "";
   $("lookup-key").removeAttribute("aria-invalid");
@@ -634,7 +707,7 @@ function clearLookup() {
 }
 
 async function lookupMessage(ev) {
-  ev.preventDefault();
+  if (ev) ev.preventDefault();
   const key = $("lookup-key").value.trim();
   const out = $("lookup-result");
   if (!key) {
@@ -649,6 +722,8 @@ async function lookupMessage(ev) {
     if (gen !== state.gen) return;
     const rows = [
       ["State", m.state],
+      ["To", m.to],
+      ["Content", m.contentType],
       ["Attempts", String(m.attempts)],
       ["Server", m.endpoint ? (m.endpointRole || "") + " " + m.endpoint : null],
       ["Provider message id", m.providerMessageId],
@@ -1158,6 +1233,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("tenant-refresh").addEventListener("click", () => loadTenant(currentTenant));
   $("admin-refresh").addEventListener("click", () => loadAdmin());
   $("lookup-form").addEventListener("submit", lookupMessage);
+  $("messages-more").addEventListener("click", () => loadMessages(currentTenant, messagesCursor));
   $("filter-status").addEventListener("change", renderTenants);
   $("filter-text").addEventListener("input", renderTenants);
   $("tenant-filter").addEventListener("submit", (ev) => ev.preventDefault());

@@ -15,6 +15,7 @@
 //! | `POST /tenants/{tenantId}/whatsapp-config/switch` | tenant or admin | activate / swap / replace an endpoint after a passing connection test (200, 422) |
 //! | `GET /tenants/{tenantId}/audit?limit=&cursor=` | tenant or admin | audit log, newest first |
 //! | `GET /tenants/{tenantId}/status` | tenant or admin | dashboard status |
+//! | `GET /tenants/{tenantId}/messages?limit=&cursor=` | tenant or admin | the tenant's outbound messages, newest first |
 //! | `GET /tenants/{tenantId}/messages/{idempotencyKey}` | tenant or admin | an outbound message's delivery record |
 //! | `GET /tenants/{tenantId}/history?hours=` | tenant or admin | health-check points of the tenant's servers (last 24 h) |
 //! | `GET /admin/failovers?hours=` | admin | automatic failovers and failbacks of every tenant, newest first |
@@ -129,6 +130,7 @@ pub(crate) enum Route {
     Audit(TenantId),
     Status(TenantId),
     Message(TenantId, String),
+    Messages(TenantId),
     History(TenantId),
     Endpoints,
     Failovers,
@@ -163,6 +165,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/tenants/{tenantId}/whatsapp-config/switch"),
     ("GET", "/tenants/{tenantId}/audit"),
     ("GET", "/tenants/{tenantId}/status"),
+    ("GET", "/tenants/{tenantId}/messages"),
     ("GET", "/tenants/{tenantId}/messages/{idempotencyKey}"),
     ("GET", "/tenants/{tenantId}/history"),
     ("GET", "/admin/endpoints"),
@@ -240,6 +243,7 @@ pub(crate) fn parse_route(path: &str) -> Result<Route, ApiError> {
             [id, "whatsapp-config", "switch"] => Ok(Route::Switch(tenant(id)?)),
             [id, "audit"] => Ok(Route::Audit(tenant(id)?)),
             [id, "status"] => Ok(Route::Status(tenant(id)?)),
+            [id, "messages"] => Ok(Route::Messages(tenant(id)?)),
             [id, "messages", key] => Ok(Route::Message(tenant(id)?, percent_decode(key))),
             [id, "history"] => Ok(Route::History(tenant(id)?)),
             _ => Err(ApiError::NoRoute),
@@ -324,6 +328,7 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
     | Route::Audit(t)
     | Route::Status(t)
     | Route::Message(t, _)
+    | Route::Messages(t)
     | Route::History(t) = &route
     {
         tracing::Span::current().record("tenant_id", t.as_str());
@@ -369,6 +374,10 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
         Route::Message(t, key) => {
             only(Method::GET, "GET")?;
             ops::message(app, t, &key).await
+        }
+        Route::Messages(t) => {
+            only(Method::GET, "GET")?;
+            ops::messages(app, req, t).await
         }
         Route::History(t) => {
             only(Method::GET, "GET")?;

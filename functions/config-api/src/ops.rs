@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::info;
 use wagate::Secret;
+use wagate::delivery::{DeliveryError, DeliveryRecord};
 use wagate::health::EndpointHealth;
 use wagate::secrets::Purpose;
 use wagate::store::{from_item, to_item};
@@ -917,6 +918,12 @@ pub struct MessageView {
     pub idempotency_key: String,
     pub state: String,
     pub attempts: u32,
+    /// The recipient as the producer wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// `text`, `image` or `document`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_message_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -959,23 +966,77 @@ pub async fn message(app: &App, tenant: TenantId, key: &str) -> Result<Response<
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
         .ok_or(ApiError::MessageNotFound)?;
-    let view = MessageView {
-        tenant_id: tenant.to_string(),
-        idempotency_key: key.to_string(),
-        state: rec.state.as_str().to_string(),
-        attempts: rec.attempts,
-        provider_message_id: rec.provider_message_id,
-        endpoint: rec.endpoint,
-        endpoint_role: rec.endpoint_role,
-        error_class: rec.error_class,
-        reason: rec.reason,
-        created_at: rec.created_at,
-        updated_at: rec.updated_at,
-        sent_at: rec.sent_at,
-        delivered_at: rec.delivered_at,
-        read_at: rec.read_at,
-    };
-    to_json(StatusCode::OK, &view)
+    to_json(StatusCode::OK, &MessageView::of(&tenant, key, rec))
+}
+
+impl MessageView {
+    fn of(tenant: &TenantId, key: &str, rec: DeliveryRecord) -> MessageView {
+        MessageView {
+            tenant_id: tenant.to_string(),
+            idempotency_key: key.to_string(),
+            state: rec.state.as_str().to_string(),
+            attempts: rec.attempts,
+            to: rec.recipient,
+            content_type: rec.content_type,
+            provider_message_id: rec.provider_message_id,
+            endpoint: rec.endpoint,
+            endpoint_role: rec.endpoint_role,
+            error_class: rec.error_class,
+            reason: rec.reason,
+            created_at: rec.created_at,
+            updated_at: rec.updated_at,
+            sent_at: rec.sent_at,
+            delivered_at: rec.delivered_at,
+            read_at: rec.read_at,
+        }
+    }
+}
+
+/// One page of a tenant's messages, newest first.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagePage {
+    pub items: Vec<MessageView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /tenants/{id}/messages?limit=&cursor=`: the tenant's outbound messages, newest first
+/// (records are kept `MESSAGE_RETENTION_DAYS`, also after the tenant's config is deleted).
+pub async fn messages(
+    app: &App,
+    req: &Request,
+    tenant: TenantId,
+) -> Result<Response<Body>, ApiError> {
+    let (limit, cursor) = page_limit(req)?;
+    let page = app
+        .deliveries
+        .recent(&tenant, limit, cursor.as_deref(), OffsetDateTime::now_utc())
+        .await
+        .map_err(|e| match e {
+            DeliveryError::InvalidCursor => ApiError::BadRequest("invalid cursor".into()),
+            other => ApiError::Unavailable(other.to_string()),
+        })?;
+    let prefix = format!("{tenant}#");
+    let items = page
+        .records
+        .into_iter()
+        .map(|rec| {
+            let key = rec
+                .idempotency_key
+                .clone()
+                .or_else(|| rec.pk.strip_prefix(&prefix).map(str::to_owned))
+                .unwrap_or_default();
+            MessageView::of(&tenant, &key, rec)
+        })
+        .collect();
+    to_json(
+        StatusCode::OK,
+        &MessagePage {
+            items,
+            next_cursor: page.next_cursor,
+        },
+    )
 }
 
 /// `GET /admin/endpoints`: every server's health record (the health check writes them).

@@ -888,26 +888,12 @@ fn group_servers(tenants: &[TenantRecord]) -> Vec<Server> {
     map.into_values().collect()
 }
 
-/// The Lambda deadline (ms since the epoch) as an `Instant`, less a safety margin.
+/// The Lambda deadline (ms since the epoch, or cargo-lambda's timeout:
+/// [`wagate::config::invocation_time_left`]) as an `Instant`, less a safety margin.
 pub fn deadline_from_epoch_ms(deadline_ms: u64, margin: Duration) -> Instant {
-    let now_ms = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    Instant::now() + time_left(deadline_ms, now_ms).saturating_sub(margin)
+    let remaining = wagate::config::invocation_time_left(deadline_ms, OffsetDateTime::now_utc());
+    Instant::now() + remaining.saturating_sub(margin)
 }
-
-/// The time left until `deadline_ms` at `now_ms` (both ms since the epoch).
-fn time_left(deadline_ms: u64, now_ms: i128) -> Duration {
-    let remaining_ms = if i128::from(deadline_ms) < EPOCH_MS_2001 {
-        // cargo-lambda's emulator (1.9) hands the timeout itself (e.g. 600000) instead of an
-        // epoch deadline; nothing before 2001 can be a real deadline, so read it as a duration.
-        i128::from(deadline_ms)
-    } else {
-        i128::from(deadline_ms) - now_ms
-    };
-    Duration::from_millis(remaining_ms.max(0) as u64)
-}
-
-/// 2001-01-01T00:00:00Z in epoch milliseconds.
-const EPOCH_MS_2001: i128 = 978_307_200_000;
 
 #[cfg(test)]
 mod tests {
@@ -919,6 +905,10 @@ mod tests {
         // At a fixed "now", so nothing depends on how long the test takes.
         let now_ms: i128 = 1_795_867_200_000;
         let at = |d: i128| u64::try_from(now_ms + d).unwrap();
+        let time_left = |deadline_ms: u64, now_ms: i128| {
+            let now = OffsetDateTime::from_unix_timestamp_nanos(now_ms * 1_000_000).unwrap();
+            wagate::config::invocation_time_left(deadline_ms, now)
+        };
         assert_eq!(time_left(at(20_000), now_ms), Duration::from_secs(20));
         // cargo-lambda sends 600000 (its timeout) rather than an epoch deadline.
         assert_eq!(time_left(600_000, now_ms), Duration::from_secs(600));

@@ -910,15 +910,29 @@ fn group_of(record: &SqsMessage, msg: &OutboundMessage) -> String {
         .unwrap_or_else(|| msg.tenant_id.to_string())
 }
 
-/// The invocation deadline from the Lambda context (epoch milliseconds).
+/// The invocation deadline from the Lambda context: epoch milliseconds in AWS, the timeout
+/// itself under cargo-lambda's emulator ([`wagate::config::invocation_time_left`]), so a local
+/// run's locks and rate-limit waits see the time really left rather than a deadline in 1970.
 pub fn deadline_from_ms(ms: u64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or_else(|_| OffsetDateTime::now_utc() + Duration::from_secs(30))
+    let now = OffsetDateTime::now_utc();
+    now + wagate::config::invocation_time_left(ms, now)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadline_is_an_epoch_in_aws_and_a_duration_under_the_emulator() {
+        let now = OffsetDateTime::now_utc();
+        let in_30s = (now + Duration::from_secs(30)).unix_timestamp_nanos() / 1_000_000;
+        let aws = deadline_from_ms(in_30s as u64);
+        assert!((aws - now).whole_seconds() >= 29 && (aws - now).whole_seconds() <= 30);
+        // cargo-lambda 1.9 sends its timeout (600000) instead of an epoch deadline.
+        let emulator = deadline_from_ms(600_000);
+        let left = (emulator - now).whole_seconds();
+        assert!((599..=600).contains(&left), "{left}");
+    }
 
     #[test]
     fn response_lists_exactly_the_records_not_acknowledged() {

@@ -2,13 +2,20 @@
 //!
 //! - [`provision`]: create the tables, queues and KMS keys of `template.yaml` in moto_server
 //!   (or wherever `AWS_ENDPOINT_URL` points), so the local stack cannot drift from what deploys.
+//! - [`mappings`] and [`event_source`]: the template's SQS event source mappings and
+//!   schedules, read from it and run against cargo-lambda's invoke API as AWS runs them.
+//! - [`platform`]: the booking platform's side of the queues (send and follow a message,
+//!   consume inbound events) and a contact's reply through the simulator.
 //! - [`LocalIssuer`]: a local ES256 JWT issuer (key, JWKS, admin and tenant tokens) and
 //!   [`JwksServer`] to serve its JWKS over HTTP on loopback.
 //!
-//! The `wagate-dev` binary wraps both for the scripts (`scripts/dev.sh`).
+//! The `wagate-dev` binary wraps them for the scripts (`scripts/dev.sh`) and for people.
 
+pub mod event_source;
 pub mod jwks_server;
 pub mod jwt;
+pub mod mappings;
+pub mod platform;
 pub mod provision;
 pub mod template;
 
@@ -39,19 +46,33 @@ pub async fn local_sdk_config() -> anyhow::Result<aws_config::SdkConfig> {
     let region = var("AWS_REGION")
         .or_else(|| var("AWS_DEFAULT_REGION"))
         .unwrap_or_else(|| "us-east-1".to_owned());
-    let credentials = aws_sdk_dynamodb::config::Credentials::new(
-        var("AWS_ACCESS_KEY_ID").unwrap_or_else(|| "test".to_owned()),
-        var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|| "test".to_owned()),
-        var("AWS_SESSION_TOKEN"),
-        None,
-        "wagate-devstack",
-    );
-    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+    Ok(sdk_config_for(
+        &endpoint,
+        &region,
+        aws_sdk_dynamodb::config::Credentials::new(
+            var("AWS_ACCESS_KEY_ID").unwrap_or_else(|| "test".to_owned()),
+            var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|| "test".to_owned()),
+            var("AWS_SESSION_TOKEN"),
+            None,
+            "wagate-devstack",
+        ),
+    )
+    .await)
+}
+
+/// SDK configuration for a local endpoint (moto_server), region and credentials, with no
+/// instance-metadata lookups.
+pub async fn sdk_config_for(
+    endpoint: &str,
+    region: &str,
+    credentials: aws_sdk_dynamodb::config::Credentials,
+) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
-        .region(aws_config::Region::new(region))
+        .region(aws_config::Region::new(region.to_owned()))
         .credentials_provider(credentials)
         .load()
-        .await)
+        .await
 }
 
 /// A fresh stack name for one test, `t-` and 16 random hex digits: valid for CloudFormation,

@@ -4,23 +4,35 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use time::OffsetDateTime;
+use wagate_devstack::event_source::{self, Invoker, QueueSource, ScheduleSource};
 use wagate_devstack::jwt::{DEFAULT_AUDIENCE, DEFAULT_ISSUER};
-use wagate_devstack::{JwksServer, LocalIssuer, TokenSpec};
+use wagate_devstack::mappings::EventSources;
+use wagate_devstack::platform::{self, Content, Followed, LocalStack, Observed, Until};
+use wagate_devstack::{JwksServer, LocalIssuer, Template, TokenSpec};
 
 const DEFAULT_JWKS_LISTEN: &str = "127.0.0.1:9001";
+const DEFAULT_ENV_FILE: &str = ".local/stack.env";
 
 #[derive(Parser)]
 #[command(
     name = "wagate-dev",
-    about = "wagate local stack: provision moto_server, local JWTs"
+    about = "wagate local stack: provision moto_server, run the event sources, send and receive \
+             messages as the platform does, local JWTs"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// Exit statuses of `send --wait` beyond 0 (done) and 2 (bad input, from clap and `bail!`).
+const EXIT_FAILED: u8 = 1;
+const EXIT_TIMED_OUT: u8 = 3;
 
 #[derive(Subcommand)]
 enum Command {
@@ -47,6 +59,150 @@ enum Command {
         #[arg(long, default_value = DEFAULT_JWKS_LISTEN)]
         listen: SocketAddr,
     },
+    /// Run the template's event sources until stopped, as AWS runs them: every SQS event
+    /// source mapping (long poll, batches of BatchSize to the function through cargo-lambda's
+    /// invoke API, partial batch responses, visibility timeout, redrive) and every rate()
+    /// schedule. One log line per batch and run on stderr.
+    EventSources(EventSourcesArgs),
+    /// Put an OutboundMessage on the outbound queue as a producer does (group = tenant,
+    /// deduplication id = idempotency key) and print its idempotency key; with --wait, follow
+    /// its delivery record and print each state. Exit status with --wait: 0 when it reached
+    /// --until (or was sent and is still waiting for a receipt at the timeout), 1 failed or
+    /// unknown, 3 still not sent at the timeout; 2 for bad input (nothing is enqueued).
+    Send(SendArgs),
+    /// Read the inbound queue as the platform's consumer does: receive, print one line per
+    /// InboundEvent (--json: the whole event), delete. Without --follow, stops when the queue
+    /// is empty.
+    Inbound(InboundArgs),
+    /// Print the cargo-lambda binary of every function of the template, one per line (what
+    /// `cargo lambda watch` builds with `cargo run --bin <name>`).
+    Functions {
+        #[arg(long, default_value = "template.yaml")]
+        template: PathBuf,
+    },
+    /// Have a contact send a WhatsApp message to the demo device (the simulator signs it and
+    /// posts it to the device's webhook, i.e. the ingress), e.g. a reply to a sent message.
+    Reply(ReplyArgs),
+}
+
+#[derive(Args)]
+struct StackArgs {
+    /// The local stack's env file (written by scripts/dev.sh).
+    #[arg(long, env = "WAGATE_DEV_ENV_FILE", default_value = DEFAULT_ENV_FILE)]
+    env_file: PathBuf,
+}
+
+#[derive(Args)]
+struct EventSourcesArgs {
+    #[arg(long, default_value = "template.yaml")]
+    template: PathBuf,
+    #[arg(long, default_value = "wagate-local")]
+    stack_name: String,
+    /// Template parameter value, NAME=VALUE (repeatable); others take their Default.
+    #[arg(long = "parameter", value_name = "NAME=VALUE")]
+    parameters: Vec<String>,
+    /// Base URL of cargo-lambda's invoke API (`cargo lambda watch --invoke-port`).
+    #[arg(long, default_value = "http://127.0.0.1:9000")]
+    invoke_url: String,
+    /// Run every schedule this often instead of its rate() (0: no schedules).
+    #[arg(long, value_name = "SECONDS")]
+    schedule_every_secs: Option<u64>,
+    /// Long-poll wait of each receive (SQS allows 0-20 s).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=20))]
+    wait_secs: u64,
+    /// Time allowed beyond each function's Timeout before an invocation counts as timed out.
+    #[arg(long, default_value_t = 0)]
+    invoke_grace_secs: u64,
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("content").required(true).args(["text", "image", "document"])))]
+struct SendArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// The tenant whose WhatsApp server sends it.
+    #[arg(long)]
+    tenant: String,
+    /// Recipient: a number in international format (+6281234567890) or a JID.
+    #[arg(long)]
+    to: String,
+    /// A text message.
+    #[arg(long)]
+    text: Option<String>,
+    /// An image by URL (the WhatsApp server downloads it).
+    #[arg(long, value_name = "URL")]
+    image: Option<String>,
+    /// A document by URL.
+    #[arg(long, value_name = "URL")]
+    document: Option<String>,
+    /// Caption of an image or document.
+    #[arg(long, conflicts_with = "text")]
+    caption: Option<String>,
+    /// File name of a document.
+    #[arg(long, requires = "document")]
+    filename: Option<String>,
+    /// Provider message id this message replies to.
+    #[arg(long)]
+    reply_to: Option<String>,
+    /// The idempotency key (default: a fresh dev-<time>-<random>); one key is sent at most once.
+    #[arg(long)]
+    key: Option<String>,
+    /// Follow the delivery record and print each state.
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: the state to wait for (sent, delivered, read).
+    #[arg(long, default_value = "read", requires = "wait")]
+    until: Until,
+    /// With --wait: give up after this many seconds.
+    #[arg(long, default_value_t = 60, requires = "wait")]
+    timeout_secs: u64,
+}
+
+#[derive(Args)]
+struct InboundArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// Keep receiving until stopped (Ctrl-C).
+    #[arg(long)]
+    follow: bool,
+    /// Print each InboundEvent as one line of JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("replied").args(["reply_to", "reply_to_key"])))]
+struct ReplyArgs {
+    /// The simulator's control API.
+    #[arg(
+        long,
+        env = "GOWA_SIM_CONTROL_URL",
+        default_value = "http://127.0.0.1:3001"
+    )]
+    sim_control: String,
+    /// The contact: a number in international format or a user JID.
+    #[arg(long)]
+    from: String,
+    /// The message text.
+    #[arg(long)]
+    text: String,
+    /// The contact's display name.
+    #[arg(long)]
+    name: Option<String>,
+    /// The receiving device (default: the simulator's only device).
+    #[arg(long)]
+    device: Option<String>,
+    /// Provider message id of the message this one answers.
+    #[arg(long)]
+    reply_to: Option<String>,
+    /// Idempotency key of the sent message this one answers (looked up in the messages table).
+    #[arg(long, requires = "tenant")]
+    reply_to_key: Option<String>,
+    /// The tenant of --reply-to-key.
+    #[arg(long)]
+    tenant: Option<String>,
+    #[command(flatten)]
+    stack: StackArgs,
 }
 
 #[derive(Args)]
@@ -110,8 +266,32 @@ struct TokenArgs {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+async fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Send(args) => send(args).await,
+        other => run(other).await.map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("wagate-dev: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Send(_) => unreachable!("handled in main"),
+        Command::EventSources(args) => event_sources(args).await,
+        Command::Inbound(args) => inbound(args).await,
+        Command::Reply(args) => reply(args).await,
+        Command::Functions { template } => {
+            for name in Template::load(&template)?.function_binaries()? {
+                println!("{name}");
+            }
+            Ok(())
+        }
         Command::Provision(args) => provision(args).await,
         Command::JwtKeygen { dir } => {
             let (issuer, created) = LocalIssuer::load_or_generate(&dir)?;
@@ -161,14 +341,327 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
+fn parse_parameters(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     let mut parameters = BTreeMap::new();
-    for pair in &args.parameters {
+    for pair in pairs {
         let Some((name, value)) = pair.split_once('=') else {
             bail!("--parameter {pair}: expected NAME=VALUE");
         };
         parameters.insert(name.to_owned(), value.to_owned());
     }
+    Ok(parameters)
+}
+
+fn log_line(line: &str) {
+    let now = OffsetDateTime::now_utc();
+    eprintln!("{}T{}Z {line}", now.date(), platform::clock(now));
+}
+
+async fn event_sources(args: EventSourcesArgs) -> anyhow::Result<()> {
+    let parameters = parse_parameters(&args.parameters)?;
+    let template = Template::load(&args.template)?;
+    let sources = EventSources::from_template(&template, &args.stack_name)?;
+    let sdk = wagate_devstack::local_sdk_config().await?;
+    // Provisioning is idempotent: it makes sure the queues exist as the template says and
+    // gives their URLs and ARNs.
+    let stack = wagate_devstack::provision_template(&sdk, &template, &args.stack_name, &parameters)
+        .await
+        .with_context(|| format!("locating the queues of stack {}", args.stack_name))?;
+    let account = stack
+        .arns
+        .values()
+        .find_map(|arn| arn.split(':').nth(4).map(str::to_owned))
+        .unwrap_or_else(|| wagate_devstack::template::MOTO_DEFAULT_ACCOUNT.to_owned());
+    let mut queues = Vec::new();
+    for mapping in sources.queues {
+        if !mapping.enabled {
+            log_line(&format!(
+                "{}: disabled in the template, not run",
+                mapping.source
+            ));
+            continue;
+        }
+        let id = &mapping.queue.logical_id;
+        let (Some(url), Some(arn)) = (stack.queues.get(id), stack.arns.get(id)) else {
+            bail!("{}: queue {id} was not provisioned", mapping.source);
+        };
+        log_line(&format!(
+            "{} -> {}: batches of up to {} from {} (visibility timeout {} s{}{}), timeout {} s",
+            mapping.source,
+            mapping.function.name,
+            mapping.batch_size,
+            id,
+            mapping.queue.visibility_timeout.as_secs(),
+            match (
+                mapping.queue.max_receive_count,
+                &mapping.queue.dead_letter_queue
+            ) {
+                (Some(max), Some(dlq)) => format!(", to {dlq} after {max} receives"),
+                _ => String::new(),
+            },
+            if mapping.report_batch_item_failures {
+                ", ReportBatchItemFailures"
+            } else {
+                ""
+            },
+            mapping.function.timeout.as_secs(),
+        ));
+        queues.push(QueueSource {
+            url: url.clone(),
+            arn: arn.clone(),
+            region: stack.region.clone(),
+            mapping,
+        });
+    }
+    let mut schedules = Vec::new();
+    for mapping in sources.schedules {
+        let every = match args.schedule_every_secs {
+            Some(0) => {
+                log_line(&format!("{}: schedules turned off", mapping.source));
+                continue;
+            }
+            Some(secs) => Duration::from_secs(secs),
+            None if !mapping.enabled => {
+                log_line(&format!(
+                    "{}: disabled in the template, not run",
+                    mapping.source
+                ));
+                continue;
+            }
+            None => mapping.every,
+        };
+        log_line(&format!(
+            "{} -> {}: every {} s ({} in the template), timeout {} s",
+            mapping.source,
+            mapping.function.name,
+            every.as_secs(),
+            mapping.expression,
+            mapping.function.timeout.as_secs()
+        ));
+        schedules.push(ScheduleSource {
+            mapping,
+            every,
+            region: stack.region.clone(),
+            account: account.clone(),
+        });
+    }
+    let invoker =
+        Invoker::new(&args.invoke_url)?.with_grace(Duration::from_secs(args.invoke_grace_secs));
+    event_source::run(
+        aws_sdk_sqs::Client::new(&sdk),
+        invoker,
+        queues,
+        schedules,
+        Duration::from_secs(args.wait_secs),
+        log_line,
+        shutdown_signal(),
+    )
+    .await;
+    log_line("event sources stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
+    let content = match (args.text, args.image, args.document) {
+        (Some(text), None, None) => Content::Text(text),
+        (None, Some(url), None) => Content::Image {
+            url,
+            caption: args.caption,
+        },
+        (None, None, Some(url)) => Content::Document {
+            url,
+            filename: args.filename,
+            caption: args.caption,
+        },
+        _ => bail!("give exactly one of --text, --image and --document"),
+    };
+    let key = args
+        .key
+        .unwrap_or_else(|| platform::new_idempotency_key(OffsetDateTime::now_utc()));
+    let message = platform::build_message(&args.tenant, &args.to, content, key, args.reply_to)?;
+    let stack = LocalStack::from_env_file(&args.stack.env_file)?;
+    let sdk = stack.sdk_config().await?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    platform::check_tenant_exists(&dynamodb, stack.var("TENANTS_TABLE")?, &message.tenant_id)
+        .await?;
+    let queue = stack.var("OUTBOUND_QUEUE_URL")?;
+    let sqs_message_id =
+        platform::enqueue(&aws_sdk_sqs::Client::new(&sdk), queue, &message).await?;
+    println!("{}", message.idempotency_key);
+    eprintln!(
+        "wagate-dev: queued for tenant {} to {} (SQS message {sqs_message_id})",
+        message.tenant_id, message.to
+    );
+    if !args.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = stack.delivery_store(&sdk)?;
+    let followed = platform::follow(
+        &store,
+        &message.tenant_id,
+        &message.idempotency_key,
+        args.until,
+        Duration::from_secs(args.timeout_secs),
+        |at, observed| {
+            println!("{}  {}", platform::clock(at), observed.describe());
+            let _ = std::io::stdout().flush();
+        },
+    )
+    .await?;
+    Ok(match followed {
+        Followed::Reached(_) => ExitCode::SUCCESS,
+        Followed::Settled(state) => {
+            eprintln!("wagate-dev: the message ended {}", state.as_str());
+            ExitCode::from(EXIT_FAILED)
+        }
+        Followed::TimedOut(observed) => {
+            eprintln!(
+                "wagate-dev: still {} after {} s",
+                observed.state_name(),
+                args.timeout_secs
+            );
+            match &observed {
+                Observed::Record(r)
+                    if matches!(
+                        r.state,
+                        wagate::delivery::DeliveryState::Sent
+                            | wagate::delivery::DeliveryState::Delivered
+                            | wagate::delivery::DeliveryState::Read
+                    ) =>
+                {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(EXIT_TIMED_OUT),
+            }
+        }
+    })
+}
+
+async fn inbound(args: InboundArgs) -> anyhow::Result<()> {
+    let stack = LocalStack::from_env_file(&args.stack.env_file)?;
+    let sdk = stack.sdk_config().await?;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue = stack.var("INBOUND_QUEUE_URL")?.to_owned();
+    let wait = if args.follow {
+        event_source::MAX_WAIT
+    } else {
+        Duration::from_secs(1)
+    };
+    // Ctrl-C / SIGTERM stop the wait for messages, never the handling of one: what was
+    // printed is deleted.
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let batch = tokio::select! {
+            batch = platform::receive_inbound(&sqs, &queue, wait) => batch?,
+            () = &mut shutdown => return Ok(()),
+        };
+        if batch.is_empty() && !args.follow {
+            return Ok(());
+        }
+        for message in batch {
+            match &message.event {
+                Ok(event) => {
+                    if args.json {
+                        println!("{}", serde_json::to_string(event)?);
+                    } else {
+                        println!("{}", platform::summarize(event));
+                    }
+                    let _ = std::io::stdout().flush();
+                    platform::delete_inbound(&sqs, &queue, &message).await?;
+                }
+                Err(why) => eprintln!(
+                    "wagate-dev: SQS message {} (receive {}) is not an InboundEvent, left on the queue: {why}",
+                    message.sqs_message_id, message.receive_count
+                ),
+            }
+        }
+    }
+}
+
+async fn reply(args: ReplyArgs) -> anyhow::Result<()> {
+    let reply_to = match (&args.reply_to, &args.reply_to_key, &args.tenant) {
+        (Some(id), _, _) => Some(id.clone()),
+        (None, Some(key), Some(tenant)) => {
+            let tenant: wagate::tenant::TenantId = tenant
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--tenant {tenant:?}: {e}"))?;
+            let stack = LocalStack::from_env_file(&args.stack.env_file)?;
+            let sdk = stack.sdk_config().await?;
+            let record = stack
+                .delivery_store(&sdk)?
+                .get(&tenant, key, OffsetDateTime::now_utc())
+                .await?
+                .with_context(|| format!("no message {key} of tenant {tenant}"))?;
+            Some(record.provider_message_id.with_context(|| {
+                format!(
+                    "message {key} has no provider id yet (state {})",
+                    record.state.as_str()
+                )
+            })?)
+        }
+        _ => None,
+    };
+    let mut body = serde_json::json!({ "from": args.from, "text": args.text });
+    if let Some(name) = args.name {
+        body["from_name"] = name.into();
+    }
+    if let Some(device) = args.device {
+        body["device_id"] = device.into();
+    }
+    if let Some(id) = reply_to {
+        body["reply_to"] = id.into();
+    }
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let record = platform::deliver_reply(&http, &args.sim_control, &body).await?;
+    let id = record["ids"][0].as_str().unwrap_or_default();
+    match record["deliveries"].as_array().and_then(|d| d.first()) {
+        Some(delivery) if delivery["delivered"] == true => {
+            println!("{id}");
+            eprintln!(
+                "wagate-dev: delivered to {} (HTTP {})",
+                delivery["url"].as_str().unwrap_or_default(),
+                delivery["attempts"]
+                    .as_array()
+                    .and_then(|a| a.last())
+                    .and_then(|a| a["status"].as_u64())
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
+        Some(delivery) => bail!(
+            "the webhook at {} did not take it: {}",
+            delivery["url"].as_str().unwrap_or_default(),
+            delivery["attempts"]
+                .as_array()
+                .and_then(|a| a.last())
+                .map(|a| a["error"].to_string())
+                .unwrap_or_default()
+        ),
+        None => bail!(
+            "the simulator sent nothing: {}",
+            record["skipped"].as_str().unwrap_or("no webhook")
+        ),
+    }
+}
+
+async fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
+    let parameters = parse_parameters(&args.parameters)?;
     let sdk = wagate_devstack::local_sdk_config().await?;
     let started = std::time::Instant::now();
     let provisioned = wagate_devstack::provision_with_parameters(

@@ -26,6 +26,8 @@ pub struct Resource {
     pub condition: Option<String>,
     /// `DependsOn`.
     pub depends_on: Vec<String>,
+    /// `Metadata` (empty when absent), e.g. SAM's `BuildProperties.Binary`.
+    pub metadata: Map<String, Json>,
 }
 
 /// A parsed template.
@@ -82,6 +84,11 @@ impl Template {
                 Some(Json::Object(map)) => map,
                 Some(_) => bail!("resource {id}: Properties is not a mapping"),
             };
+            let metadata = match definition.remove("Metadata") {
+                None | Some(Json::Null) => Map::new(),
+                Some(Json::Object(map)) => map,
+                Some(_) => bail!("resource {id}: Metadata is not a mapping"),
+            };
             let condition = match definition.remove("Condition") {
                 None => None,
                 Some(Json::String(name)) => Some(name),
@@ -106,6 +113,7 @@ impl Template {
                     properties,
                     condition,
                     depends_on,
+                    metadata,
                 },
             );
         }
@@ -116,6 +124,28 @@ impl Template {
             globals,
             resources,
         })
+    }
+
+    /// The binary (SAM's `Metadata.BuildProperties.Binary`) of every function, in logical-id
+    /// order; a function without one is an error.
+    pub fn function_binaries(&self) -> anyhow::Result<Vec<String>> {
+        self.resources
+            .iter()
+            .filter(|(_, r)| {
+                matches!(
+                    r.kind.as_str(),
+                    "AWS::Serverless::Function" | "AWS::Lambda::Function"
+                )
+            })
+            .map(|(id, r)| {
+                r.metadata
+                    .get("BuildProperties")
+                    .and_then(|b| b.get("Binary"))
+                    .and_then(Json::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| anyhow!("function {id} has no Metadata.BuildProperties.Binary"))
+            })
+            .collect()
     }
 
     /// The environment mapping of every function (`AWS::Serverless::Function` merged over
@@ -843,6 +873,20 @@ Resources:
         let main = Json::Object(template.resources["Main"].properties.clone());
         let refs = referenced_resources(&template, &main);
         assert_eq!(refs.into_iter().collect::<Vec<_>>(), vec!["Dlq".to_owned()]);
+    }
+
+    #[test]
+    fn every_function_of_the_workspace_template_names_its_binary() {
+        let template = Template::load(&crate::workspace_template()).unwrap();
+        assert_eq!(
+            template.function_binaries().unwrap(),
+            [
+                "config-api",
+                "health-check",
+                "outbound-sender",
+                "webhook-ingress"
+            ]
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
@@ -19,8 +19,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::body::{self, BodyKind};
-use crate::config::DeviceState;
+use crate::body::{self, BodyKind, Fields, ParsedBody};
+use crate::config::{DeviceState, DeviceWebhook};
 use crate::envelope::{GowaError, success, text};
 use crate::send::{self, ResolvedDevice};
 use crate::state::{Device, RecordedRequest, SimState};
@@ -30,6 +30,10 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/devices", get(list_devices))
+        .route(
+            "/devices/{device_id}/webhook",
+            get(get_device_webhook).patch(patch_device_webhook),
+        )
         .route("/app/status", get(app_status))
         .route("/send/message", post(send::send_message))
         .route("/send/image", post(send::send_image))
@@ -232,7 +236,8 @@ async fn select_device(
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    if matches!(path, "/health" | "/devices" | "/" | "") {
+    // Device management routes name the device in the path.
+    if matches!(path, "/health" | "/devices" | "/" | "") || path.starts_with("/devices/") {
         return next.run(request).await;
     }
     let from_header = header_text(request.headers(), "x-device-id")
@@ -339,6 +344,86 @@ async fn app_status(
             device_id: device.spec.id,
             jid: device.spec.jid,
         },
+    )
+}
+
+/// `GET`/`PATCH /devices/{device_id}/webhook` results (the spec's order).
+#[derive(Serialize)]
+struct DeviceWebhookInfo {
+    device_id: String,
+    webhook_url: String,
+    webhook_secret: String,
+    webhook_events: String,
+    webhook_insecure_skip_verify: bool,
+}
+
+impl DeviceWebhookInfo {
+    fn of(device_id: String, webhook: Option<DeviceWebhook>) -> Self {
+        let webhook = webhook.unwrap_or_default();
+        Self {
+            device_id,
+            webhook_url: webhook.url,
+            webhook_secret: webhook.secret,
+            webhook_events: webhook.events.join(","),
+            webhook_insecure_skip_verify: false,
+        }
+    }
+}
+
+async fn get_device_webhook(
+    State(state): State<Arc<SimState>>,
+    Path(device_id): Path<String>,
+) -> Response {
+    match state.device(&device_id) {
+        Some(device) => success(
+            "Device webhook retrieved",
+            DeviceWebhookInfo::of(device_id, device.spec.webhook),
+        ),
+        None => GowaError::DeviceNotFound(device_id).into_response(),
+    }
+}
+
+/// Sets the device's own webhook; an empty `webhook_url` clears it (the global webhook
+/// applies again).
+async fn patch_device_webhook(
+    State(state): State<Arc<SimState>>,
+    Path(device_id): Path<String>,
+    Extension(body): Extension<Arc<ParsedBody>>,
+) -> Response {
+    let parsed = Fields::bind(&body, "DeviceWebhookRequest").and_then(|fields| {
+        Ok((
+            fields.text("webhook_url")?,
+            fields.text("webhook_secret")?.unwrap_or_default(),
+            fields.text("webhook_events")?.unwrap_or_default(),
+        ))
+    });
+    let (url, secret, events) = match parsed {
+        Ok(parsed) => parsed,
+        Err(err) => return GowaError::Internal(err.0).into_response(),
+    };
+    let Some(url) = url else {
+        return GowaError::Validation("webhook_url: cannot be blank.".to_owned()).into_response();
+    };
+    let url = url.trim().to_owned();
+    if !url.is_empty() && reqwest::Url::parse(&url).is_err() {
+        return GowaError::Validation("webhook_url must be a valid URL".to_owned()).into_response();
+    }
+    let webhook = (!url.is_empty()).then(|| DeviceWebhook {
+        url,
+        secret,
+        events: events
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    });
+    if !state.set_device_webhook(&device_id, webhook.clone()) {
+        return GowaError::DeviceNotFound(device_id).into_response();
+    }
+    success(
+        "Device webhook updated",
+        DeviceWebhookInfo::of(device_id, webhook),
     )
 }
 

@@ -5,6 +5,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::webhook::RetryPolicy;
+
 /// Id of the device a simulator registers when none is given.
 pub const DEFAULT_DEVICE_ID: &str = "demo";
 /// JID of the device a simulator registers when none is given.
@@ -72,6 +74,99 @@ impl FromStr for DeviceState {
     }
 }
 
+/// GOWA's global webhook (`--webhook`, `--webhook-secret`, `--webhook-events`): where every
+/// event of a device without a webhook of its own goes.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Target URLs (GOWA's `WHATSAPP_WEBHOOK`, comma separated there); empty sends nothing.
+    pub urls: Vec<String>,
+    /// HMAC key; GOWA's default is the literal `secret`. Never serialised.
+    #[serde(skip_serializing)]
+    pub secret: String,
+    /// Event names to forward (`message`, `message.ack`, ...); empty forwards every event.
+    pub events: Vec<String>,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            secret: DEFAULT_WEBHOOK_SECRET.to_owned(),
+            events: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("urls", &self.urls)
+            .field("secret", &"***")
+            .field("events", &self.events)
+            .finish()
+    }
+}
+
+/// GOWA's default webhook secret.
+pub const DEFAULT_WEBHOOK_SECRET: &str = "secret";
+
+/// A device's own webhook (GOWA's `webhook_url` / `webhook_secret` / `webhook_events` of
+/// `POST /devices` and `PATCH /devices/{id}/webhook`): when set, the device's events go
+/// here instead of the global webhook, signed with its own secret (the global one when
+/// empty), filtered by its own event list.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceWebhook {
+    pub url: String,
+    /// Never serialised (the control API lists devices without it).
+    #[serde(default, skip_serializing)]
+    pub secret: String,
+    /// Event names to forward; empty forwards every event.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+}
+
+impl fmt::Debug for DeviceWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceWebhook")
+            .field("url", &self.url)
+            .field("secret", &if self.secret.is_empty() { "" } else { "***" })
+            .field("events", &self.events)
+            .finish()
+    }
+}
+
+/// When WhatsApp's receipts for a message the simulator accepted arrive, as GOWA forwards
+/// them (`message.ack` webhooks): `delivered` this long after the send, then `read` this
+/// long after `delivered`. `None` leaves that receipt (and, for `delivered`, both) out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Receipts {
+    pub delivered_ms: Option<u64>,
+    pub read_ms: Option<u64>,
+}
+
+impl Default for Receipts {
+    /// Delivered after 1 s, read 2 s later.
+    fn default() -> Self {
+        Self {
+            delivered_ms: Some(1_000),
+            read_ms: Some(2_000),
+        }
+    }
+}
+
+impl Receipts {
+    /// No receipts at all.
+    pub fn off() -> Self {
+        Self {
+            delivered_ms: None,
+            read_ms: None,
+        }
+    }
+}
+
 /// One device (a WhatsApp account) registered on the simulated server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceSpec {
@@ -81,6 +176,9 @@ pub struct DeviceSpec {
     pub jid: String,
     /// Current connection state.
     pub state: DeviceState,
+    /// The device's own webhook, if any (else the global one applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<DeviceWebhook>,
 }
 
 impl DeviceSpec {
@@ -90,7 +188,18 @@ impl DeviceSpec {
             id: id.into(),
             jid: jid.into(),
             state,
+            webhook: None,
         }
+    }
+
+    /// The same device with its own webhook.
+    pub fn with_webhook(mut self, url: impl Into<String>, secret: impl Into<String>) -> Self {
+        self.webhook = Some(DeviceWebhook {
+            url: url.into(),
+            secret: secret.into(),
+            events: Vec::new(),
+        });
+        self
     }
 
     /// A logged-in device, ready to send.
@@ -104,8 +213,10 @@ impl DeviceSpec {
     }
 }
 
-/// Parses the command-line form `id=demo,jid=6281234567890@s.whatsapp.net,state=logged_in`.
-/// `id` is required; `jid` defaults to empty and `state` to `logged_in`.
+/// Parses the command-line form
+/// `id=demo,jid=6281234567890@s.whatsapp.net,state=logged_in[,webhook_url=URL,webhook_secret=S]`.
+/// `id` is required; `jid` defaults to empty and `state` to `logged_in`; `webhook_secret`
+/// needs `webhook_url`.
 impl FromStr for DeviceSpec {
     type Err = String;
 
@@ -113,6 +224,8 @@ impl FromStr for DeviceSpec {
         let mut id = None;
         let mut jid = String::new();
         let mut state = DeviceState::LoggedIn;
+        let mut webhook_url = None;
+        let mut webhook_secret = String::new();
         for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (key, value) = pair
                 .split_once('=')
@@ -121,11 +234,33 @@ impl FromStr for DeviceSpec {
                 "id" => id = Some(value.trim().to_owned()),
                 "jid" => jid = value.trim().to_owned(),
                 "state" => state = value.trim().parse()?,
-                other => return Err(format!("unknown device key {other:?} (id, jid, state)")),
+                "webhook_url" => webhook_url = Some(value.trim().to_owned()),
+                "webhook_secret" => webhook_secret = value.trim().to_owned(),
+                other => {
+                    return Err(format!(
+                        "unknown device key {other:?} (id, jid, state, webhook_url, webhook_secret)"
+                    ));
+                }
             }
         }
+        let webhook = match webhook_url {
+            Some(url) if !url.is_empty() => Some(DeviceWebhook {
+                url,
+                secret: webhook_secret,
+                events: Vec::new(),
+            }),
+            _ if !webhook_secret.is_empty() => {
+                return Err("webhook_secret needs webhook_url".to_owned());
+            }
+            _ => None,
+        };
         match id {
-            Some(id) if !id.is_empty() => Ok(Self { id, jid, state }),
+            Some(id) if !id.is_empty() => Ok(Self {
+                id,
+                jid,
+                state,
+                webhook,
+            }),
             _ => Err("a device needs id=<device id>".to_owned()),
         }
     }
@@ -140,15 +275,25 @@ pub struct SimConfig {
     pub devices: Vec<DeviceSpec>,
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// The global webhook (none by default, as GOWA without `--webhook`).
+    pub webhook: WebhookConfig,
+    /// Receipts after each accepted send.
+    pub receipts: Receipts,
+    /// How event webhooks (receipts, incoming messages) are retried; GOWA's by default.
+    pub webhook_retry: RetryPolicy,
 }
 
 impl Default for SimConfig {
-    /// No basic auth and one logged-in device, [`DeviceSpec::default_device`].
+    /// No basic auth, one logged-in device ([`DeviceSpec::default_device`]), no webhook,
+    /// [`Receipts::default`], GOWA's webhook retries.
     fn default() -> Self {
         Self {
             basic_auth: None,
             devices: vec![DeviceSpec::default_device()],
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            webhook: WebhookConfig::default(),
+            receipts: Receipts::default(),
+            webhook_retry: RetryPolicy::default(),
         }
     }
 }
@@ -179,6 +324,9 @@ impl fmt::Debug for SimConfig {
             .field("basic_auth", &auth)
             .field("devices", &self.devices)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("webhook", &self.webhook)
+            .field("receipts", &self.receipts)
+            .field("webhook_retry", &self.webhook_retry)
             .finish()
     }
 }
@@ -211,6 +359,31 @@ mod tests {
         let printed = format!("{config:?}");
         assert!(printed.contains("admin"));
         assert!(!printed.contains("hunter2"));
+    }
+
+    #[test]
+    fn device_flag_takes_a_webhook_of_its_own() {
+        let spec: DeviceSpec =
+            "id=d1,jid=1@s.whatsapp.net,webhook_url=http://127.0.0.1:9/h,webhook_secret=s3"
+                .parse()
+                .unwrap();
+        let webhook = spec.webhook.expect("webhook");
+        assert_eq!(webhook.url, "http://127.0.0.1:9/h");
+        assert_eq!(webhook.secret, "s3");
+        assert!("id=d1,webhook_secret=s3".parse::<DeviceSpec>().is_err());
+    }
+
+    #[test]
+    fn webhook_secrets_are_neither_serialised_nor_printed() {
+        let spec = DeviceSpec::default_device().with_webhook("http://127.0.0.1:9/h", "hunter2");
+        assert!(!serde_json::to_string(&spec).unwrap().contains("hunter2"));
+        assert!(!format!("{spec:?}").contains("hunter2"));
+        let global = WebhookConfig {
+            secret: "hunter2".into(),
+            ..WebhookConfig::default()
+        };
+        assert!(!serde_json::to_string(&global).unwrap().contains("hunter2"));
+        assert!(!format!("{global:?}").contains("hunter2"));
     }
 
     #[test]

@@ -12,6 +12,10 @@
 //! | `PUT /_sim/devices/{id}` `{"state": "logged_in"}` | change a device's state (404 if unknown) |
 //! | `POST /_sim/reset` | clear log and faults, restore devices (204) |
 //! | `POST /_sim/webhooks` | body [`WebhookDelivery`], answers [`DeliveryReport`] |
+//! | `GET`/`PUT /_sim/receipts` | `{"delivered_ms", "read_ms"}` ([`Receipts`]; `null` = none) |
+//! | `GET`/`PUT /_sim/webhook` | the global webhook `{"urls", "secret", "events"}` (the secret is write-only) |
+//! | `POST /_sim/incoming` | body [`IncomingMessage`]: a contact's message to the device's webhook; answers the [`EventRecord`] |
+//! | `GET /_sim/events` | every event emitted (receipts, incoming messages) with its deliveries, oldest first |
 //!
 //! Errors are `{"error": code, "message": text}`.
 
@@ -27,7 +31,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::SimCore;
-use crate::config::{DeviceSpec, DeviceState};
+use crate::config::{DeviceSpec, DeviceState, Receipts, WebhookConfig};
+use crate::events::{EventRecord, IncomingError, IncomingMessage};
 use crate::faults::Faults;
 use crate::webhook::{DeliveryReport, WebhookDelivery};
 
@@ -42,6 +47,10 @@ pub(crate) fn router(core: Arc<SimCore>) -> Router {
         .route("/_sim/devices/{id}", put(put_device))
         .route("/_sim/reset", post(reset))
         .route("/_sim/webhooks", post(deliver_webhook))
+        .route("/_sim/receipts", get(get_receipts).put(put_receipts))
+        .route("/_sim/webhook", get(get_webhook).put(put_webhook))
+        .route("/_sim/incoming", post(incoming))
+        .route("/_sim/events", get(list_events))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such control route") })
         .with_state(core)
 }
@@ -184,4 +193,59 @@ async fn deliver_webhook(
         Ok(report) => Json::<DeliveryReport>(report).into_response(),
         Err(err) => error(StatusCode::BAD_REQUEST, "bad_webhook", format!("{err:#}")),
     }
+}
+
+async fn get_receipts(State(core): State<Arc<SimCore>>) -> Json<Receipts> {
+    Json(core.state.receipts())
+}
+
+async fn put_receipts(
+    State(core): State<Arc<SimCore>>,
+    body: Result<Json<Receipts>, JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(receipts)) => {
+            core.state.set_receipts(receipts);
+            Json(core.state.receipts()).into_response()
+        }
+        Err(rejection) => bad_json(rejection),
+    }
+}
+
+async fn get_webhook(State(core): State<Arc<SimCore>>) -> Json<WebhookConfig> {
+    Json(core.state.webhook())
+}
+
+async fn put_webhook(
+    State(core): State<Arc<SimCore>>,
+    body: Result<Json<WebhookConfig>, JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(webhook)) => {
+            core.state.set_webhook(webhook);
+            Json(core.state.webhook()).into_response()
+        }
+        Err(rejection) => bad_json(rejection),
+    }
+}
+
+async fn incoming(
+    State(core): State<Arc<SimCore>>,
+    body: Result<Json<IncomingMessage>, JsonRejection>,
+) -> Response {
+    let Json(message) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_json(rejection),
+    };
+    match core.deliver_incoming(message).await {
+        Ok(record) => Json::<EventRecord>(record).into_response(),
+        Err(err @ IncomingError::UnknownDevice(_)) => {
+            error(StatusCode::NOT_FOUND, "device_not_found", err.to_string())
+        }
+        Err(err) => error(StatusCode::BAD_REQUEST, "bad_incoming", err.to_string()),
+    }
+}
+
+async fn list_events(State(core): State<Arc<SimCore>>) -> Json<Vec<EventRecord>> {
+    Json(core.state.events())
 }

@@ -3,8 +3,11 @@
 //! It serves the parts of GOWA's REST API that wagate uses (`/health`, `/app/status`,
 //! `/devices`, `/send/message`, `/send/image`, `/send/file`) on 127.0.0.1, with GOWA's
 //! envelopes and error bodies, records every request, injects faults, and signs and delivers
-//! webhooks byte for byte like GOWA. Tests start it in-process with [`start`]; the `gowa-sim`
-//! binary runs it with a control API on a second port.
+//! webhooks byte for byte like GOWA. Like GOWA, it forwards events to the configured webhooks
+//! (each device's own, or the global one): WhatsApp's receipts (`message.ack`, delivered then
+//! read, after configurable delays) for every message it accepted, and incoming messages on
+//! request ([`SimHandle::deliver_incoming`]). Tests start it in-process with [`start`]; the
+//! `gowa-sim` binary runs it with a control API on a second port.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -29,6 +32,7 @@ mod body;
 mod config;
 mod control;
 mod envelope;
+mod events;
 mod faults;
 mod gomarshal;
 mod send;
@@ -45,12 +49,16 @@ use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
 pub use config::{
-    DEFAULT_DEVICE_ID, DEFAULT_DEVICE_JID, DEFAULT_MAX_BODY_BYTES, DeviceSpec, DeviceState,
-    SimConfig,
+    DEFAULT_DEVICE_ID, DEFAULT_DEVICE_JID, DEFAULT_MAX_BODY_BYTES, DEFAULT_WEBHOOK_SECRET,
+    DeviceSpec, DeviceState, DeviceWebhook, Receipts, SimConfig, WebhookConfig,
 };
 pub use envelope::{
     MSG_DEVICE_ID_REQUIRED, MSG_DEVICE_NOT_FOUND, MSG_GATEWAY_TIMEOUT, MSG_INTERNAL,
     MSG_INVALID_JID, MSG_NOT_CONNECTED, MSG_NOT_LOGGED_IN, MSG_REACHOUT_TIMELOCK,
+};
+pub use events::{
+    DELIVERED_DESCRIPTION, EventRecord, IncomingError, IncomingMessage, READ_DESCRIPTION,
+    SentMessage,
 };
 pub use faults::{Faults, GOWA_REQUEST_TIMEOUT, SendErrorFault, SendErrorStatus};
 pub use gomarshal::go_marshal;
@@ -92,7 +100,7 @@ pub async fn start_on(
         None => None,
     };
 
-    let state = Arc::new(SimState::new(config));
+    let state = Arc::new(SimState::new(config, webhook::http_client()?));
     let api_router = api::router(state.clone());
     let core = Arc::new(SimCore {
         api: Mutex::new(Some(Serving::start(
@@ -103,7 +111,6 @@ pub async fn start_on(
         state,
         api_addr,
         api_router,
-        http: webhook::http_client()?,
     });
 
     let (control, control_addr) = match control_listener {
@@ -133,7 +140,6 @@ pub(crate) struct SimCore {
     api_router: Router,
     /// The serving GOWA API; `None` while down.
     api: Mutex<Option<Serving>>,
-    http: reqwest::Client,
 }
 
 impl SimCore {
@@ -147,6 +153,7 @@ impl SimCore {
 
     async fn set_down(&self, down: bool) -> anyhow::Result<()> {
         let mut api = self.api.lock().await;
+        self.state.set_down_flag(down);
         if down {
             if let Some(serving) = api.take() {
                 serving.stop().await;
@@ -165,7 +172,14 @@ impl SimCore {
     }
 
     async fn deliver_webhook(&self, delivery: WebhookDelivery) -> anyhow::Result<DeliveryReport> {
-        webhook::deliver(&self.http, delivery).await
+        webhook::deliver(&self.state.http, delivery).await
+    }
+
+    async fn deliver_incoming(
+        &self,
+        message: IncomingMessage,
+    ) -> Result<EventRecord, IncomingError> {
+        events::deliver_incoming(&self.state, message).await
     }
 }
 
@@ -255,8 +269,43 @@ impl SimHandle {
         self.core.deliver_webhook(req).await
     }
 
-    /// Stops both servers and waits until their ports are closed.
+    /// Delivers a message from a contact to the device's webhook (signed like GOWA's
+    /// `message` event) and returns the record of the delivery.
+    pub async fn deliver_incoming(
+        &self,
+        message: IncomingMessage,
+    ) -> Result<EventRecord, IncomingError> {
+        self.core.deliver_incoming(message).await
+    }
+
+    /// Every event the server emitted (receipts, incoming messages), oldest first.
+    pub fn events(&self) -> Vec<EventRecord> {
+        self.core.state.events()
+    }
+
+    /// The receipt timings in force.
+    pub fn receipts(&self) -> Receipts {
+        self.core.state.receipts()
+    }
+
+    /// Changes the receipt timings of messages accepted from now on.
+    pub fn set_receipts(&self, receipts: Receipts) {
+        self.core.state.set_receipts(receipts);
+    }
+
+    /// Replaces the global webhook.
+    pub fn set_webhook(&self, webhook: WebhookConfig) {
+        self.core.state.set_webhook(webhook);
+    }
+
+    /// Sets (or with `None` clears) a device's own webhook; false when no device has that id.
+    pub fn set_device_webhook(&self, device_id: &str, webhook: Option<DeviceWebhook>) -> bool {
+        self.core.state.set_device_webhook(device_id, webhook)
+    }
+
+    /// Stops both servers and pending receipts, and waits until the ports are closed.
     pub async fn shutdown(mut self) {
+        self.core.state.abort_tasks();
         if let Some(control) = self.control.take() {
             control.stop().await;
         }
@@ -266,6 +315,7 @@ impl SimHandle {
 
 impl Drop for SimHandle {
     fn drop(&mut self) {
+        self.core.state.abort_tasks();
         if let Some(control) = &self.control {
             control.abort();
         }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::Parser;
-use gowa_sim::{DeviceSpec, SimConfig, start_on};
+use gowa_sim::{DeviceSpec, Receipts, SimConfig, WebhookConfig, start_on};
 use tracing_subscriber::EnvFilter;
 
 /// A GOWA (go-whatsapp-web-multidevice) API simulator for wagate's local stack.
@@ -27,10 +27,41 @@ struct Args {
     #[arg(long, env = "GOWA_SIM_BASIC_AUTH", value_parser = parse_basic_auth)]
     basic_auth: Option<(String, String)>,
 
-    /// A device, as `id=demo,jid=6281234567890@s.whatsapp.net,state=logged_in`; repeatable.
+    /// A device, as `id=demo,jid=6281234567890@s.whatsapp.net,state=logged_in`, optionally
+    /// with a webhook of its own (`,webhook_url=URL,webhook_secret=SECRET`); repeatable.
     /// Without any, one logged-in device `demo` is registered.
     #[arg(long = "device", value_name = "SPEC")]
     devices: Vec<DeviceSpec>,
+
+    /// Global webhook URL (GOWA's `--webhook`) for devices without their own; repeatable.
+    #[arg(long = "webhook", value_name = "URL")]
+    webhooks: Vec<String>,
+
+    /// Secret of the global webhook (GOWA's `--webhook-secret`).
+    #[arg(long, env = "GOWA_SIM_WEBHOOK_SECRET", default_value = gowa_sim::DEFAULT_WEBHOOK_SECRET, hide_env_values = true)]
+    webhook_secret: String,
+
+    /// Milliseconds from an accepted send to its `delivered` receipt, or `off` (no receipts).
+    #[arg(long, env = "GOWA_SIM_RECEIPT_DELIVERED_MS", default_value = "1000", value_parser = parse_delay)]
+    receipt_delivered_ms: Delay,
+
+    /// Milliseconds from the `delivered` receipt to the `read` receipt, or `off`.
+    #[arg(long, env = "GOWA_SIM_RECEIPT_READ_MS", default_value = "2000", value_parser = parse_delay)]
+    receipt_read_ms: Delay,
+}
+
+/// A delay in milliseconds, or none (`off`).
+#[derive(Clone, Copy, Debug)]
+struct Delay(Option<u64>);
+
+fn parse_delay(value: &str) -> Result<Delay, String> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(Delay(None));
+    }
+    value
+        .parse::<u64>()
+        .map(|ms| Delay(Some(ms)))
+        .map_err(|_| "expected milliseconds (a whole number) or `off`".to_owned())
 }
 
 fn parse_basic_auth(value: &str) -> Result<(String, String), String> {
@@ -62,6 +93,16 @@ async fn main() -> anyhow::Result<()> {
             args.devices
         },
         max_body_bytes: defaults.max_body_bytes,
+        webhook: WebhookConfig {
+            urls: args.webhooks,
+            secret: args.webhook_secret,
+            events: Vec::new(),
+        },
+        receipts: Receipts {
+            delivered_ms: args.receipt_delivered_ms.0,
+            read_ms: args.receipt_read_ms.0,
+        },
+        webhook_retry: defaults.webhook_retry,
     };
     let sim = start_on(config, args.listen, Some(args.control_listen))
         .await

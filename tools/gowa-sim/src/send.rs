@@ -14,6 +14,7 @@ use time::macros::format_description;
 
 use crate::body::{BindError, Fields, ParsedBody};
 use crate::envelope::{GowaError, MSG_INTERNAL, MSG_INVALID_JID, proxy_page, success};
+use crate::events::{self, SentMessage};
 use crate::faults::SendErrorStatus;
 use crate::state::{RecordedFile, SimState};
 
@@ -103,7 +104,7 @@ pub(crate) async fn send_file(
 }
 
 async fn send_media(
-    state: &SimState,
+    state: &Arc<SimState>,
     device_id: &str,
     body: &ParsedBody,
     kind: MediaKind,
@@ -131,7 +132,7 @@ async fn send_media(
     }
 }
 
-async fn send(state: &SimState, device_id: &str, mut request: SendRequest) -> Response {
+async fn send(state: &Arc<SimState>, device_id: &str, mut request: SendRequest) -> Response {
     sanitize_phone(&mut request.phone);
     if let Err(err) = validate(&request) {
         return err.into_response();
@@ -153,6 +154,21 @@ async fn send(state: &SimState, device_id: &str, mut request: SendRequest) -> Re
     }
 
     let message_id = new_message_id();
+    let sent = SentMessage {
+        id: message_id.clone(),
+        device_id: device_id.to_owned(),
+        chat: request
+            .phone
+            .strip_prefix('+')
+            .unwrap_or(&request.phone)
+            .to_owned(),
+        text: match &request.payload {
+            Payload::Text { message } => Some(message.clone()),
+            Payload::Media { .. } => None,
+        },
+    };
+    state.note_sent(sent.clone());
+    events::schedule_receipts(state, sent);
     let verb = match request.payload {
         Payload::Media {
             kind: MediaKind::File,

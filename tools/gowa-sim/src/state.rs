@@ -1,6 +1,8 @@
 //! Shared, mutable simulator state: devices, faults and the request log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -8,8 +10,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::config::{DeviceSpec, DeviceState, SimConfig};
+use tokio::task::JoinSet;
+
+use crate::config::{DeviceSpec, DeviceState, DeviceWebhook, Receipts, SimConfig, WebhookConfig};
+use crate::events::{EventRecord, SentMessage};
 use crate::faults::{Faults, SendErrorStatus};
+
+/// Messages kept for quoting in incoming replies (`quoted_body`), newest last.
+const SENT_KEPT: usize = 1_000;
+/// Event records kept for `GET /_sim/events`, newest last.
+const EVENTS_KEPT: usize = 1_000;
 
 /// One request received on the GOWA port, as recorded by the simulator.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -73,6 +83,12 @@ pub(crate) struct SimState {
     inner: Mutex<Inner>,
     /// Whether the `hold` fault is in force; held requests wait for it to turn false.
     held: tokio::sync::watch::Sender<bool>,
+    /// The client events (receipts, incoming messages) are delivered with.
+    pub http: reqwest::Client,
+    /// Whether the GOWA port is closed: a stopped server forwards no events.
+    down: AtomicBool,
+    /// Scheduled receipts; aborted by `reset` and at shutdown.
+    tasks: Mutex<JoinSet<()>>,
 }
 
 #[derive(Debug)]
@@ -81,10 +97,15 @@ struct Inner {
     faults: Faults,
     log: Vec<RecordedRequest>,
     next_seq: u64,
+    webhook: WebhookConfig,
+    receipts: Receipts,
+    sent: VecDeque<SentMessage>,
+    events: VecDeque<EventRecord>,
+    next_event_seq: u64,
 }
 
 impl SimState {
-    pub fn new(config: SimConfig) -> Self {
+    pub fn new(config: SimConfig, http: reqwest::Client) -> Self {
         // Whole seconds, one apart, oldest first: GOWA lists devices by created_at, so the
         // configured order is kept.
         let now = OffsetDateTime::now_utc()
@@ -106,10 +127,18 @@ impl SimState {
                 faults: Faults::default(),
                 log: Vec::new(),
                 next_seq: 1,
+                webhook: config.webhook.clone(),
+                receipts: config.receipts,
+                sent: VecDeque::new(),
+                events: VecDeque::new(),
+                next_event_seq: 1,
             }),
             initial_devices,
             config,
             held: tokio::sync::watch::Sender::new(false),
+            http,
+            down: AtomicBool::new(false),
+            tasks: Mutex::new(JoinSet::new()),
         }
     }
 
@@ -230,13 +259,103 @@ impl SimState {
         }
     }
 
-    /// Clears the log and the faults and restores the initial devices.
+    /// Sets or clears a device's own webhook; false when no device has that id.
+    pub fn set_device_webhook(&self, id: &str, webhook: Option<DeviceWebhook>) -> bool {
+        let mut inner = self.lock();
+        match inner.devices.iter_mut().find(|d| d.spec.id == id) {
+            Some(device) => {
+                device.spec.webhook = webhook;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn webhook(&self) -> WebhookConfig {
+        self.lock().webhook.clone()
+    }
+
+    pub fn set_webhook(&self, webhook: WebhookConfig) {
+        self.lock().webhook = webhook;
+    }
+
+    pub fn receipts(&self) -> Receipts {
+        self.lock().receipts
+    }
+
+    pub fn set_receipts(&self, receipts: Receipts) {
+        self.lock().receipts = receipts;
+    }
+
+    /// Notes a message the server accepted (for `quoted_body` of replies to it).
+    pub fn note_sent(&self, sent: SentMessage) {
+        let mut inner = self.lock();
+        if inner.sent.len() == SENT_KEPT {
+            inner.sent.pop_front();
+        }
+        inner.sent.push_back(sent);
+    }
+
+    /// A message the server accepted, by its id.
+    pub fn sent_message(&self, id: &str) -> Option<SentMessage> {
+        self.lock().sent.iter().rev().find(|m| m.id == id).cloned()
+    }
+
+    /// Appends an event record, giving it the next sequence number.
+    pub fn record_event(&self, mut record: EventRecord) -> EventRecord {
+        let mut inner = self.lock();
+        record.seq = inner.next_event_seq;
+        inner.next_event_seq += 1;
+        if inner.events.len() == EVENTS_KEPT {
+            inner.events.pop_front();
+        }
+        inner.events.push_back(record.clone());
+        record
+    }
+
+    pub fn events(&self) -> Vec<EventRecord> {
+        self.lock().events.iter().cloned().collect()
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::SeqCst)
+    }
+
+    pub fn set_down_flag(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Runs `task` in the background until it ends, `reset` or shutdown.
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut tasks = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(task);
+    }
+
+    /// Aborts every scheduled task (pending receipts).
+    pub fn abort_tasks(&self) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .abort_all();
+    }
+
+    /// Clears the request and event logs and the faults, restores the initial devices,
+    /// webhook and receipt timings, and drops pending receipts.
     pub fn reset(&self) {
+        self.abort_tasks();
         let mut inner = self.lock();
         inner.log.clear();
         inner.faults = Faults::default();
         inner.devices = self.initial_devices.clone();
         self.held.send_replace(false);
+        inner.webhook = self.config.webhook.clone();
+        inner.receipts = self.config.receipts;
+        inner.sent.clear();
+        inner.events.clear();
     }
 }
 
@@ -246,7 +365,7 @@ mod tests {
     use crate::faults::SendErrorFault;
 
     fn state() -> SimState {
-        SimState::new(SimConfig::default())
+        SimState::new(SimConfig::default(), reqwest::Client::new())
     }
 
     #[test]

@@ -2,65 +2,9 @@
 
 mod common;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use common::{default_sim, fixture};
+use common::{Receiver, default_sim, fixture};
 use gowa_sim::{RetryPolicy, WebhookDelivery};
 use serde_json::Value;
-
-/// One request the receiver got.
-#[derive(Clone, Debug)]
-struct Hit {
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-#[derive(Clone, Default)]
-struct Inbox {
-    hits: Arc<Mutex<Vec<Hit>>>,
-    answers: Arc<Mutex<VecDeque<u16>>>,
-}
-
-/// A webhook receiver on 127.0.0.1 answering `answers` in turn, then 200.
-struct Receiver {
-    url: String,
-    inbox: Inbox,
-}
-
-impl Receiver {
-    async fn start(answers: &[u16]) -> Self {
-        let inbox = Inbox {
-            answers: Arc::new(Mutex::new(answers.iter().copied().collect())),
-            ..Inbox::default()
-        };
-        let app = Router::new()
-            .route("/webhooks/whatsapp/tenant-42", post(receive))
-            .with_state(inbox.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!(
-            "http://{}/webhooks/whatsapp/tenant-42",
-            listener.local_addr().unwrap()
-        );
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { url, inbox }
-    }
-
-    fn hits(&self) -> Vec<Hit> {
-        self.inbox.hits.lock().unwrap().clone()
-    }
-}
-
-async fn receive(State(inbox): State<Inbox>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    inbox.hits.lock().unwrap().push(Hit { headers, body });
-    let answer = inbox.answers.lock().unwrap().pop_front().unwrap_or(200);
-    StatusCode::from_u16(answer).unwrap()
-}
 
 fn fast_retries() -> RetryPolicy {
     RetryPolicy {

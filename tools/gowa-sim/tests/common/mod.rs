@@ -1,10 +1,90 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
 use gowa_sim::{SimConfig, SimHandle, start};
 use serde_json::Value;
+
+/// One request a [`Receiver`] got.
+#[derive(Clone, Debug)]
+pub struct Hit {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Hit {
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON webhook body")
+    }
+}
+
+#[derive(Clone, Default)]
+struct Inbox {
+    hits: Arc<Mutex<Vec<Hit>>>,
+    answers: Arc<Mutex<VecDeque<u16>>>,
+}
+
+/// A webhook receiver on 127.0.0.1 answering `answers` in turn, then 200.
+pub struct Receiver {
+    pub url: String,
+    inbox: Inbox,
+}
+
+impl Receiver {
+    pub async fn start(answers: &[u16]) -> Self {
+        let inbox = Inbox {
+            answers: Arc::new(Mutex::new(answers.iter().copied().collect())),
+            ..Inbox::default()
+        };
+        let app = Router::new()
+            .route("/webhooks/whatsapp/tenant-42", post(receive))
+            .with_state(inbox.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/webhooks/whatsapp/tenant-42",
+            listener.local_addr().unwrap()
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, inbox }
+    }
+
+    pub fn hits(&self) -> Vec<Hit> {
+        self.inbox.hits.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` requests arrived (a generous bound, not a speed check).
+    pub async fn wait_for(&self, n: usize) -> Vec<Hit> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let hits = self.hits();
+            if hits.len() >= n {
+                return hits;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expected {n} webhook(s), got {}",
+                hits.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn receive(State(inbox): State<Inbox>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    inbox.hits.lock().unwrap().push(Hit { headers, body });
+    let answer = inbox.answers.lock().unwrap().pop_front().unwrap_or(200);
+    StatusCode::from_u16(answer).unwrap()
+}
 
 /// A recipient number that passes GOWA's checks.
 pub const PHONE: &str = "6289685028129";
