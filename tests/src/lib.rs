@@ -20,6 +20,7 @@ use wagate_devstack::Provisioned;
 
 pub mod api;
 pub mod apigw;
+pub mod spec;
 pub mod watch;
 
 /// The workspace root.

@@ -6,23 +6,8 @@ use gowa_sim::SimConfig;
 use http::StatusCode;
 use serde_json::{Value, json};
 use wagate_tests::ApiEvent;
-use wagate_tests::api::{Reply, api};
-use wagate_tests::workspace_root;
-
-fn spec() -> Value {
-    let text = std::fs::read_to_string(workspace_root().join("functions/config-api/openapi.yaml"))
-        .expect("openapi.yaml");
-    serde_yaml_ng::from_str(&text).expect("openapi.yaml parses")
-}
-
-fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
-    match v.get("$ref").and_then(Value::as_str) {
-        Some(r) => doc
-            .pointer(r.trim_start_matches('#'))
-            .unwrap_or_else(|| panic!("dangling $ref {r}")),
-        None => v,
-    }
-}
+use wagate_tests::api::api;
+use wagate_tests::spec::{check, resolve, spec};
 
 #[test]
 fn every_route_of_the_router_is_documented_and_nothing_else() {
@@ -105,59 +90,6 @@ fn every_operation_documents_the_refusals_it_can_answer() {
         }
     }
     assert!(missing.is_empty(), "undocumented refusals: {missing:#?}");
-}
-
-/// Validates a reply against the schema the spec documents for its route and status.
-fn check(doc: &Value, method: &str, template: &str, r: &Reply) {
-    let op = &doc["paths"][template][method.to_lowercase()];
-    assert!(op.is_object(), "{method} {template} is not in the spec");
-    let status = r.status.as_u16().to_string();
-    let resp = op["responses"].get(&status).unwrap_or_else(|| {
-        panic!(
-            "{method} {template} answered undocumented {status}: {}",
-            r.text
-        )
-    });
-    let resp = resolve(doc, resp);
-    // A documented non-JSON body (the dashboard's HTML, JS, CSS): the type must be one listed.
-    if let Some(content) = resp["content"].as_object()
-        && !content.contains_key("application/json")
-    {
-        let ct = r
-            .headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let mime = ct.split(';').next().unwrap_or("").trim();
-        assert!(
-            content.contains_key(mime) && !r.text.is_empty(),
-            "{method} {template} {status}: content-type {ct:?} is not one of {:?}",
-            content.keys().collect::<Vec<_>>()
-        );
-        return;
-    }
-    let Some(schema) = resp.pointer("/content/application~1json/schema") else {
-        assert!(
-            r.text.is_empty(),
-            "{method} {template} {status}: undocumented body"
-        );
-        return;
-    };
-    let root = json!({
-        "$ref": "#/$defs/target",
-        "$defs": {"target": schema},
-        "components": doc["components"],
-    });
-    let validator = jsonschema::validator_for(&root).expect("schema compiles");
-    let body: Value = serde_json::from_str(&r.text).expect("JSON body");
-    let errors: Vec<String> = validator
-        .iter_errors(&body)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "{method} {template} {status} does not match the spec: {errors:?}\n{body:#}"
-    );
 }
 
 #[tokio::test]
