@@ -110,7 +110,9 @@ async function loadPage(how) {
   }
 }
 async function healthCheck() {
-  const r = await fetch(HEALTH_INVOKE_URL, { method: "POST", body: SCHEDULE_EVENT, headers: { "content-type": "application/json" } });
+  // A bound, so a request cargo lambda's emulator leaves unanswered fails the step instead of
+  // holding the test for ever (not sent again: a second run would change the counts).
+  const r = await fetch(HEALTH_INVOKE_URL, { method: "POST", body: SCHEDULE_EVENT, headers: { "content-type": "application/json" }, signal: AbortSignal.timeout(120_000) });
   const body = await r.text();
   assert.equal(r.status, 200, `health check invoke: ${body}`);
   return JSON.parse(body);
