@@ -52,9 +52,11 @@ await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: 
 const page = await context.newPage();
 const consoleErrors = [];
 page.on("console", (m) => {
-  if (m.type() === "error") consoleErrors.push(m.text());
+  if (m.type() === "error") consoleErrors.push({ text: m.text(), url: m.location().url });
 });
-page.on("pageerror", (e) => consoleErrors.push(String(e)));
+page.on("pageerror", (e) => consoleErrors.push({ text: String(e), url: "" }));
+// Page loads that cargo lambda's emulator itself answered 500 (see loadPage).
+let emulatorErrors = 0;
 const failedResponses = [];
 page.on("response", (r) => {
   if (r.status() >= 500) failedResponses.push(`${r.status()} ${r.request().method()} ${r.url()}`);
@@ -89,8 +91,28 @@ async function waitText(sel, re, timeout = WAIT) {
 async function visible(sel) {
   await page.locator(sel).first().waitFor({ state: "visible", timeout: WAIT });
 }
+/** Loads the page (`how`: a goto or a reload) and returns its answer. cargo lambda's local
+ *  front door sometimes answers a page load 500 itself, without invoking the function (seen
+ *  at a reload in one of about 25 runs of this test here); that answer has neither the Content-Security-Policy every
+ *  answer of the page carries nor the JSON body of the function's errors. Such a load is made
+ *  again, at most twice, and said in the output; any other answer stands. */
+async function loadPage(how) {
+  for (let attempt = 1; ; attempt++) {
+    const resp = await how();
+    // The function answers the page with a CSP, and any error as JSON: neither is the emulator.
+    const h = resp ? resp.headers() : {};
+    const fromEmulator = resp && resp.status() >= 500 && !h["content-security-policy"] && !/json/.test(h["content-type"] || "");
+    if (!fromEmulator) return resp;
+    assert.ok(attempt < 3, `cargo lambda's emulator answered the page ${resp.status()} three times`);
+    emulatorErrors += 1;
+    console.log(`note: cargo lambda's emulator answered the page load ${resp.status()} without invoking the function; loading it again`);
+    await page.waitForLoadState("networkidle");
+  }
+}
 async function healthCheck() {
-  const r = await fetch(HEALTH_INVOKE_URL, { method: "POST", body: SCHEDULE_EVENT, headers: { "content-type": "application/json" } });
+  // A bound, so a request cargo lambda's emulator leaves unanswered fails the step instead of
+  // holding the test for ever (not sent again: a second run would change the counts).
+  const r = await fetch(HEALTH_INVOKE_URL, { method: "POST", body: SCHEDULE_EVENT, headers: { "content-type": "application/json" }, signal: AbortSignal.timeout(120_000) });
   const body = await r.text();
   assert.equal(r.status, 200, `health check invoke: ${body}`);
   return JSON.parse(body);
@@ -127,7 +149,7 @@ async function noHorizontalScroll() {
 
 try {
   await step("sign in: a bad token is refused with a clear message", async () => {
-    await page.goto(DASHBOARD_URL);
+    await loadPage(() => page.goto(DASHBOARD_URL));
     await visible("#view-signin");
     await everyControlHasALabel();
     await signInWithKeyboard("not-a-token");
@@ -384,7 +406,7 @@ try {
     // No request in flight when the page goes away: cargo-lambda's emulator answers the next
     // invocation with a 500 when a client drops one mid-way (seen once in five runs).
     await page.waitForLoadState("networkidle");
-    await page.reload();
+    await loadPage(() => page.reload());
     await visible("#view-settings");
     await page.waitForFunction(() => document.querySelector("#f-primary-baseUrl").value !== "", null, { timeout: WAIT });
     await page.evaluate(() => document.activeElement && document.activeElement.blur());
@@ -433,11 +455,18 @@ try {
   });
 
   assert.deepEqual(foreign, [], "requests to another origin");
-  assert.deepEqual(
-    consoleErrors.filter((e) => !/status of 4\d\d/.test(e)),
-    [],
-    "errors in the browser console",
-  );
+  // 4xx answers are the page's own business (a 404 lookup, a 400 validation); each page load
+  // the emulator answered 500 itself (loadPage) left one console line, and only those go.
+  let emulatorLines = emulatorErrors;
+  const unexpected = consoleErrors.filter((e) => {
+    if (/status of 4\d\d/.test(e.text)) return false;
+    if (emulatorLines > 0 && /status of 500/.test(e.text)) {
+      emulatorLines -= 1;
+      return false;
+    }
+    return true;
+  });
+  assert.deepEqual(unexpected.map((e) => e.text), [], "errors in the browser console");
   console.log("all steps passed");
 } catch (e) {
   console.error(`FAILED at step "${current}": ${e.stack || e}`);

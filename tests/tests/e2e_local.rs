@@ -18,7 +18,9 @@ async fn config_crud_and_signed_webhooks_through_cargo_lambda_watch() {
         .unwrap();
 
     let watch = start_watch(&lambda_env(&stack, &issuer));
-    let http = reqwest::Client::new();
+    // Answers within a bound (cargo lambda's emulator may leave a request unanswered): a
+    // failure then, not a test that never ends.
+    let http = wagate_tests::watch::client();
     let admin = issuer.token(&TokenSpec::admin());
     let config_url = watch.url("config-api", "/tenants/e2e/whatsapp-config");
     watch
