@@ -680,6 +680,10 @@ async fn acme_sent_record(stack: &Stack) {
             "providerMessageId",
             AttributeValue::S("3EB0ACMESENT1".into()),
         )
+        .item(
+            "providerKey",
+            AttributeValue::S("acme#3EB0ACMESENT1".into()),
+        )
         .item("attempts", AttributeValue::N("1".into()))
         .item("expiresAt", AttributeValue::N(expires.to_string()))
         .send()
@@ -718,12 +722,52 @@ async fn a_webhook_signed_with_another_tenants_secret_is_refused_and_nothing_is_
         "a refused webhook changed something (a receipt applied?)"
     );
 
-    // Signed with its own secret, the same webhook is accepted: the refusal was the secret.
+    // beta's own, validly signed receipt naming acme's message id is beta's event: accepted
+    // for beta, and acme's record is not touched (receipts are looked up within the tenant).
+    let (_, receipt) = &webhooks()[1];
+    let r = ingress.post("beta", BETA_WEBHOOK_SECRET, receipt).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        acme_record_state(stack).await,
+        "sent",
+        "beta's receipt moved acme's record"
+    );
+
+    // Signed with its own secret, the same webhooks are accepted: the refusals were the secret.
     for (what, body) in webhooks() {
         let r = ingress.post("acme", ACME_WEBHOOK_SECRET, &body).await;
         assert_eq!(r.status, StatusCode::OK, "{what}: {}", r.text);
     }
-    assert_eq!(drain_queue(&stack.sdk, &ingress.queue_url).await.len(), 2);
+    assert_eq!(acme_record_state(stack).await, "read");
+    let queued = drain_queue(&stack.sdk, &ingress.queue_url).await;
+    let groups: Vec<&str> = queued
+        .iter()
+        .filter_map(|m| {
+            m.attributes()?
+                .get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
+        })
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        groups,
+        ["beta", "acme", "acme"],
+        "each event under its own tenant"
+    );
+}
+
+async fn acme_record_state(stack: &Stack) -> String {
+    aws_sdk_dynamodb::Client::new(&stack.sdk)
+        .get_item()
+        .table_name(stack.env()["MESSAGES_TABLE"].clone())
+        .key("pk", AttributeValue::S("acme#k1".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("acme's record")["state"]
+        .as_s()
+        .unwrap()
+        .clone()
 }
 
 // =====================================================================================
