@@ -260,12 +260,7 @@ fn is_blank(s: &str) -> bool {
 /// before the URL parser, which forgives what the schema does not: surrounding and inner
 /// white space, and `http:///host` for `http://host`.
 fn url_spelled_right(url: &str) -> bool {
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    let rest = if lower.starts_with("https://") {
-        &url[8..]
-    } else if lower.starts_with("http://") {
-        &url[7..]
-    } else {
+    let Some(rest) = crate::tenant::after_http_scheme(url) else {
         return false;
     };
     rest.chars()
