@@ -6,11 +6,11 @@
 //!
 //! Input: the request body (sent as `application/json`).
 //!
-//! Properties of an accepted config (a panic is a finding):
-//! - stored (the DynamoDB item of `wagate::store::to_item`) and read back (`from_item`), it is
-//!   the same config and validates again;
-//! - read back through the API (its `ConfigView`) and sent again unchanged as a `PUT` body
-//!   (secrets left out: kept), it is accepted again and is the same config (normalised base
+//! Properties (a panic is a finding):
+//! - an accepted config, stored (the DynamoDB item of `wagate::store::to_item`) and read back
+//!   (`from_item`), is the same config and validates again;
+//! - an accepted config, shown by the API (its `ConfigView`) and sent again unchanged as a `PUT`
+//!   body (secrets left out: kept), is accepted again and is the same config (normalised base
 //!   URLs, CIDRs, ids and limits are fixed points: a read-modify-write that changes nothing
 //!   changes nothing);
 //! - nothing but a fingerprint depends on a secret's value: with other secrets of the same
