@@ -255,6 +255,25 @@ impl SimCore {
     }
 }
 
+/// A read handle on a simulator's request log that outlives borrowing the [`SimHandle`].
+#[derive(Clone)]
+pub struct RequestLog(Arc<SimCore>);
+
+impl RequestLog {
+    /// Every request received on the API port, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.0.state.requests()
+    }
+}
+
+impl std::fmt::Debug for RequestLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestLog")
+            .field("base_url", &self.0.base_url())
+            .finish()
+    }
+}
+
 /// A running simulator. Dropping it stops the servers; [`SimHandle::shutdown`] also waits.
 pub struct SimHandle {
     core: Arc<SimCore>,
@@ -281,6 +300,11 @@ impl SimHandle {
     /// Every request received on the GOWA port, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.core.state.requests()
+    }
+
+    /// A handle on the request log (e.g. for a check when a test ends).
+    pub fn log(&self) -> RequestLog {
+        RequestLog(self.core.clone())
     }
 
     /// The recorded requests whose path is exactly `path` (e.g. `/send/message`).

@@ -149,13 +149,17 @@ fn authorize(state: &SimState, kind: Kind, parts: &Parts) -> bool {
                 .api_key
                 .as_ref()
                 .is_none_or(|key| constant_time_eq(given.as_bytes(), key.as_bytes()));
-            let instance_ok = slot_from_request(kind, parts).is_some_and(|instance| {
-                state.device(&instance).is_some()
-                    && constant_time_eq(
-                        given.as_bytes(),
-                        config.device_key_of(&instance).as_bytes(),
-                    )
-            });
+            let token_of = |instance: &str| {
+                constant_time_eq(given.as_bytes(), config.device_key_of(instance).as_bytes())
+            };
+            let instance_ok = match slot_from_request(kind, parts) {
+                Some(instance) => state.device(&instance).is_some() && token_of(&instance),
+                // fetchInstances takes any instance's token (and lists only that instance).
+                None if path == "/instance/fetchInstances" => {
+                    state.devices().iter().any(|d| token_of(&d.spec.id))
+                }
+                None => false,
+            };
             global_ok || instance_ok
         }
         Kind::Meta => {
@@ -181,7 +185,7 @@ pub(crate) fn slot_from_request(kind: Kind, parts: &Parts) -> Option<String> {
     let segments: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s))
+        .map(percent_decode)
         .collect();
     let seg = |i: usize| segments.get(i).cloned();
     match kind {

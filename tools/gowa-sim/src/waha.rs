@@ -9,6 +9,10 @@
 //! error, stack}`), `src/core/engines/gows/session.gows.core.ts` (`messageResponse`: `{id:
 //! "true_<chat>_<ID>", _data}`). Errors of NestJS itself are `{message, error?, statusCode}`.
 
+// Validation helpers return the kind's ready answer as their error (`Err(response)` is what
+// the handler sends); a `Response` is large, boxing it would only add noise here.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
