@@ -921,6 +921,57 @@ impl Drop for Guard {
     }
 }
 
+/// A simulator whose recorded requests are checked against its contract when it is dropped
+/// (at the end of a test) or shut down. It dereferences to the [`SimHandle`], so tests use it
+/// as one.
+pub struct Checked {
+    sim: Option<SimHandle>,
+    guard: Option<Guard>,
+}
+
+/// Wraps `sim` so that its requests are checked when it goes away.
+pub fn checked(sim: SimHandle) -> Checked {
+    Checked {
+        guard: Some(guard(&sim)),
+        sim: Some(sim),
+    }
+}
+
+impl Checked {
+    /// Checks the requests so far (panicking with a report on a violation), then stops the
+    /// simulator and waits until its ports are closed.
+    pub async fn shutdown(mut self) {
+        if let Some(guard) = self.guard.take() {
+            drop(guard);
+        }
+        if let Some(sim) = self.sim.take() {
+            sim.shutdown().await;
+        }
+    }
+}
+
+impl std::ops::Deref for Checked {
+    type Target = SimHandle;
+
+    fn deref(&self) -> &SimHandle {
+        self.sim.as_ref().expect("the simulator is running")
+    }
+}
+
+impl Drop for Checked {
+    fn drop(&mut self) {
+        // The guard checks first (and panics on a violation unless already panicking).
+        self.guard.take();
+        self.sim.take();
+    }
+}
+
+impl fmt::Debug for Checked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Checked").field("sim", &self.sim).finish()
+    }
+}
+
 /// The documents' operation ids, by document (for tests of the documents themselves).
 pub fn operations(contract: &Contract) -> BTreeMap<String, (String, String)> {
     contract
