@@ -171,7 +171,6 @@ fn waha_envelope<P: Serialize>(
 struct WahaAck {
     id: String,
     from: String,
-    to: String,
     participant: Option<String>,
     #[serde(rename = "fromMe")]
     from_me: bool,
@@ -204,6 +203,8 @@ struct WahaMessage {
     ack: i32,
     #[serde(rename = "ackName")]
     ack_name: &'static str,
+    #[serde(rename = "vCards")]
+    v_cards: Vec<String>,
     #[serde(rename = "replyTo", skip_serializing_if = "Option::is_none")]
     reply_to: Option<WahaReplyTo>,
     #[serde(rename = "_data")]
@@ -477,7 +478,6 @@ pub(crate) fn receipt(
             let payload = WahaAck {
                 id: sent.id.clone(),
                 from: c_us(&sent.chat),
-                to: c_us(&device.spec.jid),
                 participant: None,
                 from_me: true,
                 ack,
@@ -612,6 +612,7 @@ pub(crate) fn incoming(
                 media: None,
                 ack: 2,
                 ack_name: "DEVICE",
+                v_cards: Vec::new(),
                 reply_to: reply_to.map(|r| WahaReplyTo {
                     // WAHA's replyTo.id is the bare message id (no `true_<chat>_` prefix).
                     id: r.rsplit('_').next().unwrap_or(r).to_owned(),
@@ -773,7 +774,8 @@ mod tests {
     #[test]
     fn wamids_look_like_metas() {
         let id = wamid("16505551234");
-        assert!(id.starts_with("wamid.HBgLMTY1MDU1NTEyMzQVAgARGBI"), "{id}");
+        // base64 of 0x1c 0x18 len "16505551234" 0x15 0x02 0x00 0x11 0x18 0x12, then random hex.
+        assert!(id.starts_with("wamid.HBgLMTY1MDU1NTEyMzQVAgARGB"), "{id}");
     }
 
     #[test]
