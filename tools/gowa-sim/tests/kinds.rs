@@ -290,3 +290,104 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[tokio::test]
+async fn each_kind_retries_its_own_way() {
+    // WAHA: 15 attempts; Evolution: 10, but none after a 4xx; Meta: 8; GOWA: 5.
+    for (kind, answers, attempts) in [
+        (Kind::Waha, vec![500u16; 20], 15usize),
+        (Kind::Evolution, vec![500; 20], 10),
+        (Kind::Evolution, vec![400; 20], 1),
+        (Kind::Meta, vec![503; 20], 8),
+        (Kind::Gowa, vec![500; 20], 5),
+    ] {
+        let sim = kind_sim(kind, None).await;
+        let receiver = common::Receiver::start(&answers).await;
+        let policy = gowa_sim::RetryPolicy::for_kind(kind).scaled(1000);
+        let report = sim
+            .deliver_webhook(
+                gowa_sim::WebhookDelivery::json(&receiver.url, "k", json!({"a": "b"}))
+                    .as_kind(kind)
+                    .with_retry(gowa_sim::RetryPolicy {
+                        attempt_timeout_ms: 10_000,
+                        deadline_ms: 60_000,
+                        ..policy
+                    }),
+            )
+            .await
+            .unwrap();
+        assert!(!report.delivered);
+        assert_eq!(report.attempts.len(), attempts, "{kind} {:?}", answers[0]);
+        assert_eq!(receiver.hits().len(), attempts);
+    }
+}
+
+#[tokio::test]
+async fn the_control_api_delivers_a_webhook_the_way_a_kind_sends_it() {
+    let sim = kind_sim(Kind::Gowa, None).await;
+    let receiver = common::Receiver::start(&[]).await;
+    for (kind, secret) in [
+        ("waha", "waha-key"),
+        ("meta", "app-secret"),
+        ("evolution", "jwt-key"),
+    ] {
+        let response = client()
+            .post(format!("{}/_sim/webhooks", control(&sim)))
+            .json(&json!({"url": receiver.url, "secret": secret, "kind": kind,
+                          "headers": {"X-Extra": "1"}, "body": {"json": {"text": "Café 7/8"}}}))
+            .send()
+            .await
+            .unwrap();
+        let (status, report) = status_and_json(response).await;
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["delivered"], true);
+    }
+    let hits = receiver.wait_for(3).await;
+    let (waha, meta, evolution) = (&hits[0], &hits[1], &hits[2]);
+    assert_eq!(
+        common::header(waha, "x-webhook-hmac").unwrap(),
+        common::python_hmac("sha512", "waha-key", &waha.body)
+    );
+    assert_eq!(common::text_of(waha), r#"{"text":"Café 7/8"}"#);
+    assert_eq!(common::text_of(meta), r#"{"text":"Caf\u00e9 7\/8"}"#);
+    assert_eq!(
+        common::header(meta, "x-hub-signature-256").unwrap(),
+        format!(
+            "sha256={}",
+            common::python_hmac("sha256", "app-secret", &meta.body)
+        )
+    );
+    let jwt = common::header(evolution, "authorization").unwrap();
+    let claims = common::python_jwt_claims(jwt.strip_prefix("Bearer ").unwrap(), "jwt-key");
+    assert_eq!(claims["app"], "evolution");
+    assert!(
+        hits.iter()
+            .all(|h| common::header(h, "x-extra").as_deref() == Some("1"))
+    );
+}
+
+#[tokio::test]
+async fn evolution_by_events_appends_the_event_name_to_the_url() {
+    let sim = kind_sim(Kind::Evolution, None).await;
+    let receiver = common::Receiver::start(&[]).await;
+    // Receiver serves /webhooks/whatsapp/tenant-42: byEvents makes it .../messages-update.
+    let base = receiver.url.trim_end_matches("/tenant-42").to_owned();
+    let response = client()
+        .post(format!("{}/webhook/set/demo", sim.base_url()))
+        .json(&json!({"webhook": {"enabled": true, "url": base, "byEvents": true, "events": ["MESSAGES_UPDATE"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    client()
+        .post(format!("{}/message/sendText/demo", sim.base_url()))
+        .json(&json!({"number": "6289685028129", "text": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    let events = common::wait_events(&sim, 1).await;
+    assert_eq!(
+        events[0].deliveries[0].url,
+        format!("{base}/messages-update")
+    );
+}
