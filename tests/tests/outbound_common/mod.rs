@@ -22,6 +22,7 @@ use wagate::secrets::{KmsSealer, SecretSealer};
 use wagate::store::{DynamoTenantStore, TenantConfigStore};
 use wagate::tenant::*;
 use wagate_tests::Stack;
+use wagate_tests::sim_contract::{Checked, checked};
 
 pub const PASSWORD: &str = "gowa-password-outbound-4e1d";
 
@@ -91,8 +92,9 @@ pub async fn fixture() -> Fx {
     fixture_with(settings()).await
 }
 
-pub async fn sim() -> SimHandle {
-    gowa_sim::start(SimConfig::default()).await.unwrap()
+/// A simulator whose requests are checked against GOWA's spec when the test ends.
+pub async fn sim() -> Checked {
+    checked(gowa_sim::start(SimConfig::default()).await.unwrap())
 }
 
 fn endpoint(base_url: &str) -> Endpoint<Secret> {
