@@ -10,7 +10,8 @@ use http::StatusCode;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use wagate::health::EndpointHealth;
-use wagate::health_store::{DynamoHealthStore, HealthStore};
+use wagate::health::dynamo::DynamoHealthStore;
+use wagate::health::store::HealthStore;
 use wagate_tests::ApiEvent;
 use wagate_tests::api::{Api, Reply, api};
 
