@@ -1,4 +1,4 @@
-//! Fuzz target `egress_url`: the SSRF guard (`wagate::net`) on every way an address reaches it:
+//! Fuzz target `egress_url`: the SSRF guard (`wagate::egress`) on every way an address reaches it:
 //! an IP literal in a URL, in any spelling the URL parser accepts; any URL text at all; and a
 //! host name whose DNS answer is fuzzed (the save-time lookup of `HttpClient::check_host`).
 //!
@@ -29,7 +29,7 @@ use libfuzzer_sys::fuzz_target;
 use url::{Host, Url};
 
 // ---- the project's API under test: every wagate path this target names is here ----
-use wagate::net::{
+use wagate::egress::{
     EgressError, EgressPolicy, HttpClient, HttpTimeouts, StaticResolver, blocked_range,
 };
 // ---- end of the project's API ----

@@ -7,7 +7,7 @@
 //! Input: the request body (sent as `application/json`).
 //!
 //! Properties (a panic is a finding):
-//! - an accepted config, stored (the DynamoDB item of `wagate::store::to_item`) and read back
+//! - an accepted config, stored (the DynamoDB item of `wagate::tenant::dynamo::to_item`) and read back
 //!   (`from_item`), is the same config and validates again;
 //! - an accepted config, shown by the API (its `ConfigView`) and sent again unchanged as a `PUT`
 //!   body (secrets left out: kept), is accepted again and is the same config (normalised base
@@ -27,9 +27,9 @@ use time::OffsetDateTime;
 // ---- the project's API under test: every wagate / config-api path this target names is here ----
 use config_api::dto::{ConfigInput, ConfigView, SecretSlot, build_config};
 use config_api::{MAX_BODY_BYTES, parse_json};
-use wagate::net::EgressPolicy;
+use wagate::egress::EgressPolicy;
 use wagate::secrets::SealedSecret;
-use wagate::store::{from_item, to_item};
+use wagate::tenant::dynamo::{from_item, to_item};
 use wagate::tenant::{SealedConfig, TenantConfig, TenantId};
 // ---- end of the project's API ----
 

@@ -19,11 +19,13 @@ use outbound_common::{sender_via, transaction_serializing_moto_proxy};
 use outbound_sender::Settings;
 use time::OffsetDateTime;
 use wagate::Secret;
-use wagate::delivery::{Begin, BeginRequest, DeliveryStore, Lock};
+use wagate::delivery::store::DeliveryWriter;
+use wagate::delivery::{Begin, BeginRequest, Lock};
 use wagate::outbound::OutboundMessage;
-use wagate::ratelimit::RateWindow;
+use wagate::outbound::ratelimit::RateWindow;
 use wagate::secrets::{KmsSealer, SecretSealer};
-use wagate::store::{DynamoTenantStore, TenantConfigStore};
+use wagate::tenant::dynamo::DynamoTenantStore;
+use wagate::tenant::store::TenantConfigStore;
 use wagate::tenant::*;
 use wagate_tests::Stack;
 
@@ -383,7 +385,7 @@ async fn empty_tables(
 }
 
 fn mark_sent(
-    delivery: &DeliveryStore,
+    delivery: &std::sync::Arc<dyn DeliveryWriter>,
     lock: Lock,
     tenant: TenantId,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {

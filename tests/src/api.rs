@@ -7,10 +7,10 @@ use config_api::audit::Journal;
 use config_api::auth::{AuthConfig, Authenticator, KeySource};
 use http::StatusCode;
 use serde_json::Value;
-use wagate::delivery::DeliveryStore;
-use wagate::net::{EgressPolicy, HostResolver, HttpClient, HttpTimeouts, SystemResolver};
+use wagate::delivery::dynamo::DynamoDeliveryStore;
+use wagate::egress::{EgressPolicy, HostResolver, HttpClient, HttpTimeouts, SystemResolver};
 use wagate::secrets::KmsSealer;
-use wagate::store::DynamoTenantStore;
+use wagate::tenant::dynamo::DynamoTenantStore;
 use wagate_devstack::{LocalIssuer, TokenSpec};
 
 use crate::{ApiEvent, Stack};
@@ -40,7 +40,7 @@ pub async fn api() -> Api {
     api_with_resolver(Arc::new(SystemResolver)).await
 }
 
-/// The API with host names looked up in `resolver` (e.g. a [`wagate::net::StaticResolver`]
+/// The API with host names looked up in `resolver` (e.g. a [`wagate::egress::StaticResolver`]
 /// mapping a test name to a blocked address, with no `/etc/hosts` edit).
 pub async fn api_with_resolver(resolver: Arc<dyn HostResolver>) -> Api {
     let stack = Stack::new().await;
@@ -84,14 +84,14 @@ pub async fn api_with_resolver(resolver: Arc<dyn HostResolver>) -> Api {
             .get("HEALTH_HISTORY_TABLE")
             .cloned()
             .expect("template.yaml defines HEALTH_HISTORY_TABLE for the config API"),
-        deliveries: DeliveryStore::new(
+        deliveries: DynamoDeliveryStore::new(
             stack.dynamodb.clone(),
             env["MESSAGES_TABLE"].clone(),
             "",
             std::time::Duration::ZERO,
         ),
         // Unset, as in a stack deployed with the default: the API's own URL.
-        webhook_base: wagate::config::PublicWebhookBase::default(),
+        webhook_base: wagate::runtime::config::PublicWebhookBase::default(),
     };
     Api { stack, app, issuer }
 }

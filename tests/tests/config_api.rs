@@ -81,7 +81,7 @@ async fn webhook_url_is_the_public_base_when_configured_else_the_apis_own_url() 
     assert_eq!(r.json()["webhookUrl"], own, "{}", r.text);
 
     api.app.webhook_base =
-        wagate::config::PublicWebhookBase::parse("https://hooks.example.com/wa/").unwrap();
+        wagate::runtime::config::PublicWebhookBase::parse("https://hooks.example.com/wa/").unwrap();
     let public = "https://hooks.example.com/wa/webhooks/whatsapp/acme";
     let r = api.call(get("/tenants/acme/whatsapp-config")).await;
     assert_eq!(r.json()["webhookUrl"], public, "{}", r.text);

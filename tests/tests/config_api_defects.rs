@@ -14,7 +14,7 @@ use axum::http::StatusCode as AxumStatus;
 use gowa_sim::SimConfig;
 use http::StatusCode;
 use serde_json::{Value, json};
-use wagate::net::StaticResolver;
+use wagate::egress::StaticResolver;
 use wagate_tests::ApiEvent;
 use wagate_tests::api::{Api, PATH, Reply, api, api_with_resolver};
 use wagate_tests::sim_contract::{Checked, checked};

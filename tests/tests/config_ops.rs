@@ -11,14 +11,16 @@ use gowa_sim::{DeviceState, Faults, SimConfig};
 use http::StatusCode;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use wagate::cache::{CacheSettings, ConfigCache, open_config};
 use wagate::health::EndpointHealth;
 use wagate::health::SwitchKind;
-use wagate::health_store::{DynamoHealthStore, HealthStore, SwitchAudit};
+use wagate::health::dynamo::DynamoHealthStore;
+use wagate::health::store::{HealthStore, SwitchAudit};
+use wagate::inbound::signature::sign_sha256;
 use wagate::secrets::KmsSealer;
-use wagate::signature::sign_sha256;
-use wagate::store::{DynamoTenantStore, TenantConfigReader};
 use wagate::tenant::EndpointRole;
+use wagate::tenant::cache::{CacheSettings, ConfigCache, open_config};
+use wagate::tenant::dynamo::DynamoTenantStore;
+use wagate::tenant::store::TenantConfigReader;
 use wagate_tests::ApiEvent;
 use wagate_tests::api::{Api, PATH, Reply, api};
 use wagate_tests::sim_contract::{Checked, checked};
@@ -639,7 +641,7 @@ fn ingress(api: &Api) -> webhook_ingress::App {
             stack.env()["INBOUND_QUEUE_URL"].clone(),
         )),
         limiter: webhook_ingress::RateLimiter::default(),
-        receipts: Arc::new(wagate::delivery::DeliveryStore::new(
+        receipts: Arc::new(wagate::delivery::dynamo::DynamoDeliveryStore::new(
             stack.dynamodb.clone(),
             stack.env()["MESSAGES_TABLE"].clone(),
             "",

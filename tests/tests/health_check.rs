@@ -14,12 +14,14 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use gowa_sim::{DeviceState, Faults, SimHandle};
 use health_check::{HealthCheck, TenantOutcome};
 use health_common::*;
-use wagate::health::{EndpointHealth, HealthPoint, SwitchKind};
-use wagate::health_store::{
-    DynamoHealthStore, HealthStore, HistoryWriteError, SWITCH_STREAM_INDEX, SwitchAudit,
-    TENANT_ATTRIBUTES_WRITTEN, TenantRecord, TenantStateUpdate,
+use wagate::audit::SWITCH_STREAM_INDEX;
+use wagate::health::dynamo::{DynamoHealthStore, TENANT_ATTRIBUTES_WRITTEN};
+use wagate::health::store::{
+    HealthStore, HistoryWriteError, SwitchAudit, TenantRecord, TenantStateUpdate,
 };
-use wagate::store::{StoreError, TenantConfigReader, TenantConfigStore};
+use wagate::health::{EndpointHealth, HealthPoint, SwitchKind};
+use wagate::provider::Providers;
+use wagate::tenant::store::{Page, StoreError, TenantConfigReader, TenantConfigStore};
 use wagate::tenant::{EndpointRole, TenantId};
 
 use DeviceState::{Connected, LoggedIn};
@@ -392,7 +394,7 @@ async fn tenant_without_backup_only_gets_its_status() {
 /// tenant it first lets the config API update the config (a real conditional update).
 struct RacingStore {
     inner: Arc<dyn HealthStore>,
-    tenants: wagate::store::DynamoTenantStore,
+    tenants: wagate::tenant::dynamo::DynamoTenantStore,
     racer: tokio::sync::Mutex<Option<wagate::SealedConfig>>,
     raced: AtomicBool,
 }
@@ -401,10 +403,10 @@ struct RacingStore {
 impl HealthStore for RacingStore {
     async fn active_tenants_page(
         &self,
-        start: Option<HashMap<String, AttributeValue>>,
+        cursor: Option<&str>,
         page_size: u32,
-    ) -> Result<(Vec<TenantRecord>, Option<HashMap<String, AttributeValue>>), StoreError> {
-        self.inner.active_tenants_page(start, page_size).await
+    ) -> Result<Page<TenantRecord>, StoreError> {
+        self.inner.active_tenants_page(cursor, page_size).await
     }
     async fn tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
         self.inner.tenant(id).await
@@ -470,7 +472,7 @@ async fn config_update_racing_the_failover_is_not_lost() {
     let check = HealthCheck::new(
         racing.clone(),
         Arc::new(fx.sealer.clone()),
-        fx.http.clone(),
+        Providers::new(fx.http.clone()),
         settings(),
     );
 
@@ -866,7 +868,7 @@ async fn a_failed_history_write_is_a_warning_and_the_run_goes_on() {
     let check = HealthCheck::new(
         Arc::new(store),
         Arc::new(fx.sealer.clone()),
-        fx.http.clone(),
+        Providers::new(fx.http.clone()),
         settings(),
     );
 
@@ -1006,7 +1008,7 @@ async fn a_warm_instance_reuses_opened_credentials_until_they_change() {
     let check = HealthCheck::new(
         fx.store.clone(),
         Arc::new(fx.sealer.clone()),
-        fx.http.clone(),
+        Providers::new(fx.http.clone()),
         st,
     );
     for _ in 0..2 {

@@ -32,11 +32,11 @@ use gowa_sim::{SimConfig, SimHandle};
 use http::StatusCode;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use wagate::cache::{CacheSettings, ConfigCache};
-use wagate::delivery::DeliveryStore;
+use wagate::tenant::cache::{CacheSettings, ConfigCache};
+use wagate::delivery::dynamo::DynamoDeliveryStore;
 use wagate::secrets::KmsSealer;
-use wagate::signature::sign_sha256;
-use wagate::store::DynamoTenantStore;
+use wagate::inbound::signature::sign_sha256;
+use wagate::tenant::dynamo::DynamoTenantStore;
 use wagate_devstack::{LocalIssuer, TokenSpec};
 use wagate_tests::api::{Api, Reply, api};
 use wagate_tests::spec::spec;
@@ -617,7 +617,7 @@ fn ingress(stack: &Stack) -> Ingress {
             queue_url.clone(),
         )),
         limiter: webhook_ingress::RateLimiter::default(),
-        receipts: Arc::new(DeliveryStore::new(
+        receipts: Arc::new(DynamoDeliveryStore::new(
             stack.dynamodb.clone(),
             stack.env()["MESSAGES_TABLE"].clone(),
             "",

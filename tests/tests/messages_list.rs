@@ -9,9 +9,11 @@ use base64::Engine as _;
 use http::StatusCode;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use wagate::delivery::{BeginRequest, DeliveryStore, Rejection};
+use wagate::delivery::dynamo::DynamoDeliveryStore;
+use wagate::delivery::store::DeliveryWriter;
+use wagate::delivery::{BeginRequest, Rejection};
 use wagate::outbound::OutboundMessage;
-use wagate::ratelimit::RateWindow;
+use wagate::outbound::ratelimit::RateWindow;
 use wagate::tenant::EndpointRole;
 use wagate_tests::ApiEvent;
 use wagate_tests::api::{Api, Reply, api};
@@ -31,9 +33,9 @@ fn message(tenant: &str, key: &str, to: &str, content: Value) -> OutboundMessage
     .unwrap()
 }
 
-fn store(api: &Api) -> DeliveryStore {
+fn store(api: &Api) -> DynamoDeliveryStore {
     let env = api.stack.env();
-    DeliveryStore::new(
+    DynamoDeliveryStore::new(
         api.stack.dynamodb.clone(),
         env["MESSAGES_TABLE"].clone(),
         env["RATE_LIMITS_TABLE"].clone(),
@@ -43,7 +45,12 @@ fn store(api: &Api) -> DeliveryStore {
 
 /// Records written the way outbound-sender writes them: lock (with the rate slot), then the
 /// outcome. `at` orders them.
-async fn record(store: &DeliveryStore, msg: &OutboundMessage, at: OffsetDateTime, sent: bool) {
+async fn record(
+    store: &DynamoDeliveryStore,
+    msg: &OutboundMessage,
+    at: OffsetDateTime,
+    sent: bool,
+) {
     let window = RateWindow::at(&msg.tenant_id, 1000, at);
     let results = store
         .begin_many(
@@ -304,7 +311,7 @@ async fn dynamodb_unreachable_is_503_and_names_no_internals() {
         ))
         .load()
         .await;
-    api.app.deliveries = DeliveryStore::new(
+    api.app.deliveries = DynamoDeliveryStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         "messages",
         "rates",

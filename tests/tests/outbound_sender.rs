@@ -9,9 +9,10 @@ use gowa_sim::{DeviceState, Faults, SendErrorFault, SendErrorStatus};
 use outbound_common::*;
 use outbound_sender::Outcome;
 use time::OffsetDateTime;
+use wagate::delivery::store::{DeliveryReader, DeliveryWriter, ReceiptRecorder};
 use wagate::delivery::{Begin, DeliveryState, ReceiptOutcome};
 use wagate::outbound::OutboundMessage;
-use wagate::ratelimit::slots_taken;
+use wagate::outbound::ratelimit::RateWindows;
 use wagate::tenant::EndpointRole;
 
 // ---------- the happy path and the budgets ----------
@@ -835,11 +836,8 @@ async fn cancelled_batch_transaction_settles_the_refused_records_and_sends_the_o
         assert_eq!((r.state, r.attempts), (DeliveryState::Sent, 1), "{t}");
     }
     // The cancelled transaction took no rate slot: one per tenant, from the sends above.
-    let dynamodb = aws_sdk_dynamodb::Client::new(&fx.stack.sdk);
     for t in ["t0", "t1", "t2", "t3", "t4"] {
-        let taken = slots_taken(&dynamodb, fx.records.rate_table(), &fx.window(t, 30))
-            .await
-            .unwrap();
+        let taken = fx.records.slots_taken(&fx.window(t, 30)).await.unwrap();
         assert_eq!(taken, 1, "{t}");
     }
 }
@@ -909,13 +907,11 @@ async fn two_groups_of_one_tenant_both_send_without_sharing_a_transaction() {
         2,
         "acme x1 + beta together, acme y1 on its own"
     );
-    let taken = slots_taken(
-        &aws_sdk_dynamodb::Client::new(&fx.stack.sdk),
-        fx.records.rate_table(),
-        &fx.window("acme", 30),
-    )
-    .await
-    .unwrap();
+    let taken = fx
+        .records
+        .slots_taken(&fx.window("acme", 30))
+        .await
+        .unwrap();
     assert_eq!(taken, 2, "one slot per message");
 }
 
@@ -1002,13 +998,7 @@ async fn rate_limit_holds_across_two_concurrent_invocations() {
     let skipped = b1.count("skipped") + b2.count("skipped");
     assert_eq!((sent, deferred + skipped), (3, 3), "{b1:?} {b2:?}");
     assert_eq!(
-        slots_taken(
-            &aws_sdk_dynamodb::Client::new(&fx.stack.sdk),
-            fx.records.rate_table(),
-            &fx.window("acme", 3)
-        )
-        .await
-        .unwrap(),
+        fx.records.slots_taken(&fx.window("acme", 3)).await.unwrap(),
         3
     );
     // Deferred records are returned untouched: no record, nothing counted as a failure.

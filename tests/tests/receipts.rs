@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use http::StatusCode;
 use outbound_common::{fixture, msg, sim};
-use wagate::cache::{CacheSettings, ConfigCache};
-use wagate::delivery::{DeliveryState, DeliveryStore};
+use wagate::delivery::DeliveryState;
+use wagate::delivery::dynamo::DynamoDeliveryStore;
+use wagate::inbound::signature::sign_sha256;
 use wagate::secrets::KmsSealer;
-use wagate::signature::sign_sha256;
-use wagate::store::DynamoTenantStore;
+use wagate::tenant::cache::{CacheSettings, ConfigCache};
+use wagate::tenant::dynamo::DynamoTenantStore;
 use wagate_tests::{ApiEvent, drain_queue};
 use webhook_ingress::{App, RateLimiter, SqsSink};
 
@@ -60,7 +61,7 @@ async fn acks_move_the_record_from_sent_to_delivered_to_read_and_never_back() {
             env["INBOUND_QUEUE_URL"].clone(),
         )),
         limiter: RateLimiter::default(),
-        receipts: Arc::new(DeliveryStore::new(
+        receipts: Arc::new(DynamoDeliveryStore::new(
             stack.dynamodb.clone(),
             env["MESSAGES_TABLE"].clone(),
             "",

@@ -6,9 +6,10 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use time::OffsetDateTime;
 use wagate::Secret;
-use wagate::cache::{CacheSettings, ConfigCache, open_config};
 use wagate::secrets::{KmsSealer, Purpose, SecretSealer, SecretsError};
-use wagate::store::{DynamoTenantStore, StoreError, TenantConfigReader, TenantConfigStore};
+use wagate::tenant::cache::{CacheSettings, ConfigCache, open_config};
+use wagate::tenant::dynamo::DynamoTenantStore;
+use wagate::tenant::store::{StoreError, TenantConfigReader, TenantConfigStore};
 use wagate::tenant::*;
 use wagate_tests::Stack;
 

@@ -10,11 +10,12 @@ use http::StatusCode;
 use serde_json::Value;
 use time::OffsetDateTime;
 use wagate::Secret;
-use wagate::cache::{CacheSettings, ConfigCache};
-use wagate::delivery::DeliveryStore;
+use wagate::delivery::dynamo::DynamoDeliveryStore;
+use wagate::inbound::signature::sign_sha256;
 use wagate::secrets::{KmsSealer, SecretSealer};
-use wagate::signature::sign_sha256;
-use wagate::store::{DynamoTenantStore, TenantConfigStore};
+use wagate::tenant::cache::{CacheSettings, ConfigCache};
+use wagate::tenant::dynamo::DynamoTenantStore;
+use wagate::tenant::store::TenantConfigStore;
 use wagate::tenant::*;
 use wagate_tests::{ApiEvent, Stack, drain_queue, workspace_root};
 use webhook_ingress::{App, RateLimiter, SqsSink};
@@ -102,7 +103,7 @@ async fn ingress() -> Ingress {
         )),
         sink: Arc::new(SqsSink::new(stack.sqs.clone(), queue_url.clone())),
         limiter: RateLimiter::default(),
-        receipts: Arc::new(DeliveryStore::new(
+        receipts: Arc::new(DynamoDeliveryStore::new(
             stack.dynamodb.clone(),
             stack.env()["MESSAGES_TABLE"].clone(),
             "",
@@ -719,7 +720,7 @@ async fn warm_path_makes_no_dynamodb_or_kms_call_and_one_sqs_call() {
 async fn receipt_that_cannot_be_recorded_is_503_and_nothing_queued() {
     let mut i = ingress().await;
     i.add_tenant(TenantSpec::new("acme", "secret")).await;
-    i.app.receipts = Arc::new(DeliveryStore::new(
+    i.app.receipts = Arc::new(DynamoDeliveryStore::new(
         i.stack.dynamodb.clone(),
         "no-such-table",
         "",

@@ -4,7 +4,7 @@
 //! written in one `TransactWriteItems` request, so there is no change without its record and
 //! no record of a change that did not happen. Audit records live in the health check's
 //! AuditTable (hash `tenantId`, range `at`), next to its failover/failback records
-//! ([`wagate::health_store::SwitchAudit`]); the config API adds its own attributes
+//! ([`wagate::health::store::SwitchAudit`]); the config API adds its own attributes
 //! (`fields`, `detail`) and reads both kinds back as [`AuditEntry`].
 //!
 //! An audit record names the fields that changed, never a value: a secret shows up as
@@ -20,7 +20,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
-use wagate::store::{StoreError, replace_config_update, to_item};
+use wagate::tenant::dynamo::{replace_config_update, to_item};
+use wagate::tenant::store::StoreError;
 use wagate::tenant::{SealedConfig, TenantId};
 
 /// What a config change was.

@@ -16,7 +16,7 @@ use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
 use wagate::TenantId;
-use wagate::net::HttpClient;
+use wagate::egress::HttpClient;
 
 pub const ADMIN_SCOPE: &str = "wagate/admin";
 pub const TENANT_SCOPE: &str = "wagate/tenant";

@@ -17,8 +17,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use wagate::Secret;
-use wagate::net::HttpClient;
-use wagate::provider::{ProviderError, Target, client_for};
+use wagate::egress::HttpClient;
+use wagate::provider::{ProviderError, Providers, Target};
 use wagate::tenant::{Endpoint, ProviderKind};
 
 /// Slower than this and the `latency` check fails (the sender's own request timeout is
@@ -90,7 +90,18 @@ pub async fn test_endpoint(
     role: &str,
     endpoint: &Endpoint<Secret>,
 ) -> EndpointResult {
-    let client = client_for(provider, http.clone());
+    let providers = Providers::new(http.clone());
+    let Some(client) = providers.get(provider) else {
+        return finish(
+            role,
+            endpoint,
+            vec![check(
+                "reachable",
+                Outcome::Fail,
+                format!("no client for provider {}", provider.as_str()),
+            )],
+        );
+    };
     let target = Target::from(endpoint);
     let mut checks = Vec::with_capacity(4);
 

@@ -18,9 +18,10 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use wagate::health::{HealthPoint, history_time};
-use wagate::health_store::{SWITCH_STREAM, SWITCH_STREAM_INDEX};
+use wagate::audit::{SWITCH_STREAM, SWITCH_STREAM_INDEX};
+use wagate::health::HealthPoint;
 use wagate::tenant::{EndpointRole, TenantId};
+use wagate::timestamp::{self, Precision};
 
 use crate::App;
 use crate::audit::AuditEntry;
@@ -205,7 +206,10 @@ pub async fn history(
     let cfg = app.store.get(&tenant).await?.ok_or(ApiError::NotFound)?;
     // The points' own format (fixed-width milliseconds), so the key condition compares
     // like with like.
-    let since = history_time(OffsetDateTime::now_utc() - time::Duration::hours(i64::from(hours)));
+    let since = timestamp::fixed(
+        OffsetDateTime::now_utc() - time::Duration::hours(i64::from(hours)),
+        Precision::Millis,
+    );
     let mut wanted = vec![(EndpointRole::Primary, cfg.primary.base_url.clone())];
     if let Some(b) = &cfg.backup {
         wanted.push((EndpointRole::Backup, b.base_url.clone()));

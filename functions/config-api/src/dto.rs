@@ -265,7 +265,7 @@ pub(crate) fn build_endpoint(
         let spelled = !c.is_empty()
             && c.bytes()
                 .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':' || b == b'/');
-        match wagate::net::EgressPolicy::parse_allowlist(c) {
+        match wagate::egress::EgressPolicy::parse_allowlist(c) {
             Ok(mut nets) if spelled && nets.len() == 1 => cidrs.append(&mut nets),
             _ => errs.push(
                 format!("{field}.webhookSourceCidrs[{i}]"),
@@ -478,7 +478,7 @@ impl From<&SealedConfig> for ConfigView {
             version: c.version,
             created_at: c.created_at,
             updated_at: c.updated_at,
-            webhook_path: wagate::config::webhook_path(&c.tenant_id),
+            webhook_path: wagate::runtime::config::webhook_path(&c.tenant_id),
             webhook_url: None,
         }
     }

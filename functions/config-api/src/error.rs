@@ -4,10 +4,10 @@
 use http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde::Serialize;
-use wagate::cache::CacheError;
 use wagate::secrets::SecretsError;
-use wagate::store::StoreError;
 use wagate::tenant::ValidationErrors;
+use wagate::tenant::cache::CacheError;
+use wagate::tenant::store::StoreError;
 
 use crate::auth::AuthError;
 

@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::info;
 use wagate::health::EndpointHealth;
-use wagate::store::StoreError;
+use wagate::tenant::store::StoreError;
 use wagate::tenant::{
     Credentials, Endpoint, EndpointRole, ProviderKind, SealedConfig, TenantId, ValidationErrors,
     normalize_base_url, validate_endpoint_alone,
@@ -173,7 +173,7 @@ fn server_item(s: &Server) -> Result<HashMap<String, AttributeValue>, ApiError> 
 /// Checks a base URL, region and provider the way a tenant's endpoint is checked (scheme,
 /// SSRF guard, region spelling).
 fn validate_server(
-    egress: &wagate::net::EgressPolicy,
+    egress: &wagate::egress::EgressPolicy,
     provider: ProviderKind,
     base_url: &str,
     region: &str,
@@ -682,10 +682,14 @@ async fn live_probe(app: &App, s: &Server) -> bool {
         region: None,
         webhook_source_cidrs: Vec::new(),
     };
-    wagate::provider::client_for(s.provider, app.http.clone())
-        .health(wagate::provider::Target::from(&e))
-        .await
-        .is_ok()
+    let providers = wagate::provider::Providers::new(app.http.clone());
+    match providers.get(s.provider) {
+        Some(client) => client
+            .health(wagate::provider::Target::from(&e))
+            .await
+            .is_ok(),
+        None => false,
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -52,11 +52,11 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use time::OffsetDateTime;
 use tracing::{Instrument, info, warn};
-use wagate::config::PublicWebhookBase;
-use wagate::delivery::DeliveryStore;
-use wagate::net::{EgressPolicy, HttpClient};
+use wagate::delivery::dynamo::DynamoDeliveryStore;
+use wagate::egress::{EgressPolicy, HttpClient};
+use wagate::runtime::config::PublicWebhookBase;
 use wagate::secrets::{SealedSecret, SecretSealer};
-use wagate::store::TenantConfigStore;
+use wagate::tenant::store::TenantConfigStore;
 use wagate::tenant::{SealedConfig, TenantConfig, TenantId, ValidationErrors};
 
 use crate::audit::{Action, Change, Journal};
@@ -85,7 +85,7 @@ pub struct App {
     /// The health check's per-run history of each server (read only).
     pub history_table: String,
     /// Outbound delivery records (read only: `get`).
-    pub deliveries: DeliveryStore,
+    pub deliveries: DynamoDeliveryStore,
     /// The server registry and migration jobs.
     pub fleet: fleet::Fleet,
     /// `PUBLIC_WEBHOOK_BASE_URL`: where tenants' servers post their webhooks (unset: this
@@ -546,7 +546,7 @@ pub(crate) async fn check_hosts<'a>(
         let Ok(url) = url::Url::parse(base_url) else {
             continue;
         };
-        if let Err(e @ wagate::net::EgressError::HostBlocked { .. }) =
+        if let Err(e @ wagate::egress::EgressError::HostBlocked { .. }) =
             app.http.check_host(&url).await
         {
             errs.push(field, e.to_string());

@@ -8,15 +8,15 @@ use config_api::App;
 use config_api::audit::Journal;
 use config_api::auth::{AuthConfig, Authenticator, KeySource};
 use lambda_http::{Error, run, service_fn};
-use wagate::config::{AppConfig, Env, PublicWebhookBase};
-use wagate::delivery::DeliveryStore;
-use wagate::net::HttpClient;
+use wagate::delivery::dynamo::DynamoDeliveryStore;
+use wagate::egress::HttpClient;
+use wagate::runtime::config::{AppConfig, Env, PublicWebhookBase};
 use wagate::secrets::KmsSealer;
-use wagate::store::DynamoTenantStore;
+use wagate::tenant::dynamo::DynamoTenantStore;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    wagate::telemetry::init();
+    wagate::runtime::telemetry::init();
     let mut env = Env::from_process();
     let app_cfg = AppConfig::read(&mut env);
     let audit_table = env.required("AUDIT_TABLE");
@@ -70,7 +70,7 @@ async fn main() -> Result<(), Error> {
         return Err("invalid configuration".into());
     };
 
-    let sdk = wagate::aws::load().await;
+    let sdk = wagate::runtime::aws::load().await;
     let http = HttpClient::new(app_cfg.egress.clone(), app_cfg.http)?;
     let auth = Authenticator::new(
         AuthConfig {
@@ -97,7 +97,7 @@ async fn main() -> Result<(), Error> {
         endpoints_table,
         history_table,
         // Read only (`get`): the rate table and retention are the sender's business.
-        deliveries: DeliveryStore::new(dynamodb, messages_table, "", Duration::ZERO),
+        deliveries: DynamoDeliveryStore::new(dynamodb, messages_table, "", Duration::ZERO),
         sealer: Arc::new(KmsSealer::new(
             aws_sdk_kms::Client::new(&sdk),
             app_cfg.kms_key_id,

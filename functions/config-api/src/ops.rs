@@ -15,10 +15,11 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::info;
 use wagate::Secret;
+use wagate::delivery::store::DeliveryReader;
 use wagate::delivery::{DeliveryError, DeliveryRecord};
 use wagate::health::EndpointHealth;
 use wagate::secrets::Purpose;
-use wagate::store::{from_item, to_item};
+use wagate::tenant::dynamo::{from_item, to_item};
 use wagate::tenant::{
     ConnectionStatus, Credentials, Endpoint, EndpointRole, SealedConfig, TenantConfig, TenantId,
     ValidationErrors, WebhookSecret, normalize_base_url,
@@ -1019,7 +1020,7 @@ pub async fn messages(
         })?;
     let prefix = format!("{tenant}#");
     let items = page
-        .records
+        .items
         .into_iter()
         .map(|rec| {
             let key = rec
@@ -1199,7 +1200,7 @@ pub async fn import(app: &App, req: &Request, caller: &Caller) -> Result<Respons
         if !dry_run {
             match app.journal.create(c, change(caller, Action::Import)).await {
                 Ok(()) => {}
-                Err(wagate::store::StoreError::AlreadyExists) => {
+                Err(wagate::tenant::store::StoreError::AlreadyExists) => {
                     // Created between the check and the write: still a conflict.
                     report.conflicts.push(ImportConflict {
                         tenant_id: c.tenant_id.to_string(),

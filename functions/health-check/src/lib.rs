@@ -33,24 +33,23 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use wagate::config::Env;
+use wagate::health::store::{
+    AUDIT_ACTOR, HealthStore, MonitoredTenant, SwitchAudit, TenantRecord, TenantStateUpdate,
+};
 use wagate::health::{
     EndpointHealth, EndpointUse, HealthPoint, Hysteresis, ProbeResult, SwitchKind, TenantView,
     decide, observe,
 };
-use wagate::health_store::{
-    AUDIT_ACTOR, HealthStore, MonitoredTenant, SwitchAudit, TenantRecord, TenantStateUpdate,
-};
-use wagate::metrics::{EmfLine, NAMESPACE, Unit};
-use wagate::net::HttpClient;
-use wagate::provider::{ProviderError, Target, WhatsAppProvider, client_for};
+use wagate::provider::{ProviderError, Providers, Target};
+use wagate::runtime::config::Env;
+use wagate::runtime::metrics::{EmfLine, NAMESPACE, Unit};
 use wagate::secrets::{Purpose, SealedSecret, Secret, SecretSealer};
-use wagate::store::StoreError;
+use wagate::tenant::store::StoreError;
 use wagate::tenant::{Credentials, Endpoint, EndpointRole, ProviderKind, TenantId};
+use wagate::timestamp;
 
 /// The function's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,7 +277,7 @@ impl RunReport {
 pub struct HealthCheck {
     store: Arc<dyn HealthStore>,
     sealer: Arc<dyn SecretSealer>,
-    providers: Arc<HashMap<ProviderKind, Box<dyn WhatsAppProvider>>>,
+    providers: Providers,
     settings: Settings,
     opened: Arc<Mutex<OpenedCredentials>>,
 }
@@ -346,17 +345,13 @@ impl HealthCheck {
     pub fn new(
         store: Arc<dyn HealthStore>,
         sealer: Arc<dyn SecretSealer>,
-        http: HttpClient,
+        providers: Providers,
         settings: Settings,
     ) -> Self {
-        let providers = ProviderKind::ALL
-            .iter()
-            .map(|k| (*k, client_for(*k, http.clone())))
-            .collect();
         Self {
             store,
             sealer,
-            providers: Arc::new(providers),
+            providers,
             settings,
             opened: Arc::default(),
         }
@@ -380,14 +375,15 @@ impl HealthCheck {
         let mut probing = JoinSet::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut tenants: Vec<TenantRecord> = Vec::new();
-        let mut start = None;
+        let mut cursor: Option<String> = None;
         loop {
             // On an error, dropping `probing` aborts the probes already started.
-            let (page, next) = self
+            let page = self
                 .store
-                .active_tenants_page(start, self.settings.page_size)
+                .active_tenants_page(cursor.as_deref(), self.settings.page_size)
                 .await
                 .map_err(RunError::Listing)?;
+            let (page, next) = (page.items, page.next_cursor);
             for target in new_probe_targets(&page, &mut seen) {
                 let this = self.clone();
                 let permits = permits.clone();
@@ -399,8 +395,8 @@ impl HealthCheck {
             }
             tenants.extend(page);
             match next {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
+                Some(c) => cursor = Some(c),
+                None => break,
             }
         }
         let servers = group_servers(&tenants);
@@ -496,7 +492,7 @@ impl HealthCheck {
 
     #[tracing::instrument(skip_all, fields(endpoint = %server.key))]
     async fn probe(&self, server: &ProbeTarget) -> ProbeResult {
-        let Some(provider) = self.providers.get(&server.provider) else {
+        let Some(provider) = self.providers.get(server.provider) else {
             return ProbeResult {
                 up: false,
                 latency_ms: 0.0,
@@ -582,45 +578,32 @@ impl HealthCheck {
     async fn open_credentials(&self, server: &ProbeTarget) -> Result<Credentials<Secret>, String> {
         let tenant = server.credential_owner.as_str();
         let ttl = self.settings.credential_ttl;
-        let open = |s: &SealedSecret| {
-            let sealer = self.sealer.clone();
-            let opened = self.opened.clone();
-            let s = s.clone();
-            async move {
+        server
+            .credentials
+            .open(|s: &SealedSecret| async move {
                 let key = (tenant.to_string(), s.ciphertext.clone());
-                let cached = opened
+                let cached = self
+                    .opened
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .get(&key, ttl);
                 if let Some(secret) = cached {
                     return Ok::<Secret, String>(secret);
                 }
-                let secret = sealer
-                    .open(tenant, Purpose::ServerCredential, &s)
+                let secret = self
+                    .sealer
+                    .open(tenant, Purpose::ServerCredential, s)
                     .await
                     .map_err(|e| format!("opening the server credentials failed: {e}"))?;
                 if !ttl.is_zero() {
-                    opened
+                    self.opened
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(key, secret.clone());
                 }
                 Ok(secret)
-            }
-        };
-        Ok(match &server.credentials {
-            Credentials::None => Credentials::None,
-            Credentials::Basic { username, password } => Credentials::Basic {
-                username: username.clone(),
-                password: open(password).await?,
-            },
-            Credentials::ApiKey { key } => Credentials::ApiKey {
-                key: open(key).await?,
-            },
-            Credentials::Bearer { token } => Credentials::Bearer {
-                token: open(token).await?,
-            },
-        })
+            })
+            .await
     }
 
     async fn save_endpoints(
@@ -721,7 +704,7 @@ impl HealthCheck {
                         tenant_id: id.to_string(),
                         at: format!(
                             "{}#{}",
-                            now.format(&Rfc3339).unwrap_or_default(),
+                            timestamp::rfc3339(now),
                             &uuid::Uuid::new_v4().simple().to_string()[..8]
                         ),
                         who: AUDIT_ACTOR.into(),
@@ -889,9 +872,10 @@ fn group_servers(tenants: &[TenantRecord]) -> Vec<Server> {
 }
 
 /// The Lambda deadline (ms since the epoch, or cargo-lambda's timeout:
-/// [`wagate::config::invocation_time_left`]) as an `Instant`, less a safety margin.
+/// [`wagate::runtime::config::invocation_time_left`]) as an `Instant`, less a safety margin.
 pub fn deadline_from_epoch_ms(deadline_ms: u64, margin: Duration) -> Instant {
-    let remaining = wagate::config::invocation_time_left(deadline_ms, OffsetDateTime::now_utc());
+    let remaining =
+        wagate::runtime::config::invocation_time_left(deadline_ms, OffsetDateTime::now_utc());
     Instant::now() + remaining.saturating_sub(margin)
 }
 
@@ -907,7 +891,7 @@ mod tests {
         let at = |d: i128| u64::try_from(now_ms + d).unwrap();
         let time_left = |deadline_ms: u64, now_ms: i128| {
             let now = OffsetDateTime::from_unix_timestamp_nanos(now_ms * 1_000_000).unwrap();
-            wagate::config::invocation_time_left(deadline_ms, now)
+            wagate::runtime::config::invocation_time_left(deadline_ms, now)
         };
         assert_eq!(time_left(at(20_000), now_ms), Duration::from_secs(20));
         // cargo-lambda sends 600000 (its timeout) rather than an epoch deadline.

@@ -6,14 +6,15 @@ use std::time::Duration;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use health_check::{HealthCheck, Settings, deadline_from_epoch_ms};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use wagate::config::{AppConfig, Env};
-use wagate::health_store::DynamoHealthStore;
-use wagate::net::HttpClient;
+use wagate::egress::HttpClient;
+use wagate::health::dynamo::DynamoHealthStore;
+use wagate::provider::Providers;
+use wagate::runtime::config::{AppConfig, Env};
 use wagate::secrets::KmsSealer;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    wagate::telemetry::init();
+    wagate::runtime::telemetry::init();
     let mut env = Env::from_process();
     let app_cfg = AppConfig::read(&mut env);
     let endpoints_table = env.required("ENDPOINTS_TABLE");
@@ -38,7 +39,7 @@ async fn main() -> Result<(), Error> {
         return Err("invalid configuration".into());
     };
 
-    let sdk = wagate::aws::load().await;
+    let sdk = wagate::runtime::aws::load().await;
     let http = HttpClient::new(app_cfg.egress.clone(), app_cfg.http)?;
     let check = Arc::new(HealthCheck::new(
         Arc::new(
@@ -54,7 +55,7 @@ async fn main() -> Result<(), Error> {
             aws_sdk_kms::Client::new(&sdk),
             app_cfg.kms_key_id,
         )),
-        http,
+        Providers::new(http),
         settings,
     ));
 

@@ -9,8 +9,8 @@
 //! 3. the idempotency lock on `tenantId#idempotencyKey` plus one slot of the tenant's rate
 //!    window, both or neither: for the first record of every group (the records that can
 //!    start at once) in **one** `TransactWriteItems` for the whole batch
-//!    ([`DeliveryStore::begin_many`]), for a later record of a group in one of its own
-//!    ([`DeliveryStore::begin`]); a full window is waited for inside the invocation when the
+//!    ([`DeliveryWriter::begin_many`]), for a later record of a group in one of its own
+//!    ([`DeliveryWriter::begin`]); a full window is waited for inside the invocation when the
 //!    wait fits, else the record is deferred untouched;
 //! 4. send to the active endpoint, failing over to the backup when that is safe
 //!    ([`wagate::routing`]), through per-endpoint circuit breakers shared by the instance;
@@ -30,19 +30,19 @@ use futures_util::future::join_all;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 use tracing::{Instrument, error, info, warn};
-use wagate::cache::ConfigCache;
+use wagate::delivery::store::DeliveryWriter;
 use wagate::delivery::{
-    Begin, BeginRequest, DeliveryError, DeliveryState, DeliveryStore, Lock, Rejection, class_name,
-    record_key, rejected_key,
+    Begin, BeginRequest, DeliveryError, DeliveryState, Lock, Rejection, record_key, rejected_key,
 };
-use wagate::net::HttpClient;
 use wagate::outbound::OutboundMessage;
-use wagate::provider::{ErrorClass, ProviderError, Target, WhatsAppProvider, client_for};
-use wagate::ratelimit::{RateWindow, WindowClock};
-use wagate::routing::{
-    BreakerSettings, Breakers, Health, TenantStatusWriter, candidates, endpoint_key, may_fail_over,
+use wagate::outbound::ratelimit::{RateWindow, WindowClock};
+use wagate::outbound::routing::{
+    BreakerSettings, Breakers, Health, candidates, endpoint_key, may_fail_over,
 };
-use wagate::tenant::{ConnectionStatus, EndpointRole, OpenedConfig, ProviderKind, TenantId};
+use wagate::provider::{ErrorClass, ProviderError, Providers, Target};
+use wagate::tenant::cache::ConfigCache;
+use wagate::tenant::store::TenantStatusWriter;
+use wagate::tenant::{ConnectionStatus, EndpointRole, OpenedConfig, TenantId};
 
 /// Sender settings (environment, see `main.rs`).
 #[derive(Debug, Clone)]
@@ -261,9 +261,9 @@ fn record_span(item: &Item, group: &str) -> tracing::Span {
 /// The sender: built once per instance, shared by every invocation on it.
 pub struct Sender {
     cache: Arc<ConfigCache>,
-    delivery: DeliveryStore,
+    delivery: Arc<dyn DeliveryWriter>,
     status: Arc<dyn TenantStatusWriter>,
-    providers: HashMap<ProviderKind, Box<dyn WhatsAppProvider>>,
+    providers: Providers,
     breakers: Breakers,
     settings: Settings,
     /// Tenants WhatsApp rate-limited (`WA_REACHOUT_TIMELOCK`), until when.
@@ -273,15 +273,11 @@ pub struct Sender {
 impl Sender {
     pub fn new(
         cache: Arc<ConfigCache>,
-        delivery: DeliveryStore,
+        delivery: Arc<dyn DeliveryWriter>,
         status: Arc<dyn TenantStatusWriter>,
-        http: HttpClient,
+        providers: Providers,
         settings: Settings,
     ) -> Self {
-        let providers = ProviderKind::ALL
-            .iter()
-            .map(|k| (*k, client_for(*k, http.clone())))
-            .collect();
         Self {
             cache,
             delivery,
@@ -297,7 +293,7 @@ impl Sender {
         &self.breakers
     }
 
-    pub fn delivery(&self) -> &DeliveryStore {
+    pub fn delivery(&self) -> &Arc<dyn DeliveryWriter> {
         &self.delivery
     }
 
@@ -355,7 +351,7 @@ impl Sender {
 
     /// Every group, concurrently. The first record of each group can start at once: their
     /// configs are read concurrently, then all their locks and rate slots are taken in one
-    /// `TransactWriteItems` ([`DeliveryStore::begin_many`]) instead of one request each.
+    /// `TransactWriteItems` ([`DeliveryWriter::begin_many`]) instead of one request each.
     /// The later records of a group take theirs one at a time, after the record before them
     /// (order within a group).
     async fn run_groups(
@@ -610,7 +606,7 @@ impl Sender {
         let tenant = &item.message.tenant_id;
         if self.timelocked_until(tenant).is_some() {
             return Err(Outcome::Retry {
-                class: class_name(ErrorClass::RateLimited).into(),
+                class: ErrorClass::RateLimited.as_str().into(),
                 reason: "backing off after WhatsApp's rate limit (WA_REACHOUT_TIMELOCK)".into(),
             });
         }
@@ -711,7 +707,7 @@ impl Sender {
             }
         };
 
-        let Some(provider) = self.providers.get(&cfg.provider) else {
+        let Some(provider) = self.providers.get(cfg.provider) else {
             return self
                 .finish_failed(&lock, "unsupported_provider", "no client for the provider")
                 .await;
@@ -778,7 +774,7 @@ impl Sender {
                     }
                     let go_on = may_fail_over(&e);
                     if go_on {
-                        warn!(endpoint = %endpoint.base_url, endpoint_role = ?role, error_class = class_name(class), reason = %e, "send failed before reaching WhatsApp: trying the other endpoint if there is one");
+                        warn!(endpoint = %endpoint.base_url, endpoint_role = ?role, error_class = class.as_str(), reason = %e, "send failed before reaching WhatsApp: trying the other endpoint if there is one");
                     }
                     last = Some((role, endpoint.base_url.clone(), e));
                     if !go_on {
@@ -816,12 +812,10 @@ impl Sender {
                     _ => self.settings.timelock_backoff,
                 };
                 self.set_timelocked(tenant, wait);
-                self.finish_retry(&lock, class_name(class), &reason, now)
-                    .await
+                self.finish_retry(&lock, class.as_str(), &reason, now).await
             }
             ErrorClass::Retryable | ErrorClass::LoggedOut | ErrorClass::BadCredentials => {
-                self.finish_retry(&lock, class_name(class), &reason, now)
-                    .await
+                self.finish_retry(&lock, class.as_str(), &reason, now).await
             }
         }
     }
@@ -911,11 +905,11 @@ fn group_of(record: &SqsMessage, msg: &OutboundMessage) -> String {
 }
 
 /// The invocation deadline from the Lambda context: epoch milliseconds in AWS, the timeout
-/// itself under cargo-lambda's emulator ([`wagate::config::invocation_time_left`]), so a local
+/// itself under cargo-lambda's emulator ([`wagate::runtime::config::invocation_time_left`]), so a local
 /// run's locks and rate-limit waits see the time really left rather than a deadline in 1970.
 pub fn deadline_from_ms(ms: u64) -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
-    now + wagate::config::invocation_time_left(ms, now)
+    now + wagate::runtime::config::invocation_time_left(ms, now)
 }
 
 #[cfg(test)]

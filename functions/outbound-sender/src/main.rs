@@ -6,17 +6,18 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use outbound_sender::{Sender, Settings, deadline_from_ms};
-use wagate::cache::{CacheSettings, ConfigCache};
-use wagate::config::{AppConfig, Env};
-use wagate::delivery::DeliveryStore;
-use wagate::net::HttpClient;
-use wagate::routing::{BreakerSettings, DynamoTenantStatus};
+use wagate::delivery::dynamo::DynamoDeliveryStore;
+use wagate::egress::HttpClient;
+use wagate::outbound::routing::BreakerSettings;
+use wagate::provider::Providers;
+use wagate::runtime::config::{AppConfig, Env};
 use wagate::secrets::KmsSealer;
-use wagate::store::DynamoTenantStore;
+use wagate::tenant::cache::{CacheSettings, ConfigCache};
+use wagate::tenant::dynamo::DynamoTenantStore;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    wagate::telemetry::init();
+    wagate::runtime::telemetry::init();
     let mut env = Env::from_process();
     let app_cfg = AppConfig::read(&mut env);
     let messages_table = env.required("MESSAGES_TABLE");
@@ -67,7 +68,7 @@ async fn main() -> Result<(), Error> {
         ..defaults
     };
 
-    let sdk = wagate::aws::load().await;
+    let sdk = wagate::runtime::aws::load().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let http = HttpClient::new(app_cfg.egress.clone(), app_cfg.http)?;
     let cache = Arc::new(ConfigCache::new(
@@ -83,14 +84,14 @@ async fn main() -> Result<(), Error> {
     ));
     let sender = Arc::new(Sender::new(
         cache,
-        DeliveryStore::new(
+        Arc::new(DynamoDeliveryStore::new(
             dynamodb.clone(),
             messages_table,
             rate_table,
             settings.retention,
-        ),
-        Arc::new(DynamoTenantStatus::new(dynamodb, app_cfg.tenants_table)),
-        http,
+        )),
+        Arc::new(DynamoTenantStore::new(dynamodb, app_cfg.tenants_table)),
+        Providers::new(http),
         settings,
     ));
 

@@ -12,13 +12,16 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use lambda_http::Body;
 use time::OffsetDateTime;
 use wagate::Secret;
-use wagate::cache::{CacheSettings, ConfigCache};
-use wagate::messages::InboundEvent;
+use wagate::delivery::DeliveryError;
+use wagate::delivery::ReceiptOutcome;
+use wagate::delivery::store::ReceiptRecorder;
+use wagate::inbound::InboundEvent;
+use wagate::inbound::signature::sign_sha256;
 use wagate::secrets::{Purpose, SealedSecret, SecretSealer, SecretsError};
-use wagate::signature::sign_sha256;
-use wagate::store::{StoreError, TenantConfigReader};
+use wagate::tenant::cache::{CacheSettings, ConfigCache};
+use wagate::tenant::store::{StoreError, TenantConfigReader};
 use wagate::tenant::*;
-use webhook_ingress::{App, EventSink, RateLimiter, ReceiptRecorder, SinkError, accept};
+use webhook_ingress::{App, EventSink, RateLimiter, SinkError, accept};
 
 struct OneTenant(SealedConfig);
 
@@ -48,14 +51,14 @@ struct NoReceipts;
 
 #[async_trait]
 impl ReceiptRecorder for NoReceipts {
-    async fn record(
+    async fn apply_receipt(
         &self,
         _: &TenantId,
         _: &str,
         _: &str,
         _: OffsetDateTime,
-    ) -> Result<String, String> {
-        Ok("none".into())
+    ) -> Result<ReceiptOutcome, DeliveryError> {
+        Ok(ReceiptOutcome::Ignored)
     }
 }
 
@@ -147,7 +150,7 @@ fn bench(c: &mut Criterion) {
         receipts: Arc::new(NoReceipts),
     };
     let opened = rt
-        .block_on(wagate::cache::open_config(&PlainSealer, sealed))
+        .block_on(wagate::tenant::cache::open_config(&PlainSealer, sealed))
         .unwrap();
 
     let mut g = c.benchmark_group("ingress");

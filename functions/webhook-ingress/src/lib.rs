@@ -25,8 +25,8 @@
 //! one SQS call.
 
 mod limiter;
-mod receipts;
 mod sink;
+mod sqs;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -39,14 +39,14 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use tracing::{Instrument, info, warn};
 use wagate::TenantId;
-use wagate::cache::{CacheError, ConfigCache};
-use wagate::messages::{InboundEvent, normalize_gowa};
-use wagate::signature::{SIGNATURE_HEADER, SignatureError, verify_sha256};
-use wagate::tenant::{OpenedConfig, ProviderKind};
+use wagate::delivery::store::ReceiptRecorder;
+use wagate::inbound::{self, InboundEvent, SignatureError};
+use wagate::tenant::OpenedConfig;
+use wagate::tenant::cache::{CacheError, ConfigCache};
 
 pub use limiter::RateLimiter;
-pub use receipts::ReceiptRecorder;
-pub use sink::{EventSink, SinkError, SqsSink};
+pub use sink::{EventSink, MAX_QUEUE_MESSAGE_BYTES, SinkError};
+pub use sqs::SqsSink;
 
 /// Largest webhook body accepted (bytes).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -173,17 +173,16 @@ pub fn accept(
         return Err(IngressError::Inactive);
     }
     check_source(cfg, source)?;
-    let secret_id = verify_sha256(signature, body, &cfg.webhook_secrets, now)?.to_string();
+    let secret_id =
+        inbound::verify(cfg.provider, signature, body, &cfg.webhook_secrets, now)?.to_string();
     let raw: serde_json::Value = serde_json::from_slice(body).map_err(|_| IngressError::NotJson)?;
-    let mut event = match cfg.provider {
-        ProviderKind::Gowa => normalize_gowa(&cfg.tenant_id, raw, body, now),
-    };
+    let mut event = inbound::normalize(cfg.provider, &cfg.tenant_id, raw, body, now);
     let mut json = serde_json::to_string(&event).map_err(|_| IngressError::NotJson)?;
-    if json.len() > sink::MAX_QUEUE_MESSAGE_BYTES {
+    if json.len() > MAX_QUEUE_MESSAGE_BYTES {
         // Keep the normalised fields; the raw copy is what makes it too big.
         event.raw = serde_json::json!({ "omitted": "raw payload too large for the queue" });
         json = serde_json::to_string(&event).map_err(|_| IngressError::NotJson)?;
-        if json.len() > sink::MAX_QUEUE_MESSAGE_BYTES {
+        if json.len() > MAX_QUEUE_MESSAGE_BYTES {
             return Err(IngressError::EventTooLarge);
         }
     }
@@ -366,7 +365,7 @@ async fn process(
     };
     let signature = req
         .headers()
-        .get(SIGNATURE_HEADER)
+        .get(inbound::signature_header(cfg.provider))
         .and_then(|v| v.to_str().ok());
     let accepted = accept(&cfg, signature, body, source_ip(req), now())?;
     // After the signature: unauthenticated junk cannot spend a tenant's allowance.
@@ -388,7 +387,11 @@ async fn process(
     if let Some(receipt) = &accepted.event.receipt {
         let now = now();
         for id in &receipt.message_ids {
-            match app.receipts.record(&tenant, id, &receipt.state, now).await {
+            match app
+                .receipts
+                .apply_receipt(&tenant, id, &receipt.state, now)
+                .await
+            {
                 Ok(outcome) => {
                     info!(provider_message_id = %id, state = %receipt.state, outcome = %outcome, "receipt applied")
                 }

@@ -6,16 +6,16 @@ use std::time::Duration;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use lambda_http::lambda_runtime::{self, LambdaEvent};
 use lambda_http::{Error, service_fn};
-use wagate::cache::{CacheSettings, ConfigCache};
-use wagate::config::{AppConfig, Env};
-use wagate::delivery::DeliveryStore;
+use wagate::delivery::dynamo::DynamoDeliveryStore;
+use wagate::runtime::config::{AppConfig, Env};
 use wagate::secrets::KmsSealer;
-use wagate::store::DynamoTenantStore;
+use wagate::tenant::cache::{CacheSettings, ConfigCache};
+use wagate::tenant::dynamo::DynamoTenantStore;
 use webhook_ingress::{App, RateLimiter, SqsSink};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    wagate::telemetry::init();
+    wagate::runtime::telemetry::init();
     let mut env = Env::from_process();
     let cfg = AppConfig::read(&mut env);
     let queue_url = env.required("INBOUND_QUEUE_URL");
@@ -26,12 +26,12 @@ async fn main() -> Result<(), Error> {
         return Err("invalid configuration".into());
     };
 
-    let sdk = wagate::aws::load().await;
+    let sdk = wagate::runtime::aws::load().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let store = DynamoTenantStore::new(dynamodb.clone(), cfg.tenants_table);
     // Only `apply_receipt` is reachable through `ReceiptRecorder`: no rate table, and the
     // retention is irrelevant to receipts (they never create records).
-    let receipts = DeliveryStore::new(dynamodb, messages_table, "", Duration::from_secs(0));
+    let receipts = DynamoDeliveryStore::new(dynamodb, messages_table, "", Duration::from_secs(0));
     let sealer = KmsSealer::new(aws_sdk_kms::Client::new(&sdk), cfg.kms_key_id);
     let app = Arc::new(App {
         cache: Arc::new(ConfigCache::new(

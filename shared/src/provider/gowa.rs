@@ -18,7 +18,7 @@ use url::Url;
 use super::{
     Content, DeviceStatus, ProviderError, SendReceipt, SendRequest, Target, WhatsAppProvider,
 };
-use crate::net::HttpClient;
+use crate::egress::{HttpClient, egress_refusal};
 use crate::secrets::Secret;
 use crate::tenant::{Credentials, ProviderKind};
 
@@ -205,18 +205,6 @@ impl GowaClient {
 /// messages at once in a 256 MB function).
 pub const MAX_DOCUMENT_UPLOAD_BYTES: usize = 16 * 1024 * 1024;
 
-/// The egress guard's refusal inside a reqwest error (the resolver refused every address).
-fn egress_refusal(e: &reqwest::Error) -> Option<crate::net::EgressError> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(refused) = err.downcast_ref::<crate::net::EgressError>() {
-            return Some(refused.clone());
-        }
-        source = err.source();
-    }
-    None
-}
-
 /// A `Content-Type` value's `type/subtype` (lowercase, without parameters), when it is one.
 fn content_type_essence(value: &str) -> Option<String> {
     let essence = value.split(';').next().unwrap_or("").trim();
@@ -248,7 +236,7 @@ fn transport_error(e: &reqwest::Error, call: Call) -> ProviderError {
     // still, say only what kind of failure it was.
     // The guarded resolver refused every address the host name resolved to: say so (it is
     // the egress guard, not the server, that stopped the request).
-    if let Some(refused) = crate::net::egress_refusal(e) {
+    if let Some(refused) = egress_refusal(e) {
         return ProviderError::Egress(refused);
     }
     if e.is_connect() {

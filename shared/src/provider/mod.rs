@@ -1,7 +1,12 @@
-//! WhatsApp API servers behind one trait, and the error classes every caller maps on.
+//! WhatsApp API servers behind one trait ([`WhatsAppProvider`]), the error classes every
+//! caller maps on ([`ErrorClass`]), and the registry of one client per kind ([`Providers`]).
+//! Each kind's client is its own file, over the one guarded HTTP client
+//! ([`crate::egress::HttpClient`]): [`gowa`].
 
-mod gowa;
+pub mod gowa;
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub use gowa::{GowaClient, MAX_DOCUMENT_UPLOAD_BYTES};
 
-use crate::net::{EgressError, HttpClient};
+use crate::egress::{EgressError, HttpClient};
 use crate::secrets::Secret;
 use crate::tenant::{Credentials, Endpoint, ProviderKind};
 
@@ -97,6 +102,20 @@ pub enum ErrorClass {
     BadCredentials,
 }
 
+impl ErrorClass {
+    /// The snake_case name of the class, as records, logs and metrics carry it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Permanent => "permanent",
+            ErrorClass::Retryable => "retryable",
+            ErrorClass::Ambiguous => "ambiguous",
+            ErrorClass::RateLimited => "rate_limited",
+            ErrorClass::LoggedOut => "logged_out",
+            ErrorClass::BadCredentials => "bad_credentials",
+        }
+    }
+}
+
 /// A provider call failed. Messages never contain credentials.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
@@ -177,9 +196,41 @@ pub trait WhatsAppProvider: Send + Sync {
     async fn health(&self, target: Target<'_>) -> Result<(), ProviderError>;
 }
 
-/// The client for a provider kind, sharing one HTTP client.
-pub fn client_for(kind: ProviderKind, http: HttpClient) -> Box<dyn WhatsAppProvider> {
-    match kind {
-        ProviderKind::Gowa => Box::new(GowaClient::new(http)),
+/// One client per provider kind, all over one HTTP client: built once per instance, shared by
+/// every request (the sender's sends, the health check's probes, the config API's connection
+/// tests). Cheap to clone.
+#[derive(Clone)]
+pub struct Providers {
+    clients: Arc<HashMap<ProviderKind, Arc<dyn WhatsAppProvider>>>,
+}
+
+impl Providers {
+    /// A client for every kind in [`ProviderKind::ALL`].
+    pub fn new(http: HttpClient) -> Self {
+        let clients = ProviderKind::ALL
+            .iter()
+            .map(|kind| {
+                let client: Arc<dyn WhatsAppProvider> = match kind {
+                    ProviderKind::Gowa => Arc::new(GowaClient::new(http.clone())),
+                };
+                (*kind, client)
+            })
+            .collect();
+        Self {
+            clients: Arc::new(clients),
+        }
+    }
+
+    /// The client for `kind`, if there is one.
+    pub fn get(&self, kind: ProviderKind) -> Option<&dyn WhatsAppProvider> {
+        self.clients.get(&kind).map(|c| c.as_ref())
+    }
+}
+
+impl std::fmt::Debug for Providers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut kinds: Vec<&str> = self.clients.keys().map(|k| k.as_str()).collect();
+        kinds.sort_unstable();
+        f.debug_struct("Providers").field("kinds", &kinds).finish()
     }
 }

@@ -12,11 +12,14 @@ use gowa_sim::{DeviceSpec, DeviceState, SimConfig, SimHandle};
 use health_check::{HealthCheck, RunReport, Settings};
 use time::OffsetDateTime;
 use wagate::Secret;
+use wagate::egress::{EgressPolicy, HttpClient, HttpTimeouts};
 use wagate::health::EndpointHealth;
-use wagate::health_store::{DynamoHealthStore, HealthStore};
-use wagate::net::{EgressPolicy, HttpClient, HttpTimeouts};
+use wagate::health::dynamo::DynamoHealthStore;
+use wagate::health::store::HealthStore;
+use wagate::provider::Providers;
 use wagate::secrets::{KmsSealer, SecretSealer};
-use wagate::store::{DynamoTenantStore, TenantConfigStore};
+use wagate::tenant::dynamo::DynamoTenantStore;
+use wagate::tenant::store::TenantConfigStore;
 use wagate::tenant::*;
 use wagate_tests::Stack;
 use wagate_tests::sim_contract::{Checked, checked};
@@ -70,7 +73,7 @@ pub async fn fx(settings: Settings) -> Fx {
     let check = HealthCheck::new(
         store.clone(),
         Arc::new(sealer.clone()),
-        http.clone(),
+        Providers::new(http.clone()),
         settings,
     );
     Fx {

@@ -13,13 +13,17 @@ use outbound_sender::{BatchOutcome, Sender, Settings};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use wagate::Secret;
-use wagate::cache::{CacheSettings, ConfigCache};
-use wagate::delivery::{DeliveryRecord, DeliveryStore};
-use wagate::net::{EgressPolicy, HttpClient, HttpTimeouts};
-use wagate::ratelimit::WindowClock;
-use wagate::routing::{BreakerSettings, DynamoTenantStatus};
+use wagate::delivery::DeliveryRecord;
+use wagate::delivery::dynamo::DynamoDeliveryStore;
+use wagate::delivery::store::DeliveryReader;
+use wagate::egress::{EgressPolicy, HttpClient, HttpTimeouts};
+use wagate::outbound::ratelimit::WindowClock;
+use wagate::outbound::routing::BreakerSettings;
+use wagate::provider::Providers;
 use wagate::secrets::{KmsSealer, SecretSealer};
-use wagate::store::{DynamoTenantStore, TenantConfigStore};
+use wagate::tenant::cache::{CacheSettings, ConfigCache};
+use wagate::tenant::dynamo::DynamoTenantStore;
+use wagate::tenant::store::TenantConfigStore;
 use wagate::tenant::*;
 use wagate_tests::Stack;
 use wagate_tests::sim_contract::{Checked, checked};
@@ -34,7 +38,7 @@ pub struct Fx {
     pub proxy: String,
     pub sender: Sender,
     /// Reads records without being counted.
-    pub records: DeliveryStore,
+    pub records: DynamoDeliveryStore,
 }
 
 pub fn settings() -> Settings {
@@ -73,7 +77,7 @@ pub async fn fixture_with(settings: Settings) -> Fx {
     let proxy = serializing_moto_proxy().await;
     let sender = sender_via(&stack, &proxy, settings.clone());
     let env = stack.env();
-    let records = DeliveryStore::new(
+    let records = DynamoDeliveryStore::new(
         aws_sdk_dynamodb::Client::new(&stack.sdk),
         env["MESSAGES_TABLE"].clone(),
         env["RATE_LIMITS_TABLE"].clone(),
@@ -109,8 +113,8 @@ fn endpoint(base_url: &str) -> Endpoint<Secret> {
 
 impl Fx {
     /// The rate window `tenant`'s sends count in now (the sender's pinned minute).
-    pub fn window(&self, tenant: &str, limit: u32) -> wagate::ratelimit::RateWindow {
-        wagate::ratelimit::RateWindow::at(
+    pub fn window(&self, tenant: &str, limit: u32) -> wagate::outbound::ratelimit::RateWindow {
+        wagate::outbound::ratelimit::RateWindow::at(
             &tenant.parse().unwrap(),
             limit,
             self.settings
@@ -284,14 +288,14 @@ pub fn sender_via(stack: &Stack, endpoint: &str, settings: Settings) -> Sender {
     ));
     Sender::new(
         cache,
-        DeliveryStore::new(
+        Arc::new(DynamoDeliveryStore::new(
             dynamodb.clone(),
             env["MESSAGES_TABLE"].clone(),
             env["RATE_LIMITS_TABLE"].clone(),
             settings.retention,
-        ),
-        Arc::new(DynamoTenantStatus::new(dynamodb, stack.tenants_table())),
-        http(),
+        )),
+        Arc::new(DynamoTenantStore::new(dynamodb, stack.tenants_table())),
+        Providers::new(http()),
         settings,
     )
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use time::OffsetDateTime;
+use wagate::delivery::store::DeliveryReader as _;
 use wagate_devstack::event_source::{self, Invoker, QueueSource, ScheduleSource};
 use wagate_devstack::jwt::{DEFAULT_AUDIENCE, DEFAULT_ISSUER};
 use wagate_devstack::mappings::EventSources;

@@ -11,8 +11,10 @@ use anyhow::{Context as _, anyhow, bail};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use wagate::delivery::{DeliveryRecord, DeliveryState, DeliveryStore};
-use wagate::messages::{EventType, InboundEvent};
+use wagate::delivery::dynamo::DynamoDeliveryStore;
+use wagate::delivery::store::DeliveryReader;
+use wagate::delivery::{DeliveryRecord, DeliveryState};
+use wagate::inbound::{EventType, InboundEvent};
 use wagate::outbound::{MessageContent, OutboundMessage};
 use wagate::tenant::TenantId;
 
@@ -83,8 +85,11 @@ impl LocalStack {
     }
 
     /// The messages table, for following delivery records.
-    pub fn delivery_store(&self, sdk: &aws_config::SdkConfig) -> anyhow::Result<DeliveryStore> {
-        Ok(DeliveryStore::new(
+    pub fn delivery_store(
+        &self,
+        sdk: &aws_config::SdkConfig,
+    ) -> anyhow::Result<DynamoDeliveryStore> {
+        Ok(DynamoDeliveryStore::new(
             aws_sdk_dynamodb::Client::new(sdk),
             self.var("MESSAGES_TABLE")?,
             self.var("RATE_LIMITS_TABLE")?,
@@ -238,7 +243,7 @@ impl Observed {
                     line.push_str(&format!(" via {endpoint}"));
                 }
                 if let Some(role) = r.endpoint_role {
-                    line.push_str(&format!(" ({})", role_name(role)));
+                    line.push_str(&format!(" ({})", role.as_str()));
                 }
             }
             DeliveryState::Failed | DeliveryState::Retrying | DeliveryState::Unknown => {
@@ -254,13 +259,6 @@ impl Observed {
             }
         }
         line
-    }
-}
-
-fn role_name(role: wagate::tenant::EndpointRole) -> &'static str {
-    match role {
-        wagate::tenant::EndpointRole::Primary => "primary",
-        wagate::tenant::EndpointRole::Backup => "backup",
     }
 }
 
@@ -318,7 +316,7 @@ pub enum Followed {
 /// Follows the record of `key` until it reaches `until`, fails, turns unknown, or `timeout`
 /// passes; calls `on_change` with the time and each state it sees (the first one included).
 pub async fn follow(
-    store: &DeliveryStore,
+    store: &dyn DeliveryReader,
     tenant: &TenantId,
     key: &str,
     until: Until,

@@ -1,18 +1,20 @@
-//! KMS sealing of tenant secrets and the redacting [`Secret`] type.
+//! Tenant secrets: the redacting [`Secret`], the sealed form stored in DynamoDB
+//! ([`SealedSecret`]), and the [`SecretSealer`] that seals and opens them.
 //!
-//! Every secret (server credential, webhook secret) is stored only as KMS ciphertext,
-//! encrypted under the encryption context `{"tenantId": …, "purpose": …}`. KMS binds the
-//! context to the ciphertext, so a ciphertext copied into another tenant's item (or used
-//! for another purpose) fails to open.
+//! Every secret (server credential, webhook secret) is stored only as ciphertext, sealed under
+//! the context `{"tenantId": …, "purpose": …}`. The sealer binds the context to the ciphertext,
+//! so a ciphertext copied into another tenant's item (or used for another purpose) fails to
+//! open. The KMS implementation is [`kms::KmsSealer`].
+
+pub mod kms;
 
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_kms::primitives::Blob;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
+
+pub use kms::KmsSealer;
 
 /// A plaintext secret. `Debug` and `Display` print `***`; it has no `Serialize`, so it can
 /// reach a response or a log only through [`Secret::expose`], on purpose.
@@ -145,7 +147,8 @@ impl SecretsError {
     }
 }
 
-/// Seals and opens secrets. The KMS implementation is [`KmsSealer`].
+/// Seals and opens secrets. The KMS implementation is [`KmsSealer`]; an in-memory one for
+/// tests is `crate::testing::MemorySealer` (feature `testing`).
 #[async_trait]
 pub trait SecretSealer: Send + Sync {
     async fn seal(
@@ -161,117 +164,6 @@ pub trait SecretSealer: Send + Sync {
         purpose: Purpose,
         sealed: &SealedSecret,
     ) -> Result<Secret, SecretsError>;
-}
-
-/// KMS `Encrypt` / `Decrypt` with encryption context `{tenantId, purpose}`.
-#[derive(Clone, Debug)]
-pub struct KmsSealer {
-    client: aws_sdk_kms::Client,
-    key_id: String,
-}
-
-impl KmsSealer {
-    pub fn new(client: aws_sdk_kms::Client, key_id: impl Into<String>) -> Self {
-        Self {
-            client,
-            key_id: key_id.into(),
-        }
-    }
-}
-
-#[async_trait]
-impl SecretSealer for KmsSealer {
-    async fn seal(
-        &self,
-        tenant_id: &str,
-        purpose: Purpose,
-        secret: &Secret,
-    ) -> Result<SealedSecret, SecretsError> {
-        let out = self
-            .client
-            .encrypt()
-            .key_id(&self.key_id)
-            .plaintext(Blob::new(secret.expose().as_bytes()))
-            .encryption_context("tenantId", tenant_id)
-            .encryption_context("purpose", purpose.as_str())
-            .send()
-            .await
-            .map_err(|e| SecretsError::Seal {
-                tenant_id: tenant_id.to_string(),
-                purpose: purpose.as_str(),
-                source: aws_sdk_kms::error::DisplayErrorContext(e)
-                    .to_string()
-                    .into(),
-            })?;
-        let blob = out.ciphertext_blob.ok_or_else(|| SecretsError::Seal {
-            tenant_id: tenant_id.to_string(),
-            purpose: purpose.as_str(),
-            source: "KMS returned no ciphertext".into(),
-        })?;
-        Ok(SealedSecret {
-            ciphertext: B64.encode(blob.as_ref()),
-            fingerprint: secret.fingerprint(),
-        })
-    }
-
-    async fn open(
-        &self,
-        tenant_id: &str,
-        purpose: Purpose,
-        sealed: &SealedSecret,
-    ) -> Result<Secret, SecretsError> {
-        let bytes =
-            B64.decode(sealed.ciphertext.as_bytes())
-                .map_err(|_| SecretsError::Corrupt {
-                    tenant_id: tenant_id.to_string(),
-                    purpose: purpose.as_str(),
-                })?;
-        let out = self
-            .client
-            .decrypt()
-            .key_id(&self.key_id)
-            .ciphertext_blob(Blob::new(bytes))
-            .encryption_context("tenantId", tenant_id)
-            .encryption_context("purpose", purpose.as_str())
-            .send()
-            .await
-            .map_err(|e| {
-                let refused = e.as_service_error().and_then(|s| {
-                    if s.is_invalid_ciphertext_exception() {
-                        Some("KMS says the ciphertext is not valid for this tenant and purpose (sealed for another tenant, or damaged)")
-                    } else if s.is_incorrect_key_exception() {
-                        Some("KMS says the ciphertext was sealed under another key")
-                    } else {
-                        None
-                    }
-                });
-                match refused {
-                    Some(reason) => SecretsError::Refused {
-                        tenant_id: tenant_id.to_string(),
-                        purpose: purpose.as_str(),
-                        reason,
-                    },
-                    None => SecretsError::Open {
-                        tenant_id: tenant_id.to_string(),
-                        purpose: purpose.as_str(),
-                        source: aws_sdk_kms::error::DisplayErrorContext(e)
-                            .to_string()
-                            .into(),
-                    },
-                }
-            })?;
-        let plain = out.plaintext.ok_or_else(|| SecretsError::Open {
-            tenant_id: tenant_id.to_string(),
-            purpose: purpose.as_str(),
-            source: "KMS returned no plaintext".into(),
-        })?;
-        let text = String::from_utf8(plain.into_inner()).map_err(|_| SecretsError::Refused {
-            tenant_id: tenant_id.to_string(),
-            purpose: purpose.as_str(),
-            reason: "the opened secret is not UTF-8 text",
-        })?;
-        Ok(Secret::new(text))
-    }
 }
 
 #[cfg(test)]

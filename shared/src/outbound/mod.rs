@@ -1,4 +1,8 @@
-//! The outbound queue contract: [`OutboundMessage`], what producers put on the outbound FIFO
+//! Outbound: the contract producers put on the outbound queue (this file), where a message
+//! goes ([`routing`]: failover rules and circuit breakers) and how fast ([`ratelimit`]: the
+//! tenant's per-minute windows). All pure; the sender function drives them.
+//!
+//! [`OutboundMessage`] is what producers put on the outbound FIFO
 //! queue (JSON Schema: `schemas/outbound-message.schema.json`; message group = `tenantId`,
 //! deduplication id = `idempotencyKey`).
 //!
@@ -6,6 +10,9 @@
 //! fields refused, as the schema's `additionalProperties: false`) and then every field rule,
 //! each problem naming its field. A body that fails still gives up its `tenantId` and
 //! `idempotencyKey` when it has them, so the failure can be recorded under the message's key.
+
+pub mod ratelimit;
+pub mod routing;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -260,7 +267,7 @@ fn is_blank(s: &str) -> bool {
 /// before the URL parser, which forgives what the schema does not: surrounding and inner
 /// white space, and `http:///host` for `http://host`.
 fn url_spelled_right(url: &str) -> bool {
-    let Some(rest) = crate::tenant::after_http_scheme(url) else {
+    let Some(rest) = crate::tenant::validation::after_http_scheme(url) else {
         return false;
     };
     rest.chars()

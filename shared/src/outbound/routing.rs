@@ -19,14 +19,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio::time::Instant;
 
 use crate::provider::{ErrorClass, ProviderError};
-use crate::tenant::{ConnectionStatus, Endpoint, EndpointRole, TenantConfig, TenantId};
+use crate::tenant::{Endpoint, EndpointRole, TenantConfig};
 
 /// Breaker settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,63 +220,6 @@ pub fn may_fail_over(err: &ProviderError) -> bool {
         ErrorClass::Retryable | ErrorClass::LoggedOut | ErrorClass::BadCredentials
     ) && err.certainly_not_sent()
         && !matches!(err, ProviderError::Media { .. })
-}
-
-/// Writes a tenant's connection status (the sender, when a device reports it is logged out).
-#[async_trait]
-pub trait TenantStatusWriter: Send + Sync {
-    async fn set_connection_status(
-        &self,
-        tenant_id: &TenantId,
-        status: ConnectionStatus,
-    ) -> Result<(), String>;
-}
-
-/// Updates only `connectionStatus` (and `connectionStatusAt`) of the tenant's item, without
-/// touching `version`: the status is an observation, not a configuration change, and must
-/// not make a concurrent config edit fail.
-#[derive(Debug, Clone)]
-pub struct DynamoTenantStatus {
-    client: aws_sdk_dynamodb::Client,
-    table: String,
-}
-
-impl DynamoTenantStatus {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
-    }
-}
-
-#[async_trait]
-impl TenantStatusWriter for DynamoTenantStatus {
-    async fn set_connection_status(
-        &self,
-        tenant_id: &TenantId,
-        status: ConnectionStatus,
-    ) -> Result<(), String> {
-        let value = serde_json::to_value(status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_else(|| "unknown".into());
-        let now = OffsetDateTime::now_utc()
-            .format(&Rfc3339)
-            .unwrap_or_default();
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("tenantId", AttributeValue::S(tenant_id.to_string()))
-            .update_expression("SET connectionStatus = :s, connectionStatusAt = :now")
-            .condition_expression("attribute_exists(tenantId)")
-            .expression_attribute_values(":s", AttributeValue::S(value))
-            .expression_attribute_values(":now", AttributeValue::S(now))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
-    }
 }
 
 #[cfg(test)]

@@ -1,142 +1,35 @@
-//! The queue contracts. [`InboundEvent`] is what the platform reads from the inbound queue
-//! (JSON Schema: `schemas/inbound-event.schema.json`); it is built from a provider's webhook
-//! by [`normalize_gowa`].
+//! GOWA (go-whatsapp-web-multidevice) webhooks: the signature scheme and the normalisation
+//! into [`InboundEvent`].
+//!
+//! GOWA signs each webhook with `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(raw body)>`
+//! keyed with the webhook secret (no timestamp; retried up to 5 times within 30 s on any
+//! non-2xx). Its events: the v8+ envelope `{event, device_id, session_id?, timestamp?,
+//! payload}` (`message`, `message.ack`, `group.participants`, others passed on as `other`),
+//! and the flat pre-v8 message shape.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::tenant::{ProviderKind, TenantId};
+use super::signature::{SignatureError, verify_sha256};
+use super::{
+    Chat, EventType, GroupChange, INBOUND_SCHEMA_VERSION, InboundEvent, Media, Party, Receipt,
+    ReplyTo, body_hash_key,
+};
+use crate::secrets::Secret;
+use crate::tenant::{ProviderKind, TenantId, WebhookSecret};
 
-/// Version of the [`InboundEvent`] shape; bumped on a breaking change.
-pub const INBOUND_SCHEMA_VERSION: u32 = 1;
+/// GOWA's signature header (the same as Meta's).
+pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 
-/// What kind of event this is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventType {
-    /// An incoming (or own, `isFromMe`) chat message.
-    Message,
-    /// A delivery/read receipt for messages (`receipt.messageIds`).
-    Receipt,
-    /// Group members joined, left, were promoted or demoted.
-    GroupParticipants,
-    /// Anything else; the raw payload carries it.
-    Other,
-}
-
-/// A sender or participant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Party {
-    /// WhatsApp JID (`628…@s.whatsapp.net`).
-    pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
-
-/// The chat an event belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Chat {
-    pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lid: Option<String>,
-    pub is_group: bool,
-}
-
-/// Media carried by a message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Media {
-    /// image, video, audio, document, sticker.
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub caption: Option<String>,
-    /// Path on the WhatsApp server (GOWA auto-download).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mime_type: Option<String>,
-}
-
-/// The message a message replies to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReplyTo {
-    pub message_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quoted_text: Option<String>,
-}
-
-/// A delivery/read receipt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Receipt {
-    /// Provider message ids the receipt is for (our outbound messages).
-    pub message_ids: Vec<String>,
-    /// delivered, read, played, … as the provider says it.
-    pub state: String,
-}
-
-/// A change of group membership.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GroupChange {
-    /// join, leave, promote, demote.
-    pub action: String,
-    pub participants: Vec<String>,
-}
-
-/// One normalised webhook event, as the platform reads it from the inbound queue.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InboundEvent {
-    pub schema_version: u32,
-    pub tenant_id: String,
-    pub provider: ProviderKind,
-    pub event_type: EventType,
-    /// The provider's own event name (`message`, `message.ack`, …).
-    pub provider_event: String,
-    /// The provider's id of the event or message, when it has one.
-    pub provider_event_id: Option<String>,
-    /// What deduplicates retries of this event (also the SQS deduplication source).
-    pub dedup_key: String,
-    /// The receiving WhatsApp account (JID).
-    pub account: Option<String>,
-    /// The provider's device/session id.
-    pub session_id: Option<String>,
-    pub sender: Option<Party>,
-    pub chat: Option<Chat>,
-    pub text: Option<String>,
-    pub media: Option<Media>,
-    pub reply_to: Option<ReplyTo>,
-    pub receipt: Option<Receipt>,
-    pub group: Option<GroupChange>,
-    pub is_from_me: Option<bool>,
-    /// The provider's timestamp of the event, as sent (RFC 3339).
-    pub occurred_at: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub received_at: OffsetDateTime,
-    /// The webhook body as received (parsed JSON).
-    pub raw: Value,
-}
-
-impl InboundEvent {
-    /// The SQS FIFO deduplication id: hex SHA-256 of tenant and dedup key (64 characters,
-    /// within SQS's 128 and its character set).
-    pub fn deduplication_id(&self) -> String {
-        let mut h = Sha256::new();
-        h.update(self.tenant_id.as_bytes());
-        h.update(b"\n");
-        h.update(self.dedup_key.as_bytes());
-        hex::encode(h.finalize())
-    }
+/// Verifies `X-Hub-Signature-256` over `body` against every secret current at `now`;
+/// returns the id of the secret that matched.
+pub fn verify<'a>(
+    signature: Option<&str>,
+    body: &[u8],
+    secrets: &'a [WebhookSecret<Secret>],
+    now: OffsetDateTime,
+) -> Result<&'a str, SignatureError> {
+    verify_sha256(signature, body, secrets, now)
 }
 
 fn s(v: Option<&Value>) -> Option<String> {
@@ -178,7 +71,7 @@ fn media_of(payload: &Map<String, Value>) -> Option<Media> {
 /// payload}`, or the flat pre-v8 message shape). Never fails: an unknown shape becomes
 /// [`EventType::Other`] with the raw payload. `raw_body` (the exact bytes) keys the
 /// deduplication of events that carry no id.
-pub fn normalize_gowa(
+pub fn normalize(
     tenant_id: &TenantId,
     raw: Value,
     raw_body: &[u8],
@@ -229,7 +122,7 @@ pub fn normalize_gowa(
     if ev.dedup_key.is_empty() {
         ev.dedup_key = match &ev.provider_event_id {
             Some(id) => format!("{}:{id}", ev.provider_event),
-            None => format!("sha256:{}", hex::encode(Sha256::digest(raw_body))),
+            None => body_hash_key(raw_body),
         };
     }
     ev.raw = raw;
@@ -398,7 +291,7 @@ mod tests {
 
     fn norm(v: Value) -> InboundEvent {
         let bytes = serde_json::to_vec(&v).unwrap();
-        normalize_gowa(
+        normalize(
             &"t1".parse().unwrap(),
             v,
             &bytes,

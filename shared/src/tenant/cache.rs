@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::store::{StoreError, TenantConfigReader};
+use super::{OpenedConfig, SealedConfig, TenantId};
 use crate::secrets::{SecretSealer, SecretsError};
-use crate::store::{StoreError, TenantConfigReader};
-use crate::tenant::{OpenedConfig, SealedConfig, TenantId};
 
 /// Opens every secret of a stored config (one KMS call per secret).
 pub async fn open_config(

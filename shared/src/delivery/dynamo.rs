@@ -1,43 +1,36 @@
-//! The messages table: one idempotency and delivery record per outbound message, keyed by
-//! `pk = tenantId#idempotencyKey`, TTL attribute `expiresAt`.
+//! The messages table in DynamoDB, and the rate-limits table whose slot a lock takes in the
+//! same request.
 //!
-//! States and the only moves between them:
-//!
-//! ```text
-//!  (none) ──begin──▶ in_progress ──▶ sent ──receipt──▶ delivered ──receipt──▶ read
-//!                      │  ▲   │  │      └──────────receipt (read)──────────────▲
-//!                      │  │   │  └──▶ failed    (permanent: recorded, never retried)
-//!                      │  │   └─────▶ unknown   (ambiguous: maybe delivered, never resent)
-//!                      ▼  │
-//!                    retrying (returned to the queue; `reason` holds the last failure)
-//! ```
-//!
-//! `begin` (or `begin_many`, the same for several records in one transaction) wins the
-//! record only when it is absent, `retrying`, an `in_progress` whose lock has expired (the
-//! lock lives no longer than the invocation that took it), or past its `expiresAt` (moto
-//! never deletes TTL items, and DynamoDB deletes them late, so expiry is checked in every
-//! condition and read). Every outcome write is conditional on still holding
-//! the lock. Receipts look the record up by provider message id (GSI
-//! [`INDEX_BY_PROVIDER_MESSAGE`] over `providerKey = tenantId#providerMessageId`, so one
-//! tenant's receipt can never touch another tenant's record) and only move forwards.
+//! Records are keyed by `pk = tenantId#idempotencyKey`, TTL attribute `expiresAt`. Receipts
+//! find a record through the GSI [`INDEX_BY_PROVIDER_MESSAGE`] over
+//! `providerKey = tenantId#providerMessageId`; the dashboard lists a tenant's records through
+//! [`INDEX_BY_TENANT`]. A rate window is one item per tenant and calendar minute
+//! (`pk = tenantId#windowStartEpochSecs`, attribute `sent`, TTL `expiresAt` two minutes after
+//! the window): taking a slot is `ADD sent 1` under `attribute_not_exists(sent) OR
+//! sent < :limit`, in the lock's `TransactWriteItems`.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
-use crate::outbound::OutboundMessage;
+use super::store::{DeliveryReader, DeliveryWriter, ReceiptRecorder};
+use super::{
+    Begin, BeginRequest, DeliveryError, DeliveryRecord, DeliveryState, Lock, ReceiptOutcome,
+    ReceiptState, Rejection, bounded, content_type, epoch_ms, record_key,
+};
+use crate::dynamo::{conditional, error_text};
+use crate::outbound::ratelimit::{RateWindow, RateWindows, WINDOW};
 use crate::provider::ErrorClass;
-use crate::ratelimit::RateWindow;
+use crate::tenant::store::Page;
 use crate::tenant::{EndpointRole, TenantId};
+use crate::timestamp;
 
 /// GSI of the messages table over `providerKey` (`tenantId#providerMessageId`), keys only.
 pub const INDEX_BY_PROVIDER_MESSAGE: &str = "byProviderMessage";
@@ -46,181 +39,16 @@ pub const INDEX_BY_PROVIDER_MESSAGE: &str = "byProviderMessage";
 /// `tenantId` and stay out of it.
 pub const INDEX_BY_TENANT: &str = "byTenant";
 
-/// Where a message stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryState {
-    /// A live invocation is sending it.
-    InProgress,
-    /// The last attempt failed without effect; the queue will bring it back.
-    Retrying,
-    /// The WhatsApp server accepted it.
-    Sent,
-    /// The recipient's device has it.
-    Delivered,
-    /// The recipient read (or played) it.
-    Read,
-    /// Permanently refused; never retried.
-    Failed,
-    /// Maybe delivered (timeout after the request left); never resent automatically.
-    Unknown,
-}
-
-impl DeliveryState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryState::InProgress => "in_progress",
-            DeliveryState::Retrying => "retrying",
-            DeliveryState::Sent => "sent",
-            DeliveryState::Delivered => "delivered",
-            DeliveryState::Read => "read",
-            DeliveryState::Failed => "failed",
-            DeliveryState::Unknown => "unknown",
-        }
-    }
-
-    fn value(self) -> AttributeValue {
-        AttributeValue::S(self.as_str().into())
-    }
-}
-
-/// One record as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeliveryRecord {
-    pub pk: String,
-    #[serde(default)]
-    pub tenant_id: Option<String>,
-    #[serde(default)]
-    pub idempotency_key: Option<String>,
-    pub state: DeliveryState,
-    /// How many times an invocation won the lock.
-    #[serde(default)]
-    pub attempts: u32,
-    #[serde(default)]
-    pub lock_owner: Option<String>,
-    /// Epoch milliseconds.
-    #[serde(default)]
-    pub lock_expires_at: Option<i64>,
-    #[serde(default)]
-    pub provider_message_id: Option<String>,
-    /// The recipient as the producer wrote it (`to`).
-    #[serde(default)]
-    pub recipient: Option<String>,
-    /// `text`, `image` or `document`.
-    #[serde(default)]
-    pub content_type: Option<String>,
-    /// Base URL of the server that took (or maybe took) the message.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    #[serde(default)]
-    pub endpoint_role: Option<EndpointRole>,
-    /// For failed, unknown and retrying: the class and text of the (last) failure.
-    #[serde(default)]
-    pub error_class: Option<String>,
-    #[serde(default)]
-    pub reason: Option<String>,
-    /// The SQS message id of the delivery that last wrote the record.
-    #[serde(default)]
-    pub sqs_message_id: Option<String>,
-    #[serde(default)]
-    pub created_at: Option<String>,
-    #[serde(default)]
-    pub updated_at: Option<String>,
-    #[serde(default)]
-    pub sent_at: Option<String>,
-    #[serde(default)]
-    pub delivered_at: Option<String>,
-    #[serde(default)]
-    pub read_at: Option<String>,
-    /// TTL, epoch seconds.
-    pub expires_at: i64,
-}
-
-impl DeliveryRecord {
-    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
-        self.expires_at <= now.unix_timestamp()
-    }
-}
-
-/// The record key of a message.
-pub fn record_key(tenant_id: &TenantId, idempotency_key: &str) -> String {
-    format!("{tenant_id}#{idempotency_key}")
-}
-
-/// The key of a body that identified no message: `_rejected#<SQS message id>`.
-pub fn rejected_key(sqs_message_id: &str) -> String {
-    format!("_rejected#{sqs_message_id}")
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DeliveryError {
-    #[error("DynamoDB request failed: {0}")]
-    Backend(String),
-    #[error("invalid page cursor")]
-    InvalidCursor,
-    #[error("stored record {pk} cannot be read: {reason}")]
-    Corrupt { pk: String, reason: String },
-}
-
-fn backend<E, R>(e: SdkError<E, R>) -> DeliveryError
-where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
-{
-    DeliveryError::Backend(DisplayErrorContext(e).to_string())
-}
-
-/// The lock an invocation holds on a record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lock {
-    pub pk: String,
-    pub owner: String,
-    /// Epoch milliseconds.
-    pub until_ms: i64,
-}
-
-/// A body refused before any send, for [`DeliveryStore::record_rejected`].
-#[derive(Debug, Clone, Copy)]
-pub struct Rejection<'a> {
-    /// [`record_key`] when the body named tenant and key, else [`rejected_key`].
-    pub pk: &'a str,
-    pub tenant_id: Option<&'a TenantId>,
-    pub idempotency_key: Option<&'a str>,
-    /// `malformed`, `invalid`, `too_large`, `unknown_tenant`, `tenant_inactive`.
-    pub code: &'a str,
-    pub reason: &'a str,
-    pub sqs_message_id: &'a str,
-}
-
-/// What [`DeliveryStore::begin`] found.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Begin {
-    /// Ours to send (and one rate-limit slot taken).
-    Acquired(Lock),
-    /// It already has an outcome (sent, delivered, read, failed, unknown): do not send.
-    Settled(Box<DeliveryRecord>),
-    /// Another live invocation holds it.
-    Locked { until_ms: i64 },
-    /// The tenant's window is full; nothing was written.
-    RateLimited,
-    /// Another request raced on the same items; try again shortly.
-    Contended,
-}
-
-/// Most records [`DeliveryStore::begin_many`] puts in one `TransactWriteItems` (two items
-/// each; DynamoDB takes up to 100).
+/// Most records [`DynamoDeliveryWriter::begin_many`](DeliveryWriter::begin_many) puts in one
+/// `TransactWriteItems` (two items each; DynamoDB takes up to 100).
 pub const MAX_RECORDS_PER_TRANSACTION: usize = 50;
 
-/// One record for [`DeliveryStore::begin_many`].
-#[derive(Debug, Clone)]
-pub struct BeginRequest<'a> {
-    pub msg: &'a OutboundMessage,
-    pub sqs_message_id: &'a str,
-    /// The lock owner: one per record and invocation.
-    pub owner: &'a str,
-    /// The tenant's current window, one slot of which the record takes.
-    pub window: RateWindow,
+fn state_value(state: DeliveryState) -> AttributeValue {
+    AttributeValue::S(state.as_str().into())
+}
+
+fn backend(text: String) -> DeliveryError {
+    DeliveryError::Backend(text)
 }
 
 /// Cancellation reasons that say "try again shortly" rather than "no".
@@ -231,51 +59,9 @@ fn contention(code: &str) -> bool {
     )
 }
 
-/// What a receipt did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReceiptOutcome {
-    Updated {
-        from: DeliveryState,
-        to: DeliveryState,
-    },
-    /// The record is already at or past the receipt's state (or not sent): nothing changed.
-    Unchanged { current: DeliveryState },
-    /// No record of this tenant has that provider message id.
-    NotFound,
-    /// A receipt state that does not move a record (`sender`, `read-self`, `retry`, …).
-    Ignored,
-}
-
-/// The receipt states that move a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReceiptState {
-    Delivered,
-    Read,
-}
-
-impl ReceiptState {
-    /// GOWA's `receipt_type` (as the ingress passes it in `receipt.state`): `delivered`;
-    /// `read` and `played` (a voice note listened to) mean read. Receipts from the tenant's
-    /// own other devices (`read-self`, `played-self`) and technical ones move nothing.
-    pub fn from_provider(state: &str) -> Option<Self> {
-        match state.trim().to_ascii_lowercase().as_str() {
-            "delivered" | "delivery" => Some(ReceiptState::Delivered),
-            "read" | "played" => Some(ReceiptState::Read),
-            _ => None,
-        }
-    }
-
-    fn target(self) -> DeliveryState {
-        match self {
-            ReceiptState::Delivered => DeliveryState::Delivered,
-            ReceiptState::Read => DeliveryState::Read,
-        }
-    }
-}
-
 /// The messages table (and the rate-limit table the lock shares a request with).
 #[derive(Debug, Clone)]
-pub struct DeliveryStore {
+pub struct DynamoDeliveryStore {
     client: Client,
     messages_table: String,
     rate_table: String,
@@ -283,7 +69,7 @@ pub struct DeliveryStore {
 }
 
 fn ts(t: OffsetDateTime) -> AttributeValue {
-    AttributeValue::S(t.format(&Rfc3339).unwrap_or_default())
+    AttributeValue::S(timestamp::rfc3339(t))
 }
 
 fn n(v: i64) -> AttributeValue {
@@ -294,16 +80,7 @@ fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_string())
 }
 
-fn epoch_ms(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-/// Bounds what a record keeps of a failure text.
-fn bounded(reason: &str) -> String {
-    reason.chars().take(500).collect()
-}
-
-impl DeliveryStore {
+impl DynamoDeliveryStore {
     /// `retention`: how long a record is kept (and deduplicates) after its last write;
     /// longer than the queue's and the DLQ's retention, so a redriven message is still known.
     pub fn new(
@@ -332,65 +109,6 @@ impl DeliveryStore {
         n(now.unix_timestamp() + self.retention.as_secs() as i64)
     }
 
-    /// Takes the record's lock and one slot of the tenant's rate window in one
-    /// `TransactWriteItems` request (both or neither). `lock_until` is the invocation's
-    /// deadline, so the lock dies with it. [`DeliveryStore::begin_many`] with one record.
-    pub async fn begin(
-        &self,
-        msg: &OutboundMessage,
-        sqs_message_id: &str,
-        owner: &str,
-        lock_until: OffsetDateTime,
-        window: &RateWindow,
-        now: OffsetDateTime,
-    ) -> Result<Begin, DeliveryError> {
-        let req = BeginRequest {
-            msg,
-            sqs_message_id,
-            owner,
-            window: window.clone(),
-        };
-        self.begin_many(&[req], lock_until, now)
-            .await
-            .pop()
-            .unwrap_or(Ok(Begin::Contended))
-    }
-
-    /// [`DeliveryStore::begin`] for several records at once: every record's lock and rate
-    /// slot in one `TransactWriteItems` (up to [`MAX_RECORDS_PER_TRANSACTION`] records;
-    /// records sharing a lock or rate-window item with an earlier one go in a later
-    /// transaction, as DynamoDB refuses two operations on one item in one request).
-    ///
-    /// A transaction is all or nothing, so when it is cancelled its `CancellationReasons`
-    /// (one per item, in order) tell each record's fate: a failed lock condition is
-    /// [`Begin::Settled`] or [`Begin::Locked`] (from the old item the reason carries), a
-    /// failed slot condition [`Begin::RateLimited`], a conflict or throttling on one of its
-    /// items [`Begin::Contended`]; the records whose items all passed are tried again in a
-    /// new transaction without the others. Every round settles at least one record, so there
-    /// are at most `records + 1` rounds (two in the common case of some redeliveries).
-    ///
-    /// One result per request, in order.
-    pub async fn begin_many(
-        &self,
-        reqs: &[BeginRequest<'_>],
-        lock_until: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> Vec<Result<Begin, DeliveryError>> {
-        let mut results: Vec<Option<Result<Begin, DeliveryError>>> =
-            (0..reqs.len()).map(|_| None).collect();
-        let mut rest: Vec<usize> = (0..reqs.len()).collect();
-        while !rest.is_empty() {
-            let (this, later) = next_transaction(reqs, rest);
-            self.begin_transaction(reqs, this, lock_until, now, &mut results)
-                .await;
-            rest = later;
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or(Ok(Begin::Contended)))
-            .collect()
-    }
-
     /// One transaction over `pending` (distinct items), repeated without the records it
     /// settled until it commits or settles them all.
     async fn begin_transaction(
@@ -413,7 +131,7 @@ impl DeliveryStore {
                 );
                 items.push(
                     TransactWriteItem::builder()
-                        .update(r.window.take_slot(&self.rate_table))
+                        .update(take_slot(&r.window, &self.rate_table))
                         .build(),
                 );
             }
@@ -448,7 +166,7 @@ impl DeliveryStore {
                     return;
                 }
                 _ => {
-                    let text = DisplayErrorContext(&err).to_string();
+                    let text = aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string();
                     for &i in &pending {
                         results[i] = Some(Err(DeliveryError::Backend(text.clone())));
                     }
@@ -474,13 +192,13 @@ impl DeliveryStore {
                     (a, b) if contention(a) || contention(b) => Some(Ok(Begin::Contended)),
                     (a, b) => Some(Err(DeliveryError::Backend(format!(
                         "lock: {a}, rate slot: {b}: {}",
-                        DisplayErrorContext(&err)
+                        aws_sdk_dynamodb::error::DisplayErrorContext(&err)
                     )))),
                 };
             }
             if again.len() == pending.len() {
                 // Cancelled without a reason for any record: nothing to learn from a retry.
-                let text = DisplayErrorContext(&err).to_string();
+                let text = aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string();
                 for &i in &again {
                     results[i] = Some(Err(DeliveryError::Backend(text.clone())));
                 }
@@ -533,8 +251,8 @@ impl DeliveryStore {
             )
             .expression_attribute_names("#state", "state")
             .set_expression_attribute_values(Some(HashMap::from([
-                (":inprog".into(), DeliveryState::InProgress.value()),
-                (":retrying".into(), DeliveryState::Retrying.value()),
+                (":inprog".into(), state_value(DeliveryState::InProgress)),
+                (":retrying".into(), state_value(DeliveryState::Retrying)),
                 (":owner".into(), s(r.owner)),
                 (":until".into(), n(until_ms)),
                 (":t".into(), s(msg.tenant_id.as_str())),
@@ -563,10 +281,13 @@ impl DeliveryStore {
     ) -> Result<bool, DeliveryError> {
         let mut expr = String::from("SET #state = :state, updatedAt = :now, expiresAt = :ttl");
         let mut values = HashMap::from([
-            (":state".to_string(), state.value()),
+            (":state".to_string(), state_value(state)),
             (":now".to_string(), ts(now)),
             (":ttl".to_string(), self.ttl(now)),
-            (":inprog".to_string(), DeliveryState::InProgress.value()),
+            (
+                ":inprog".to_string(),
+                state_value(DeliveryState::InProgress),
+            ),
             (":owner".to_string(), s(&lock.owner)),
         ]);
         for (i, (name, value)) in sets.iter().enumerate() {
@@ -588,21 +309,50 @@ impl DeliveryStore {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|x| x.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(backend(e)),
+        Ok(conditional(res).map_err(backend)?.is_some())
+    }
+}
+
+#[async_trait]
+impl DeliveryWriter for DynamoDeliveryStore {
+    /// [`DeliveryWriter::begin`] for several records at once: every record's lock and rate
+    /// slot in one `TransactWriteItems` (up to [`MAX_RECORDS_PER_TRANSACTION`] records;
+    /// records sharing a lock or rate-window item with an earlier one go in a later
+    /// transaction, as DynamoDB refuses two operations on one item in one request).
+    ///
+    /// A transaction is all or nothing, so when it is cancelled its `CancellationReasons`
+    /// (one per item, in order) tell each record's fate: a failed lock condition is
+    /// [`Begin::Settled`] or [`Begin::Locked`] (from the old item the reason carries), a
+    /// failed slot condition [`Begin::RateLimited`], a conflict or throttling on one of its
+    /// items [`Begin::Contended`]; the records whose items all passed are tried again in a
+    /// new transaction without the others. Every round settles at least one record, so there
+    /// are at most `records + 1` rounds (two in the common case of some redeliveries).
+    ///
+    /// One result per request, in order.
+    async fn begin_many(
+        &self,
+        reqs: &[BeginRequest<'_>],
+        lock_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Vec<Result<Begin, DeliveryError>> {
+        let mut results: Vec<Option<Result<Begin, DeliveryError>>> =
+            (0..reqs.len()).map(|_| None).collect();
+        let mut rest: Vec<usize> = (0..reqs.len()).collect();
+        while !rest.is_empty() {
+            let (this, later) = next_transaction(reqs, rest);
+            self.begin_transaction(reqs, this, lock_until, now, &mut results)
+                .await;
+            rest = later;
         }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Ok(Begin::Contended)))
+            .collect()
     }
 
     /// Sent: the provider's id (indexed for receipts) and the endpoint that took it. Returns
     /// `false` when the lock had been lost (nothing written).
-    pub async fn mark_sent(
+    async fn mark_sent(
         &self,
         lock: &Lock,
         tenant_id: &TenantId,
@@ -621,7 +371,7 @@ impl DeliveryStore {
                     s(&format!("{tenant_id}#{provider_message_id}")),
                 ),
                 ("endpoint", s(endpoint)),
-                ("endpointRole", s(role_str(role))),
+                ("endpointRole", s(role.as_str())),
                 ("sentAt", ts(now)),
             ],
             &["errorClass", "reason"],
@@ -631,7 +381,7 @@ impl DeliveryStore {
     }
 
     /// Failed for good (permanent).
-    pub async fn mark_failed(
+    async fn mark_failed(
         &self,
         lock: &Lock,
         class: &str,
@@ -649,7 +399,7 @@ impl DeliveryStore {
     }
 
     /// Maybe delivered by `endpoint`: never resent automatically.
-    pub async fn mark_unknown(
+    async fn mark_unknown(
         &self,
         lock: &Lock,
         reason: &str,
@@ -661,10 +411,10 @@ impl DeliveryStore {
             lock,
             DeliveryState::Unknown,
             &[
-                ("errorClass", s(class_name(ErrorClass::Ambiguous))),
+                ("errorClass", s(ErrorClass::Ambiguous.as_str())),
                 ("reason", s(&bounded(reason))),
                 ("endpoint", s(endpoint)),
-                ("endpointRole", s(role_str(role))),
+                ("endpointRole", s(role.as_str())),
             ],
             &[],
             now,
@@ -675,7 +425,7 @@ impl DeliveryStore {
     /// Releases the lock after a failure without effect; the queue brings the message back
     /// and the next `begin` wins it again. `reason` is the last failure (what an operator
     /// sees for a message that ends in the DLQ).
-    pub async fn release_for_retry(
+    async fn release_for_retry(
         &self,
         lock: &Lock,
         class: &str,
@@ -695,7 +445,7 @@ impl DeliveryStore {
     /// Records a body that was refused before any send (malformed, invalid, unknown
     /// tenant) as failed, unless a record under that key already exists. Returns whether
     /// it wrote.
-    pub async fn record_rejected(
+    async fn record_rejected(
         &self,
         rejection: &Rejection<'_>,
         now: OffsetDateTime,
@@ -710,7 +460,7 @@ impl DeliveryStore {
         } = *rejection;
         let mut item = HashMap::from([
             ("pk".to_string(), s(pk)),
-            ("state".to_string(), DeliveryState::Failed.value()),
+            ("state".to_string(), state_value(DeliveryState::Failed)),
             ("errorClass".to_string(), s(code)),
             ("reason".to_string(), s(&bounded(reason))),
             ("sqsMessageId".to_string(), s(sqs_message_id)),
@@ -734,31 +484,14 @@ impl DeliveryStore {
             .expression_attribute_values(":nows", n(now.unix_timestamp()))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|x| x.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(backend(e)),
-        }
+        Ok(conditional(res).map_err(backend)?.is_some())
     }
+}
 
-    /// The record of a message, `None` if absent or expired.
-    pub async fn get(
-        &self,
-        tenant_id: &TenantId,
-        idempotency_key: &str,
-        now: OffsetDateTime,
-    ) -> Result<Option<DeliveryRecord>, DeliveryError> {
-        self.get_key(&record_key(tenant_id, idempotency_key), now)
-            .await
-    }
-
+#[async_trait]
+impl DeliveryReader for DynamoDeliveryStore {
     /// The record under `pk`, `None` if absent or expired.
-    pub async fn get_key(
+    async fn get_key(
         &self,
         pk: &str,
         now: OffsetDateTime,
@@ -771,7 +504,7 @@ impl DeliveryStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(backend)?;
+            .map_err(|e| backend(error_text(e)))?;
         match out.item {
             None => Ok(None),
             Some(item) => {
@@ -784,13 +517,13 @@ impl DeliveryStore {
     /// One page of `tenant`'s records, newest first (by `createdAt`, through
     /// [`INDEX_BY_TENANT`]); expired ones are left out. `cursor` is the `next_cursor` of the
     /// page before.
-    pub async fn recent(
+    async fn recent(
         &self,
         tenant: &TenantId,
         limit: u32,
         cursor: Option<&str>,
         now: OffsetDateTime,
-    ) -> Result<RecentPage, DeliveryError> {
+    ) -> Result<Page<DeliveryRecord>, DeliveryError> {
         let start = cursor.map(|c| decode_cursor(tenant, c)).transpose()?;
         let out = self
             .client
@@ -804,7 +537,7 @@ impl DeliveryStore {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(backend)?;
+            .map_err(|e| backend(error_text(e)))?;
         let mut records = Vec::new();
         for item in out.items.unwrap_or_default() {
             let pk = item
@@ -818,15 +551,16 @@ impl DeliveryStore {
             }
         }
         let next_cursor = out.last_evaluated_key.as_ref().and_then(encode_cursor);
-        Ok(RecentPage {
-            records,
+        Ok(Page {
+            items: records,
             next_cursor,
         })
     }
+}
 
-    /// Applies a delivery receipt: `sent → delivered → read`, `sent → read`, never
-    /// backwards. Looks the record up by the provider's message id within the tenant.
-    pub async fn apply_receipt(
+#[async_trait]
+impl ReceiptRecorder for DynamoDeliveryStore {
+    async fn apply_receipt(
         &self,
         tenant_id: &TenantId,
         provider_message_id: &str,
@@ -847,7 +581,7 @@ impl DeliveryStore {
             .limit(1)
             .send()
             .await
-            .map_err(backend)?;
+            .map_err(|e| backend(error_text(e)))?;
         let Some(pk) = found
             .items()
             .first()
@@ -863,14 +597,14 @@ impl DeliveryStore {
             ReceiptState::Read => ("#state IN (:sent, :delivered)", "readAt"),
         };
         let mut values = HashMap::from([
-            (":to".to_string(), to.value()),
+            (":to".to_string(), state_value(to)),
             (":now".to_string(), ts(now)),
-            (":sent".to_string(), DeliveryState::Sent.value()),
+            (":sent".to_string(), state_value(DeliveryState::Sent)),
             (":pkey".to_string(), s(&provider_key)),
             (":nows".to_string(), n(now.unix_timestamp())),
         ]);
         if target == ReceiptState::Read {
-            values.insert(":delivered".into(), DeliveryState::Delivered.value());
+            values.insert(":delivered".into(), state_value(DeliveryState::Delivered));
         }
         let res = self
             .client
@@ -906,7 +640,7 @@ impl DeliveryStore {
             }
             Err(e) => {
                 let Some(svc) = e.as_service_error() else {
-                    return Err(backend(e));
+                    return Err(backend(error_text(e)));
                 };
                 if let aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) = svc {
                     let current = match c.item() {
@@ -922,9 +656,56 @@ impl DeliveryStore {
                         _ => ReceiptOutcome::NotFound,
                     });
                 }
-                Err(backend(e))
+                Err(backend(error_text(e)))
             }
         }
+    }
+}
+
+/// The `TransactWriteItems` part that takes one slot of `window`.
+fn take_slot(window: &RateWindow, table: &str) -> Update {
+    Update::builder()
+        .table_name(table)
+        .key("pk", AttributeValue::S(window.key()))
+        .update_expression("ADD #sent :one SET expiresAt = :ttl, tenantId = :t")
+        .condition_expression("attribute_not_exists(#sent) OR #sent < :limit")
+        .expression_attribute_names("#sent", "sent")
+        .set_expression_attribute_values(Some(HashMap::from([
+            (":one".to_string(), AttributeValue::N("1".into())),
+            (
+                ":limit".to_string(),
+                AttributeValue::N(window.limit.to_string()),
+            ),
+            (
+                ":ttl".to_string(),
+                AttributeValue::N((window.start + 2 * WINDOW.as_secs() as i64).to_string()),
+            ),
+            (
+                ":t".to_string(),
+                AttributeValue::S(window.tenant_id.to_string()),
+            ),
+        ])))
+        .build()
+        .expect("table, key and expression are set")
+}
+
+#[async_trait]
+impl RateWindows for DynamoDeliveryStore {
+    async fn slots_taken(&self, window: &RateWindow) -> Result<u32, String> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.rate_table)
+            .key("pk", AttributeValue::S(window.key()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(error_text)?;
+        Ok(out
+            .item
+            .and_then(|i| i.get("sent").and_then(|v| v.as_n().ok()).cloned())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
     }
 }
 
@@ -950,31 +731,6 @@ fn next_transaction(reqs: &[BeginRequest<'_>], rest: Vec<usize>) -> (Vec<usize>,
         }
     }
     (this, later)
-}
-
-fn role_str(role: EndpointRole) -> &'static str {
-    match role {
-        EndpointRole::Primary => "primary",
-        EndpointRole::Backup => "backup",
-    }
-}
-
-/// A page of [`DeliveryStore::recent`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecentPage {
-    pub records: Vec<DeliveryRecord>,
-    /// Opaque; absent on the last page.
-    pub next_cursor: Option<String>,
-}
-
-/// `text`, `image` or `document`.
-fn content_type(content: &crate::outbound::MessageContent) -> &'static str {
-    use crate::outbound::MessageContent;
-    match content {
-        MessageContent::Text { .. } => "text",
-        MessageContent::Image { .. } => "image",
-        MessageContent::Document { .. } => "document",
-    }
 }
 
 /// The position after a record in the tenant index: its `createdAt` and `pk`, base64url JSON
@@ -1021,40 +777,10 @@ fn parse(pk: &str, item: HashMap<String, AttributeValue>) -> Result<DeliveryReco
     })
 }
 
-/// The snake_case name of an error class, as records, logs and metrics carry it.
-pub fn class_name(class: ErrorClass) -> &'static str {
-    match class {
-        ErrorClass::Permanent => "permanent",
-        ErrorClass::Retryable => "retryable",
-        ErrorClass::Ambiguous => "ambiguous",
-        ErrorClass::RateLimited => "rate_limited",
-        ErrorClass::LoggedOut => "logged_out",
-        ErrorClass::BadCredentials => "bad_credentials",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn receipt_states_from_gowa() {
-        assert_eq!(
-            ReceiptState::from_provider("delivered"),
-            Some(ReceiptState::Delivered)
-        );
-        assert_eq!(
-            ReceiptState::from_provider("READ"),
-            Some(ReceiptState::Read)
-        );
-        assert_eq!(
-            ReceiptState::from_provider("played"),
-            Some(ReceiptState::Read)
-        );
-        for other in ["read-self", "played-self", "sender", "retry", ""] {
-            assert_eq!(ReceiptState::from_provider(other), None, "{other}");
-        }
-    }
+    use crate::outbound::OutboundMessage;
 
     #[test]
     fn one_transaction_never_holds_an_item_twice_nor_more_than_fifty_records() {

@@ -1,94 +1,60 @@
-//! DynamoDB repository of tenant configs.
+//! The tenants table in DynamoDB.
 //!
 //! One item per tenant, keyed by `tenantId`, holding the [`SealedConfig`] (secrets are KMS
 //! ciphertext) plus two derived attributes for the endpoint indexes:
 //! `primaryEndpointKey` (GSI `byPrimaryEndpoint`) and `backupEndpointKey` (GSI
-//! `byBackupEndpoint`, sparse). Every update is conditional on `version`.
+//! `byBackupEndpoint`, sparse). Every update is conditional on `version`. The health check's
+//! attributes on the same item (status and counters) are written by `crate::health::dynamo`;
+//! a config update leaves them alone ([`replace_config_update`]).
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use time::OffsetDateTime;
 
-use crate::tenant::{SealedConfig, TenantId};
+use super::store::{
+    ConfigJournal, Page, StoreError, TenantConfigReader, TenantConfigStore, TenantStatusWriter,
+};
+use super::{ConnectionStatus, SealedConfig, TenantId};
+use crate::audit::AuditEntry;
+use crate::audit::dynamo::record_put;
+use crate::dynamo::{conditional, error_text};
+use crate::timestamp;
 
 /// GSI over the primary endpoint's base URL.
 pub const INDEX_BY_PRIMARY_ENDPOINT: &str = "byPrimaryEndpoint";
 /// GSI over the backup endpoint's base URL (only tenants with a backup).
 pub const INDEX_BY_BACKUP_ENDPOINT: &str = "byBackupEndpoint";
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("tenant config not found")]
-    NotFound,
-    #[error("tenant config already exists")]
-    AlreadyExists,
-    /// The item's version is not the one the caller read: someone else changed it.
-    #[error("tenant config was changed by someone else (version conflict)")]
-    Conflict,
-    #[error("invalid page cursor")]
-    InvalidCursor,
-    #[error("stored item for tenant {tenant_id} cannot be read")]
-    Corrupt {
-        tenant_id: String,
-        #[source]
-        source: BoxError,
-    },
-    #[error("DynamoDB request failed: {0}")]
-    Backend(String),
+fn backend(text: String) -> StoreError {
+    StoreError::Backend(text)
 }
 
-fn backend<E, R>(e: SdkError<E, R>) -> StoreError
-where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
-{
-    StoreError::Backend(DisplayErrorContext(e).to_string())
+/// A page cursor of a listing of the tenants table: the last key, opaque to the caller.
+pub(crate) fn encode_cursor(last_key: Option<&HashMap<String, AttributeValue>>) -> Option<String> {
+    last_key
+        .and_then(|k| k.get("tenantId"))
+        .and_then(|v| v.as_s().ok())
+        .map(|s| B64URL.encode(s.as_bytes()))
 }
 
-/// One page of a listing.
-#[derive(Debug, Clone)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    /// Opaque; pass it back to get the next page. `None` on the last page.
-    pub next_cursor: Option<String>,
-}
-
-/// Reads configs. What the ingress, sender and cache need: nothing that writes.
-#[async_trait]
-pub trait TenantConfigReader: Send + Sync {
-    async fn get(&self, tenant_id: &TenantId) -> Result<Option<SealedConfig>, StoreError>;
-}
-
-/// Reads and writes configs (the config API).
-#[async_trait]
-pub trait TenantConfigStore: TenantConfigReader {
-    /// Stores a new config; `AlreadyExists` if the tenant has one.
-    async fn create(&self, config: &SealedConfig) -> Result<(), StoreError>;
-    /// Replaces the config if its stored version is still `expected_version`
-    /// (`config.version` is the new one); `Conflict` otherwise, `NotFound` if gone. The
-    /// health check's attributes on the item are kept ([`replace_config_update`]).
-    async fn update(&self, config: &SealedConfig, expected_version: u64) -> Result<(), StoreError>;
-    /// Deletes the config, if given only when its version still matches.
-    async fn delete(
-        &self,
-        tenant_id: &TenantId,
-        expected_version: Option<u64>,
-    ) -> Result<(), StoreError>;
-    /// One page of all configs, in no particular order.
-    async fn list(
-        &self,
-        cursor: Option<&str>,
-        limit: u32,
-    ) -> Result<Page<SealedConfig>, StoreError>;
-    /// Every tenant whose primary or backup endpoint is `endpoint_key` (a normalised base URL).
-    async fn by_endpoint(&self, endpoint_key: &str) -> Result<Vec<SealedConfig>, StoreError>;
+/// The `ExclusiveStartKey` of a cursor made by [`encode_cursor`].
+pub(crate) fn decode_cursor(
+    cursor: Option<&str>,
+) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+    let Some(c) = cursor else {
+        return Ok(None);
+    };
+    let raw = B64URL.decode(c).map_err(|_| StoreError::InvalidCursor)?;
+    let id = String::from_utf8(raw)
+        .ok()
+        .and_then(|s| s.parse::<TenantId>().ok())
+        .ok_or(StoreError::InvalidCursor)?;
+    Ok(Some(HashMap::from([("tenantId".to_string(), key(&id))])))
 }
 
 /// The DynamoDB implementation.
@@ -130,7 +96,7 @@ impl DynamoTenantStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(backend)?;
+                .map_err(|e| backend(error_text(e)))?;
             for item in resp.items() {
                 let cfg = from_item(item.clone())?;
                 if !out.iter().any(|c| c.tenant_id == cfg.tenant_id) {
@@ -274,7 +240,7 @@ impl TenantConfigReader for DynamoTenantStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(backend)?;
+            .map_err(|e| backend(error_text(e)))?;
         resp.item.map(from_item).transpose()
     }
 }
@@ -291,15 +257,9 @@ impl TenantConfigStore for DynamoTenantStore {
             .condition_expression("attribute_not_exists(tenantId)")
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::AlreadyExists)
-            }
-            Err(e) => Err(backend(e)),
+        match conditional(res).map_err(backend)? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::AlreadyExists),
         }
     }
 
@@ -316,19 +276,13 @@ impl TenantConfigStore for DynamoTenantStore {
             .set_expression_attribute_values(Some(u.values))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                // Tell "gone" from "changed": one read, on the failure path only.
-                match self.get(&config.tenant_id).await? {
-                    None => Err(StoreError::NotFound),
-                    Some(_) => Err(StoreError::Conflict),
-                }
-            }
-            Err(e) => Err(backend(e)),
+        match conditional(res).map_err(backend)? {
+            Some(_) => Ok(()),
+            // Tell "gone" from "changed": one read, on the failure path only.
+            None => match self.get(&config.tenant_id).await? {
+                None => Err(StoreError::NotFound),
+                Some(_) => Err(StoreError::Conflict),
+            },
         }
     }
 
@@ -349,18 +303,12 @@ impl TenantConfigStore for DynamoTenantStore {
                 .expression_attribute_values(":expected", AttributeValue::N(v.to_string())),
             None => req.condition_expression("attribute_exists(tenantId)"),
         };
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                match self.get(tenant_id).await? {
-                    None => Err(StoreError::NotFound),
-                    Some(_) => Err(StoreError::Conflict),
-                }
-            }
-            Err(e) => Err(backend(e)),
+        match conditional(req.send().await).map_err(backend)? {
+            Some(_) => Ok(()),
+            None => match self.get(tenant_id).await? {
+                None => Err(StoreError::NotFound),
+                Some(_) => Err(StoreError::Conflict),
+            },
         }
     }
 
@@ -369,17 +317,7 @@ impl TenantConfigStore for DynamoTenantStore {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<SealedConfig>, StoreError> {
-        let start = match cursor {
-            None => None,
-            Some(c) => {
-                let raw = B64URL.decode(c).map_err(|_| StoreError::InvalidCursor)?;
-                let id = String::from_utf8(raw)
-                    .ok()
-                    .and_then(|s| s.parse::<TenantId>().ok())
-                    .ok_or(StoreError::InvalidCursor)?;
-                Some(HashMap::from([("tenantId".to_string(), key(&id))]))
-            }
-        };
+        let start = decode_cursor(cursor)?;
         let resp = self
             .client
             .scan()
@@ -388,19 +326,38 @@ impl TenantConfigStore for DynamoTenantStore {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(backend)?;
+            .map_err(|e| backend(error_text(e)))?;
         let items = resp
             .items()
             .iter()
             .cloned()
             .map(from_item)
             .collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = resp
-            .last_evaluated_key()
-            .and_then(|k| k.get("tenantId"))
-            .and_then(|v| v.as_s().ok())
-            .map(|s| B64URL.encode(s.as_bytes()));
+        let next_cursor = encode_cursor(resp.last_evaluated_key());
         Ok(Page { items, next_cursor })
+    }
+
+    async fn all(&self) -> Result<Vec<SealedConfig>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let resp = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| backend(error_text(e)))?;
+            for item in resp.items.unwrap_or_default() {
+                items.push(from_item(item)?);
+            }
+            match resp.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(items),
+            }
+        }
     }
 
     async fn by_endpoint(&self, endpoint_key: &str) -> Result<Vec<SealedConfig>, StoreError> {
@@ -420,6 +377,167 @@ impl TenantConfigStore for DynamoTenantStore {
         )
         .await?;
         Ok(out)
+    }
+}
+
+#[async_trait]
+impl TenantStatusWriter for DynamoTenantStore {
+    /// Updates only `connectionStatus` and `connectionStatusAt` of the tenant's item.
+    async fn set_connection_status(
+        &self,
+        tenant_id: &TenantId,
+        status: ConnectionStatus,
+    ) -> Result<(), String> {
+        let now = timestamp::rfc3339(OffsetDateTime::now_utc());
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("tenantId", key(tenant_id))
+            .update_expression("SET connectionStatus = :s, connectionStatusAt = :now")
+            .condition_expression("attribute_exists(tenantId)")
+            .expression_attribute_values(":s", AttributeValue::S(status.as_str().into()))
+            .expression_attribute_values(":now", AttributeValue::S(now))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(error_text)
+    }
+}
+
+/// Writes configs with their audit records: the tenant item and its record in one
+/// `TransactWriteItems` request.
+#[derive(Debug, Clone)]
+pub struct DynamoConfigJournal {
+    client: Client,
+    tenants_table: String,
+    audit_table: String,
+}
+
+impl DynamoConfigJournal {
+    pub fn new(
+        client: Client,
+        tenants_table: impl Into<String>,
+        audit_table: impl Into<String>,
+    ) -> Self {
+        Self {
+            client,
+            tenants_table: tenants_table.into(),
+            audit_table: audit_table.into(),
+        }
+    }
+
+    /// One `TransactWriteItems`; `Ok(false)` when it was cancelled (a condition failed), so
+    /// the caller can tell a conflict from an outage.
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
+        let res = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        Ok(conditional(res).map_err(backend)?.is_some())
+    }
+
+    async fn exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tenants_table)
+            .key("tenantId", key(tenant))
+            .projection_expression("tenantId")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend(error_text(e)))?;
+        Ok(out.item.is_some())
+    }
+}
+
+#[async_trait]
+impl ConfigJournal for DynamoConfigJournal {
+    async fn create(&self, cfg: &SealedConfig, record: &AuditEntry) -> Result<(), StoreError> {
+        let put = Put::builder()
+            .table_name(&self.tenants_table)
+            .set_item(Some(to_item(cfg)?))
+            .condition_expression("attribute_not_exists(tenantId)")
+            .build()
+            .map_err(|e| backend(e.to_string()))?;
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            record_put(&self.audit_table, record)?,
+        ];
+        if self.transact(items).await? {
+            Ok(())
+        } else if self.exists(&cfg.tenant_id).await? {
+            Err(StoreError::AlreadyExists)
+        } else {
+            Err(StoreError::Backend("transaction cancelled".into()))
+        }
+    }
+
+    async fn update(
+        &self,
+        before: &SealedConfig,
+        after: &SealedConfig,
+        record: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        // An update of the config's attributes, not a put of the whole item: the health
+        // check's counters and status on the item survive the edit.
+        let u = replace_config_update(after, before.version)?;
+        let update = Update::builder()
+            .table_name(&self.tenants_table)
+            .set_key(Some(u.key))
+            .update_expression(u.update_expression)
+            .condition_expression(u.condition_expression)
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
+            .build()
+            .map_err(|e| backend(e.to_string()))?;
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            record_put(&self.audit_table, record)?,
+        ];
+        if self.transact(items).await? {
+            Ok(())
+        } else if self.exists(&after.tenant_id).await? {
+            Err(StoreError::Conflict)
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+
+    async fn delete(
+        &self,
+        before: &SealedConfig,
+        checked: bool,
+        record: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut del = Delete::builder()
+            .table_name(&self.tenants_table)
+            .key("tenantId", key(&before.tenant_id));
+        del = if checked {
+            del.condition_expression("attribute_exists(tenantId) AND #v = :expected")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(
+                    ":expected",
+                    AttributeValue::N(before.version.to_string()),
+                )
+        } else {
+            del.condition_expression("attribute_exists(tenantId)")
+        };
+        let items = vec![
+            TransactWriteItem::builder()
+                .delete(del.build().map_err(|e| backend(e.to_string()))?)
+                .build(),
+            record_put(&self.audit_table, record)?,
+        ];
+        if self.transact(items).await? {
+            Ok(())
+        } else if self.exists(&before.tenant_id).await? {
+            Err(StoreError::Conflict)
+        } else {
+            Err(StoreError::NotFound)
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! The health check's DynamoDB side.
+//! The health state in DynamoDB: the health check's writes and the config API's reads.
 //!
 //! - **Tenants table** (read: `Scan`, `GetItem` of the attributes in
 //!   [`TENANT_ATTRIBUTES_READ`] only; write: `UpdateItem` of the attributes in
@@ -16,11 +16,14 @@
 //! - **Endpoints table**: one [`EndpointHealth`] per server, keyed by `endpointKey`, written
 //!   only by the health check (`BatchGetItem`, `BatchWriteItem`), TTL `expiresAt`.
 //! - **Audit table**: one [`SwitchAudit`] per failover or failback (`PutItem`), keyed by
-//!   `tenantId` and `at`, with `switchStream = "switch"` ([`SWITCH_STREAM`]) so that the
-//!   sparse index [`SWITCH_STREAM_INDEX`] lists every automatic switch of every tenant by time.
+//!   `tenantId` and `at`, with `switchStream = "switch"` ([`crate::audit::SWITCH_STREAM`]) so that the
+//!   sparse index [`crate::audit::SWITCH_STREAM_INDEX`] lists every automatic switch of every
+//!   tenant by time.
 //! - **Health-history table** (optional, [`DynamoHealthStore::with_history_table`]): one
 //!   [`HealthPoint`] per probed server and run (`BatchWriteItem`), keyed by `endpointKey` and
 //!   `at`, TTL `expiresAt` ([`crate::health::HISTORY_RETENTION`]).
+//! - The config API reads the same tables ([`HealthReader`]): a tenant's item with the
+//!   health check's attributes, endpoint records, history points.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,18 +31,22 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::health::{EndpointHealth, FailbackPolicy, HealthPoint, SwitchKind, TenantHealth};
-use crate::secrets::SealedSecret;
-use crate::store::StoreError;
-use crate::tenant::{ConnectionStatus, Endpoint, EndpointRole, ProviderKind, TenantId};
+use super::store::{
+    HealthReader, HealthStore, HistoryWriteError, SwitchAudit, TenantRecord, TenantStateUpdate,
+    TenantStatusRecord,
+};
+use super::{EndpointHealth, HealthPoint, TenantHealth};
+use crate::audit::SWITCH_STREAM;
+use crate::dynamo::{conditional, error_text};
+use crate::tenant::dynamo::{decode_cursor, encode_cursor, from_item};
+use crate::tenant::store::{Page, StoreError};
+use crate::tenant::{ConnectionStatus, TenantId};
+use crate::timestamp;
 
 /// Every tenant-item attribute the health check's `UpdateItem` names (keys, condition and
 /// update expression). The IAM policy in template.yaml lists exactly these.
@@ -55,24 +62,11 @@ pub const TENANT_ATTRIBUTES_WRITTEN: &[&str] = &[
     "updatedAt",
 ];
 
-/// Who the audit records name.
-pub const AUDIT_ACTOR: &str = "health-check";
-
-/// The `switchStream` every automatic switch's audit record carries: the hash key of the
-/// audit table's sparse index [`SWITCH_STREAM_INDEX`] (config API records lack it, so the
-/// index holds the automatic switches only).
-pub const SWITCH_STREAM: &str = "switch";
-
-/// The audit table's index of automatic switches: `switchStream` (hash), `at` (range),
-/// projection ALL. `switchStream = "switch" AND at >= <cutoff>` lists every failover and
-/// failback since the cutoff, across tenants.
-pub const SWITCH_STREAM_INDEX: &str = "BySwitchStream";
-
 /// `BatchWriteItem` requests of health-history points in flight at once.
 pub const HISTORY_WRITE_CONCURRENCY: usize = 4;
 
 /// Every tenant-item attribute the health check reads (the projection of its `Scan` and
-/// `GetItem`): what [`MonitoredTenant`] and [`TenantHealth`] hold, nothing else (not the
+/// `GetItem`): what [`super::store::MonitoredTenant`] and [`TenantHealth`] hold, nothing else (not the
 /// webhook secrets, limits or timestamps, which are most of an item).
 pub const TENANT_ATTRIBUTES_READ: &[&str] = &[
     "tenantId",
@@ -87,105 +81,6 @@ pub const TENANT_ATTRIBUTES_READ: &[&str] = &[
     "healthActiveFailures",
     "healthPrimarySuccesses",
 ];
-
-/// The part of a tenant's config the health check needs (the attributes in
-/// [`TENANT_ATTRIBUTES_READ`]).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MonitoredTenant {
-    pub tenant_id: TenantId,
-    pub provider: ProviderKind,
-    pub primary: Endpoint<SealedSecret>,
-    #[serde(default)]
-    pub backup: Option<Endpoint<SealedSecret>>,
-    #[serde(default)]
-    pub active_endpoint: EndpointRole,
-    pub is_active: bool,
-    #[serde(default)]
-    pub connection_status: ConnectionStatus,
-    #[serde(default)]
-    pub failback: FailbackPolicy,
-    pub version: u64,
-}
-
-/// A tenant as the health check reads it: its config and its counters.
-#[derive(Debug, Clone)]
-pub struct TenantRecord {
-    pub config: MonitoredTenant,
-    pub health: TenantHealth,
-}
-
-/// What one run writes to one tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TenantStateUpdate {
-    /// The status the run read (the write is conditional on it, as on the version).
-    pub previous_status: ConnectionStatus,
-    /// The counters the run read (the write is conditional on them).
-    pub previous_health: TenantHealth,
-    pub status: ConnectionStatus,
-    /// The status differs from the stored one (`connectionStatusAt` is then set).
-    pub status_changed: bool,
-    pub health: TenantHealth,
-    pub checked_at: OffsetDateTime,
-    /// A new active endpoint (a switch: `version` + 1 and `updatedAt`).
-    pub switch_to: Option<EndpointRole>,
-}
-
-/// An audit record of one switch. Never holds a secret (base URLs only).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SwitchAudit {
-    pub tenant_id: String,
-    /// Sort key: RFC 3339 time, `#`, a unique suffix.
-    pub at: String,
-    pub who: String,
-    pub action: SwitchKind,
-    pub from: EndpointRole,
-    pub to: EndpointRole,
-    pub from_endpoint: String,
-    pub to_endpoint: String,
-    pub reason: String,
-    pub version_before: u64,
-    pub version_after: u64,
-}
-
-/// The health check's storage.
-#[async_trait]
-pub trait HealthStore: Send + Sync {
-    /// One page of active tenants (`isActive = true`), with their counters.
-    async fn active_tenants_page(
-        &self,
-        start: Option<HashMap<String, AttributeValue>>,
-        page_size: u32,
-    ) -> Result<(Vec<TenantRecord>, Option<HashMap<String, AttributeValue>>), StoreError>;
-    /// One tenant, consistently read.
-    async fn tenant(&self, tenant_id: &TenantId) -> Result<Option<TenantRecord>, StoreError>;
-    /// Writes the run's result for a tenant if its version is still `expected_version`.
-    async fn write_tenant_state(
-        &self,
-        tenant_id: &TenantId,
-        expected_version: u64,
-        update: &TenantStateUpdate,
-    ) -> Result<(), StoreError>;
-    /// The stored records of these endpoints.
-    async fn endpoints(
-        &self,
-        keys: &[String],
-    ) -> Result<HashMap<String, EndpointHealth>, StoreError>;
-    async fn save_endpoints(&self, records: &[EndpointHealth]) -> Result<(), StoreError>;
-    async fn put_audit(&self, record: &SwitchAudit) -> Result<(), StoreError>;
-    /// Appends these health-history points (one per probed server and run). On failure,
-    /// says how many were not written.
-    async fn save_history(&self, points: &[HealthPoint]) -> Result<(), HistoryWriteError>;
-}
-
-/// Health-history points that could not be written.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{unwritten} health history point(s) not written: {reason}")]
-pub struct HistoryWriteError {
-    pub unwritten: usize,
-    pub reason: String,
-}
 
 /// The DynamoDB implementation.
 #[derive(Debug, Clone)]
@@ -274,33 +169,14 @@ fn listed_record(mut item: HashMap<String, AttributeValue>) -> Result<TenantReco
     record(item)
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
-}
-
-fn role_str(r: EndpointRole) -> &'static str {
-    match r {
-        EndpointRole::Primary => "primary",
-        EndpointRole::Backup => "backup",
-    }
-}
-
-fn status_str(s: ConnectionStatus) -> &'static str {
-    match s {
-        ConnectionStatus::Connected => "connected",
-        ConnectionStatus::LoggedOut => "logged_out",
-        ConnectionStatus::EndpointDown => "endpoint_down",
-        ConnectionStatus::Unknown => "unknown",
-    }
-}
-
 #[async_trait]
 impl HealthStore for DynamoHealthStore {
     async fn active_tenants_page(
         &self,
-        start: Option<HashMap<String, AttributeValue>>,
+        cursor: Option<&str>,
         page_size: u32,
-    ) -> Result<(Vec<TenantRecord>, Option<HashMap<String, AttributeValue>>), StoreError> {
+    ) -> Result<Page<TenantRecord>, StoreError> {
+        let start = decode_cursor(cursor)?;
         let (projection, mut names) = listing_projection();
         names.insert("#active".into(), "isActive".into());
         // Eventually consistent: half the read capacity. A stale item is harmless, since
@@ -318,14 +194,17 @@ impl HealthStore for DynamoHealthStore {
             .consistent_read(false)
             .send()
             .await
-            .map_err(|e| backend(DisplayErrorContext(e)))?;
+            .map_err(|e| backend(error_text(e)))?;
         let items = resp
             .items
             .unwrap_or_default()
             .into_iter()
             .map(listed_record)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((items, resp.last_evaluated_key))
+        Ok(Page {
+            items,
+            next_cursor: encode_cursor(resp.last_evaluated_key.as_ref()),
+        })
     }
 
     async fn tenant(&self, tenant_id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
@@ -339,7 +218,7 @@ impl HealthStore for DynamoHealthStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| backend(DisplayErrorContext(e)))?;
+            .map_err(|e| backend(error_text(e)))?;
         resp.item.map(record).transpose()
     }
 
@@ -349,7 +228,7 @@ impl HealthStore for DynamoHealthStore {
         expected_version: u64,
         u: &TenantStateUpdate,
     ) -> Result<(), StoreError> {
-        let now = rfc3339(u.checked_at);
+        let now = timestamp::rfc3339(u.checked_at);
         let mut sets = vec!["#cs = :s", "healthCheckedAt = :now", "#af = :f", "#ps = :p"];
         let mut req = self
             .client
@@ -366,7 +245,7 @@ impl HealthStore for DynamoHealthStore {
             .expression_attribute_names("#ps", "healthPrimarySuccesses")
             .expression_attribute_values(
                 ":s0",
-                AttributeValue::S(status_str(u.previous_status).into()),
+                AttributeValue::S(u.previous_status.as_str().into()),
             )
             .expression_attribute_values(
                 ":f0",
@@ -380,7 +259,7 @@ impl HealthStore for DynamoHealthStore {
                 ":expected",
                 AttributeValue::N(expected_version.to_string()),
             )
-            .expression_attribute_values(":s", AttributeValue::S(status_str(u.status).into()))
+            .expression_attribute_values(":s", AttributeValue::S(u.status.as_str().into()))
             .expression_attribute_values(":now", AttributeValue::S(now))
             .expression_attribute_values(
                 ":f",
@@ -396,7 +275,7 @@ impl HealthStore for DynamoHealthStore {
         if let Some(to) = u.switch_to {
             sets.extend(["activeEndpoint = :to", "#v = :next", "updatedAt = :now"]);
             req = req
-                .expression_attribute_values(":to", AttributeValue::S(role_str(to).into()))
+                .expression_attribute_values(":to", AttributeValue::S(to.as_str().into()))
                 .expression_attribute_values(
                     ":next",
                     AttributeValue::N((expected_version + 1).to_string()),
@@ -406,15 +285,9 @@ impl HealthStore for DynamoHealthStore {
             .update_expression(format!("SET {}", sets.join(", ")))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::Conflict)
-            }
-            Err(e) => Err(backend(DisplayErrorContext(e))),
+        match conditional(res).map_err(StoreError::Backend)? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Conflict),
         }
     }
 
@@ -446,7 +319,7 @@ impl HealthStore for DynamoHealthStore {
                     .request_items(&self.endpoints_table, ka)
                     .send()
                     .await
-                    .map_err(|e| backend(DisplayErrorContext(e)))?;
+                    .map_err(|e| backend(error_text(e)))?;
                 for item in resp
                     .responses
                     .and_then(|mut r| r.remove(&self.endpoints_table))
@@ -499,7 +372,7 @@ impl HealthStore for DynamoHealthStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| backend(DisplayErrorContext(e)))
+            .map_err(|e| backend(error_text(e)))
     }
 
     async fn save_history(&self, points: &[HealthPoint]) -> Result<(), HistoryWriteError> {
@@ -549,6 +422,118 @@ impl HealthStore for DynamoHealthStore {
     }
 }
 
+#[async_trait]
+impl HealthReader for DynamoHealthStore {
+    async fn tenant_status(
+        &self,
+        tenant_id: &TenantId,
+    ) -> Result<Option<TenantStatusRecord>, StoreError> {
+        let resp = self
+            .client
+            .get_item()
+            .table_name(&self.tenants_table)
+            .key("tenantId", AttributeValue::S(tenant_id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend(error_text(e)))?;
+        let Some(item) = resp.item else {
+            return Ok(None);
+        };
+        let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+        let (connection_status_at, health_checked_at) =
+            (s("connectionStatusAt"), s("healthCheckedAt"));
+        let health = TenantHealth {
+            active_failures: item
+                .get("healthActiveFailures")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+            primary_successes: item
+                .get("healthPrimarySuccesses")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+        };
+        Ok(Some(TenantStatusRecord {
+            config: from_item(item)?,
+            connection_status_at,
+            health_checked_at,
+            health,
+        }))
+    }
+
+    async fn endpoint(&self, key: &str) -> Result<Option<EndpointHealth>, StoreError> {
+        let resp = self
+            .client
+            .get_item()
+            .table_name(&self.endpoints_table)
+            .key("endpointKey", AttributeValue::S(key.to_string()))
+            .send()
+            .await
+            .map_err(|e| backend(error_text(e)))?;
+        Ok(resp
+            .item
+            .and_then(|i| serde_dynamo::from_item::<_, EndpointHealth>(i).ok()))
+    }
+
+    async fn all_endpoints(&self) -> Result<Vec<EndpointHealth>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let resp = self
+                .client
+                .scan()
+                .table_name(&self.endpoints_table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| backend(error_text(e)))?;
+            for item in resp.items.unwrap_or_default() {
+                if let Ok(rec) = serde_dynamo::from_item::<_, EndpointHealth>(item) {
+                    items.push(rec);
+                }
+            }
+            match resp.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    async fn history(&self, key: &str, since: &str) -> Result<Vec<HealthPoint>, StoreError> {
+        let Some(table) = &self.history_table else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let resp = self
+                .client
+                .query()
+                .table_name(table)
+                .key_condition_expression("endpointKey = :k AND #at >= :s")
+                .expression_attribute_names("#at", "at")
+                .expression_attribute_values(":k", AttributeValue::S(key.to_string()))
+                .expression_attribute_values(":s", AttributeValue::S(since.to_string()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| backend(error_text(e)))?;
+            for item in resp.items.unwrap_or_default() {
+                // A point this version cannot read is skipped, not fatal to the whole chart.
+                if let Ok(p) = serde_dynamo::from_item::<_, HealthPoint>(item) {
+                    out.push(p);
+                }
+            }
+            match resp.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
 /// One `PutRequest` per record, for `BatchWriteItem`.
 fn put_requests<T: Serialize>(records: &[T]) -> Result<Vec<WriteRequest>, String> {
     records
@@ -584,7 +569,7 @@ async fn write_batch(
             .request_items(table, std::mem::take(&mut pending))
             .send()
             .await
-            .map_err(|e| (n, DisplayErrorContext(e).to_string()))?;
+            .map_err(|e| (n, error_text(e)))?;
         pending = resp
             .unprocessed_items
             .and_then(|mut u| u.remove(table))
@@ -622,7 +607,10 @@ fn read_state_condition(u: &TenantStateUpdate) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::store::MonitoredTenant;
+    use crate::secrets::SealedSecret;
     use crate::tenant::*;
+    use time::OffsetDateTime;
     use time::macros::datetime;
 
     #[test]
@@ -660,7 +648,7 @@ mod tests {
             created_at: datetime!(2026-01-01 0:00 UTC),
             updated_at: datetime!(2026-01-01 0:00 UTC),
         };
-        let mut item = crate::store::to_item(&cfg).unwrap();
+        let mut item = crate::tenant::dynamo::to_item(&cfg).unwrap();
         item.insert("healthActiveFailures".into(), AttributeValue::N("2".into()));
         item.insert(
             "healthPrimarySuccesses".into(),

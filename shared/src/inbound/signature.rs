@@ -1,9 +1,8 @@
-//! Webhook signature verification.
-//!
-//! GOWA signs each webhook with `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(raw body)>`
-//! keyed with the webhook secret. We verify over the exact raw bytes, decode the hex (so
-//! case does not matter) and compare MACs in constant time (`Mac::verify_slice`), against
-//! every secret the tenant currently holds (rotation).
+//! The HMAC signature schemes webhooks use, shared by the provider kinds that sign the same
+//! way: `sha256=<hex HMAC-SHA256(raw body)>` (GOWA's and Meta's `X-Hub-Signature-256`).
+//! We verify over the exact raw bytes, decode the hex (so case does not matter) and compare
+//! MACs in constant time (`Mac::verify_slice`), against every secret the tenant currently
+//! holds (rotation).
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -11,9 +10,6 @@ use time::OffsetDateTime;
 
 use crate::secrets::Secret;
 use crate::tenant::WebhookSecret;
-
-/// The GOWA (and Meta) signature header.
-pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::net::{EgressPolicy, HttpTimeouts};
+use crate::egress::{EgressPolicy, HttpTimeouts};
 
 /// 2001-01-01T00:00:00Z in epoch milliseconds.
 const EPOCH_MS_2001: i128 = 978_307_200_000;

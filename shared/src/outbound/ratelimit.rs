@@ -1,22 +1,21 @@
 //! Per-tenant outbound rate limit, shared by every sender instance: a fixed one-minute
-//! window counter in DynamoDB.
+//! window counter, stored beside the delivery records (`crate::delivery::dynamo`).
 //!
 //! One item per tenant and calendar minute (`pk = tenantId#windowStartEpochSecs`, attribute
 //! `sent`, TTL `expiresAt` two minutes after the window). Taking a slot is
 //! `ADD sent 1` under the condition `attribute_not_exists(sent) OR sent < :limit`, so
 //! concurrent invocations can never take more than `limit` slots of one window between them.
 //! The sender takes the slot in the same `TransactWriteItems` request as the message's
-//! idempotency lock ([`crate::delivery::DeliveryStore::begin`]): a slot is spent only when
+//! idempotency lock ([`crate::delivery::store::DeliveryWriter::begin`]): a slot is spent only when
 //! the lock is won, and the pair costs one request (or a share of one: the first records of
-//! a batch's tenants take theirs together, [`crate::delivery::DeliveryStore::begin_many`]).
+//! a batch's tenants take theirs together, [`crate::delivery::store::DeliveryWriter::begin_many`]).
 //!
 //! The limit counts per calendar minute, so a tenant sends at most `limit` messages in any
 //! minute `[hh:mm:00, hh:mm+1:00)`.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Update};
+use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::tenant::TenantId;
@@ -88,53 +87,15 @@ impl RateWindow {
             Duration::ZERO
         }
     }
-
-    /// The `TransactWriteItems` part that takes one slot.
-    pub fn take_slot(&self, table: &str) -> Update {
-        Update::builder()
-            .table_name(table)
-            .key("pk", AttributeValue::S(self.key()))
-            .update_expression("ADD #sent :one SET expiresAt = :ttl, tenantId = :t")
-            .condition_expression("attribute_not_exists(#sent) OR #sent < :limit")
-            .expression_attribute_names("#sent", "sent")
-            .set_expression_attribute_values(Some(HashMap::from([
-                (":one".to_string(), AttributeValue::N("1".into())),
-                (
-                    ":limit".to_string(),
-                    AttributeValue::N(self.limit.to_string()),
-                ),
-                (
-                    ":ttl".to_string(),
-                    AttributeValue::N((self.start + 2 * WINDOW.as_secs() as i64).to_string()),
-                ),
-                (
-                    ":t".to_string(),
-                    AttributeValue::S(self.tenant_id.to_string()),
-                ),
-            ])))
-            .build()
-            .expect("table, key and expression are set")
-    }
 }
 
-/// Slots taken in one window (0 when the window has no item). For operators and tests.
-pub async fn slots_taken(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-    window: &RateWindow,
-) -> Result<u32, aws_sdk_dynamodb::Error> {
-    let out = client
-        .get_item()
-        .table_name(table)
-        .key("pk", AttributeValue::S(window.key()))
-        .consistent_read(true)
-        .send()
-        .await?;
-    Ok(out
-        .item
-        .and_then(|i| i.get("sent").and_then(|v| v.as_n().ok()).cloned())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0))
+/// Reads the tenants' rate windows (operators and tests). The slots themselves are taken by
+/// the delivery store, in the same request as a message's lock
+/// ([`crate::delivery::store::DeliveryWriter::begin_many`]).
+#[async_trait]
+pub trait RateWindows: Send + Sync {
+    /// Slots taken in `window` (0 when the window has no item).
+    async fn slots_taken(&self, window: &RateWindow) -> Result<u32, String>;
 }
 
 #[cfg(test)]

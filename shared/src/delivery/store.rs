@@ -1,0 +1,149 @@
+//! What the functions may do to delivery records, as traits, each the smallest a function
+//! needs: the sender locks, sends and settles records ([`DeliveryWriter`]), the ingress moves
+//! them on receipts ([`ReceiptRecorder`]), the config API reads them ([`DeliveryReader`]). The
+//! DynamoDB implementation is [`super::dynamo::DynamoDeliveryStore`]; an in-memory one for
+//! tests is `crate::testing::MemoryDeliveries` (feature `testing`).
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use super::{Begin, BeginRequest, DeliveryError, DeliveryRecord, Lock, ReceiptOutcome, Rejection};
+use crate::outbound::OutboundMessage;
+use crate::outbound::ratelimit::RateWindow;
+use crate::tenant::store::Page;
+use crate::tenant::{EndpointRole, TenantId};
+
+/// The sender's side: the idempotency lock (with a rate slot) and every outcome.
+#[async_trait]
+pub trait DeliveryWriter: Send + Sync {
+    /// For each request, takes the record's lock and one slot of the tenant's rate window,
+    /// both or neither, with `lock_until` (the invocation's deadline) as the lock's expiry.
+    /// One result per request, in order.
+    async fn begin_many(
+        &self,
+        reqs: &[BeginRequest<'_>],
+        lock_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Vec<Result<Begin, DeliveryError>>;
+
+    /// [`Self::begin_many`] with one record.
+    async fn begin(
+        &self,
+        msg: &OutboundMessage,
+        sqs_message_id: &str,
+        owner: &str,
+        lock_until: OffsetDateTime,
+        window: &RateWindow,
+        now: OffsetDateTime,
+    ) -> Result<Begin, DeliveryError> {
+        let req = BeginRequest {
+            msg,
+            sqs_message_id,
+            owner,
+            window: window.clone(),
+        };
+        self.begin_many(&[req], lock_until, now)
+            .await
+            .pop()
+            .unwrap_or(Ok(Begin::Contended))
+    }
+
+    /// Sent: the provider's id (receipts find the record by it) and the endpoint that took
+    /// it. `false` when the lock had been lost (nothing written).
+    async fn mark_sent(
+        &self,
+        lock: &Lock,
+        tenant_id: &TenantId,
+        provider_message_id: &str,
+        endpoint: &str,
+        role: EndpointRole,
+        now: OffsetDateTime,
+    ) -> Result<bool, DeliveryError>;
+
+    /// Failed for good (permanent).
+    async fn mark_failed(
+        &self,
+        lock: &Lock,
+        class: &str,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, DeliveryError>;
+
+    /// Maybe delivered by `endpoint`: never resent automatically.
+    async fn mark_unknown(
+        &self,
+        lock: &Lock,
+        reason: &str,
+        endpoint: &str,
+        role: EndpointRole,
+        now: OffsetDateTime,
+    ) -> Result<bool, DeliveryError>;
+
+    /// Releases the lock after a failure without effect; the queue brings the message back
+    /// and the next `begin` wins it again. `reason` is the last failure (what an operator
+    /// sees for a message that ends in the DLQ).
+    async fn release_for_retry(
+        &self,
+        lock: &Lock,
+        class: &str,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, DeliveryError>;
+
+    /// Records a body that was refused before any send (malformed, invalid, unknown
+    /// tenant) as failed, unless a record under that key already exists. Returns whether
+    /// it wrote.
+    async fn record_rejected(
+        &self,
+        rejection: &Rejection<'_>,
+        now: OffsetDateTime,
+    ) -> Result<bool, DeliveryError>;
+}
+
+/// Reads records (the config API, tools, tests).
+#[async_trait]
+pub trait DeliveryReader: Send + Sync {
+    /// The record of a message, `None` if absent or expired.
+    async fn get(
+        &self,
+        tenant_id: &TenantId,
+        idempotency_key: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<DeliveryRecord>, DeliveryError> {
+        self.get_key(&super::record_key(tenant_id, idempotency_key), now)
+            .await
+    }
+
+    /// The record under `pk`, `None` if absent or expired.
+    async fn get_key(
+        &self,
+        pk: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<DeliveryRecord>, DeliveryError>;
+
+    /// One page of `tenant`'s records, newest first (by `createdAt`); expired ones are left
+    /// out. `cursor` is the `next_cursor` of the page before (another tenant's cursor is
+    /// [`DeliveryError::InvalidCursor`]).
+    async fn recent(
+        &self,
+        tenant: &TenantId,
+        limit: u32,
+        cursor: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Page<DeliveryRecord>, DeliveryError>;
+}
+
+/// The ingress's side: delivery receipts.
+#[async_trait]
+pub trait ReceiptRecorder: Send + Sync {
+    /// Applies a receipt (`state` as the provider says it): `sent → delivered → read`,
+    /// `sent → read`, never backwards. Looks the record up by the provider's message id
+    /// within the tenant.
+    async fn apply_receipt(
+        &self,
+        tenant_id: &TenantId,
+        provider_message_id: &str,
+        state: &str,
+        now: OffsetDateTime,
+    ) -> Result<ReceiptOutcome, DeliveryError>;
+}

@@ -1,0 +1,45 @@
+//! What every DynamoDB adapter of wagate shares: the text of a failed request and the
+//! "condition failed" idiom of conditional writes. Each capability's own adapter
+//! (`tenant/dynamo.rs`, `delivery/dynamo.rs`, `health/dynamo.rs`, `audit/dynamo.rs`) builds its
+//! requests and maps these onto its own errors.
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+/// The error code of a conditional write whose condition did not hold.
+pub const CONDITION_FAILED: &str = "ConditionalCheckFailedException";
+/// The error code of a `TransactWriteItems` that was cancelled (a condition of one of its
+/// items failed, or it met a conflict: the caller tells which from what it reads back).
+pub const TRANSACTION_CANCELLED: &str = "TransactionCanceledException";
+
+/// The whole error chain of a failed request, as one line for a log or an error value. It
+/// holds the service's message and the request id, never the values of an item.
+pub fn error_text<E, R>(e: SdkError<E, R>) -> String
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    DisplayErrorContext(e).to_string()
+}
+
+/// A conditional write's result: `Ok(Some(output))` when it was written, `Ok(None)` when its
+/// condition did not hold (or, for `TransactWriteItems`, when the transaction was cancelled),
+/// `Err` with the request's error text for any other failure (unreachable, throttled,
+/// refused).
+pub fn conditional<T, E, R>(res: Result<T, SdkError<E, R>>) -> Result<Option<T>, String>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match res {
+        Ok(out) => Ok(Some(out)),
+        Err(e) if is_condition_failure(&e) => Ok(None),
+        Err(e) => Err(error_text(e)),
+    }
+}
+
+/// Did the request fail because its condition did not hold?
+pub fn is_condition_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error()
+        .and_then(ProvideErrorMetadata::code)
+        .is_some_and(|code| code == CONDITION_FAILED || code == TRANSACTION_CANCELLED)
+}
