@@ -26,8 +26,8 @@ use time::{Duration, OffsetDateTime};
 
 // ---- the project's API under test: every wagate path this target names is here ----
 use wagate::Secret;
-use wagate::inbound::{EventType, InboundEvent};
 use wagate::inbound::signature::{parse_sha256_header, sign_sha256, verify_sha256};
+use wagate::inbound::{EventType, InboundEvent};
 use wagate::tenant::{
     ConnectionStatus, Credentials, Endpoint, EndpointRole, Limits, OpenedConfig, ProviderKind,
     TenantConfig, WebhookSecret,
