@@ -33,7 +33,8 @@ pub mod watch;
 ///   `SimHandle`.
 pub mod sim_contract {
     pub use gowa_sim::contract::{
-        CheckOptions, Checked, Contract, Rule, Violation, assert_conforms, checked, violations,
+        CheckOptions, Checked, Contract, Rule, Violation, assert_conforms, checked, checked_with,
+        violations,
     };
 }
 
