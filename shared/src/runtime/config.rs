@@ -93,6 +93,18 @@ impl Env {
         self.problems.push(text.into());
     }
 
+    /// Reads a function's settings with `read` and [`Self::finish`]es: the settings, or every
+    /// missing and invalid variable in one error. Each function's `Settings::from_env` is
+    /// `Env::from_process().settings(Settings::read)`.
+    pub fn settings<T>(
+        mut self,
+        read: impl FnOnce(&mut Env) -> Option<T>,
+    ) -> Result<T, ConfigError> {
+        let value = read(&mut self);
+        self.finish()?;
+        value.ok_or_else(|| ConfigError(vec!["invalid configuration".into()]))
+    }
+
     /// `Ok` when nothing was missing or invalid; otherwise every problem at once.
     pub fn finish(self) -> Result<(), ConfigError> {
         if self.problems.is_empty() {
@@ -133,10 +145,7 @@ pub struct AppConfig {
 impl AppConfig {
     /// Reads the shared settings from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let mut env = Env::from_process();
-        let cfg = Self::read(&mut env);
-        env.finish()?;
-        cfg.ok_or_else(|| ConfigError(vec!["invalid configuration".into()]))
+        Env::from_process().settings(Self::read)
     }
 
     /// Reads the shared settings into `env`, which collects problems; a function with
