@@ -11,7 +11,9 @@
 #    OpenAPI document with openapi-spec-validator;
 # 4. cargo fmt --check, clippy -D warnings, then the workspace's tests (cargo-nextest when
 #    installed, else cargo test) against that moto_server (tests/tests/schemathesis.rs runs
-#    schemathesis against the config API among them).
+#    schemathesis against the config API among them);
+# 5. the fuzz targets of fuzz/ for WAGATE_TEST_FUZZ_SECONDS each (default 60; 0 skips them):
+#    scripts/fuzz.sh, which installs the nightly toolchain and cargo-fuzz when they are missing.
 #
 # Tests find moto through AWS_ENDPOINT_URL and may spawn `cargo lambda` (on PATH from .venv).
 # Exits non-zero at the first failing step.
@@ -80,7 +82,7 @@ step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
 if cargo nextest --version >/dev/null 2>&1; then
-    # Doc tests first (nextest does not run them), so nextest's summary closes the output.
+    # Doc tests first (nextest does not run them), so nextest's summary follows them.
     step "doc tests"
     cargo test --workspace --doc
     step "cargo nextest run --workspace"
@@ -88,6 +90,12 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     step "cargo test --workspace (cargo-nextest not installed)"
     cargo test --workspace "$@"
+fi
+
+fuzz_seconds="${WAGATE_TEST_FUZZ_SECONDS:-60}"
+if [[ "$fuzz_seconds" != 0 ]]; then
+    step "fuzz targets, ${fuzz_seconds}s each (scripts/fuzz.sh)"
+    bash scripts/fuzz.sh "$fuzz_seconds"
 fi
 
 step "all checks passed"

@@ -23,6 +23,20 @@ pub mod apigw;
 pub mod spec;
 pub mod watch;
 
+/// Contract checking of what wagate sends to a WhatsApp server: every request a simulator
+/// recorded, against that server's OpenAPI document (`tests/fixtures/contracts/`).
+///
+/// - [`sim_contract::checked`] wraps a simulator so that its requests are checked when it is
+///   dropped at the end of a test (the suites' simulator constructors use it, so every test
+///   that makes wagate talk to a simulator is checked);
+/// - [`sim_contract::assert_conforms`] checks now, e.g. at the end of a test that keeps a plain
+///   `SimHandle`.
+pub mod sim_contract {
+    pub use gowa_sim::contract::{
+        CheckOptions, Checked, Contract, Rule, Violation, assert_conforms, checked, violations,
+    };
+}
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

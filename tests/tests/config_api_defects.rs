@@ -11,21 +11,24 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use axum::http::StatusCode as AxumStatus;
-use gowa_sim::{SimConfig, SimHandle};
+use gowa_sim::SimConfig;
 use http::StatusCode;
 use serde_json::{Value, json};
 use wagate::egress::StaticResolver;
 use wagate_tests::ApiEvent;
 use wagate_tests::api::{Api, PATH, Reply, api, api_with_resolver};
+use wagate_tests::sim_contract::{Checked, checked};
 
 const USER: &str = "admin";
 const PASSWORD: &str = "gowa-password-5d2f81";
 const WEBHOOK_SECRET: &str = "webhook-secret-a8c3e0";
 
-async fn sim() -> SimHandle {
-    gowa_sim::start(SimConfig::default().basic_auth(USER, PASSWORD))
-        .await
-        .expect("start simulator")
+async fn sim() -> Checked {
+    checked(
+        gowa_sim::start(SimConfig::default().basic_auth(USER, PASSWORD))
+            .await
+            .expect("start simulator"),
+    )
 }
 
 fn endpoint(url: &str) -> Value {
@@ -64,8 +67,8 @@ struct Snapshot {
 
 struct World {
     api: Api,
-    primary: SimHandle,
-    backup: SimHandle,
+    primary: Checked,
+    backup: Checked,
 }
 
 impl World {

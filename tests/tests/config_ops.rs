@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use gowa_sim::{DeviceState, Faults, SimConfig, SimHandle};
+use gowa_sim::{DeviceState, Faults, SimConfig};
 use http::StatusCode;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -23,15 +23,18 @@ use wagate::tenant::dynamo::DynamoTenantStore;
 use wagate::tenant::store::TenantConfigReader;
 use wagate_tests::ApiEvent;
 use wagate_tests::api::{Api, PATH, Reply, api};
+use wagate_tests::sim_contract::{Checked, checked};
 
 const USER: &str = "admin";
 const PASSWORD: &str = "gowa-password-5d2f81";
 const WEBHOOK_SECRET: &str = "webhook-secret-a8c3e0";
 
-async fn sim() -> SimHandle {
-    gowa_sim::start(SimConfig::default().basic_auth(USER, PASSWORD))
-        .await
-        .expect("start simulator")
+async fn sim() -> Checked {
+    checked(
+        gowa_sim::start(SimConfig::default().basic_auth(USER, PASSWORD))
+            .await
+            .expect("start simulator"),
+    )
 }
 
 fn body(primary: &str, backup: &str) -> Value {
@@ -57,8 +60,8 @@ fn body(primary: &str, backup: &str) -> Value {
 /// A tenant `acme` on two simulators (primary, backup).
 struct World {
     api: Api,
-    primary: SimHandle,
-    backup: SimHandle,
+    primary: Checked,
+    backup: Checked,
 }
 
 async fn world() -> World {

@@ -94,13 +94,15 @@ async fn dashboard_in_chromium_against_the_local_stack() {
     let stack = Stack::new().await;
     let issuer = LocalIssuer::generate();
     let localhost = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let sim = gowa_sim::start_on(
-        gowa_sim::SimConfig::default().basic_auth(SIM_USER, SIM_PASSWORD),
-        localhost,
-        Some(localhost),
-    )
-    .await
-    .unwrap();
+    let sim = wagate_tests::sim_contract::checked(
+        gowa_sim::start_on(
+            gowa_sim::SimConfig::default().basic_auth(SIM_USER, SIM_PASSWORD),
+            localhost,
+            Some(localhost),
+        )
+        .await
+        .unwrap(),
+    );
 
     let watch = start_watch(&lambda_env(&stack, &issuer));
     let http = client();
@@ -194,9 +196,11 @@ async fn dashboard_in_chromium_against_the_local_stack() {
 
     // A second tenant on the same server with a backup on another: it fails over when the
     // shared server goes down (after HEALTH_FAILOVER_AFTER = 3 failed runs).
-    let backup = gowa_sim::start(gowa_sim::SimConfig::default())
-        .await
-        .unwrap();
+    let backup = wagate_tests::sim_contract::checked(
+        gowa_sim::start(gowa_sim::SimConfig::default())
+            .await
+            .unwrap(),
+    );
     let beta = json!({
         "provider": "gowa",
         "primary": {

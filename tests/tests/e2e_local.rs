@@ -13,9 +13,11 @@ use wagate_tests::{Stack, drain_queue, workspace_root};
 async fn config_crud_and_signed_webhooks_through_cargo_lambda_watch() {
     let stack = Stack::new().await;
     let issuer = LocalIssuer::generate();
-    let sim = gowa_sim::start(gowa_sim::SimConfig::default())
-        .await
-        .unwrap();
+    let sim = wagate_tests::sim_contract::checked(
+        gowa_sim::start(gowa_sim::SimConfig::default())
+            .await
+            .unwrap(),
+    );
 
     let watch = start_watch(&lambda_env(&stack, &issuer));
     // Answers within a bound (cargo lambda's emulator may leave a request unanswered): a

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use gowa_sim::{SimConfig, SimHandle};
+use gowa_sim::SimConfig;
 use http::StatusCode;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -14,6 +14,7 @@ use wagate::health::dynamo::DynamoHealthStore;
 use wagate::health::store::HealthStore;
 use wagate_tests::ApiEvent;
 use wagate_tests::api::{Api, Reply, api};
+use wagate_tests::sim_contract::{Checked, checked};
 
 const USER: &str = "admin";
 const PASSWORD: &str = "gowa-password-5d2f81";
@@ -21,10 +22,12 @@ const REGION: &str = "eu-west-1";
 
 type Item = HashMap<String, AttributeValue>;
 
-async fn sim() -> SimHandle {
-    gowa_sim::start(SimConfig::default().basic_auth(USER, PASSWORD))
-        .await
-        .expect("start simulator")
+async fn sim() -> Checked {
+    checked(
+        gowa_sim::start(SimConfig::default().basic_auth(USER, PASSWORD))
+            .await
+            .expect("start simulator"),
+    )
 }
 
 fn config(primary: &str, region: Option<&str>) -> Value {
@@ -468,6 +471,10 @@ async fn placement_picks_the_least_loaded_healthy_server_of_the_region_with_room
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["serverId"], "p5");
     assert_eq!(r.json()["healthyBy"], "live_probe");
+    // The live probe asks only GET /health: the registry holds no credentials, so an
+    // authenticated route could only be answered 401 (and breaks GOWA's spec).
+    let probed: Vec<String> = s5.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(probed, vec!["/health"]);
     // Down: back to p1.
     s5.shutdown().await;
     let r = e
@@ -522,8 +529,8 @@ async fn placement_picks_the_least_loaded_healthy_server_of_the_region_with_room
 /// us-east-1, the rest to eu-west-1 or unpinned), `other` on `b`.
 struct Fleet {
     e: Env,
-    a: SimHandle,
-    b: SimHandle,
+    a: Checked,
+    b: Checked,
 }
 
 async fn fleet() -> Fleet {

@@ -7,6 +7,7 @@ use http::StatusCode;
 use serde_json::{Value, json};
 use wagate_tests::ApiEvent;
 use wagate_tests::api::api;
+use wagate_tests::sim_contract::checked;
 use wagate_tests::spec::{check, resolve, spec};
 
 #[test]
@@ -99,9 +100,10 @@ async fn every_route_answers_what_the_spec_documents() {
     let admin = api.admin();
     let tenant = api.tenant("acme");
     let other = api.tenant("other");
+    // What the connection tests send to the servers is checked against GOWA's spec too.
     let (a, b) = (
-        gowa_sim::start(SimConfig::default()).await.unwrap(),
-        gowa_sim::start(SimConfig::default()).await.unwrap(),
+        checked(gowa_sim::start(SimConfig::default()).await.unwrap()),
+        checked(gowa_sim::start(SimConfig::default()).await.unwrap()),
     );
     let cfg = json!({
         "provider": "gowa",

@@ -1080,6 +1080,6 @@ async fn receipts_move_the_record_to_delivered_then_read_and_never_back() {
     assert_eq!(sim.requests_to("/send/message").len(), 1);
 }
 
-async fn sim_backup() -> gowa_sim::SimHandle {
+async fn sim_backup() -> wagate_tests::sim_contract::Checked {
     sim().await
 }

@@ -117,10 +117,11 @@ async fn send(http: &reqwest::Client, method: &str, url: &str, token: &str, body
 async fn schemathesis_finds_nothing_with_every_check_enabled() {
     let stack = Stack::new().await;
     let issuer = LocalIssuer::generate();
-    let sim =
+    let sim = wagate_tests::sim_contract::checked(
         gowa_sim::start(gowa_sim::SimConfig::default().basic_auth("admin", "sim-password-0123"))
             .await
-            .unwrap();
+            .unwrap(),
+    );
     let watch = start_watch(&lambda_env(&stack, &issuer));
     let http = reqwest::Client::new();
     watch.ready(&http, "config-api", "/tenants").await;

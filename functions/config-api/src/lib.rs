@@ -452,8 +452,9 @@ fn parse_body(req: &Request) -> Result<ConfigInput, ApiError> {
     parse_json(req, MAX_BODY_BYTES)
 }
 
-/// A JSON body of at most `max` bytes with `Content-Type: application/json`.
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+/// A JSON body of at most `max` bytes with `Content-Type: application/json`. Public as the
+/// entry of the `tenant_config` fuzz target (fuzz/), which reads bodies exactly as the API does.
+pub fn parse_json<T: serde::de::DeserializeOwned>(
     req: &Request,
     max: usize,
 ) -> Result<T, ApiError> {

@@ -9,7 +9,7 @@
 //! | a body flagged `isBase64Encoded` is valid base64 | 400 |
 //! | body at most 256 KiB | 413 |
 //! | tenant exists (config cache) | 404 |
-//! | tenant active | 403 |
+//! | tenant active; every secret stored for it opens (KMS) | 403 |
 //! | source IP in the tenant's endpoints' `webhookSourceCidrs`, if any are set | 403 |
 //! | `X-Hub-Signature-256` over the raw bytes, any current secret | 401 |
 //! | tenant's inbound rate (per instance) | 429 |
@@ -42,7 +42,7 @@ use wagate::TenantId;
 use wagate::delivery::store::ReceiptRecorder;
 use wagate::inbound::{self, InboundEvent, SignatureError};
 use wagate::tenant::OpenedConfig;
-use wagate::tenant::cache::ConfigCache;
+use wagate::tenant::cache::{CacheError, ConfigCache};
 
 pub use limiter::RateLimiter;
 pub use sink::{EventSink, MAX_QUEUE_MESSAGE_BYTES, SinkError};
@@ -91,6 +91,12 @@ pub enum IngressError {
     QueueUnavailable,
     #[error("tenant configuration is unavailable; retry later")]
     ConfigUnavailable,
+    /// A secret stored for the tenant cannot be opened: KMS refuses the ciphertext (sealed for
+    /// another tenant or purpose, or damaged). Retrying cannot help; an operator sets it again.
+    #[error(
+        "a secret stored for this tenant cannot be opened; it must be set again (the config API's status names it)"
+    )]
+    SecretUnusable,
     #[error("delivery records are unavailable; retry later")]
     ReceiptsUnavailable,
 }
@@ -104,7 +110,9 @@ impl IngressError {
                 StatusCode::BAD_REQUEST
             }
             IngressError::TooLarge | IngressError::EventTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            IngressError::Inactive | IngressError::SourceNotAllowed => StatusCode::FORBIDDEN,
+            IngressError::Inactive
+            | IngressError::SourceNotAllowed
+            | IngressError::SecretUnusable => StatusCode::FORBIDDEN,
             IngressError::Signature(_) => StatusCode::UNAUTHORIZED,
             IngressError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             IngressError::QueueUnavailable
@@ -130,6 +138,7 @@ impl IngressError {
             IngressError::EventTooLarge => "event_too_large",
             IngressError::QueueUnavailable => "queue_unavailable",
             IngressError::ConfigUnavailable => "config_unavailable",
+            IngressError::SecretUnusable => "secret_unusable",
             IngressError::ReceiptsUnavailable => "receipts_unavailable",
         }
     }
@@ -344,6 +353,11 @@ async fn process(
     let cfg = match app.cache.get(&tenant).await {
         Ok(Some(cfg)) => cfg,
         Ok(None) => return Err(IngressError::UnknownTenant),
+        // Not a passing failure: answered 4xx (no retry helps) and logged for the operator.
+        Err(CacheError::Secrets(e)) if e.is_unusable() => {
+            warn!(error = %e, "a stored secret of the tenant cannot be opened");
+            return Err(IngressError::SecretUnusable);
+        }
         Err(e) => {
             warn!(error = %e, "config lookup failed");
             return Err(IngressError::ConfigUnavailable);

@@ -172,13 +172,27 @@ fn blocked_v6(ip: Ipv6Addr) -> Option<&'static str> {
         return Some("::/96 (IPv4-compatible)");
     }
     if seg[0] == 0x64 && seg[1] == 0xff9b {
-        return Some("64:ff9b::/96 (IPv4/IPv6 translation)");
+        return Some(
+            "64:ff9b::/32 (IPv4/IPv6 translation: 64:ff9b::/96, local-use 64:ff9b:1::/48)",
+        );
+    }
+    if seg[..4] == [0x100, 0, 0, 0] {
+        return Some("100::/64 (discard-only)");
     }
     if seg[0] == 0x2002 {
         return Some("2002::/16 (6to4)");
     }
     if seg[0] == 0x2001 && seg[1] == 0x0db8 {
         return Some("2001:db8::/32 (documentation)");
+    }
+    if seg[0] == 0x2001 && seg[1] < 0x200 {
+        return Some("2001::/23 (IETF protocol assignments, Teredo)");
+    }
+    if seg[0] == 0x3fff && seg[1] < 0x1000 {
+        return Some("3fff::/20 (documentation)");
+    }
+    if seg[0] == 0x5f00 {
+        return Some("5f00::/16 (segment routing)");
     }
     if seg[0] & 0xfe00 == 0xfc00 {
         return Some("fc00::/7 (unique local)");
@@ -343,6 +357,35 @@ mod tests {
             "http://api.localhost/",
         ] {
             assert!(refused(&p, url), "{url} should be refused");
+        }
+    }
+
+    /// Found by the `egress_url` fuzz target (fuzz/): the IANA registry's other non-global
+    /// IPv6 ranges were admitted (`http://[100::1]/` passed).
+    #[test]
+    fn refuses_every_non_global_ipv6_range_of_the_registry() {
+        let p = EgressPolicy::default();
+        for (url, range) in [
+            ("http://[100::1]/", "100::/64"),
+            ("http://[2001::a9fe:a9fe]/", "2001::/23"),
+            ("http://[2001:1ff:ffff::1]/", "2001::/23"),
+            ("http://[3fff:fff::1]/", "3fff::/20"),
+            ("http://[5f00::1]/", "5f00::/16"),
+            ("http://[64:ff9b:1::a00:1]/", "64:ff9b::/32"),
+        ] {
+            match p.check_url(&Url::parse(url).unwrap()) {
+                Err(EgressError::Blocked { range: r, .. }) => {
+                    assert!(r.starts_with(range), "{url}: {r}")
+                }
+                other => panic!("{url} should be refused: {other:?}"),
+            }
+        }
+        for url in [
+            "http://[2001:200::1]/",
+            "http://[3fff:1000::1]/",
+            "http://[100:0:0:1::1]/",
+        ] {
+            assert!(!refused(&p, url), "{url} is global");
         }
     }
 

@@ -162,7 +162,7 @@ impl OutboundMessage {
         }
         match &self.content {
             MessageContent::Text { body } => {
-                if body.trim().is_empty() {
+                if is_blank(body) {
                     errs.push("content.body", "must not be blank");
                 }
                 if body.chars().count() > MAX_TEXT_CHARS {
@@ -184,7 +184,7 @@ impl OutboundMessage {
                 check_url(&mut errs, url);
                 check_caption(&mut errs, caption.as_deref());
                 if let Some(f) = filename
-                    && (f.trim().is_empty()
+                    && (is_blank(f)
                         || f.chars().count() > 255
                         || f.contains(['/', '\\'])
                         || f.chars().any(char::is_control))
@@ -252,8 +252,33 @@ fn valid_recipient(to: &str) -> bool {
         && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// White space as the schema's patterns (ECMA-262 `\s`) and Rust (`char::is_whitespace`) both
+/// count it: the ECMA set plus U+0085, which only Rust counts (the schema refuses it by name).
+fn is_space(c: char) -> bool {
+    c.is_whitespace() || c == '\u{feff}'
+}
+
+/// Empty or nothing but white space ([`is_space`]).
+fn is_blank(s: &str) -> bool {
+    s.chars().all(is_space)
+}
+
+/// The URL's spelling as the schema states it (`^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+\S*$`),
+/// before the URL parser, which forgives what the schema does not: surrounding and inner
+/// white space, and `http:///host` for `http://host`.
+fn url_spelled_right(url: &str) -> bool {
+    let Some(rest) = crate::tenant::validation::after_http_scheme(url) else {
+        return false;
+    };
+    rest.chars()
+        .next()
+        .is_some_and(|c| !matches!(c, '/' | '?' | '#'))
+        && !url.chars().any(is_space)
+}
+
 fn check_url(errs: &mut ValidationErrors, url: &str) {
     let ok = url.len() <= MAX_URL_CHARS
+        && url_spelled_right(url)
         && Url::parse(url)
             .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some());
     if !ok {
@@ -330,6 +355,57 @@ mod tests {
         let r = OutboundMessage::parse("{not json").unwrap_err();
         assert_eq!(r.error.code(), "malformed");
         assert!(r.key.is_none());
+    }
+
+    fn text_body(body: &str) -> String {
+        serde_json::json!({"tenantId": "acme", "idempotencyKey": "k1", "to": "6281234567890",
+            "content": {"type": "text", "body": body}})
+        .to_string()
+    }
+
+    fn image(url: &str) -> String {
+        serde_json::json!({"tenantId": "acme", "idempotencyKey": "k1", "to": "6281234567890",
+            "content": {"type": "image", "url": url}})
+        .to_string()
+    }
+
+    /// Found by the `outbound_message` fuzz target (fuzz/): the parser accepted URLs the
+    /// schema refuses (`https://cdn.example.com/menu` with white space around or inside it,
+    /// `http:///host`), which it would have sent to the server as written.
+    #[test]
+    fn urls_are_refused_as_the_schema_refuses_them() {
+        for bad in [
+            " https://cdn.example.com/menu.jpg",
+            "https://cdn.example.com/menu.jpg ",
+            "https://cdn.example.com/the menu.jpg",
+            "https://cdn.exa\tmple.com/menu.jpg",
+            "https://cdn.example.com/\u{feff}menu.jpg",
+            "http:///cdn.example.com/menu.jpg",
+            "https://cdn.example.conth's menu",
+        ] {
+            let r = OutboundMessage::parse(&image(bad)).unwrap_err();
+            let OutboundError::Invalid(errs) = r.error else {
+                panic!("{bad:?}: {:?}", r.error)
+            };
+            assert_eq!(errs.0[0].field, "content.url", "{bad:?}");
+        }
+        for good in [
+            "HTTPS://cdn.example.com/menu.jpg?w=1#x",
+            "http://user@cdn.example.com",
+        ] {
+            OutboundMessage::parse(&image(good)).unwrap_or_else(|e| panic!("{good}: {e:?}"));
+        }
+    }
+
+    /// Found by the `outbound_message` fuzz target: a text of only U+FEFF (white space to the
+    /// schema, not to `str::trim`) was sent as an invisible message.
+    #[test]
+    fn a_text_of_white_space_in_either_sense_is_blank() {
+        for blank in ["", " ", "\u{feff}", "\u{85}", "\u{3000}\u{feff}\n"] {
+            let r = OutboundMessage::parse(&text_body(blank)).unwrap_err();
+            assert_eq!(r.error.code(), "invalid", "{blank:?}");
+        }
+        OutboundMessage::parse(&text_body("\u{feff}hi")).unwrap();
     }
 
     #[test]

@@ -187,6 +187,18 @@ fn path_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:@/".contains(&b)
 }
 
+/// What follows `http://` or `https://` (the scheme in any case), if `raw` starts so.
+pub(crate) fn after_http_scheme(raw: &str) -> Option<&str> {
+    let lower = raw.get(..8).unwrap_or(raw).to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        Some(&raw[8..])
+    } else if lower.starts_with("http://") {
+        Some(&raw[7..])
+    } else {
+        None
+    }
+}
+
 /// The spelling a base URL must have before it is parsed, exactly as the OpenAPI document
 /// states it: `^[Hh][Tt][Tt][Pp][Ss]?://` + authority characters + optionally `/` and path
 /// characters, at most [`MAX_BASE_URL_LEN`] bytes.
@@ -194,14 +206,7 @@ fn check_base_url_spelling(raw: &str) -> Result<(), &'static str> {
     if raw.len() > MAX_BASE_URL_LEN {
         return Err("is longer than 2048 characters");
     }
-    let lower = raw.get(..8).unwrap_or(raw).to_ascii_lowercase();
-    let rest = if lower.starts_with("https://") {
-        &raw[8..]
-    } else if lower.starts_with("http://") {
-        &raw[7..]
-    } else {
-        return Err("must start with http:// or https://");
-    };
+    let rest = after_http_scheme(raw).ok_or("must start with http:// or https://")?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     if authority.is_empty() {
         return Err("has no host");

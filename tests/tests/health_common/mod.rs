@@ -22,6 +22,7 @@ use wagate::tenant::dynamo::DynamoTenantStore;
 use wagate::tenant::store::TenantConfigStore;
 use wagate::tenant::*;
 use wagate_tests::Stack;
+use wagate_tests::sim_contract::{Checked, checked};
 
 pub const USER: &str = "gowa";
 pub const PASSWORD: &str = "gowa-password-health-7c2a";
@@ -85,15 +86,18 @@ pub async fn fx(settings: Settings) -> Fx {
     }
 }
 
-/// A simulator with basic auth and these devices.
-pub async fn sim(devices: &[(&str, DeviceState)]) -> SimHandle {
+/// A simulator with basic auth and these devices, whose requests are checked against GOWA's
+/// spec when the test ends.
+pub async fn sim(devices: &[(&str, DeviceState)]) -> Checked {
     let devices = devices
         .iter()
         .map(|(id, st)| DeviceSpec::new(*id, format!("62811{}@s.whatsapp.net", id.len()), *st))
         .collect();
-    gowa_sim::start(SimConfig::with_devices(devices).basic_auth(USER, PASSWORD))
-        .await
-        .expect("simulator starts")
+    checked(
+        gowa_sim::start(SimConfig::with_devices(devices).basic_auth(USER, PASSWORD))
+            .await
+            .expect("simulator starts"),
+    )
 }
 
 pub fn endpoint(sim: &SimHandle, device: &str) -> Endpoint<Secret> {

@@ -26,6 +26,7 @@ use wagate::tenant::dynamo::DynamoTenantStore;
 use wagate::tenant::store::TenantConfigStore;
 use wagate::tenant::*;
 use wagate_tests::Stack;
+use wagate_tests::sim_contract::{Checked, checked};
 
 pub const PASSWORD: &str = "gowa-password-outbound-4e1d";
 
@@ -95,8 +96,9 @@ pub async fn fixture() -> Fx {
     fixture_with(settings()).await
 }
 
-pub async fn sim() -> SimHandle {
-    gowa_sim::start(SimConfig::default()).await.unwrap()
+/// A simulator whose requests are checked against GOWA's spec when the test ends.
+pub async fn sim() -> Checked {
+    checked(gowa_sim::start(SimConfig::default()).await.unwrap())
 }
 
 fn endpoint(base_url: &str) -> Endpoint<Secret> {

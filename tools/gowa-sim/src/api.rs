@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, to_bytes};
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
@@ -16,14 +15,14 @@ use axum::{Extension, Router};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use serde::Serialize;
-use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::body::{self, BodyKind, Fields, ParsedBody};
+use crate::body::{Fields, ParsedBody};
 use crate::config::{DeviceState, DeviceWebhook};
 use crate::envelope::{GowaError, success, text};
+use crate::recording::{self, constant_time_eq, header_text, query_value as query_param};
 use crate::send::{self, ResolvedDevice};
-use crate::state::{Device, RecordedRequest, SimState};
+use crate::state::{Device, SimState};
 
 /// Builds the GOWA API router over shared state.
 pub(crate) fn router(state: Arc<SimState>) -> Router {
@@ -42,85 +41,14 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(state.clone(), select_device))
         .layer(from_fn_with_state(state.clone(), basic_auth))
-        .layer(from_fn_with_state(state.clone(), inject_delays))
-        .layer(from_fn_with_state(state.clone(), record))
+        .layer(from_fn_with_state(state.clone(), recording::inject_delays))
+        .layer(from_fn_with_state(state.clone(), recording::record))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Middleware
-
-/// Buffers and parses the body, logs the request, and fills in the status once answered.
-async fn record(State(state): State<Arc<SimState>>, request: Request, next: Next) -> Response {
-    let (parts, body) = request.into_parts();
-    let headers = &parts.headers;
-    let path = parts.uri.path().to_owned();
-    let auth = check_basic_auth(&state, headers);
-    let mut entry = RecordedRequest {
-        seq: 0,
-        received_at: OffsetDateTime::now_utc(),
-        method: parts.method.to_string(),
-        path: path.clone(),
-        query: parts.uri.query().map(str::to_owned),
-        device_id: header_text(headers, "x-device-id"),
-        basic_auth_user: auth.user.clone(),
-        authorized: path == "/health" || auth.outcome == AuthOutcome::Ok,
-        content_type: header_text(headers, header::CONTENT_TYPE.as_str()),
-        json: None,
-        form: None,
-        files: Vec::new(),
-        body_size: 0,
-        status: None,
-    };
-    let method = entry.method.clone();
-
-    let Ok(bytes) = to_bytes(body, state.config().max_body_bytes).await else {
-        entry.status = Some(StatusCode::PAYLOAD_TOO_LARGE.as_u16());
-        state.record(entry);
-        return text(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
-    };
-    let parsed = body::parse(&parts, &bytes).await;
-    entry.body_size = parsed.size;
-    match &parsed.kind {
-        BodyKind::Json(value) => entry.json = Some(value.clone()),
-        BodyKind::Form { fields, files } => {
-            entry.form = Some(fields.clone());
-            entry.files = files.clone();
-        }
-        BodyKind::Invalid(_) | BodyKind::Unsupported => {}
-    }
-    let seq = state.record(entry);
-
-    let mut request = Request::from_parts(parts, Body::from(bytes));
-    request.extensions_mut().insert(Arc::new(parsed));
-    request.extensions_mut().insert(auth);
-    let response = next.run(request).await;
-
-    let status = response.status().as_u16();
-    state.record_status(seq, status);
-    tracing::info!(seq, %method, %path, status, "gowa request");
-    response
-}
-
-/// The `hold`, `latency_ms` and `hang` faults.
-async fn inject_delays(
-    State(state): State<Arc<SimState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let faults = state.faults();
-    if faults.hold {
-        state.wait_while_held().await;
-    }
-    if faults.latency_ms > 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(faults.latency_ms)).await;
-    }
-    if faults.hang {
-        std::future::pending::<()>().await;
-    }
-    next.run(request).await
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum AuthOutcome {
@@ -131,13 +59,20 @@ enum AuthOutcome {
 
 /// Result of checking the `Authorization` header against the configured account.
 #[derive(Clone, Debug)]
-struct BasicAuth {
-    user: Option<String>,
+pub(crate) struct BasicAuth {
+    pub user: Option<String>,
     outcome: AuthOutcome,
 }
 
+impl BasicAuth {
+    /// Whether the credentials were accepted (or none are required).
+    pub fn is_ok(&self) -> bool {
+        self.outcome == AuthOutcome::Ok
+    }
+}
+
 /// fiber v3's `basicauth` middleware with GOWA's authorizer (constant-time compare).
-fn check_basic_auth(state: &SimState, headers: &HeaderMap) -> BasicAuth {
+pub(crate) fn check_basic_auth(state: &SimState, headers: &HeaderMap) -> BasicAuth {
     let presented = headers
         .get(header::AUTHORIZATION)
         .map(|v| parse_basic(v.as_bytes()));
@@ -196,10 +131,6 @@ fn parse_basic(raw: &[u8]) -> Result<(String, String), AuthOutcome> {
         return Err(AuthOutcome::BadRequest);
     }
     Ok((user.to_owned(), password.to_owned()))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Answers 401 (plain `Unauthorized`, no JSON) or 400 before any route but `/health`.
@@ -417,6 +348,7 @@ async fn patch_device_webhook(
             .filter(|e| !e.is_empty())
             .map(str::to_owned)
             .collect(),
+        headers: Default::default(),
     });
     if !state.set_device_webhook(&device_id, webhook.clone()) {
         return GowaError::DeviceNotFound(device_id).into_response();
@@ -444,19 +376,6 @@ async fn method_not_allowed() -> Response {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
-
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(query?.as_bytes())
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
-}
 
 /// Go's `url.QueryUnescape`; on a malformed escape GOWA keeps the raw header value.
 fn query_unescape(raw: &str) -> String {

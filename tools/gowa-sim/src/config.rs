@@ -1,39 +1,82 @@
 //! What a simulator starts with: basic-auth credentials and the registered devices.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::kind::Kind;
 use crate::webhook::RetryPolicy;
 
 /// Id of the device a simulator registers when none is given.
 pub const DEFAULT_DEVICE_ID: &str = "demo";
 /// JID of the device a simulator registers when none is given.
 pub const DEFAULT_DEVICE_JID: &str = "6281234567890@s.whatsapp.net";
+/// WAHA's default session name (`default`, the only one WAHA Core runs).
+pub const DEFAULT_WAHA_SESSION: &str = "default";
+/// The Evolution instance a simulator registers when none is given.
+pub const DEFAULT_EVOLUTION_INSTANCE: &str = "demo";
+/// The Meta phone number id a simulator registers when none is given (the id in the examples
+/// of Meta's spec).
+pub const DEFAULT_META_PHONE_NUMBER_ID: &str = "106540352242922";
+/// The business number behind [`DEFAULT_META_PHONE_NUMBER_ID`] (Meta's spec examples).
+pub const DEFAULT_META_JID: &str = "15550783881@s.whatsapp.net";
+/// The WhatsApp Business Account id in Meta webhooks (`entry[].id`, Meta's spec examples).
+pub const DEFAULT_META_WABA_ID: &str = "102290129340398";
+/// The Graph API version the simulator reports (`facebook-api-version`); any `vN.M` is served.
+pub const META_API_VERSION: &str = "v23.0";
 
 /// Body size above which the API answers 413, like GOWA's `BodyLimit` (its default maximum
 /// video size, 100 MB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 100_000_000;
 
-/// Connection lifecycle of a device, serialised like GOWA's `domainDevice.DeviceState`.
+/// Connection lifecycle of a device (GOWA device, WAHA session, Evolution instance, Meta
+/// phone number), serialised like GOWA's `domainDevice.DeviceState`. Each kind shows it in its
+/// own words (see [`DeviceState::waha_status`], [`DeviceState::evolution_state`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceState {
     /// No socket to WhatsApp; sends answer 401 "you are not connect to services server".
+    /// WAHA `STOPPED`, Evolution `close`, Meta: not registered.
     Disconnected,
-    /// Socket being opened; treated as not connected.
+    /// Socket being opened; treated as not connected. WAHA `STARTING`, Evolution `connecting`.
     Connecting,
-    /// Socket open but no session (logged out); sends answer 401 "you are not logged in".
+    /// Socket open but no session (logged out, waiting for a QR scan or pairing code); sends
+    /// answer 401 "you are not logged in". WAHA `SCAN_QR_CODE`, Evolution `close`.
     Connected,
-    /// Connected and logged in: sends succeed.
+    /// Connected and logged in: sends succeed. WAHA `WORKING`, Evolution `open`, Meta:
+    /// registered.
     LoggedIn,
+    /// The session broke (WAHA `FAILED`: restart it, then log out); GOWA and Evolution show it
+    /// as disconnected / `close`.
+    Failed,
 }
 
 impl DeviceState {
     /// Whether GOWA reports `is_connected: true` for this state.
     pub fn is_connected(self) -> bool {
         matches!(self, Self::Connected | Self::LoggedIn)
+    }
+
+    /// WAHA's session status for this state.
+    pub fn waha_status(self) -> &'static str {
+        match self {
+            Self::Disconnected => "STOPPED",
+            Self::Connecting => "STARTING",
+            Self::Connected => "SCAN_QR_CODE",
+            Self::LoggedIn => "WORKING",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    /// Evolution's connection state (`instance.state`) for this state.
+    pub fn evolution_state(self) -> &'static str {
+        match self {
+            Self::LoggedIn => "open",
+            Self::Connecting => "connecting",
+            Self::Disconnected | Self::Connected | Self::Failed => "close",
+        }
     }
 
     /// Whether GOWA reports `is_logged_in: true` for this state.
@@ -48,6 +91,7 @@ impl DeviceState {
             Self::Connecting => "connecting",
             Self::Connected => "connected",
             Self::LoggedIn => "logged_in",
+            Self::Failed => "failed",
         }
     }
 }
@@ -67,8 +111,9 @@ impl FromStr for DeviceState {
             "connecting" => Ok(Self::Connecting),
             "connected" => Ok(Self::Connected),
             "logged_in" => Ok(Self::LoggedIn),
+            "failed" => Ok(Self::Failed),
             other => Err(format!(
-                "unknown device state {other:?} (expected disconnected, connecting, connected or logged_in)"
+                "unknown device state {other:?} (expected disconnected, connecting, connected, logged_in or failed)"
             )),
         }
     }
@@ -115,6 +160,12 @@ pub const DEFAULT_WEBHOOK_SECRET: &str = "secret";
 /// `POST /devices` and `PATCH /devices/{id}/webhook`): when set, the device's events go
 /// here instead of the global webhook, signed with its own secret (the global one when
 /// empty), filtered by its own event list.
+///
+/// The other kinds keep their per-session webhook here too: WAHA's `config.webhooks[]` entry
+/// (`secret` = `hmac.key`, `headers` = `customHeaders`), Evolution's `webhook/set` (`secret` =
+/// the `jwt_key` header, which becomes a signed `Authorization: Bearer` JWT; `headers` = the
+/// other headers). Meta's callback is app-wide: the global [`WebhookConfig`] (its secret is the
+/// app secret).
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceWebhook {
@@ -125,6 +176,10 @@ pub struct DeviceWebhook {
     /// Event names to forward; empty forwards every event.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
+    /// Extra headers sent with every delivery (WAHA `customHeaders`, Evolution `headers`).
+    /// Never serialised: they may hold tokens.
+    #[serde(default, skip_serializing)]
+    pub headers: BTreeMap<String, String>,
 }
 
 impl fmt::Debug for DeviceWebhook {
@@ -133,6 +188,7 @@ impl fmt::Debug for DeviceWebhook {
             .field("url", &self.url)
             .field("secret", &if self.secret.is_empty() { "" } else { "***" })
             .field("events", &self.events)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -198,6 +254,7 @@ impl DeviceSpec {
             url: url.into(),
             secret: secret.into(),
             events: Vec::new(),
+            headers: BTreeMap::new(),
         });
         self
     }
@@ -210,6 +267,18 @@ impl DeviceSpec {
     /// The device registered when none is configured: `demo`, logged in.
     pub fn default_device() -> Self {
         Self::logged_in(DEFAULT_DEVICE_ID, DEFAULT_DEVICE_JID)
+    }
+
+    /// The device a simulator of `kind` registers when none is configured, logged in: GOWA
+    /// device `demo`, WAHA session `default`, Evolution instance `demo`, Meta phone number
+    /// `106540352242922` (registered).
+    pub fn default_for(kind: Kind) -> Self {
+        match kind {
+            Kind::Gowa => Self::default_device(),
+            Kind::Waha => Self::logged_in(DEFAULT_WAHA_SESSION, DEFAULT_DEVICE_JID),
+            Kind::Evolution => Self::logged_in(DEFAULT_EVOLUTION_INSTANCE, DEFAULT_DEVICE_JID),
+            Kind::Meta => Self::logged_in(DEFAULT_META_PHONE_NUMBER_ID, DEFAULT_META_JID),
+        }
     }
 }
 
@@ -248,6 +317,7 @@ impl FromStr for DeviceSpec {
                 url,
                 secret: webhook_secret,
                 events: Vec::new(),
+                headers: BTreeMap::new(),
             }),
             _ if !webhook_secret.is_empty() => {
                 return Err("webhook_secret needs webhook_url".to_owned());
@@ -269,8 +339,21 @@ impl FromStr for DeviceSpec {
 /// Configuration of one simulator.
 #[derive(Clone)]
 pub struct SimConfig {
-    /// `(user, password)` required on every route but `/health`; `None` leaves the API open.
+    /// The server the simulator speaks (GOWA by default).
+    pub kind: Kind,
+    /// GOWA: `(user, password)` required on every route but `/health`; `None` leaves the API
+    /// open.
     pub basic_auth: Option<(String, String)>,
+    /// The server's API credential for the other kinds: WAHA's `X-Api-Key`, Evolution's global
+    /// `apikey` (`AUTHENTICATION_API_KEY`), Meta's access token (`Authorization: Bearer`).
+    /// `None` leaves the API open (no real server of these kinds runs without one).
+    pub api_key: Option<String>,
+    /// Evolution: each instance's own token (`apikey` accepted on that instance's routes, and
+    /// sent in the body of its webhooks), by instance name. Instances without one get
+    /// `<instance>-token`.
+    pub device_keys: BTreeMap<String, String>,
+    /// Meta: the WhatsApp Business Account id of `entry[].id` in webhooks.
+    pub waba_id: String,
     /// Registered devices, listed by `GET /devices` in this order.
     pub devices: Vec<DeviceSpec>,
     /// Largest request body accepted; larger ones get 413.
@@ -284,11 +367,15 @@ pub struct SimConfig {
 }
 
 impl Default for SimConfig {
-    /// No basic auth, one logged-in device ([`DeviceSpec::default_device`]), no webhook,
-    /// [`Receipts::default`], GOWA's webhook retries.
+    /// A GOWA simulator: no basic auth, one logged-in device ([`DeviceSpec::default_device`]),
+    /// no webhook, [`Receipts::default`], GOWA's webhook retries.
     fn default() -> Self {
         Self {
+            kind: Kind::Gowa,
             basic_auth: None,
+            api_key: None,
+            device_keys: BTreeMap::new(),
+            waba_id: DEFAULT_META_WABA_ID.to_owned(),
             devices: vec![DeviceSpec::default_device()],
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             webhook: WebhookConfig::default(),
@@ -312,6 +399,38 @@ impl SimConfig {
         self.basic_auth = Some((user.into(), password.into()));
         self
     }
+
+    /// A simulator of `kind` with its default device ([`DeviceSpec::default_for`]), no
+    /// credentials required and the kind's own webhook retry policy.
+    pub fn for_kind(kind: Kind) -> Self {
+        Self {
+            kind,
+            devices: vec![DeviceSpec::default_for(kind)],
+            webhook_retry: RetryPolicy::for_kind(kind),
+            ..Self::default()
+        }
+    }
+
+    /// The same configuration requiring `key` (WAHA `X-Api-Key`, Evolution global `apikey`,
+    /// Meta bearer token).
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Evolution: the token of one instance (accepted as its `apikey`, sent in its webhooks).
+    pub fn device_key(mut self, device_id: impl Into<String>, key: impl Into<String>) -> Self {
+        self.device_keys.insert(device_id.into(), key.into());
+        self
+    }
+
+    /// Evolution: the token of `device_id` (its configured one, else `<instance>-token`).
+    pub fn device_key_of(&self, device_id: &str) -> String {
+        self.device_keys
+            .get(device_id)
+            .cloned()
+            .unwrap_or_else(|| format!("{device_id}-token"))
+    }
 }
 
 impl fmt::Debug for SimConfig {
@@ -321,7 +440,11 @@ impl fmt::Debug for SimConfig {
             .as_ref()
             .map(|(user, _)| (user.as_str(), "***"));
         f.debug_struct("SimConfig")
+            .field("kind", &self.kind)
             .field("basic_auth", &auth)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("device_keys", &self.device_keys.keys().collect::<Vec<_>>())
+            .field("waba_id", &self.waba_id)
             .field("devices", &self.devices)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("webhook", &self.webhook)
@@ -359,6 +482,27 @@ mod tests {
         let printed = format!("{config:?}");
         assert!(printed.contains("admin"));
         assert!(!printed.contains("hunter2"));
+    }
+
+    #[test]
+    fn debug_output_never_shows_api_keys_or_instance_tokens() {
+        let config = SimConfig::for_kind(Kind::Evolution)
+            .api_key("global-hunter2")
+            .device_key("demo", "instance-hunter2");
+        let printed = format!("{config:?}");
+        assert!(printed.contains("demo"));
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn each_kind_has_its_own_default_device() {
+        assert_eq!(SimConfig::for_kind(Kind::Waha).devices[0].id, "default");
+        assert_eq!(SimConfig::for_kind(Kind::Evolution).devices[0].id, "demo");
+        assert_eq!(
+            SimConfig::for_kind(Kind::Meta).devices[0].id,
+            DEFAULT_META_PHONE_NUMBER_ID
+        );
+        assert_eq!(SimConfig::default().kind, Kind::Gowa);
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! | `GET`/`PUT /_sim/webhook` | the global webhook `{"urls", "secret", "events"}` (the secret is write-only) |
 //! | `POST /_sim/incoming` | body [`IncomingMessage`]: a contact's message to the device's webhook; answers the [`EventRecord`] |
 //! | `GET /_sim/events` | every event emitted (receipts, incoming messages) with its deliveries, oldest first |
+//! | `POST /_sim/devices/{id}/scan` `{"jid"?}` | completes a device link as a phone scanning the QR (404 unknown, 409 Meta) |
+//! | `POST /_sim/verify-callback` `{"url", "verify_token", "challenge"?}` | Meta's `GET` verification handshake; answers [`HandshakeReport`] |
 //!
 //! Errors are `{"error": code, "message": text}`.
 
@@ -34,6 +36,9 @@ use crate::SimCore;
 use crate::config::{DeviceSpec, DeviceState, Receipts, WebhookConfig};
 use crate::events::{EventRecord, IncomingError, IncomingMessage};
 use crate::faults::Faults;
+use crate::kind::Kind;
+use crate::linking::{HandshakeReport, ScanError};
+use crate::state::MessagingHealth;
 use crate::webhook::{DeliveryReport, WebhookDelivery};
 
 /// Builds the control router.
@@ -45,6 +50,8 @@ pub(crate) fn router(core: Arc<SimCore>) -> Router {
         .route("/_sim/down", put(put_down))
         .route("/_sim/devices", get(list_devices))
         .route("/_sim/devices/{id}", put(put_device))
+        .route("/_sim/devices/{id}/scan", post(scan))
+        .route("/_sim/verify-callback", post(verify_callback))
         .route("/_sim/reset", post(reset))
         .route("/_sim/webhooks", post(deliver_webhook))
         .route("/_sim/receipts", get(get_receipts).put(put_receipts))
@@ -73,12 +80,14 @@ fn bad_json(rejection: JsonRejection) -> Response {
 
 #[derive(Serialize)]
 struct Status {
+    kind: Kind,
     base_url: String,
     down: bool,
 }
 
 async fn status(State(core): State<Arc<SimCore>>) -> Json<Status> {
     Json(Status {
+        kind: core.state.kind(),
         base_url: core.base_url(),
         down: core.is_down().await,
     })
@@ -115,6 +124,11 @@ async fn put_faults(
 ) -> Response {
     match faults {
         Ok(Json(faults)) => {
+            if let Some(fault) = &faults.provider_error
+                && let Err(message) = crate::check_provider_error(core.state.kind(), &fault.code)
+            {
+                return error(StatusCode::BAD_REQUEST, "bad_fault", message);
+            }
             core.state.set_faults(faults);
             Json(core.state.faults()).into_response()
         }
@@ -150,8 +164,13 @@ async fn list_devices(State(core): State<Arc<SimCore>>) -> Json<Vec<DeviceSpec>>
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DeviceUpdate {
-    state: DeviceState,
+    #[serde(default)]
+    state: Option<DeviceState>,
+    /// Meta: the number's messaging health.
+    #[serde(default)]
+    health: Option<MessagingHealth>,
 }
 
 async fn put_device(
@@ -163,16 +182,82 @@ async fn put_device(
         Ok(body) => body,
         Err(rejection) => return bad_json(rejection),
     };
-    if !core.state.set_device_state(&id, update.state) {
+    if core.state.device(&id).is_none() {
         return error(
             StatusCode::NOT_FOUND,
             "device_not_found",
             format!("no device with id {id:?}"),
         );
     }
+    if let Some(state) = update.state {
+        core.set_device_state(&id, state);
+    }
+    if let Some(health) = update.health {
+        core.state.update_device(&id, |d| d.extra.health = health);
+    }
     match core.state.device(&id) {
         Some(device) => Json(device.spec).into_response(),
         None => error(StatusCode::NOT_FOUND, "device_not_found", id),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ScanRequest {
+    #[serde(default)]
+    jid: Option<String>,
+}
+
+async fn scan(
+    State(core): State<Arc<SimCore>>,
+    Path(id): Path<String>,
+    body: Option<Json<ScanRequest>>,
+) -> Response {
+    let request = body.map(|Json(b)| b).unwrap_or_default();
+    match crate::linking::scan(&core.state, &id, request.jid.as_deref()) {
+        Ok(()) => match core.state.device(&id) {
+            Some(device) => Json(device.spec).into_response(),
+            None => error(StatusCode::NOT_FOUND, "device_not_found", id),
+        },
+        Err(err @ ScanError::UnknownDevice(_)) => {
+            error(StatusCode::NOT_FOUND, "device_not_found", err.to_string())
+        }
+        Err(err @ ScanError::NotLinkable) => {
+            error(StatusCode::CONFLICT, "not_linkable", err.to_string())
+        }
+        Err(err @ ScanError::BadJid(_)) => {
+            error(StatusCode::BAD_REQUEST, "bad_jid", err.to_string())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyRequest {
+    url: String,
+    verify_token: String,
+    #[serde(default)]
+    challenge: Option<String>,
+}
+
+async fn verify_callback(
+    State(core): State<Arc<SimCore>>,
+    body: Result<Json<VerifyRequest>, JsonRejection>,
+) -> Response {
+    let Json(request) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_json(rejection),
+    };
+    match crate::linking::verify_callback(
+        &core.state.http,
+        &request.url,
+        &request.verify_token,
+        request.challenge.as_deref(),
+    )
+    .await
+    {
+        Ok(report) => Json::<HandshakeReport>(report).into_response(),
+        Err(err) => error(StatusCode::BAD_REQUEST, "bad_callback", format!("{err:#}")),
     }
 }
 

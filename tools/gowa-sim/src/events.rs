@@ -1,5 +1,7 @@
-//! Events the simulated server sends on its own, as GOWA forwards WhatsApp's events to its
-//! webhooks: receipts (`message.ack`) for the messages it accepted, and incoming messages.
+//! Events the simulated server sends on its own, as each kind forwards WhatsApp's events to
+//! its webhooks: receipts for the messages it accepted, incoming messages, and (WAHA,
+//! Evolution) session status changes. The other kinds' bodies are built in `outgoing.rs`; where
+//! their events go is [`targets_for`].
 //!
 //! Bodies are built like GOWA v9.2's (`createReceiptPayload` in
 //! `src/infrastructure/whatsapp/event_receipt.go`, the v8+ message envelope of the samples in
@@ -19,7 +21,11 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use std::collections::BTreeMap;
+
 use crate::config::{DeviceWebhook, WebhookConfig};
+use crate::kind::Kind;
+use crate::outgoing::{self, Outgoing, Receipt};
 use crate::state::{Device, SimState};
 use crate::webhook::{self, DeliveryReport, WebhookBody, WebhookDelivery};
 
@@ -40,6 +46,10 @@ pub struct SentMessage {
     pub chat: String,
     /// The text, for a text message.
     pub text: Option<String>,
+    /// Set when the message will be reported failed instead of delivered (the
+    /// `delivery_failure` fault, or a recipient not on WhatsApp): Meta's error code, or empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// A message from a contact, delivered to the device's webhook as GOWA would
@@ -107,6 +117,8 @@ pub enum IncomingError {
 pub(crate) struct Target {
     pub url: String,
     pub secret: String,
+    /// Extra headers (WAHA `customHeaders`, Evolution headers and `X-Instance-*`).
+    pub headers: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Target {
@@ -136,6 +148,7 @@ pub(crate) fn targets(
         return Ok(vec![Target {
             url: own.url.clone(),
             secret,
+            headers: BTreeMap::new(),
         }]);
     }
     let urls: Vec<&String> = global
@@ -154,8 +167,120 @@ pub(crate) fn targets(
         .map(|url| Target {
             url: url.clone(),
             secret: global.secret.clone(),
+            headers: BTreeMap::new(),
         })
         .collect())
+}
+
+/// Where an event of `device` goes on a `kind` server:
+/// - GOWA: [`targets`].
+/// - WAHA: every webhook of the session's config whose `events` has the event (or `*`), with
+///   its HMAC key and custom headers; and the global webhook (`WHATSAPP_HOOK_URL`, its events,
+///   HMAC key = the global secret).
+/// - Evolution: the instance's webhook when enabled and the event (upper snake case,
+///   `MESSAGES_UPDATE`) is in its events, to `url` or `url/<event-name>` with `byEvents`, with
+///   its headers (`jwt_key` → bearer JWT) and `X-Instance-*`; and the global webhook
+///   (`WEBHOOK_GLOBAL_URL`, no JWT).
+/// - Meta: the app's callback URL (the global webhook), signed with the app secret.
+pub(crate) fn targets_for(
+    kind: Kind,
+    device: &Device,
+    global: &WebhookConfig,
+    event: &str,
+) -> Result<Vec<Target>, String> {
+    let global_targets = |wanted: &dyn Fn(&[String]) -> bool| -> Vec<Target> {
+        if !wanted(&global.events) {
+            return Vec::new();
+        }
+        global
+            .urls
+            .iter()
+            .filter(|u| !u.trim().is_empty())
+            .map(|url| Target {
+                url: url.clone(),
+                secret: global.secret.clone(),
+                headers: BTreeMap::new(),
+            })
+            .collect()
+    };
+    let found = match kind {
+        Kind::Gowa => return targets(device.spec.webhook.as_ref(), global, event),
+        Kind::Waha => {
+            let wanted = |events: &[String]| {
+                events.is_empty() || events.iter().any(|e| e == event || e == "*")
+            };
+            let mut found: Vec<Target> = device
+                .extra
+                .waha_webhooks
+                .iter()
+                .filter(|w| !w.url.trim().is_empty() && wanted(&w.events))
+                .map(|w| Target {
+                    url: w.url.clone(),
+                    secret: w.secret.clone(),
+                    headers: w.headers.clone(),
+                })
+                .collect();
+            // The global hook's secret is WHATSAPP_HOOK_HMAC_KEY; GOWA's default `secret` is
+            // not WAHA's default (none).
+            let mut global_found = global_targets(&wanted);
+            if global.secret == crate::DEFAULT_WEBHOOK_SECRET {
+                for target in &mut global_found {
+                    target.secret.clear();
+                }
+            }
+            found.extend(global_found);
+            found
+        }
+        Kind::Evolution => {
+            let upper = event.replace(['.', '-'], "_").to_ascii_uppercase();
+            let path_name = upper.replace('_', "-").to_ascii_lowercase();
+            let wanted = |events: &[String]| {
+                events.is_empty() || events.iter().any(|e| e.eq_ignore_ascii_case(&upper))
+            };
+            let mut found = Vec::new();
+            if let Some(own) = device
+                .spec
+                .webhook
+                .as_ref()
+                .filter(|w| !w.url.trim().is_empty())
+                && wanted(&own.events)
+            {
+                let by_events = device
+                    .extra
+                    .evolution_webhook
+                    .as_ref()
+                    .and_then(|w| w.get("webhookByEvents"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                let url = if by_events {
+                    format!("{}/{path_name}", own.url.trim_end_matches('/'))
+                } else {
+                    own.url.clone()
+                };
+                let mut headers = own.headers.clone();
+                headers.insert("X-Instance-ID".into(), device.extra.instance_id.clone());
+                headers.insert("X-Instance-Name".into(), device.spec.id.clone());
+                headers.insert("X-Event-Type".into(), event.to_owned());
+                found.push(Target {
+                    url,
+                    secret: own.secret.clone(),
+                    headers,
+                });
+            }
+            for mut target in global_targets(&wanted) {
+                // The global webhook sends no JWT.
+                target.secret.clear();
+                found.push(target);
+            }
+            found
+        }
+        Kind::Meta => global_targets(&|_: &[String]| true),
+    };
+    if found.is_empty() {
+        Err(format!("no webhook configured for {event}"))
+    } else {
+        Ok(found)
+    }
 }
 
 /// `2026-08-22T10:20:11Z`, Go's `time.RFC3339` of a UTC time (whole seconds).
@@ -214,18 +339,12 @@ fn user_jid(from: &str) -> Result<String, IncomingError> {
         ),
     };
     let digits_ok = (5..=15).contains(&user.len()) && user.bytes().all(|b| b.is_ascii_digit());
-    if server != "s.whatsapp.net" || !digits_ok || user.starts_with('0') {
+    if !matches!(server, "s.whatsapp.net" | "c.us") || !digits_ok || user.starts_with('0') {
         return Err(IncomingError::Invalid(format!(
             "from must be a phone number in international format (5-15 digits, optional '+') or a user JID, not {from:?}"
         )));
     }
     Ok(format!("{user}@s.whatsapp.net"))
-}
-
-/// An id like the ones phones give their messages: 32 uppercase hex digits.
-fn incoming_message_id() -> String {
-    let bytes: [u8; 16] = rand::random();
-    hex::encode_upper(bytes)
 }
 
 /// A `message` body for an incoming text, as in GOWA's v8+ envelope.
@@ -257,31 +376,39 @@ pub(crate) fn incoming_body(
     envelope(device, "message", Value::Object(payload), None)
 }
 
-/// Signs and delivers `body` for `device` to its targets, one after the other (as GOWA does),
-/// and records what happened.
+/// Signs and delivers one event of `device` to its targets, one after the other (as GOWA
+/// does), and records what happened. `build` shapes the body for a target URL (Evolution's
+/// body names its `destination`); it is also called with `""` for the record when nothing is
+/// sent.
 pub(crate) async fn emit(
     state: &SimState,
     device: &Device,
     event: &str,
-    ids: Vec<String>,
-    receipt_type: Option<&str>,
-    body: Value,
+    build: impl Fn(&str) -> Outgoing,
 ) -> EventRecord {
-    let mut record = EventRecord {
-        seq: 0,
-        at: OffsetDateTime::now_utc(),
-        event: event.to_owned(),
-        device_id: device.spec.id.clone(),
-        ids,
-        receipt_type: receipt_type.map(str::to_owned),
-        body: body.clone(),
-        deliveries: Vec::new(),
-        skipped: None,
-    };
+    let kind = state.kind();
     let targets = if state.is_down() {
         Err("the server is down".to_owned())
     } else {
-        targets(device.spec.webhook.as_ref(), &state.webhook(), event)
+        targets_for(kind, device, &state.webhook(), event)
+    };
+    let first = build(
+        targets
+            .as_ref()
+            .ok()
+            .and_then(|t| t.first())
+            .map_or("", |t| t.url.as_str()),
+    );
+    let mut record = EventRecord {
+        seq: 0,
+        at: OffsetDateTime::now_utc(),
+        event: first.event.clone(),
+        device_id: device.spec.id.clone(),
+        ids: first.ids.clone(),
+        receipt_type: first.receipt_type.clone(),
+        body: first.value(),
+        deliveries: Vec::new(),
+        skipped: None,
     };
     match targets {
         Err(why) => {
@@ -290,12 +417,15 @@ pub(crate) async fn emit(
         }
         Ok(targets) => {
             for target in targets {
+                let outgoing = build(&target.url);
                 let delivery = WebhookDelivery {
                     url: target.url.clone(),
                     secret: target.secret,
-                    body: WebhookBody::Json(body.clone()),
+                    body: WebhookBody::Raw(outgoing.bytes),
                     retry: true,
                     policy: state.config().webhook_retry.clone(),
+                    kind,
+                    headers: target.headers,
                 };
                 match webhook::deliver(&state.http, delivery).await {
                     Ok(report) => {
@@ -320,43 +450,92 @@ pub(crate) async fn emit(
     state.record_event(record)
 }
 
-/// Schedules the receipts of an accepted message: `delivered` after
-/// [`crate::Receipts::delivered_ms`], then `read` after [`crate::Receipts::read_ms`].
+/// Schedules the receipts of an accepted message: Meta's `sent` at once; then `delivered`
+/// after [`crate::Receipts::delivered_ms`] and `read` after [`crate::Receipts::read_ms`], or,
+/// for a message marked to fail, the kind's failure receipt after `delivered_ms`.
 pub(crate) fn schedule_receipts(state: &Arc<SimState>, sent: SentMessage) {
     let receipts = state.receipts();
-    let Some(delivered_ms) = receipts.delivered_ms else {
-        return;
-    };
+    let kind = state.kind();
     let state_for_task = state.clone();
     state.spawn(async move {
         let state = state_for_task;
+        if kind == Kind::Meta && !send_receipt(&state, &sent, Receipt::Sent).await {
+            return;
+        }
+        let Some(delivered_ms) = receipts.delivered_ms else {
+            return;
+        };
         tokio::time::sleep(Duration::from_millis(delivered_ms)).await;
-        if !send_receipt(&state, &sent, "delivered").await {
+        if let Some(code) = &sent.failure {
+            send_receipt(&state, &sent, Receipt::Failed(code.clone())).await;
+            return;
+        }
+        if !send_receipt(&state, &sent, Receipt::Delivered).await {
             return;
         }
         if let Some(read_ms) = receipts.read_ms {
             tokio::time::sleep(Duration::from_millis(read_ms)).await;
-            send_receipt(&state, &sent, "read").await;
+            send_receipt(&state, &sent, Receipt::Read).await;
         }
     });
 }
 
-/// Emits one receipt; false when the device is gone.
-async fn send_receipt(state: &SimState, sent: &SentMessage, receipt_type: &str) -> bool {
+/// Emits one receipt; false when the device is gone. A receipt the kind does not send (GOWA's
+/// failure) is recorded as skipped.
+async fn send_receipt(state: &SimState, sent: &SentMessage, receipt: Receipt) -> bool {
     let Some(device) = state.device(&sent.device_id) else {
         return false;
     };
-    let body = receipt_body(&device, sent, receipt_type, OffsetDateTime::now_utc());
-    emit(
-        state,
-        &device,
-        "message.ack",
-        vec![sent.id.clone()],
-        Some(receipt_type),
-        body,
-    )
+    let at = OffsetDateTime::now_utc();
+    let Some(probe) = outgoing::receipt(state, &device, sent, &receipt, "", at) else {
+        state.record_event(EventRecord {
+            seq: 0,
+            at,
+            event: "message.ack".to_owned(),
+            device_id: device.spec.id.clone(),
+            ids: vec![sent.id.clone()],
+            receipt_type: Some(receipt.name().to_owned()),
+            body: Value::Null,
+            deliveries: Vec::new(),
+            skipped: Some(format!(
+                "a {} server sends no {} receipt",
+                state.kind(),
+                receipt.name()
+            )),
+        });
+        return true;
+    };
+    let event = probe.event.clone();
+    emit(state, &device, &event, |destination| {
+        outgoing::receipt(state, &device, sent, &receipt, destination, at).unwrap_or(probe.clone())
+    })
     .await;
     true
+}
+
+/// Emits the kind's status-change event for a device (WAHA `session.status`, Evolution
+/// `connection.update`), in the background.
+pub(crate) fn schedule_status_change(state: &Arc<SimState>, device_id: &str) {
+    if !matches!(state.kind(), Kind::Waha | Kind::Evolution) {
+        return;
+    }
+    let state_for_task = state.clone();
+    let device_id = device_id.to_owned();
+    state.spawn(async move {
+        let state = state_for_task;
+        let Some(device) = state.device(&device_id) else {
+            return;
+        };
+        let at = OffsetDateTime::now_utc();
+        let Some(probe) = outgoing::status_change(&state, &device, "", at) else {
+            return;
+        };
+        let event = probe.event.clone();
+        emit(&state, &device, &event, |destination| {
+            outgoing::status_change(&state, &device, destination, at).unwrap_or(probe.clone())
+        })
+        .await;
+    });
 }
 
 /// Delivers an incoming message now.
@@ -377,18 +556,26 @@ pub(crate) async fn deliver_incoming(
     let quoted = message
         .reply_to
         .as_deref()
-        .and_then(|id| state.sent_message(id))
-        .and_then(|m| m.text);
-    let id = incoming_message_id();
-    let body = incoming_body(
-        &device,
-        &message,
-        &from,
-        &id,
-        quoted.as_deref(),
-        OffsetDateTime::now_utc(),
-    );
-    Ok(emit(state, &device, "message", vec![id], None, body).await)
+        .and_then(|id| state.sent_message(id));
+    let at = OffsetDateTime::now_utc();
+    let probe = outgoing::incoming(state, &device, &message, &from, quoted.as_ref(), "", at);
+    let event = probe.event.clone();
+    // One id for every target (the message is one message).
+    let id = probe.ids.clone();
+    Ok(emit(state, &device, &event, |destination| {
+        if destination.is_empty() || state.kind() != Kind::Evolution {
+            return probe.clone();
+        }
+        // Evolution's body names its destination; the rest (and the id) stays the same.
+        let mut value = probe.value();
+        value["destination"] = Value::String(destination.to_owned());
+        Outgoing {
+            bytes: serde_json::to_vec(&value).unwrap_or_else(|_| probe.bytes.clone()),
+            ids: id.clone(),
+            ..probe.clone()
+        }
+    })
+    .await)
 }
 
 #[cfg(test)]
@@ -398,14 +585,14 @@ mod tests {
     use crate::gomarshal::go_marshal;
 
     fn device() -> Device {
-        Device {
-            spec: DeviceSpec::new(
+        Device::new(
+            DeviceSpec::new(
                 "tenant-42",
                 "6281234567890@s.whatsapp.net",
                 DeviceState::LoggedIn,
             ),
-            created_at: OffsetDateTime::UNIX_EPOCH,
-        }
+            OffsetDateTime::UNIX_EPOCH,
+        )
     }
 
     #[test]
@@ -417,6 +604,7 @@ mod tests {
             device_id: "tenant-42".into(),
             chat: "6289876543210@s.whatsapp.net".into(),
             text: None,
+            failure: None,
         };
         let at = OffsetDateTime::parse("2026-08-22T10:20:11.734Z", &Rfc3339).unwrap();
         let bytes = go_marshal(&receipt_body(&device(), &sent, "delivered", at));
@@ -462,13 +650,15 @@ mod tests {
             url: "http://127.0.0.1:2/own".into(),
             secret: "own-secret".into(),
             events: Vec::new(),
+            headers: BTreeMap::new(),
         };
         let t = targets(Some(&own), &global, "message.ack").unwrap();
         assert_eq!(
             t,
             vec![Target {
                 url: own.url.clone(),
-                secret: "own-secret".into()
+                secret: "own-secret".into(),
+                headers: BTreeMap::new(),
             }]
         );
         let no_secret = DeviceWebhook {
@@ -491,6 +681,7 @@ mod tests {
             url: "http://127.0.0.1:2/own".into(),
             secret: String::new(),
             events: vec!["message".into()],
+            headers: BTreeMap::new(),
         };
         assert!(targets(Some(&filtered), &WebhookConfig::default(), "message.ack").is_err());
         assert!(targets(None, &WebhookConfig::default(), "message").is_err());

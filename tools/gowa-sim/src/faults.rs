@@ -26,6 +26,21 @@ pub struct Faults {
     pub health_unhealthy: bool,
     /// Delay before an injected 504; `None` waits GOWA's own 45 s.
     pub gateway_timeout_ms: Option<u64>,
+    /// Make sends fail with one of the kind's own error answers, named by its code (Meta
+    /// `130429`, `131056`, `190`, …; WAHA `463`, `475`; Evolution `connection_closed`, …; see
+    /// the simulator's README for each kind's list). Not for GOWA (use `send_error`).
+    pub provider_error: Option<ProviderErrorFault>,
+    /// Accept sends, then report them failed in a receipt (Meta `statuses` `failed` with the
+    /// code, e.g. `131047` re-engagement or `131026` undeliverable; WAHA `message.ack` `ERROR`;
+    /// Evolution `messages.update` `ERROR`). GOWA forwards no failure receipts.
+    pub delivery_failure: Option<DeliveryFailureFault>,
+    /// Every authenticated route answers the kind's expired-credential error (Meta 401 code
+    /// 190 subcode 463, the others their 401).
+    pub credentials_expired: bool,
+    /// Recipients (digits, no `+`) that are not on WhatsApp: GOWA and Evolution refuse the
+    /// send (400), WAHA and Meta accept it and report it failed (WAHA ack `ERROR`, Meta
+    /// `131026`).
+    pub not_on_whatsapp: Vec<String>,
 }
 
 impl Faults {
@@ -75,11 +90,64 @@ impl SendErrorFault {
     }
 }
 
+/// Sends that answer the kind's own error, for the next `count` sends (all while `None`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderErrorFault {
+    /// The kind's error code, as a string (`"131056"`, `"463"`, `"connection_closed"`).
+    pub code: String,
+    /// Cover only the next N sends; `None` covers all.
+    #[serde(default)]
+    pub count: Option<u32>,
+}
+
+impl ProviderErrorFault {
+    /// Every send answers `code` until the fault is cleared.
+    pub fn always(code: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            count: None,
+        }
+    }
+
+    /// The next `count` sends answer `code`.
+    pub fn next(count: u32, code: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            count: Some(count),
+        }
+    }
+}
+
+/// Sends that are accepted and then reported failed in a receipt.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryFailureFault {
+    /// Meta's error code in `statuses[].errors[]` (default `131026`); the other kinds carry
+    /// no code in their failure receipts.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Cover only the next N sends; `None` covers all.
+    #[serde(default)]
+    pub count: Option<u32>,
+}
+
+impl DeliveryFailureFault {
+    /// The next `count` sends fail after acceptance with `code`.
+    pub fn next(count: u32, code: impl Into<String>) -> Self {
+        Self {
+            code: Some(code.into()),
+            count: Some(count),
+        }
+    }
+}
+
 /// The failures a send can be made to answer with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u16", into = "u16")]
 pub enum SendErrorStatus {
-    /// 429 `WA_REACHOUT_TIMELOCK`: WhatsApp's anti-spam block (server error 463).
+    /// 429: GOWA `WA_REACHOUT_TIMELOCK` (WhatsApp's anti-spam block, server error 463); the
+    /// other kinds answer what a rate limiter in front of them answers (see the README).
     TooManyRequests,
     /// 500 `INTERNAL_SERVER_ERROR`.
     InternalServerError,

@@ -1,13 +1,17 @@
-//! A GOWA (go-whatsapp-web-multidevice) simulator.
+//! A simulator of the WhatsApp API servers wagate talks to: GOWA (go-whatsapp-web-multidevice,
+//! the default), WAHA, Evolution API v2 and Meta's WhatsApp Cloud API ([`Kind`]).
 //!
-//! It serves the parts of GOWA's REST API that wagate uses (`/health`, `/app/status`,
+//! For GOWA it serves the parts of GOWA's REST API that wagate uses (`/health`, `/app/status`,
 //! `/devices`, `/send/message`, `/send/image`, `/send/file`) on 127.0.0.1, with GOWA's
 //! envelopes and error bodies, records every request, injects faults, and signs and delivers
 //! webhooks byte for byte like GOWA. Like GOWA, it forwards events to the configured webhooks
 //! (each device's own, or the global one): WhatsApp's receipts (`message.ack`, delivered then
 //! read, after configurable delays) for every message it accepted, and incoming messages on
-//! request ([`SimHandle::deliver_incoming`]). Tests start it in-process with [`start`]; the
-//! `gowa-sim` binary runs it with a control API on a second port.
+//! request ([`SimHandle::deliver_incoming`]). The other kinds do the same in their own shapes:
+//! their auth, sends, session status, device linking, webhook configuration, signed receipts
+//! and incoming messages (see the README). Tests start it in-process with [`start`]; the
+//! `gowa-sim` binary runs it with a control API on a second port. With the `contract` feature,
+//! [`contract`] checks every recorded request against the server's OpenAPI document.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -30,14 +34,24 @@
 mod api;
 mod body;
 mod config;
+#[cfg(feature = "contract")]
+pub mod contract;
 mod control;
 mod envelope;
 mod events;
+mod evolution;
 mod faults;
 mod gomarshal;
+mod kind;
+mod linking;
+mod meta;
+mod meta_errors;
+mod outgoing;
+mod recording;
 mod send;
 mod server;
 mod state;
+mod waha;
 mod webhook;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -49,8 +63,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
 pub use config::{
-    DEFAULT_DEVICE_ID, DEFAULT_DEVICE_JID, DEFAULT_MAX_BODY_BYTES, DEFAULT_WEBHOOK_SECRET,
-    DeviceSpec, DeviceState, DeviceWebhook, Receipts, SimConfig, WebhookConfig,
+    DEFAULT_DEVICE_ID, DEFAULT_DEVICE_JID, DEFAULT_EVOLUTION_INSTANCE, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_META_JID, DEFAULT_META_PHONE_NUMBER_ID, DEFAULT_META_WABA_ID, DEFAULT_WAHA_SESSION,
+    DEFAULT_WEBHOOK_SECRET, DeviceSpec, DeviceState, DeviceWebhook, META_API_VERSION, Receipts,
+    SimConfig, WebhookConfig,
 };
 pub use envelope::{
     MSG_DEVICE_ID_REQUIRED, MSG_DEVICE_NOT_FOUND, MSG_GATEWAY_TIMEOUT, MSG_INTERNAL,
@@ -60,15 +76,52 @@ pub use events::{
     DELIVERED_DESCRIPTION, EventRecord, IncomingError, IncomingMessage, READ_DESCRIPTION,
     SentMessage,
 };
-pub use faults::{Faults, GOWA_REQUEST_TIMEOUT, SendErrorFault, SendErrorStatus};
+pub use faults::{
+    DeliveryFailureFault, Faults, GOWA_REQUEST_TIMEOUT, ProviderErrorFault, SendErrorFault,
+    SendErrorStatus,
+};
 pub use gomarshal::go_marshal;
-pub use state::{RecordedFile, RecordedRequest};
+pub use kind::Kind;
+pub use linking::{HandshakeReport, ScanError};
+pub use meta_errors::ERROR_CODES_HREF as META_ERROR_CODES_HREF;
+pub use outgoing::{EVOLUTION_VERSION, WAHA_VERSION};
+pub use state::{MessagingHealth, RecordedFile, RecordedRequest};
 pub use webhook::{
-    DeliveryAttempt, DeliveryReport, RetryPolicy, WebhookBody, WebhookDelivery, sign,
+    DeliveryAttempt, DeliveryReport, RetryPolicy, WebhookBody, WebhookDelivery, evolution_jwt,
+    meta_json, sign, sign_waha,
 };
 
 use server::Serving;
 use state::SimState;
+
+/// Whether `code` is one of `kind`'s simulated error answers (the `provider_error` fault).
+pub fn check_provider_error(kind: Kind, code: &str) -> Result<(), String> {
+    let known: Vec<String> = match kind {
+        Kind::Gowa => Vec::new(),
+        Kind::Waha => waha::PROVIDER_ERRORS
+            .iter()
+            .map(|c| (*c).to_owned())
+            .collect(),
+        Kind::Evolution => evolution::PROVIDER_ERRORS
+            .iter()
+            .map(|c| (*c).to_owned())
+            .collect(),
+        Kind::Meta => meta_errors::CATALOG
+            .iter()
+            .map(|e| e.code.to_string())
+            .collect(),
+    };
+    if known.iter().any(|k| k == code.trim()) {
+        Ok(())
+    } else if kind == Kind::Gowa {
+        Err("a gowa simulator has no provider errors: use send_error".to_owned())
+    } else {
+        Err(format!(
+            "{kind} has no simulated error {code:?}; known: {}",
+            known.join(", ")
+        ))
+    }
+}
 
 /// Starts a simulator on `127.0.0.1:<free port>`, without a control port (the handle is the
 /// control).
@@ -100,8 +153,18 @@ pub async fn start_on(
         None => None,
     };
 
-    let state = Arc::new(SimState::new(config, webhook::http_client()?));
-    let api_router = api::router(state.clone());
+    let kind = config.kind;
+    let state = Arc::new(SimState::new(
+        config,
+        format!("http://{api_addr}"),
+        webhook::http_client()?,
+    ));
+    let api_router = match kind {
+        Kind::Gowa => api::router(state.clone()),
+        Kind::Waha => waha::router(state.clone()),
+        Kind::Evolution => evolution::router(state.clone()),
+        Kind::Meta => meta::router(state.clone()),
+    };
     let core = Arc::new(SimCore {
         api: Mutex::new(Some(Serving::start(
             api_listener,
@@ -122,6 +185,7 @@ pub async fn start_on(
         None => (None, None),
     };
     tracing::info!(
+        %kind,
         api = %api_addr,
         control = control_addr.map(|a| a.to_string()).unwrap_or_default(),
         "gowa-sim listening"
@@ -181,6 +245,33 @@ impl SimCore {
     ) -> Result<EventRecord, IncomingError> {
         events::deliver_incoming(&self.state, message).await
     }
+
+    fn set_device_state(&self, device_id: &str, state: DeviceState) -> bool {
+        let changed = self.state.set_device_state(device_id, state);
+        if changed {
+            events::schedule_status_change(&self.state, device_id);
+        }
+        changed
+    }
+}
+
+/// A read handle on a simulator's request log that outlives borrowing the [`SimHandle`].
+#[derive(Clone)]
+pub struct RequestLog(Arc<SimCore>);
+
+impl RequestLog {
+    /// Every request received on the API port, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.0.state.requests()
+    }
+}
+
+impl std::fmt::Debug for RequestLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestLog")
+            .field("base_url", &self.0.base_url())
+            .finish()
+    }
 }
 
 /// A running simulator. Dropping it stops the servers; [`SimHandle::shutdown`] also waits.
@@ -211,6 +302,11 @@ impl SimHandle {
         self.core.state.requests()
     }
 
+    /// A handle on the request log (e.g. for a check when a test ends).
+    pub fn log(&self) -> RequestLog {
+        RequestLog(self.core.clone())
+    }
+
     /// The recorded requests whose path is exactly `path` (e.g. `/send/message`).
     pub fn requests_to(&self, path: &str) -> Vec<RecordedRequest> {
         self.core.state.requests_to(path)
@@ -231,9 +327,48 @@ impl SimHandle {
         self.core.state.set_faults(faults);
     }
 
-    /// Changes a device's state. Returns false when no device has that id.
+    /// Changes a device's state (WAHA and Evolution send their status-change event). Returns
+    /// false when no device has that id.
     pub fn set_device_state(&self, device_id: &str, state: DeviceState) -> bool {
-        self.core.state.set_device_state(device_id, state)
+        self.core.set_device_state(device_id, state)
+    }
+
+    /// The kind of server simulated.
+    pub fn kind(&self) -> Kind {
+        self.core.state.kind()
+    }
+
+    /// The configuration the simulator started with.
+    pub fn config(&self) -> SimConfig {
+        self.core.state.config().clone()
+    }
+
+    /// Completes a device link as if a phone scanned the QR code or entered the pairing code:
+    /// the device is logged in (WAHA `WORKING`, Evolution `open`), as `jid` when given. Fails
+    /// for an unknown device, and for Meta (numbers are registered, not linked).
+    pub fn scan(&self, device_id: &str, jid: Option<&str>) -> Result<(), ScanError> {
+        linking::scan(&self.core.state, device_id, jid)
+    }
+
+    /// Meta: a phone number's messaging health (`health_status.can_send_message`). False
+    /// when no device has that id.
+    pub fn set_device_health(&self, device_id: &str, health: MessagingHealth) -> bool {
+        self.core
+            .state
+            .update_device(device_id, |d| d.extra.health = health)
+            .is_some()
+    }
+
+    /// Meta: the `GET` verification handshake Meta's console runs against a callback URL
+    /// (`hub.mode=subscribe`, `hub.verify_token`, `hub.challenge`), and whether the challenge
+    /// came back.
+    pub async fn verify_callback(
+        &self,
+        url: &str,
+        verify_token: &str,
+        challenge: Option<&str>,
+    ) -> anyhow::Result<HandshakeReport> {
+        linking::verify_callback(&self.core.state.http, url, verify_token, challenge).await
     }
 
     /// The devices and their current states.

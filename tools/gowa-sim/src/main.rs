@@ -4,13 +4,32 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::Parser;
-use gowa_sim::{DeviceSpec, Receipts, SimConfig, WebhookConfig, start_on};
+use gowa_sim::{DeviceSpec, Kind, Receipts, RetryPolicy, SimConfig, WebhookConfig, start_on};
 use tracing_subscriber::EnvFilter;
 
-/// A GOWA (go-whatsapp-web-multidevice) API simulator for wagate's local stack.
+/// A WhatsApp API server simulator for wagate's local stack: GOWA (go-whatsapp-web-multidevice)
+/// by default, or WAHA, Evolution API v2 or Meta's Cloud API.
 #[derive(Debug, Parser)]
 #[command(name = "gowa-sim", version)]
 struct Args {
+    /// The server to simulate: gowa, waha, evolution or meta.
+    #[arg(long, env = "GOWA_SIM_KIND", default_value = "gowa")]
+    kind: Kind,
+
+    /// WAHA `X-Api-Key`, Evolution global `apikey`, or Meta access token (Bearer) required on
+    /// the API; without it the API is open.
+    #[arg(long, env = "GOWA_SIM_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+
+    /// Evolution: an instance's own token, as `instance=token`; repeatable (default
+    /// `<instance>-token`).
+    #[arg(long = "instance-key", value_name = "INSTANCE=TOKEN", value_parser = parse_instance_key)]
+    instance_keys: Vec<(String, String)>,
+
+    /// Meta: the WhatsApp Business Account id in webhooks (`entry[].id`).
+    #[arg(long, default_value = gowa_sim::DEFAULT_META_WABA_ID)]
+    waba_id: String,
+
     /// Address of the GOWA API (loopback only).
     #[arg(long, env = "GOWA_SIM_LISTEN", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
@@ -33,11 +52,13 @@ struct Args {
     #[arg(long = "device", value_name = "SPEC")]
     devices: Vec<DeviceSpec>,
 
-    /// Global webhook URL (GOWA's `--webhook`) for devices without their own; repeatable.
+    /// Global webhook URL (GOWA's `--webhook`, WAHA's `WHATSAPP_HOOK_URL`, Evolution's
+    /// `WEBHOOK_GLOBAL_URL`, Meta's app callback) for devices without their own; repeatable.
     #[arg(long = "webhook", value_name = "URL")]
     webhooks: Vec<String>,
 
-    /// Secret of the global webhook (GOWA's `--webhook-secret`).
+    /// Secret of the global webhook (GOWA's `--webhook-secret`, WAHA's HMAC key, Meta's app
+    /// secret).
     #[arg(long, env = "GOWA_SIM_WEBHOOK_SECRET", default_value = gowa_sim::DEFAULT_WEBHOOK_SECRET, hide_env_values = true)]
     webhook_secret: String,
 
@@ -64,6 +85,15 @@ fn parse_delay(value: &str) -> Result<Delay, String> {
         .map_err(|_| "expected milliseconds (a whole number) or `off`".to_owned())
 }
 
+fn parse_instance_key(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((name, key)) if !name.is_empty() && !key.is_empty() => {
+            Ok((name.to_owned(), key.to_owned()))
+        }
+        _ => Err("expected instance=token".to_owned()),
+    }
+}
+
 fn parse_basic_auth(value: &str) -> Result<(String, String), String> {
     match value.split_once(':') {
         Some((user, password)) if !user.is_empty() && !password.is_empty() => {
@@ -84,8 +114,12 @@ async fn main() -> anyhow::Result<()> {
         .init();
 
     let args = Args::parse();
-    let defaults = SimConfig::default();
+    let defaults = SimConfig::for_kind(args.kind);
     let config = SimConfig {
+        kind: args.kind,
+        api_key: args.api_key,
+        device_keys: args.instance_keys.into_iter().collect(),
+        waba_id: args.waba_id,
         basic_auth: args.basic_auth,
         devices: if args.devices.is_empty() {
             defaults.devices
@@ -102,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
             delivered_ms: args.receipt_delivered_ms.0,
             read_ms: args.receipt_read_ms.0,
         },
-        webhook_retry: defaults.webhook_retry,
+        webhook_retry: RetryPolicy::for_kind(args.kind),
     };
     let sim = start_on(config, args.listen, Some(args.control_listen))
         .await

@@ -149,6 +149,10 @@ async fn send(state: &Arc<SimState>, device_id: &str, mut request: SendRequest) 
     if let Err(err) = check_recipient(&request.phone) {
         return err.into_response();
     }
+    if state.not_on_whatsapp(&request.phone) {
+        return GowaError::InvalidJid(format!("Phone {} is not on WhatsApp", request.phone))
+            .into_response();
+    }
     if let Some(status) = state.take_send_error() {
         return injected_failure(status, state.faults().gateway_timeout()).await;
     }
@@ -166,6 +170,9 @@ async fn send(state: &Arc<SimState>, device_id: &str, mut request: SendRequest) 
             Payload::Text { message } => Some(message.clone()),
             Payload::Media { .. } => None,
         },
+        // GOWA forwards no failure receipts: a delivery_failure fault only leaves the
+        // message without receipts.
+        failure: state.take_delivery_failure(),
     };
     state.note_sent(sent.clone());
     events::schedule_receipts(state, sent);

@@ -13,6 +13,7 @@ fn fast_retries() -> RetryPolicy {
         max_attempts: 5,
         initial_backoff_ms: 20,
         deadline_ms: 60_000,
+        ..RetryPolicy::default()
     }
 }
 
@@ -133,6 +134,7 @@ async fn attempts_after_the_deadline_fail_without_sending() {
         max_attempts: 5,
         initial_backoff_ms: 100,
         deadline_ms: 300,
+        ..RetryPolicy::default()
     };
 
     let report = sim

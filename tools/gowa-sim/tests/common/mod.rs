@@ -160,3 +160,106 @@ pub fn assert_send_success(body: &Value, verb: &str) -> String {
     );
     id.to_owned()
 }
+
+/// A simulator of `kind` with quick receipts (20 ms apart) and quick retries, requiring
+/// `key` when given, with a control port.
+pub async fn kind_sim(kind: gowa_sim::Kind, key: Option<&str>) -> SimHandle {
+    let mut config = SimConfig::for_kind(kind);
+    config.api_key = key.map(str::to_owned);
+    config.receipts = gowa_sim::Receipts {
+        delivered_ms: Some(20),
+        read_ms: Some(20),
+    };
+    config.webhook_retry = gowa_sim::RetryPolicy::for_kind(kind).scaled(1000);
+    config.webhook_retry.attempt_timeout_ms = 10_000;
+    config.webhook_retry.deadline_ms = 60_000;
+    let any = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+    gowa_sim::start_on(config, any, Some(any))
+        .await
+        .expect("simulator starts")
+}
+
+/// HMAC of `body` with `key` computed by Python's `hmac` module (an implementation independent
+/// of the simulator's): lowercase hex.
+pub fn python_hmac(algorithm: &str, key: &str, body: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import hmac,hashlib,sys; key=sys.argv[1].encode(); algo=getattr(hashlib, sys.argv[2]); print(hmac.new(key, sys.stdin.buffer.read(), algo).hexdigest())",
+            key,
+            algorithm,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "python3 failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Verifies an HS256 JWT with Python (independent of the simulator) and returns its claims.
+pub fn python_jwt_claims(token: &str, key: &str) -> Value {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            concat!(
+                "import base64,hmac,hashlib,json,sys\n",
+                "t,k=sys.argv[1],sys.argv[2].encode()\n",
+                "h,p,s=t.split('.')\n",
+                "pad=lambda x: x+'='*(-len(x)%4)\n",
+                "sig=base64.urlsafe_b64decode(pad(s))\n",
+                "want=hmac.new(k,(h+'.'+p).encode(),hashlib.sha256).digest()\n",
+                "assert hmac.compare_digest(sig,want), 'bad signature'\n",
+                "assert json.loads(base64.urlsafe_b64decode(pad(h)))['alg']=='HS256'\n",
+                "print(base64.urlsafe_b64decode(pad(p)).decode())\n",
+            ),
+            token,
+            key,
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "python3 refused the JWT: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The control API's URL of `sim`.
+pub fn control(sim: &SimHandle) -> String {
+    sim.control_url().expect("a control port")
+}
+
+/// The body of a hit as text.
+pub fn text_of(hit: &Hit) -> String {
+    String::from_utf8(hit.body.to_vec()).expect("UTF-8")
+}
+
+/// A header of a hit.
+pub fn header(hit: &Hit, name: &str) -> Option<String> {
+    hit.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Waits until the simulator has recorded at least `n` events.
+pub async fn wait_events(sim: &SimHandle, n: usize) -> Vec<gowa_sim::EventRecord> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = sim.events();
+        if events.len() >= n {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {n} event(s), got {}",
+            events.len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
