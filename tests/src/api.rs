@@ -3,14 +3,12 @@
 use std::sync::Arc;
 
 use config_api::App;
-use config_api::audit::Journal;
 use config_api::auth::{AuthConfig, Authenticator, KeySource};
+use config_api::store::Tables;
 use http::StatusCode;
 use serde_json::Value;
-use wagate::delivery::dynamo::DynamoDeliveryStore;
 use wagate::egress::{EgressPolicy, HostResolver, HttpClient, HttpTimeouts, SystemResolver};
 use wagate::secrets::KmsSealer;
-use wagate::tenant::dynamo::DynamoTenantStore;
 use wagate_devstack::{LocalIssuer, TokenSpec};
 
 use crate::{ApiEvent, Stack};
@@ -60,39 +58,27 @@ pub async fn api_with_resolver(resolver: Arc<dyn HostResolver>) -> Api {
     .await
     .unwrap();
     let env = stack.env();
-    let app = App {
-        store: Arc::new(DynamoTenantStore::new(
-            stack.dynamodb.clone(),
-            stack.tenants_table(),
-        )),
-        sealer: Arc::new(KmsSealer::new(stack.kms.clone(), stack.kms_key_id())),
-        auth,
-        egress,
-        journal: Journal::new(
-            stack.dynamodb.clone(),
-            stack.tenants_table(),
-            env["AUDIT_TABLE"].clone(),
-        ),
-        http,
-        fleet: config_api::fleet::Fleet {
-            servers_table: env["SERVERS_TABLE"].clone(),
-            jobs_table: env["MIGRATIONS_TABLE"].clone(),
-            audit_table: env["AUDIT_TABLE"].clone(),
-        },
-        endpoints_table: env["ENDPOINTS_TABLE"].clone(),
-        history_table: env
+    let tables = Tables {
+        tenants: stack.tenants_table(),
+        audit: env["AUDIT_TABLE"].clone(),
+        endpoints: env["ENDPOINTS_TABLE"].clone(),
+        history: env
             .get("HEALTH_HISTORY_TABLE")
             .cloned()
             .expect("template.yaml defines HEALTH_HISTORY_TABLE for the config API"),
-        deliveries: DynamoDeliveryStore::new(
-            stack.dynamodb.clone(),
-            env["MESSAGES_TABLE"].clone(),
-            "",
-            std::time::Duration::ZERO,
-        ),
-        // Unset, as in a stack deployed with the default: the API's own URL.
-        webhook_base: wagate::runtime::config::PublicWebhookBase::default(),
+        messages: env["MESSAGES_TABLE"].clone(),
+        servers: env["SERVERS_TABLE"].clone(),
+        jobs: env["MIGRATIONS_TABLE"].clone(),
     };
+    let app = App::new(
+        config_api::store::dynamo::stores(stack.dynamodb.clone(), &tables),
+        Arc::new(KmsSealer::new(stack.kms.clone(), stack.kms_key_id())),
+        auth,
+        http,
+        egress,
+        // Unset, as in a stack deployed with the default: the API's own URL.
+        wagate::runtime::config::PublicWebhookBase::default(),
+    );
     Api { stack, app, issuer }
 }
 

@@ -4,6 +4,7 @@
 use http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde::Serialize;
+use wagate::delivery::DeliveryError;
 use wagate::secrets::SecretsError;
 use wagate::tenant::ValidationErrors;
 use wagate::tenant::cache::CacheError;

@@ -132,4 +132,3 @@ pub struct MigrationJob {
     #[serde(default)]
     pub results: BTreeMap<String, TenantResult>,
 }
-

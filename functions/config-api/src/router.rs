@@ -56,9 +56,8 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// The authenticated caller.
     pub fn caller(&self) -> Result<&Caller, ApiError> {
-        self.caller.ok_or(ApiError::Unauthenticated(
-            crate::auth::AuthError::Missing,
-        ))
+        self.caller
+            .ok_or(ApiError::Unauthenticated(crate::auth::AuthError::Missing))
     }
 
     /// The path's `{tenantId}`.
@@ -130,7 +129,7 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/admin/placement", Admin, placement::place),
     route!(POST "/admin/migrations", Admin, migrations::migrate),
     route!(GET "/admin/migrations/{jobId}", Admin, migrations::get),
-    route!(GET "/dashboard", Open, dashboard::page),
+    route!(GET "/dashboard", Open, dashboard::page_route),
 ];
 
 /// The routes a path matches (one template, each of its methods), with its parameters.

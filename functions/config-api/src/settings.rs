@@ -142,13 +142,19 @@ mod tests {
         let mut both = ALL.to_vec();
         both.extend([("JWT_JWKS", "{}"), ("JWT_JWKS_URL", "https://x.example/j")]);
         let err = env(&both).settings(Settings::read).unwrap_err().to_string();
-        assert!(err.contains("set only one of JWT_JWKS and JWT_JWKS_URL"), "{err}");
+        assert!(
+            err.contains("set only one of JWT_JWKS and JWT_JWKS_URL"),
+            "{err}"
+        );
         let mut bad_base = ALL.to_vec();
         bad_base.extend([
             ("JWT_JWKS", "{}"),
             ("PUBLIC_WEBHOOK_BASE_URL", "ftp://user:pw@hooks.example"),
         ]);
-        let err = env(&bad_base).settings(Settings::read).unwrap_err().to_string();
+        let err = env(&bad_base)
+            .settings(Settings::read)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("PUBLIC_WEBHOOK_BASE_URL"), "{err}");
         assert!(!err.contains("pw@"), "the value is not echoed: {err}");
     }

@@ -171,8 +171,7 @@ impl MigrationJobs for MemoryJobs {
                 .get(&result.tenant_id)
                 .is_some_and(|r| r.outcome == "moved");
             if !moved {
-                job.results
-                    .insert(result.tenant_id.clone(), result.clone());
+                job.results.insert(result.tenant_id.clone(), result.clone());
                 job.updated_at = wagate::timestamp::rfc3339(now);
             }
         }

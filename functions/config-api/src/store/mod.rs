@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 use wagate::audit::{AuditEntry, AuditReader};
 use wagate::delivery::store::DeliveryReader;
 use wagate::health::store::HealthReader;
+use wagate::tenant::SealedConfig;
 use wagate::tenant::store::{ConfigJournal, StoreError, TenantConfigStore};
 
 use crate::fleet::{MigrationJob, Server, TargetTest, TenantResult};
@@ -35,6 +36,12 @@ pub struct Stores {
     pub deliveries: Arc<dyn DeliveryReader>,
     pub servers: Arc<dyn ServerRegistry>,
     pub jobs: Arc<dyn MigrationJobs>,
+}
+
+/// Whether a config can be written as a stored item (an import checks every item before it
+/// writes any).
+pub fn storable(cfg: &SealedConfig) -> bool {
+    wagate::tenant::dynamo::to_item(cfg).is_ok()
 }
 
 /// The table names of [`dynamo::stores`].
