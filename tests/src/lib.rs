@@ -20,6 +20,7 @@ use wagate_devstack::Provisioned;
 
 pub mod api;
 pub mod apigw;
+pub mod layering;
 pub mod spec;
 pub mod watch;
 
