@@ -9,6 +9,8 @@ use lambda_http::{Error, run, service_fn};
 use wagate::egress::HttpClient;
 use wagate::secrets::kms::KmsSealer;
 
+use wagate::runtime::config::FromEnv;
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     wagate::runtime::telemetry::init();

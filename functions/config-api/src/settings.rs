@@ -2,7 +2,7 @@
 //! ([`AppConfig`]), its tables, the public webhook base, and how callers' tokens are
 //! verified. Every missing or invalid variable is reported in one error.
 
-use wagate::runtime::config::{AppConfig, ConfigError, Env, PublicWebhookBase};
+use wagate::runtime::config::{AppConfig, Env, FromEnv, PublicWebhookBase};
 
 use crate::auth::{AuthConfig, KeySource};
 use crate::store::Tables;
@@ -21,14 +21,9 @@ pub struct Settings {
     pub auth: AuthConfig,
 }
 
-impl Settings {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Env::from_process().settings(Self::read)
-    }
-
+impl FromEnv for Settings {
     /// Reads the settings into `env`, which collects every problem.
-    pub fn read(env: &mut Env) -> Option<Self> {
+    fn read(env: &mut Env) -> Option<Self> {
         let app = AppConfig::read(env);
         let audit = env.required("AUDIT_TABLE");
         let endpoints = env.required("ENDPOINTS_TABLE");
@@ -78,12 +73,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        Env::from_map(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+        Env::from_pairs(pairs)
     }
 
     const ALL: &[(&str, &str)] = &[

@@ -8,6 +8,8 @@ use health_check::deadline_from_epoch_ms;
 use health_check::settings::Environment;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
+use wagate::runtime::config::FromEnv;
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     wagate::runtime::telemetry::init();

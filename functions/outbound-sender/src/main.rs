@@ -7,6 +7,8 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use outbound_sender::deadline_from_ms;
 use outbound_sender::settings::Environment;
 
+use wagate::runtime::config::FromEnv;
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     wagate::runtime::telemetry::init();

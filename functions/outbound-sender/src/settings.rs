@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use wagate::outbound::routing::BreakerSettings;
-use wagate::runtime::config::{AppConfig, ConfigError, Env};
+use wagate::runtime::config::{AppConfig, Env, FromEnv};
 
 use crate::Settings;
 
@@ -24,14 +24,9 @@ pub struct Environment {
     pub settings: Settings,
 }
 
-impl Environment {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Env::from_process().settings(Self::read)
-    }
-
+impl FromEnv for Environment {
     /// Reads the environment into `env`, which collects every problem.
-    pub fn read(env: &mut Env) -> Option<Self> {
+    fn read(env: &mut Env) -> Option<Self> {
         let app = AppConfig::read(env);
         let messages_table = env.required("MESSAGES_TABLE");
         let rate_table = env.required("RATE_LIMITS_TABLE");
@@ -78,12 +73,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        Env::from_map(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+        Env::from_pairs(pairs)
     }
 
     const ALL: &[(&str, &str)] = &[

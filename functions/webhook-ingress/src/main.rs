@@ -7,6 +7,8 @@ use lambda_http::lambda_runtime::{self, LambdaEvent};
 use lambda_http::{Error, service_fn};
 use webhook_ingress::settings::Environment;
 
+use wagate::runtime::config::FromEnv;
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     wagate::runtime::telemetry::init();

@@ -2,7 +2,7 @@
 //! ([`AppConfig`]), the inbound queue and the messages table. Every missing or invalid
 //! variable is reported in one error.
 
-use wagate::runtime::config::{AppConfig, ConfigError, Env};
+use wagate::runtime::config::{AppConfig, Env, FromEnv};
 
 /// Everything `main.rs` wires the ingress from.
 #[derive(Debug, Clone)]
@@ -15,14 +15,9 @@ pub struct Environment {
     pub messages_table: String,
 }
 
-impl Environment {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Env::from_process().settings(Self::read)
-    }
-
+impl FromEnv for Environment {
     /// Reads the environment into `env`, which collects every problem.
-    pub fn read(env: &mut Env) -> Option<Self> {
+    fn read(env: &mut Env) -> Option<Self> {
         let app = AppConfig::read(env);
         let queue_url = env.required("INBOUND_QUEUE_URL");
         let messages_table = env.required("MESSAGES_TABLE");
@@ -39,12 +34,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        Env::from_map(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+        Env::from_pairs(pairs)
     }
 
     #[test]

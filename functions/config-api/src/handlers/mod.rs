@@ -21,9 +21,7 @@ use lambda_http::{Body, Request, Response};
 use time::OffsetDateTime;
 use wagate::Secret;
 use wagate::secrets::{Purpose, SealedSecret};
-use wagate::tenant::{
-    Credentials, Endpoint, SealedConfig, TenantConfig, TenantId, ValidationErrors,
-};
+use wagate::tenant::{Endpoint, SealedConfig, TenantConfig, TenantId, ValidationErrors};
 
 use crate::App;
 use crate::audit::{Action, Change};
@@ -101,33 +99,19 @@ pub(crate) async fn open_endpoint(
         "{field}.credentials.{}",
         e.credentials.secret_name().unwrap_or("password")
     );
-    let open = |s: &SecretSlot| {
-        let s = s.clone();
-        let secret_field = &secret_field;
-        async move {
-            match s {
-                SecretSlot::New(p) => Ok::<_, ApiError>(p),
+    let credentials = e
+        .credentials
+        .open(|slot: &SecretSlot| async {
+            match slot {
+                SecretSlot::New(p) => Ok::<_, ApiError>(p.clone()),
                 SecretSlot::Keep(k) => app
                     .sealer
-                    .open(tenant.as_str(), Purpose::ServerCredential, &k)
+                    .open(tenant.as_str(), Purpose::ServerCredential, k)
                     .await
-                    .map_err(|e| ApiError::secret(e, secret_field)),
+                    .map_err(|e| ApiError::secret(e, &secret_field)),
             }
-        }
-    };
-    let credentials = match &e.credentials {
-        Credentials::None => Credentials::None,
-        Credentials::Basic { username, password } => Credentials::Basic {
-            username: username.clone(),
-            password: open(password).await?,
-        },
-        Credentials::ApiKey { key } => Credentials::ApiKey {
-            key: open(key).await?,
-        },
-        Credentials::Bearer { token } => Credentials::Bearer {
-            token: open(token).await?,
-        },
-    };
+        })
+        .await?;
     Ok(Endpoint {
         base_url: e.base_url.clone(),
         credentials,

@@ -188,9 +188,7 @@ pub async fn rotate_webhook_secret(app: &App, ctx: &Ctx<'_>) -> Result<Response<
     let mut ch = change(caller, Action::RotateWebhookSecret);
     ch.detail = Some(format!(
         "new secret {id}; previous secrets expire at {}",
-        old_expiry
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
+        wagate::timestamp::rfc3339(old_expiry)
     ));
     commit(app, &cur, &sealed, ch).await?;
     info!(secret_id = %id, version = sealed.version, "webhook secret rotated");

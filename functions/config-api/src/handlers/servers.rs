@@ -138,6 +138,15 @@ fn server_record(
     entry
 }
 
+/// The registered server `id`; 404 without one.
+async fn registered(app: &App, id: &str) -> Result<Server, ApiError> {
+    app.stores
+        .servers
+        .get(id)
+        .await?
+        .ok_or(ApiError::ServerNotFound)
+}
+
 /// A server with its use (tenants on it) and its health record.
 pub(crate) async fn status_of(app: &App, s: Server) -> Result<ServerStatus, ApiError> {
     let users = app.stores.tenants.by_endpoint(&s.base_url).await?;
@@ -229,12 +238,7 @@ pub async fn update(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
     let (req, caller, id) = (ctx.req, ctx.caller()?, ctx.id()?);
     let input: UpdateServerInput = parse_json(req, MAX_BODY_BYTES)?;
     let expected = expected_version(req, input.version)?.ok_or(ApiError::VersionRequired)?;
-    let cur = app
-        .stores
-        .servers
-        .get(id)
-        .await?
-        .ok_or(ApiError::ServerNotFound)?;
+    let cur = registered(app, id).await?;
     if cur.version != expected {
         return Err(ApiError::Conflict(expected));
     }
@@ -287,12 +291,7 @@ pub async fn update(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
 /// `DELETE /admin/servers/{serverId}`: 204; 409 while any tenant uses the server.
 pub async fn deregister(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let (caller, id) = (ctx.caller()?, ctx.id()?);
-    let cur = app
-        .stores
-        .servers
-        .get(id)
-        .await?
-        .ok_or(ApiError::ServerNotFound)?;
+    let cur = registered(app, id).await?;
     let users = app.stores.tenants.by_endpoint(&cur.base_url).await?;
     if !users.is_empty() {
         return Err(ApiError::ServerInUse(users.len()));

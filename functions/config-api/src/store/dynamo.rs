@@ -81,6 +81,27 @@ async fn transact(client: &Client, items: Vec<TransactWriteItem>) -> Result<bool
     Ok(conditional(res).map_err(backend)?.is_some())
 }
 
+/// One item read consistently by its key, as `T` (`label` names it in a corrupt-item error).
+async fn get_item<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    table: &str,
+    key: &str,
+    value: AttributeValue,
+    label: &str,
+) -> Result<Option<T>, StoreError> {
+    let resp = client
+        .get_item()
+        .table_name(table)
+        .key(key, value)
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| backend(error_text(e)))?;
+    resp.item
+        .map(|i| serde_dynamo::from_item(i).map_err(|e| corrupt(label, e)))
+        .transpose()
+}
+
 fn server_pk(id: &str) -> AttributeValue {
     AttributeValue::S(format!("server#{id}"))
 }
@@ -118,18 +139,7 @@ impl DynamoServerRegistry {
 #[async_trait]
 impl ServerRegistry for DynamoServerRegistry {
     async fn get(&self, id: &str) -> Result<Option<Server>, StoreError> {
-        let resp = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", server_pk(id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| backend(error_text(e)))?;
-        resp.item
-            .map(|i| serde_dynamo::from_item(i).map_err(|e| corrupt(id, e)))
-            .transpose()
+        get_item(&self.client, &self.table, "pk", server_pk(id), id).await
     }
 
     async fn all(&self) -> Result<Vec<Server>, StoreError> {
@@ -271,18 +281,8 @@ impl DynamoMigrationJobs {
 #[async_trait]
 impl MigrationJobs for DynamoMigrationJobs {
     async fn get(&self, id: &str) -> Result<Option<MigrationJob>, StoreError> {
-        let resp = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("jobId", AttributeValue::S(id.to_string()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| backend(error_text(e)))?;
-        resp.item
-            .map(|i| serde_dynamo::from_item(i).map_err(|e| corrupt(id, e)))
-            .transpose()
+        let key = AttributeValue::S(id.to_string());
+        get_item(&self.client, &self.table, "jobId", key, id).await
     }
 
     async fn create(&self, job: &MigrationJob) -> Result<bool, StoreError> {
