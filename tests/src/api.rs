@@ -5,10 +5,12 @@ use std::sync::Arc;
 use config_api::App;
 use config_api::auth::{AuthConfig, Authenticator, KeySource};
 use config_api::store::Tables;
+use config_api::store::memory::MemoryStores;
 use http::StatusCode;
 use serde_json::Value;
 use wagate::egress::{EgressPolicy, HostResolver, HttpClient, HttpTimeouts, SystemResolver};
 use wagate::secrets::KmsSealer;
+use wagate::testing::MemorySealer;
 use wagate_devstack::{LocalIssuer, TokenSpec};
 
 use crate::{ApiEvent, Stack};
@@ -92,20 +94,7 @@ impl Api {
     }
 
     pub async fn call(&self, ev: ApiEvent) -> Reply {
-        let resp = config_api::handle(&self.app, ev.request()).await;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = match resp.body() {
-            lambda_http::Body::Empty => String::new(),
-            lambda_http::Body::Text(t) => t.clone(),
-            lambda_http::Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
-            _ => String::new(),
-        };
-        Reply {
-            status,
-            headers,
-            text,
-        }
+        call(&self.app, ev).await
     }
 
     pub async fn create(&self, body: &Value) -> Reply {
@@ -117,5 +106,90 @@ impl Api {
         &self,
     ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
         self.stack.scan_tenants().await
+    }
+}
+
+/// One request through the config API's handler, as API Gateway would send it.
+pub async fn call(app: &App, ev: ApiEvent) -> Reply {
+    let resp = config_api::handle(app, ev.request()).await;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = match resp.body() {
+        lambda_http::Body::Empty => String::new(),
+        lambda_http::Body::Text(t) => t.clone(),
+        lambda_http::Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        _ => String::new(),
+    };
+    Reply {
+        status,
+        headers,
+        text,
+    }
+}
+
+/// The config API on in-memory stores and sealer (`config_api::store::memory`,
+/// `wagate::testing`): no moto_server, no AWS call; for tests whose subject is the handlers'
+/// logic, not DynamoDB's semantics.
+pub struct FakeApi {
+    pub app: App,
+    pub stores: MemoryStores,
+    pub sealer: Arc<MemorySealer>,
+    pub issuer: LocalIssuer,
+}
+
+/// A [`FakeApi`]; loopback is admitted as in [`api`].
+pub async fn api_on_fakes() -> FakeApi {
+    let issuer = LocalIssuer::generate();
+    let egress = EgressPolicy::new(EgressPolicy::parse_allowlist("127.0.0.1/32").unwrap());
+    let http = HttpClient::with_resolver(
+        egress.clone(),
+        HttpTimeouts::default(),
+        Arc::new(SystemResolver),
+    )
+    .unwrap();
+    let auth = Authenticator::new(
+        AuthConfig {
+            issuer: "wagate-local".into(),
+            audience: "wagate-config-api".into(),
+            keys: KeySource::Inline(issuer.jwks_json()),
+        },
+        http.clone(),
+    )
+    .await
+    .unwrap();
+    let stores = MemoryStores::new();
+    let sealer = Arc::new(MemorySealer::new());
+    let app = App::new(
+        stores.stores(),
+        sealer.clone(),
+        auth,
+        http,
+        egress,
+        wagate::runtime::config::PublicWebhookBase::default(),
+    );
+    FakeApi {
+        app,
+        stores,
+        sealer,
+        issuer,
+    }
+}
+
+impl FakeApi {
+    pub fn admin(&self) -> String {
+        self.issuer.token(&TokenSpec::admin())
+    }
+
+    pub fn tenant(&self, t: &str) -> String {
+        self.issuer.token(&TokenSpec::tenant(t))
+    }
+
+    pub async fn call(&self, ev: ApiEvent) -> Reply {
+        call(&self.app, ev).await
+    }
+
+    pub async fn create(&self, body: &Value) -> Reply {
+        self.call(ApiEvent::new("POST", PATH).bearer(&self.admin()).json(body))
+            .await
     }
 }
