@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use config_api::App;
-use config_api::audit::Journal;
 use config_api::auth::{AuthConfig, Authenticator, KeySource};
+use config_api::store::Tables;
+use config_api::store::memory::MemoryStores;
 use http::StatusCode;
 use serde_json::Value;
-use wagate::delivery::dynamo::DynamoDeliveryStore;
 use wagate::egress::{EgressPolicy, HostResolver, HttpClient, HttpTimeouts, SystemResolver};
 use wagate::secrets::KmsSealer;
-use wagate::tenant::dynamo::DynamoTenantStore;
+use wagate::testing::MemorySealer;
 use wagate_devstack::{LocalIssuer, TokenSpec};
 
 use crate::{ApiEvent, Stack};
@@ -60,39 +60,27 @@ pub async fn api_with_resolver(resolver: Arc<dyn HostResolver>) -> Api {
     .await
     .unwrap();
     let env = stack.env();
-    let app = App {
-        store: Arc::new(DynamoTenantStore::new(
-            stack.dynamodb.clone(),
-            stack.tenants_table(),
-        )),
-        sealer: Arc::new(KmsSealer::new(stack.kms.clone(), stack.kms_key_id())),
-        auth,
-        egress,
-        journal: Journal::new(
-            stack.dynamodb.clone(),
-            stack.tenants_table(),
-            env["AUDIT_TABLE"].clone(),
-        ),
-        http,
-        fleet: config_api::fleet::Fleet {
-            servers_table: env["SERVERS_TABLE"].clone(),
-            jobs_table: env["MIGRATIONS_TABLE"].clone(),
-            audit_table: env["AUDIT_TABLE"].clone(),
-        },
-        endpoints_table: env["ENDPOINTS_TABLE"].clone(),
-        history_table: env
+    let tables = Tables {
+        tenants: stack.tenants_table(),
+        audit: env["AUDIT_TABLE"].clone(),
+        endpoints: env["ENDPOINTS_TABLE"].clone(),
+        history: env
             .get("HEALTH_HISTORY_TABLE")
             .cloned()
             .expect("template.yaml defines HEALTH_HISTORY_TABLE for the config API"),
-        deliveries: DynamoDeliveryStore::new(
-            stack.dynamodb.clone(),
-            env["MESSAGES_TABLE"].clone(),
-            "",
-            std::time::Duration::ZERO,
-        ),
-        // Unset, as in a stack deployed with the default: the API's own URL.
-        webhook_base: wagate::runtime::config::PublicWebhookBase::default(),
+        messages: env["MESSAGES_TABLE"].clone(),
+        servers: env["SERVERS_TABLE"].clone(),
+        jobs: env["MIGRATIONS_TABLE"].clone(),
     };
+    let app = App::new(
+        config_api::store::dynamo::stores(stack.dynamodb.clone(), &tables),
+        Arc::new(KmsSealer::new(stack.kms.clone(), stack.kms_key_id())),
+        auth,
+        http,
+        egress,
+        // Unset, as in a stack deployed with the default: the API's own URL.
+        wagate::runtime::config::PublicWebhookBase::default(),
+    );
     Api { stack, app, issuer }
 }
 
@@ -106,20 +94,7 @@ impl Api {
     }
 
     pub async fn call(&self, ev: ApiEvent) -> Reply {
-        let resp = config_api::handle(&self.app, ev.request()).await;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = match resp.body() {
-            lambda_http::Body::Empty => String::new(),
-            lambda_http::Body::Text(t) => t.clone(),
-            lambda_http::Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
-            _ => String::new(),
-        };
-        Reply {
-            status,
-            headers,
-            text,
-        }
+        call(&self.app, ev).await
     }
 
     pub async fn create(&self, body: &Value) -> Reply {
@@ -131,5 +106,90 @@ impl Api {
         &self,
     ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
         self.stack.scan_tenants().await
+    }
+}
+
+/// One request through the config API's handler, as API Gateway would send it.
+pub async fn call(app: &App, ev: ApiEvent) -> Reply {
+    let resp = config_api::handle(app, ev.request()).await;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = match resp.body() {
+        lambda_http::Body::Empty => String::new(),
+        lambda_http::Body::Text(t) => t.clone(),
+        lambda_http::Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        _ => String::new(),
+    };
+    Reply {
+        status,
+        headers,
+        text,
+    }
+}
+
+/// The config API on in-memory stores and sealer (`config_api::store::memory`,
+/// `wagate::testing`): no moto_server, no AWS call; for tests whose subject is the handlers'
+/// logic, not DynamoDB's semantics.
+pub struct FakeApi {
+    pub app: App,
+    pub stores: MemoryStores,
+    pub sealer: Arc<MemorySealer>,
+    pub issuer: LocalIssuer,
+}
+
+/// A [`FakeApi`]; loopback is admitted as in [`api`].
+pub async fn api_on_fakes() -> FakeApi {
+    let issuer = LocalIssuer::generate();
+    let egress = EgressPolicy::new(EgressPolicy::parse_allowlist("127.0.0.1/32").unwrap());
+    let http = HttpClient::with_resolver(
+        egress.clone(),
+        HttpTimeouts::default(),
+        Arc::new(SystemResolver),
+    )
+    .unwrap();
+    let auth = Authenticator::new(
+        AuthConfig {
+            issuer: "wagate-local".into(),
+            audience: "wagate-config-api".into(),
+            keys: KeySource::Inline(issuer.jwks_json()),
+        },
+        http.clone(),
+    )
+    .await
+    .unwrap();
+    let stores = MemoryStores::new();
+    let sealer = Arc::new(MemorySealer::new());
+    let app = App::new(
+        stores.stores(),
+        sealer.clone(),
+        auth,
+        http,
+        egress,
+        wagate::runtime::config::PublicWebhookBase::default(),
+    );
+    FakeApi {
+        app,
+        stores,
+        sealer,
+        issuer,
+    }
+}
+
+impl FakeApi {
+    pub fn admin(&self) -> String {
+        self.issuer.token(&TokenSpec::admin())
+    }
+
+    pub fn tenant(&self, t: &str) -> String {
+        self.issuer.token(&TokenSpec::tenant(t))
+    }
+
+    pub async fn call(&self, ev: ApiEvent) -> Reply {
+        call(&self.app, ev).await
+    }
+
+    pub async fn create(&self, body: &Value) -> Reply {
+        self.call(ApiEvent::new("POST", PATH).bearer(&self.admin()).json(body))
+            .await
     }
 }

@@ -20,6 +20,7 @@ use wagate_devstack::Provisioned;
 
 pub mod api;
 pub mod apigw;
+pub mod layering;
 pub mod spec;
 pub mod watch;
 
@@ -33,8 +34,7 @@ pub mod watch;
 ///   `SimHandle`.
 pub mod sim_contract {
     pub use gowa_sim::contract::{
-        CheckOptions, Checked, Contract, Rule, Violation, assert_conforms, checked, checked_with,
-        violations,
+        CheckOptions, Checked, Contract, Rule, Violation, assert_conforms, checked, violations,
     };
 }
 

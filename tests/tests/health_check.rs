@@ -524,10 +524,18 @@ async fn config_update_between_failed_runs_does_not_delay_the_failover() {
 
     // Given an operator's edit through the config API's journal (the one writer of configs)
     // between the second and the third failed run.
+    let audit_table = fx.stack.env()["AUDIT_TABLE"].clone();
+    let dynamodb = aws_sdk_dynamodb::Client::new(&fx.stack.sdk);
     let journal = config_api::audit::Journal::new(
-        aws_sdk_dynamodb::Client::new(&fx.stack.sdk),
-        fx.stack.tenants_table(),
-        fx.stack.env()["AUDIT_TABLE"].clone(),
+        std::sync::Arc::new(wagate::tenant::dynamo::DynamoConfigJournal::new(
+            dynamodb.clone(),
+            fx.stack.tenants_table(),
+            audit_table.clone(),
+        )),
+        std::sync::Arc::new(wagate::audit::dynamo::DynamoAuditLog::new(
+            dynamodb,
+            audit_table,
+        )),
     );
     let current = fx
         .tenants

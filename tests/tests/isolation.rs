@@ -471,6 +471,20 @@ async fn every_route_of_the_spec_refuses_other_tenants_tenant_tokens_on_admin_ro
     assert!(count(Scope::Tenant) >= 13, "{routes:#?}");
     assert!(count(Scope::Admin) >= 12, "{routes:#?}");
     assert_eq!(count(Scope::Public), 1, "{routes:#?}");
+    // The spec's scope of each route is the access the router's table gives it.
+    for r in &routes {
+        use config_api::router::Access;
+        let table = config_api::ROUTES
+            .iter()
+            .find(|t| t.method.as_str() == r.method && t.path == r.template)
+            .unwrap_or_else(|| panic!("{} is not in the route table", r.name()));
+        let scope = match table.access {
+            Access::Open => Scope::Public,
+            Access::Tenant => Scope::Tenant,
+            Access::Admin | Access::AdminAfterMethod => Scope::Admin,
+        };
+        assert_eq!(scope, r.scope, "{}", r.name());
+    }
 
     let t = Tenants::new().await;
     let api = &t.api;

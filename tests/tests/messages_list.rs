@@ -311,12 +311,12 @@ async fn dynamodb_unreachable_is_503_and_names_no_internals() {
         ))
         .load()
         .await;
-    api.app.deliveries = DynamoDeliveryStore::new(
+    api.app.stores.deliveries = std::sync::Arc::new(DynamoDeliveryStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         "messages",
         "rates",
         Duration::from_secs(60),
-    );
+    ));
 
     let reply = list(&api, "acme", &api.tenant("acme"), "").await;
 

@@ -25,7 +25,7 @@ fn every_route_of_the_router_is_documented_and_nothing_else() {
     }
     let mut routed: Vec<(String, String)> = config_api::ROUTES
         .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .map(|r| (r.method.to_string(), r.path.to_string()))
         .collect();
     routed.sort();
     documented.sort();

@@ -1,8 +1,9 @@
 //! The audit log and the one writer of tenant configs.
 //!
 //! Every config change goes through [`Journal`]: the tenant item and its audit record are
-//! written in one `TransactWriteItems` request, so there is no change without its record and
-//! no record of a change that did not happen. Audit records live in the health check's
+//! written together by the store's [`ConfigJournal`] (in DynamoDB, one `TransactWriteItems`
+//! request), so there is no change without its record and no record of a change that did not
+//! happen. Audit records live in the health check's
 //! AuditTable (hash `tenantId`, range `at`), next to its failover/failback records
 //! ([`wagate::health::store::SwitchAudit`]); the config API adds its own attributes
 //! (`fields`, `detail`) and reads both kinds back as [`AuditEntry`].
@@ -11,17 +12,13 @@
 //! `primary.credentials.password`, not as its ciphertext or fingerprint.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
-use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
-use wagate::tenant::dynamo::{replace_config_update, to_item};
-use wagate::tenant::store::StoreError;
+pub use wagate::audit::{AuditEntry, AuditReader, audit_key};
+use wagate::tenant::store::{ConfigJournal, StoreError};
 use wagate::tenant::{SealedConfig, TenantId};
 
 /// What a config change was.
@@ -61,39 +58,6 @@ impl Action {
     }
 }
 
-/// One audit record as the API shows it: the config API's records and the health check's
-/// failover/failback records share the table, so the action-specific attributes are optional.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AuditEntry {
-    pub tenant_id: String,
-    /// Sort key: RFC 3339 time, `#`, a unique suffix.
-    pub at: String,
-    pub who: String,
-    pub action: String,
-    /// Names of the changed fields (config API records).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fields: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version_before: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version_after: Option<u64>,
-    /// Free text without secrets (e.g. "grace 86400 s", a migration job id).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    // The health check's switch records.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from_endpoint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to_endpoint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
 /// One page of a tenant's audit log, newest first.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -101,23 +65,6 @@ pub struct AuditPage {
     pub items: Vec<AuditEntry>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
-}
-
-/// The sort key of a record written at `now`: fixed-width UTC microseconds, so keys sort
-/// by time, and a random suffix, so two changes in one microsecond both stay.
-pub fn audit_key(now: OffsetDateTime) -> String {
-    let t = now.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z#{}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond(),
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
 }
 
 /// Names of the fields that differ between two configs (dotted paths, list indexes in
@@ -193,181 +140,64 @@ pub struct Moved {
     pub to_endpoint: String,
 }
 
-/// Writes configs with their audit records, and reads the audit log.
-#[derive(Debug, Clone)]
-pub struct Journal {
-    client: Client,
-    tenants_table: String,
-    audit_table: String,
+/// The audit record of a change of `tenant`'s config from `before` to `after`.
+pub fn record(
+    tenant: &TenantId,
+    change: &Change<'_>,
+    before: Option<&SealedConfig>,
+    after: Option<&SealedConfig>,
+) -> AuditEntry {
+    // The wall clock at full precision (configs carry whole seconds), so records of
+    // changes within one second keep their order.
+    let mut entry = AuditEntry::new(
+        tenant.as_str(),
+        change.who,
+        change.action.as_str(),
+        OffsetDateTime::now_utc(),
+    );
+    entry.fields = changed_fields(before, after);
+    entry.version_before = before.map(|b| b.version);
+    entry.version_after = after.map(|a| a.version);
+    entry.detail = change.detail.clone();
+    if let Some(m) = &change.moved {
+        entry.from = Some(m.from.clone());
+        entry.to = Some(m.to.clone());
+        entry.from_endpoint = m.from_endpoint.clone();
+        entry.to_endpoint = Some(m.to_endpoint.clone());
+    }
+    entry
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// The one writer of tenant configs: every change with its audit record, both or neither
+/// ([`ConfigJournal`]), and the reader of the audit log.
+#[derive(Clone)]
+pub struct Journal {
+    writes: Arc<dyn ConfigJournal>,
+    reads: Arc<dyn AuditReader>,
 }
 
 impl Journal {
-    pub fn new(
-        client: Client,
-        tenants_table: impl Into<String>,
-        audit_table: impl Into<String>,
-    ) -> Self {
-        Self {
-            client,
-            tenants_table: tenants_table.into(),
-            audit_table: audit_table.into(),
-        }
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub fn audit_table(&self) -> &str {
-        &self.audit_table
-    }
-
-    pub fn tenants_table(&self) -> &str {
-        &self.tenants_table
-    }
-
-    fn record(
-        &self,
-        tenant: &TenantId,
-        change: &Change<'_>,
-        before: Option<&SealedConfig>,
-        after: Option<&SealedConfig>,
-    ) -> Result<TransactWriteItem, StoreError> {
-        // The wall clock at full precision (configs carry whole seconds), so records of
-        // changes within one second keep their order.
-        let now = OffsetDateTime::now_utc();
-        let mut item = HashMap::from([
-            (
-                "tenantId".to_string(),
-                AttributeValue::S(tenant.to_string()),
-            ),
-            ("at".to_string(), AttributeValue::S(audit_key(now))),
-            ("who".to_string(), AttributeValue::S(change.who.to_string())),
-            (
-                "action".to_string(),
-                AttributeValue::S(change.action.as_str().to_string()),
-            ),
-        ]);
-        let fields = changed_fields(before, after);
-        if !fields.is_empty() {
-            item.insert(
-                "fields".into(),
-                AttributeValue::L(fields.into_iter().map(AttributeValue::S).collect()),
-            );
-        }
-        if let Some(b) = before {
-            item.insert(
-                "versionBefore".into(),
-                AttributeValue::N(b.version.to_string()),
-            );
-        }
-        if let Some(a) = after {
-            item.insert(
-                "versionAfter".into(),
-                AttributeValue::N(a.version.to_string()),
-            );
-        }
-        if let Some(d) = &change.detail {
-            item.insert("detail".into(), AttributeValue::S(d.clone()));
-        }
-        if let Some(m) = &change.moved {
-            item.insert("from".into(), AttributeValue::S(m.from.clone()));
-            item.insert("to".into(), AttributeValue::S(m.to.clone()));
-            if let Some(f) = &m.from_endpoint {
-                item.insert("fromEndpoint".into(), AttributeValue::S(f.clone()));
-            }
-            item.insert(
-                "toEndpoint".into(),
-                AttributeValue::S(m.to_endpoint.clone()),
-            );
-        }
-        Ok(TransactWriteItem::builder()
-            .put(
-                Put::builder()
-                    .table_name(&self.audit_table)
-                    .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(tenantId)")
-                    .build()
-                    .map_err(backend)?,
-            )
-            .build())
-    }
-
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
-        transact(&self.client, items).await
-    }
-
-    async fn exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tenants_table)
-            .key("tenantId", AttributeValue::S(tenant.to_string()))
-            .projection_expression("tenantId")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| backend(DisplayErrorContext(e)))?;
-        Ok(out.item.is_some())
+    pub fn new(writes: Arc<dyn ConfigJournal>, reads: Arc<dyn AuditReader>) -> Self {
+        Self { writes, reads }
     }
 
     /// Stores a new config and its record; `AlreadyExists` if the tenant has one.
     pub async fn create(&self, cfg: &SealedConfig, change: Change<'_>) -> Result<(), StoreError> {
-        let put = Put::builder()
-            .table_name(&self.tenants_table)
-            .set_item(Some(to_item(cfg)?))
-            .condition_expression("attribute_not_exists(tenantId)")
-            .build()
-            .map_err(backend)?;
-        let items = vec![
-            TransactWriteItem::builder().put(put).build(),
-            self.record(&cfg.tenant_id, &change, None, Some(cfg))?,
-        ];
-        if self.transact(items).await? {
-            Ok(())
-        } else if self.exists(&cfg.tenant_id).await? {
-            Err(StoreError::AlreadyExists)
-        } else {
-            Err(StoreError::Backend("transaction cancelled".into()))
-        }
+        let entry = record(&cfg.tenant_id, &change, None, Some(cfg));
+        self.writes.create(cfg, &entry).await
     }
 
     /// Replaces `before` (its version is the condition) by `after`, with the record.
-    /// `Conflict` if the stored version moved, `NotFound` if the config is gone. The
-    /// health check's state on the item is kept ([`replace_config_update`]).
+    /// `Conflict` if the stored version moved, `NotFound` if the config is gone; the health
+    /// check's state on the item is kept.
     pub async fn update(
         &self,
         before: &SealedConfig,
         after: &SealedConfig,
         change: Change<'_>,
     ) -> Result<(), StoreError> {
-        // An update of the config's attributes, not a put of the whole item: the health
-        // check's counters and status on the item survive the edit.
-        let u = replace_config_update(after, before.version)?;
-        let update = Update::builder()
-            .table_name(&self.tenants_table)
-            .set_key(Some(u.key))
-            .update_expression(u.update_expression)
-            .condition_expression(u.condition_expression)
-            .set_expression_attribute_names(Some(u.names))
-            .set_expression_attribute_values(Some(u.values))
-            .build()
-            .map_err(backend)?;
-        let items = vec![
-            TransactWriteItem::builder().update(update).build(),
-            self.record(&after.tenant_id, &change, Some(before), Some(after))?,
-        ];
-        if self.transact(items).await? {
-            Ok(())
-        } else if self.exists(&after.tenant_id).await? {
-            Err(StoreError::Conflict)
-        } else {
-            Err(StoreError::NotFound)
-        }
+        let entry = record(&after.tenant_id, &change, Some(before), Some(after));
+        self.writes.update(before, after, &entry).await
     }
 
     /// Deletes the config read as `before` (conditional on its version when `checked`).
@@ -377,32 +207,8 @@ impl Journal {
         checked: bool,
         change: Change<'_>,
     ) -> Result<(), StoreError> {
-        let mut del = Delete::builder()
-            .table_name(&self.tenants_table)
-            .key("tenantId", AttributeValue::S(before.tenant_id.to_string()));
-        del = if checked {
-            del.condition_expression("attribute_exists(tenantId) AND #v = :expected")
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_values(
-                    ":expected",
-                    AttributeValue::N(before.version.to_string()),
-                )
-        } else {
-            del.condition_expression("attribute_exists(tenantId)")
-        };
-        let items = vec![
-            TransactWriteItem::builder()
-                .delete(del.build().map_err(backend)?)
-                .build(),
-            self.record(&before.tenant_id, &change, Some(before), None)?,
-        ];
-        if self.transact(items).await? {
-            Ok(())
-        } else if self.exists(&before.tenant_id).await? {
-            Err(StoreError::Conflict)
-        } else {
-            Err(StoreError::NotFound)
-        }
+        let entry = record(&before.tenant_id, &change, Some(before), None);
+        self.writes.delete(before, checked, &entry).await
     }
 
     /// One page of a tenant's audit log, newest first.
@@ -412,75 +218,11 @@ impl Journal {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<AuditPage, StoreError> {
-        let start = match cursor {
-            None => None,
-            Some(c) => {
-                let at = B64URL
-                    .decode(c)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .filter(|s| !s.is_empty() && s.len() <= 200)
-                    .ok_or(StoreError::InvalidCursor)?;
-                Some(HashMap::from([
-                    (
-                        "tenantId".to_string(),
-                        AttributeValue::S(tenant.to_string()),
-                    ),
-                    ("at".to_string(), AttributeValue::S(at)),
-                ]))
-            }
-        };
-        let resp = self
-            .client
-            .query()
-            .table_name(&self.audit_table)
-            .key_condition_expression("tenantId = :t")
-            .expression_attribute_values(":t", AttributeValue::S(tenant.to_string()))
-            .scan_index_forward(false)
-            .limit(limit.clamp(1, 1000) as i32)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| backend(DisplayErrorContext(e)))?;
-        let mut items = Vec::new();
-        for item in resp.items.unwrap_or_default() {
-            let entry: AuditEntry =
-                serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt {
-                    tenant_id: tenant.to_string(),
-                    source: Box::new(e),
-                })?;
-            items.push(entry);
-        }
-        let next_cursor = resp
-            .last_evaluated_key
-            .as_ref()
-            .and_then(|k| k.get("at"))
-            .and_then(|v| v.as_s().ok())
-            .map(|s| B64URL.encode(s.as_bytes()));
-        Ok(AuditPage { items, next_cursor })
-    }
-}
-
-/// One `TransactWriteItems`; `Ok(false)` when a condition failed (the transaction was
-/// cancelled), so the caller can tell a conflict from an outage.
-pub(crate) async fn transact(
-    client: &Client,
-    items: Vec<TransactWriteItem>,
-) -> Result<bool, StoreError> {
-    match client
-        .transact_write_items()
-        .set_transact_items(Some(items))
-        .send()
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_transaction_canceled_exception()) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(backend(DisplayErrorContext(e))),
+        let page = self.reads.page(tenant, cursor, limit).await?;
+        Ok(AuditPage {
+            items: page.items,
+            next_cursor: page.next_cursor,
+        })
     }
 }
 
@@ -549,13 +291,5 @@ mod tests {
             ]
         );
         assert!(!format!("{f:?}").contains("CIPHER"));
-    }
-
-    #[test]
-    fn audit_keys_sort_by_time() {
-        let a = audit_key(datetime!(2026-01-01 0:00:00.5 UTC));
-        let b = audit_key(datetime!(2026-01-01 0:00:01 UTC));
-        assert!(a < b, "{a} {b}");
-        assert!(a.starts_with("2026-01-01T00:00:00.500000Z#"));
     }
 }

@@ -235,7 +235,7 @@ fn parse_jwks(json: &str) -> Result<JwkSet, String> {
 async fn fetch_jwks(http: &HttpClient, url: &str) -> Result<JwkSet, String> {
     let url = url::Url::parse(url).map_err(|_| "JWT_JWKS_URL is not a URL".to_string())?;
     let resp = http
-        .request(reqwest_method_get(), url)
+        .request(http::Method::GET, url)
         .map_err(|e| format!("JWKS URL refused: {e}"))?
         .send()
         .await
@@ -248,8 +248,4 @@ async fn fetch_jwks(http: &HttpClient, url: &str) -> Result<JwkSet, String> {
         .await
         .map_err(|e| format!("JWKS fetch failed: {e}"))?;
     parse_jwks(&text)
-}
-
-fn reqwest_method_get() -> http::Method {
-    http::Method::GET
 }

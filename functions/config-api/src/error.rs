@@ -4,6 +4,7 @@
 use http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde::Serialize;
+use wagate::delivery::DeliveryError;
 use wagate::secrets::SecretsError;
 use wagate::tenant::ValidationErrors;
 use wagate::tenant::cache::CacheError;
@@ -21,8 +22,9 @@ pub enum ApiError {
     AdminOnly,
     #[error("no such route")]
     NoRoute,
+    /// With the methods the path has, for `Allow`.
     #[error("method not allowed")]
-    MethodNotAllowed(&'static str),
+    MethodNotAllowed(String),
     #[error("no WhatsApp config for this tenant")]
     NotFound,
     #[error("no delivery record for this idempotency key")]
@@ -65,9 +67,26 @@ pub enum ApiError {
     Unavailable(String),
     #[error("internal error")]
     Internal(String),
-    /// A refusal of the registry, placement or migration routes: status, code, message.
-    #[error("{2}")]
-    Refused(StatusCode, &'static str, String),
+    #[error("no registered server with this id")]
+    ServerNotFound,
+    /// A migration names a `from` or `to` the registry does not hold.
+    #[error("'from' or 'to' is not a registered server")]
+    MigrationServerNotFound,
+    #[error("no migration job with this id")]
+    JobNotFound,
+    #[error("a server with this id or base URL is already registered")]
+    ServerTaken,
+    /// Deregistering a server tenants still use (how many).
+    #[error("{0} tenant(s) use this server; migrate them first")]
+    ServerInUse(usize),
+    /// Placement found no healthy server with room; says why.
+    #[error("{0}")]
+    NoServerAvailable(String),
+    /// A migration job id resumed with other from/to/tenantIds.
+    #[error(
+        "this job id was started with other from/to/tenantIds; resume it with the same ones or use a new id"
+    )]
+    JobMismatch,
 }
 
 #[derive(Serialize)]
@@ -85,15 +104,22 @@ impl ApiError {
         match self {
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::AdminOnly => StatusCode::FORBIDDEN,
-            ApiError::NoRoute | ApiError::NotFound | ApiError::MessageNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::NoRoute
+            | ApiError::NotFound
+            | ApiError::MessageNotFound
+            | ApiError::ServerNotFound
+            | ApiError::MigrationServerNotFound
+            | ApiError::JobNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::AlreadyExists
             | ApiError::Conflict(_)
             | ApiError::VersionsDisagree(..)
             | ApiError::SecretUnusable(_)
-            | ApiError::StateConflict(_) => StatusCode::CONFLICT,
+            | ApiError::StateConflict(_)
+            | ApiError::ServerTaken
+            | ApiError::ServerInUse(_)
+            | ApiError::NoServerAvailable(_)
+            | ApiError::JobMismatch => StatusCode::CONFLICT,
             ApiError::VersionRequired => StatusCode::PRECONDITION_REQUIRED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -101,7 +127,6 @@ impl ApiError {
             ApiError::TestFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Refused(status, _, _) => *status,
         }
     }
 
@@ -112,8 +137,12 @@ impl ApiError {
             ApiError::Forbidden(_) | ApiError::AdminOnly => "forbidden",
             ApiError::NoRoute => "no_route",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::NotFound | ApiError::MessageNotFound => "not_found",
-            ApiError::AlreadyExists => "already_exists",
+            ApiError::NotFound
+            | ApiError::MessageNotFound
+            | ApiError::ServerNotFound
+            | ApiError::MigrationServerNotFound
+            | ApiError::JobNotFound => "not_found",
+            ApiError::AlreadyExists | ApiError::ServerTaken => "already_exists",
             ApiError::Conflict(_) | ApiError::VersionsDisagree(..) => "version_conflict",
             ApiError::SecretUnusable(_) => "secret_unusable",
             ApiError::StateConflict(_) => "state_conflict",
@@ -125,7 +154,9 @@ impl ApiError {
             ApiError::TestFailed(_) => "connection_test_failed",
             ApiError::Unavailable(_) => "dependency_unavailable",
             ApiError::Internal(_) => "internal_error",
-            ApiError::Refused(_, code, _) => code,
+            ApiError::ServerInUse(_) => "server_in_use",
+            ApiError::NoServerAvailable(_) => "no_server_available",
+            ApiError::JobMismatch => "job_mismatch",
         }
     }
 
@@ -155,15 +186,16 @@ impl ApiError {
             test,
         })
         .unwrap_or_else(|_| r#"{"error":"internal_error","message":"internal error"}"#.into());
-        let mut resp = crate::json_response(self.status(), body);
+        let mut resp = crate::response::json(self.status(), body);
         match &self {
             ApiError::Unauthenticated(_) => {
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::MethodNotAllowed(allow) => {
-                resp.headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+                if let Ok(v) = HeaderValue::from_str(allow) {
+                    resp.headers_mut().insert(header::ALLOW, v);
+                }
             }
             _ => {}
         }
@@ -180,6 +212,15 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidCursor => ApiError::BadRequest("invalid cursor".into()),
             StoreError::Corrupt { .. } => ApiError::Internal(e.to_string()),
             StoreError::Backend(msg) => ApiError::Unavailable(msg),
+        }
+    }
+}
+
+impl From<DeliveryError> for ApiError {
+    fn from(e: DeliveryError) -> Self {
+        match e {
+            DeliveryError::InvalidCursor => ApiError::BadRequest("invalid cursor".into()),
+            other => ApiError::Unavailable(other.to_string()),
         }
     }
 }
@@ -201,7 +242,7 @@ impl ApiError {
             && errs
                 .0
                 .iter()
-                .all(|e| e.reason == crate::dto::NOTHING_TO_KEEP)
+                .all(|e| e.reason == crate::handlers::config::dto::NOTHING_TO_KEEP)
         {
             ApiError::StateConflict(errs)
         } else {

@@ -27,6 +27,10 @@
 //! The report ([`RunReport`]) renders CloudWatch EMF lines: one per endpoint, one per switch
 //! and one for the run (see docs/health-check.md).
 
+pub mod aws;
+pub mod report;
+pub mod settings;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,110 +44,16 @@ use wagate::health::store::{
     AUDIT_ACTOR, HealthStore, MonitoredTenant, SwitchAudit, TenantRecord, TenantStateUpdate,
 };
 use wagate::health::{
-    EndpointHealth, EndpointUse, HealthPoint, Hysteresis, ProbeResult, SwitchKind, TenantView,
-    decide, observe,
+    EndpointHealth, EndpointUse, HealthPoint, ProbeResult, SwitchKind, TenantView, decide, observe,
 };
 use wagate::provider::{ProviderError, Providers, Target};
-use wagate::runtime::config::Env;
-use wagate::runtime::metrics::{EmfLine, NAMESPACE, Unit};
 use wagate::secrets::{Purpose, SealedSecret, Secret, SecretSealer};
 use wagate::tenant::store::StoreError;
 use wagate::tenant::{Credentials, Endpoint, EndpointRole, ProviderKind, TenantId};
 use wagate::timestamp;
 
-/// The function's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
-    /// `HEALTH_FAILOVER_AFTER` (N, default 3) and `HEALTH_FAILBACK_AFTER` (M, default 5).
-    pub hysteresis: Hysteresis,
-    /// `HEALTH_PROBE_TIMEOUT_MS` (default 2000): bound of each probe call.
-    pub probe_timeout: Duration,
-    /// `HEALTH_PROBE_CONCURRENCY` (default 50): servers probed at once.
-    pub concurrency: usize,
-    /// `HEALTH_WRITE_CONCURRENCY` (default 25): tenant writes at once.
-    pub write_concurrency: usize,
-    /// Items per listing page (`Scan` `Limit`, at most 1,000; DynamoDB also ends a page at
-    /// 1 MB read). Each page's servers are probed while the next page is read, so pages
-    /// smaller than the tenant count let listing and probing overlap.
-    pub page_size: u32,
-    /// How long an endpoint record outlives its last probe (TTL).
-    pub endpoint_ttl: Duration,
-    /// Time kept after the probe phase for the writes.
-    pub write_reserve: Duration,
-    /// Re-reads after a version conflict before giving up on a tenant for this run.
-    pub conflict_retries: u32,
-    /// How long an opened server credential is reused by later runs of a warm instance
-    /// (`Duration::ZERO`: opened every run).
-    pub credential_ttl: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            hysteresis: Hysteresis::default(),
-            probe_timeout: Duration::from_millis(2000),
-            concurrency: 50,
-            write_concurrency: 25,
-            page_size: 100,
-            endpoint_ttl: Duration::from_secs(7 * 24 * 3600),
-            write_reserve: Duration::from_secs(15),
-            conflict_retries: 3,
-            credential_ttl: Duration::from_secs(15 * 60),
-        }
-    }
-}
-
-impl Settings {
-    /// Reads the function's own variables into `env` (which collects every problem).
-    pub fn read(env: &mut Env) -> Option<Settings> {
-        let d = Settings::default();
-        let n = env.parse_or::<u32>(
-            "HEALTH_FAILOVER_AFTER",
-            d.hysteresis.failover_after,
-            "a whole number of runs",
-        );
-        let m = env.parse_or::<u32>(
-            "HEALTH_FAILBACK_AFTER",
-            d.hysteresis.failback_after,
-            "a whole number of runs",
-        );
-        let timeout = env.parse_or::<u64>(
-            "HEALTH_PROBE_TIMEOUT_MS",
-            d.probe_timeout.as_millis() as u64,
-            "milliseconds",
-        );
-        let conc =
-            env.parse_or::<usize>("HEALTH_PROBE_CONCURRENCY", d.concurrency, "a whole number");
-        let wconc = env.parse_or::<usize>(
-            "HEALTH_WRITE_CONCURRENCY",
-            d.write_concurrency,
-            "a whole number",
-        );
-        let (n, m, timeout, conc, wconc) = (n?, m?, timeout?, conc?, wconc?);
-        for (name, v) in [
-            ("HEALTH_FAILOVER_AFTER", n as u64),
-            ("HEALTH_FAILBACK_AFTER", m as u64),
-            ("HEALTH_PROBE_TIMEOUT_MS", timeout),
-            ("HEALTH_PROBE_CONCURRENCY", conc as u64),
-            ("HEALTH_WRITE_CONCURRENCY", wconc as u64),
-        ] {
-            if v == 0 {
-                env.problem(format!("{name} must be at least 1"));
-                return None;
-            }
-        }
-        Some(Settings {
-            hysteresis: Hysteresis {
-                failover_after: n,
-                failback_after: m,
-            },
-            probe_timeout: Duration::from_millis(timeout),
-            concurrency: conc,
-            write_concurrency: wconc,
-            ..d
-        })
-    }
-}
+pub use report::RunReport;
+pub use settings::Settings;
 
 /// What is needed to probe one distinct server.
 #[derive(Debug, Clone)]
@@ -175,101 +85,6 @@ pub enum TenantOutcome {
     /// Version conflicts on every attempt.
     GaveUp,
     Failed(String),
-}
-
-/// What one run did.
-#[derive(Debug, Clone)]
-pub struct RunReport {
-    pub started_at: OffsetDateTime,
-    pub duration: Duration,
-    /// Listing the tenants, probing the servers, writing (endpoints, then tenants).
-    pub phases: [Duration; 3],
-    pub tenants: usize,
-    /// Servers whose probe finished before the deadline.
-    pub servers_probed: usize,
-    /// Servers still unanswered at the deadline.
-    pub servers_not_probed: usize,
-    pub endpoints: Vec<EndpointHealth>,
-    pub switches: Vec<SwitchAudit>,
-    pub outcomes: BTreeMap<String, TenantOutcome>,
-    /// Version conflicts met (each followed by a re-read).
-    pub conflicts: usize,
-    /// Health-history points written (one per probed server) and not written.
-    pub history_written: usize,
-    pub history_unwritten: usize,
-    pub errors: Vec<String>,
-}
-
-impl RunReport {
-    pub fn count(&self, kind: SwitchKind) -> usize {
-        self.switches.iter().filter(|s| s.action == kind).count()
-    }
-
-    /// The run's EMF lines: one per endpoint, one per switch, one for the run.
-    pub fn emf_lines(&self, now: OffsetDateTime) -> Vec<String> {
-        let mut out = Vec::new();
-        for e in &self.endpoints {
-            out.push(
-                EmfLine::new(NAMESPACE)
-                    .dimension("Function", "health-check")
-                    .dimension("Endpoint", e.endpoint_key.clone())
-                    .metric("EndpointUp", if e.up { 1.0 } else { 0.0 }, Unit::Count)
-                    .metric("ProbeLatency", e.latency_ms, Unit::Milliseconds)
-                    .metric("EndpointTenants", f64::from(e.tenants), Unit::Count)
-                    .metric(
-                        "DevicesConnected",
-                        f64::from(e.devices_connected.unwrap_or(0)),
-                        Unit::Count,
-                    )
-                    .property("consecutiveFailures", e.consecutive_failures)
-                    .property("activeTenants", e.active_tenants)
-                    .render(now),
-            );
-        }
-        for s in &self.switches {
-            out.push(
-                EmfLine::new(NAMESPACE)
-                    .dimension("Function", "health-check")
-                    .dimension("Switch", s.action.as_str())
-                    .metric("EndpointSwitches", 1.0, Unit::Count)
-                    .property("tenantId", s.tenant_id.clone())
-                    .property("fromEndpoint", s.from_endpoint.clone())
-                    .property("toEndpoint", s.to_endpoint.clone())
-                    .property("reason", s.reason.clone())
-                    .render(now),
-            );
-        }
-        out.push(
-            EmfLine::new(NAMESPACE)
-                .dimension("Function", "health-check")
-                .metric("ServersProbed", self.servers_probed as f64, Unit::Count)
-                .metric(
-                    "ServersNotProbed",
-                    self.servers_not_probed as f64,
-                    Unit::Count,
-                )
-                .metric("TenantsChecked", self.tenants as f64, Unit::Count)
-                .metric(
-                    "Failovers",
-                    self.count(SwitchKind::Failover) as f64,
-                    Unit::Count,
-                )
-                .metric(
-                    "Failbacks",
-                    self.count(SwitchKind::Failback) as f64,
-                    Unit::Count,
-                )
-                .metric(
-                    "RunDuration",
-                    self.duration.as_millis() as f64,
-                    Unit::Milliseconds,
-                )
-                .property("versionConflicts", self.conflicts)
-                .property("errors", self.errors.len())
-                .render(now),
-        );
-        out
-    }
 }
 
 /// The health check, built once per instance.
@@ -882,7 +697,6 @@ pub fn deadline_from_epoch_ms(deadline_ms: u64, margin: Duration) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap as Map;
 
     #[test]
     fn deadline_is_read_from_epoch_ms_or_as_a_duration_from_the_emulator() {
@@ -901,47 +715,6 @@ mod tests {
         // The margin comes off what is left, and never below nothing.
         let past = deadline_from_epoch_ms(at(-5_000), Duration::from_secs(1));
         assert!(past <= Instant::now());
-    }
-
-    fn env(pairs: &[(&str, &str)]) -> Env {
-        Env::from_map(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<Map<_, _>>(),
-        )
-    }
-
-    #[test]
-    fn settings_default_to_three_and_five_runs() {
-        let mut e = env(&[]);
-        let s = Settings::read(&mut e).unwrap();
-        e.finish().unwrap();
-        assert_eq!(s.hysteresis, Hysteresis::default());
-        assert_eq!(s.probe_timeout, Duration::from_secs(2));
-    }
-
-    #[test]
-    fn settings_report_every_invalid_variable() {
-        let mut e = env(&[
-            ("HEALTH_FAILOVER_AFTER", "three"),
-            ("HEALTH_PROBE_TIMEOUT_MS", "-1"),
-        ]);
-        assert!(Settings::read(&mut e).is_none());
-        let err = e.finish().unwrap_err();
-        assert_eq!(err.0.len(), 2, "{err}");
-    }
-
-    #[test]
-    fn zero_thresholds_are_refused() {
-        let mut e = env(&[("HEALTH_FAILOVER_AFTER", "0")]);
-        assert!(Settings::read(&mut e).is_none());
-        assert!(
-            e.finish()
-                .unwrap_err()
-                .to_string()
-                .contains("HEALTH_FAILOVER_AFTER")
-        );
     }
 
     #[test]

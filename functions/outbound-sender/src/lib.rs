@@ -21,6 +21,9 @@
 //! record of a group is returned to the queue, the later records of that group in the batch
 //! are returned too, untouched, so order within a tenant holds.
 
+pub mod aws;
+pub mod settings;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,7 +47,7 @@ use wagate::tenant::cache::ConfigCache;
 use wagate::tenant::store::TenantStatusWriter;
 use wagate::tenant::{ConnectionStatus, EndpointRole, OpenedConfig, TenantId};
 
-/// Sender settings (environment, see `main.rs`).
+/// Sender settings (read from the environment by [`settings::Environment`]).
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The queue's `maxReceiveCount`: a failure on this receive sends the record to the DLQ,

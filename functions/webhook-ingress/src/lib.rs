@@ -24,7 +24,9 @@
 //! The warm path makes no DynamoDB and no KMS call (the config cache answers) and exactly
 //! one SQS call.
 
+pub mod aws;
 mod limiter;
+pub mod settings;
 mod sink;
 mod sqs;
 

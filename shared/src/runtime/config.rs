@@ -31,6 +31,20 @@ pub fn invocation_time_left(deadline_ms: u64, now: OffsetDateTime) -> Duration {
 
 type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
+/// Settings read from the environment: `read` collects every problem into the [`Env`];
+/// `from_env` reads the process environment and reports them all in one error. Each
+/// function's `main.rs` starts with `Environment::from_env()?`.
+pub trait FromEnv: Sized {
+    /// Reads the settings into `env`; `None` when something was missing or invalid (the
+    /// problems are in `env`).
+    fn read(env: &mut Env) -> Option<Self>;
+
+    /// Reads the process environment.
+    fn from_env() -> Result<Self, ConfigError> {
+        Env::from_process().settings(Self::read)
+    }
+}
+
 /// Reads variables and remembers every problem.
 pub struct Env {
     lookup: Lookup,
@@ -46,6 +60,16 @@ impl Env {
     /// A fixed map (tests).
     pub fn from_map(map: HashMap<String, String>) -> Self {
         Self::from_lookup(move |k| map.get(k).cloned())
+    }
+
+    /// Fixed `(name, value)` pairs (tests).
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        Self::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 
     pub fn from_lookup(f: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
@@ -93,6 +117,18 @@ impl Env {
         self.problems.push(text.into());
     }
 
+    /// Reads a function's settings with `read` and [`Self::finish`]es: the settings, or every
+    /// missing and invalid variable in one error (what [`FromEnv::from_env`] does with the
+    /// process environment).
+    pub fn settings<T>(
+        mut self,
+        read: impl FnOnce(&mut Env) -> Option<T>,
+    ) -> Result<T, ConfigError> {
+        let value = read(&mut self);
+        self.finish()?;
+        value.ok_or_else(|| ConfigError(vec!["invalid configuration".into()]))
+    }
+
     /// `Ok` when nothing was missing or invalid; otherwise every problem at once.
     pub fn finish(self) -> Result<(), ConfigError> {
         if self.problems.is_empty() {
@@ -131,14 +167,6 @@ pub struct AppConfig {
 }
 
 impl AppConfig {
-    /// Reads the shared settings from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let mut env = Env::from_process();
-        let cfg = Self::read(&mut env);
-        env.finish()?;
-        cfg.ok_or_else(|| ConfigError(vec!["invalid configuration".into()]))
-    }
-
     /// Reads the shared settings into `env`, which collects problems; a function with
     /// settings of its own reads them from the same `env` and calls `finish` once.
     pub fn read(env: &mut Env) -> Option<Self> {

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use wagate::delivery::dynamo::DynamoDeliveryStore;
 use wagate::delivery::store::DeliveryReader;
-use wagate::delivery::{DeliveryRecord, DeliveryState};
+use wagate::delivery::{DeliveryError, DeliveryRecord, DeliveryState};
 use wagate::inbound::{EventType, InboundEvent};
 use wagate::outbound::{MessageContent, OutboundMessage};
 use wagate::tenant::TenantId;
@@ -326,9 +326,17 @@ pub async fn follow(
     let deadline = Instant::now() + timeout;
     let mut last: Option<String> = None;
     loop {
-        let observed = match store.get(tenant, key, OffsetDateTime::now_utc()).await? {
-            None => Observed::Queued,
-            Some(record) => Observed::Record(Box::new(record)),
+        let observed = match store.get(tenant, key, OffsetDateTime::now_utc()).await {
+            Ok(None) => Observed::Queued,
+            Ok(Some(record)) => Observed::Record(Box::new(record)),
+            // moto_server writes a new item's key before the rest of an `UpdateItem` (DynamoDB
+            // does both at once): a read in between finds a record without its state. Read
+            // again; an item still unreadable when the time is up is an error.
+            Err(DeliveryError::Corrupt { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
         };
         let seen = observed.describe();
         if last.as_deref() != Some(seen.as_str()) {
@@ -517,6 +525,84 @@ pub async fn deliver_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Answers `reads` in order, then the last one again: `None` is a half-written record.
+    struct Reads(std::sync::Mutex<Vec<Option<DeliveryRecord>>>);
+
+    #[async_trait::async_trait]
+    impl DeliveryReader for Reads {
+        async fn get_key(
+            &self,
+            _pk: &str,
+            _now: OffsetDateTime,
+        ) -> Result<Option<DeliveryRecord>, DeliveryError> {
+            let mut reads = self.0.lock().unwrap();
+            let read = if reads.len() > 1 {
+                reads.remove(0)
+            } else {
+                reads[0].clone()
+            };
+            read.map(Some).ok_or_else(half_written)
+        }
+
+        async fn recent(
+            &self,
+            _tenant: &TenantId,
+            _limit: u32,
+            _cursor: Option<&str>,
+            _now: OffsetDateTime,
+        ) -> Result<wagate::tenant::store::Page<DeliveryRecord>, DeliveryError> {
+            unreachable!("follow reads one record")
+        }
+    }
+
+    fn sent() -> DeliveryRecord {
+        serde_json::from_value(serde_json::json!({
+            "pk": "demo#k1", "state": "sent", "attempts": 1, "expiresAt": i64::MAX
+        }))
+        .unwrap()
+    }
+
+    fn half_written() -> DeliveryError {
+        DeliveryError::Corrupt {
+            pk: "demo#k1".into(),
+            reason: "missing field `state`".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn follow_reads_a_half_written_record_again() {
+        let store = Reads(std::sync::Mutex::new(vec![None, Some(sent())]));
+        let mut seen = Vec::new();
+        let followed = follow(
+            &store,
+            &"demo".parse().unwrap(),
+            "k1",
+            Until::Sent,
+            Duration::from_secs(60),
+            |_, o| seen.push(o.describe()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(followed, Followed::Reached(DeliveryState::Sent));
+        assert_eq!(seen.len(), 1, "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn follow_reports_a_record_still_unreadable_at_the_deadline() {
+        let store = Reads(std::sync::Mutex::new(vec![None]));
+        let err = follow(
+            &store,
+            &"demo".parse().unwrap(),
+            "k1",
+            Until::Sent,
+            Duration::ZERO,
+            |_, _| {},
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("cannot be read"), "{err}");
+    }
 
     #[test]
     fn env_files_read_plain_and_quoted_values() {

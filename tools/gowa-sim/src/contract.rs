@@ -937,18 +937,6 @@ pub fn checked(sim: SimHandle) -> Checked {
     }
 }
 
-/// [`checked`] with explicit options, for a test whose own inputs decide what credentials
-/// wagate sends (e.g. generated tenant configs with `credentials: none`, which is right for a
-/// GOWA server run without basic auth): every other rule still applies.
-pub fn checked_with(sim: SimHandle, options: CheckOptions) -> Checked {
-    let mut guard = guard(&sim);
-    guard.options = options;
-    Checked {
-        guard: Some(guard),
-        sim: Some(sim),
-    }
-}
-
 impl Checked {
     /// Checks the requests so far (panicking with a report on a violation), then stops the
     /// simulator and waits until its ports are closed.

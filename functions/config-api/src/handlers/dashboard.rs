@@ -9,24 +9,19 @@
 //! The page itself is served without a token (it holds no data); every request it makes
 //! carries the token the user signs in with, checked like any other call.
 
-use std::collections::HashMap;
-
-use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::AttributeValue;
 use http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
-use wagate::audit::{SWITCH_STREAM, SWITCH_STREAM_INDEX};
+use wagate::audit::AuditEntry;
 use wagate::health::HealthPoint;
-use wagate::tenant::{EndpointRole, TenantId};
+use wagate::tenant::EndpointRole;
 use wagate::timestamp::{self, Precision};
 
 use crate::App;
-use crate::audit::AuditEntry;
 use crate::error::ApiError;
-use crate::ops::to_json;
+use crate::response::to_json;
+use crate::router::Ctx;
 
 /// How far back the history and failover reads look by default (and the history's TTL).
 pub const DEFAULT_HOURS: u32 = 24;
@@ -37,9 +32,9 @@ pub const MAX_FAILOVER_HOURS: u32 = 7 * 24;
 /// Most failovers one read returns (newest first).
 pub const MAX_FAILOVERS: usize = 500;
 
-const INDEX_HTML: &str = include_str!("../dashboard/index.html");
-const APP_CSS: &str = include_str!("../dashboard/app.css");
-const APP_JS: &str = include_str!("../dashboard/app.js");
+const INDEX_HTML: &str = include_str!("../../dashboard/index.html");
+const APP_CSS: &str = include_str!("../../dashboard/app.css");
+const APP_JS: &str = include_str!("../../dashboard/app.js");
 
 /// The page as served: one HTML document with its stylesheet and script inlined (one request,
 /// one invocation), and the Content-Security-Policy that allows exactly those two by their
@@ -76,7 +71,12 @@ pub fn page() -> &'static Page {
     })
 }
 
-/// `GET /dashboard`.
+/// `GET /dashboard` (and `HEAD`): the page, without a token.
+pub async fn page_route(_app: &App, _ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    Ok(serve())
+}
+
+/// The page's response.
 pub fn serve() -> Response<Body> {
     let p = page();
     let mut resp = Response::new(Body::Text(p.html.clone()));
@@ -115,9 +115,7 @@ fn hours(req: &Request, max: u32) -> Result<u32, ApiError> {
 }
 
 fn since(now: OffsetDateTime, hours: u32) -> String {
-    (now - time::Duration::hours(i64::from(hours)))
-        .format(&Rfc3339)
-        .unwrap_or_default()
+    timestamp::rfc3339(now - time::Duration::hours(i64::from(hours)))
 }
 
 /// One health-check run's view of a server, as the API shows it (the stored
@@ -168,42 +166,21 @@ pub struct TenantHistory {
 }
 
 async fn points(app: &App, key: &str, since: &str) -> Result<Vec<HistoryPoint>, ApiError> {
-    let mut out = Vec::new();
-    let mut start: Option<HashMap<String, AttributeValue>> = None;
-    loop {
-        let resp = app
-            .journal
-            .client()
-            .query()
-            .table_name(&app.history_table)
-            .key_condition_expression("endpointKey = :k AND #at >= :s")
-            .expression_attribute_names("#at", "at")
-            .expression_attribute_values(":k", AttributeValue::S(key.to_string()))
-            .expression_attribute_values(":s", AttributeValue::S(since.to_string()))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| ApiError::Unavailable(DisplayErrorContext(e).to_string()))?;
-        for item in resp.items.unwrap_or_default() {
-            // A point this version cannot read is skipped, not fatal to the whole chart.
-            if let Ok(p) = serde_dynamo::from_item::<_, HealthPoint>(item) {
-                out.push(p.into());
-            }
-        }
-        match resp.last_evaluated_key {
-            Some(k) if !k.is_empty() => start = Some(k),
-            _ => return Ok(out),
-        }
-    }
+    Ok(app
+        .stores
+        .health
+        .history(key, since)
+        .await?
+        .into_iter()
+        .map(HistoryPoint::from)
+        .collect())
 }
 
-pub async fn history(
-    app: &App,
-    req: &Request,
-    tenant: TenantId,
-) -> Result<Response<Body>, ApiError> {
+/// `GET /tenants/{tenantId}/history?hours=`.
+pub async fn history(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let (req, tenant) = (ctx.req, ctx.tenant()?);
     let hours = hours(req, MAX_HISTORY_HOURS)?;
-    let cfg = app.store.get(&tenant).await?.ok_or(ApiError::NotFound)?;
+    let cfg = crate::handlers::current(app, tenant).await?;
     // The points' own format (fixed-width milliseconds), so the key condition compares
     // like with like.
     let since = timestamp::fixed(
@@ -244,42 +221,15 @@ pub struct FailoverList {
     pub truncated: bool,
 }
 
-pub async fn failovers(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
-    let hours = hours(req, MAX_FAILOVER_HOURS)?;
+/// `GET /admin/failovers?hours=`: newest first, at most [`MAX_FAILOVERS`].
+pub async fn failovers(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let hours = hours(ctx.req, MAX_FAILOVER_HOURS)?;
     let since = since(OffsetDateTime::now_utc(), hours);
-    let mut items = Vec::new();
-    let mut start: Option<HashMap<String, AttributeValue>> = None;
-    let mut truncated = false;
-    loop {
-        let resp = app
-            .journal
-            .client()
-            .query()
-            .table_name(app.journal.audit_table())
-            .index_name(SWITCH_STREAM_INDEX)
-            .key_condition_expression("switchStream = :s AND #at >= :since")
-            .expression_attribute_names("#at", "at")
-            .expression_attribute_values(":s", AttributeValue::S(SWITCH_STREAM.into()))
-            .expression_attribute_values(":since", AttributeValue::S(since.clone()))
-            .scan_index_forward(false)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| ApiError::Unavailable(DisplayErrorContext(e).to_string()))?;
-        for item in resp.items.unwrap_or_default() {
-            if items.len() == MAX_FAILOVERS {
-                truncated = true;
-                break;
-            }
-            if let Ok(e) = serde_dynamo::from_item::<_, AuditEntry>(item) {
-                items.push(e);
-            }
-        }
-        match resp.last_evaluated_key {
-            Some(k) if !k.is_empty() && !truncated => start = Some(k),
-            _ => break,
-        }
-    }
+    let (items, truncated) = app
+        .stores
+        .audit
+        .switches_since(&since, MAX_FAILOVERS)
+        .await?;
     to_json(
         StatusCode::OK,
         &FailoverList {

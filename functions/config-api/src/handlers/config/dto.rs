@@ -283,18 +283,12 @@ pub(crate) fn build_endpoint(
 }
 
 pub(crate) fn keep_credentials(c: &Credentials<SealedSecret>) -> Credentials<SecretSlot> {
-    match c {
-        Credentials::None => Credentials::None,
-        Credentials::Basic { username, password } => Credentials::Basic {
-            username: username.clone(),
-            password: SecretSlot::Keep(password.clone()),
-        },
-        Credentials::ApiKey { key } => Credentials::ApiKey {
-            key: SecretSlot::Keep(key.clone()),
-        },
-        Credentials::Bearer { token } => Credentials::Bearer {
-            token: SecretSlot::Keep(token.clone()),
-        },
+    let kept = c
+        .clone()
+        .try_map(|s| Ok::<_, std::convert::Infallible>(SecretSlot::Keep(s)));
+    match kept {
+        Ok(k) => k,
+        Err(never) => match never {},
     }
 }
 

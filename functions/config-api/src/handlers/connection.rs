@@ -1,0 +1,261 @@
+//! Connection tests and switching: `POST /tenants/{tenantId}/whatsapp-config/test` and
+//! `…/switch`. A switch writes only after the endpoint that will carry traffic passed the
+//! test ([`crate::conntest`]).
+
+use http::StatusCode;
+use lambda_http::{Body, Response};
+use serde::Deserialize;
+use tracing::info;
+use wagate::tenant::{
+    Endpoint, EndpointRole, ProviderKind, SealedConfig, TenantId, ValidationErrors,
+    normalize_base_url,
+};
+
+use crate::App;
+use crate::audit::{Action, Moved};
+use crate::conntest::{EndpointResult, TestReport, test_endpoint};
+use crate::error::ApiError;
+use crate::handlers::config::dto::{EndpointInput, SecretSlot, build_endpoint};
+use crate::handlers::{
+    bump, change, check_hosts, check_version, commit, current, keep_all, now, open_endpoint, seal,
+    view_response,
+};
+use crate::request::{MAX_BODY_BYTES, expected_version, has_body, parse_json};
+use crate::response::to_json;
+use crate::router::Ctx;
+
+/// Body of the test route when it tests a candidate.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TestInput {
+    /// The candidate server. Credentials may be left out when its base URL is one of the
+    /// tenant's saved endpoints: the saved ones are used.
+    pub candidate: EndpointInput,
+}
+
+/// Builds a candidate endpoint: validated like a config's primary (host name looked up
+/// too), credentials kept from the saved endpoint of the same base URL when left out.
+async fn candidate_endpoint(
+    app: &App,
+    cur: Option<&SealedConfig>,
+    provider: ProviderKind,
+    field: &str,
+    input: EndpointInput,
+) -> Result<Endpoint<SecretSlot>, ApiError> {
+    let url = normalize_base_url(&input.base_url).ok();
+    let prev = cur.and_then(|c| {
+        std::iter::once(&c.primary)
+            .chain(c.backup.as_ref())
+            .find(|e| Some(&e.base_url) == url.as_ref())
+    });
+    let mut errs = ValidationErrors::default();
+    let built = build_endpoint(field, input, prev, &mut errs);
+    let Some(e) = built.filter(|_| errs.is_empty()) else {
+        return Err(ApiError::from_build(errs));
+    };
+    // Structural checks (URL scheme, SSRF guard, credential kind, device id, region), as on
+    // a saved config, then the host name's addresses.
+    let mut errs = wagate::tenant::validate_endpoint_alone(field, provider, &e, &app.egress)
+        .err()
+        .unwrap_or_default();
+    let url_field = format!("{field}.baseUrl");
+    if !errs.0.iter().any(|f| f.field == url_field) {
+        errs.extend(check_hosts(app, [(url_field, e.base_url.as_str())]).await);
+    }
+    errs.into_result().map_err(ApiError::Invalid)?;
+    Ok(e)
+}
+
+/// `POST /tenants/{id}/whatsapp-config/test`: no body tests the saved endpoints (primary,
+/// and backup if set); `{"candidate": {...}}` tests a server before it is saved (the tenant
+/// need not have a config yet). Always 200 with one result per check; `ok` says whether
+/// everything passed.
+pub async fn test(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let (req, tenant) = (ctx.req, ctx.tenant()?.clone());
+    let results = if has_body(req) {
+        let input: TestInput = parse_json(req, MAX_BODY_BYTES)?;
+        let cur = app.stores.tenants.get(&tenant).await?;
+        let provider = cur
+            .as_ref()
+            .map(|c| c.provider)
+            .unwrap_or(ProviderKind::Gowa);
+        let cand =
+            candidate_endpoint(app, cur.as_ref(), provider, "candidate", input.candidate).await?;
+        let opened = open_endpoint(app, &tenant, "candidate", &cand).await?;
+        vec![test_endpoint(&app.http, provider, "candidate", &opened).await]
+    } else {
+        // Only the server credentials are opened (a webhook secret is not needed here).
+        let cur = keep_all(&current(app, &tenant).await?);
+        let primary = open_endpoint(app, &tenant, "primary", &cur.primary).await?;
+        let backup = match &cur.backup {
+            Some(b) => Some(open_endpoint(app, &tenant, "backup", b).await?),
+            None => None,
+        };
+        let mut out = vec![test_endpoint(&app.http, cur.provider, "primary", &primary).await];
+        if let Some(b) = &backup {
+            out.push(test_endpoint(&app.http, cur.provider, "backup", b).await);
+        }
+        out
+    };
+    info!(ok = results.iter().all(|r| r.ok), "connection test done");
+    to_json(StatusCode::OK, &report(&tenant, results))
+}
+
+fn report(tenant: &TenantId, results: Vec<EndpointResult>) -> TestReport {
+    TestReport {
+        tenant_id: tenant.to_string(),
+        ok: results.iter().all(|r| r.ok),
+        results,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SwitchAction {
+    /// Send traffic to `to` (primary or backup).
+    Activate,
+    /// Exchange primary and backup; traffic goes to the new primary (the old backup).
+    Swap,
+    /// Replace the `role` endpoint by `endpoint`, a candidate that must pass the test.
+    Replace,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SwitchInput {
+    pub action: SwitchAction,
+    #[serde(default)]
+    pub to: Option<EndpointRole>,
+    #[serde(default)]
+    pub role: Option<EndpointRole>,
+    #[serde(default)]
+    pub endpoint: Option<EndpointInput>,
+    #[serde(default)]
+    pub version: Option<u64>,
+}
+
+/// `POST /tenants/{id}/whatsapp-config/switch`: needs the version (If-Match or body); the
+/// endpoint that will carry traffic (or the replacement) must pass the connection test
+/// first (422 with the report otherwise); the write is conditional on the version read, so
+/// a switch racing another change is 409.
+pub async fn switch(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let (req, caller, tenant) = (ctx.req, ctx.caller()?, ctx.tenant()?.clone());
+    let input: SwitchInput = parse_json(req, MAX_BODY_BYTES)?;
+    let expected = expected_version(req, input.version)?.ok_or(ApiError::VersionRequired)?;
+    let mut errs = ValidationErrors::default();
+    match input.action {
+        SwitchAction::Activate => {
+            if input.to.is_none() {
+                errs.push("to", "is required for activate (primary or backup)");
+            }
+            if input.role.is_some() || input.endpoint.is_some() {
+                errs.push("action", "activate takes only 'to'");
+            }
+        }
+        SwitchAction::Swap => {
+            if input.to.is_some() || input.role.is_some() || input.endpoint.is_some() {
+                errs.push("action", "swap takes no other field");
+            }
+        }
+        SwitchAction::Replace => {
+            if input.role.is_none() {
+                errs.push("role", "is required for replace (primary or backup)");
+            }
+            if input.endpoint.is_none() {
+                errs.push("endpoint", "is required for replace");
+            }
+            if input.to.is_some() {
+                errs.push("to", "is not used by replace");
+            }
+        }
+    }
+    errs.into_result().map_err(ApiError::Invalid)?;
+    let cur = current(app, &tenant).await?;
+    check_version(&cur, Some(expected))?;
+    let at = now();
+    let mut next = bump(keep_all(&cur), &cur, at);
+    let no_backup = || ApiError::state("backup", "the tenant has no backup endpoint");
+    // The replaced role, for the audit record (a switch or swap moves the active endpoint).
+    let mut replaced = None;
+    // `field`: where the tested endpoint's saved secret lives, for an error naming it.
+    let (action, tested, role_name, field) = match input.action {
+        SwitchAction::Activate => {
+            let to = input.to.unwrap_or_default();
+            if to == EndpointRole::Backup && cur.backup.is_none() {
+                return Err(no_backup());
+            }
+            if to == cur.active_endpoint {
+                return Err(ApiError::state(
+                    "to",
+                    format!("the {} endpoint is already active", to.as_str()),
+                ));
+            }
+            next.active_endpoint = to;
+            (
+                Action::Switch,
+                next.active().clone(),
+                to.as_str(),
+                to.as_str(),
+            )
+        }
+        SwitchAction::Swap => {
+            let backup = next.backup.take().ok_or_else(no_backup)?;
+            next.backup = Some(std::mem::replace(&mut next.primary, backup));
+            next.active_endpoint = EndpointRole::Primary;
+            (Action::Swap, next.primary.clone(), "primary", "backup")
+        }
+        SwitchAction::Replace => {
+            let role = input.role.unwrap_or_default();
+            let ep = input.endpoint.expect("checked above");
+            let cand = candidate_endpoint(app, Some(&cur), cur.provider, "endpoint", ep).await?;
+            match role {
+                EndpointRole::Primary => next.primary = cand.clone(),
+                EndpointRole::Backup => next.backup = Some(cand.clone()),
+            }
+            replaced = Some(role);
+            (Action::ReplaceEndpoint, cand, role.as_str(), "endpoint")
+        }
+    };
+    // The input was checked above; what is left (e.g. a replacement equal to the other
+    // endpoint) is how it meets the stored config.
+    next.validate(&app.egress)
+        .map_err(ApiError::StateConflict)?;
+    let opened = open_endpoint(app, &tenant, field, &tested).await?;
+    let result = test_endpoint(&app.http, cur.provider, role_name, &opened).await;
+    if !result.ok {
+        let rep = serde_json::to_value(report(&tenant, vec![result]))
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        return Err(ApiError::TestFailed(Box::new(rep)));
+    }
+    let sealed = seal(app, next).await?;
+    let mut ch = change(caller, action);
+    ch.detail = Some(format!(
+        "active endpoint {} ({})",
+        sealed.active_endpoint.as_str(),
+        sealed.active().base_url
+    ));
+    ch.moved = Some(match replaced {
+        Some(role) => Moved {
+            from: role.as_str().into(),
+            to: role.as_str().into(),
+            from_endpoint: match role {
+                EndpointRole::Primary => Some(cur.primary.base_url.clone()),
+                EndpointRole::Backup => cur.backup.as_ref().map(|b| b.base_url.clone()),
+            },
+            to_endpoint: tested.base_url.clone(),
+        },
+        None => Moved {
+            from: cur.active_endpoint.as_str().into(),
+            to: sealed.active_endpoint.as_str().into(),
+            from_endpoint: Some(cur.active().base_url.clone()),
+            to_endpoint: sealed.active().base_url.clone(),
+        },
+    });
+    commit(app, &cur, &sealed, ch).await?;
+    info!(
+        action = action.as_str(),
+        version = sealed.version,
+        "endpoint switched"
+    );
+    Ok(view_response(app, req, StatusCode::OK, &sealed))
+}

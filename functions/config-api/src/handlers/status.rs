@@ -1,0 +1,400 @@
+//! What the tenant can read about its traffic and health: `GET /tenants/{tenantId}/audit`,
+//! `…/status`, `…/messages` and `…/messages/{idempotencyKey}`.
+
+use std::collections::HashMap;
+
+use http::StatusCode;
+use lambda_http::{Body, Response};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use wagate::audit::AuditEntry;
+use wagate::delivery::DeliveryRecord;
+use wagate::health::EndpointHealth;
+use wagate::secrets::{Purpose, SealedSecret};
+use wagate::tenant::{ConnectionStatus, Credentials, EndpointRole, SealedConfig, TenantId};
+use wagate::timestamp::rfc3339;
+
+use crate::App;
+use crate::error::ApiError;
+use crate::request::page_params;
+use crate::response::to_json;
+use crate::router::Ctx;
+
+/// `GET /tenants/{id}/audit?limit=&cursor=`: newest first. Readable after a delete too.
+pub async fn audit(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let (req, tenant) = (ctx.req, ctx.tenant()?);
+    let (limit, cursor) = page_params(req)?;
+    let page = app.journal.page(tenant, cursor.as_deref(), limit).await?;
+    to_json(StatusCode::OK, &page)
+}
+
+/// One of the tenant's endpoints in its status.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointStatus {
+    pub role: EndpointRole,
+    pub base_url: String,
+    /// The device (session) the tenant uses on that server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    pub active: bool,
+    /// The health check's record of the server (absent until it probed it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<EndpointHealth>,
+}
+
+/// `GET /tenants/{id}/status`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantStatus {
+    pub tenant_id: String,
+    pub is_active: bool,
+    pub connection_status: ConnectionStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_status_at: Option<String>,
+    /// When the health check last looked at the tenant: the last probe of its active
+    /// server (`lastProbeAt` of the endpoint record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check_at: Option<String>,
+    pub active_endpoint: EndpointRole,
+    pub active_base_url: String,
+    /// The active server's last `/health` latency in milliseconds with microsecond
+    /// precision (absent while it does not answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    /// Consecutive health-check runs in which the active endpoint was unusable.
+    pub consecutive_failures: u32,
+    pub version: u64,
+    pub endpoints: Vec<EndpointStatus>,
+    /// Recent failovers, failbacks and manual switches, newest first.
+    pub recent_switches: Vec<AuditEntry>,
+    /// Recent failures the health check recorded on the tenant's servers.
+    pub recent_failures: Vec<FailureNote>,
+    /// Stored secrets KMS refuses to open (e.g. a ciphertext copied from another tenant):
+    /// the config cannot be used until each is set again. Absent when every secret opens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unusable_secrets: Vec<UnusableSecret>,
+    /// Where the tenant's WhatsApp server must post its webhooks (as in the config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+}
+
+/// A stored secret that cannot be opened, by field.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnusableSecret {
+    /// e.g. `primary.credentials.password`, `webhookSecrets[0].secret`.
+    pub field: String,
+    pub reason: String,
+}
+
+/// Every secret slot of a stored config with its field name and purpose.
+fn secret_fields(cfg: &SealedConfig) -> Vec<(String, Purpose, &SealedSecret)> {
+    fn cred<'a>(
+        role: &str,
+        c: &'a Credentials<SealedSecret>,
+    ) -> Option<(String, Purpose, &'a SealedSecret)> {
+        let name = c.secret_name()?;
+        c.secret().map(|s| {
+            (
+                format!("{role}.credentials.{name}"),
+                Purpose::ServerCredential,
+                s,
+            )
+        })
+    }
+    let mut out: Vec<_> = cred("primary", &cfg.primary.credentials)
+        .into_iter()
+        .collect();
+    if let Some(b) = &cfg.backup {
+        out.extend(cred("backup", &b.credentials));
+    }
+    for (i, w) in cfg.webhook_secrets.iter().enumerate() {
+        out.push((
+            format!("webhookSecrets[{i}].secret"),
+            Purpose::WebhookSecret,
+            &w.secret,
+        ));
+    }
+    out
+}
+
+/// The stored secrets KMS refuses to open. A KMS outage is not reported here (it says
+/// nothing about the secrets; the status still shows health).
+async fn unusable_secrets(app: &App, cfg: &SealedConfig) -> Vec<UnusableSecret> {
+    let tenant = cfg.tenant_id.as_str();
+    let fields = secret_fields(cfg);
+    let opened = futures_util::future::join_all(
+        fields
+            .iter()
+            .map(|(_, purpose, sealed)| app.sealer.open(tenant, *purpose, sealed)),
+    )
+    .await;
+    fields
+        .iter()
+        .zip(opened)
+        .filter_map(|((field, _, _), r)| match r {
+            Err(e) if e.is_unusable() => {
+                tracing::warn!(field = %field, error = %e, "a stored secret cannot be opened");
+                Some(UnusableSecret {
+                    field: field.clone(),
+                    reason: "KMS refuses to open it (sealed for another tenant or purpose, or damaged); set it again".into(),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(field = %field, error = %e, "could not check a stored secret");
+                None
+            }
+            Ok(_) => None,
+        })
+        .collect()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureNote {
+    pub base_url: String,
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    pub consecutive_failures: u32,
+}
+
+/// How many audit records the status looks through for switches.
+const STATUS_AUDIT_SCAN: u32 = 100;
+const STATUS_SWITCHES: usize = 10;
+
+/// The health check's records of `keys` (servers it has not probed yet are absent).
+async fn endpoint_records(
+    app: &App,
+    keys: &[String],
+) -> Result<HashMap<String, EndpointHealth>, ApiError> {
+    let mut out = HashMap::new();
+    for k in keys {
+        if let Some(rec) = app.stores.health.endpoint(k).await? {
+            out.insert(k.clone(), rec);
+        }
+    }
+    Ok(out)
+}
+
+/// `GET /tenants/{tenantId}/status`: the config, the health check's view, recent switches
+/// and failures, and the secrets that cannot be opened.
+pub async fn status(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let (req, tenant) = (ctx.req, ctx.tenant()?.clone());
+    let rec = app
+        .stores
+        .health
+        .tenant_status(&tenant)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let failures = rec.health.active_failures;
+    // The health check writes a tenant only when its status or counters change; the
+    // last check is the last probe of the tenant's active server (one record per server
+    // and run), or, before any record exists, the tenant's last written check.
+    let (stored_check_at, status_at) = (rec.health_checked_at, rec.connection_status_at);
+    let cfg = rec.config;
+    let mut keys = vec![cfg.primary.base_url.clone()];
+    if let Some(b) = &cfg.backup
+        && b.base_url != cfg.primary.base_url
+    {
+        keys.push(b.base_url.clone());
+    }
+    let mut health = endpoint_records(app, &keys).await?;
+    let active = cfg.active().base_url.clone();
+    let last_check_at = health
+        .get(&active)
+        .map(|h| rfc3339(h.last_probe_at))
+        .or(stored_check_at);
+    let mut endpoints = vec![EndpointStatus {
+        role: EndpointRole::Primary,
+        base_url: cfg.primary.base_url.clone(),
+        device_id: cfg.primary.device_id.clone(),
+        active: cfg.active_endpoint == EndpointRole::Primary || cfg.backup.is_none(),
+        health: health.get(&cfg.primary.base_url).cloned(),
+    }];
+    if let Some(b) = &cfg.backup {
+        endpoints.push(EndpointStatus {
+            role: EndpointRole::Backup,
+            base_url: b.base_url.clone(),
+            device_id: b.device_id.clone(),
+            active: cfg.active_endpoint == EndpointRole::Backup,
+            health: health.get(&b.base_url).cloned(),
+        });
+    }
+    let recent_failures = keys
+        .iter()
+        .filter_map(|k| {
+            let h = health.get(k)?;
+            Some(FailureNote {
+                base_url: k.clone(),
+                error: h.last_error.clone()?,
+                at: h.last_error_at.map(rfc3339),
+                consecutive_failures: h.consecutive_failures,
+            })
+        })
+        .collect();
+    let page = app.journal.page(&tenant, None, STATUS_AUDIT_SCAN).await?;
+    let recent_switches = page
+        .items
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e.action.as_str(),
+                "failover" | "failback" | "switch" | "swap" | "replace_endpoint"
+            )
+        })
+        .take(STATUS_SWITCHES)
+        .collect();
+    let unusable_secrets = unusable_secrets(app, &cfg).await;
+    let body = TenantStatus {
+        unusable_secrets,
+        tenant_id: tenant.to_string(),
+        is_active: cfg.is_active,
+        connection_status: cfg.connection_status,
+        connection_status_at: status_at,
+        last_check_at,
+        active_endpoint: if cfg.backup.is_some() {
+            cfg.active_endpoint
+        } else {
+            EndpointRole::Primary
+        },
+        // A server that did not answer has no latency to show.
+        latency_ms: health
+            .remove(&active)
+            .filter(|h| h.up)
+            .map(|h| h.latency_ms),
+        active_base_url: active,
+        consecutive_failures: failures,
+        version: cfg.version,
+        endpoints,
+        recent_switches,
+        recent_failures,
+        webhook_url: app.webhook_url(req, &tenant),
+    };
+    to_json(StatusCode::OK, &body)
+}
+
+/// An outbound message's delivery record as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    pub tenant_id: String,
+    pub idempotency_key: String,
+    pub state: String,
+    pub attempts: u32,
+    /// The recipient as the producer wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// `text`, `image` or `document`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_role: Option<EndpointRole>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<String>,
+}
+
+fn valid_idempotency_key(k: &str) -> bool {
+    (1..=wagate::outbound::MAX_IDEMPOTENCY_KEY).contains(&k.len())
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:@+=#/".contains(&b))
+}
+
+/// `GET /tenants/{id}/messages/{idempotencyKey}` (URL-encode `/` and `#` in the key).
+pub async fn message(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let (tenant, key) = (ctx.tenant()?, ctx.id()?);
+    if !valid_idempotency_key(key) {
+        return Err(ApiError::BadRequest(format!(
+            "idempotencyKey must be 1-{} characters of A-Z a-z 0-9 and - _ . : @ + = # /",
+            wagate::outbound::MAX_IDEMPOTENCY_KEY
+        )));
+    }
+    let rec = app
+        .stores
+        .deliveries
+        .get(tenant, key, OffsetDateTime::now_utc())
+        .await?
+        .ok_or(ApiError::MessageNotFound)?;
+    to_json(StatusCode::OK, &MessageView::of(tenant, key, rec))
+}
+
+impl MessageView {
+    fn of(tenant: &TenantId, key: &str, rec: DeliveryRecord) -> MessageView {
+        MessageView {
+            tenant_id: tenant.to_string(),
+            idempotency_key: key.to_string(),
+            state: rec.state.as_str().to_string(),
+            attempts: rec.attempts,
+            to: rec.recipient,
+            content_type: rec.content_type,
+            provider_message_id: rec.provider_message_id,
+            endpoint: rec.endpoint,
+            endpoint_role: rec.endpoint_role,
+            error_class: rec.error_class,
+            reason: rec.reason,
+            created_at: rec.created_at,
+            updated_at: rec.updated_at,
+            sent_at: rec.sent_at,
+            delivered_at: rec.delivered_at,
+            read_at: rec.read_at,
+        }
+    }
+}
+
+/// One page of a tenant's messages, newest first.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagePage {
+    pub items: Vec<MessageView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /tenants/{id}/messages?limit=&cursor=`: the tenant's outbound messages, newest first
+/// (records are kept `MESSAGE_RETENTION_DAYS`, also after the tenant's config is deleted).
+pub async fn messages(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let (req, tenant) = (ctx.req, ctx.tenant()?.clone());
+    let (limit, cursor) = page_params(req)?;
+    let page = app
+        .stores
+        .deliveries
+        .recent(&tenant, limit, cursor.as_deref(), OffsetDateTime::now_utc())
+        .await?;
+    let prefix = format!("{tenant}#");
+    let items = page
+        .items
+        .into_iter()
+        .map(|rec| {
+            let key = rec
+                .idempotency_key
+                .clone()
+                .or_else(|| rec.pk.strip_prefix(&prefix).map(str::to_owned))
+                .unwrap_or_default();
+            MessageView::of(&tenant, &key, rec)
+        })
+        .collect();
+    to_json(
+        StatusCode::OK,
+        &MessagePage {
+            items,
+            next_cursor: page.next_cursor,
+        },
+    )
+}
