@@ -42,6 +42,8 @@ pub enum Action {
     Import,
     /// An endpoint moved to another server by a bulk migration job.
     Migrate,
+    /// A device or webhook-wiring action on a WhatsApp server (issue 15, `devices.rs`).
+    Device(crate::devices::DeviceAction),
 }
 
 impl Action {
@@ -57,6 +59,7 @@ impl Action {
             Action::ReplaceEndpoint => "replace_endpoint",
             Action::Import => "import",
             Action::Migrate => "migrate",
+            Action::Device(a) => a.as_str(),
         }
     }
 }
@@ -313,6 +316,17 @@ impl Journal {
             .await
             .map_err(|e| backend(DisplayErrorContext(e)))?;
         Ok(out.item.is_some())
+    }
+
+    /// Writes one audit record of an action that changed no config (a device action on a
+    /// WhatsApp server).
+    pub async fn note(&self, tenant: &TenantId, change: Change<'_>) -> Result<(), StoreError> {
+        let item = self.record(tenant, &change, None, None)?;
+        if self.transact(vec![item]).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Backend("audit record key collision".into()))
+        }
     }
 
     /// Stores a new config and its record; `AlreadyExists` if the tenant has one.

@@ -30,6 +30,7 @@
 //! | `POST /admin/placement` | admin | least-loaded healthy server of a region with room |
 //! | `POST /admin/migrations` | admin | run (or resume, or dry-run) a bulk migration job |
 //! | `GET /admin/migrations/{jobId}` | admin | a migration job's recorded results |
+//! | `GET`/`POST /tenants/{tenantId}/devices/{role}[/qr\|/pairing-code\|/logout\|/reconnect\|/webhook]` | tenant or admin | the endpoint's device and its webhook wiring ([`devices`]) |
 //!
 //! Every change writes an audit record in the same transaction ([`audit::Journal`]).
 //!
@@ -40,6 +41,7 @@ pub mod audit;
 pub mod auth;
 pub mod conntest;
 pub mod dashboard;
+pub mod devices;
 pub mod dto;
 pub mod error;
 pub mod fleet;
@@ -143,6 +145,8 @@ pub(crate) enum Route {
     Placement,
     Migrations,
     Migration(String),
+    /// Issue 15: `/tenants/{tenantId}/devices/{role}[/{op}]` ([`devices`]).
+    Device(TenantId, devices::DevicePath),
 }
 
 /// Every route the router knows, as `(method, path template)`; the OpenAPI test checks
@@ -180,6 +184,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/migrations"),
     ("GET", "/admin/migrations/{jobId}"),
     ("GET", "/dashboard"),
+    // Issue 15: device management and webhook wiring ([`devices`]).
+    ("GET", "/tenants/{tenantId}/devices/{role}"),
+    ("POST", "/tenants/{tenantId}/devices/{role}"),
+    ("POST", "/tenants/{tenantId}/devices/{role}/qr"),
+    ("POST", "/tenants/{tenantId}/devices/{role}/pairing-code"),
+    ("POST", "/tenants/{tenantId}/devices/{role}/logout"),
+    ("POST", "/tenants/{tenantId}/devices/{role}/reconnect"),
+    ("GET", "/tenants/{tenantId}/devices/{role}/webhook"),
+    ("POST", "/tenants/{tenantId}/devices/{role}/webhook"),
 ];
 
 /// Handles one request; never fails (errors become responses).
@@ -246,6 +259,21 @@ pub(crate) fn parse_route(path: &str) -> Result<Route, ApiError> {
             [id, "messages"] => Ok(Route::Messages(tenant(id)?)),
             [id, "messages", key] => Ok(Route::Message(tenant(id)?, percent_decode(key))),
             [id, "history"] => Ok(Route::History(tenant(id)?)),
+            // Issue 15: device management and webhook wiring.
+            [id, "devices", role] => Ok(Route::Device(
+                tenant(id)?,
+                devices::DevicePath {
+                    role: percent_decode(role),
+                    op: None,
+                },
+            )),
+            [id, "devices", role, op] => Ok(Route::Device(
+                tenant(id)?,
+                devices::DevicePath {
+                    role: percent_decode(role),
+                    op: Some(percent_decode(op)),
+                },
+            )),
             _ => Err(ApiError::NoRoute),
         };
     }
@@ -329,7 +357,8 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
     | Route::Status(t)
     | Route::Message(t, _)
     | Route::Messages(t)
-    | Route::History(t) = &route
+    | Route::History(t)
+    | Route::Device(t, _) = &route
     {
         tracing::Span::current().record("tenant_id", t.as_str());
         authorize(&caller, t)?;
@@ -383,6 +412,7 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
             only(Method::GET, "GET")?;
             dashboard::history(app, req, t).await
         }
+        Route::Device(t, path) => devices::handle(app, req, &caller, t, path).await,
         Route::Endpoints => {
             only(Method::GET, "GET")?;
             admin()?;

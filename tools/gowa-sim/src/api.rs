@@ -21,6 +21,7 @@ use crate::body::{Fields, ParsedBody};
 use crate::config::{DeviceState, DeviceWebhook};
 use crate::devices;
 use crate::envelope::{GowaError, success, text};
+use crate::faults::DeviceWebhookFault;
 use crate::recording::{self, constant_time_eq, header_text, query_value as query_param};
 use crate::send::{self, ResolvedDevice};
 use crate::state::{Device, SimState};
@@ -318,10 +319,22 @@ async fn get_device_webhook(
     Path(device_id): Path<String>,
 ) -> Response {
     match state.device(&device_id) {
-        Some(device) => success(
-            "Device webhook retrieved",
-            DeviceWebhookInfo::of(device_id, device.spec.webhook),
-        ),
+        Some(device) => {
+            let mut webhook = device.spec.webhook;
+            if let Some(w) = webhook.as_mut() {
+                match state.faults().device_webhook {
+                    Some(DeviceWebhookFault::OtherUrl) => {
+                        w.url = "https://elsewhere.example/webhook".to_owned();
+                    }
+                    Some(DeviceWebhookFault::OtherSecret) => w.secret = "not-yours".to_owned(),
+                    _ => {}
+                }
+            }
+            success(
+                "Device webhook retrieved",
+                DeviceWebhookInfo::of(device_id, webhook),
+            )
+        }
         None => GowaError::DeviceNotFound(device_id).into_response(),
     }
 }
@@ -347,6 +360,9 @@ async fn patch_device_webhook(
     let Some(url) = url else {
         return GowaError::Validation("webhook_url: cannot be blank.".to_owned()).into_response();
     };
+    if state.faults().device_webhook == Some(DeviceWebhookFault::Refuse) {
+        return GowaError::Internal(crate::envelope::MSG_INTERNAL.to_owned()).into_response();
+    }
     let url = url.trim().to_owned();
     if !url.is_empty() && reqwest::Url::parse(&url).is_err() {
         return GowaError::Validation("webhook_url must be a valid URL".to_owned()).into_response();

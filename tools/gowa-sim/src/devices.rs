@@ -21,6 +21,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::body::{BodyKind, Fields, ParsedBody};
 use crate::config::{DeviceSpec, DeviceState, DeviceWebhook};
 use crate::envelope::{GowaError, success, text};
+use crate::faults::QrImageFault;
 use crate::linking::{self, QR_DURATION_SECS};
 use crate::recording::query_value;
 use crate::state::{Device, SimState};
@@ -294,10 +295,19 @@ pub(crate) async fn qr_image(
         .find(|link| link.image == file && link.expires_at > now);
     match found {
         Some(link) => {
-            let mut response = (StatusCode::OK, linking::qr_png(&link.qr)).into_response();
+            let (bytes, mime) = match state.faults().qr_image {
+                None => (linking::qr_png(&link.qr), "image/png"),
+                Some(QrImageFault::NotPng) => (b"GIF89a\x01\x00\x01\x00".to_vec(), "image/gif"),
+                Some(QrImageFault::Oversize) => {
+                    let mut png = linking::qr_png(&link.qr);
+                    png.resize(1024 * 1024, 0);
+                    (png, "image/png")
+                }
+            };
+            let mut response = (StatusCode::OK, bytes).into_response();
             response
                 .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
             response
         }
         None => text(StatusCode::NOT_FOUND, "Not Found"),

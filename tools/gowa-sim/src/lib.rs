@@ -79,8 +79,8 @@ pub use events::{
     SentMessage,
 };
 pub use faults::{
-    DeliveryFailureFault, Faults, GOWA_REQUEST_TIMEOUT, ProviderErrorFault, SendErrorFault,
-    SendErrorStatus,
+    DeliveryFailureFault, DeviceWebhookFault, Faults, GOWA_REQUEST_TIMEOUT, ProviderErrorFault,
+    QrImageFault, SendErrorFault, SendErrorStatus,
 };
 pub use gomarshal::go_marshal;
 pub use kind::Kind;
