@@ -455,7 +455,7 @@ async fn a_server_failing_the_webhook_change_is_reported_and_nothing_is_half_sav
 
     let r = call(&api, "POST", "/tenants/acme/devices/primary/webhook", None).await;
 
-    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text);
+    assert_eq!(r.status, StatusCode::FAILED_DEPENDENCY, "{}", r.text);
     assert_eq!(r.json()["error"], "webhook_refused");
     assert_eq!(
         secret_ids(&api).await,
@@ -466,7 +466,7 @@ async fn a_server_failing_the_webhook_change_is_reported_and_nothing_is_half_sav
 }
 
 #[tokio::test]
-async fn a_server_that_does_not_answer_is_504_and_the_new_secret_stays_for_its_grace() {
+async fn a_server_that_does_not_answer_is_424_and_the_new_secret_stays_for_its_grace() {
     let sim = sim().await;
     let mut api = onboarding(&sim).await;
     // A short request timeout; the simulator hangs until released, so no clock race.
@@ -489,7 +489,7 @@ async fn a_server_that_does_not_answer_is_504_and_the_new_secret_stays_for_its_g
     let r = call(&api, "POST", "/tenants/acme/devices/primary/webhook", None).await;
     sim.set_faults(Faults::default());
 
-    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{}", r.text);
+    assert_eq!(r.status, StatusCode::FAILED_DEPENDENCY, "{}", r.text);
     assert_eq!(r.json()["error"], "server_unreachable");
     let secrets = secret_ids(&api).await;
     assert_eq!(secrets.len(), 2, "{secrets:?}");
@@ -521,7 +521,12 @@ async fn a_read_back_with_another_url_or_secret_is_a_mismatch_and_the_check_name
 
         let r = call(&api, "POST", "/tenants/acme/devices/primary/webhook", None).await;
 
-        assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{fault:?}: {}", r.text);
+        assert_eq!(
+            r.status,
+            StatusCode::FAILED_DEPENDENCY,
+            "{fault:?}: {}",
+            r.text
+        );
         assert_eq!(r.json()["error"], "read_back_mismatch");
         assert!(
             r.json()["message"].as_str().unwrap().contains(state),
@@ -550,8 +555,49 @@ async fn a_qr_picture_that_is_not_a_png_or_too_large_is_refused() {
 
         let r = call(&api, "POST", "/tenants/acme/devices/primary/qr", None).await;
 
-        assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{fault:?}: {}", r.text);
+        assert_eq!(
+            r.status,
+            StatusCode::FAILED_DEPENDENCY,
+            "{fault:?}: {}",
+            r.text
+        );
         assert_eq!(r.json()["error"], "bad_qr_image");
         assert!(r.json().get("pngBase64").is_none());
     }
+}
+
+#[tokio::test]
+async fn the_connection_test_reports_whether_each_device_webhook_is_wired() {
+    let sim = sim().await;
+    let api = onboarding(&sim).await;
+    call(&api, "POST", "/tenants/acme/devices/primary", None).await;
+    sim.scan("acme-1", Some("6281234567890")).unwrap();
+
+    let r = call(&api, "POST", "/tenants/acme/whatsapp-config/test", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let report = r.json();
+    assert_eq!(report["results"][0]["webhook"]["state"], "missing");
+    assert_eq!(
+        report["results"][0]["webhook"]["repair"],
+        "POST /tenants/acme/devices/primary/webhook"
+    );
+    assert_eq!(report["results"][1]["webhook"]["state"], "unknown");
+    assert!(
+        report["results"][1]["webhook"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("device_not_found"),
+        "{report}"
+    );
+
+    let r = call(&api, "POST", "/tenants/acme/devices/primary/webhook", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = call(&api, "POST", "/tenants/acme/whatsapp-config/test", None).await;
+    let report = r.json();
+    assert_eq!(
+        report["results"][0]["webhook"]["state"], "wired",
+        "{report}"
+    );
+    assert!(report["results"][0]["webhook"].get("repair").is_none());
+    assert_eq!(report["results"][0]["ok"], true, "{report}");
 }

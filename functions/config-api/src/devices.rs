@@ -14,9 +14,11 @@
 //! | `POST /tenants/{tenantId}/devices/{role}/webhook` | wire (or repair): a new secret, sealed and accepted first, pushed to the server and read back |
 //!
 //! `{role}` is `primary` or `backup`. Every action that reaches the server is audited
-//! (action `device_*` / `wire_webhook`, with its outcome), failures too. A server's failure is
-//! a 4xx/5xx naming the check (`device_not_found`, `server_refused`, `server_unreachable`, …);
-//! nothing of a secret ever appears in an answer or a log.
+//! (action `device_*` / `wire_webhook`, with its outcome), failures too. A WhatsApp server's
+//! failure is 424 (Failed Dependency: wagate worked, the server it depends on did not) with a
+//! code naming it (`server_refused`, `server_unreachable`, `webhook_refused`,
+//! `read_back_mismatch`, `bad_qr_image`, …), or 404 `device_not_found`; nothing of a secret
+//! ever appears in an answer or a log.
 
 use std::time::Duration;
 
@@ -181,33 +183,33 @@ fn server_error(e: &ProviderError) -> ApiError {
             "the device is already logged in (log it out first to link another phone)".into(),
         ),
         ProviderError::Permanent { code, .. } if code == "BAD_QR_IMAGE" => refused(
-            StatusCode::BAD_GATEWAY,
+            StatusCode::FAILED_DEPENDENCY,
             "bad_qr_image",
             e.to_string(),
         ),
         ProviderError::Permanent { code, .. } if code == "UNSUPPORTED" => refused(
-            StatusCode::NOT_IMPLEMENTED,
+            StatusCode::FAILED_DEPENDENCY,
             "unsupported",
             e.to_string(),
         ),
         ProviderError::BadCredentials { .. } => refused(
-            StatusCode::BAD_GATEWAY,
+            StatusCode::FAILED_DEPENDENCY,
             "server_credentials_refused",
             e.to_string(),
         ),
-        ProviderError::Egress(_) => refused(StatusCode::BAD_GATEWAY, "egress_refused", e.to_string()),
+        ProviderError::Egress(_) => refused(StatusCode::FAILED_DEPENDENCY, "egress_refused", e.to_string()),
         ProviderError::Retryable {
             before_sent: false,
             reason,
         } if reason.starts_with("server answered") => {
-            refused(StatusCode::BAD_GATEWAY, "server_refused", e.to_string())
+            refused(StatusCode::FAILED_DEPENDENCY, "server_refused", e.to_string())
         }
         ProviderError::Retryable { .. } | ProviderError::Ambiguous { .. } => refused(
-            StatusCode::GATEWAY_TIMEOUT,
+            StatusCode::FAILED_DEPENDENCY,
             "server_unreachable",
             e.to_string(),
         ),
-        _ => refused(StatusCode::BAD_GATEWAY, "server_refused", e.to_string()),
+        _ => refused(StatusCode::FAILED_DEPENDENCY, "server_refused", e.to_string()),
     }
 }
 
@@ -571,6 +573,70 @@ pub async fn inspect(
         .map_err(|err| server_error(&err))
 }
 
+/// The connection test's "webhook wired" check of one saved endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookCheck {
+    /// `wired`, `missing`, `points_elsewhere`, `secret_mismatch`, `events_filtered`, or
+    /// `unknown` (the server could not be asked: `reason` says why).
+    pub state: String,
+    pub reason: String,
+    /// How to repair it (when not wired).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair: Option<String>,
+}
+
+/// Adds the "webhook wired" check to the connection test's results of the saved endpoints.
+pub async fn attach_webhook_checks(
+    app: &App,
+    req: &Request,
+    tenant: &TenantId,
+    results: &mut [crate::conntest::EndpointResult],
+    primary: &wagate::tenant::Endpoint<Secret>,
+    backup: Option<&wagate::tenant::Endpoint<Secret>>,
+) -> Result<(), ApiError> {
+    let cfg = app.store.get(tenant).await?.ok_or(ApiError::NotFound)?;
+    let url = app.webhook_url(req, tenant);
+    for result in results.iter_mut() {
+        let e = match result.role.as_str() {
+            "primary" => primary,
+            "backup" => match backup {
+                Some(b) => b,
+                None => continue,
+            },
+            _ => continue,
+        };
+        let check = match &url {
+            None => WebhookCheck {
+                state: "unknown".into(),
+                reason: "this API does not know its public URL: set PUBLIC_WEBHOOK_BASE_URL".into(),
+                repair: None,
+            },
+            Some(_) if e.device_id.as_deref().is_none_or(str::is_empty) => WebhookCheck {
+                state: "unknown".into(),
+                reason: "the endpoint has no deviceId: its device webhook cannot be read".into(),
+                repair: None,
+            },
+            Some(url) => match inspect(app, &cfg, e, url).await {
+                Ok(state) => WebhookCheck {
+                    state: state.as_str().into(),
+                    reason: state.describe().into(),
+                    repair: (state != WiringState::Wired)
+                        .then(|| format!("POST /tenants/{tenant}/devices/{}/webhook", result.role)),
+                },
+                Err(ApiError::Refused(_, code, message)) => WebhookCheck {
+                    state: "unknown".into(),
+                    reason: format!("{code}: {message}"),
+                    repair: None,
+                },
+                Err(other) => return Err(other),
+            },
+        };
+        result.webhook = Some(check);
+    }
+    Ok(())
+}
+
 async fn webhook_check(
     app: &App,
     req: &Request,
@@ -770,7 +836,7 @@ fn wiring_error(e: &WiringError) -> ApiError {
             }
         }
         WiringError::Mismatch(state) => ApiError::Refused(
-            StatusCode::BAD_GATEWAY,
+            StatusCode::FAILED_DEPENDENCY,
             "read_back_mismatch",
             format!(
                 "webhook wiring failed: the server answers another webhook than the one set ({}: {})",

@@ -243,6 +243,16 @@ pub async fn test(app: &App, req: &Request, tenant: TenantId) -> Result<Response
         if let Some(b) = &backup {
             out.push(test_endpoint(&app.http, cur.provider, "backup", b).await);
         }
+        // Issue 15: the "webhook wired" check of each saved endpoint.
+        crate::devices::attach_webhook_checks(
+            app,
+            req,
+            &tenant,
+            &mut out,
+            &primary,
+            backup.as_ref(),
+        )
+        .await?;
         out
     };
     info!(ok = results.iter().all(|r| r.ok), "connection test done");
