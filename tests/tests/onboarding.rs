@@ -601,3 +601,153 @@ async fn the_connection_test_reports_whether_each_device_webhook_is_wired() {
     assert!(report["results"][0]["webhook"].get("repair").is_none());
     assert_eq!(report["results"][0]["ok"], true, "{report}");
 }
+
+/// The webhook ingress, in-process, behind a real HTTP listener on 127.0.0.1 (a free port), so
+/// the simulator posts its signed webhooks to it as a GOWA server posts to API Gateway. Each
+/// request reads the tenant's config afresh (no cache between requests).
+async fn ingress_over_http(stack: &wagate_tests::Stack) -> (String, tokio::task::JoinHandle<()>) {
+    use axum::body::Bytes;
+    use axum::extract::{Path, State};
+    use axum::http::HeaderMap;
+
+    #[derive(Clone)]
+    struct Parts {
+        store: wagate::tenant::dynamo::DynamoTenantStore,
+        sealer: wagate::secrets::KmsSealer,
+        receipts: wagate::delivery::dynamo::DynamoDeliveryStore,
+        sink: Arc<webhook_ingress::SqsSink>,
+    }
+    async fn receive(
+        State(p): State<Parts>,
+        Path(tenant): Path<String>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> (axum::http::StatusCode, String) {
+        let app = webhook_ingress::App {
+            cache: Arc::new(wagate::tenant::cache::ConfigCache::new(
+                Arc::new(p.store.clone()),
+                Arc::new(p.sealer.clone()),
+                wagate::tenant::cache::CacheSettings::with_ttl(Duration::from_secs(60)),
+            )),
+            sink: p.sink.clone(),
+            limiter: webhook_ingress::RateLimiter::default(),
+            receipts: Arc::new(p.receipts.clone()),
+        };
+        let mut ev =
+            ApiEvent::new("POST", &format!("/webhooks/whatsapp/{tenant}")).raw_body(body.to_vec());
+        for name in ["content-type", "x-hub-signature-256"] {
+            if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+                ev = ev.header(name, v);
+            }
+        }
+        let resp = webhook_ingress::handle_event(&app, ev.event()).await;
+        let text = match &resp.body {
+            Some(lambda_http::Body::Text(t)) => t.clone(),
+            _ => String::new(),
+        };
+        (
+            axum::http::StatusCode::from_u16(resp.status_code as u16).unwrap(),
+            text,
+        )
+    }
+    let env = stack.env();
+    let parts = Parts {
+        store: wagate::tenant::dynamo::DynamoTenantStore::new(
+            stack.dynamodb.clone(),
+            stack.tenants_table(),
+        ),
+        sealer: wagate::secrets::KmsSealer::new(stack.kms.clone(), stack.kms_key_id()),
+        receipts: wagate::delivery::dynamo::DynamoDeliveryStore::new(
+            stack.dynamodb.clone(),
+            env["MESSAGES_TABLE"].clone(),
+            "",
+            Duration::ZERO,
+        ),
+        sink: Arc::new(webhook_ingress::SqsSink::new(
+            stack.sqs.clone(),
+            env["INBOUND_QUEUE_URL"].clone(),
+        )),
+    };
+    let router = axum::Router::new()
+        .route("/webhooks/whatsapp/{tenant}", axum::routing::post(receive))
+        .with_state(parts);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    (url, task)
+}
+
+/// The simulator's contact writes to the device; answers whether the ingress took it (200),
+/// `None` when the device had nowhere to post it.
+async fn incoming_accepted(sim: &SimHandle, text: &str) -> Option<bool> {
+    let record = sim
+        .deliver_incoming(gowa_sim::IncomingMessage {
+            device_id: Some("acme-1".into()),
+            from: "6289685028129".into(),
+            text: text.into(),
+            from_name: None,
+            reply_to: None,
+        })
+        .await
+        .expect("the simulator delivers the event");
+    record.deliveries.first().map(|d| d.delivered)
+}
+
+#[tokio::test]
+async fn events_are_accepted_before_during_and_after_a_rewiring() {
+    let sim = sim().await;
+    let mut api = onboarding(&sim).await;
+    let (ingress_url, _task) = ingress_over_http(&api.stack).await;
+    api.app.webhook_base = PublicWebhookBase::parse(&ingress_url).unwrap();
+    call(&api, "POST", "/tenants/acme/devices/primary", None).await;
+    sim.scan("acme-1", Some("6281234567890")).unwrap();
+
+    // Before wiring, the device has no webhook of its own: nothing reaches wagate.
+    assert_eq!(incoming_accepted(&sim, "unwired").await, None);
+    let r = call(&api, "POST", "/tenants/acme/devices/primary/webhook", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let first = r.json()["secretId"].as_str().unwrap().to_string();
+    let first_secret = opened_secret(&api, &first).await;
+    assert_eq!(
+        incoming_accepted(&sim, "wired").await,
+        Some(true),
+        "signed with the wired secret, accepted"
+    );
+
+    // A webhook the server signed with the first secret arrives after the rewiring (GOWA
+    // retries for 30 s): still accepted during the grace.
+    let late_body = br#"{"event":"message","device_id":"6281234567890@s.whatsapp.net","payload":{"id":"LATE1","from":"6289685028129@s.whatsapp.net","chat_id":"6289685028129@s.whatsapp.net","body":"late"}}"#;
+    let r = call(&api, "POST", "/tenants/acme/devices/primary/webhook", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let signature = wagate::inbound::signature::sign_sha256(first_secret.as_bytes(), late_body);
+    let late = reqwest::Client::new()
+        .post(format!("{ingress_url}/webhooks/whatsapp/acme"))
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", signature)
+        .body(late_body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        late.status(),
+        200,
+        "the previous secret is accepted during its grace"
+    );
+
+    // And the device now signs with the new secret, which is accepted too.
+    assert_eq!(incoming_accepted(&sim, "rewired").await, Some(true));
+    let queued =
+        wagate_tests::drain_queue(&api.stack.sdk, &api.stack.env()["INBOUND_QUEUE_URL"]).await;
+    let bodies: Vec<String> = queued
+        .iter()
+        .map(|m| m.body().unwrap_or_default().to_string())
+        .collect();
+    for text in ["wired", "late", "rewired"] {
+        assert!(
+            bodies.iter().any(|b| b.contains(&format!("\"{text}\""))),
+            "{text} reached the inbound queue: {bodies:?}"
+        );
+    }
+}

@@ -219,6 +219,8 @@ async fn schemathesis_finds_nothing_with_every_check_enabled() {
             )
             .env("SCHEMATHESIS_HOOKS", "tests/schemathesis/hooks.py")
             .env("WAGATE_SIM_URL", sim.base_url())
+            .env("WAGATE_SIM_USER", "admin")
+            .env("WAGATE_SIM_PASSWORD", "sim-password-0123")
             .env("WAGATE_CURSOR_TENANTS", &tenants_cursor)
             .env("WAGATE_CURSOR_AUDIT", &audit_cursor)
             .stdout(std::process::Stdio::piped())
