@@ -11,12 +11,6 @@ mismatch:
   a backup differs from the primary, webhook secret ids and import tenant ids are unique, a
   migration's `to` differs from its `from` (applied to every request before it is sent; a
   negative request stays negative: only the value that collides is changed);
-- an endpoint on the simulator carries the simulator's credentials: every request wagate
-  sends the simulator is checked against GOWA's contract (basic auth required, as the
-  simulator is run with it), and a generated config without them would make wagate send a
-  request that breaks the contract by the generated tenant's doing, not wagate's (refused
-  credentials are tested in tests/tests/config_ops.rs); a malformed `credentials` value is
-  left alone, so a request meant to be invalid still is;
 - opaque paging cursors: a generated `cursor` is replaced by one the API issued (seeded by
   the test in WAGATE_CURSOR_TENANTS / WAGATE_CURSOR_AUDIT), since any other value is 400 by
   design.
@@ -114,31 +108,12 @@ def _canonical_cidr(value):
         return False
 
 
-SIM_USER = os.environ.get("WAGATE_SIM_USER", "")
-SIM_PASSWORD = os.environ.get("WAGATE_SIM_PASSWORD", "")
-_CREDENTIAL_TYPES = {"none", "basic", "apiKey", "bearer"}
-
-
-def _sim_credentials(obj):
-    creds = obj.get("credentials")
-    if (
-        SIM_USER
-        and obj.get("baseUrl") == SIM_URL
-        and isinstance(creds, dict)
-        and creds.get("type") in _CREDENTIAL_TYPES
-    ):
-        obj["credentials"] = {"type": "basic", "username": SIM_USER, "password": SIM_PASSWORD}
-
-
 def _sanitize(obj, counter):
     if isinstance(obj, dict):
-        if isinstance(obj.get("baseUrl"), str):
-            counter[0] += 1
-            obj["baseUrl"] = _safe_url(obj["baseUrl"], counter[0])
-            _sim_credentials(obj)
         for key, value in obj.items():
             if key == "baseUrl":
-                pass
+                counter[0] += 1
+                obj[key] = _safe_url(value, counter[0])
             elif key == "webhookSourceCidrs" and isinstance(value, list):
                 for i, v in enumerate(value):
                     if isinstance(v, str) and _CIDR_PATTERN.match(v) and not _canonical_cidr(v):
@@ -156,12 +131,6 @@ def before_call(context, case, kwargs):
     body = case.body
     if isinstance(body, (dict, list)):
         _sanitize(body, [0])
-    if isinstance(body, dict) and case.operation.path.endswith("/rotate-credential"):
-        # The seeded tenants' endpoints are on the simulator: a rotated credential must stay
-        # the simulator's (see `_sim_credentials`).
-        creds = body.get("credentials")
-        if SIM_USER and isinstance(creds, dict) and creds.get("type") in _CREDENTIAL_TYPES:
-            body["credentials"] = {"type": "basic", "username": SIM_USER, "password": SIM_PASSWORD}
     if isinstance(body, dict):
         _distinct_endpoints(body)
         _unique(body.get("webhookSecrets"), "id", 64)
