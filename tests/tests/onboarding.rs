@@ -751,3 +751,85 @@ async fn events_are_accepted_before_during_and_after_a_rewiring() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_webhook_secret_rotation_pushes_a_new_secret_to_every_endpoint_wagate_wired() {
+    let sim = sim().await;
+    let api = onboarding(&sim).await;
+    call(&api, "POST", "/tenants/acme/devices/primary", None).await;
+    let r = call(&api, "POST", "/tenants/acme/devices/primary/webhook", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let wired_before = r.json()["secretId"].as_str().unwrap().to_string();
+
+    // The backup was never wired by wagate (the tenant forwards its webhooks itself): left alone.
+    let r = call(
+        &api,
+        "POST",
+        "/tenants/acme/whatsapp-config/rotate-webhook-secret",
+        None,
+    )
+    .await;
+
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let body = r.json();
+    let wiring = body["wiring"].as_array().expect("the re-wiring outcome");
+    assert_eq!(wiring.len(), 1, "{body}");
+    assert_eq!(wiring[0]["role"], "primary");
+    assert_eq!(wiring[0]["state"], "wired");
+    let wired_after = wiring[0]["secretId"].as_str().unwrap().to_string();
+    assert_ne!(wired_after, wired_before);
+    let hook = sim_device(&sim, "acme-1").unwrap().webhook.unwrap();
+    assert_eq!(hook.secret, opened_secret(&api, &wired_after).await);
+    // The answer's config and ETag are the stored version (after the re-wiring).
+    let stored = call(&api, "GET", "/tenants/acme/whatsapp-config", None).await;
+    assert_eq!(body["config"]["version"], stored.json()["version"]);
+    assert_eq!(r.headers["etag"], stored.headers["etag"]);
+    // The new wired secret has no expiry; the previous one and s1 expire.
+    let secrets = secret_ids(&api).await;
+    let of = |id: &str| secrets.iter().find(|(i, _)| i == id).cloned();
+    assert_eq!(of(&wired_after).unwrap().1, None, "{secrets:?}");
+    assert!(of(&wired_before).unwrap().1.is_some(), "{secrets:?}");
+    assert!(of("s1").unwrap().1.is_some(), "{secrets:?}");
+    assert!(
+        sim_device(&sim, "acme-2").is_none(),
+        "the backup's server was not touched"
+    );
+}
+
+#[tokio::test]
+async fn a_rotation_is_kept_when_the_server_refuses_the_new_wired_secret_and_says_so() {
+    let sim = sim().await;
+    let api = onboarding(&sim).await;
+    call(&api, "POST", "/tenants/acme/devices/primary", None).await;
+    let r = call(&api, "POST", "/tenants/acme/devices/primary/webhook", None).await;
+    let wired = r.json()["secretId"].as_str().unwrap().to_string();
+    let device_secret = sim_device(&sim, "acme-1").unwrap().webhook.unwrap().secret;
+    sim.set_faults(Faults {
+        device_webhook: Some(DeviceWebhookFault::Refuse),
+        ..Faults::default()
+    });
+
+    let r = call(
+        &api,
+        "POST",
+        "/tenants/acme/whatsapp-config/rotate-webhook-secret",
+        None,
+    )
+    .await;
+
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let body = r.json();
+    assert_eq!(body["wiring"][0]["state"], "failed", "{body}");
+    assert_eq!(body["wiring"][0]["error"], "webhook_refused", "{body}");
+    let rotated = body["id"].as_str().unwrap();
+    let secrets = secret_ids(&api).await;
+    assert!(secrets.iter().any(|(id, _)| id == rotated), "{secrets:?}");
+    // The server still signs with the wired secret, which stays accepted for the grace.
+    assert_eq!(
+        sim_device(&sim, "acme-1").unwrap().webhook.unwrap().secret,
+        device_secret
+    );
+    let of_wired = secrets.iter().find(|(id, _)| *id == wired).unwrap();
+    assert!(of_wired.1.is_some(), "{secrets:?}");
+    assert!(!r.text.contains(&device_secret));
+}

@@ -880,3 +880,70 @@ mod tests {
         }
     }
 }
+
+/// One endpoint's re-wiring after a webhook-secret rotation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RewireOutcome {
+    pub role: String,
+    /// `wired`, or `failed` (then `error` and `message` say why; repair with
+    /// `POST /tenants/{tenantId}/devices/{role}/webhook`).
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The roles whose device webhook wagate wired (a current `wired-<role>-` secret): wiring is
+/// kept true for these; the others are the tenant's own forwarding, reported and never changed.
+pub fn wired_roles(cfg: &SealedConfig, at: OffsetDateTime) -> Vec<EndpointRole> {
+    [EndpointRole::Primary, EndpointRole::Backup]
+        .into_iter()
+        .filter(|r| {
+            let prefix = format!("{WIRED_PREFIX}{}-", role_str(*r));
+            cfg.webhook_secrets
+                .iter()
+                .any(|w| w.id.starts_with(&prefix) && w.is_current(at))
+        })
+        .collect()
+}
+
+/// After a webhook-secret rotation (which set every current secret, the wired ones too, to
+/// expire with its grace): each endpoint wagate wired gets a new wired secret, accepted first,
+/// then pushed to its server and read back. The rotation is committed already and never
+/// undone: each endpoint's outcome is reported.
+pub async fn rewire_after_rotation(
+    app: &App,
+    req: &Request,
+    caller: &Caller,
+    tenant: &TenantId,
+    before: &SealedConfig,
+) -> Vec<RewireOutcome> {
+    let mut out = Vec::new();
+    for role in wired_roles(before, now()) {
+        let outcome = match wire_role(app, req, caller, tenant, role).await {
+            Ok(view) => RewireOutcome {
+                role: role_str(role).into(),
+                state: "wired".into(),
+                secret_id: view.secret_id,
+                error: None,
+                message: None,
+            },
+            Err(e) => {
+                warn!(role = role_str(role), error = %e, "re-wiring after a rotation failed");
+                RewireOutcome {
+                    role: role_str(role).into(),
+                    state: "failed".into(),
+                    secret_id: None,
+                    error: Some(e.code().into()),
+                    message: Some(e.to_string()),
+                }
+            }
+        };
+        out.push(outcome);
+    }
+    out
+}

@@ -355,6 +355,9 @@ pub struct RotatedWebhookSecret {
     #[serde(with = "time::serde::rfc3339")]
     pub previous_expire_at: OffsetDateTime,
     pub config: crate::dto::ConfigView,
+    /// Issue 15: each endpoint wagate wired, re-wired with a new secret (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wiring: Vec<crate::devices::RewireOutcome>,
 }
 
 /// `POST /tenants/{id}/whatsapp-config/rotate-webhook-secret`.
@@ -442,12 +445,21 @@ pub async fn rotate_webhook_secret(
     ));
     commit(app, &cur, &sealed, ch).await?;
     info!(secret_id = %id, version = sealed.version, "webhook secret rotated");
+    // Issue 15: the endpoints wagate wired get a new wired secret pushed to their server
+    // (their old one now expires with the grace); the answer shows the stored config after it.
+    let wiring = crate::devices::rewire_after_rotation(app, req, caller, &tenant, &cur).await;
+    let sealed = if wiring.is_empty() {
+        sealed
+    } else {
+        current(app, &tenant).await?
+    };
     let body = RotatedWebhookSecret {
         id,
         secret: secret.expose().to_string(),
         previous_expire_at: old_expiry,
         config: crate::dto::ConfigView::from(&sealed)
             .with_webhook_url(app.webhook_url(req, &tenant)),
+        wiring,
     };
     let mut resp = to_json(StatusCode::OK, &body)?;
     if let Ok(etag) = http::HeaderValue::from_str(&format!("\"{}\"", sealed.version)) {
