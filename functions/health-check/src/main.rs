@@ -4,13 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use health_check::{HealthCheck, Settings, deadline_from_epoch_ms};
+use health_check::{HealthCheck, Settings, WiringGuard, deadline_from_epoch_ms};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use wagate::egress::HttpClient;
 use wagate::health::dynamo::DynamoHealthStore;
 use wagate::provider::Providers;
-use wagate::runtime::config::{AppConfig, Env};
+use wagate::runtime::config::{AppConfig, Env, PublicWebhookBase};
 use wagate::secrets::KmsSealer;
+use wagate::tenant::dynamo::DynamoTenantStore;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -21,6 +22,7 @@ async fn main() -> Result<(), Error> {
     let audit_table = env.required("AUDIT_TABLE");
     let history_table = env.required("HEALTH_HISTORY_TABLE");
     let settings = Settings::read(&mut env);
+    let webhook_base = PublicWebhookBase::read(&mut env);
     env.finish()?;
     let (
         Some(app_cfg),
@@ -28,12 +30,14 @@ async fn main() -> Result<(), Error> {
         Some(audit_table),
         Some(history_table),
         Some(settings),
+        Some(webhook_base),
     ) = (
         app_cfg,
         endpoints_table,
         audit_table,
         history_table,
         settings,
+        webhook_base,
     )
     else {
         return Err("invalid configuration".into());
@@ -41,7 +45,11 @@ async fn main() -> Result<(), Error> {
 
     let sdk = wagate::runtime::aws::load().await;
     let http = HttpClient::new(app_cfg.egress.clone(), app_cfg.http)?;
-    let check = Arc::new(HealthCheck::new(
+    let tenants = DynamoTenantStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        app_cfg.tenants_table.clone(),
+    );
+    let check = HealthCheck::new(
         Arc::new(
             DynamoHealthStore::new(
                 aws_sdk_dynamodb::Client::new(&sdk),
@@ -57,7 +65,20 @@ async fn main() -> Result<(), Error> {
         )),
         Providers::new(http),
         settings,
-    ));
+    );
+    // Issue 15: with a public webhook URL, a switch to an endpoint wagate wired waits for its
+    // webhook to read back as wired.
+    let check = Arc::new(if webhook_base.configured().is_some() {
+        check.with_wiring_guard(WiringGuard {
+            configs: Arc::new(tenants),
+            webhook_base,
+        })
+    } else {
+        tracing::info!(
+            "PUBLIC_WEBHOOK_BASE_URL is not set: device webhook wiring is not checked before switches"
+        );
+        check
+    });
 
     run(service_fn(move |event: LambdaEvent<EventBridgeEvent>| {
         let check = check.clone();
@@ -76,6 +97,7 @@ async fn main() -> Result<(), Error> {
                 servers_not_probed = report.servers_not_probed,
                 failovers = report.count(wagate::health::SwitchKind::Failover),
                 failbacks = report.count(wagate::health::SwitchKind::Failback),
+                switches_blocked = report.blocked.len(),
                 conflicts = report.conflicts,
                 errors = report.errors.len(),
                 duration_ms = report.duration.as_millis() as u64,
