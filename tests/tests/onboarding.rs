@@ -833,3 +833,60 @@ async fn a_rotation_is_kept_when_the_server_refuses_the_new_wired_secret_and_say
     assert!(of_wired.1.is_some(), "{secrets:?}");
     assert!(!r.text.contains(&device_secret));
 }
+
+#[tokio::test]
+async fn a_switch_to_a_wired_backup_whose_webhook_was_changed_is_refused_until_repaired() {
+    let sim = sim().await;
+    let api = onboarding(&sim).await;
+    call(&api, "POST", "/tenants/acme/devices/backup", None).await;
+    sim.scan("acme-2", Some("6281234567891")).unwrap();
+    let r = call(&api, "POST", "/tenants/acme/devices/backup/webhook", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // Someone points the backup device's webhook elsewhere on the server by hand.
+    let mut hook = sim_device(&sim, "acme-2").unwrap().webhook.unwrap();
+    hook.url = "https://elsewhere.example/hook".into();
+    assert!(sim.set_device_webhook("acme-2", Some(hook)));
+    let version = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
+        .await
+        .json()["version"]
+        .clone();
+
+    let r = call(
+        &api,
+        "POST",
+        "/tenants/acme/whatsapp-config/switch",
+        Some(json!({"action": "activate", "to": "backup", "version": version})),
+    )
+    .await;
+
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.json()["error"], "webhook_not_wired");
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("points_elsewhere")
+    );
+    let stored = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
+        .await
+        .json();
+    assert_eq!(stored["activeEndpoint"], "primary");
+    assert_eq!(stored["version"], version, "nothing changed");
+
+    // Repaired, the switch goes through.
+    let r = call(&api, "POST", "/tenants/acme/devices/backup/webhook", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let version = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
+        .await
+        .json()["version"]
+        .clone();
+    let r = call(
+        &api,
+        "POST",
+        "/tenants/acme/whatsapp-config/switch",
+        Some(json!({"action": "activate", "to": "backup", "version": version})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["activeEndpoint"], "backup");
+}

@@ -947,3 +947,57 @@ pub async fn rewire_after_rotation(
     }
     out
 }
+
+/// Issue 15: a switch's precondition. When the endpoint that will carry the traffic is one
+/// wagate wired (a current `wired-<role>-` secret), its device webhook must read back as wired
+/// now; else 409 `webhook_not_wired` and nothing changes (repair it with
+/// `POST /tenants/{tenantId}/devices/{role}/webhook`, then switch). An endpoint wagate never
+/// wired is the tenant's own forwarding and is not read.
+pub async fn switch_precondition(
+    app: &App,
+    req: &Request,
+    cur: &SealedConfig,
+    role: EndpointRole,
+    target: &wagate::tenant::Endpoint<Secret>,
+) -> Result<(), ApiError> {
+    if !wired_roles(cur, now()).contains(&role) {
+        return Ok(());
+    }
+    let Some(url) = app.webhook_url(req, &cur.tenant_id) else {
+        return Ok(());
+    };
+    let state = match inspect(app, cur, target, &url).await {
+        Ok(state) => state,
+        Err(ApiError::Refused(_, code, message)) => {
+            return Err(ApiError::Refused(
+                StatusCode::CONFLICT,
+                "webhook_not_wired",
+                format!(
+                    "the {} endpoint's device webhook could not be read ({code}: {message}); nothing was changed",
+                    role_str(role)
+                ),
+            ));
+        }
+        Err(other) => return Err(other),
+    };
+    if state == WiringState::Wired {
+        return Ok(());
+    }
+    warn!(
+        role = role_str(role),
+        state = state.as_str(),
+        "switch refused: the target's webhook is not wired"
+    );
+    Err(ApiError::Refused(
+        StatusCode::CONFLICT,
+        "webhook_not_wired",
+        format!(
+            "the {} endpoint's device webhook is {} ({}): repair it with POST /tenants/{}/devices/{}/webhook, then switch; nothing was changed",
+            role_str(role),
+            state.as_str(),
+            state.describe(),
+            cur.tenant_id,
+            role_str(role)
+        ),
+    ))
+}

@@ -594,6 +594,15 @@ pub async fn switch(
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         return Err(ApiError::TestFailed(Box::new(rep)));
     }
+    // Issue 15: an endpoint wagate wired takes the traffic only while its webhook is wired.
+    let wired_role = match input.action {
+        SwitchAction::Activate => input.to,
+        SwitchAction::Swap => Some(EndpointRole::Backup),
+        SwitchAction::Replace => None,
+    };
+    if let Some(role) = wired_role {
+        crate::devices::switch_precondition(app, req, &cur, role, &opened).await?;
+    }
     let sealed = seal(app, next).await?;
     let mut ch = change(caller, action);
     ch.detail = Some(format!(
