@@ -243,20 +243,21 @@ async fn schemathesis_finds_nothing_with_every_check_enabled() {
 /// Every request wagate made to the simulator, against GOWA's document, with one exemption:
 /// schemathesis saves and tests candidates with `credentials: {"type": "none"}` on this
 /// basic-auth server (tests/schemathesis/hooks.py points base URLs at it, credentials are
-/// whatever the document allows), and the connection test of such an endpoint rightly asks
-/// `GET /app/status` without credentials (and reports the 401 as a failed `credentials`
-/// check): the operator's input, not a request wagate forgot to authenticate. Those calls are
-/// checked with every rule but security; every other request with every rule.
+/// whatever the document allows), and wagate rightly calls such an endpoint without
+/// credentials (the connection test's `GET /app/status`, the device routes' calls) and reports
+/// the 401: the operator's input, not a request wagate forgot to authenticate. Requests that
+/// carry no basic credentials are checked with every rule but security (credentials in another
+/// scheme still fail); every other request with every rule.
 fn sim_followed_gowas_contract(sim: &gowa_sim::SimHandle) {
     use gowa_sim::contract::{CheckOptions, Contract, options_for, report};
     let contract = Contract::for_kind(sim.kind());
-    let (unauthenticated_probes, rest): (Vec<_>, Vec<_>) = sim
+    let (unauthenticated, rest): (Vec<_>, Vec<_>) = sim
         .requests()
         .into_iter()
-        .partition(|r| r.method == "GET" && r.path == "/app/status" && r.basic_auth_user.is_none());
+        .partition(|r| r.basic_auth_user.is_none());
     let mut found = contract.check_all(&rest, options_for(sim));
     found.extend(contract.check_all(
-        &unauthenticated_probes,
+        &unauthenticated,
         CheckOptions {
             enforce_security: false,
         },

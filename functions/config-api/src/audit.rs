@@ -39,6 +39,8 @@ pub enum Action {
     Import,
     /// An endpoint moved to another server by a bulk migration job.
     Migrate,
+    /// A device or webhook-wiring action on a WhatsApp server (issue 15, `devices.rs`).
+    Device(crate::handlers::devices::DeviceAction),
 }
 
 impl Action {
@@ -54,6 +56,7 @@ impl Action {
             Action::ReplaceEndpoint => "replace_endpoint",
             Action::Import => "import",
             Action::Migrate => "migrate",
+            Action::Device(a) => a.as_str(),
         }
     }
 }
@@ -179,6 +182,12 @@ pub struct Journal {
 impl Journal {
     pub fn new(writes: Arc<dyn ConfigJournal>, reads: Arc<dyn AuditReader>) -> Self {
         Self { writes, reads }
+    }
+
+    /// Writes one audit record of an action that changed no config (a device action on a
+    /// WhatsApp server).
+    pub async fn note(&self, tenant: &TenantId, change: Change<'_>) -> Result<(), StoreError> {
+        self.writes.note(&record(tenant, &change, None, None)).await
     }
 
     /// Stores a new config and its record; `AlreadyExists` if the tenant has one.

@@ -57,6 +57,10 @@ pub struct EndpointResult {
     /// Every check passed.
     pub ok: bool,
     pub checks: Vec<Check>,
+    /// Issue 15: whether the device's own webhook is wired to this tenant (saved endpoints
+    /// only; reported beside the checks, it does not change `ok`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<crate::handlers::devices::WebhookCheck>,
 }
 
 fn check(name: &str, outcome: Outcome, reason: impl Into<String>) -> Check {
@@ -196,6 +200,7 @@ fn finish(role: &str, endpoint: &Endpoint<Secret>, checks: Vec<Check>) -> Endpoi
         device_id: endpoint.device_id.clone(),
         ok: checks.iter().all(|c| c.outcome == Outcome::Pass),
         checks,
+        webhook: None,
     }
 }
 

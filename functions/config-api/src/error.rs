@@ -87,6 +87,71 @@ pub enum ApiError {
         "this job id was started with other from/to/tenantIds; resume it with the same ones or use a new id"
     )]
     JobMismatch,
+    /// A device or webhook-wiring action failed on the WhatsApp server, or the wiring state
+    /// forbids the request (issue 15, `handlers/devices.rs`); the message says what and why.
+    #[error("{1}")]
+    Device(DeviceFailure, String),
+}
+
+/// Why a device route (or a switch's wiring precondition) failed: one code each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceFailure {
+    /// The server has no such device (404).
+    DeviceNotFound,
+    /// The device is already logged in (409).
+    AlreadyLoggedIn,
+    /// The API does not know its public URL, so it cannot wire a webhook (409).
+    NoWebhookUrl,
+    /// A switch to an endpoint wagate wired whose webhook does not read back as wired (409).
+    WebhookNotWired,
+    /// The server's QR picture is not a PNG or is too large (424).
+    BadQrImage,
+    /// The server kind does not offer the operation (424).
+    Unsupported,
+    /// The server refused the endpoint's credentials (424).
+    ServerCredentialsRefused,
+    /// The egress guard refused the server's address (424).
+    EgressRefused,
+    /// The server answered with an error (424).
+    ServerRefused,
+    /// The server did not answer, or not in time (424).
+    ServerUnreachable,
+    /// The server refused the webhook change (424).
+    WebhookRefused,
+    /// The webhook could not be read back after it was set (424).
+    ReadBackFailed,
+    /// The server answers another webhook than the one set (424).
+    ReadBackMismatch,
+}
+
+impl DeviceFailure {
+    pub fn status(self) -> StatusCode {
+        match self {
+            DeviceFailure::DeviceNotFound => StatusCode::NOT_FOUND,
+            DeviceFailure::AlreadyLoggedIn
+            | DeviceFailure::NoWebhookUrl
+            | DeviceFailure::WebhookNotWired => StatusCode::CONFLICT,
+            _ => StatusCode::FAILED_DEPENDENCY,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            DeviceFailure::DeviceNotFound => "device_not_found",
+            DeviceFailure::AlreadyLoggedIn => "already_logged_in",
+            DeviceFailure::NoWebhookUrl => "no_webhook_url",
+            DeviceFailure::WebhookNotWired => "webhook_not_wired",
+            DeviceFailure::BadQrImage => "bad_qr_image",
+            DeviceFailure::Unsupported => "unsupported",
+            DeviceFailure::ServerCredentialsRefused => "server_credentials_refused",
+            DeviceFailure::EgressRefused => "egress_refused",
+            DeviceFailure::ServerRefused => "server_refused",
+            DeviceFailure::ServerUnreachable => "server_unreachable",
+            DeviceFailure::WebhookRefused => "webhook_refused",
+            DeviceFailure::ReadBackFailed => "read_back_failed",
+            DeviceFailure::ReadBackMismatch => "read_back_mismatch",
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -127,6 +192,7 @@ impl ApiError {
             ApiError::TestFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Device(failure, _) => failure.status(),
         }
     }
 
@@ -157,6 +223,7 @@ impl ApiError {
             ApiError::ServerInUse(_) => "server_in_use",
             ApiError::NoServerAvailable(_) => "no_server_available",
             ApiError::JobMismatch => "job_mismatch",
+            ApiError::Device(failure, _) => failure.code(),
         }
     }
 

@@ -25,7 +25,8 @@ use crate::App;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::handlers::{
-    backup, config, connection, dashboard, migrations, placement, rotation, servers, status,
+    backup, config, connection, dashboard, devices, migrations, placement, rotation, servers,
+    status,
 };
 use crate::request::percent_decode;
 
@@ -118,6 +119,14 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/tenants/{tenantId}/messages", Tenant, status::messages),
     route!(GET "/tenants/{tenantId}/messages/{idempotencyKey}", Tenant, status::message),
     route!(GET "/tenants/{tenantId}/history", Tenant, dashboard::history),
+    route!(GET "/tenants/{tenantId}/devices/{role}", Tenant, devices::slot),
+    route!(POST "/tenants/{tenantId}/devices/{role}", Tenant, devices::slot),
+    route!(POST "/tenants/{tenantId}/devices/{role}/qr", Tenant, devices::qr),
+    route!(POST "/tenants/{tenantId}/devices/{role}/pairing-code", Tenant, devices::pairing_code),
+    route!(POST "/tenants/{tenantId}/devices/{role}/logout", Tenant, devices::logout),
+    route!(POST "/tenants/{tenantId}/devices/{role}/reconnect", Tenant, devices::reconnect),
+    route!(GET "/tenants/{tenantId}/devices/{role}/webhook", Tenant, devices::webhook),
+    route!(POST "/tenants/{tenantId}/devices/{role}/webhook", Tenant, devices::webhook),
     route!(GET "/admin/endpoints", AdminAfterMethod, servers::endpoints),
     route!(GET "/admin/failovers", AdminAfterMethod, dashboard::failovers),
     route!(GET "/admin/export", AdminAfterMethod, backup::export),

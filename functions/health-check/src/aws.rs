@@ -8,9 +8,10 @@ use wagate::egress::HttpClient;
 use wagate::health::dynamo::DynamoHealthStore;
 use wagate::provider::Providers;
 use wagate::secrets::kms::KmsSealer;
+use wagate::tenant::dynamo::DynamoTenantStore;
 
-use crate::HealthCheck;
 use crate::settings::Environment;
+use crate::{HealthCheck, WiringGuard};
 
 /// The health check as deployed, from the SDK configuration and its environment. Fails only
 /// when the HTTP client cannot be built (TLS setup).
@@ -24,20 +25,34 @@ pub fn health_check(
         audit_table,
         history_table,
         settings,
+        webhook_base,
     } = env;
     let store = DynamoHealthStore::new(
         aws_sdk_dynamodb::Client::new(sdk),
-        app.tenants_table,
+        app.tenants_table.clone(),
         endpoints_table,
         audit_table,
     )
     .with_history_table(history_table);
     let sealer = KmsSealer::new(aws_sdk_kms::Client::new(sdk), app.kms_key_id);
     let http = HttpClient::new(app.egress, app.http)?;
-    Ok(HealthCheck::new(
+    let check = HealthCheck::new(
         Arc::new(store),
         Arc::new(sealer),
         Providers::new(http),
         settings,
-    ))
+    );
+    // Issue 15: with a public webhook URL, a switch to an endpoint wagate wired waits for its
+    // webhook to read back as wired.
+    if webhook_base.configured().is_none() {
+        tracing::info!(
+            "PUBLIC_WEBHOOK_BASE_URL is not set: device webhook wiring is not checked before switches"
+        );
+        return Ok(check);
+    }
+    let tenants = DynamoTenantStore::new(aws_sdk_dynamodb::Client::new(sdk), app.tenants_table);
+    Ok(check.with_wiring_guard(WiringGuard {
+        configs: Arc::new(tenants),
+        webhook_base,
+    }))
 }

@@ -87,6 +87,14 @@ pub enum TenantOutcome {
     Failed(String),
 }
 
+/// An automatic switch the health check did not make: the target was not ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchBlocked {
+    pub tenant_id: String,
+    pub to: EndpointRole,
+    pub reason: String,
+}
+
 /// The health check, built once per instance.
 #[derive(Clone)]
 pub struct HealthCheck {
@@ -95,7 +103,23 @@ pub struct HealthCheck {
     providers: Providers,
     settings: Settings,
     opened: Arc<Mutex<OpenedCredentials>>,
+    wiring: Option<WiringGuard>,
 }
+
+/// Issue 15: an automatic switch goes only to an endpoint that is ready, and for an endpoint
+/// whose device webhook wagate wired (a current `wired-<role>-` webhook secret) ready includes
+/// "webhook still wired": before the switch the target's device webhook is read back and
+/// compared (URL and secret, constant time). An endpoint wagate never wired is the tenant's
+/// own forwarding and is not checked. Reads the tenant's full config (one `GetItem`) only when
+/// a switch is decided.
+#[derive(Clone)]
+pub struct WiringGuard {
+    pub configs: Arc<dyn wagate::tenant::store::TenantConfigReader>,
+    pub webhook_base: wagate::runtime::config::PublicWebhookBase,
+}
+
+/// Id prefix of the webhook secrets the config API generates when it wires a device.
+const WIRED_PREFIX: &str = "wired-";
 
 /// Server credentials opened in earlier runs of this instance, keyed by tenant and sealed
 /// value (a rotated credential has a new ciphertext, so it is opened again). An entry lives
@@ -169,6 +193,89 @@ impl HealthCheck {
             providers,
             settings,
             opened: Arc::default(),
+            wiring: None,
+        }
+    }
+
+    /// Checks the wiring of a wagate-wired target before every automatic switch
+    /// ([`WiringGuard`]).
+    pub fn with_wiring_guard(mut self, guard: WiringGuard) -> Self {
+        self.wiring = Some(guard);
+        self
+    }
+
+    /// Whether `to` may take the tenant's traffic as far as its webhook wiring goes: `Ok` when
+    /// it is wired (or wagate never wired it, or no guard is set), `Err(why)` otherwise.
+    async fn wiring_ready(&self, id: &TenantId, to: EndpointRole) -> Result<(), String> {
+        let Some(guard) = &self.wiring else {
+            return Ok(());
+        };
+        let cfg = match guard.configs.get(id).await {
+            Ok(Some(cfg)) => cfg,
+            Ok(None) => return Err("the tenant's config is gone".into()),
+            Err(e) => return Err(format!("reading the tenant's config failed: {e}")),
+        };
+        let now = OffsetDateTime::now_utc();
+        let role = match to {
+            EndpointRole::Primary => "primary",
+            EndpointRole::Backup => "backup",
+        };
+        let prefix = format!("{WIRED_PREFIX}{role}-");
+        if !cfg
+            .webhook_secrets
+            .iter()
+            .any(|w| w.id.starts_with(&prefix) && w.is_current(now))
+        {
+            return Ok(());
+        }
+        let Some(endpoint) = (match to {
+            EndpointRole::Primary => Some(&cfg.primary),
+            EndpointRole::Backup => cfg.backup.as_ref(),
+        }) else {
+            return Err(format!("the tenant has no {role} endpoint"));
+        };
+        let Some(url) = guard.webhook_base.webhook_url(id, None) else {
+            return Err("PUBLIC_WEBHOOK_BASE_URL is not set: the wiring cannot be checked".into());
+        };
+        let tenant = id.as_str();
+        let credentials = endpoint
+            .credentials
+            .open(|s: &SealedSecret| async move {
+                self.sealer
+                    .open(tenant, Purpose::ServerCredential, s)
+                    .await
+                    .map_err(|e| format!("opening the server credentials failed: {e}"))
+            })
+            .await?;
+        let mut accepted = Vec::new();
+        for w in cfg.webhook_secrets.iter().filter(|w| w.is_current(now)) {
+            accepted.push(
+                self.sealer
+                    .open(tenant, Purpose::WebhookSecret, &w.secret)
+                    .await
+                    .map_err(|e| format!("opening a webhook secret failed: {e}"))?,
+            );
+        }
+        let refs: Vec<&Secret> = accepted.iter().collect();
+        let Some(provider) = self.providers.get(cfg.provider) else {
+            return Err(format!("no client for provider {}", cfg.provider.as_str()));
+        };
+        let opened = Endpoint {
+            base_url: endpoint.base_url.clone(),
+            credentials,
+            device_id: endpoint.device_id.clone(),
+            region: endpoint.region.clone(),
+            webhook_source_cidrs: endpoint.webhook_source_cidrs.clone(),
+        };
+        match wagate::provider::wiring::inspect(provider, Target::from(&opened), &url, &refs).await
+        {
+            Ok(wagate::provider::wiring::WiringState::Wired) => Ok(()),
+            Ok(state) => Err(format!(
+                "its device webhook is {}: {}",
+                state.as_str(),
+                state.describe()
+            )),
+            Err(e) => Err(format!("its device webhook could not be read: {e}")),
         }
     }
 
@@ -254,7 +361,7 @@ impl HealthCheck {
             let endpoints = self
                 .save_endpoints(&servers, &probes, now, &mut errors)
                 .await;
-            let state = Mutex::new((BTreeMap::new(), Vec::new(), 0usize));
+            let state = Mutex::new((BTreeMap::new(), Vec::new(), 0usize, Vec::new()));
             let settle = futures_util::stream::iter(tenants).for_each_concurrent(
                 self.settings.write_concurrency,
                 |rec| {
@@ -262,22 +369,24 @@ impl HealthCheck {
                     let state = &state;
                     async move {
                         let id = rec.config.tenant_id.to_string();
-                        let (outcome, audit, conflicts) = self.settle(rec, probes, now).await;
+                        let (outcome, audit, conflicts, blocked) =
+                            self.settle(rec, probes, now).await;
                         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
                         s.0.insert(id, outcome);
                         s.1.extend(audit);
                         s.2 += conflicts;
+                        s.3.extend(blocked);
                     }
                 },
             );
             if tokio::time::timeout_at(deadline, settle).await.is_err() {
                 errors.push("the run reached its deadline before every tenant was written".into());
             }
-            let (outcomes, switches, conflicts) =
+            let (outcomes, switches, conflicts, blocked) =
                 state.into_inner().unwrap_or_else(|p| p.into_inner());
-            (endpoints, outcomes, switches, conflicts, errors)
+            (endpoints, outcomes, switches, conflicts, blocked, errors)
         };
-        let (history_unwritten, (endpoints, outcomes, switches, conflicts, mut errors)) =
+        let (history_unwritten, (endpoints, outcomes, switches, conflicts, blocked, mut errors)) =
             tokio::join!(write_history, write_state);
         self.opened
             .lock()
@@ -297,6 +406,7 @@ impl HealthCheck {
             servers_not_probed: servers.len() - probes.len(),
             endpoints,
             switches,
+            blocked,
             outcomes,
             conflicts,
             history_written: history.len() - history_unwritten.min(history.len()),
@@ -469,9 +579,26 @@ impl HealthCheck {
     #[tracing::instrument(skip_all, fields(tenant_id = %rec.config.tenant_id))]
     async fn settle(
         &self,
+        rec: TenantRecord,
+        probes: &HashMap<String, ProbeResult>,
+        now: OffsetDateTime,
+    ) -> (
+        TenantOutcome,
+        Option<SwitchAudit>,
+        usize,
+        Option<SwitchBlocked>,
+    ) {
+        let mut held_back = None;
+        let (outcome, audit, conflicts) = self.settle_with(rec, probes, now, &mut held_back).await;
+        (outcome, audit, conflicts, held_back)
+    }
+
+    async fn settle_with(
+        &self,
         mut rec: TenantRecord,
         probes: &HashMap<String, ProbeResult>,
         now: OffsetDateTime,
+        held_back: &mut Option<SwitchBlocked>,
     ) -> (TenantOutcome, Option<SwitchAudit>, usize) {
         let id = rec.config.tenant_id.clone();
         let mut conflicts = 0;
@@ -489,7 +616,36 @@ impl HealthCheck {
                     .as_ref()
                     .map(|b| observe(probes.get(b.endpoint_key()), b.device_id.as_deref())),
             };
-            let d = decide(&view, rec.health, self.settings.hysteresis);
+            let mut d = decide(&view, rec.health, self.settings.hysteresis);
+            // Issue 15: only to a ready endpoint (webhook still wired, where wagate wired it).
+            let mut blocked = None;
+            if let Some(s) = d.switch.clone()
+                && let Err(why) = self.wiring_ready(&id, s.to).await
+            {
+                tracing::warn!(
+                    tenant_id = %id,
+                    action = s.kind.as_str(),
+                    to = ?s.to,
+                    reason = %why,
+                    "automatic switch blocked: the target endpoint is not ready; the tenant stays where it is"
+                );
+                let mut held = view.clone();
+                match s.to {
+                    EndpointRole::Primary => held.primary = wagate::health::Observation::Unknown,
+                    EndpointRole::Backup => {
+                        held.backup = Some(wagate::health::Observation::Unknown)
+                    }
+                }
+                d = decide(&held, rec.health, self.settings.hysteresis);
+                blocked = Some(SwitchBlocked {
+                    tenant_id: id.to_string(),
+                    to: s.to,
+                    reason: why,
+                });
+            }
+            if blocked.is_some() {
+                *held_back = blocked;
+            }
             if d.switch.is_none() && d.status == c.connection_status && d.health == rec.health {
                 // Nothing the tenant item stores changed: no write (a healthy tenant on its
                 // primary costs nothing per run; its last check is its server's

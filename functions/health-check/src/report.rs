@@ -10,7 +10,7 @@ use wagate::health::store::SwitchAudit;
 use wagate::health::{EndpointHealth, SwitchKind};
 use wagate::runtime::metrics::{EmfLine, NAMESPACE, Unit};
 
-use crate::TenantOutcome;
+use crate::{SwitchBlocked, TenantOutcome};
 
 /// What one run did.
 #[derive(Debug, Clone)]
@@ -26,6 +26,10 @@ pub struct RunReport {
     pub servers_not_probed: usize,
     pub endpoints: Vec<EndpointHealth>,
     pub switches: Vec<SwitchAudit>,
+    /// Issue 15: automatic switches not made because the target was not ready (its device
+    /// webhook, which wagate wired, is no longer wired); each is a WARN and counts in the
+    /// `SwitchesBlocked` metric.
+    pub blocked: Vec<SwitchBlocked>,
     pub outcomes: BTreeMap<String, TenantOutcome>,
     /// Version conflicts met (each followed by a re-read).
     pub conflicts: usize,
@@ -94,6 +98,7 @@ impl RunReport {
                     self.count(SwitchKind::Failback) as f64,
                     Unit::Count,
                 )
+                .metric("SwitchesBlocked", self.blocked.len() as f64, Unit::Count)
                 .metric(
                     "RunDuration",
                     self.duration.as_millis() as f64,
@@ -128,6 +133,7 @@ impl RunReport {
             servers_not_probed = self.servers_not_probed,
             failovers = self.count(SwitchKind::Failover),
             failbacks = self.count(SwitchKind::Failback),
+            switches_blocked = self.blocked.len(),
             conflicts = self.conflicts,
             errors = self.errors.len(),
             duration_ms = self.duration.as_millis() as u64,
@@ -176,6 +182,7 @@ mod tests {
             conflicts: 1,
             history_written: 2,
             history_unwritten: 0,
+            blocked: Vec::new(),
             errors: vec!["x".into()],
         }
     }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use wagate::health::Hysteresis;
-use wagate::runtime::config::{AppConfig, Env, FromEnv};
+use wagate::runtime::config::{AppConfig, Env, FromEnv, PublicWebhookBase};
 
 /// Everything `main.rs` wires the health check from.
 #[derive(Debug, Clone)]
@@ -19,6 +19,9 @@ pub struct Environment {
     /// `HEALTH_HISTORY_TABLE`: one point per server and run (kept 24 h).
     pub history_table: String,
     pub settings: Settings,
+    /// `PUBLIC_WEBHOOK_BASE_URL` (optional): with it, an automatic switch to an endpoint
+    /// wagate wired waits until its device webhook reads back as wired.
+    pub webhook_base: PublicWebhookBase,
 }
 
 impl FromEnv for Environment {
@@ -29,12 +32,14 @@ impl FromEnv for Environment {
         let audit_table = env.required("AUDIT_TABLE");
         let history_table = env.required("HEALTH_HISTORY_TABLE");
         let settings = Settings::read(env);
+        let webhook_base = PublicWebhookBase::read(env);
         Some(Environment {
             app: app?,
             endpoints_table: endpoints_table?,
             audit_table: audit_table?,
             history_table: history_table?,
             settings: settings?,
+            webhook_base: webhook_base?,
         })
     }
 }

@@ -16,7 +16,8 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{
-    Content, DeviceStatus, ProviderError, SendReceipt, SendRequest, Target, WhatsAppProvider,
+    Content, DeviceStatus, DeviceWebhook, LoginQr, MAX_QR_PNG_BYTES, ProviderError, SendReceipt,
+    SendRequest, SlotOutcome, Target, WhatsAppProvider,
 };
 use crate::egress::{HttpClient, egress_refusal};
 use crate::secrets::Secret;
@@ -66,6 +67,39 @@ struct DeviceInfo {
     jid: Option<String>,
 }
 
+#[derive(Debug, Deserialize)]
+struct LoginResults {
+    qr_link: String,
+    #[serde(default)]
+    qr_duration: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PairCodeResults {
+    pair_code: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct DeviceStatusResults {
+    #[serde(default)]
+    is_connected: bool,
+    #[serde(default)]
+    is_logged_in: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct WebhookResults {
+    #[serde(default)]
+    webhook_url: String,
+    #[serde(default)]
+    webhook_secret: String,
+    #[serde(default)]
+    webhook_events: String,
+}
+
+/// QR codes last this long when the server does not say (GOWA's example).
+const DEFAULT_QR_DURATION: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Call {
     /// A send: a failure after the request left is ambiguous.
@@ -102,6 +136,122 @@ impl GowaClient {
             }
         }
         Ok(rb)
+    }
+
+    /// `/devices/{device_id}{suffix}` of the target's device (the id percent-encoded as one
+    /// path segment), with credentials. No `X-Device-Id`: the path names the device.
+    fn device_request(
+        &self,
+        method: Method,
+        target: &Target<'_>,
+        suffix: &[&str],
+    ) -> Result<reqwest::RequestBuilder, ProviderError> {
+        self.device_request_with(method, target, suffix, &[])
+    }
+
+    /// [`Self::device_request`] with query parameters.
+    fn device_request_with(
+        &self,
+        method: Method,
+        target: &Target<'_>,
+        suffix: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<reqwest::RequestBuilder, ProviderError> {
+        let device =
+            target
+                .device_id
+                .filter(|d| !d.is_empty())
+                .ok_or_else(|| ProviderError::Permanent {
+                    code: "DEVICE_ID_REQUIRED".into(),
+                    message: "the endpoint has no deviceId: set one to manage its device".into(),
+                })?;
+        let mut url = Self::url(target, "/devices")?;
+        url.path_segments_mut()
+            .map_err(|_| ProviderError::Permanent {
+                code: "INVALID_BASE_URL".into(),
+                message: "the endpoint base URL cannot take a path".into(),
+            })?
+            .push(device)
+            .extend(suffix);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let rb = self.http.request(method, url)?;
+        Ok(apply_credentials(rb, target.credentials))
+    }
+
+    /// Calls a device route and reads its `results` (a read: failures are retryable).
+    async fn device_call<T: for<'de> Deserialize<'de>>(
+        &self,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<T, ProviderError> {
+        let resp = self.execute(rb, Call::Read).await?;
+        ok_results(resp, Call::Read).await
+    }
+
+    /// Calls a device route whose answer has no useful `results` (`GenericResponse`).
+    async fn device_action(&self, rb: reqwest::RequestBuilder) -> Result<(), ProviderError> {
+        let resp = self.execute(rb, Call::Read).await?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(error_from(resp, Call::Read).await)
+        }
+    }
+
+    /// Fetches the QR picture a login linked to. Only the link's path is used, on the
+    /// endpoint's own origin: GOWA builds the link from the host it was called by (often
+    /// `localhost` behind a proxy), and wagate goes nowhere but the configured server. At most
+    /// [`MAX_QR_PNG_BYTES`], no redirects, and it must be a PNG.
+    async fn fetch_qr(&self, target: &Target<'_>, link: &str) -> Result<Vec<u8>, ProviderError> {
+        let bad = |message: &str| ProviderError::Permanent {
+            code: "BAD_QR_IMAGE".into(),
+            message: message.into(),
+        };
+        let path = match Url::parse(link) {
+            Ok(u) => u.path().to_string(),
+            Err(_) if link.starts_with('/') => link.split(['?', '#']).next().unwrap_or("").into(),
+            Err(_) => return Err(bad("the server's qr_link is not a URL")),
+        };
+        let mut url = Self::url(target, "")?;
+        url.set_path(&path);
+        url.set_query(None);
+        let rb = self.http.request(Method::GET, url)?;
+        let mut resp = self.execute(rb, Call::Read).await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let hint = if status.is_redirection() {
+                " (redirects are not followed)"
+            } else {
+                ""
+            };
+            return Err(bad(&format!(
+                "the QR picture answered HTTP {}{hint}",
+                status.as_u16()
+            )));
+        }
+        let too_large = || bad(&format!("the QR picture is over {MAX_QR_PNG_BYTES} bytes"));
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_QR_PNG_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| transport_error(&e, Call::Read))?
+        {
+            if bytes.len() + chunk.len() > MAX_QR_PNG_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if !bytes.starts_with(PNG_SIGNATURE) {
+            return Err(bad("the QR picture is not a PNG"));
+        }
+        Ok(bytes)
     }
 
     async fn execute(
@@ -199,6 +349,9 @@ impl GowaClient {
             })
     }
 }
+
+/// The eight bytes every PNG file starts with.
+const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 
 /// Largest document the sender fetches to upload under a producer's `filename` (GOWA's own
 /// default limit is 50 MB; the sender holds the file in memory, and a batch sends up to 10
@@ -439,6 +592,103 @@ impl WhatsAppProvider for GowaClient {
             Err(error_from(resp, Call::Read).await)
         }
     }
+
+    async fn slot_status(&self, target: Target<'_>) -> Result<DeviceStatus, ProviderError> {
+        let rb = self.device_request(Method::GET, &target, &["status"])?;
+        let s: DeviceStatusResults = self.device_call(rb).await?;
+        Ok(DeviceStatus {
+            device_id: target.device_id.unwrap_or_default().to_string(),
+            connected: s.is_connected,
+            logged_in: s.is_logged_in,
+            jid: None,
+        })
+    }
+
+    async fn create_device(&self, target: Target<'_>) -> Result<SlotOutcome, ProviderError> {
+        let probe = self.device_request(Method::GET, &target, &[])?;
+        match self.device_call::<serde_json::Value>(probe).await {
+            Ok(_) => return Ok(SlotOutcome::Existed),
+            Err(e) if e.is_device_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        let device = target.device_id.unwrap_or_default();
+        let rb = self
+            .request(Method::POST, &target, "/devices", false)?
+            .json(&serde_json::json!({ "device_id": device }));
+        let rb = apply_credentials(rb, target.credentials);
+        let _: serde_json::Value = self.device_call(rb).await?;
+        Ok(SlotOutcome::Created)
+    }
+
+    async fn login_qr(&self, target: Target<'_>) -> Result<LoginQr, ProviderError> {
+        let rb = self.device_request(Method::GET, &target, &["login"])?;
+        let results: LoginResults = self.device_call(rb).await?;
+        let png = self.fetch_qr(&target, &results.qr_link).await?;
+        Ok(LoginQr {
+            png,
+            expires_in: results
+                .qr_duration
+                .filter(|d| *d > 0)
+                .map_or(DEFAULT_QR_DURATION, Duration::from_secs),
+        })
+    }
+
+    async fn login_code(&self, target: Target<'_>, phone: &str) -> Result<String, ProviderError> {
+        let rb = self.device_request_with(
+            Method::POST,
+            &target,
+            &["login", "code"],
+            &[("phone", phone)],
+        )?;
+        let results: PairCodeResults = self.device_call(rb).await?;
+        Ok(results.pair_code)
+    }
+
+    async fn logout(&self, target: Target<'_>) -> Result<(), ProviderError> {
+        let rb = self.device_request(Method::POST, &target, &["logout"])?;
+        self.device_action(rb).await
+    }
+
+    async fn reconnect(&self, target: Target<'_>) -> Result<(), ProviderError> {
+        let rb = self.device_request(Method::POST, &target, &["reconnect"])?;
+        self.device_action(rb).await
+    }
+
+    async fn get_webhook(&self, target: Target<'_>) -> Result<DeviceWebhook, ProviderError> {
+        let rb = self.device_request(Method::GET, &target, &["webhook"])?;
+        let results: WebhookResults = self.device_call(rb).await?;
+        Ok(DeviceWebhook {
+            url: results.webhook_url,
+            secret: Secret::new(results.webhook_secret),
+            events: split_events(&results.webhook_events),
+        })
+    }
+
+    async fn set_webhook(
+        &self,
+        target: Target<'_>,
+        webhook: &DeviceWebhook,
+    ) -> Result<(), ProviderError> {
+        let rb = self
+            .device_request(Method::PATCH, &target, &["webhook"])?
+            .json(&serde_json::json!({
+                "webhook_url": webhook.url,
+                "webhook_secret": webhook.secret.expose(),
+                "webhook_events": webhook.events.join(","),
+            }));
+        let _: WebhookResults = self.device_call(rb).await?;
+        Ok(())
+    }
+}
+
+/// GOWA's comma-separated event list.
+fn split_events(events: &str) -> Vec<String> {
+    events
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 #[cfg(test)]

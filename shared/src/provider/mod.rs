@@ -4,6 +4,7 @@
 //! ([`crate::egress::HttpClient`]): [`gowa`].
 
 pub mod gowa;
+pub mod wiring;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -82,6 +83,45 @@ pub struct DeviceStatus {
     pub logged_in: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jid: Option<String>,
+}
+
+/// A device's login QR code: the picture itself (a PNG, fetched from the server through the
+/// egress guard) and how long it stays valid.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LoginQr {
+    pub png: Vec<u8>,
+    pub expires_in: Duration,
+}
+
+impl std::fmt::Debug for LoginQr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginQr")
+            .field("png_bytes", &self.png.len())
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+/// Largest QR picture accepted from a server (GOWA's are a few KiB).
+pub const MAX_QR_PNG_BYTES: usize = 512 * 1024;
+
+/// A device's own webhook on its server: where it posts its events, the secret it signs them
+/// with, and which events (empty: all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceWebhook {
+    /// Empty when the device has no webhook of its own (the server's global one applies).
+    pub url: String,
+    pub secret: Secret,
+    pub events: Vec<String>,
+}
+
+/// What creating a device slot did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotOutcome {
+    Created,
+    /// The slot was already there (nothing changed).
+    Existed,
 }
 
 /// The class of a failure: what the caller should do about it.
@@ -173,11 +213,27 @@ impl ProviderError {
         }
     }
 
+    /// A capability this kind's client does not have.
+    pub fn unsupported(kind: ProviderKind, what: &str) -> Self {
+        ProviderError::Permanent {
+            code: "UNSUPPORTED".into(),
+            message: format!("{what}: not supported for {} servers", kind.as_str()),
+        }
+    }
+
+    /// The server has no such device (GOWA `DEVICE_NOT_FOUND`).
+    pub fn is_device_not_found(&self) -> bool {
+        matches!(self, ProviderError::Permanent { code, .. } if code == DEVICE_NOT_FOUND)
+    }
+
     /// Did the request certainly not take effect on the server? (Failover is safe.)
     pub fn certainly_not_sent(&self) -> bool {
         !matches!(self, ProviderError::Ambiguous { .. })
     }
 }
+
+/// The error code of a call naming a device the server does not have.
+pub const DEVICE_NOT_FOUND: &str = "DEVICE_NOT_FOUND";
 
 /// A WhatsApp API server.
 #[async_trait]
@@ -194,6 +250,55 @@ pub trait WhatsAppProvider: Send + Sync {
     async fn devices(&self, target: Target<'_>) -> Result<Vec<DeviceStatus>, ProviderError>;
     /// Server health (no device, usually no auth).
     async fn health(&self, target: Target<'_>) -> Result<(), ProviderError>;
+
+    /// The target device's status from its slot: unlike [`Self::device_status`], a device the
+    /// server does not have is an error ([`ProviderError::is_device_not_found`]).
+    async fn slot_status(&self, target: Target<'_>) -> Result<DeviceStatus, ProviderError> {
+        self.device_status(target).await
+    }
+    /// Creates the target device's slot unless it exists.
+    async fn create_device(&self, target: Target<'_>) -> Result<SlotOutcome, ProviderError> {
+        let _ = target;
+        Err(ProviderError::unsupported(self.kind(), "device slots"))
+    }
+    /// Starts a QR login of the target device and fetches the QR picture.
+    async fn login_qr(&self, target: Target<'_>) -> Result<LoginQr, ProviderError> {
+        let _ = target;
+        Err(ProviderError::unsupported(self.kind(), "QR login"))
+    }
+    /// Starts a pairing-code login of the target device for `phone` (digits only); the code
+    /// to enter on the phone.
+    async fn login_code(&self, target: Target<'_>, phone: &str) -> Result<String, ProviderError> {
+        let _ = (target, phone);
+        Err(ProviderError::unsupported(
+            self.kind(),
+            "pairing-code login",
+        ))
+    }
+    /// Logs the target device out of WhatsApp (the slot stays).
+    async fn logout(&self, target: Target<'_>) -> Result<(), ProviderError> {
+        let _ = target;
+        Err(ProviderError::unsupported(self.kind(), "logout"))
+    }
+    /// Reconnects the target device to WhatsApp.
+    async fn reconnect(&self, target: Target<'_>) -> Result<(), ProviderError> {
+        let _ = target;
+        Err(ProviderError::unsupported(self.kind(), "reconnect"))
+    }
+    /// The target device's own webhook.
+    async fn get_webhook(&self, target: Target<'_>) -> Result<DeviceWebhook, ProviderError> {
+        let _ = target;
+        Err(ProviderError::unsupported(self.kind(), "device webhooks"))
+    }
+    /// Sets the target device's own webhook.
+    async fn set_webhook(
+        &self,
+        target: Target<'_>,
+        webhook: &DeviceWebhook,
+    ) -> Result<(), ProviderError> {
+        let _ = (target, webhook);
+        Err(ProviderError::unsupported(self.kind(), "device webhooks"))
+    }
 }
 
 /// One client per provider kind, all over one HTTP client: built once per instance, shared by

@@ -455,6 +455,17 @@ impl DynamoConfigJournal {
 
 #[async_trait]
 impl ConfigJournal for DynamoConfigJournal {
+    async fn note(&self, record: &AuditEntry) -> Result<(), StoreError> {
+        if self
+            .transact(vec![record_put(&self.audit_table, record)?])
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(StoreError::Backend("audit record key collision".into()))
+        }
+    }
+
     async fn create(&self, cfg: &SealedConfig, record: &AuditEntry) -> Result<(), StoreError> {
         let put = Put::builder()
             .table_name(&self.tenants_table)

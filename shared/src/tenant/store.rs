@@ -107,4 +107,7 @@ pub trait ConfigJournal: Send + Sync {
         checked: bool,
         record: &AuditEntry,
     ) -> Result<(), StoreError>;
+    /// Writes the audit record of an action that changed no config (a device action on a
+    /// WhatsApp server).
+    async fn note(&self, record: &AuditEntry) -> Result<(), StoreError>;
 }

@@ -239,6 +239,12 @@ impl MemoryJournal {
 
 #[async_trait]
 impl ConfigJournal for MemoryJournal {
+    async fn note(&self, record: &AuditEntry) -> Result<(), StoreError> {
+        self.tenants.check()?;
+        self.audit.record(record.clone());
+        Ok(())
+    }
+
     async fn create(&self, config: &SealedConfig, record: &AuditEntry) -> Result<(), StoreError> {
         self.tenants.check()?;
         let mut items = self.tenants.lock();

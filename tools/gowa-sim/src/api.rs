@@ -19,7 +19,9 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::body::{Fields, ParsedBody};
 use crate::config::{DeviceState, DeviceWebhook};
+use crate::devices;
 use crate::envelope::{GowaError, success, text};
+use crate::faults::DeviceWebhookFault;
 use crate::recording::{self, constant_time_eq, header_text, query_value as query_param};
 use crate::send::{self, ResolvedDevice};
 use crate::state::{Device, SimState};
@@ -28,7 +30,14 @@ use crate::state::{Device, SimState};
 pub(crate) fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/health", get(health))
-        .route("/devices", get(list_devices))
+        .route("/devices", get(list_devices).post(devices::add_device))
+        .route("/devices/{device_id}", get(devices::get_device))
+        .route("/devices/{device_id}/login", get(devices::login))
+        .route("/devices/{device_id}/login/code", post(devices::login_code))
+        .route("/devices/{device_id}/logout", post(devices::logout))
+        .route("/devices/{device_id}/reconnect", post(devices::reconnect))
+        .route("/devices/{device_id}/status", get(devices::status))
+        .route("/statics/images/qrcode/{file}", get(devices::qr_image))
         .route(
             "/devices/{device_id}/webhook",
             get(get_device_webhook).patch(patch_device_webhook),
@@ -135,7 +144,8 @@ fn parse_basic(raw: &[u8]) -> Result<(String, String), AuthOutcome> {
 
 /// Answers 401 (plain `Unauthorized`, no JSON) or 400 before any route but `/health`.
 async fn basic_auth(request: Request, next: Next) -> Response {
-    if request.uri().path() == "/health" {
+    // `/statics` is served by fiber's static handler, registered before basic auth.
+    if request.uri().path() == "/health" || request.uri().path().starts_with("/statics/") {
         return next.run(request).await;
     }
     let outcome = request
@@ -168,7 +178,10 @@ async fn select_device(
 ) -> Response {
     let path = request.uri().path();
     // Device management routes name the device in the path.
-    if matches!(path, "/health" | "/devices" | "/" | "") || path.starts_with("/devices/") {
+    if matches!(path, "/health" | "/devices" | "/" | "")
+        || path.starts_with("/devices/")
+        || path.starts_with("/statics/")
+    {
         return next.run(request).await;
     }
     let from_header = header_text(request.headers(), "x-device-id")
@@ -208,7 +221,7 @@ async fn health(State(state): State<Arc<SimState>>) -> Response {
 
 /// GOWA's `domainDevice.Device` (struct field order, `omitempty` where Go has it).
 #[derive(Serialize)]
-struct DeviceInfo {
+pub(crate) struct DeviceInfo {
     id: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     phone_number: String,
@@ -306,10 +319,22 @@ async fn get_device_webhook(
     Path(device_id): Path<String>,
 ) -> Response {
     match state.device(&device_id) {
-        Some(device) => success(
-            "Device webhook retrieved",
-            DeviceWebhookInfo::of(device_id, device.spec.webhook),
-        ),
+        Some(device) => {
+            let mut webhook = device.spec.webhook;
+            if let Some(w) = webhook.as_mut() {
+                match state.faults().device_webhook {
+                    Some(DeviceWebhookFault::OtherUrl) => {
+                        w.url = "https://elsewhere.example/webhook".to_owned();
+                    }
+                    Some(DeviceWebhookFault::OtherSecret) => w.secret = "not-yours".to_owned(),
+                    _ => {}
+                }
+            }
+            success(
+                "Device webhook retrieved",
+                DeviceWebhookInfo::of(device_id, webhook),
+            )
+        }
         None => GowaError::DeviceNotFound(device_id).into_response(),
     }
 }
@@ -335,6 +360,9 @@ async fn patch_device_webhook(
     let Some(url) = url else {
         return GowaError::Validation("webhook_url: cannot be blank.".to_owned()).into_response();
     };
+    if state.faults().device_webhook == Some(DeviceWebhookFault::Refuse) {
+        return GowaError::Internal(crate::envelope::MSG_INTERNAL.to_owned()).into_response();
+    }
     let url = url.trim().to_owned();
     if !url.is_empty() && reqwest::Url::parse(&url).is_err() {
         return GowaError::Validation("webhook_url must be a valid URL".to_owned()).into_response();

@@ -30,6 +30,10 @@ pub const MSG_DEVICE_ID_REQUIRED: &str =
 /// `DeviceMiddleware` when the named device does not exist.
 pub const MSG_DEVICE_NOT_FOUND: &str =
     "device not found; create a device first from /api/devices or provide a valid X-Device-Id";
+/// `ALREADY_LOGGED_IN`: a login asked for a logged-in device.
+pub const MSG_ALREADY_LOGGED_IN: &str = "you are already logged in :)";
+/// `DEVICE_EXISTS`: a slot with that id exists.
+pub const MSG_DEVICE_EXISTS: &str = "device already exists";
 /// Message of an injected 500 (whatsmeow's wording for a server-side error).
 pub const MSG_INTERNAL: &str = "server returned error 500";
 
@@ -95,6 +99,10 @@ pub(crate) enum GowaError {
     DeviceIdRequired,
     /// 404 `DEVICE_NOT_FOUND` with `results: {"device_id": ...}`.
     DeviceNotFound(String),
+    /// 400 `ALREADY_LOGGED_IN`: a login (QR or code) asked for a device that is logged in.
+    AlreadyLoggedIn,
+    /// 400 `DEVICE_EXISTS`: `POST /devices` with an id already taken.
+    DeviceExists,
 }
 
 impl GowaError {
@@ -137,6 +145,12 @@ impl GowaError {
                 "DEVICE_NOT_FOUND",
                 MSG_DEVICE_NOT_FOUND,
             ),
+            Self::AlreadyLoggedIn => (
+                StatusCode::BAD_REQUEST,
+                "ALREADY_LOGGED_IN",
+                MSG_ALREADY_LOGGED_IN,
+            ),
+            Self::DeviceExists => (StatusCode::BAD_REQUEST, "DEVICE_EXISTS", MSG_DEVICE_EXISTS),
         }
     }
 }

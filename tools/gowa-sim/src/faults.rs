@@ -41,6 +41,32 @@ pub struct Faults {
     /// send (400), WAHA and Meta accept it and report it failed (WAHA ack `ERROR`, Meta
     /// `131026`).
     pub not_on_whatsapp: Vec<String>,
+    /// GOWA's device webhook routes misbehave (`/devices/{id}/webhook`).
+    pub device_webhook: Option<DeviceWebhookFault>,
+    /// GOWA's QR picture (`/statics/images/qrcode/...`) is not what a login linked to.
+    pub qr_image: Option<QrImageFault>,
+}
+
+/// How GOWA's device webhook routes misbehave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceWebhookFault {
+    /// `PATCH` answers 500 `INTERNAL_SERVER_ERROR` and changes nothing.
+    Refuse,
+    /// `PATCH` is taken, but `GET` answers another URL.
+    OtherUrl,
+    /// `PATCH` is taken, but `GET` answers another secret.
+    OtherSecret,
+}
+
+/// What the QR picture is instead of a PNG.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QrImageFault {
+    /// A GIF (`image/gif`).
+    NotPng,
+    /// A PNG of 1 MiB.
+    Oversize,
 }
 
 impl Faults {

@@ -37,6 +37,7 @@ mod config;
 #[cfg(feature = "contract")]
 pub mod contract;
 mod control;
+mod devices;
 mod envelope;
 mod events;
 mod evolution;
@@ -69,16 +70,17 @@ pub use config::{
     SimConfig, WebhookConfig,
 };
 pub use envelope::{
-    MSG_DEVICE_ID_REQUIRED, MSG_DEVICE_NOT_FOUND, MSG_GATEWAY_TIMEOUT, MSG_INTERNAL,
-    MSG_INVALID_JID, MSG_NOT_CONNECTED, MSG_NOT_LOGGED_IN, MSG_REACHOUT_TIMELOCK,
+    MSG_ALREADY_LOGGED_IN, MSG_DEVICE_EXISTS, MSG_DEVICE_ID_REQUIRED, MSG_DEVICE_NOT_FOUND,
+    MSG_GATEWAY_TIMEOUT, MSG_INTERNAL, MSG_INVALID_JID, MSG_NOT_CONNECTED, MSG_NOT_LOGGED_IN,
+    MSG_REACHOUT_TIMELOCK,
 };
 pub use events::{
     DELIVERED_DESCRIPTION, EventRecord, IncomingError, IncomingMessage, READ_DESCRIPTION,
     SentMessage,
 };
 pub use faults::{
-    DeliveryFailureFault, Faults, GOWA_REQUEST_TIMEOUT, ProviderErrorFault, SendErrorFault,
-    SendErrorStatus,
+    DeliveryFailureFault, DeviceWebhookFault, Faults, GOWA_REQUEST_TIMEOUT, ProviderErrorFault,
+    QrImageFault, SendErrorFault, SendErrorStatus,
 };
 pub use gomarshal::go_marshal;
 pub use kind::Kind;

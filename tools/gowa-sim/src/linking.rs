@@ -80,12 +80,27 @@ pub(crate) fn new_link(phone: Option<&str>, dashed: bool) -> PendingLink {
         STANDARD.encode(&refs[..12])
     );
     let pairing_code = phone.map(|_| pairing_code(dashed));
+    let id: [u8; 16] = rand::random();
+    let hex = hex::encode(id);
     PendingLink {
         qr,
         pairing_code,
         phone: phone.map(|p| p.chars().filter(char::is_ascii_digit).collect()),
+        image: format!(
+            "scan-qr-{}-{}-{}-{}-{}.png",
+            &hex[0..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..32]
+        ),
+        expires_at: time::OffsetDateTime::now_utc()
+            + time::Duration::seconds(i64::from(QR_DURATION_SECS)),
     }
 }
+
+/// How long a QR code stays valid, in seconds (GOWA's `qr_duration`).
+pub(crate) const QR_DURATION_SECS: u32 = 30;
 
 /// An 8-character pairing code of WhatsApp's alphabet (no 0, O, I, 1); `ABCD-EFGH` when
 /// `dashed` (WAHA), `ABCDEFGH` otherwise (Evolution).

@@ -195,6 +195,10 @@ pub(crate) struct PendingLink {
     pub pairing_code: Option<String>,
     /// The number the pairing code was requested for.
     pub phone: Option<String>,
+    /// GOWA: the QR picture's file name under `/statics/images/qrcode/`.
+    pub image: String,
+    /// When the QR code stops being valid (GOWA's `qr_duration` after it was issued).
+    pub expires_at: OffsetDateTime,
 }
 
 /// A stable UUID-shaped id derived from `seed` (Evolution instance ids).

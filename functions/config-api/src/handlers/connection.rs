@@ -16,6 +16,7 @@ use crate::audit::{Action, Moved};
 use crate::conntest::{EndpointResult, TestReport, test_endpoint};
 use crate::error::ApiError;
 use crate::handlers::config::dto::{EndpointInput, SecretSlot, build_endpoint};
+use crate::handlers::devices;
 use crate::handlers::{
     bump, change, check_hosts, check_version, commit, current, keep_all, now, open_endpoint, seal,
     view_response,
@@ -95,6 +96,9 @@ pub async fn test(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> 
         if let Some(b) = &backup {
             out.push(test_endpoint(&app.http, cur.provider, "backup", b).await);
         }
+        // Issue 15: the "webhook wired" check of each saved endpoint.
+        devices::attach_webhook_checks(app, req, &tenant, &mut out, &primary, backup.as_ref())
+            .await?;
         out
     };
     info!(ok = results.iter().all(|r| r.ok), "connection test done");
@@ -226,6 +230,15 @@ pub async fn switch(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
         let rep = serde_json::to_value(report(&tenant, vec![result]))
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         return Err(ApiError::TestFailed(Box::new(rep)));
+    }
+    // Issue 15: an endpoint wagate wired takes the traffic only while its webhook is wired.
+    let wired_role = match input.action {
+        SwitchAction::Activate => input.to,
+        SwitchAction::Swap => Some(EndpointRole::Backup),
+        SwitchAction::Replace => None,
+    };
+    if let Some(role) = wired_role {
+        devices::switch_precondition(app, req, &cur, role, &opened).await?;
     }
     let sealed = seal(app, next).await?;
     let mut ch = change(caller, action);

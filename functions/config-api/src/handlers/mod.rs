@@ -10,6 +10,7 @@ pub mod backup;
 pub mod config;
 pub mod connection;
 pub mod dashboard;
+pub mod devices;
 pub mod migrations;
 pub mod placement;
 pub mod rotation;

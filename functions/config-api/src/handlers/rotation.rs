@@ -111,6 +111,9 @@ pub struct RotatedWebhookSecret {
     #[serde(with = "time::serde::rfc3339")]
     pub previous_expire_at: OffsetDateTime,
     pub config: ConfigView,
+    /// Issue 15: each endpoint wagate wired, re-wired with a new secret (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wiring: Vec<crate::handlers::devices::RewireOutcome>,
 }
 
 /// `POST /tenants/{id}/whatsapp-config/rotate-webhook-secret`.
@@ -192,11 +195,21 @@ pub async fn rotate_webhook_secret(app: &App, ctx: &Ctx<'_>) -> Result<Response<
     ));
     commit(app, &cur, &sealed, ch).await?;
     info!(secret_id = %id, version = sealed.version, "webhook secret rotated");
+    // Issue 15: the endpoints wagate wired get a new wired secret pushed to their server
+    // (their old one now expires with the grace); the answer shows the stored config after it.
+    let wiring =
+        crate::handlers::devices::rewire_after_rotation(app, req, caller, &tenant, &cur).await;
+    let sealed = if wiring.is_empty() {
+        sealed
+    } else {
+        current(app, &tenant).await?
+    };
     let body = RotatedWebhookSecret {
         id,
         secret: secret.expose().to_string(),
         previous_expire_at: old_expiry,
         config: ConfigView::from(&sealed).with_webhook_url(app.webhook_url(req, &tenant)),
+        wiring,
     };
     Ok(with_etag(to_json(StatusCode::OK, &body)?, sealed.version))
 }

@@ -1,0 +1,1013 @@
+//! Device management and webhook wiring per endpoint (issue 15): the tenant's device on its
+//! primary or backup server, driven through the server's API so nobody has to log in to the
+//! WhatsApp server by hand.
+//!
+//! | route | does |
+//! |---|---|
+//! | `GET /tenants/{tenantId}/devices/{role}` | live device status (`logged_in`, `connected`, `logged_out`, `not_found`) and webhook wiring |
+//! | `POST /tenants/{tenantId}/devices/{role}` | create the device slot on the server unless it exists |
+//! | `POST /tenants/{tenantId}/devices/{role}/qr` | start a QR login; answers the PNG itself (base64) and its expiry |
+//! | `POST /tenants/{tenantId}/devices/{role}/pairing-code` | start a pairing-code login for `{"phone"}`; answers the code |
+//! | `POST /tenants/{tenantId}/devices/{role}/logout` | log the device out (the slot stays) |
+//! | `POST /tenants/{tenantId}/devices/{role}/reconnect` | reconnect the device |
+//! | `GET /tenants/{tenantId}/devices/{role}/webhook` | the wiring check: `wired`, `missing`, `points_elsewhere`, `secret_mismatch`, `events_filtered` |
+//! | `POST /tenants/{tenantId}/devices/{role}/webhook` | wire (or repair): a new secret, sealed and accepted first, pushed to the server and read back |
+//!
+//! `{role}` is `primary` or `backup`. Every action that reaches the server is audited
+//! (action `device_*` / `wire_webhook`, with its outcome), failures too. A WhatsApp server's
+//! failure is 424 (Failed Dependency: wagate worked, the server it depends on did not) with a
+//! code naming it (`server_refused`, `server_unreachable`, `webhook_refused`,
+//! `read_back_mismatch`, `bad_qr_image`, …), or 404 `device_not_found`; nothing of a secret
+//! ever appears in an answer or a log.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tracing::{info, warn};
+use wagate::provider::wiring::{self, WiringError, WiringState};
+use wagate::provider::{ProviderError, Providers, SlotOutcome, Target};
+use wagate::secrets::{Purpose, Secret};
+use wagate::tenant::{
+    EndpointRole, SealedConfig, TenantConfig, TenantId, ValidationErrors, WebhookSecret,
+};
+
+use crate::App;
+use crate::audit::{Action, Change};
+use crate::auth::Caller;
+use crate::error::{ApiError, DeviceFailure};
+use crate::handlers::config::dto::SecretSlot;
+use crate::handlers::{change, keep_all, now, open_endpoint, seal};
+use crate::response::to_json;
+use crate::router::Ctx;
+
+/// What a device route does (the audit record's action).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceAction {
+    CreateSlot,
+    LoginQr,
+    LoginCode,
+    Logout,
+    Reconnect,
+    WireWebhook,
+}
+
+impl DeviceAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceAction::CreateSlot => "device_create_slot",
+            DeviceAction::LoginQr => "device_login_qr",
+            DeviceAction::LoginCode => "device_login_code",
+            DeviceAction::Logout => "device_logout",
+            DeviceAction::Reconnect => "device_reconnect",
+            DeviceAction::WireWebhook => "wire_webhook",
+        }
+    }
+}
+
+/// The device sub-route of `/tenants/{tenantId}/devices/{role}[/{op}]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePath {
+    pub role: String,
+    pub op: Option<String>,
+}
+
+/// Grace during which a replaced wired secret is still accepted by the ingress.
+pub const WIRED_SECRET_GRACE: Duration = Duration::from_secs(3600);
+
+/// Id prefix of the webhook secrets wagate generates for wiring (`wired-primary-…`).
+const WIRED_PREFIX: &str = "wired-";
+
+/// The device routes of the route table (`/tenants/{tenantId}/devices/{role}[/{op}]`): the
+/// router has matched the method and authorized the caller; each passes its operation on.
+macro_rules! device_route {
+    ($name:ident, $op:expr) => {
+        pub async fn $name(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+            let path = DevicePath {
+                role: ctx.id()?.to_string(),
+                op: $op.map(str::to_string),
+            };
+            handle(app, ctx.req, ctx.caller()?, ctx.tenant()?.clone(), path).await
+        }
+    };
+}
+device_route!(slot, None::<&str>);
+device_route!(qr, Some("qr"));
+device_route!(pairing_code, Some("pairing-code"));
+device_route!(logout, Some("logout"));
+device_route!(reconnect, Some("reconnect"));
+device_route!(webhook, Some("webhook"));
+
+/// Dispatches a device route (the caller is already authorized for `tenant`).
+pub async fn handle(
+    app: &App,
+    req: &Request,
+    caller: &Caller,
+    tenant: TenantId,
+    path: DevicePath,
+) -> Result<Response<Body>, ApiError> {
+    let method = req.method().as_str().to_string();
+    let op = path.op.as_deref();
+    let allowed = match op {
+        None => "GET, POST",
+        Some("webhook") => "GET, POST",
+        Some("qr" | "pairing-code" | "logout" | "reconnect") => "POST",
+        Some(_) => return Err(ApiError::NoRoute),
+    };
+    if !allowed.split(", ").any(|m| m == method) {
+        return Err(ApiError::MethodNotAllowed(allowed.into()));
+    }
+    let role = parse_role(&path.role)?;
+    match (method.as_str(), op) {
+        ("GET", None) => status(app, req, &tenant, role).await,
+        ("POST", None) => create_slot(app, caller, &tenant, role).await,
+        ("POST", Some("qr")) => login_qr(app, caller, &tenant, role).await,
+        ("POST", Some("pairing-code")) => login_code(app, req, caller, &tenant, role).await,
+        ("POST", Some("logout")) => action(app, caller, &tenant, role, DeviceAction::Logout).await,
+        ("POST", Some("reconnect")) => {
+            action(app, caller, &tenant, role, DeviceAction::Reconnect).await
+        }
+        ("GET", Some("webhook")) => webhook_check(app, req, &tenant, role).await,
+        ("POST", Some("webhook")) => wire(app, req, caller, &tenant, role).await,
+        _ => Err(ApiError::NoRoute),
+    }
+}
+
+fn parse_role(raw: &str) -> Result<EndpointRole, ApiError> {
+    match raw {
+        "primary" => Ok(EndpointRole::Primary),
+        "backup" => Ok(EndpointRole::Backup),
+        _ => Err(ApiError::BadRequest(
+            "the endpoint role in the path must be primary or backup".into(),
+        )),
+    }
+}
+
+/// The stored config and the opened endpoint of `role` (with its device id).
+async fn endpoint(
+    app: &App,
+    tenant: &TenantId,
+    role: EndpointRole,
+) -> Result<(SealedConfig, wagate::tenant::Endpoint<Secret>), ApiError> {
+    let cfg = app
+        .stores
+        .tenants
+        .get(tenant)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let name = role.as_str();
+    let stored = match role {
+        EndpointRole::Primary => Some(&cfg.primary),
+        EndpointRole::Backup => cfg.backup.as_ref(),
+    };
+    let Some(stored) = stored else {
+        let mut errs = ValidationErrors::default();
+        errs.push("backup", "the tenant has no backup endpoint");
+        return Err(ApiError::StateConflict(errs));
+    };
+    if stored.device_id.as_deref().is_none_or(str::is_empty) {
+        let mut errs = ValidationErrors::default();
+        errs.push(
+            format!("{name}.deviceId"),
+            "the endpoint has no deviceId: set one (PUT the config) to manage its device",
+        );
+        return Err(ApiError::StateConflict(errs));
+    }
+    let slots = keep_all(&cfg);
+    let stored_slot = match role {
+        EndpointRole::Primary => slots.primary.clone(),
+        EndpointRole::Backup => slots.backup.clone().expect("checked above"),
+    };
+    let opened = open_endpoint(app, tenant, name, &stored_slot).await?;
+    Ok((cfg, opened))
+}
+
+/// A server's failure as the API answers it: one code per kind of failure, the server's own
+/// words (bounded, never a secret: credentials travel in headers) in the message.
+fn server_error(e: &ProviderError) -> ApiError {
+    let refused = |failure, msg: String| ApiError::Device(failure, msg);
+    match e {
+        e if e.is_device_not_found() => refused(
+            DeviceFailure::DeviceNotFound,
+            "the server has no such device: create its slot first (POST /tenants/{tenantId}/devices/{role})".into(),
+        ),
+        ProviderError::Permanent { code, .. } if code == "ALREADY_LOGGED_IN" => refused(
+            DeviceFailure::AlreadyLoggedIn,
+            "the device is already logged in (log it out first to link another phone)".into(),
+        ),
+        ProviderError::Permanent { code, .. } if code == "BAD_QR_IMAGE" => {
+            refused(DeviceFailure::BadQrImage, e.to_string())
+        }
+        ProviderError::Permanent { code, .. } if code == "UNSUPPORTED" => {
+            refused(DeviceFailure::Unsupported, e.to_string())
+        }
+        ProviderError::BadCredentials { .. } => {
+            refused(DeviceFailure::ServerCredentialsRefused, e.to_string())
+        }
+        ProviderError::Egress(_) => refused(DeviceFailure::EgressRefused, e.to_string()),
+        ProviderError::Retryable {
+            before_sent: false,
+            reason,
+        } if reason.starts_with("server answered") => {
+            refused(DeviceFailure::ServerRefused, e.to_string())
+        }
+        ProviderError::Retryable { .. } | ProviderError::Ambiguous { .. } => {
+            refused(DeviceFailure::ServerUnreachable, e.to_string())
+        }
+        _ => refused(DeviceFailure::ServerRefused, e.to_string()),
+    }
+}
+
+/// Writes the audit record of a device action with its outcome.
+async fn audit(
+    app: &App,
+    caller: &Caller,
+    tenant: &TenantId,
+    what: DeviceAction,
+    detail: String,
+) -> Result<(), ApiError> {
+    let mut ch: Change<'_> = change(caller, Action::Device(what));
+    ch.detail = Some(detail);
+    app.journal.note(tenant, ch).await.map_err(ApiError::from)
+}
+
+/// "primary device acme-1 on http://server" for audit details.
+fn where_(role: EndpointRole, e: &wagate::tenant::Endpoint<Secret>) -> String {
+    format!(
+        "{} device {} on {}",
+        role.as_str(),
+        e.device_id.as_deref().unwrap_or_default(),
+        e.base_url
+    )
+}
+
+/// Audits the outcome of a server call, then returns it.
+async fn audited<T>(
+    app: &App,
+    caller: &Caller,
+    tenant: &TenantId,
+    what: DeviceAction,
+    place: String,
+    result: Result<T, ProviderError>,
+) -> Result<T, ApiError> {
+    match result {
+        Ok(v) => {
+            audit(app, caller, tenant, what, format!("{place}: ok")).await?;
+            info!(action = what.as_str(), "device action done");
+            Ok(v)
+        }
+        Err(e) => {
+            let err = server_error(&e);
+            let code = match &err {
+                ApiError::Device(failure, _) => failure.code(),
+                _ => "error",
+            };
+            audit(
+                app,
+                caller,
+                tenant,
+                what,
+                format!("{place}: failed ({code})"),
+            )
+            .await?;
+            warn!(action = what.as_str(), error = %e, "device action failed");
+            Err(err)
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceView {
+    pub role: &'static str,
+    pub device_id: String,
+    /// `logged_in`, `connected` (not logged in), `logged_out`, or `not_found`.
+    pub state: &'static str,
+    pub connected: bool,
+    pub logged_in: bool,
+    /// Set by the slot creation: `created` or `existed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot: Option<SlotOutcome>,
+}
+
+async fn device_view(
+    app: &App,
+    role: EndpointRole,
+    e: &wagate::tenant::Endpoint<Secret>,
+    provider_kind: wagate::tenant::ProviderKind,
+) -> Result<DeviceView, ProviderError> {
+    let providers = Providers::new(app.http.clone());
+    let provider = providers
+        .get(provider_kind)
+        .ok_or_else(|| ProviderError::unsupported(provider_kind, "device management"))?;
+    let device_id = e.device_id.clone().unwrap_or_default();
+    match provider.slot_status(Target::from(e)).await {
+        Ok(s) => Ok(DeviceView {
+            role: role.as_str(),
+            device_id,
+            state: if s.logged_in {
+                "logged_in"
+            } else if s.connected {
+                "connected"
+            } else {
+                "logged_out"
+            },
+            connected: s.connected,
+            logged_in: s.logged_in,
+            slot: None,
+        }),
+        Err(err) if err.is_device_not_found() => Ok(DeviceView {
+            role: role.as_str(),
+            device_id,
+            state: "not_found",
+            connected: false,
+            logged_in: false,
+            slot: None,
+        }),
+        Err(err) => Err(err),
+    }
+}
+
+async fn status(
+    app: &App,
+    _req: &Request,
+    tenant: &TenantId,
+    role: EndpointRole,
+) -> Result<Response<Body>, ApiError> {
+    let (cfg, e) = endpoint(app, tenant, role).await?;
+    let view = device_view(app, role, &e, cfg.provider)
+        .await
+        .map_err(|err| server_error(&err))?;
+    to_json(StatusCode::OK, &view)
+}
+
+async fn create_slot(
+    app: &App,
+    caller: &Caller,
+    tenant: &TenantId,
+    role: EndpointRole,
+) -> Result<Response<Body>, ApiError> {
+    let (cfg, e) = endpoint(app, tenant, role).await?;
+    let providers = Providers::new(app.http.clone());
+    let provider = provider_for(&providers, cfg.provider)?;
+    let result = provider.create_device(Target::from(&e)).await;
+    let outcome = audited(
+        app,
+        caller,
+        tenant,
+        DeviceAction::CreateSlot,
+        where_(role, &e),
+        result,
+    )
+    .await?;
+    let mut view = device_view(app, role, &e, cfg.provider)
+        .await
+        .map_err(|err| server_error(&err))?;
+    view.slot = Some(outcome);
+    let status = match outcome {
+        SlotOutcome::Created => StatusCode::CREATED,
+        SlotOutcome::Existed => StatusCode::OK,
+    };
+    to_json(status, &view)
+}
+
+fn provider_for(
+    providers: &Providers,
+    kind: wagate::tenant::ProviderKind,
+) -> Result<&dyn wagate::provider::WhatsAppProvider, ApiError> {
+    providers
+        .get(kind)
+        .ok_or_else(|| server_error(&ProviderError::unsupported(kind, "device management")))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QrView {
+    pub role: &'static str,
+    pub device_id: String,
+    pub mime_type: &'static str,
+    /// The QR picture (PNG), base64.
+    pub png_base64: String,
+    /// When the code stops working: ask for a new one before.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    pub expires_in_seconds: u64,
+}
+
+async fn login_qr(
+    app: &App,
+    caller: &Caller,
+    tenant: &TenantId,
+    role: EndpointRole,
+) -> Result<Response<Body>, ApiError> {
+    let (cfg, e) = endpoint(app, tenant, role).await?;
+    let providers = Providers::new(app.http.clone());
+    let provider = provider_for(&providers, cfg.provider)?;
+    let result = provider.login_qr(Target::from(&e)).await;
+    let qr = audited(
+        app,
+        caller,
+        tenant,
+        DeviceAction::LoginQr,
+        where_(role, &e),
+        result,
+    )
+    .await?;
+    let at = now();
+    to_json(
+        StatusCode::OK,
+        &QrView {
+            role: role.as_str(),
+            device_id: e.device_id.clone().unwrap_or_default(),
+            mime_type: "image/png",
+            png_base64: B64.encode(&qr.png),
+            expires_at: at + qr.expires_in,
+            expires_in_seconds: qr.expires_in.as_secs(),
+        },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PairingInput {
+    phone: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairingView {
+    pub role: &'static str,
+    pub device_id: String,
+    /// The code to enter on the phone (WhatsApp > Linked devices > Link with phone number).
+    pub code: String,
+}
+
+/// A phone number for pairing: digits with the country code, an optional leading `+`, no
+/// leading 0, 8 to 15 digits (E.164). Answers the digits.
+pub fn pairing_phone(raw: &str) -> Result<String, String> {
+    let digits = raw.strip_prefix('+').unwrap_or(raw);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("must be digits with the country code (an optional leading +)".into());
+    }
+    if digits.starts_with('0') {
+        return Err("must start with the country code, not 0".into());
+    }
+    if !(8..=15).contains(&digits.len()) {
+        return Err("must be 8 to 15 digits (E.164)".into());
+    }
+    Ok(digits.to_string())
+}
+
+async fn login_code(
+    app: &App,
+    req: &Request,
+    caller: &Caller,
+    tenant: &TenantId,
+    role: EndpointRole,
+) -> Result<Response<Body>, ApiError> {
+    let input: PairingInput = crate::parse_json(req, crate::MAX_BODY_BYTES)?;
+    let phone = pairing_phone(input.phone.trim()).map_err(|m| {
+        let mut errs = ValidationErrors::default();
+        errs.push("phone", m);
+        ApiError::Invalid(errs)
+    })?;
+    let (cfg, e) = endpoint(app, tenant, role).await?;
+    let providers = Providers::new(app.http.clone());
+    let provider = provider_for(&providers, cfg.provider)?;
+    let result = provider.login_code(Target::from(&e), &phone).await;
+    let code = audited(
+        app,
+        caller,
+        tenant,
+        DeviceAction::LoginCode,
+        where_(role, &e),
+        result,
+    )
+    .await?;
+    to_json(
+        StatusCode::OK,
+        &PairingView {
+            role: role.as_str(),
+            device_id: e.device_id.clone().unwrap_or_default(),
+            code,
+        },
+    )
+}
+
+async fn action(
+    app: &App,
+    caller: &Caller,
+    tenant: &TenantId,
+    role: EndpointRole,
+    what: DeviceAction,
+) -> Result<Response<Body>, ApiError> {
+    let (cfg, e) = endpoint(app, tenant, role).await?;
+    let providers = Providers::new(app.http.clone());
+    let provider = provider_for(&providers, cfg.provider)?;
+    let result = match what {
+        DeviceAction::Logout => provider.logout(Target::from(&e)).await,
+        _ => provider.reconnect(Target::from(&e)).await,
+    };
+    audited(app, caller, tenant, what, where_(role, &e), result).await?;
+    let view = device_view(app, role, &e, cfg.provider)
+        .await
+        .map_err(|err| server_error(&err))?;
+    to_json(StatusCode::OK, &view)
+}
+
+// ---------------------------------------------------------------------------------------
+// Webhook wiring
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WiringView {
+    pub role: &'static str,
+    pub device_id: String,
+    /// `wired`, `missing`, `points_elsewhere`, `secret_mismatch`, `events_filtered`.
+    pub state: &'static str,
+    pub detail: &'static str,
+    /// The URL the device must post to.
+    pub expected_url: String,
+    /// On a wiring: the id of the webhook secret wagate generated (its value is never shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_id: Option<String>,
+}
+
+fn expected_url(app: &App, req: &Request, tenant: &TenantId) -> Result<String, ApiError> {
+    app.webhook_url(req, tenant).ok_or_else(|| {
+        ApiError::Device(
+            DeviceFailure::NoWebhookUrl,
+            "this API does not know its public URL: set PUBLIC_WEBHOOK_BASE_URL".into(),
+        )
+    })
+}
+
+/// Opens every current webhook secret of the tenant (what the ingress accepts now).
+async fn accepted_secrets(app: &App, cfg: &SealedConfig) -> Result<Vec<Secret>, ApiError> {
+    let at = now();
+    let mut out = Vec::new();
+    for (i, w) in cfg.webhook_secrets.iter().enumerate() {
+        if !w.is_current(at) {
+            continue;
+        }
+        let opened = app
+            .sealer
+            .open(cfg.tenant_id.as_str(), Purpose::WebhookSecret, &w.secret)
+            .await
+            .map_err(|e| ApiError::secret(e, &format!("webhookSecrets[{i}].secret")))?;
+        out.push(opened);
+    }
+    Ok(out)
+}
+
+/// The wiring of the `role` endpoint's device as it is on the server now.
+pub async fn inspect(
+    app: &App,
+    cfg: &SealedConfig,
+    e: &wagate::tenant::Endpoint<Secret>,
+    url: &str,
+) -> Result<WiringState, ApiError> {
+    let providers = Providers::new(app.http.clone());
+    let provider = provider_for(&providers, cfg.provider)?;
+    let accepted = accepted_secrets(app, cfg).await?;
+    let refs: Vec<&Secret> = accepted.iter().collect();
+    wiring::inspect(provider, Target::from(e), url, &refs)
+        .await
+        .map_err(|err| server_error(&err))
+}
+
+/// The connection test's "webhook wired" check of one saved endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookCheck {
+    /// `wired`, `missing`, `points_elsewhere`, `secret_mismatch`, `events_filtered`, or
+    /// `unknown` (the server could not be asked: `reason` says why).
+    pub state: String,
+    pub reason: String,
+    /// How to repair it (when not wired).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair: Option<String>,
+}
+
+/// Adds the "webhook wired" check to the connection test's results of the saved endpoints.
+pub async fn attach_webhook_checks(
+    app: &App,
+    req: &Request,
+    tenant: &TenantId,
+    results: &mut [crate::conntest::EndpointResult],
+    primary: &wagate::tenant::Endpoint<Secret>,
+    backup: Option<&wagate::tenant::Endpoint<Secret>>,
+) -> Result<(), ApiError> {
+    let cfg = app
+        .stores
+        .tenants
+        .get(tenant)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let url = app.webhook_url(req, tenant);
+    for result in results.iter_mut() {
+        let e = match result.role.as_str() {
+            "primary" => primary,
+            "backup" => match backup {
+                Some(b) => b,
+                None => continue,
+            },
+            _ => continue,
+        };
+        let check = match &url {
+            None => WebhookCheck {
+                state: "unknown".into(),
+                reason: "this API does not know its public URL: set PUBLIC_WEBHOOK_BASE_URL".into(),
+                repair: None,
+            },
+            Some(_) if e.device_id.as_deref().is_none_or(str::is_empty) => WebhookCheck {
+                state: "unknown".into(),
+                reason: "the endpoint has no deviceId: its device webhook cannot be read".into(),
+                repair: None,
+            },
+            Some(url) => match inspect(app, &cfg, e, url).await {
+                Ok(state) => WebhookCheck {
+                    state: state.as_str().into(),
+                    reason: state.describe().into(),
+                    repair: (state != WiringState::Wired)
+                        .then(|| format!("POST /tenants/{tenant}/devices/{}/webhook", result.role)),
+                },
+                Err(ApiError::Device(failure, message)) => WebhookCheck {
+                    state: "unknown".into(),
+                    reason: format!("{}: {message}", failure.code()),
+                    repair: None,
+                },
+                Err(other) => return Err(other),
+            },
+        };
+        result.webhook = Some(check);
+    }
+    Ok(())
+}
+
+async fn webhook_check(
+    app: &App,
+    req: &Request,
+    tenant: &TenantId,
+    role: EndpointRole,
+) -> Result<Response<Body>, ApiError> {
+    let url = expected_url(app, req, tenant)?;
+    let (cfg, e) = endpoint(app, tenant, role).await?;
+    let state = inspect(app, &cfg, &e, &url).await?;
+    to_json(
+        StatusCode::OK,
+        &WiringView {
+            role: role.as_str(),
+            device_id: e.device_id.clone().unwrap_or_default(),
+            state: state.as_str(),
+            detail: state.describe(),
+            expected_url: url,
+            secret_id: None,
+        },
+    )
+}
+
+/// The next config: a new wired secret for `role` (id `wired-<role>-<time>-<rand>`), earlier
+/// wired secrets of that role expiring after [`WIRED_SECRET_GRACE`], expired secrets dropped.
+fn with_new_wired_secret(
+    cur: &SealedConfig,
+    role: EndpointRole,
+    secret: &Secret,
+    at: OffsetDateTime,
+) -> (TenantConfig<SecretSlot>, String) {
+    let mut next = keep_all(cur);
+    next.version = cur.version + 1;
+    next.updated_at = at;
+    let prefix = format!("{WIRED_PREFIX}{}-", role.as_str());
+    let grace_end = at + WIRED_SECRET_GRACE;
+    next.webhook_secrets.retain(|w| w.is_current(at));
+    // Of this role's earlier wired secrets only the newest can still be in use on the server
+    // (each wiring replaced the one before): it stays for the grace, older ones go.
+    let newest_earlier = next
+        .webhook_secrets
+        .iter()
+        .rposition(|w| w.id.starts_with(&prefix));
+    let mut i = 0;
+    next.webhook_secrets.retain(|w| {
+        let keep = !w.id.starts_with(&prefix) || Some(i) == newest_earlier;
+        i += 1;
+        keep
+    });
+    for w in &mut next.webhook_secrets {
+        if w.id.starts_with(&prefix) {
+            w.expires_at = Some(match w.expires_at {
+                Some(x) if x < grace_end => x,
+                _ => grace_end,
+            });
+        }
+    }
+    let id = format!(
+        "{prefix}{}-{:04x}",
+        at.unix_timestamp(),
+        rand::random::<u16>()
+    );
+    next.webhook_secrets.push(WebhookSecret {
+        id: id.clone(),
+        secret: SecretSlot::New(secret.clone()),
+        expires_at: None,
+    });
+    (next, id)
+}
+
+/// Whether the server may sign with the new secret although the wiring failed (then it stays
+/// accepted, for the grace, so no event is refused). After a failed change the server is asked
+/// what it has now: only an answer without the new secret proves it did not take it.
+async fn server_may_have_it(
+    provider: &dyn wagate::provider::WhatsAppProvider,
+    target: Target<'_>,
+    url: &str,
+    secret: &Secret,
+    e: &WiringError,
+) -> bool {
+    match e {
+        WiringError::Set(p) if p.is_device_not_found() => false,
+        WiringError::Set(ProviderError::Retryable {
+            before_sent: true, ..
+        })
+        | WiringError::Set(ProviderError::Egress(_)) => false,
+        WiringError::Set(_) => !matches!(
+            wiring::inspect(provider, target, url, &[secret]).await,
+            Ok(state) if state != WiringState::Wired
+        ),
+        WiringError::ReadBack(_) | WiringError::Mismatch(_) => true,
+    }
+}
+
+/// Wires the `role` endpoint's device: a new secret is sealed and saved first (so the ingress
+/// accepts it before the server uses it), then pushed to the server and read back. On
+/// failure the new secret is withdrawn again when the server surely did not take it, or kept
+/// until the grace ends when it may have; both outcomes are audited.
+pub async fn wire_role(
+    app: &App,
+    req: &Request,
+    caller: &Caller,
+    tenant: &TenantId,
+    role: EndpointRole,
+) -> Result<WiringView, ApiError> {
+    let url = expected_url(app, req, tenant)?;
+    let (cur, e) = endpoint(app, tenant, role).await?;
+    let providers = Providers::new(app.http.clone());
+    let provider = provider_for(&providers, cur.provider)?;
+    let at = now();
+    let secret = wiring::generate_secret();
+    let (next, id) = with_new_wired_secret(&cur, role, &secret, at);
+    next.validate(&app.egress)
+        .map_err(ApiError::StateConflict)?;
+    let sealed = seal(app, next).await?;
+    let place = where_(role, &e);
+    let mut ch = change(caller, Action::Device(DeviceAction::WireWebhook));
+    ch.detail = Some(format!(
+        "{place}: new secret {id} accepted; pushing it to the server"
+    ));
+    app.journal
+        .update(&cur, &sealed, ch)
+        .await
+        .map_err(|err| match ApiError::from(err) {
+            ApiError::Conflict(_) => ApiError::Conflict(cur.version),
+            other => other,
+        })?;
+    match wiring::wire(provider, Target::from(&e), &url, &secret).await {
+        Ok(()) => {
+            audit(
+                app,
+                caller,
+                tenant,
+                DeviceAction::WireWebhook,
+                format!("{place}: wired with secret {id} (read back and compared)"),
+            )
+            .await?;
+            info!(role = role.as_str(), secret_id = %id, "device webhook wired");
+            Ok(WiringView {
+                role: role.as_str(),
+                device_id: e.device_id.clone().unwrap_or_default(),
+                state: WiringState::Wired.as_str(),
+                detail: WiringState::Wired.describe(),
+                expected_url: url,
+                secret_id: Some(id),
+            })
+        }
+        Err(err) => {
+            warn!(role = role.as_str(), code = err.code(), error = %err, "webhook wiring failed");
+            let keep = server_may_have_it(provider, Target::from(&e), &url, &secret, &err).await;
+            let mut after = keep_all(&sealed);
+            after.version = sealed.version + 1;
+            after.updated_at = now();
+            if keep {
+                let grace_end = after.updated_at + WIRED_SECRET_GRACE;
+                for w in &mut after.webhook_secrets {
+                    if w.id == id {
+                        w.expires_at = Some(grace_end);
+                    }
+                }
+            } else {
+                // Back to the secrets as they were before this wiring.
+                let before = keep_all(&cur);
+                after.webhook_secrets = before.webhook_secrets;
+            }
+            let restored = seal(app, after).await?;
+            let mut ch = change(caller, Action::Device(DeviceAction::WireWebhook));
+            ch.detail = Some(format!(
+                "{place}: wiring failed ({}); new secret {id} {}",
+                err.code(),
+                if keep {
+                    "kept until its grace ends (the server may use it)"
+                } else {
+                    "withdrawn"
+                }
+            ));
+            app.journal.update(&sealed, &restored, ch).await?;
+            Err(wiring_error(&err))
+        }
+    }
+}
+
+fn wiring_error(e: &WiringError) -> ApiError {
+    match e {
+        WiringError::Set(p) | WiringError::ReadBack(p) => match server_error(p) {
+            ApiError::Device(failure, msg) => ApiError::Device(
+                match (failure, e) {
+                    (DeviceFailure::ServerRefused, WiringError::Set(_)) => {
+                        DeviceFailure::WebhookRefused
+                    }
+                    (DeviceFailure::ServerRefused, _) => DeviceFailure::ReadBackFailed,
+                    (other, _) => other,
+                },
+                format!("webhook wiring failed: {msg}"),
+            ),
+            other => other,
+        },
+        WiringError::Mismatch(state) => ApiError::Device(
+            DeviceFailure::ReadBackMismatch,
+            format!(
+                "webhook wiring failed: the server answers another webhook than the one set ({}: {})",
+                state.as_str(),
+                state.describe()
+            ),
+        ),
+    }
+}
+
+async fn wire(
+    app: &App,
+    req: &Request,
+    caller: &Caller,
+    tenant: &TenantId,
+    role: EndpointRole,
+) -> Result<Response<Body>, ApiError> {
+    let view = wire_role(app, req, caller, tenant, role).await?;
+    to_json(StatusCode::OK, &view)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairing_phones_are_e164_digits() {
+        assert_eq!(pairing_phone("+6281234567890").unwrap(), "6281234567890");
+        assert_eq!(pairing_phone("6281234567890").unwrap(), "6281234567890");
+        for bad in [
+            "",
+            "+",
+            "0812345678",
+            "62-812-345",
+            "62812 345",
+            "1234567",
+            "1234567890123456",
+            "abc",
+        ] {
+            assert!(pairing_phone(bad).is_err(), "{bad:?}");
+        }
+    }
+}
+
+/// One endpoint's re-wiring after a webhook-secret rotation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RewireOutcome {
+    pub role: String,
+    /// `wired`, or `failed` (then `error` and `message` say why; repair with
+    /// `POST /tenants/{tenantId}/devices/{role}/webhook`).
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The roles whose device webhook wagate wired (a current `wired-<role>-` secret): wiring is
+/// kept true for these; the others are the tenant's own forwarding, reported and never changed.
+pub fn wired_roles(cfg: &SealedConfig, at: OffsetDateTime) -> Vec<EndpointRole> {
+    [EndpointRole::Primary, EndpointRole::Backup]
+        .into_iter()
+        .filter(|r| {
+            let prefix = format!("{WIRED_PREFIX}{}-", r.as_str());
+            cfg.webhook_secrets
+                .iter()
+                .any(|w| w.id.starts_with(&prefix) && w.is_current(at))
+        })
+        .collect()
+}
+
+/// After a webhook-secret rotation (which set every current secret, the wired ones too, to
+/// expire with its grace): each endpoint wagate wired gets a new wired secret, accepted first,
+/// then pushed to its server and read back. The rotation is committed already and never
+/// undone: each endpoint's outcome is reported.
+pub async fn rewire_after_rotation(
+    app: &App,
+    req: &Request,
+    caller: &Caller,
+    tenant: &TenantId,
+    before: &SealedConfig,
+) -> Vec<RewireOutcome> {
+    let mut out = Vec::new();
+    for role in wired_roles(before, now()) {
+        let outcome = match wire_role(app, req, caller, tenant, role).await {
+            Ok(view) => RewireOutcome {
+                role: role.as_str().into(),
+                state: "wired".into(),
+                secret_id: view.secret_id,
+                error: None,
+                message: None,
+            },
+            Err(e) => {
+                warn!(role = role.as_str(), error = %e, "re-wiring after a rotation failed");
+                RewireOutcome {
+                    role: role.as_str().into(),
+                    state: "failed".into(),
+                    secret_id: None,
+                    error: Some(e.code().into()),
+                    message: Some(e.to_string()),
+                }
+            }
+        };
+        out.push(outcome);
+    }
+    out
+}
+
+/// Issue 15: a switch's precondition. When the endpoint that will carry the traffic is one
+/// wagate wired (a current `wired-<role>-` secret), its device webhook must read back as wired
+/// now; else 409 `webhook_not_wired` and nothing changes (repair it with
+/// `POST /tenants/{tenantId}/devices/{role}/webhook`, then switch). An endpoint wagate never
+/// wired is the tenant's own forwarding and is not read.
+pub async fn switch_precondition(
+    app: &App,
+    req: &Request,
+    cur: &SealedConfig,
+    role: EndpointRole,
+    target: &wagate::tenant::Endpoint<Secret>,
+) -> Result<(), ApiError> {
+    if !wired_roles(cur, now()).contains(&role) {
+        return Ok(());
+    }
+    let Some(url) = app.webhook_url(req, &cur.tenant_id) else {
+        return Ok(());
+    };
+    let state = match inspect(app, cur, target, &url).await {
+        Ok(state) => state,
+        Err(ApiError::Device(failure, message)) => {
+            return Err(ApiError::Device(
+                DeviceFailure::WebhookNotWired,
+                format!(
+                    "the {} endpoint's device webhook could not be read ({}: {message}); nothing was changed",
+                    role.as_str(),
+                    failure.code()
+                ),
+            ));
+        }
+        Err(other) => return Err(other),
+    };
+    if state == WiringState::Wired {
+        return Ok(());
+    }
+    warn!(
+        role = role.as_str(),
+        state = state.as_str(),
+        "switch refused: the target's webhook is not wired"
+    );
+    Err(ApiError::Device(
+        DeviceFailure::WebhookNotWired,
+        format!(
+            "the {} endpoint's device webhook is {} ({}): repair it with POST /tenants/{}/devices/{}/webhook, then switch; nothing was changed",
+            role.as_str(),
+            state.as_str(),
+            state.describe(),
+            cur.tenant_id,
+            role.as_str()
+        ),
+    ))
+}
