@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use wagate::Secret;
-use wagate::egress::HttpClient;
 use wagate::provider::{ProviderError, Providers, Target};
 use wagate::tenant::{Endpoint, ProviderKind};
 
@@ -89,12 +88,11 @@ fn describe(e: &ProviderError) -> String {
 
 /// Runs the checks against one endpoint.
 pub async fn test_endpoint(
-    http: &HttpClient,
+    providers: &Providers,
     provider: ProviderKind,
     role: &str,
     endpoint: &Endpoint<Secret>,
 ) -> EndpointResult {
-    let providers = Providers::new(http.clone());
     let Some(client) = providers.get(provider) else {
         return finish(
             role,

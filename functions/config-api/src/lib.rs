@@ -62,6 +62,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use tracing::{Instrument, info, warn};
 use wagate::egress::{EgressPolicy, HttpClient};
+use wagate::provider::Providers;
 use wagate::runtime::config::PublicWebhookBase;
 use wagate::secrets::SecretSealer;
 use wagate::tenant::TenantId;
@@ -86,6 +87,9 @@ pub struct App {
     pub egress: EgressPolicy,
     /// Connection tests and placement probes reach WhatsApp servers through it.
     pub http: HttpClient,
+    /// One client per server kind over `http`, built once per instance (connection tests,
+    /// device routes, placement probes).
+    pub providers: Providers,
     /// `PUBLIC_WEBHOOK_BASE_URL`: where tenants' servers post their webhooks (unset: this
     /// HTTP API's own URL).
     pub webhook_base: PublicWebhookBase,
@@ -106,6 +110,7 @@ impl App {
             sealer,
             auth,
             egress,
+            providers: Providers::new(http.clone()),
             http,
             webhook_base,
         }

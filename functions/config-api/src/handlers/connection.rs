@@ -83,7 +83,7 @@ pub async fn test(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> 
         let cand =
             candidate_endpoint(app, cur.as_ref(), provider, "candidate", input.candidate).await?;
         let opened = open_endpoint(app, &tenant, "candidate", &cand).await?;
-        vec![test_endpoint(&app.http, provider, "candidate", &opened).await]
+        vec![test_endpoint(&app.providers, provider, "candidate", &opened).await]
     } else {
         // Only the server credentials are opened (a webhook secret is not needed here).
         let cur = keep_all(&current(app, &tenant).await?);
@@ -92,9 +92,9 @@ pub async fn test(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> 
             Some(b) => Some(open_endpoint(app, &tenant, "backup", b).await?),
             None => None,
         };
-        let mut out = vec![test_endpoint(&app.http, cur.provider, "primary", &primary).await];
+        let mut out = vec![test_endpoint(&app.providers, cur.provider, "primary", &primary).await];
         if let Some(b) = &backup {
-            out.push(test_endpoint(&app.http, cur.provider, "backup", b).await);
+            out.push(test_endpoint(&app.providers, cur.provider, "backup", b).await);
         }
         // Issue 15: the "webhook wired" check of each saved endpoint.
         devices::attach_webhook_checks(app, req, &tenant, &mut out, &primary, backup.as_ref())
@@ -225,7 +225,7 @@ pub async fn switch(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
     next.validate(&app.egress)
         .map_err(ApiError::StateConflict)?;
     let opened = open_endpoint(app, &tenant, field, &tested).await?;
-    let result = test_endpoint(&app.http, cur.provider, role_name, &opened).await;
+    let result = test_endpoint(&app.providers, cur.provider, role_name, &opened).await;
     if !result.ok {
         let rep = serde_json::to_value(report(&tenant, vec![result]))
             .map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -301,8 +301,8 @@ async fn device_view(
     e: &wagate::tenant::Endpoint<Secret>,
     provider_kind: wagate::tenant::ProviderKind,
 ) -> Result<DeviceView, ProviderError> {
-    let providers = Providers::new(app.http.clone());
-    let provider = providers
+    let provider = app
+        .providers
         .get(provider_kind)
         .ok_or_else(|| ProviderError::unsupported(provider_kind, "device management"))?;
     let device_id = e.device_id.clone().unwrap_or_default();
@@ -353,8 +353,7 @@ async fn create_slot(
     role: EndpointRole,
 ) -> Result<Response<Body>, ApiError> {
     let (cfg, e) = endpoint(app, tenant, role).await?;
-    let providers = Providers::new(app.http.clone());
-    let provider = provider_for(&providers, cfg.provider)?;
+    let provider = provider_for(&app.providers, cfg.provider)?;
     let result = provider.create_device(Target::from(&e)).await;
     let outcome = audited(
         app,
@@ -406,8 +405,7 @@ async fn login_qr(
     role: EndpointRole,
 ) -> Result<Response<Body>, ApiError> {
     let (cfg, e) = endpoint(app, tenant, role).await?;
-    let providers = Providers::new(app.http.clone());
-    let provider = provider_for(&providers, cfg.provider)?;
+    let provider = provider_for(&app.providers, cfg.provider)?;
     let result = provider.login_qr(Target::from(&e)).await;
     let qr = audited(
         app,
@@ -477,8 +475,7 @@ async fn login_code(
         ApiError::Invalid(errs)
     })?;
     let (cfg, e) = endpoint(app, tenant, role).await?;
-    let providers = Providers::new(app.http.clone());
-    let provider = provider_for(&providers, cfg.provider)?;
+    let provider = provider_for(&app.providers, cfg.provider)?;
     let result = provider.login_code(Target::from(&e), &phone).await;
     let code = audited(
         app,
@@ -507,8 +504,7 @@ async fn action(
     what: DeviceAction,
 ) -> Result<Response<Body>, ApiError> {
     let (cfg, e) = endpoint(app, tenant, role).await?;
-    let providers = Providers::new(app.http.clone());
-    let provider = provider_for(&providers, cfg.provider)?;
+    let provider = provider_for(&app.providers, cfg.provider)?;
     let result = match what {
         DeviceAction::Logout => provider.logout(Target::from(&e)).await,
         _ => provider.reconnect(Target::from(&e)).await,
@@ -573,8 +569,7 @@ pub async fn inspect(
     e: &wagate::tenant::Endpoint<Secret>,
     url: &str,
 ) -> Result<WiringState, ApiError> {
-    let providers = Providers::new(app.http.clone());
-    let provider = provider_for(&providers, cfg.provider)?;
+    let provider = provider_for(&app.providers, cfg.provider)?;
     let accepted = accepted_secrets(app, cfg).await?;
     let refs: Vec<&Secret> = accepted.iter().collect();
     wiring::inspect(provider, Target::from(e), url, &refs)
@@ -757,8 +752,7 @@ pub async fn wire_role(
 ) -> Result<WiringView, ApiError> {
     let url = expected_url(app, req, tenant)?;
     let (cur, e) = endpoint(app, tenant, role).await?;
-    let providers = Providers::new(app.http.clone());
-    let provider = provider_for(&providers, cur.provider)?;
+    let provider = provider_for(&app.providers, cur.provider)?;
     let at = now();
     let secret = wiring::generate_secret();
     let (next, id) = with_new_wired_secret(&cur, role, &secret, at);

@@ -212,7 +212,7 @@ async fn test_target(
     };
     let mut e = open_endpoint(app, &cur.tenant_id, field, endpoint).await?;
     e.base_url = to_base_url.to_string();
-    Ok(test_endpoint(&app.http, cur.provider, "candidate", &e).await)
+    Ok(test_endpoint(&app.providers, cur.provider, "candidate", &e).await)
 }
 
 /// `POST /admin/migrations`.

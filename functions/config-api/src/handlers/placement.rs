@@ -113,8 +113,7 @@ async fn live_probe(app: &App, s: &Server) -> bool {
         region: None,
         webhook_source_cidrs: Vec::new(),
     };
-    let providers = wagate::provider::Providers::new(app.http.clone());
-    match providers.get(s.provider) {
+    match app.providers.get(s.provider) {
         Some(client) => client
             .health(wagate::provider::Target::from(&e))
             .await
