@@ -128,6 +128,7 @@ fn sim_device(sim: &SimHandle, id: &str) -> Option<gowa_sim::DeviceSpec> {
 
 #[tokio::test]
 async fn a_tenant_links_its_device_by_qr_and_wires_its_webhook_without_touching_the_server() {
+    let logs = wagate_tests::LogCapture::start();
     let sim = sim().await;
     let api = onboarding(&sim).await;
 
@@ -211,6 +212,10 @@ async fn a_tenant_links_its_device_by_qr_and_wires_its_webhook_without_touching_
     }
     let log = audit(&api).await;
     assert!(!serde_json::to_string(&log).unwrap().contains(&hook.secret));
+    // Nor logged: the wiring's log lines name the secret's id only.
+    let logged = logs.text();
+    assert!(logged.contains(&secret_id), "the wiring is logged with its secret id");
+    assert!(!logged.contains(&hook.secret));
 
     // And every action is audited with its outcome.
     let actions = device_actions(&log);
