@@ -214,7 +214,10 @@ async fn a_tenant_links_its_device_by_qr_and_wires_its_webhook_without_touching_
     assert!(!serde_json::to_string(&log).unwrap().contains(&hook.secret));
     // Nor logged: the wiring's log lines name the secret's id only.
     let logged = logs.text();
-    assert!(logged.contains(&secret_id), "the wiring is logged with its secret id");
+    assert!(
+        logged.contains(&secret_id),
+        "the wiring is logged with its secret id"
+    );
     assert!(!logged.contains(&hook.secret));
 
     // And every action is audited with its outcome.
