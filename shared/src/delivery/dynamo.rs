@@ -592,20 +592,19 @@ impl ReceiptRecorder for DynamoDeliveryStore {
             return Ok(ReceiptOutcome::NotFound);
         };
         let to = target.target();
-        let (cond, stamp) = match target {
-            ReceiptState::Delivered => ("#state = :sent", "deliveredAt"),
-            ReceiptState::Read => ("#state IN (:sent, :delivered)", "readAt"),
-        };
+        let stamp = target.stamp_attribute();
         let mut values = HashMap::from([
             (":to".to_string(), state_value(to)),
             (":now".to_string(), ts(now)),
-            (":sent".to_string(), state_value(DeliveryState::Sent)),
             (":pkey".to_string(), s(&provider_key)),
             (":nows".to_string(), n(now.unix_timestamp())),
         ]);
-        if target == ReceiptState::Read {
-            values.insert(":delivered".into(), state_value(DeliveryState::Delivered));
+        let mut from_names = Vec::new();
+        for (i, from) in target.moves_from().iter().enumerate() {
+            from_names.push(format!(":from{i}"));
+            values.insert(format!(":from{i}"), state_value(*from));
         }
+        let cond = format!("#state IN ({})", from_names.join(", "));
         let res = self
             .client
             .update_item()

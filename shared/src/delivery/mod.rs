@@ -249,6 +249,23 @@ impl ReceiptState {
             ReceiptState::Read => DeliveryState::Read,
         }
     }
+
+    /// The states this receipt moves a record from: a receipt never moves a record back
+    /// (a late "delivered" after "read") nor touches one that was not sent.
+    pub fn moves_from(self) -> &'static [DeliveryState] {
+        match self {
+            ReceiptState::Delivered => &[DeliveryState::Sent],
+            ReceiptState::Read => &[DeliveryState::Sent, DeliveryState::Delivered],
+        }
+    }
+
+    /// The attribute that records when the receipt came (`deliveredAt`, `readAt`).
+    pub fn stamp_attribute(self) -> &'static str {
+        match self {
+            ReceiptState::Delivered => "deliveredAt",
+            ReceiptState::Read => "readAt",
+        }
+    }
 }
 
 /// `text`, `image` or `document`: what a record says of its content.

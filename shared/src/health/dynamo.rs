@@ -42,7 +42,7 @@ use super::store::{
 };
 use super::{EndpointHealth, HealthPoint, TenantHealth};
 use crate::audit::SWITCH_STREAM;
-use crate::dynamo::{conditional, error_text};
+use crate::dynamo::{all_pages, conditional, error_text, scan_all};
 use crate::tenant::dynamo::{decode_cursor, encode_cursor, from_item};
 use crate::tenant::store::{Page, StoreError};
 use crate::tenant::{ConnectionStatus, TenantId};
@@ -478,38 +478,22 @@ impl HealthReader for DynamoHealthStore {
     }
 
     async fn all_endpoints(&self) -> Result<Vec<EndpointHealth>, StoreError> {
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let resp = self
-                .client
-                .scan()
-                .table_name(&self.endpoints_table)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| backend(error_text(e)))?;
-            for item in resp.items.unwrap_or_default() {
-                if let Ok(rec) = serde_dynamo::from_item::<_, EndpointHealth>(item) {
-                    items.push(rec);
-                }
-            }
-            match resp.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(items),
-            }
-        }
+        // A record this version cannot read is skipped, not fatal to the whole listing.
+        Ok(scan_all(&self.client, &self.endpoints_table, false)
+            .await
+            .map_err(backend)?
+            .into_iter()
+            .filter_map(|item| serde_dynamo::from_item::<_, EndpointHealth>(item).ok())
+            .collect())
     }
 
     async fn history(&self, key: &str, since: &str) -> Result<Vec<HealthPoint>, StoreError> {
         let Some(table) = &self.history_table else {
             return Ok(Vec::new());
         };
-        let mut out = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let resp = self
-                .client
+        let client = &self.client;
+        let items = all_pages(|start| async move {
+            let resp = client
                 .query()
                 .table_name(table)
                 .key_condition_expression("endpointKey = :k AND #at >= :s")
@@ -519,18 +503,16 @@ impl HealthReader for DynamoHealthStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| backend(error_text(e)))?;
-            for item in resp.items.unwrap_or_default() {
-                // A point this version cannot read is skipped, not fatal to the whole chart.
-                if let Ok(p) = serde_dynamo::from_item::<_, HealthPoint>(item) {
-                    out.push(p);
-                }
-            }
-            match resp.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
-            }
-        }
+                .map_err(error_text)?;
+            Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
+        })
+        .await
+        .map_err(backend)?;
+        // A point this version cannot read is skipped, not fatal to the whole chart.
+        Ok(items
+            .into_iter()
+            .filter_map(|item| serde_dynamo::from_item::<_, HealthPoint>(item).ok())
+            .collect())
     }
 }
 

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
-use crate::provider::{Content, SendRequest};
+use crate::provider::SendRequest;
 use crate::tenant::{TenantId, ValidationErrors};
 
 /// Longest idempotency key (the SQS FIFO deduplication id limit).
@@ -32,44 +32,9 @@ pub const MAX_URL_CHARS: usize = 2048;
 /// Largest queue body the sender reads (SQS's own maximum is 256 KiB).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
-/// What to send, as producers write it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
-pub enum MessageContent {
-    Text {
-        body: String,
-    },
-    Image {
-        url: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        caption: Option<String>,
-    },
-    Document {
-        url: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        filename: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        caption: Option<String>,
-    },
-}
-
-impl From<MessageContent> for Content {
-    fn from(c: MessageContent) -> Self {
-        match c {
-            MessageContent::Text { body } => Content::Text { body },
-            MessageContent::Image { url, caption } => Content::Image { url, caption },
-            MessageContent::Document {
-                url,
-                filename,
-                caption,
-            } => Content::Document {
-                url,
-                filename,
-                caption,
-            },
-        }
-    }
-}
+/// What to send, as producers write it: the provider's [`Content`](crate::provider::Content) itself (one shape from the
+/// queue to the server; unknown fields are refused, as the schema says).
+pub use crate::provider::Content as MessageContent;
 
 /// One message to send, as a producer puts it on the outbound queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,7 +190,7 @@ impl OutboundMessage {
     pub fn send_request(&self) -> SendRequest {
         SendRequest {
             to: self.to.clone(),
-            content: self.content.clone().into(),
+            content: self.content.clone(),
             reply_to: self.reply_to.clone(),
         }
     }
@@ -323,7 +288,7 @@ mod tests {
         assert_eq!(m.deduplication_id(), "order-1");
         assert_eq!(
             m.send_request().content,
-            Content::Text { body: "hi".into() }
+            MessageContent::Text { body: "hi".into() }
         );
     }
 

@@ -37,9 +37,10 @@ impl<'a> From<&'a Endpoint<Secret>> for Target<'a> {
     }
 }
 
-/// What to send.
+/// What to send: also the `content` of the outbound queue's contract
+/// ([`crate::outbound::MessageContent`]), so unknown fields are refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 pub enum Content {
     Text {
         body: String,

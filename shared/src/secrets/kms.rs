@@ -15,6 +15,16 @@ pub struct KmsSealer {
     key_id: String,
 }
 
+/// The whole error chain of a failed KMS request, as one line (the service's message and the
+/// request id; never the plaintext, which KMS errors do not carry).
+fn error_text<E, R>(e: aws_sdk_kms::error::SdkError<E, R>) -> String
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    aws_sdk_kms::error::DisplayErrorContext(e).to_string()
+}
+
 impl KmsSealer {
     pub fn new(client: aws_sdk_kms::Client, key_id: impl Into<String>) -> Self {
         Self {
@@ -41,18 +51,10 @@ impl SecretSealer for KmsSealer {
             .encryption_context("purpose", purpose.as_str())
             .send()
             .await
-            .map_err(|e| SecretsError::Seal {
-                tenant_id: tenant_id.to_string(),
-                purpose: purpose.as_str(),
-                source: aws_sdk_kms::error::DisplayErrorContext(e)
-                    .to_string()
-                    .into(),
-            })?;
-        let blob = out.ciphertext_blob.ok_or_else(|| SecretsError::Seal {
-            tenant_id: tenant_id.to_string(),
-            purpose: purpose.as_str(),
-            source: "KMS returned no ciphertext".into(),
-        })?;
+            .map_err(|e| SecretsError::seal(tenant_id, purpose, error_text(e)))?;
+        let blob = out
+            .ciphertext_blob
+            .ok_or_else(|| SecretsError::seal(tenant_id, purpose, "KMS returned no ciphertext"))?;
         Ok(SealedSecret {
             ciphertext: B64.encode(blob.as_ref()),
             fingerprint: secret.fingerprint(),
@@ -91,29 +93,15 @@ impl SecretSealer for KmsSealer {
                     }
                 });
                 match refused {
-                    Some(reason) => SecretsError::Refused {
-                        tenant_id: tenant_id.to_string(),
-                        purpose: purpose.as_str(),
-                        reason,
-                    },
-                    None => SecretsError::Open {
-                        tenant_id: tenant_id.to_string(),
-                        purpose: purpose.as_str(),
-                        source: aws_sdk_kms::error::DisplayErrorContext(e)
-                            .to_string()
-                            .into(),
-                    },
+                    Some(reason) => SecretsError::refused(tenant_id, purpose, reason),
+                    None => SecretsError::open(tenant_id, purpose, error_text(e)),
                 }
             })?;
-        let plain = out.plaintext.ok_or_else(|| SecretsError::Open {
-            tenant_id: tenant_id.to_string(),
-            purpose: purpose.as_str(),
-            source: "KMS returned no plaintext".into(),
-        })?;
-        let text = String::from_utf8(plain.into_inner()).map_err(|_| SecretsError::Refused {
-            tenant_id: tenant_id.to_string(),
-            purpose: purpose.as_str(),
-            reason: "the opened secret is not UTF-8 text",
+        let plain = out
+            .plaintext
+            .ok_or_else(|| SecretsError::open(tenant_id, purpose, "KMS returned no plaintext"))?;
+        let text = String::from_utf8(plain.into_inner()).map_err(|_| {
+            SecretsError::refused(tenant_id, purpose, "the opened secret is not UTF-8 text")
         })?;
         Ok(Secret::new(text))
     }

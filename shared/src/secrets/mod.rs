@@ -137,6 +137,41 @@ pub enum SecretsError {
 }
 
 impl SecretsError {
+    /// Sealing failed (KMS unreachable, throttled or refusing).
+    pub fn seal(
+        tenant_id: &str,
+        purpose: Purpose,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        SecretsError::Seal {
+            tenant_id: tenant_id.to_string(),
+            purpose: purpose.as_str(),
+            source: source.into(),
+        }
+    }
+
+    /// Opening failed for a reason that may pass (KMS unreachable or throttled).
+    pub fn open(
+        tenant_id: &str,
+        purpose: Purpose,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        SecretsError::Open {
+            tenant_id: tenant_id.to_string(),
+            purpose: purpose.as_str(),
+            source: source.into(),
+        }
+    }
+
+    /// The ciphertext cannot be opened here, for good ([`SecretsError::Refused`]).
+    pub fn refused(tenant_id: &str, purpose: Purpose, reason: &'static str) -> Self {
+        SecretsError::Refused {
+            tenant_id: tenant_id.to_string(),
+            purpose: purpose.as_str(),
+            reason,
+        }
+    }
+
     /// The stored secret itself is unusable (retrying will not open it), as opposed to
     /// KMS being unreachable or throttling.
     pub fn is_unusable(&self) -> bool {

@@ -22,7 +22,7 @@ use super::store::{
 use super::{ConnectionStatus, SealedConfig, TenantId};
 use crate::audit::AuditEntry;
 use crate::audit::dynamo::record_put;
-use crate::dynamo::{conditional, error_text};
+use crate::dynamo::{conditional, error_text, scan_all};
 use crate::timestamp;
 
 /// GSI over the primary endpoint's base URL.
@@ -338,26 +338,12 @@ impl TenantConfigStore for DynamoTenantStore {
     }
 
     async fn all(&self) -> Result<Vec<SealedConfig>, StoreError> {
-        let mut items = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let resp = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| backend(error_text(e)))?;
-            for item in resp.items.unwrap_or_default() {
-                items.push(from_item(item)?);
-            }
-            match resp.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(items),
-            }
-        }
+        scan_all(&self.client, &self.table, true)
+            .await
+            .map_err(backend)?
+            .into_iter()
+            .map(from_item)
+            .collect()
     }
 
     async fn by_endpoint(&self, endpoint_key: &str) -> Result<Vec<SealedConfig>, StoreError> {

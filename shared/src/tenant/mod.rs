@@ -485,7 +485,8 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
-    fn config(base: &str) -> TenantConfig<String> {
+    /// A valid config with a backup, its secrets in plain text (also the validation tests').
+    pub(crate) fn config(base: &str) -> TenantConfig<String> {
         TenantConfig {
             tenant_id: "t1".parse().unwrap(),
             provider: ProviderKind::Gowa,

@@ -307,48 +307,8 @@ impl std::error::Error for ValidationErrors {}
 mod tests {
     use super::*;
     use crate::egress::EgressPolicy;
+    use crate::tenant::tests::config;
     use crate::tenant::*;
-    use time::macros::datetime;
-
-    fn config(base: &str) -> TenantConfig<String> {
-        TenantConfig {
-            tenant_id: "t1".parse().unwrap(),
-            provider: ProviderKind::Gowa,
-            primary: Endpoint {
-                base_url: base.into(),
-                credentials: Credentials::Basic {
-                    username: "u".into(),
-                    password: "p".into(),
-                },
-                device_id: Some("dev-1".into()),
-                region: Some("eu-west-1".into()),
-                webhook_source_cidrs: Vec::new(),
-            },
-            backup: Some(Endpoint {
-                base_url: "https://backup.example.com".into(),
-                credentials: Credentials::Basic {
-                    username: "u2".into(),
-                    password: "k".into(),
-                },
-                device_id: None,
-                region: None,
-                webhook_source_cidrs: Vec::new(),
-            }),
-            webhook_secrets: vec![WebhookSecret {
-                id: "s1".into(),
-                secret: "w".into(),
-                expires_at: None,
-            }],
-            active_endpoint: EndpointRole::Primary,
-            is_active: true,
-            connection_status: ConnectionStatus::Unknown,
-            failback: Default::default(),
-            limits: Limits::default(),
-            version: 1,
-            created_at: datetime!(2026-01-01 0:00 UTC),
-            updated_at: datetime!(2026-01-01 0:00 UTC),
-        }
-    }
 
     #[test]
     fn valid_config_passes() {

@@ -416,11 +416,7 @@ impl ReceiptRecorder for MemoryDeliveries {
             return Ok(ReceiptOutcome::NotFound);
         }
         let from = rec.state;
-        let moves = match target {
-            ReceiptState::Delivered => from == DeliveryState::Sent,
-            ReceiptState::Read => matches!(from, DeliveryState::Sent | DeliveryState::Delivered),
-        };
-        if !moves {
+        if !target.moves_from().contains(&from) {
             return Ok(ReceiptOutcome::Unchanged { current: from });
         }
         let to = target.target();

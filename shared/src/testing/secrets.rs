@@ -55,11 +55,7 @@ impl SecretSealer for MemorySealer {
     ) -> Result<SealedSecret, SecretsError> {
         self.seals.fetch_add(1, Ordering::SeqCst);
         if self.unavailable.load(Ordering::SeqCst) {
-            return Err(SecretsError::Seal {
-                tenant_id: tenant_id.to_string(),
-                purpose: purpose.as_str(),
-                source: super::UNAVAILABLE.into(),
-            });
+            return Err(SecretsError::seal(tenant_id, purpose, super::UNAVAILABLE));
         }
         let handle = format!("memory-sealed-{}", uuid::Uuid::new_v4().simple());
         self.lock().insert(
@@ -80,19 +76,15 @@ impl SecretSealer for MemorySealer {
     ) -> Result<Secret, SecretsError> {
         self.opens.fetch_add(1, Ordering::SeqCst);
         if self.unavailable.load(Ordering::SeqCst) {
-            return Err(SecretsError::Open {
-                tenant_id: tenant_id.to_string(),
-                purpose: purpose.as_str(),
-                source: super::UNAVAILABLE.into(),
-            });
+            return Err(SecretsError::open(tenant_id, purpose, super::UNAVAILABLE));
         }
         match self.lock().get(&sealed.ciphertext) {
             Some((t, p, secret)) if t == tenant_id && *p == purpose => Ok(secret.clone()),
-            _ => Err(SecretsError::Refused {
-                tenant_id: tenant_id.to_string(),
-                purpose: purpose.as_str(),
-                reason: "the ciphertext is not valid for this tenant and purpose (sealed for another tenant, or damaged)",
-            }),
+            _ => Err(SecretsError::refused(
+                tenant_id,
+                purpose,
+                "the ciphertext is not valid for this tenant and purpose (sealed for another tenant, or damaged)",
+            )),
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
@@ -28,7 +28,7 @@ use crate::state::{Device, SimState};
 
 /// Builds the GOWA API router over shared state.
 pub(crate) fn router(state: Arc<SimState>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/health", get(health))
         .route("/devices", get(list_devices).post(devices::add_device))
         .route("/devices/{device_id}", get(devices::get_device))
@@ -49,11 +49,8 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(state.clone(), select_device))
-        .layer(from_fn_with_state(state.clone(), basic_auth))
-        .layer(from_fn_with_state(state.clone(), recording::inject_delays))
-        .layer(from_fn_with_state(state.clone(), recording::record))
-        .layer(DefaultBodyLimit::disable())
-        .with_state(state)
+        .layer(from_fn_with_state(state.clone(), basic_auth));
+    recording::recorded(routes, state)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ pub(crate) const EVENTS: &[&str] = &[
 ];
 
 pub(crate) fn router(state: Arc<SimState>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/", get(welcome))
         .route("/instance/fetchInstances", get(fetch_instances))
         .route(
@@ -98,11 +98,8 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
         .route("/chat/whatsappNumbers/{instance}", post(whatsapp_numbers))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
-        .layer(from_fn_with_state(state.clone(), guards))
-        .layer(from_fn_with_state(state.clone(), recording::inject_delays))
-        .layer(from_fn_with_state(state.clone(), recording::record))
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(state)
+        .layer(from_fn_with_state(state.clone(), guards));
+    recording::recorded(routes, state)
 }
 
 // ---------------------------------------------------------------------------------------------

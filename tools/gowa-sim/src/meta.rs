@@ -34,18 +34,15 @@ use crate::recording::{self, Authorized};
 use crate::state::{Device, MessagingHealth, SimState};
 
 pub(crate) fn router(state: Arc<SimState>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/{version}/{phone_number_id}", get(get_phone_number))
         .route("/{version}/{phone_number_id}/messages", post(send_message))
         .route("/{version}/{phone_number_id}/register", post(register))
         .route("/{version}/{phone_number_id}/deregister", post(deregister))
         .fallback(unknown_path)
         .method_not_allowed_fallback(unknown_path)
-        .layer(from_fn_with_state(state.clone(), guards))
-        .layer(from_fn_with_state(state.clone(), recording::inject_delays))
-        .layer(from_fn_with_state(state.clone(), recording::record))
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(state)
+        .layer(from_fn_with_state(state.clone(), guards));
+    recording::recorded(routes, state)
 }
 
 fn param_error(message: &str) -> Response {

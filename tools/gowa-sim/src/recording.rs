@@ -97,6 +97,20 @@ pub(crate) async fn record(
     response
 }
 
+/// The layers every kind's API shares around its routes and its own guard: the request log
+/// (outermost, so every request is recorded, refused ones too), the delay faults, and no body
+/// size limit (each route applies the kind's own rules).
+pub(crate) fn recorded(router: axum::Router<Arc<SimState>>, state: Arc<SimState>) -> axum::Router {
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            inject_delays,
+        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), record))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
 /// The `hold`, `latency_ms` and `hang` faults.
 pub(crate) async fn inject_delays(
     State(state): State<Arc<SimState>>,

@@ -44,7 +44,7 @@ use crate::state::{Device, SimState};
 pub(crate) const PROVIDER_ERRORS: &[&str] = &["463", "475"];
 
 pub(crate) fn router(state: Arc<SimState>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/health", get(health))
         .route("/ping", get(ping))
         .route("/api/sessions", get(list_sessions).post(create_session))
@@ -65,11 +65,8 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
         .route("/api/contacts/check-exists", get(check_exists))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
-        .layer(from_fn_with_state(state.clone(), require_api_key))
-        .layer(from_fn_with_state(state.clone(), recording::inject_delays))
-        .layer(from_fn_with_state(state.clone(), recording::record))
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(state)
+        .layer(from_fn_with_state(state.clone(), require_api_key));
+    recording::recorded(routes, state)
 }
 
 // ---------------------------------------------------------------------------------------------

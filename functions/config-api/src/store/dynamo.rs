@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use wagate::audit::AuditEntry;
 use wagate::audit::dynamo::{DynamoAuditLog, record_put};
 use wagate::delivery::dynamo::DynamoDeliveryStore;
-use wagate::dynamo::{conditional, error_text};
+use wagate::dynamo::{conditional, error_text, scan_all};
 use wagate::health::dynamo::DynamoHealthStore;
 use wagate::tenant::dynamo::{DynamoConfigJournal, DynamoTenantStore};
 use wagate::tenant::store::StoreError;
@@ -144,30 +144,17 @@ impl ServerRegistry for DynamoServerRegistry {
 
     async fn all(&self) -> Result<Vec<Server>, StoreError> {
         let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let resp = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| backend(error_text(e)))?;
-            for item in resp.items.unwrap_or_default() {
-                let pk = item
-                    .get("pk")
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default();
-                if pk.starts_with("server#") {
-                    out.push(serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?);
-                }
-            }
-            match resp.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
+        for item in scan_all(&self.client, &self.table, true)
+            .await
+            .map_err(backend)?
+        {
+            let pk = item
+                .get("pk")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            if pk.starts_with("server#") {
+                out.push(serde_dynamo::from_item(item).map_err(|e| corrupt(&pk, e))?);
             }
         }
         out.sort_by(|a: &Server, b| a.server_id.cmp(&b.server_id));
