@@ -109,20 +109,20 @@ impl Api {
     }
 }
 
-/// One request through the config API's handler, as API Gateway would send it.
+/// One request through the config API's entry point (`config_api::handle_event`, what the
+/// function's `main.rs` runs), as API Gateway would send it.
 pub async fn call(app: &App, ev: ApiEvent) -> Reply {
-    let resp = config_api::handle(app, ev.request()).await;
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let text = match resp.body() {
-        lambda_http::Body::Empty => String::new(),
-        lambda_http::Body::Text(t) => t.clone(),
-        lambda_http::Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
-        _ => String::new(),
+    let resp = config_api::handle_event(app, ev.event(), Default::default()).await;
+    let status = http::StatusCode::from_u16(resp.status_code as u16).expect("a valid status");
+    let text = match resp.body {
+        None | Some(lambda_http::Body::Empty) => String::new(),
+        Some(lambda_http::Body::Text(t)) => t,
+        Some(lambda_http::Body::Binary(b)) => String::from_utf8_lossy(&b).into_owned(),
+        Some(_) => String::new(),
     };
     Reply {
         status,
-        headers,
+        headers: resp.headers,
         text,
     }
 }

@@ -114,6 +114,39 @@ async fn malformed_json_is_400_and_nothing_stored() {
 }
 
 #[tokio::test]
+async fn a_body_flagged_base64_that_is_not_is_400_and_nothing_stored() {
+    // API Gateway never sends this, but the function's entry point must not panic on it
+    // (lambda_http's own conversion does): 400, not a 502 from a crashed invocation.
+    let api = api_on_fakes().await;
+    let r = api
+        .call(
+            ApiEvent::new("POST", PATH)
+                .bearer(&api.admin())
+                .header("content-type", "application/json")
+                .base64_body_verbatim("{not base64!}"),
+        )
+        .await;
+    assert_refused_and_nothing_stored(&api, &r, StatusCode::BAD_REQUEST, "invalid_body").await;
+    assert!(r.text.contains("base64"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_base64_encoded_body_is_decoded_and_saved() {
+    let api = api_on_fakes().await;
+    let body = serde_json::to_vec(&valid_body()).unwrap();
+    let r = api
+        .call(
+            ApiEvent::new("POST", PATH)
+                .bearer(&api.admin())
+                .raw_json(body)
+                .base64_encoded(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(api.stores.tenants.items().len(), 1);
+}
+
+#[tokio::test]
 async fn missing_field_is_400_naming_it_and_nothing_stored() {
     let api = api_on_fakes().await;
     let mut body = valid_body();

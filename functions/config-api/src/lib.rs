@@ -2,34 +2,9 @@
 //!
 //! Tenant WhatsApp settings behind API Gateway (HTTP API, payload v2):
 //!
-//! | route | scope | does |
-//! |---|---|---|
-//! | `POST /tenants/{tenantId}/whatsapp-config` | tenant or admin | create (201) |
-//! | `GET /tenants/{tenantId}/whatsapp-config` | tenant or admin | read (200) |
-//! | `PUT /tenants/{tenantId}/whatsapp-config` | tenant or admin | replace, needs the version (200) |
-//! | `DELETE /tenants/{tenantId}/whatsapp-config` | tenant or admin | delete (204) |
-//! | `GET /tenants?limit=&cursor=` | admin | list, paginated |
-//! | `POST /tenants/{tenantId}/whatsapp-config/test` | tenant or admin | connection test of the saved endpoints, or of a candidate in the body (200) |
-//! | `POST /tenants/{tenantId}/whatsapp-config/rotate-credential` | tenant or admin | replace a server credential (200) |
-//! | `POST /tenants/{tenantId}/whatsapp-config/rotate-webhook-secret` | tenant or admin | new webhook secret, returned once; old ones expire after a grace (200) |
-//! | `POST /tenants/{tenantId}/whatsapp-config/switch` | tenant or admin | activate / swap / replace an endpoint after a passing connection test (200, 422) |
-//! | `GET /tenants/{tenantId}/audit?limit=&cursor=` | tenant or admin | audit log, newest first |
-//! | `GET /tenants/{tenantId}/status` | tenant or admin | dashboard status |
-//! | `GET /tenants/{tenantId}/messages?limit=&cursor=` | tenant or admin | the tenant's outbound messages, newest first |
-//! | `GET /tenants/{tenantId}/messages/{idempotencyKey}` | tenant or admin | an outbound message's delivery record |
-//! | `GET /tenants/{tenantId}/history?hours=` | tenant or admin | health-check points of the tenant's servers (last 24 h) |
-//! | `GET /admin/failovers?hours=` | admin | automatic failovers and failbacks of every tenant, newest first |
-//! | `GET /dashboard` | none (the page asks for a token) | the status dashboard and settings page (one document, assets inlined) |
-//! | `GET /admin/endpoints` | admin | every server's health record |
-//! | `GET /admin/export` | admin | every config, secrets sealed |
-//! | `POST /admin/import?dryRun=true` | admin | restore an export; never overwrites |
-//! | `GET /admin/servers` | admin | the server registry with health and tenant counts |
-//! | `POST /admin/servers` | admin | register a server (201) |
-//! | `PUT /admin/servers/{serverId}` | admin | change provider, region, capacity (200) |
-//! | `DELETE /admin/servers/{serverId}` | admin | deregister an unused server (204) |
-//! | `POST /admin/placement` | admin | least-loaded healthy server of a region with room |
-//! | `POST /admin/migrations` | admin | run (or resume, or dry-run) a bulk migration job |
-//! | `GET /admin/migrations/{jobId}` | admin | a migration job's recorded results |
+//! The routes, their access (tenant or admin scope, or none for the page) and their handlers
+//! are one table, [`router::ROUTES`], which the dispatcher, the OpenAPI test and the isolation
+//! suite all read; `openapi.yaml` documents each one.
 //!
 //! Every change writes an audit record in the same transaction ([`audit::Journal`]).
 //!
@@ -41,7 +16,8 @@
 //! [`router`] (the route table: method + path → access → handler) → [`handlers`] (one module
 //! per resource, its DTOs beside it) → [`store`] (traits; DynamoDB in `store/dynamo.rs`,
 //! in-memory in `store/memory.rs`). Errors are typed ([`error::ApiError`]) and mapped to
-//! statuses in one place. `main.rs` reads [`settings::Settings`], builds the clients, runs.
+//! statuses in one place. `main.rs` reads [`settings::Settings`], builds the clients, runs
+//! [`handle_event`] on each raw API Gateway event.
 //! See docs/architecture.md.
 
 pub mod audit;
@@ -58,17 +34,20 @@ pub mod store;
 
 use std::sync::Arc;
 
+use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use tracing::{Instrument, info, warn};
 use wagate::egress::{EgressPolicy, HttpClient};
 use wagate::provider::Providers;
+use wagate::runtime::apigw;
 use wagate::runtime::config::PublicWebhookBase;
 use wagate::secrets::SecretSealer;
 use wagate::tenant::TenantId;
 
 use crate::audit::Journal;
 use crate::auth::Authenticator;
+use crate::error::ApiError;
 use crate::store::Stores;
 
 pub use handlers::config::dto;
@@ -139,6 +118,27 @@ fn api_origin(req: &Request) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// One raw API Gateway HTTP API (payload v2) event, answered: what `main.rs` runs. The body is
+/// decoded here ([`wagate::runtime::apigw`]), so one flagged base64 that is not gets 400
+/// `invalid_body` instead of a panic in the runtime's conversion.
+/// `context` is the invocation's (its request id names the request in every log line).
+pub async fn handle_event(
+    app: &App,
+    event: ApiGatewayV2httpRequest,
+    context: lambda_http::Context,
+) -> ApiGatewayV2httpResponse {
+    let (req, body) = apigw::request(event);
+    let req = req.with_lambda_context(context);
+    let resp = match body {
+        Ok(()) => handle(app, req).await,
+        Err(e) => {
+            info!(status = 400, error = "invalid_body", "request refused: {e}");
+            ApiError::BadRequest(e.to_string()).into_response()
+        }
+    };
+    apigw::response(resp)
 }
 
 /// Handles one request; never fails (errors become responses).

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use config_api::App;
 use config_api::auth::Authenticator;
 use config_api::settings::Settings;
-use lambda_http::{Error, run, service_fn};
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use lambda_http::lambda_runtime::{self, LambdaEvent};
+use lambda_http::{Error, service_fn};
 use wagate::egress::HttpClient;
 use wagate::secrets::kms::KmsSealer;
 
@@ -28,9 +30,13 @@ async fn main() -> Result<(), Error> {
         settings.app.egress,
         settings.webhook_base,
     ));
-    run(service_fn(move |req| {
-        let app = app.clone();
-        async move { Ok::<_, Error>(config_api::handle(&app, req).await) }
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayV2httpRequest>| {
+            let app = app.clone();
+            async move {
+                Ok::<_, Error>(config_api::handle_event(&app, event.payload, event.context).await)
+            }
+        },
+    ))
     .await
 }

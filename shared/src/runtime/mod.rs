@@ -1,7 +1,8 @@
 //! What every function needs at its edge: settings read from the environment once
-//! ([`config`]), the AWS SDK configuration ([`aws`]), JSON logs ([`telemetry`]) and
-//! CloudWatch EMF metrics ([`metrics`]).
+//! ([`config`]), the AWS SDK configuration ([`aws`]), JSON logs ([`telemetry`]),
+//! CloudWatch EMF metrics ([`metrics`]) and the API Gateway event ([`apigw`]).
 
+pub mod apigw;
 pub mod aws;
 pub mod config;
 pub mod metrics;
