@@ -522,3 +522,49 @@ async fn a_store_outage_is_503_and_names_no_internals() {
     assert_eq!(r.json()["error"], "dependency_unavailable");
     assert!(!r.text.contains(PASSWORD));
 }
+
+// ---------- the status route's secret check: once per config version ----------
+
+async fn status(api: &FakeApi) -> Reply {
+    api.call(ApiEvent::new("GET", "/tenants/acme/status").bearer(&api.admin()))
+        .await
+}
+
+#[tokio::test]
+async fn status_checks_the_stored_secrets_once_per_config_version() {
+    let api = api_on_fakes().await;
+    let r = api.create(&valid_body()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    // A KMS outage reports nothing and is not remembered.
+    api.sealer.set_unavailable(true);
+    let r = status(&api).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.json().get("unusableSecrets").is_none(), "{}", r.text);
+    api.sealer.set_unavailable(false);
+
+    // The first definitive check opens each stored secret (two passwords, one webhook secret)…
+    let before = api.sealer.opens();
+    let r = status(&api).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(api.sealer.opens() - before, 3);
+    // …and polling the same version opens none.
+    let before = api.sealer.opens();
+    for _ in 0..3 {
+        assert_eq!(status(&api).await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        api.sealer.opens(),
+        before,
+        "status polling opened secrets again"
+    );
+
+    // A new version (here a rotated webhook secret) is checked again.
+    let r = api
+        .call(ApiEvent::new("POST", &format!("{PATH}/rotate-webhook-secret")).bearer(&api.admin()))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let before = api.sealer.opens();
+    assert_eq!(status(&api).await.status, StatusCode::OK);
+    assert!(api.sealer.opens() > before, "a new version was not checked");
+}

@@ -72,6 +72,8 @@ pub struct App {
     /// `PUBLIC_WEBHOOK_BASE_URL`: where tenants' servers post their webhooks (unset: this
     /// HTTP API's own URL).
     pub webhook_base: PublicWebhookBase,
+    /// The status route's memory of which stored secrets KMS refuses, by config version.
+    pub secret_checks: handlers::status::SecretChecks,
 }
 
 impl App {
@@ -92,6 +94,7 @@ impl App {
             providers: Providers::new(http.clone()),
             http,
             webhook_base,
+            secret_checks: Default::default(),
         }
     }
 

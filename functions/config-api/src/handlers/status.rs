@@ -2,6 +2,8 @@
 //! `…/status`, `…/messages` and `…/messages/{idempotencyKey}`.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use lambda_http::{Body, Response};
@@ -119,10 +121,56 @@ fn secret_fields(cfg: &SealedConfig) -> Vec<(String, Purpose, &SealedSecret)> {
     out
 }
 
-/// The stored secrets KMS refuses to open. A KMS outage is not reported here (it says
-/// nothing about the secrets; the status still shows health).
+/// How long a check of a config version's secrets is trusted by one instance: a config's
+/// ciphertexts change only with its version, so this bounds only how late a key disabled in
+/// KMS shows here.
+pub const SECRET_CHECK_TTL: Duration = Duration::from_secs(300);
+/// Tenants whose check one instance keeps (past it, the memory starts over).
+const SECRET_CHECKS_KEPT: usize = 10_000;
+
+/// The last definitive check of each tenant's stored secrets, by config version, so the
+/// dashboard's status polling does not cost a KMS `Decrypt` per secret per request.
+#[derive(Debug, Default)]
+pub struct SecretChecks {
+    checked: Mutex<HashMap<String, (u64, Instant, Vec<String>)>>,
+}
+
+impl SecretChecks {
+    fn get(&self, tenant: &str, version: u64) -> Option<Vec<String>> {
+        let checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        match checked.get(tenant) {
+            Some((v, at, fields)) if *v == version && at.elapsed() < SECRET_CHECK_TTL => {
+                Some(fields.clone())
+            }
+            _ => None,
+        }
+    }
+
+    fn put(&self, tenant: &str, version: u64, fields: Vec<String>) {
+        let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        if checked.len() >= SECRET_CHECKS_KEPT && !checked.contains_key(tenant) {
+            checked.clear();
+        }
+        checked.insert(tenant.to_string(), (version, Instant::now(), fields));
+    }
+}
+
+fn unusable(field: String) -> UnusableSecret {
+    UnusableSecret {
+        field,
+        reason: "KMS refuses to open it (sealed for another tenant or purpose, or damaged); set it again".into(),
+    }
+}
+
+/// The stored secrets KMS refuses to open, checked once per config version and instance
+/// ([`SecretChecks`]). A KMS outage is not reported here (it says nothing about the secrets;
+/// the status still shows health) and leaves nothing remembered, so the next request checks
+/// again.
 async fn unusable_secrets(app: &App, cfg: &SealedConfig) -> Vec<UnusableSecret> {
     let tenant = cfg.tenant_id.as_str();
+    if let Some(fields) = app.secret_checks.get(tenant, cfg.version) {
+        return fields.into_iter().map(unusable).collect();
+    }
     let fields = secret_fields(cfg);
     let opened = futures_util::future::join_all(
         fields
@@ -130,24 +178,27 @@ async fn unusable_secrets(app: &App, cfg: &SealedConfig) -> Vec<UnusableSecret> 
             .map(|(_, purpose, sealed)| app.sealer.open(tenant, *purpose, sealed)),
     )
     .await;
-    fields
+    let mut definitive = true;
+    let found: Vec<String> = fields
         .iter()
         .zip(opened)
         .filter_map(|((field, _, _), r)| match r {
             Err(e) if e.is_unusable() => {
                 tracing::warn!(field = %field, error = %e, "a stored secret cannot be opened");
-                Some(UnusableSecret {
-                    field: field.clone(),
-                    reason: "KMS refuses to open it (sealed for another tenant or purpose, or damaged); set it again".into(),
-                })
+                Some(field.clone())
             }
             Err(e) => {
                 tracing::warn!(field = %field, error = %e, "could not check a stored secret");
+                definitive = false;
                 None
             }
             Ok(_) => None,
         })
-        .collect()
+        .collect();
+    if definitive {
+        app.secret_checks.put(tenant, cfg.version, found.clone());
+    }
+    found.into_iter().map(unusable).collect()
 }
 
 #[derive(Debug, Serialize, Deserialize)]
