@@ -266,6 +266,7 @@ impl HealthCheck {
             device_id: endpoint.device_id.clone(),
             region: endpoint.region.clone(),
             webhook_source_cidrs: endpoint.webhook_source_cidrs.clone(),
+            webhook_wiring: endpoint.webhook_wiring,
         };
         match wagate::provider::wiring::inspect(provider, Target::from(&opened), &url, &refs).await
         {

@@ -289,6 +289,34 @@ pub struct Endpoint<S> {
     /// Where this server's webhooks may come from; empty means anywhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhook_source_cidrs: Vec<IpNet>,
+    /// Who sets the device's webhook on the server (issue 15): wagate (the default) or the
+    /// tenant's own forwarding (`manual`: reported, never changed).
+    #[serde(default, skip_serializing_if = "WebhookWiring::is_default")]
+    pub webhook_wiring: WebhookWiring,
+}
+
+/// Who keeps an endpoint's device webhook pointing at wagate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookWiring {
+    /// wagate sets it (with a secret it generates and seals) on every change, and repairs it.
+    #[default]
+    Wagate,
+    /// The tenant runs its own webhook forwarding: wagate reads and reports, never changes it.
+    Manual,
+}
+
+impl WebhookWiring {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookWiring::Wagate => "wagate",
+            WebhookWiring::Manual => "manual",
+        }
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == WebhookWiring::Wagate
+    }
 }
 
 impl<S> Endpoint<S> {
@@ -420,6 +448,7 @@ impl<S> TenantConfig<S> {
                 device_id: e.device_id,
                 region: e.region,
                 webhook_source_cidrs: e.webhook_source_cidrs,
+                webhook_wiring: e.webhook_wiring,
             })
         };
         let primary = map_endpoint(self.primary, &mut take)?;
@@ -498,6 +527,7 @@ mod tests {
                 device_id: Some("dev-1".into()),
                 region: Some("eu-west-1".into()),
                 webhook_source_cidrs: Vec::new(),
+                webhook_wiring: Default::default(),
             },
             backup: Some(Endpoint {
                 base_url: "https://backup.example.com".into(),
@@ -508,6 +538,7 @@ mod tests {
                 device_id: None,
                 region: None,
                 webhook_source_cidrs: Vec::new(),
+                webhook_wiring: Default::default(),
             }),
             webhook_secrets: vec![WebhookSecret {
                 id: "s1".into(),

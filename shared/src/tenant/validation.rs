@@ -323,6 +323,7 @@ mod tests {
                 device_id: Some("dev-1".into()),
                 region: Some("eu-west-1".into()),
                 webhook_source_cidrs: Vec::new(),
+                webhook_wiring: Default::default(),
             },
             backup: Some(Endpoint {
                 base_url: "https://backup.example.com".into(),
@@ -333,6 +334,7 @@ mod tests {
                 device_id: None,
                 region: None,
                 webhook_source_cidrs: Vec::new(),
+                webhook_wiring: Default::default(),
             }),
             webhook_secrets: vec![WebhookSecret {
                 id: "s1".into(),

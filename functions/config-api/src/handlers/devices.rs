@@ -352,18 +352,10 @@ async fn create_slot(
     tenant: &TenantId,
     role: EndpointRole,
 ) -> Result<Response<Body>, ApiError> {
-    let (cfg, e) = endpoint(app, tenant, role).await?;
-    let provider = provider_for(&app.providers, cfg.provider)?;
-    let result = provider.create_device(Target::from(&e)).await;
-    let outcome = audited(
-        app,
-        caller,
-        tenant,
-        DeviceAction::CreateSlot,
-        where_(role, &e),
-        result,
-    )
-    .await?;
+    let (cfg, e, answer) = device_call(app, caller, tenant, role, Call::CreateSlot).await?;
+    let Answer::Slot(outcome) = answer else {
+        return Err(ApiError::Internal("unexpected device answer".into()));
+    };
     let mut view = device_view(app, role, &e, cfg.provider)
         .await
         .map_err(|err| server_error(&err))?;
@@ -373,6 +365,72 @@ async fn create_slot(
         SlotOutcome::Existed => StatusCode::OK,
     };
     to_json(status, &view)
+}
+
+/// A device operation on the server.
+enum Call {
+    CreateSlot,
+    Qr,
+    Code(String),
+    Logout,
+    Reconnect,
+}
+
+/// What the server answered to a [`Call`].
+enum Answer {
+    Slot(SlotOutcome),
+    Qr(wagate::provider::LoginQr),
+    Code(String),
+    Done,
+}
+
+impl Call {
+    fn action(&self) -> DeviceAction {
+        match self {
+            Call::CreateSlot => DeviceAction::CreateSlot,
+            Call::Qr => DeviceAction::LoginQr,
+            Call::Code(_) => DeviceAction::LoginCode,
+            Call::Logout => DeviceAction::Logout,
+            Call::Reconnect => DeviceAction::Reconnect,
+        }
+    }
+
+    async fn run(
+        self,
+        provider: &dyn wagate::provider::WhatsAppProvider,
+        target: Target<'_>,
+    ) -> Result<Answer, ProviderError> {
+        Ok(match self {
+            Call::CreateSlot => Answer::Slot(provider.create_device(target).await?),
+            Call::Qr => Answer::Qr(provider.login_qr(target).await?),
+            Call::Code(phone) => Answer::Code(provider.login_code(target, &phone).await?),
+            Call::Logout => {
+                provider.logout(target).await?;
+                Answer::Done
+            }
+            Call::Reconnect => {
+                provider.reconnect(target).await?;
+                Answer::Done
+            }
+        })
+    }
+}
+
+/// The one shape of every device action: load the `role` endpoint, call its server, audit
+/// the outcome (failures too), answer the config, the opened endpoint and the server's answer.
+async fn device_call(
+    app: &App,
+    caller: &Caller,
+    tenant: &TenantId,
+    role: EndpointRole,
+    call: Call,
+) -> Result<(SealedConfig, wagate::tenant::Endpoint<Secret>, Answer), ApiError> {
+    let (cfg, e) = endpoint(app, tenant, role).await?;
+    let provider = provider_for(&app.providers, cfg.provider)?;
+    let what = call.action();
+    let result = call.run(provider, Target::from(&e)).await;
+    let answer = audited(app, caller, tenant, what, where_(role, &e), result).await?;
+    Ok((cfg, e, answer))
 }
 
 fn provider_for(
@@ -404,18 +462,10 @@ async fn login_qr(
     tenant: &TenantId,
     role: EndpointRole,
 ) -> Result<Response<Body>, ApiError> {
-    let (cfg, e) = endpoint(app, tenant, role).await?;
-    let provider = provider_for(&app.providers, cfg.provider)?;
-    let result = provider.login_qr(Target::from(&e)).await;
-    let qr = audited(
-        app,
-        caller,
-        tenant,
-        DeviceAction::LoginQr,
-        where_(role, &e),
-        result,
-    )
-    .await?;
+    let (_, e, answer) = device_call(app, caller, tenant, role, Call::Qr).await?;
+    let Answer::Qr(qr) = answer else {
+        return Err(ApiError::Internal("unexpected device answer".into()));
+    };
     let at = now();
     to_json(
         StatusCode::OK,
@@ -474,18 +524,10 @@ async fn login_code(
         errs.push("phone", m);
         ApiError::Invalid(errs)
     })?;
-    let (cfg, e) = endpoint(app, tenant, role).await?;
-    let provider = provider_for(&app.providers, cfg.provider)?;
-    let result = provider.login_code(Target::from(&e), &phone).await;
-    let code = audited(
-        app,
-        caller,
-        tenant,
-        DeviceAction::LoginCode,
-        where_(role, &e),
-        result,
-    )
-    .await?;
+    let (_, e, answer) = device_call(app, caller, tenant, role, Call::Code(phone)).await?;
+    let Answer::Code(code) = answer else {
+        return Err(ApiError::Internal("unexpected device answer".into()));
+    };
     to_json(
         StatusCode::OK,
         &PairingView {
@@ -503,13 +545,11 @@ async fn action(
     role: EndpointRole,
     what: DeviceAction,
 ) -> Result<Response<Body>, ApiError> {
-    let (cfg, e) = endpoint(app, tenant, role).await?;
-    let provider = provider_for(&app.providers, cfg.provider)?;
-    let result = match what {
-        DeviceAction::Logout => provider.logout(Target::from(&e)).await,
-        _ => provider.reconnect(Target::from(&e)).await,
+    let call = match what {
+        DeviceAction::Logout => Call::Logout,
+        _ => Call::Reconnect,
     };
-    audited(app, caller, tenant, what, where_(role, &e), result).await?;
+    let (cfg, e, _) = device_call(app, caller, tenant, role, call).await?;
     let view = device_view(app, role, &e, cfg.provider)
         .await
         .map_err(|err| server_error(&err))?;

@@ -119,6 +119,7 @@ pub(crate) async fn open_endpoint(
         device_id: e.device_id.clone(),
         region: e.region.clone(),
         webhook_source_cidrs: e.webhook_source_cidrs.clone(),
+        webhook_wiring: e.webhook_wiring,
     })
 }
 
