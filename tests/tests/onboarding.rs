@@ -165,28 +165,24 @@ async fn a_tenant_links_its_device_by_qr_and_wires_its_webhook_without_touching_
     let r = call(&api, "GET", "/tenants/acme/devices/primary", None).await;
     assert_eq!(r.json()["state"], "connected", "waiting for the scan");
 
-    // Then the phone scans it (the simulator's control API) and the device is linked.
+    // Then the phone scans it (the simulator's control API): the next status read finds the
+    // device linked and wires its webhook at once (nobody asks for it).
     sim.scan("acme-1", Some("6281234567890")).unwrap();
     let r = call(&api, "GET", "/tenants/acme/devices/primary", None).await;
     assert_eq!(r.json()["state"], "logged_in", "{}", r.text);
+    let wired = r.json()["webhook"].clone();
+    assert_eq!(wired["state"], "wired", "{}", r.text);
+    let secret_id = wired["secretId"].as_str().unwrap().to_string();
+    assert!(secret_id.starts_with("wired-primary-"), "{secret_id}");
+    let r = call(&api, "GET", "/tenants/acme/devices/primary", None).await;
+    assert!(r.json().get("webhook").is_none(), "wired once: {}", r.text);
     let r = call(&api, "POST", "/tenants/acme/devices/primary/qr", None).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
     assert_eq!(r.json()["error"], "already_logged_in");
-
-    // The webhook is not wired yet.
+    let expected_url = format!("{INGRESS}/webhooks/whatsapp/acme");
     let r = call(&api, "GET", "/tenants/acme/devices/primary/webhook", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(r.json()["state"], "missing");
-    let expected_url = format!("{INGRESS}/webhooks/whatsapp/acme");
     assert_eq!(r.json()["expectedUrl"], expected_url.as_str());
-
-    // When it is wired.
-    let r = call(&api, "POST", "/tenants/acme/devices/primary/webhook", None).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let wired = r.json();
-    assert_eq!(wired["state"], "wired");
-    let secret_id = wired["secretId"].as_str().unwrap().to_string();
-    assert!(secret_id.starts_with("wired-primary-"), "{secret_id}");
 
     // Then the device posts to the tenant's URL, signed with the secret wagate sealed.
     let device = sim_device(&sim, "acme-1").unwrap();
@@ -226,18 +222,18 @@ async fn a_tenant_links_its_device_by_qr_and_wires_its_webhook_without_touching_
     assert_eq!(
         names,
         [
-            "wire_webhook",
-            "wire_webhook",
             "device_login_qr",
+            "wire_webhook",
+            "wire_webhook",
             "device_login_qr",
             "device_create_slot",
             "device_create_slot"
         ],
         "{actions:?}"
     );
-    assert!(actions[0].1.contains("wired with secret"), "{actions:?}");
+    assert!(actions[1].1.contains("wired with secret"), "{actions:?}");
     assert!(
-        actions[2].1.contains("failed (already_logged_in)"),
+        actions[0].1.contains("failed (already_logged_in)"),
         "{actions:?}"
     );
 }
@@ -844,7 +840,7 @@ async fn a_rotation_is_kept_when_the_server_refuses_the_new_wired_secret_and_say
 }
 
 #[tokio::test]
-async fn a_switch_to_a_wired_backup_whose_webhook_was_changed_is_refused_until_repaired() {
+async fn a_switch_wires_the_target_before_the_cut_over_and_a_refused_wiring_switches_nothing() {
     let sim = sim().await;
     let api = onboarding(&sim).await;
     call(&api, "POST", "/tenants/acme/devices/backup", None).await;
@@ -855,40 +851,82 @@ async fn a_switch_to_a_wired_backup_whose_webhook_was_changed_is_refused_until_r
     let mut hook = sim_device(&sim, "acme-2").unwrap().webhook.unwrap();
     hook.url = "https://elsewhere.example/hook".into();
     assert!(sim.set_device_webhook("acme-2", Some(hook)));
-    let version = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
+    let before = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
         .await
-        .json()["version"]
-        .clone();
+        .json();
+    let version = before["version"].clone();
+    let switch = json!({"action": "activate", "to": "backup", "version": version});
 
+    // A dry run says what the switch would do, and changes nothing anywhere.
+    sim.clear_requests();
     let r = call(
         &api,
         "POST",
         "/tenants/acme/whatsapp-config/switch",
-        Some(json!({"action": "activate", "to": "backup", "version": version})),
+        Some(json!({"action": "activate", "to": "backup", "dryRun": true})),
     )
     .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let plan = r.json();
+    assert_eq!(plan["ok"], true, "{plan}");
+    assert_eq!(plan["deviceLinked"], true, "{plan}");
+    assert_eq!(plan["wiring"]["state"], "would_wire", "{plan}");
+    assert!(
+        plan["wiring"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("points_elsewhere"),
+        "{plan}"
+    );
+    assert!(
+        !sim.requests()
+            .iter()
+            .any(|q| q.method == "PATCH" || q.method == "POST"),
+        "a dry run changes nothing on the server: {:?}",
+        sim.requests()
+    );
+    let stored = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
+        .await
+        .json();
+    assert_eq!(stored, before, "a dry run changes nothing in wagate");
 
-    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
-    assert_eq!(r.json()["error"], "webhook_not_wired");
+    // When the server refuses the webhook change, nothing is switched.
+    sim.set_faults(Faults {
+        device_webhook: Some(DeviceWebhookFault::Refuse),
+        ..Faults::default()
+    });
+    let r = call(
+        &api,
+        "POST",
+        "/tenants/acme/whatsapp-config/switch",
+        Some(switch.clone()),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FAILED_DEPENDENCY, "{}", r.text);
+    assert_eq!(r.json()["error"], "webhook_refused");
     assert!(
         r.json()["message"]
             .as_str()
             .unwrap()
-            .contains("points_elsewhere")
+            .contains("nothing was switched")
     );
     let stored = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
         .await
         .json();
     assert_eq!(stored["activeEndpoint"], "primary");
-    assert_eq!(stored["version"], version, "nothing changed");
+    assert_eq!(
+        stored["webhookSecrets"], before["webhookSecrets"],
+        "the new wired secret is withdrawn"
+    );
+    let actions = device_actions(&audit(&api).await);
+    assert!(
+        actions[0].1.contains("wiring failed (webhook_refused)"),
+        "{actions:?}"
+    );
 
-    // Repaired, the switch goes through.
-    let r = call(&api, "POST", "/tenants/acme/devices/backup/webhook", None).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let version = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
-        .await
-        .json()["version"]
-        .clone();
+    // Once the server takes it, the switch wires the backup first, then cuts over.
+    sim.set_faults(Faults::default());
+    let version = stored["version"].clone();
     let r = call(
         &api,
         "POST",
@@ -898,4 +936,23 @@ async fn a_switch_to_a_wired_backup_whose_webhook_was_changed_is_refused_until_r
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["activeEndpoint"], "backup");
+    assert_eq!(r.json()["wiring"][0]["state"], "wired", "{}", r.text);
+    let hook = sim_device(&sim, "acme-2").unwrap().webhook.unwrap();
+    assert_eq!(hook.url, format!("{INGRESS}/webhooks/whatsapp/acme"));
+    let id = r.json()["wiring"][0]["secretId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(hook.secret, opened_secret(&api, &id).await);
+    let names: Vec<String> = audit(&api)
+        .await
+        .iter()
+        .take(3)
+        .map(|i| i["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["switch", "wire_webhook", "wire_webhook"],
+        "wired, then switched"
+    );
 }

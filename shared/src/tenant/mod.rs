@@ -31,8 +31,16 @@ pub type SealedConfig = TenantConfig<SealedSecret>;
 /// An opened configuration, held only in memory (the cache).
 pub type OpenedConfig = TenantConfig<Secret>;
 
-/// Most webhook secrets a tenant may hold at once (current plus rotating ones).
+/// Most webhook secrets of its own a tenant may hold at once (current plus rotating ones);
+/// the secrets wagate generates to wire devices (`wired-…`) are counted apart.
 pub const MAX_WEBHOOK_SECRETS: usize = 5;
+
+/// Id prefix of the webhook secrets wagate generates to wire a device (`wired-primary-…`).
+pub const WIRED_SECRET_PREFIX: &str = "wired-";
+
+/// Most wired secrets at once: per endpoint the current one and the one it replaced (kept
+/// for its grace).
+pub const MAX_WIRED_WEBHOOK_SECRETS: usize = 4;
 
 /// A tenant id: 1 to 64 characters of `A-Z a-z 0-9 _ -`, starting with a letter or digit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

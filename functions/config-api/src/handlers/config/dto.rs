@@ -411,6 +411,9 @@ pub struct ConfigView {
     /// path. Absent only when neither is known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
+    /// On a create, update or switch: what the change did to each endpoint's device webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wiring: Option<Vec<crate::handlers::devices::WiringOutcome>>,
 }
 
 impl ConfigView {
@@ -486,6 +489,7 @@ impl From<&SealedConfig> for ConfigView {
             updated_at: c.updated_at,
             webhook_path: wagate::runtime::config::webhook_path(&c.tenant_id),
             webhook_url: None,
+            wiring: None,
         }
     }
 }
