@@ -682,6 +682,14 @@ pub async fn attach_webhook_checks(
                 repair: None,
             },
             Some(url) => match inspect(app, &cfg, e, url).await {
+                Ok(state) if e.webhook_wiring == WebhookWiring::Manual => WebhookCheck {
+                    state: state.as_str().into(),
+                    reason: format!(
+                        "{} (wiring is manual: wagate reports it and never changes it)",
+                        state.describe()
+                    ),
+                    repair: None,
+                },
                 Ok(state) => WebhookCheck {
                     state: state.as_str().into(),
                     reason: state.describe().into(),
@@ -1319,6 +1327,12 @@ pub async fn wire_changed(
     )];
     if let Some(b) = &next.backup {
         endpoints.push((EndpointRole::Backup, cur.backup.as_ref(), b.clone()));
+    }
+    // Wired secrets are wagate's: a body listing the tenant's own secrets keeps them.
+    for w in keep_all(cur).webhook_secrets {
+        if w.id.starts_with(WIRED_PREFIX) && !next.webhook_secrets.iter().any(|n| n.id == w.id) {
+            next.webhook_secrets.push(w);
+        }
     }
     let mut base = cur.clone();
     let mut out = Vec::new();
