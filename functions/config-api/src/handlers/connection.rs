@@ -276,7 +276,11 @@ pub async fn switch(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
         )
         .await;
         info!(ok = plan.ok, "switch dry run done");
-        return to_json(StatusCode::OK, &plan);
+        // The plan is of the version read: its ETag, as the real switch would need it.
+        return Ok(crate::response::with_etag(
+            to_json(StatusCode::OK, &plan)?,
+            cur.version,
+        ));
     }
     if !result.ok {
         let rep = serde_json::to_value(report(&tenant, vec![result]))
