@@ -1384,3 +1384,72 @@ async fn no_event_is_refused_while_a_switch_wires_the_backup_and_cuts_over() {
         "after the switch the backup's events are accepted"
     );
 }
+
+#[tokio::test]
+async fn the_status_says_whether_the_backup_is_ready_and_why_not() {
+    let primary = sim_with(&["acme-1"]).await;
+    let backup = gowa_sim::start(SimConfig::default().basic_auth("admin", PASSWORD))
+        .await
+        .unwrap();
+    let api = bare_api().await;
+    let r = api
+        .create(&json!({
+            "provider": "gowa", "primary": endpoint_on(&primary, "acme-1"),
+            "backup": endpoint_on(&backup, "acme-2"),
+            "webhookSecrets": [{"id": "s1", "secret": "webhook-secret-1"}]
+        }))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    // The backup's device is not on its server yet.
+    let s = standby_of(&api).await;
+    assert_eq!(s["role"], "backup");
+    assert_eq!(s["ready"], false, "{s}");
+    assert_eq!(s["reasons"], json!(["device_not_logged_in"]), "{s}");
+
+    // Linked (the status read of the device wires it): ready.
+    call(&api, "POST", "/tenants/acme/devices/backup", None).await;
+    backup.scan("acme-2", Some("6281234567891")).unwrap();
+    let r = call(&api, "GET", "/tenants/acme/devices/backup", None).await;
+    assert_eq!(r.json()["webhook"]["state"], "wired", "{}", r.text);
+    let s = standby_of(&api).await;
+    assert_eq!(s["ready"], true, "{s}");
+    assert!(s.get("reasons").is_none(), "{s}");
+
+    // Its webhook changed by hand on the server: not ready, and the repair is named.
+    let mut hook = sim_device(&backup, "acme-2").unwrap().webhook.unwrap();
+    hook.url = "https://elsewhere.example/hook".into();
+    assert!(backup.set_device_webhook("acme-2", Some(hook)));
+    let s = standby_of(&api).await;
+    assert_eq!(s["reasons"], json!(["webhook_not_wired"]), "{s}");
+    assert!(
+        s["detail"].as_str().unwrap().contains("points_elsewhere"),
+        "{s}"
+    );
+    assert!(
+        s["detail"]
+            .as_str()
+            .unwrap()
+            .contains("POST /tenants/acme/devices/backup/webhook")
+    );
+    backup.clear_requests();
+    let before = secret_ids(&api).await;
+    let _ = standby_of(&api).await;
+    assert!(
+        !backup.requests().iter().any(|q| q.method != "GET"),
+        "the status only reads"
+    );
+    assert_eq!(secret_ids(&api).await, before);
+
+    // The backup's server down: not ready, server_down.
+    drop(backup);
+    let s = standby_of(&api).await;
+    assert_eq!(s["ready"], false, "{s}");
+    assert_eq!(s["reasons"], json!(["server_down"]), "{s}");
+}
+
+async fn standby_of(api: &Api) -> Value {
+    let r = call(api, "GET", "/tenants/acme/status", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.json()["standby"].clone()
+}

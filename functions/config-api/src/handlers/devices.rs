@@ -1513,3 +1513,100 @@ pub fn precheck_ok(linked: Option<bool>, wiring: &WiringOutcome) -> bool {
             "already_wired" | "would_wire" | "manual" | "no_device" | "no_webhook_url"
         )
 }
+
+/// Whether the endpoint a failover (or failback) would go to can take the tenant's traffic:
+/// its server answers, its device is logged in, and its webhook is wired (an endpoint whose
+/// wiring is manual is the tenant's own forwarding: not judged). Read only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StandbyReadiness {
+    /// The endpoint that is not active (the backup, or the primary after a failover).
+    pub role: String,
+    pub ready: bool,
+    /// Why not, each a code: `server_down`, `device_not_logged_in`, `webhook_not_wired`,
+    /// `no_webhook_url`, `unverified`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// The same in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The readiness of the tenant's standby endpoint (`None` without a backup).
+pub async fn standby_readiness(
+    app: &App,
+    req: &Request,
+    cfg: &SealedConfig,
+) -> Result<Option<StandbyReadiness>, ApiError> {
+    if cfg.backup.is_none() {
+        return Ok(None);
+    }
+    let role = match cfg.active_endpoint {
+        EndpointRole::Primary => EndpointRole::Backup,
+        EndpointRole::Backup => EndpointRole::Primary,
+    };
+    let slots = keep_all(cfg);
+    let slot = match role {
+        EndpointRole::Primary => slots.primary.clone(),
+        EndpointRole::Backup => slots.backup.clone().expect("checked above"),
+    };
+    let e = open_endpoint(app, &cfg.tenant_id, role.as_str(), &slot).await?;
+    let mut reasons: Vec<String> = Vec::new();
+    let mut words: Vec<String> = Vec::new();
+    let device = if e.device_id.as_deref().is_none_or(str::is_empty) {
+        None
+    } else {
+        Some(device_view(app, role, &e, cfg.provider).await)
+    };
+    match &device {
+        Some(Ok(v)) if !v.logged_in => {
+            reasons.push("device_not_logged_in".into());
+            words.push(format!("the device is {}", v.state));
+        }
+        Some(Err(err)) => {
+            let code = match server_error(err) {
+                ApiError::Device(f, _) => f.code(),
+                _ => "error",
+            };
+            if matches!(code, "server_unreachable" | "egress_refused") {
+                reasons.push("server_down".into());
+            } else {
+                reasons.push("unverified".into());
+            }
+            words.push(format!("the server could not be asked ({code}): {err}"));
+        }
+        _ => {}
+    }
+    if reasons.is_empty() && e.webhook_wiring == WebhookWiring::Wagate && device.is_some() {
+        let url = app.webhook_url(req, &cfg.tenant_id);
+        match check_target(app, url.as_deref(), cfg, role, &e).await {
+            Ok(TargetWiring::Report(o)) if o.state == "no_webhook_url" => {
+                reasons.push("no_webhook_url".into());
+                words.push("this API does not know its public URL".into());
+            }
+            Ok(TargetWiring::Report(_)) => {}
+            Ok(TargetWiring::NeedsWiring(state)) => {
+                reasons.push("webhook_not_wired".into());
+                words.push(format!(
+                    "the device webhook is {} (repair: POST /tenants/{}/devices/{}/webhook)",
+                    state.as_str(),
+                    cfg.tenant_id,
+                    role.as_str()
+                ));
+            }
+            Err(e) => {
+                reasons.push("unverified".into());
+                words.push(format!(
+                    "the device webhook could not be read ({})",
+                    e.code()
+                ));
+            }
+        }
+    }
+    Ok(Some(StandbyReadiness {
+        role: role.as_str().into(),
+        ready: reasons.is_empty(),
+        reasons,
+        detail: (!words.is_empty()).then(|| words.join("; ")),
+    }))
+}
