@@ -313,6 +313,31 @@ try {
     assert.equal(await text("#tenants"), "", "the admin's fleet");
   });
 
+  await step("the device panel: wired, logged out, linked again by QR (the simulator scans), wired", async () => {
+    await waitText("#device-state-primary", /^linked$/);
+    // Both tenants share the simulator's one device here, so the last wiring may be the other
+    // tenant's: the panel offers the repair, and one click wires it to this tenant.
+    if (!/^webhook wired$/.test(await text("#webhook-state-primary"))) {
+      await page.click("#wire-primary");
+    }
+    await waitText("#webhook-state-primary", /^webhook wired$/);
+    await page.click("#logout-primary");
+    await waitText("#device-state-primary", /^not linked$/);
+    await page.click("#link-qr-primary");
+    await page.locator("#qr-img-primary").waitFor({ state: "visible", timeout: WAIT });
+    assert.match(await page.getAttribute("#qr-img-primary", "src"), /^data:image\/png;base64,iVBOR/);
+    await waitText("#qr-expiry-primary", /expires in \d+ s/);
+    await shot("10-device-qr.png");
+    // The phone scans it: the panel turns "linked" by itself, its webhook still wired.
+    const r = await fetch(`${SIM_CONTROL_URL}/_sim/devices/${encodeURIComponent(DEVICE_ID)}/scan`, { method: "POST", body: "{}", headers: { "content-type": "application/json" } });
+    assert.ok(r.ok, `scan: ${r.status}`);
+    await waitText("#device-state-primary", /^linked$/);
+    await waitText("#webhook-state-primary", /^webhook wired$/);
+    assert.ok(await page.isHidden("#qr-img-primary").catch(() => true), "the QR is gone once linked");
+    await everyControlHasALabel();
+    await shot("11-device-linked.png");
+  });
+
   await step("a tenant signs in and tests its settings", async () => {
     assert.ok(await page.isHidden("#nav-admin"), "a tenant sees no fleet link");
     await page.click("#nav-settings");

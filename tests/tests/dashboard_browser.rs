@@ -38,6 +38,8 @@ const SCREENSHOTS: &[&str] = &[
     "07-settings-validation-error.png",
     "08-tenant-phone.png",
     "09-settings-phone.png",
+    "10-device-qr.png",
+    "11-device-linked.png",
 ];
 
 fn artifacts_dir() -> PathBuf {

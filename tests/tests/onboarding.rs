@@ -1453,3 +1453,37 @@ async fn standby_of(api: &Api) -> Value {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     r.json()["standby"].clone()
 }
+
+#[tokio::test]
+async fn without_a_public_url_wiring_is_409_no_webhook_url_and_nothing_is_sent() {
+    // No PUBLIC_WEBHOOK_BASE_URL and a front door that does not report the API's own URL.
+    let sim = sim_with(&["acme-1"]).await;
+    let api = api().await;
+    let r = api
+        .call(
+            ApiEvent::new("POST", "/tenants/acme/whatsapp-config")
+                .without_domain()
+                .bearer(&api.admin())
+                .json(&json!({
+                    "provider": "gowa", "primary": endpoint_on(&sim, "acme-1"),
+                    "webhookSecrets": [{"id": "s1", "secret": "webhook-secret-1"}]
+                })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json()["wiring"][0]["state"], "no_webhook_url", "{}", r.text);
+    let before = secret_ids(&api).await;
+
+    let r = api
+        .call(
+            ApiEvent::new("POST", "/tenants/acme/devices/primary/webhook")
+                .without_domain()
+                .bearer(&api.tenant("acme")),
+        )
+        .await;
+
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.json()["error"], "no_webhook_url");
+    assert_eq!(patches(&sim), 0, "nothing sent to the server");
+    assert_eq!(secret_ids(&api).await, before, "nothing stored");
+}
