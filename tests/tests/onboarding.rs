@@ -1471,7 +1471,12 @@ async fn without_a_public_url_wiring_is_409_no_webhook_url_and_nothing_is_sent()
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    assert_eq!(r.json()["wiring"][0]["state"], "no_webhook_url", "{}", r.text);
+    assert_eq!(
+        r.json()["wiring"][0]["state"],
+        "no_webhook_url",
+        "{}",
+        r.text
+    );
     let before = secret_ids(&api).await;
 
     let r = api

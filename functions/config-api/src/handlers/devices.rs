@@ -765,16 +765,7 @@ fn with_new_wired_secret(
             });
         }
     }
-    let id = format!(
-        "{prefix}{}-{:04x}",
-        at.unix_timestamp(),
-        rand::random::<u16>()
-    );
-    next.webhook_secrets.push(WebhookSecret {
-        id: id.clone(),
-        secret: SecretSlot::New(secret.clone()),
-        expires_at: None,
-    });
+    let id = push_wired_secret(&mut next, role, secret, at);
     (next, id)
 }
 
