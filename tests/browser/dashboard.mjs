@@ -369,10 +369,13 @@ try {
     await shot("05-settings-tested.png");
   });
 
-  await step("test and save stores version 3", async () => {
+  // Versions: 1 created (its device wired in the same write), 2 the replacement through the
+  // API, 3 the device panel's repair of the webhook (the other tenant's save had wired the
+  // shared device to itself); then this save.
+  await step("test and save stores version 4", async () => {
     await page.click("#save-btn");
-    await waitText("#flash", /Saved\. The configuration is now version 3\./);
-    await waitText("#settings-intro", /^Version 3,/);
+    await waitText("#flash", /Saved\. The configuration is now version 4\./);
+    await waitText("#settings-intro", /^Version 4,/);
     assert.equal(await page.inputValue("#f-primary-region"), "eu-west-1");
     await shot("06-settings-saved.png");
   });
@@ -384,7 +387,8 @@ try {
     const secret = await page.inputValue("#rotated-secret");
     assert.match(secret, /^[0-9a-f]{64}$/);
     await waitText("#rotated-hint", /previous secret keeps working until/);
-    await waitText("#settings-intro", /^Version 4,/);
+    // 5 the rotation, 6 the re-wiring of the device with a new wired secret.
+    await waitText("#settings-intro", /^Version 6,/);
     await page.click("#rotated-copy");
     await waitText("#rotated-copied", /^Copied\.$/);
     assert.equal(await page.evaluate(() => navigator.clipboard.readText()), secret);
@@ -397,7 +401,7 @@ try {
     await page.click("#nav-settings");
     await visible("#view-settings");
     // The form is filled again from the store before the next step edits it.
-    await waitText("#settings-intro", /^Version 4,/);
+    await waitText("#settings-intro", /^Version 6,/);
     assert.ok(await page.isHidden("#rotated"));
     assert.equal(await page.inputValue("#rotated-secret"), "");
     assert.ok(!(await page.content()).includes(secret), "the secret is still in the page");
@@ -422,8 +426,8 @@ try {
     await waitText("#settings-errors strong", /^One field needs attention; nothing was saved\.$/);
     assert.equal(await page.getAttribute("#f-primary-baseUrl", "aria-invalid"), "true");
     assert.equal(await page.getAttribute("#f-primary-secret", "aria-invalid"), null);
-    // Nothing was saved: still version 4.
-    await waitText("#settings-intro", /^Version 4,/);
+    // Nothing was saved: still version 6.
+    await waitText("#settings-intro", /^Version 6,/);
     await shot("07-settings-validation-error.png");
   });
 
