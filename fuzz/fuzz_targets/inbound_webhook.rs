@@ -116,6 +116,7 @@ fn tenant(kind: ProviderKind) -> OpenedConfig {
             device_id: Some("dev-1".into()),
             region: None,
             webhook_source_cidrs: Vec::new(),
+            webhook_wiring: Default::default(),
         },
         backup: None,
         webhook_secrets: vec![

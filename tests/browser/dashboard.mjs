@@ -313,6 +313,31 @@ try {
     assert.equal(await text("#tenants"), "", "the admin's fleet");
   });
 
+  await step("the device panel: wired, logged out, linked again by QR (the simulator scans), wired", async () => {
+    await waitText("#device-state-primary", /^linked$/);
+    // Both tenants share the simulator's one device here, so the last wiring may be the other
+    // tenant's: the panel offers the repair, and one click wires it to this tenant.
+    if (!/^webhook wired$/.test(await text("#webhook-state-primary"))) {
+      await page.click("#wire-primary");
+    }
+    await waitText("#webhook-state-primary", /^webhook wired$/);
+    await page.click("#logout-primary");
+    await waitText("#device-state-primary", /^not linked$/);
+    await page.click("#link-qr-primary");
+    await page.locator("#qr-img-primary").waitFor({ state: "visible", timeout: WAIT });
+    assert.match(await page.getAttribute("#qr-img-primary", "src"), /^data:image\/png;base64,iVBOR/);
+    await waitText("#qr-expiry-primary", /expires in \d+ s/);
+    await shot("10-device-qr.png");
+    // The phone scans it: the panel turns "linked" by itself, its webhook still wired.
+    const r = await fetch(`${SIM_CONTROL_URL}/_sim/devices/${encodeURIComponent(DEVICE_ID)}/scan`, { method: "POST", body: "{}", headers: { "content-type": "application/json" } });
+    assert.ok(r.ok, `scan: ${r.status}`);
+    await waitText("#device-state-primary", /^linked$/);
+    await waitText("#webhook-state-primary", /^webhook wired$/);
+    assert.ok(await page.isHidden("#qr-img-primary").catch(() => true), "the QR is gone once linked");
+    await everyControlHasALabel();
+    await shot("11-device-linked.png");
+  });
+
   await step("a tenant signs in and tests its settings", async () => {
     assert.ok(await page.isHidden("#nav-admin"), "a tenant sees no fleet link");
     await page.click("#nav-settings");
@@ -344,10 +369,13 @@ try {
     await shot("05-settings-tested.png");
   });
 
-  await step("test and save stores version 3", async () => {
+  // Versions: 1 created (its device wired in the same write), 2 the replacement through the
+  // API, 3 the device panel's repair of the webhook (the other tenant's save had wired the
+  // shared device to itself); then this save.
+  await step("test and save stores version 4", async () => {
     await page.click("#save-btn");
-    await waitText("#flash", /Saved\. The configuration is now version 3\./);
-    await waitText("#settings-intro", /^Version 3,/);
+    await waitText("#flash", /Saved\. The configuration is now version 4\./);
+    await waitText("#settings-intro", /^Version 4,/);
     assert.equal(await page.inputValue("#f-primary-region"), "eu-west-1");
     await shot("06-settings-saved.png");
   });
@@ -359,7 +387,8 @@ try {
     const secret = await page.inputValue("#rotated-secret");
     assert.match(secret, /^[0-9a-f]{64}$/);
     await waitText("#rotated-hint", /previous secret keeps working until/);
-    await waitText("#settings-intro", /^Version 4,/);
+    // 5 the rotation, 6 the re-wiring of the device with a new wired secret.
+    await waitText("#settings-intro", /^Version 6,/);
     await page.click("#rotated-copy");
     await waitText("#rotated-copied", /^Copied\.$/);
     assert.equal(await page.evaluate(() => navigator.clipboard.readText()), secret);
@@ -372,7 +401,7 @@ try {
     await page.click("#nav-settings");
     await visible("#view-settings");
     // The form is filled again from the store before the next step edits it.
-    await waitText("#settings-intro", /^Version 4,/);
+    await waitText("#settings-intro", /^Version 6,/);
     assert.ok(await page.isHidden("#rotated"));
     assert.equal(await page.inputValue("#rotated-secret"), "");
     assert.ok(!(await page.content()).includes(secret), "the secret is still in the page");
@@ -397,8 +426,8 @@ try {
     await waitText("#settings-errors strong", /^One field needs attention; nothing was saved\.$/);
     assert.equal(await page.getAttribute("#f-primary-baseUrl", "aria-invalid"), "true");
     assert.equal(await page.getAttribute("#f-primary-secret", "aria-invalid"), null);
-    // Nothing was saved: still version 4.
-    await waitText("#settings-intro", /^Version 4,/);
+    // Nothing was saved: still version 6.
+    await waitText("#settings-intro", /^Version 6,/);
     await shot("07-settings-validation-error.png");
   });
 

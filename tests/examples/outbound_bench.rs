@@ -83,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
                 device_id: Some("demo".into()),
                 region: None,
                 webhook_source_cidrs: Vec::new(),
+                webhook_wiring: Default::default(),
             },
             backup: None,
             webhook_secrets: vec![WebhookSecret {

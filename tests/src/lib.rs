@@ -244,6 +244,9 @@ pub struct ApiEvent {
     /// base64 or not.
     encoded_body: Option<String>,
     source_ip: String,
+    /// Leave `requestContext.domainName` out (a front door that does not report the API's
+    /// own URL).
+    no_domain: bool,
 }
 
 impl ApiEvent {
@@ -257,7 +260,14 @@ impl ApiEvent {
             base64: false,
             encoded_body: None,
             source_ip: "203.0.113.10".into(),
+            no_domain: false,
         }
+    }
+
+    /// The event without `requestContext.domainName`: the API cannot tell its own URL.
+    pub fn without_domain(mut self) -> Self {
+        self.no_domain = true;
+        self
     }
 
     /// The caller's address as API Gateway reports it (`requestContext.http.sourceIp`).
@@ -330,7 +340,7 @@ impl ApiEvent {
                 }
             })
         });
-        serde_json::json!({
+        let mut event = serde_json::json!({
             "version": "2.0",
             "routeKey": "$default",
             "rawPath": self.path,
@@ -356,7 +366,14 @@ impl ApiEvent {
             },
             "body": body,
             "isBase64Encoded": self.base64
-        })
+        });
+        if self.no_domain
+            && let Some(ctx) = event["requestContext"].as_object_mut()
+        {
+            ctx.remove("domainName");
+            ctx.remove("domainPrefix");
+        }
+        event
     }
 
     pub fn request(&self) -> lambda_http::Request {

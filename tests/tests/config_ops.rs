@@ -37,6 +37,9 @@ async fn sim() -> Checked {
     )
 }
 
+/// A tenant that runs its own webhook forwarding (`webhookWiring: manual`): these tests are
+/// about config operations, so wagate's automatic wiring (issue 15, tested in
+/// `onboarding.rs`) adds no secrets, audit records or server calls to what they count.
 fn body(primary: &str, backup: &str) -> Value {
     json!({
         "provider": "gowa",
@@ -44,13 +47,15 @@ fn body(primary: &str, backup: &str) -> Value {
             "baseUrl": primary,
             "credentials": {"type": "basic", "username": USER, "password": PASSWORD},
             "deviceId": "demo",
-            "region": "eu-west-1"
+            "region": "eu-west-1",
+            "webhookWiring": "manual"
         },
         "backup": {
             "baseUrl": backup,
             "credentials": {"type": "basic", "username": USER, "password": PASSWORD},
             "deviceId": "demo",
-            "region": "eu-west-1"
+            "region": "eu-west-1",
+            "webhookWiring": "manual"
         },
         "webhookSecrets": [{"id": "s1", "secret": WEBHOOK_SECRET}],
         "isActive": true
@@ -875,8 +880,20 @@ async fn replacing_the_primary_needs_a_passing_candidate() {
     let r = w.post(&op("switch"), &w.api.admin(), Some(good)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["primary"]["baseUrl"], fresh.base_url());
-    assert_eq!(r.json()["version"], 2);
+    // The replacement is wagate's to wire (the default): its device webhook was set and read
+    // back before the cut-over (version 2: its secret accepted; version 3: the switch).
+    assert_eq!(r.json()["version"], 3);
+    assert_eq!(r.json()["wiring"][0]["state"], "wired", "{}", r.text);
+    assert_eq!(
+        fresh
+            .requests()
+            .iter()
+            .filter(|q| q.method == "PATCH" && q.path == "/devices/demo/webhook")
+            .count(),
+        1
+    );
     let audit = w.audit().await;
+    assert_eq!(audit[1]["action"], "wire_webhook");
     assert_eq!(audit[0]["action"], "replace_endpoint");
     assert_eq!(
         (&audit[0]["from"], &audit[0]["to"]),

@@ -38,6 +38,8 @@ const SCREENSHOTS: &[&str] = &[
     "07-settings-validation-error.png",
     "08-tenant-phone.png",
     "09-settings-phone.png",
+    "10-device-qr.png",
+    "11-device-linked.png",
 ];
 
 fn artifacts_dir() -> PathBuf {
@@ -276,20 +278,34 @@ async fn dashboard_in_chromium_against_the_local_stack() {
         );
     }
 
-    // What the browser saved is what the store holds: the replacement (version 2), one save
-    // (version 3, the region it typed), one rotation of the webhook secret (version 4), and
-    // the invalid edit after it stored nothing.
+    // What the browser saved is what the store holds: the replacement (version 2), the device
+    // panel's webhook repair (version 3), one save (version 4, the region it typed), one
+    // rotation of the webhook secret (version 5) and the device's re-wiring after it (version
+    // 6), and the invalid edit after it stored nothing.
     let stored: Value = send_until_answered(|| http.get(&config_url).bearer_auth(&admin))
         .await
         .0
         .json()
         .await
         .unwrap();
-    assert_eq!(stored["version"], 4, "{stored}");
+    assert_eq!(stored["version"], 6, "{stored}");
+    let ids: Vec<&str> = stored["webhookSecrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        stored["webhookSecrets"].as_array().map(Vec::len),
-        Some(2),
+        ids.iter().filter(|i| !i.starts_with("wired-")).count(),
+        2,
         "the rotated secret beside the old one (still valid for its grace): {stored}"
+    );
+    assert_eq!(
+        ids.iter()
+            .filter(|i| i.starts_with("wired-primary-"))
+            .count(),
+        2,
+        "the device's new wired secret beside the one it replaced (its grace): {stored}"
     );
     assert_eq!(stored["primary"]["region"], "eu-west-1", "{stored}");
     assert_eq!(stored["primary"]["baseUrl"], sim.base_url(), "{stored}");

@@ -30,11 +30,14 @@ async fn sim() -> Checked {
     )
 }
 
+/// A tenant with its own webhook forwarding (`webhookWiring: manual`): migrations that wire
+/// the target are tested in `onboarding.rs`.
 fn config(primary: &str, region: Option<&str>) -> Value {
     let mut ep = json!({
         "baseUrl": primary,
         "credentials": {"type": "basic", "username": USER, "password": PASSWORD},
-        "deviceId": "demo"
+        "deviceId": "demo",
+        "webhookWiring": "manual"
     });
     if let Some(r) = region {
         ep["region"] = json!(r);

@@ -165,28 +165,24 @@ async fn a_tenant_links_its_device_by_qr_and_wires_its_webhook_without_touching_
     let r = call(&api, "GET", "/tenants/acme/devices/primary", None).await;
     assert_eq!(r.json()["state"], "connected", "waiting for the scan");
 
-    // Then the phone scans it (the simulator's control API) and the device is linked.
+    // Then the phone scans it (the simulator's control API): the next status read finds the
+    // device linked and wires its webhook at once (nobody asks for it).
     sim.scan("acme-1", Some("6281234567890")).unwrap();
     let r = call(&api, "GET", "/tenants/acme/devices/primary", None).await;
     assert_eq!(r.json()["state"], "logged_in", "{}", r.text);
+    let wired = r.json()["webhook"].clone();
+    assert_eq!(wired["state"], "wired", "{}", r.text);
+    let secret_id = wired["secretId"].as_str().unwrap().to_string();
+    assert!(secret_id.starts_with("wired-primary-"), "{secret_id}");
+    let r = call(&api, "GET", "/tenants/acme/devices/primary", None).await;
+    assert!(r.json().get("webhook").is_none(), "wired once: {}", r.text);
     let r = call(&api, "POST", "/tenants/acme/devices/primary/qr", None).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
     assert_eq!(r.json()["error"], "already_logged_in");
-
-    // The webhook is not wired yet.
+    let expected_url = format!("{INGRESS}/webhooks/whatsapp/acme");
     let r = call(&api, "GET", "/tenants/acme/devices/primary/webhook", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(r.json()["state"], "missing");
-    let expected_url = format!("{INGRESS}/webhooks/whatsapp/acme");
     assert_eq!(r.json()["expectedUrl"], expected_url.as_str());
-
-    // When it is wired.
-    let r = call(&api, "POST", "/tenants/acme/devices/primary/webhook", None).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let wired = r.json();
-    assert_eq!(wired["state"], "wired");
-    let secret_id = wired["secretId"].as_str().unwrap().to_string();
-    assert!(secret_id.starts_with("wired-primary-"), "{secret_id}");
 
     // Then the device posts to the tenant's URL, signed with the secret wagate sealed.
     let device = sim_device(&sim, "acme-1").unwrap();
@@ -226,18 +222,18 @@ async fn a_tenant_links_its_device_by_qr_and_wires_its_webhook_without_touching_
     assert_eq!(
         names,
         [
-            "wire_webhook",
-            "wire_webhook",
             "device_login_qr",
+            "wire_webhook",
+            "wire_webhook",
             "device_login_qr",
             "device_create_slot",
             "device_create_slot"
         ],
         "{actions:?}"
     );
-    assert!(actions[0].1.contains("wired with secret"), "{actions:?}");
+    assert!(actions[1].1.contains("wired with secret"), "{actions:?}");
     assert!(
-        actions[2].1.contains("failed (already_logged_in)"),
+        actions[0].1.contains("failed (already_logged_in)"),
         "{actions:?}"
     );
 }
@@ -844,7 +840,7 @@ async fn a_rotation_is_kept_when_the_server_refuses_the_new_wired_secret_and_say
 }
 
 #[tokio::test]
-async fn a_switch_to_a_wired_backup_whose_webhook_was_changed_is_refused_until_repaired() {
+async fn a_switch_wires_the_target_before_the_cut_over_and_a_refused_wiring_switches_nothing() {
     let sim = sim().await;
     let api = onboarding(&sim).await;
     call(&api, "POST", "/tenants/acme/devices/backup", None).await;
@@ -855,40 +851,82 @@ async fn a_switch_to_a_wired_backup_whose_webhook_was_changed_is_refused_until_r
     let mut hook = sim_device(&sim, "acme-2").unwrap().webhook.unwrap();
     hook.url = "https://elsewhere.example/hook".into();
     assert!(sim.set_device_webhook("acme-2", Some(hook)));
-    let version = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
+    let before = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
         .await
-        .json()["version"]
-        .clone();
+        .json();
+    let version = before["version"].clone();
+    let switch = json!({"action": "activate", "to": "backup", "version": version});
 
+    // A dry run says what the switch would do, and changes nothing anywhere.
+    sim.clear_requests();
     let r = call(
         &api,
         "POST",
         "/tenants/acme/whatsapp-config/switch",
-        Some(json!({"action": "activate", "to": "backup", "version": version})),
+        Some(json!({"action": "activate", "to": "backup", "dryRun": true})),
     )
     .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let plan = r.json();
+    assert_eq!(plan["ok"], true, "{plan}");
+    assert_eq!(plan["deviceLinked"], true, "{plan}");
+    assert_eq!(plan["wiring"]["state"], "would_wire", "{plan}");
+    assert!(
+        plan["wiring"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("points_elsewhere"),
+        "{plan}"
+    );
+    assert!(
+        !sim.requests()
+            .iter()
+            .any(|q| q.method == "PATCH" || q.method == "POST"),
+        "a dry run changes nothing on the server: {:?}",
+        sim.requests()
+    );
+    let stored = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
+        .await
+        .json();
+    assert_eq!(stored, before, "a dry run changes nothing in wagate");
 
-    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
-    assert_eq!(r.json()["error"], "webhook_not_wired");
+    // When the server refuses the webhook change, nothing is switched.
+    sim.set_faults(Faults {
+        device_webhook: Some(DeviceWebhookFault::Refuse),
+        ..Faults::default()
+    });
+    let r = call(
+        &api,
+        "POST",
+        "/tenants/acme/whatsapp-config/switch",
+        Some(switch.clone()),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FAILED_DEPENDENCY, "{}", r.text);
+    assert_eq!(r.json()["error"], "webhook_refused");
     assert!(
         r.json()["message"]
             .as_str()
             .unwrap()
-            .contains("points_elsewhere")
+            .contains("nothing was switched")
     );
     let stored = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
         .await
         .json();
     assert_eq!(stored["activeEndpoint"], "primary");
-    assert_eq!(stored["version"], version, "nothing changed");
+    assert_eq!(
+        stored["webhookSecrets"], before["webhookSecrets"],
+        "the new wired secret is withdrawn"
+    );
+    let actions = device_actions(&audit(&api).await);
+    assert!(
+        actions[0].1.contains("wiring failed (webhook_refused)"),
+        "{actions:?}"
+    );
 
-    // Repaired, the switch goes through.
-    let r = call(&api, "POST", "/tenants/acme/devices/backup/webhook", None).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let version = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
-        .await
-        .json()["version"]
-        .clone();
+    // Once the server takes it, the switch wires the backup first, then cuts over.
+    sim.set_faults(Faults::default());
+    let version = stored["version"].clone();
     let r = call(
         &api,
         "POST",
@@ -898,4 +936,559 @@ async fn a_switch_to_a_wired_backup_whose_webhook_was_changed_is_refused_until_r
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["activeEndpoint"], "backup");
+    assert_eq!(r.json()["wiring"][0]["state"], "wired", "{}", r.text);
+    let hook = sim_device(&sim, "acme-2").unwrap().webhook.unwrap();
+    assert_eq!(hook.url, format!("{INGRESS}/webhooks/whatsapp/acme"));
+    let id = r.json()["wiring"][0]["secretId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(hook.secret, opened_secret(&api, &id).await);
+    let names: Vec<String> = audit(&api)
+        .await
+        .iter()
+        .take(3)
+        .map(|i| i["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["switch", "wire_webhook", "wire_webhook"],
+        "wired, then switched"
+    );
+}
+
+// =====================================================================================
+// Wiring kept true by every operation
+// =====================================================================================
+
+/// A simulator whose devices are already linked (as after a QR scan).
+async fn sim_with(devices: &[&str]) -> Checked {
+    let specs = devices
+        .iter()
+        .map(|d| gowa_sim::DeviceSpec::logged_in(*d, "6281234567890@s.whatsapp.net"))
+        .collect();
+    checked(
+        gowa_sim::start(SimConfig::with_devices(specs).basic_auth("admin", PASSWORD))
+            .await
+            .unwrap(),
+    )
+}
+
+fn endpoint_on(sim: &SimHandle, device: &str) -> Value {
+    json!({"baseUrl": sim.base_url(), "deviceId": device,
+           "credentials": {"type": "basic", "username": "admin", "password": PASSWORD}})
+}
+
+/// The API with a public webhook base and no config yet.
+async fn bare_api() -> Api {
+    let mut api = api().await;
+    api.app.webhook_base = PublicWebhookBase::parse(INGRESS).unwrap();
+    api
+}
+
+fn patches(sim: &SimHandle) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|q| q.method == "PATCH" && q.path.ends_with("/webhook"))
+        .count()
+}
+
+#[tokio::test]
+async fn a_config_saved_with_a_linked_device_is_wired_in_the_same_write() {
+    // acme-1 is linked on the server; acme-2 is not there yet.
+    let sim = sim_with(&["acme-1"]).await;
+    let api = bare_api().await;
+
+    let r = api
+        .create(&json!({
+            "provider": "gowa", "primary": endpoint_on(&sim, "acme-1"),
+            "backup": endpoint_on(&sim, "acme-2"),
+            "webhookSecrets": [{"id": "s1", "secret": "webhook-secret-1"}]
+        }))
+        .await;
+
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let body = r.json();
+    assert_eq!(body["version"], 1, "config and wiring in one write");
+    assert_eq!(body["wiring"][0]["role"], "primary");
+    assert_eq!(body["wiring"][0]["state"], "wired", "{body}");
+    assert_eq!(body["wiring"][1]["role"], "backup");
+    assert_eq!(body["wiring"][1]["state"], "pending_link", "{body}");
+    let id = body["wiring"][0]["secretId"].as_str().unwrap().to_string();
+    let hook = sim_device(&sim, "acme-1").unwrap().webhook.unwrap();
+    assert_eq!(hook.url, format!("{INGRESS}/webhooks/whatsapp/acme"));
+    assert_eq!(hook.secret, opened_secret(&api, &id).await);
+    assert!(!r.text.contains(&hook.secret));
+    assert_eq!(patches(&sim), 1, "only the linked device was changed");
+    let names: Vec<String> = audit(&api)
+        .await
+        .iter()
+        .map(|i| i["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["wire_webhook", "create"]);
+}
+
+#[tokio::test]
+async fn a_config_whose_wiring_fails_is_not_saved_and_the_failure_is_audited() {
+    for (fault, status, code) in [
+        (
+            DeviceWebhookFault::Refuse,
+            StatusCode::FAILED_DEPENDENCY,
+            "webhook_refused",
+        ),
+        (
+            DeviceWebhookFault::OtherUrl,
+            StatusCode::FAILED_DEPENDENCY,
+            "read_back_mismatch",
+        ),
+        (
+            DeviceWebhookFault::OtherSecret,
+            StatusCode::FAILED_DEPENDENCY,
+            "read_back_mismatch",
+        ),
+    ] {
+        let sim = sim_with(&["acme-1"]).await;
+        let api = bare_api().await;
+        sim.set_faults(Faults {
+            device_webhook: Some(fault),
+            ..Faults::default()
+        });
+
+        let r = api
+            .create(&json!({
+                "provider": "gowa", "primary": endpoint_on(&sim, "acme-1"),
+                "webhookSecrets": [{"id": "s1", "secret": "webhook-secret-1"}]
+            }))
+            .await;
+
+        assert_eq!(r.status, status, "{fault:?}: {}", r.text);
+        assert_eq!(r.json()["error"], code, "{fault:?}");
+        let r = call(&api, "GET", "/tenants/acme/whatsapp-config", None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{fault:?}: nothing saved");
+        let log = audit(&api).await;
+        let names: Vec<&str> = log.iter().map(|i| i["action"].as_str().unwrap()).collect();
+        assert_eq!(names, ["delete", "wire_webhook", "create"], "{fault:?}");
+        assert!(
+            log[1]["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("wiring failed ({code})")),
+            "{log:?}"
+        );
+        assert!(log[0]["detail"].as_str().unwrap().contains("withdrawn"));
+    }
+}
+
+#[tokio::test]
+async fn an_endpoint_change_is_wired_before_the_update_is_written() {
+    let old = sim_with(&["acme-1"]).await;
+    let new = sim_with(&["acme-9"]).await;
+    let api = bare_api().await;
+    let mut body = json!({
+        "provider": "gowa", "primary": endpoint_on(&old, "acme-1"),
+        "webhookSecrets": [{"id": "s1", "secret": "webhook-secret-1"}]
+    });
+    let r = api.create(&body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let old_hook = sim_device(&old, "acme-1").unwrap().webhook.unwrap();
+
+    // A change the new server refuses writes nothing of the update.
+    new.set_faults(Faults {
+        device_webhook: Some(DeviceWebhookFault::Refuse),
+        ..Faults::default()
+    });
+    body["primary"] = endpoint_on(&new, "acme-9");
+    body["version"] = json!(1);
+    let r = call(
+        &api,
+        "PUT",
+        "/tenants/acme/whatsapp-config",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FAILED_DEPENDENCY, "{}", r.text);
+    assert_eq!(r.json()["error"], "webhook_refused");
+    let stored = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
+        .await
+        .json();
+    assert_eq!(stored["primary"]["baseUrl"], old.base_url(), "not switched");
+    let ids: Vec<String> = secret_ids(&api).await.into_iter().map(|(i, _)| i).collect();
+    assert_eq!(ids.len(), 2, "s1 and the first wiring's secret: {ids:?}");
+
+    // Accepted, the new device is wired first, then the update is written.
+    new.set_faults(Faults::default());
+    body["version"] = stored["version"].clone();
+    let r = call(
+        &api,
+        "PUT",
+        "/tenants/acme/whatsapp-config",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let out = r.json();
+    assert_eq!(out["primary"]["baseUrl"], new.base_url());
+    assert_eq!(out["wiring"][0]["state"], "wired", "{out}");
+    let id = out["wiring"][0]["secretId"].as_str().unwrap().to_string();
+    let hook = sim_device(&new, "acme-9").unwrap().webhook.unwrap();
+    assert_eq!(hook.secret, opened_secret(&api, &id).await);
+    // The old server's webhook is left as it was, its secret accepted for the grace.
+    assert_eq!(
+        sim_device(&old, "acme-1").unwrap().webhook.unwrap(),
+        old_hook
+    );
+    let secrets = secret_ids(&api).await;
+    assert_eq!(secrets.len(), 3, "{secrets:?}");
+    assert!(
+        secrets[1].1.is_some(),
+        "the old wired secret expires: {secrets:?}"
+    );
+
+    // An update that changes no endpoint leaves the wiring alone.
+    let before = patches(&new);
+    let mut same = body.clone();
+    same["version"] = out["version"].clone();
+    same["limits"] = json!({"outboundPerMinute": 20});
+    // Credentials left out are kept (a password sent again counts as a change).
+    same["primary"]["credentials"] = json!({"type": "basic", "username": "admin"});
+    let r = call(&api, "PUT", "/tenants/acme/whatsapp-config", Some(same)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["wiring"][0]["state"], "unchanged");
+    assert_eq!(patches(&new), before);
+}
+
+#[tokio::test]
+async fn manual_endpoints_are_reported_and_never_changed() {
+    let sim = sim_with(&["acme-1", "acme-2"]).await;
+    let api = bare_api().await;
+    let mut primary = endpoint_on(&sim, "acme-1");
+    primary["webhookWiring"] = json!("manual");
+    let mut backup = endpoint_on(&sim, "acme-2");
+    backup["webhookWiring"] = json!("manual");
+    let r = api
+        .create(&json!({
+            "provider": "gowa", "primary": primary, "backup": backup,
+            "webhookSecrets": [{"id": "s1", "secret": "webhook-secret-1"}]
+        }))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json()["wiring"][0]["state"], "manual");
+    assert_eq!(r.json()["primary"]["webhookWiring"], "manual");
+
+    // Asked to wire it: 409, nothing sent to the server, the secrets as they were.
+    let before = secret_ids(&api).await;
+    let r = call(&api, "POST", "/tenants/acme/devices/primary/webhook", None).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.json()["error"], "webhook_wiring_manual");
+    assert_eq!(secret_ids(&api).await, before);
+    // Read: reported, with no repair offered.
+    let r = call(&api, "GET", "/tenants/acme/devices/primary/webhook", None).await;
+    assert_eq!(r.json()["state"], "missing", "{}", r.text);
+    let r = call(&api, "GET", "/tenants/acme/devices/primary", None).await;
+    assert!(r.json().get("webhook").is_none(), "{}", r.text);
+    let r = call(&api, "POST", "/tenants/acme/whatsapp-config/test", None).await;
+    assert_eq!(r.json()["results"][0]["webhook"]["state"], "missing");
+    assert!(r.json()["results"][0]["webhook"].get("repair").is_none());
+    // A switch to a manual backup does not touch its webhook either.
+    let r = call(
+        &api,
+        "POST",
+        "/tenants/acme/whatsapp-config/switch",
+        Some(json!({"action": "activate", "to": "backup", "version": 1})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["wiring"][0]["state"], "manual");
+    assert_eq!(patches(&sim), 0, "no PATCH recorded: {:?}", sim.requests());
+    assert!(sim.devices().iter().all(|d| d.webhook.is_none()));
+}
+
+#[tokio::test]
+async fn a_migration_wires_each_target_before_the_move_and_its_dry_run_changes_nothing() {
+    let from = sim_with(&["acme-1"]).await;
+    let to = sim_with(&["acme-1"]).await;
+    let api = bare_api().await;
+    let r = api
+        .create(&json!({
+            "provider": "gowa", "primary": endpoint_on(&from, "acme-1"),
+            "webhookSecrets": [{"id": "s1", "secret": "webhook-secret-1"}]
+        }))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let source_hook = sim_device(&from, "acme-1").unwrap().webhook.unwrap();
+    for (id, sim) in [("gowa-a", &from), ("gowa-b", &to)] {
+        let r = api
+            .call(
+                ApiEvent::new("POST", "/admin/servers")
+                    .bearer(&api.admin())
+                    .json(
+                        &json!({"serverId": id, "baseUrl": sim.base_url(), "provider": "gowa",
+                                  "region": "eu-west-1", "capacity": 10}),
+                    ),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let migrate = |dry: bool| {
+        ApiEvent::new("POST", "/admin/migrations")
+            .bearer(&api.admin())
+            .json(&json!({"jobId": "move-1", "from": "gowa-a", "to": "gowa-b", "dryRun": dry}))
+    };
+
+    let before = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
+        .await
+        .json();
+    let r = api.call(migrate(true)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let res = &r.json()["results"][0];
+    assert_eq!(res["outcome"], "would_move", "{res}");
+    assert_eq!(res["wiring"][0]["state"], "would_wire", "{res}");
+    assert_eq!(patches(&to), 0, "a dry run changes nothing on the target");
+    let after = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
+        .await
+        .json();
+    assert_eq!(after, before, "nor in wagate");
+
+    let r = api.call(migrate(false)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let res = &r.json()["results"][0];
+    assert_eq!(res["outcome"], "moved", "{res}");
+    assert_eq!(res["wiring"][0]["state"], "wired", "{res}");
+    let id = res["wiring"][0]["secretId"].as_str().unwrap().to_string();
+    let hook = sim_device(&to, "acme-1").unwrap().webhook.unwrap();
+    assert_eq!(hook.secret, opened_secret(&api, &id).await);
+    assert_eq!(
+        sim_device(&from, "acme-1").unwrap().webhook.unwrap(),
+        source_hook,
+        "the source's webhook is left in place"
+    );
+    let stored = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
+        .await
+        .json();
+    assert_eq!(stored["primary"]["baseUrl"], to.base_url());
+}
+
+/// The simulator's contact writes to `device`; answers whether the ingress took it (200),
+/// `None` when the device had nowhere to post it.
+async fn incoming_to(sim: &SimHandle, device: &str, text: &str) -> Option<bool> {
+    let record = sim
+        .deliver_incoming(gowa_sim::IncomingMessage {
+            device_id: Some(device.into()),
+            from: "6289685028129".into(),
+            text: text.into(),
+            from_name: None,
+            reply_to: None,
+        })
+        .await
+        .expect("the simulator delivers the event");
+    record.deliveries.first().map(|d| d.delivered)
+}
+
+#[tokio::test]
+async fn no_event_is_refused_while_a_switch_wires_the_backup_and_cuts_over() {
+    let sim = sim_with(&["acme-1", "acme-2"]).await;
+    let mut api = bare_api().await;
+    let (ingress_url, _task) = ingress_over_http(&api.stack).await;
+    api.app.webhook_base = PublicWebhookBase::parse(&ingress_url).unwrap();
+    let mut backup = endpoint_on(&sim, "acme-2");
+    // The backup is wired by the switch, not at save.
+    backup["webhookWiring"] = json!("manual");
+    let r = api
+        .create(&json!({
+            "provider": "gowa", "primary": endpoint_on(&sim, "acme-1"), "backup": backup,
+            "webhookSecrets": [{"id": "s1", "secret": "webhook-secret-1"}]
+        }))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let mut cfg = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
+        .await
+        .json();
+    cfg["backup"]["webhookWiring"] = json!("wagate");
+    cfg["backup"]["credentials"] = json!({"type": "basic", "username": "admin"});
+    cfg["primary"]["credentials"] = json!({"type": "basic", "username": "admin"});
+    for k in [
+        "tenantId",
+        "createdAt",
+        "updatedAt",
+        "webhookPath",
+        "webhookUrl",
+        "connectionStatus",
+        "webhookSecrets",
+    ] {
+        cfg.as_object_mut().unwrap().remove(k);
+    }
+    // Handing the backup back to wagate wires it only when it changes: set it to wagate now
+    // (it is wired here: the device is linked), then take its webhook away by hand so the
+    // switch has to wire it again.
+    let r = call(&api, "PUT", "/tenants/acme/whatsapp-config", Some(cfg)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["wiring"][1]["state"], "wired", "{}", r.text);
+    assert!(sim.set_device_webhook("acme-2", None));
+
+    // Events flow from both devices before, during and after the switch.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let sender = async {
+        let mut outcomes = Vec::new();
+        let mut i = 0;
+        loop {
+            let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+            for device in ["acme-1", "acme-2"] {
+                let text = format!("{device}-{i}");
+                outcomes.push((text.clone(), incoming_to(&sim, device, &text).await));
+            }
+            i += 1;
+            if finished && i > 3 {
+                break outcomes;
+            }
+        }
+    };
+    let switch = async {
+        let version = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
+            .await
+            .json()["version"]
+            .clone();
+        let r = call(
+            &api,
+            "POST",
+            "/tenants/acme/whatsapp-config/switch",
+            Some(json!({"action": "activate", "to": "backup", "version": version})),
+        )
+        .await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        r
+    };
+    let (outcomes, r) = tokio::join!(sender, switch);
+
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["wiring"][0]["state"], "wired", "{}", r.text);
+    let refused: Vec<&(String, Option<bool>)> =
+        outcomes.iter().filter(|(_, o)| *o == Some(false)).collect();
+    assert!(refused.is_empty(), "refused during the switch: {refused:?}");
+    let accepted = |device: &str| {
+        outcomes
+            .iter()
+            .filter(|(t, o)| t.starts_with(device) && *o == Some(true))
+            .count()
+    };
+    assert!(
+        accepted("acme-1") >= 4,
+        "the old endpoint kept posting: {outcomes:?}"
+    );
+    assert!(
+        accepted("acme-2") >= 1,
+        "the new endpoint posts once wired: {outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.last().map(|(_, o)| *o),
+        Some(Some(true)),
+        "after the switch the backup's events are accepted"
+    );
+}
+
+#[tokio::test]
+async fn the_status_says_whether_the_backup_is_ready_and_why_not() {
+    let primary = sim_with(&["acme-1"]).await;
+    let backup = gowa_sim::start(SimConfig::default().basic_auth("admin", PASSWORD))
+        .await
+        .unwrap();
+    let api = bare_api().await;
+    let r = api
+        .create(&json!({
+            "provider": "gowa", "primary": endpoint_on(&primary, "acme-1"),
+            "backup": endpoint_on(&backup, "acme-2"),
+            "webhookSecrets": [{"id": "s1", "secret": "webhook-secret-1"}]
+        }))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    // The backup's device is not on its server yet.
+    let s = standby_of(&api).await;
+    assert_eq!(s["role"], "backup");
+    assert_eq!(s["ready"], false, "{s}");
+    assert_eq!(s["reasons"], json!(["device_not_logged_in"]), "{s}");
+
+    // Linked (the status read of the device wires it): ready.
+    call(&api, "POST", "/tenants/acme/devices/backup", None).await;
+    backup.scan("acme-2", Some("6281234567891")).unwrap();
+    let r = call(&api, "GET", "/tenants/acme/devices/backup", None).await;
+    assert_eq!(r.json()["webhook"]["state"], "wired", "{}", r.text);
+    let s = standby_of(&api).await;
+    assert_eq!(s["ready"], true, "{s}");
+    assert!(s.get("reasons").is_none(), "{s}");
+
+    // Its webhook changed by hand on the server: not ready, and the repair is named.
+    let mut hook = sim_device(&backup, "acme-2").unwrap().webhook.unwrap();
+    hook.url = "https://elsewhere.example/hook".into();
+    assert!(backup.set_device_webhook("acme-2", Some(hook)));
+    let s = standby_of(&api).await;
+    assert_eq!(s["reasons"], json!(["webhook_not_wired"]), "{s}");
+    assert!(
+        s["detail"].as_str().unwrap().contains("points_elsewhere"),
+        "{s}"
+    );
+    assert!(
+        s["detail"]
+            .as_str()
+            .unwrap()
+            .contains("POST /tenants/acme/devices/backup/webhook")
+    );
+    backup.clear_requests();
+    let before = secret_ids(&api).await;
+    let _ = standby_of(&api).await;
+    assert!(
+        !backup.requests().iter().any(|q| q.method != "GET"),
+        "the status only reads"
+    );
+    assert_eq!(secret_ids(&api).await, before);
+
+    // The backup's server down: not ready, server_down.
+    drop(backup);
+    let s = standby_of(&api).await;
+    assert_eq!(s["ready"], false, "{s}");
+    assert_eq!(s["reasons"], json!(["server_down"]), "{s}");
+}
+
+async fn standby_of(api: &Api) -> Value {
+    let r = call(api, "GET", "/tenants/acme/status", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.json()["standby"].clone()
+}
+
+#[tokio::test]
+async fn without_a_public_url_wiring_is_409_no_webhook_url_and_nothing_is_sent() {
+    // No PUBLIC_WEBHOOK_BASE_URL and a front door that does not report the API's own URL.
+    let sim = sim_with(&["acme-1"]).await;
+    let api = api().await;
+    let r = api
+        .call(
+            ApiEvent::new("POST", "/tenants/acme/whatsapp-config")
+                .without_domain()
+                .bearer(&api.admin())
+                .json(&json!({
+                    "provider": "gowa", "primary": endpoint_on(&sim, "acme-1"),
+                    "webhookSecrets": [{"id": "s1", "secret": "webhook-secret-1"}]
+                })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(
+        r.json()["wiring"][0]["state"],
+        "no_webhook_url",
+        "{}",
+        r.text
+    );
+    let before = secret_ids(&api).await;
+
+    let r = api
+        .call(
+            ApiEvent::new("POST", "/tenants/acme/devices/primary/webhook")
+                .without_domain()
+                .bearer(&api.tenant("acme")),
+        )
+        .await;
+
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.json()["error"], "no_webhook_url");
+    assert_eq!(patches(&sim), 0, "nothing sent to the server");
+    assert_eq!(secret_ids(&api).await, before, "nothing stored");
 }

@@ -107,10 +107,16 @@ async fn every_route_answers_what_the_spec_documents() {
     );
     let cfg = json!({
         "provider": "gowa",
-        "primary": {"baseUrl": a.base_url(), "credentials": {"type": "basic", "username": "u", "password": "p-0123456789abcdef"}, "deviceId": "demo"},
-        "backup": {"baseUrl": b.base_url(), "credentials": {"type": "none"}, "deviceId": "demo"},
+        "primary": {"baseUrl": a.base_url(), "credentials": {"type": "basic", "username": "u", "password": "p-0123456789abcdef"}, "deviceId": "demo", "webhookWiring": "manual"},
+        "backup": {"baseUrl": b.base_url(), "credentials": {"type": "none"}, "deviceId": "demo", "webhookWiring": "manual"},
         "webhookSecrets": [{"id": "s1", "secret": "webhook-secret-1"}]
     });
+    let mut wired_cfg = cfg.clone();
+    wired_cfg["primary"]
+        .as_object_mut()
+        .unwrap()
+        .remove("webhookWiring");
+    wired_cfg.as_object_mut().unwrap().remove("backup");
     let cfg_path = "/tenants/{tenantId}/whatsapp-config";
     let mut calls: Vec<(&str, &str, ApiEvent)> = vec![
         ("POST", cfg_path, ApiEvent::new("POST", "/tenants/acme/whatsapp-config").bearer(&admin).json(&cfg)),
@@ -130,6 +136,7 @@ async fn every_route_answers_what_the_spec_documents() {
         ("POST", "/tenants/{tenantId}/whatsapp-config/rotate-credential", ApiEvent::new("POST", "/tenants/acme/whatsapp-config/rotate-credential").bearer(&tenant).json(&json!({"credentials": {"type": "none"}, "version": 1}))),
         ("POST", "/tenants/{tenantId}/whatsapp-config/rotate-webhook-secret", ApiEvent::new("POST", "/tenants/acme/whatsapp-config/rotate-webhook-secret").bearer(&tenant)),
         ("POST", "/tenants/{tenantId}/whatsapp-config/rotate-webhook-secret", ApiEvent::new("POST", "/tenants/acme/whatsapp-config/rotate-webhook-secret").bearer(&tenant).json(&json!({"graceSeconds": 1e12}))),
+        ("POST", "/tenants/{tenantId}/whatsapp-config/switch", ApiEvent::new("POST", "/tenants/acme/whatsapp-config/switch").bearer(&tenant).json(&json!({"action": "activate", "to": "backup", "dryRun": true}))),
         ("POST", "/tenants/{tenantId}/whatsapp-config/switch", ApiEvent::new("POST", "/tenants/acme/whatsapp-config/switch").bearer(&tenant).json(&json!({"action": "activate", "to": "backup", "version": 4}))),
         ("POST", "/tenants/{tenantId}/whatsapp-config/switch", ApiEvent::new("POST", "/tenants/acme/whatsapp-config/switch").bearer(&tenant).json(&json!({"action": "replace", "role": "backup", "version": 5, "endpoint": {"baseUrl": "http://127.0.0.1:9", "credentials": {"type": "none"}}}))),
         ("POST", "/tenants/{tenantId}/whatsapp-config/switch", ApiEvent::new("POST", "/tenants/acme/whatsapp-config/switch").bearer(&tenant).json(&json!({"action": "swap"}))),
@@ -150,6 +157,10 @@ async fn every_route_answers_what_the_spec_documents() {
         ("POST", "/tenants/{tenantId}/devices/{role}/reconnect", ApiEvent::new("POST", "/tenants/acme/devices/primary/reconnect").bearer(&tenant)),
         ("GET", "/tenants/{tenantId}/devices/{role}/webhook", ApiEvent::new("GET", "/tenants/acme/devices/primary/webhook").bearer(&tenant)),
         ("POST", "/tenants/{tenantId}/devices/{role}/webhook", ApiEvent::new("POST", "/tenants/acme/devices/primary/webhook").bearer(&tenant)),
+        // acme's endpoints are manual (its version chain above stays as it is); `other` lets
+        // wagate wire its device: on create, then again on request.
+        ("POST", cfg_path, ApiEvent::new("POST", "/tenants/other/whatsapp-config").bearer(&other).json(&wired_cfg)),
+        ("POST", "/tenants/{tenantId}/devices/{role}/webhook", ApiEvent::new("POST", "/tenants/other/devices/primary/webhook").bearer(&other)),
         ("POST", "/tenants/{tenantId}/devices/{role}/webhook", ApiEvent::new("POST", "/tenants/acme/devices/primary/webhook").bearer(&other)),
         ("GET", "/tenants/{tenantId}/messages/{idempotencyKey}", ApiEvent::new("GET", "/tenants/acme/messages/k1").bearer(&tenant)),
         ("GET", "/tenants/{tenantId}/messages/{idempotencyKey}", ApiEvent::new("GET", "/tenants/acme/messages/k2").bearer(&tenant)),

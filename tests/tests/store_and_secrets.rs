@@ -33,6 +33,7 @@ fn plain_config(tenant: &str, base_url: &str, backup: Option<&str>) -> TenantCon
             device_id: Some("dev-1".into()),
             region: Some("eu-west-1".into()),
             webhook_source_cidrs: Vec::new(),
+            webhook_wiring: Default::default(),
         },
         backup: backup.map(|b| Endpoint {
             base_url: b.into(),
@@ -40,6 +41,7 @@ fn plain_config(tenant: &str, base_url: &str, backup: Option<&str>) -> TenantCon
             device_id: None,
             region: None,
             webhook_source_cidrs: Vec::new(),
+            webhook_wiring: Default::default(),
         }),
         webhook_secrets: vec![WebhookSecret {
             id: "s1".into(),

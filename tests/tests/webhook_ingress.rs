@@ -131,6 +131,7 @@ impl Ingress {
                 device_id: None,
                 region: None,
                 webhook_source_cidrs: spec.cidrs.iter().map(|c| c.parse().unwrap()).collect(),
+                webhook_wiring: Default::default(),
             },
             backup: None,
             webhook_secrets: spec

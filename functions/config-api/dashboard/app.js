@@ -246,7 +246,8 @@ function resetViews() {
   messagesCursor = null;
   $("messages-more").hidden = true;
   $("tenant-title").textContent = "Tenant";
-  for (const id of ["status-facts", "chart", "failures", "switches", "messages", "lookup-result", "endpoints", "tenants", "fleet-failovers", "test-results"]) {
+  stopQr();
+  for (const id of ["devices", "status-facts", "chart", "failures", "switches", "messages", "lookup-result", "endpoints", "tenants", "fleet-failovers", "test-results"]) {
     fill(id);
   }
   for (const id of ["chart-summary", "tenants-count", "settings-intro"]) $(id).textContent = "";
@@ -340,6 +341,8 @@ async function loadTenant(tenant) {
   const s = status.value;
   renderStatus(s);
   renderUnusableSecrets(s);
+  renderStandby(s);
+  loadDevices(tenant, s);
   if (history.status === "fulfilled") {
     renderChart(history.value, s);
     renderFailures(s, history.value);
@@ -1247,3 +1250,198 @@ document.addEventListener("DOMContentLoaded", () => {
   if (saved && signIn(saved)) sessionStorage.removeItem(TOKEN_KEY);
   route();
 });
+
+// ---------------------------------------------------------------------------------------
+// Devices (issue 15): status, QR / pairing-code linking, logout, reconnect, webhook wiring
+// ---------------------------------------------------------------------------------------
+
+const DEVICE_TEXT = { logged_in: "linked", connected: "waiting for the phone", logged_out: "not linked", not_found: "no device on the server" };
+const DEVICE_CLASS = { logged_in: "ok", connected: "warn", logged_out: "warn", not_found: "bad" };
+const WIRING_TEXT = {
+  wired: "webhook wired",
+  missing: "webhook not set",
+  points_elsewhere: "webhook points elsewhere",
+  secret_mismatch: "webhook secret mismatch",
+  events_filtered: "webhook filters events",
+};
+// The QR being shown: its role, the timers that refresh it and poll for the scan.
+const qr = { role: null, refresh: null, poll: null };
+
+function stopQr() {
+  clearTimeout(qr.refresh);
+  clearInterval(qr.poll);
+  qr.role = null;
+  qr.refresh = null;
+  qr.poll = null;
+}
+
+/** The status's `standby`: is the endpoint a failover would go to ready, and why not. */
+function renderStandby(s) {
+  if (!s.standby) return;
+  const r = s.standby;
+  $("status-facts").append(
+    el("dt", {}, r.role === "backup" ? "Backup ready" : "Primary ready (failback)"),
+    el(
+      "dd",
+      { id: "backup-ready" },
+      el("span", { class: "badge " + (r.ready ? "ok" : "bad") }, r.ready ? "ready" : "not ready"),
+      r.ready ? "" : " · " + (r.detail || (r.reasons || []).join(", ")),
+    ),
+  );
+}
+
+async function loadDevices(tenant, s) {
+  const gen = state.gen;
+  const roles = (s.endpoints || []).map((e) => e.role);
+  const cards = [];
+  for (const role of roles) {
+    const endpoint = (s.endpoints || []).find((e) => e.role === role);
+    const card = el("section", { class: "device", id: "device-" + role, "aria-label": role + " device" });
+    cards.push(card);
+    if (!endpoint.deviceId) {
+      card.append(el("h3", {}, role), el("p", { class: "hint" }, "No device id: set one in Settings to manage the device."));
+      continue;
+    }
+    card.append(el("h3", {}, role + " · ", el("code", {}, endpoint.deviceId)), el("p", {}, "loading…"));
+  }
+  fill("devices", cards.length ? cards : el("p", { class: "hint" }, "No endpoints."));
+  for (const role of roles) {
+    const endpoint = (s.endpoints || []).find((e) => e.role === role);
+    if (!endpoint.deviceId) continue;
+    await renderDevice(tenant, role, endpoint, gen);
+  }
+}
+
+async function renderDevice(tenant, role, endpoint, gen) {
+  const base = "/tenants/" + enc(tenant) + "/devices/" + role;
+  const [dev, hook] = await Promise.allSettled([api("GET", base), api("GET", base + "/webhook")]);
+  if (gen !== state.gen || tenant !== currentTenant) return null;
+  const card = $("device-" + role);
+  if (!card) return null;
+  const head = el("h3", {}, role + " · ", el("code", {}, endpoint.deviceId));
+  const facts = [];
+  const d = dev.status === "fulfilled" ? dev.value : null;
+  facts.push(
+    el("dt", {}, "Device"),
+    el(
+      "dd",
+      { id: "device-state-" + role },
+      d ? el("span", { class: "badge " + (DEVICE_CLASS[d.state] || "unk") }, DEVICE_TEXT[d.state] || d.state) : el("span", { class: "error" }, dev.reason.message),
+    ),
+  );
+  const w = hook.status === "fulfilled" ? hook.value : null;
+  facts.push(
+    el("dt", {}, "Webhook"),
+    el(
+      "dd",
+      { id: "webhook-state-" + role },
+      w ? el("span", { class: "badge " + (w.state === "wired" ? "ok" : "warn") }, WIRING_TEXT[w.state] || w.state) : el("span", { class: "hint" }, hook.reason.message),
+    ),
+  );
+  const actions = el("div", { class: "actions" });
+  const button = (label, fn, id) => {
+    const b = el("button", { type: "button", class: "secondary", id: id + "-" + role }, label);
+    b.addEventListener("click", async () => {
+      b.disabled = true;
+      try {
+        await fn();
+      } catch (e) {
+        if (!(e instanceof StaleAnswer)) flash(e.message, true);
+      } finally {
+        b.disabled = false;
+      }
+    });
+    return b;
+  };
+  const refresh = () => renderDevice(tenant, role, endpoint, state.gen);
+  if (d && d.state === "not_found") {
+    actions.append(button("Create device", async () => {
+      await api("POST", base);
+      await refresh();
+    }, "create-device"));
+  }
+  if (d && d.state !== "logged_in") {
+    actions.append(button("Link with QR code", () => showQr(tenant, role, endpoint), "link-qr"));
+    const phone = el("input", { type: "tel", id: "pair-phone-" + role, placeholder: "+6281234567890", "aria-label": "Phone number for a pairing code", autocomplete: "off" });
+    const code = el("output", { id: "pair-code-" + role, class: "pair-code" });
+    const form = el("form", { class: "inline", novalidate: "" }, phone, el("button", { type: "submit", class: "secondary" }, "Get pairing code"), code);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      code.textContent = "";
+      try {
+        const r = await api("POST", base + "/pairing-code", { phone: phone.value.trim() });
+        code.textContent = r.code;
+        startPolling(tenant, role, endpoint);
+      } catch (e) {
+        if (e instanceof StaleAnswer) return;
+        code.textContent = e.body && e.body.fields && e.body.fields.length ? e.body.fields[0].reason : e.message;
+      }
+    });
+    actions.append(form);
+  }
+  if (d && d.state === "logged_in") {
+    actions.append(button("Log out", async () => {
+      await api("POST", base + "/logout");
+      await refresh();
+    }, "logout"));
+  }
+  if (d && d.state !== "not_found") {
+    actions.append(button("Reconnect", async () => {
+      await api("POST", base + "/reconnect");
+      await refresh();
+    }, "reconnect"));
+  }
+  if (d && d.state === "logged_in" && w && w.state !== "wired") {
+    actions.append(button("Wire webhook", async () => {
+      await api("POST", base + "/webhook");
+      await refresh();
+    }, "wire"));
+  }
+  const qrBox = el("div", { id: "qr-" + role, class: "qr" });
+  card.replaceChildren(head, el("dl", { class: "facts" }, facts), actions, qrBox);
+  if (d && d.state === "logged_in" && qr.role === role) {
+    stopQr();
+    flash("The " + role + " device is linked.");
+  }
+  return d;
+}
+
+/** Shows the QR picture, asks for a new one before it expires, and polls the device until
+ *  it is logged in (the status read then wires its webhook). */
+async function showQr(tenant, role, endpoint) {
+  stopQr();
+  qr.role = role;
+  const gen = state.gen;
+  const r = await api("POST", "/tenants/" + enc(tenant) + "/devices/" + role + "/qr");
+  if (gen !== state.gen || qr.role !== role) return;
+  const box = $("qr-" + role);
+  if (!box) return;
+  const img = el("img", { id: "qr-img-" + role, alt: "QR code: scan it with WhatsApp (Linked devices)", width: "256", height: "256" });
+  img.src = "data:" + r.mimeType + ";base64," + r.pngBase64;
+  box.replaceChildren(img, el("p", { class: "hint", id: "qr-expiry-" + role }, "Scan it with WhatsApp → Linked devices. It expires in " + r.expiresInSeconds + " s; a new one is shown before that."));
+  // Refresh a few seconds before the expiry.
+  const ms = Math.max(1000, (Number(r.expiresInSeconds) - 5) * 1000);
+  qr.refresh = setTimeout(() => {
+    if (qr.role === role) showQr(tenant, role, endpoint).catch(() => {});
+  }, ms);
+  startPolling(tenant, role, endpoint);
+}
+
+function startPolling(tenant, role, endpoint) {
+  clearInterval(qr.poll);
+  qr.role = role;
+  qr.poll = setInterval(async () => {
+    try {
+      const d = await api("GET", "/tenants/" + enc(tenant) + "/devices/" + role);
+      if (d.state === "logged_in") {
+        clearInterval(qr.poll);
+        await renderDevice(tenant, role, endpoint, state.gen);
+        stopQr();
+        // Readiness and wiring changed: the status too.
+        loadTenant(tenant).catch(() => {});
+      }
+    } catch (_) {
+      /* the next tick tries again */
+    }
+  }, 2000);
+}

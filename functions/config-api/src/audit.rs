@@ -259,6 +259,7 @@ mod tests {
                 device_id: None,
                 region: None,
                 webhook_source_cidrs: vec![],
+                webhook_wiring: Default::default(),
             },
             backup: None,
             webhook_secrets: vec![WebhookSecret {

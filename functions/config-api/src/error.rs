@@ -102,8 +102,8 @@ pub enum DeviceFailure {
     AlreadyLoggedIn,
     /// The API does not know its public URL, so it cannot wire a webhook (409).
     NoWebhookUrl,
-    /// A switch to an endpoint wagate wired whose webhook does not read back as wired (409).
-    WebhookNotWired,
+    /// The endpoint's webhook wiring is `manual`: wagate reports it and never changes it (409).
+    WiringManual,
     /// The server's QR picture is not a PNG or is too large (424).
     BadQrImage,
     /// The server kind does not offer the operation (424).
@@ -130,7 +130,7 @@ impl DeviceFailure {
             DeviceFailure::DeviceNotFound => StatusCode::NOT_FOUND,
             DeviceFailure::AlreadyLoggedIn
             | DeviceFailure::NoWebhookUrl
-            | DeviceFailure::WebhookNotWired => StatusCode::CONFLICT,
+            | DeviceFailure::WiringManual => StatusCode::CONFLICT,
             _ => StatusCode::FAILED_DEPENDENCY,
         }
     }
@@ -140,7 +140,7 @@ impl DeviceFailure {
             DeviceFailure::DeviceNotFound => "device_not_found",
             DeviceFailure::AlreadyLoggedIn => "already_logged_in",
             DeviceFailure::NoWebhookUrl => "no_webhook_url",
-            DeviceFailure::WebhookNotWired => "webhook_not_wired",
+            DeviceFailure::WiringManual => "webhook_wiring_manual",
             DeviceFailure::BadQrImage => "bad_qr_image",
             DeviceFailure::Unsupported => "unsupported",
             DeviceFailure::ServerCredentialsRefused => "server_credentials_refused",

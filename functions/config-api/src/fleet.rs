@@ -76,6 +76,11 @@ pub struct TenantResult {
     pub version_before: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_after: Option<u64>,
+    /// Issue 15: each moved endpoint's device webhook on the target: in a dry run whether the
+    /// device is linked there and its webhook wired or would be wired; in a real run what
+    /// the move did (wired before the cut-over).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wiring: Vec<crate::handlers::devices::WiringOutcome>,
 }
 
 impl TenantResult {
@@ -87,6 +92,7 @@ impl TenantResult {
             roles: Vec::new(),
             version_before: None,
             version_after: None,
+            wiring: Vec::new(),
         }
     }
 

@@ -119,7 +119,7 @@ pub struct WiringGuard {
 }
 
 /// Id prefix of the webhook secrets the config API generates when it wires a device.
-const WIRED_PREFIX: &str = "wired-";
+const WIRED_PREFIX: &str = wagate::tenant::WIRED_SECRET_PREFIX;
 
 /// Server credentials opened in earlier runs of this instance, keyed by tenant and sealed
 /// value (a rotated credential has a new ciphertext, so it is opened again). An entry lives
@@ -234,6 +234,10 @@ impl HealthCheck {
         }) else {
             return Err(format!("the tenant has no {role} endpoint"));
         };
+        if endpoint.webhook_wiring == wagate::tenant::WebhookWiring::Manual {
+            // The tenant's own forwarding: reported by the config API, never judged here.
+            return Ok(());
+        }
         let Some(url) = guard.webhook_base.webhook_url(id, None) else {
             return Err("PUBLIC_WEBHOOK_BASE_URL is not set: the wiring cannot be checked".into());
         };
@@ -266,6 +270,7 @@ impl HealthCheck {
             device_id: endpoint.device_id.clone(),
             region: endpoint.region.clone(),
             webhook_source_cidrs: endpoint.webhook_source_cidrs.clone(),
+            webhook_wiring: endpoint.webhook_wiring,
         };
         match wagate::provider::wiring::inspect(provider, Target::from(&opened), &url, &refs).await
         {

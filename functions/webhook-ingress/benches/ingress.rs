@@ -86,6 +86,7 @@ fn config() -> SealedConfig {
             device_id: None,
             region: None,
             webhook_source_cidrs: Vec::new(),
+            webhook_wiring: Default::default(),
         },
         backup: None,
         webhook_secrets: vec![

@@ -610,6 +610,7 @@ mod tests {
             device_id: Some("d".into()),
             region: None,
             webhook_source_cidrs: vec![],
+            webhook_wiring: Default::default(),
         };
         let cfg: SealedConfig = TenantConfig {
             tenant_id: "t1".parse().unwrap(),

@@ -211,6 +211,7 @@ mod tests {
                 device_id: None,
                 region: None,
                 webhook_source_cidrs: Vec::new(),
+                webhook_wiring: Default::default(),
             },
             backup: None,
             webhook_secrets: vec![WebhookSecret {

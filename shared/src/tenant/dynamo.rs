@@ -559,6 +559,7 @@ mod tests {
             device_id: Some("d".into()),
             region: Some("eu".into()),
             webhook_source_cidrs: vec![],
+            webhook_wiring: Default::default(),
         }
     }
 

@@ -31,8 +31,16 @@ pub type SealedConfig = TenantConfig<SealedSecret>;
 /// An opened configuration, held only in memory (the cache).
 pub type OpenedConfig = TenantConfig<Secret>;
 
-/// Most webhook secrets a tenant may hold at once (current plus rotating ones).
+/// Most webhook secrets of its own a tenant may hold at once (current plus rotating ones);
+/// the secrets wagate generates to wire devices (`wired-…`) are counted apart.
 pub const MAX_WEBHOOK_SECRETS: usize = 5;
+
+/// Id prefix of the webhook secrets wagate generates to wire a device (`wired-primary-…`).
+pub const WIRED_SECRET_PREFIX: &str = "wired-";
+
+/// Most wired secrets at once: per endpoint the current one and the one it replaced (kept
+/// for its grace).
+pub const MAX_WIRED_WEBHOOK_SECRETS: usize = 4;
 
 /// A tenant id: 1 to 64 characters of `A-Z a-z 0-9 _ -`, starting with a letter or digit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -289,6 +297,34 @@ pub struct Endpoint<S> {
     /// Where this server's webhooks may come from; empty means anywhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhook_source_cidrs: Vec<IpNet>,
+    /// Who sets the device's webhook on the server (issue 15): wagate (the default) or the
+    /// tenant's own forwarding (`manual`: reported, never changed).
+    #[serde(default, skip_serializing_if = "WebhookWiring::is_default")]
+    pub webhook_wiring: WebhookWiring,
+}
+
+/// Who keeps an endpoint's device webhook pointing at wagate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookWiring {
+    /// wagate sets it (with a secret it generates and seals) on every change, and repairs it.
+    #[default]
+    Wagate,
+    /// The tenant runs its own webhook forwarding: wagate reads and reports, never changes it.
+    Manual,
+}
+
+impl WebhookWiring {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookWiring::Wagate => "wagate",
+            WebhookWiring::Manual => "manual",
+        }
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == WebhookWiring::Wagate
+    }
 }
 
 impl<S> Endpoint<S> {
@@ -420,6 +456,7 @@ impl<S> TenantConfig<S> {
                 device_id: e.device_id,
                 region: e.region,
                 webhook_source_cidrs: e.webhook_source_cidrs,
+                webhook_wiring: e.webhook_wiring,
             })
         };
         let primary = map_endpoint(self.primary, &mut take)?;
@@ -499,6 +536,7 @@ mod tests {
                 device_id: Some("dev-1".into()),
                 region: Some("eu-west-1".into()),
                 webhook_source_cidrs: Vec::new(),
+                webhook_wiring: Default::default(),
             },
             backup: Some(Endpoint {
                 base_url: "https://backup.example.com".into(),
@@ -509,6 +547,7 @@ mod tests {
                 device_id: None,
                 region: None,
                 webhook_source_cidrs: Vec::new(),
+                webhook_wiring: Default::default(),
             }),
             webhook_secrets: vec![WebhookSecret {
                 id: "s1".into(),

@@ -108,6 +108,7 @@ fn endpoint(base_url: &str) -> Endpoint<Secret> {
         device_id: Some(gowa_sim::DEFAULT_DEVICE_ID.into()),
         region: None,
         webhook_source_cidrs: Vec::new(),
+        webhook_wiring: Default::default(),
     }
 }
 

@@ -7,12 +7,12 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::info;
 use wagate::tenant::store::StoreError;
-use wagate::tenant::{SealedConfig, ValidationErrors};
+use wagate::tenant::{EndpointRole, SealedConfig, ValidationErrors};
 
 use crate::App;
 use crate::audit::Action;
 use crate::error::ApiError;
-use crate::handlers::{change, check_hosts, now};
+use crate::handlers::{change, check_hosts, devices, now};
 use crate::request::parse_json;
 use crate::response::to_json;
 use crate::router::Ctx;
@@ -66,6 +66,11 @@ pub struct ImportReport {
     pub created: Vec<String>,
     /// Tenants that already have a config: never overwritten.
     pub conflicts: Vec<ImportConflict>,
+    /// Issue 15: per created tenant, each endpoint's device webhook after the restore: checked,
+    /// and wired again where it is wagate's to wire, its device logged in, and it does not read
+    /// back as wired (a restore never fails on it: the outcome says what happened).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub wiring: std::collections::BTreeMap<String, Vec<crate::handlers::devices::WiringOutcome>>,
 }
 
 /// `POST /admin/import?dryRun=true|false`: restores an export. Every item is checked
@@ -112,6 +117,7 @@ pub async fn import(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
         dry_run,
         created: Vec::new(),
         conflicts: Vec::new(),
+        wiring: Default::default(),
     };
     for c in &doc.items {
         if let Some(existing) = app.stores.tenants.get(&c.tenant_id).await? {
@@ -138,6 +144,15 @@ pub async fn import(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
                 }
                 Err(e) => return Err(e.into()),
             }
+            let mut roles = vec![EndpointRole::Primary];
+            if c.backup.is_some() {
+                roles.push(EndpointRole::Backup);
+            }
+            let mut outcomes = Vec::new();
+            for role in roles {
+                outcomes.push(devices::ensure_wired(app, req, caller, &c.tenant_id, role).await);
+            }
+            report.wiring.insert(c.tenant_id.to_string(), outcomes);
         }
         report.created.push(c.tenant_id.to_string());
     }

@@ -14,12 +14,12 @@ use wagate::tenant::{
 use crate::App;
 use crate::audit::{Action, Moved};
 use crate::conntest::{EndpointResult, TestReport, test_endpoint};
-use crate::error::ApiError;
+use crate::error::{ApiError, DeviceFailure};
 use crate::handlers::config::dto::{EndpointInput, SecretSlot, build_endpoint};
 use crate::handlers::devices;
 use crate::handlers::{
     bump, change, check_hosts, check_version, commit, current, keep_all, now, open_endpoint, seal,
-    view_response,
+    wired_view_response,
 };
 use crate::request::{MAX_BODY_BYTES, expected_version, has_body, parse_json};
 use crate::response::to_json;
@@ -136,6 +136,29 @@ pub struct SwitchInput {
     pub endpoint: Option<EndpointInput>,
     #[serde(default)]
     pub version: Option<u64>,
+    /// Only report the preconditions (connection test, device linked, webhook wiring) and
+    /// change nothing, on wagate or on the server.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// A switch's dry run: whether it would go through, and what it would do to the target's
+/// device webhook.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SwitchPlan {
+    pub tenant_id: String,
+    pub dry_run: bool,
+    /// The switch would go through: the target passes its connection test, its device is
+    /// logged in, and its webhook is wired or would be wired.
+    pub ok: bool,
+    pub target: EndpointResult,
+    /// Whether the target's device is logged in (absent: it could not be read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_linked: Option<bool>,
+    /// `already_wired`, `would_wire`, `manual`, `no_device`, `no_webhook_url`, `not_linked`
+    /// or `unverified` (the webhook could not be read: `message`).
+    pub wiring: devices::WiringOutcome,
 }
 
 /// `POST /tenants/{id}/whatsapp-config/switch`: needs the version (If-Match or body); the
@@ -145,7 +168,11 @@ pub struct SwitchInput {
 pub async fn switch(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let (req, caller, tenant) = (ctx.req, ctx.caller()?, ctx.tenant()?.clone());
     let input: SwitchInput = parse_json(req, MAX_BODY_BYTES)?;
-    let expected = expected_version(req, input.version)?.ok_or(ApiError::VersionRequired)?;
+    let expected = match expected_version(req, input.version)? {
+        Some(v) => Some(v),
+        None if input.dry_run => None,
+        None => return Err(ApiError::VersionRequired),
+    };
     let mut errs = ValidationErrors::default();
     match input.action {
         SwitchAction::Activate => {
@@ -175,7 +202,7 @@ pub async fn switch(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
     }
     errs.into_result().map_err(ApiError::Invalid)?;
     let cur = current(app, &tenant).await?;
-    check_version(&cur, Some(expected))?;
+    check_version(&cur, expected)?;
     let at = now();
     let mut next = bump(keep_all(&cur), &cur, at);
     let no_backup = || ApiError::state("backup", "the tenant has no backup endpoint");
@@ -226,20 +253,69 @@ pub async fn switch(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
         .map_err(ApiError::StateConflict)?;
     let opened = open_endpoint(app, &tenant, field, &tested).await?;
     let result = test_endpoint(&app.providers, cur.provider, role_name, &opened).await;
+    // Issue 15: the endpoint that will carry the traffic, under the role its wired secret is
+    // named for now (a swap's new primary is the old backup).
+    let (target_role, secret_role) = match input.action {
+        SwitchAction::Activate => (input.to.unwrap_or_default(), input.to.unwrap_or_default()),
+        SwitchAction::Swap => (EndpointRole::Primary, EndpointRole::Backup),
+        SwitchAction::Replace => (
+            input.role.unwrap_or_default(),
+            input.role.unwrap_or_default(),
+        ),
+    };
+    let url = app.webhook_url(req, &tenant);
+    if input.dry_run {
+        let plan = dry_run(
+            app,
+            url.as_deref(),
+            &cur,
+            target_role,
+            secret_role,
+            &opened,
+            result,
+        )
+        .await;
+        info!(ok = plan.ok, "switch dry run done");
+        // The plan is of the version read: its ETag, as the real switch would need it.
+        return Ok(crate::response::with_etag(
+            to_json(StatusCode::OK, &plan)?,
+            cur.version,
+        ));
+    }
     if !result.ok {
         let rep = serde_json::to_value(report(&tenant, vec![result]))
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         return Err(ApiError::TestFailed(Box::new(rep)));
     }
-    // Issue 15: an endpoint wagate wired takes the traffic only while its webhook is wired.
-    let wired_role = match input.action {
-        SwitchAction::Activate => input.to,
-        SwitchAction::Swap => Some(EndpointRole::Backup),
-        SwitchAction::Replace => None,
+    // Wired BEFORE the cut-over; the old endpoint's webhook is left in place. A target that
+    // cannot be read or wired is the answer, and nothing is switched.
+    let (base, wiring) = match devices::wire_target(
+        app,
+        url.as_deref(),
+        caller,
+        &cur,
+        secret_role,
+        &opened,
+    )
+    .await
+    {
+        Ok(done) => done,
+        Err(ApiError::Device(failure, message))
+            if !matches!(failure, DeviceFailure::DeviceNotFound) =>
+        {
+            return Err(ApiError::Device(
+                failure,
+                format!(
+                    "the {} endpoint's device webhook is not wired and could not be wired: {message}; nothing was switched",
+                    target_role.as_str()
+                ),
+            ));
+        }
+        Err(other) => return Err(other),
     };
-    if let Some(role) = wired_role {
-        devices::switch_precondition(app, req, &cur, role, &opened).await?;
-    }
+    let mut wiring = wiring;
+    wiring.role = target_role.as_str().into();
+    devices::rebase(&mut next, &cur, &base);
     let sealed = seal(app, next).await?;
     let mut ch = change(caller, action);
     ch.detail = Some(format!(
@@ -264,11 +340,41 @@ pub async fn switch(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
             to_endpoint: sealed.active().base_url.clone(),
         },
     });
-    commit(app, &cur, &sealed, ch).await?;
+    commit(app, &base, &sealed, ch).await?;
     info!(
         action = action.as_str(),
         version = sealed.version,
+        wiring = %wiring.state,
         "endpoint switched"
     );
-    Ok(view_response(app, req, StatusCode::OK, &sealed))
+    Ok(wired_view_response(
+        app,
+        req,
+        StatusCode::OK,
+        &sealed,
+        Some(vec![wiring]),
+    ))
+}
+
+/// What a switch would do, read only: the connection test's result, whether the target's
+/// device is logged in, and whether its webhook is wired or would be wired.
+async fn dry_run(
+    app: &App,
+    url: Option<&str>,
+    cur: &SealedConfig,
+    target_role: EndpointRole,
+    secret_role: EndpointRole,
+    target: &Endpoint<wagate::Secret>,
+    test: EndpointResult,
+) -> SwitchPlan {
+    let (linked, wiring) = devices::precheck(app, url, cur, target_role, secret_role, target).await;
+    let wiring_ok = devices::precheck_ok(linked, &wiring);
+    SwitchPlan {
+        tenant_id: cur.tenant_id.to_string(),
+        dry_run: true,
+        ok: test.ok && wiring_ok,
+        target: test,
+        device_linked: linked,
+        wiring,
+    }
 }

@@ -34,6 +34,7 @@ use wagate::provider::{ProviderError, Providers, SlotOutcome, Target};
 use wagate::secrets::{Purpose, Secret};
 use wagate::tenant::{
     EndpointRole, SealedConfig, TenantConfig, TenantId, ValidationErrors, WebhookSecret,
+    WebhookWiring,
 };
 
 use crate::App;
@@ -81,7 +82,7 @@ pub struct DevicePath {
 pub const WIRED_SECRET_GRACE: Duration = Duration::from_secs(3600);
 
 /// Id prefix of the webhook secrets wagate generates for wiring (`wired-primary-…`).
-const WIRED_PREFIX: &str = "wired-";
+const WIRED_PREFIX: &str = wagate::tenant::WIRED_SECRET_PREFIX;
 
 /// The device routes of the route table (`/tenants/{tenantId}/devices/{role}[/{op}]`): the
 /// router has matched the method and authorized the caller; each passes its operation on.
@@ -124,7 +125,7 @@ pub async fn handle(
     }
     let role = parse_role(&path.role)?;
     match (method.as_str(), op) {
-        ("GET", None) => status(app, req, &tenant, role).await,
+        ("GET", None) => status(app, req, caller, &tenant, role).await,
         ("POST", None) => create_slot(app, caller, &tenant, role).await,
         ("POST", Some("qr")) => login_qr(app, caller, &tenant, role).await,
         ("POST", Some("pairing-code")) => login_code(app, req, caller, &tenant, role).await,
@@ -293,6 +294,9 @@ pub struct DeviceView {
     /// Set by the slot creation: `created` or `existed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slot: Option<SlotOutcome>,
+    /// Set when this read found the device just linked and wired its webhook (or tried).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WiringOutcome>,
 }
 
 async fn device_view(
@@ -320,6 +324,7 @@ async fn device_view(
             connected: s.connected,
             logged_in: s.logged_in,
             slot: None,
+            webhook: None,
         }),
         Err(err) if err.is_device_not_found() => Ok(DeviceView {
             role: role.as_str(),
@@ -328,21 +333,31 @@ async fn device_view(
             connected: false,
             logged_in: false,
             slot: None,
+            webhook: None,
         }),
         Err(err) => Err(err),
     }
 }
 
+/// The live status. A device that is logged in, wagate's to wire, and was never wired by
+/// wagate (it has just been linked) is wired now: the answer's `webhook` says how it went.
 async fn status(
     app: &App,
-    _req: &Request,
+    req: &Request,
+    caller: &Caller,
     tenant: &TenantId,
     role: EndpointRole,
 ) -> Result<Response<Body>, ApiError> {
     let (cfg, e) = endpoint(app, tenant, role).await?;
-    let view = device_view(app, role, &e, cfg.provider)
+    let mut view = device_view(app, role, &e, cfg.provider)
         .await
         .map_err(|err| server_error(&err))?;
+    if view.logged_in
+        && e.webhook_wiring == WebhookWiring::Wagate
+        && !wired_roles(&cfg, now()).contains(&role)
+    {
+        view.webhook = Some(ensure_wired(app, req, caller, tenant, role).await);
+    }
     to_json(StatusCode::OK, &view)
 }
 
@@ -352,18 +367,10 @@ async fn create_slot(
     tenant: &TenantId,
     role: EndpointRole,
 ) -> Result<Response<Body>, ApiError> {
-    let (cfg, e) = endpoint(app, tenant, role).await?;
-    let provider = provider_for(&app.providers, cfg.provider)?;
-    let result = provider.create_device(Target::from(&e)).await;
-    let outcome = audited(
-        app,
-        caller,
-        tenant,
-        DeviceAction::CreateSlot,
-        where_(role, &e),
-        result,
-    )
-    .await?;
+    let (cfg, e, answer) = device_call(app, caller, tenant, role, Call::CreateSlot).await?;
+    let Answer::Slot(outcome) = answer else {
+        return Err(ApiError::Internal("unexpected device answer".into()));
+    };
     let mut view = device_view(app, role, &e, cfg.provider)
         .await
         .map_err(|err| server_error(&err))?;
@@ -373,6 +380,72 @@ async fn create_slot(
         SlotOutcome::Existed => StatusCode::OK,
     };
     to_json(status, &view)
+}
+
+/// A device operation on the server.
+enum Call {
+    CreateSlot,
+    Qr,
+    Code(String),
+    Logout,
+    Reconnect,
+}
+
+/// What the server answered to a [`Call`].
+enum Answer {
+    Slot(SlotOutcome),
+    Qr(wagate::provider::LoginQr),
+    Code(String),
+    Done,
+}
+
+impl Call {
+    fn action(&self) -> DeviceAction {
+        match self {
+            Call::CreateSlot => DeviceAction::CreateSlot,
+            Call::Qr => DeviceAction::LoginQr,
+            Call::Code(_) => DeviceAction::LoginCode,
+            Call::Logout => DeviceAction::Logout,
+            Call::Reconnect => DeviceAction::Reconnect,
+        }
+    }
+
+    async fn run(
+        self,
+        provider: &dyn wagate::provider::WhatsAppProvider,
+        target: Target<'_>,
+    ) -> Result<Answer, ProviderError> {
+        Ok(match self {
+            Call::CreateSlot => Answer::Slot(provider.create_device(target).await?),
+            Call::Qr => Answer::Qr(provider.login_qr(target).await?),
+            Call::Code(phone) => Answer::Code(provider.login_code(target, &phone).await?),
+            Call::Logout => {
+                provider.logout(target).await?;
+                Answer::Done
+            }
+            Call::Reconnect => {
+                provider.reconnect(target).await?;
+                Answer::Done
+            }
+        })
+    }
+}
+
+/// The one shape of every device action: load the `role` endpoint, call its server, audit
+/// the outcome (failures too), answer the config, the opened endpoint and the server's answer.
+async fn device_call(
+    app: &App,
+    caller: &Caller,
+    tenant: &TenantId,
+    role: EndpointRole,
+    call: Call,
+) -> Result<(SealedConfig, wagate::tenant::Endpoint<Secret>, Answer), ApiError> {
+    let (cfg, e) = endpoint(app, tenant, role).await?;
+    let provider = provider_for(&app.providers, cfg.provider)?;
+    let what = call.action();
+    let result = call.run(provider, Target::from(&e)).await;
+    let answer = audited(app, caller, tenant, what, where_(role, &e), result).await?;
+    Ok((cfg, e, answer))
 }
 
 fn provider_for(
@@ -404,18 +477,10 @@ async fn login_qr(
     tenant: &TenantId,
     role: EndpointRole,
 ) -> Result<Response<Body>, ApiError> {
-    let (cfg, e) = endpoint(app, tenant, role).await?;
-    let provider = provider_for(&app.providers, cfg.provider)?;
-    let result = provider.login_qr(Target::from(&e)).await;
-    let qr = audited(
-        app,
-        caller,
-        tenant,
-        DeviceAction::LoginQr,
-        where_(role, &e),
-        result,
-    )
-    .await?;
+    let (_, e, answer) = device_call(app, caller, tenant, role, Call::Qr).await?;
+    let Answer::Qr(qr) = answer else {
+        return Err(ApiError::Internal("unexpected device answer".into()));
+    };
     let at = now();
     to_json(
         StatusCode::OK,
@@ -474,18 +539,10 @@ async fn login_code(
         errs.push("phone", m);
         ApiError::Invalid(errs)
     })?;
-    let (cfg, e) = endpoint(app, tenant, role).await?;
-    let provider = provider_for(&app.providers, cfg.provider)?;
-    let result = provider.login_code(Target::from(&e), &phone).await;
-    let code = audited(
-        app,
-        caller,
-        tenant,
-        DeviceAction::LoginCode,
-        where_(role, &e),
-        result,
-    )
-    .await?;
+    let (_, e, answer) = device_call(app, caller, tenant, role, Call::Code(phone)).await?;
+    let Answer::Code(code) = answer else {
+        return Err(ApiError::Internal("unexpected device answer".into()));
+    };
     to_json(
         StatusCode::OK,
         &PairingView {
@@ -503,13 +560,11 @@ async fn action(
     role: EndpointRole,
     what: DeviceAction,
 ) -> Result<Response<Body>, ApiError> {
-    let (cfg, e) = endpoint(app, tenant, role).await?;
-    let provider = provider_for(&app.providers, cfg.provider)?;
-    let result = match what {
-        DeviceAction::Logout => provider.logout(Target::from(&e)).await,
-        _ => provider.reconnect(Target::from(&e)).await,
+    let call = match what {
+        DeviceAction::Logout => Call::Logout,
+        _ => Call::Reconnect,
     };
-    audited(app, caller, tenant, what, where_(role, &e), result).await?;
+    let (cfg, e, _) = device_call(app, caller, tenant, role, call).await?;
     let view = device_view(app, role, &e, cfg.provider)
         .await
         .map_err(|err| server_error(&err))?;
@@ -627,6 +682,14 @@ pub async fn attach_webhook_checks(
                 repair: None,
             },
             Some(url) => match inspect(app, &cfg, e, url).await {
+                Ok(state) if e.webhook_wiring == WebhookWiring::Manual => WebhookCheck {
+                    state: state.as_str().into(),
+                    reason: format!(
+                        "{} (wiring is manual: wagate reports it and never changes it)",
+                        state.describe()
+                    ),
+                    repair: None,
+                },
                 Ok(state) => WebhookCheck {
                     state: state.as_str().into(),
                     reason: state.describe().into(),
@@ -702,16 +765,7 @@ fn with_new_wired_secret(
             });
         }
     }
-    let id = format!(
-        "{prefix}{}-{:04x}",
-        at.unix_timestamp(),
-        rand::random::<u16>()
-    );
-    next.webhook_secrets.push(WebhookSecret {
-        id: id.clone(),
-        secret: SecretSlot::New(secret.clone()),
-        expires_at: None,
-    });
+    let id = push_wired_secret(&mut next, role, secret, at);
     (next, id)
 }
 
@@ -742,7 +796,8 @@ async fn server_may_have_it(
 /// Wires the `role` endpoint's device: a new secret is sealed and saved first (so the ingress
 /// accepts it before the server uses it), then pushed to the server and read back. On
 /// failure the new secret is withdrawn again when the server surely did not take it, or kept
-/// until the grace ends when it may have; both outcomes are audited.
+/// until the grace ends when it may have; both outcomes are audited. An endpoint whose
+/// wiring is `manual` is never changed (409 `webhook_wiring_manual`).
 pub async fn wire_role(
     app: &App,
     req: &Request,
@@ -752,26 +807,59 @@ pub async fn wire_role(
 ) -> Result<WiringView, ApiError> {
     let url = expected_url(app, req, tenant)?;
     let (cur, e) = endpoint(app, tenant, role).await?;
+    if e.webhook_wiring == WebhookWiring::Manual {
+        return Err(manual_refusal(role));
+    }
+    let (_, id) = wire_before(app, &url, caller, &cur, role, &e).await?;
+    Ok(WiringView {
+        role: role.as_str(),
+        device_id: e.device_id.clone().unwrap_or_default(),
+        state: WiringState::Wired.as_str(),
+        detail: WiringState::Wired.describe(),
+        expected_url: url,
+        secret_id: Some(id),
+    })
+}
+
+fn manual_refusal(role: EndpointRole) -> ApiError {
+    ApiError::Device(
+        DeviceFailure::WiringManual,
+        format!(
+            "the {} endpoint's webhook wiring is manual (the tenant's own forwarding): wagate reports it and never changes it; set webhookWiring to wagate to let wagate wire it",
+            role.as_str()
+        ),
+    )
+}
+
+/// Wires `e` (the endpoint that is, or is about to become, the tenant's `role` endpoint)
+/// before anything else changes: a new wired secret is added to `cur` and saved (the ingress
+/// accepts it from then on), then the device's webhook is set and read back. Answers the
+/// config as saved with the new secret, and the secret's id; on failure the secret is
+/// withdrawn (or kept for its grace when the server may use it), audited, and the error
+/// answered: the caller then changes nothing else.
+pub async fn wire_before(
+    app: &App,
+    url: &str,
+    caller: &Caller,
+    cur: &SealedConfig,
+    role: EndpointRole,
+    e: &wagate::tenant::Endpoint<Secret>,
+) -> Result<(SealedConfig, String), ApiError> {
+    let tenant = &cur.tenant_id;
     let provider = provider_for(&app.providers, cur.provider)?;
     let at = now();
     let secret = wiring::generate_secret();
-    let (next, id) = with_new_wired_secret(&cur, role, &secret, at);
+    let (next, id) = with_new_wired_secret(cur, role, &secret, at);
     next.validate(&app.egress)
         .map_err(ApiError::StateConflict)?;
     let sealed = seal(app, next).await?;
-    let place = where_(role, &e);
+    let place = where_(role, e);
     let mut ch = change(caller, Action::Device(DeviceAction::WireWebhook));
     ch.detail = Some(format!(
         "{place}: new secret {id} accepted; pushing it to the server"
     ));
-    app.journal
-        .update(&cur, &sealed, ch)
-        .await
-        .map_err(|err| match ApiError::from(err) {
-            ApiError::Conflict(_) => ApiError::Conflict(cur.version),
-            other => other,
-        })?;
-    match wiring::wire(provider, Target::from(&e), &url, &secret).await {
+    crate::handlers::commit(app, cur, &sealed, ch).await?;
+    match wiring::wire(provider, Target::from(e), url, &secret).await {
         Ok(()) => {
             audit(
                 app,
@@ -782,18 +870,11 @@ pub async fn wire_role(
             )
             .await?;
             info!(role = role.as_str(), secret_id = %id, "device webhook wired");
-            Ok(WiringView {
-                role: role.as_str(),
-                device_id: e.device_id.clone().unwrap_or_default(),
-                state: WiringState::Wired.as_str(),
-                detail: WiringState::Wired.describe(),
-                expected_url: url,
-                secret_id: Some(id),
-            })
+            Ok((sealed, id))
         }
         Err(err) => {
             warn!(role = role.as_str(), code = err.code(), error = %err, "webhook wiring failed");
-            let keep = server_may_have_it(provider, Target::from(&e), &url, &secret, &err).await;
+            let keep = server_may_have_it(provider, Target::from(e), url, &secret, &err).await;
             let mut after = keep_all(&sealed);
             after.version = sealed.version + 1;
             after.updated_at = now();
@@ -806,7 +887,7 @@ pub async fn wire_role(
                 }
             } else {
                 // Back to the secrets as they were before this wiring.
-                let before = keep_all(&cur);
+                let before = keep_all(cur);
                 after.webhook_secrets = before.webhook_secrets;
             }
             let restored = seal(app, after).await?;
@@ -908,10 +989,16 @@ pub fn wired_roles(cfg: &SealedConfig, at: OffsetDateTime) -> Vec<EndpointRole> 
     [EndpointRole::Primary, EndpointRole::Backup]
         .into_iter()
         .filter(|r| {
+            let mode = match r {
+                EndpointRole::Primary => Some(cfg.primary.webhook_wiring),
+                EndpointRole::Backup => cfg.backup.as_ref().map(|b| b.webhook_wiring),
+            };
             let prefix = format!("{WIRED_PREFIX}{}-", r.as_str());
-            cfg.webhook_secrets
-                .iter()
-                .any(|w| w.id.starts_with(&prefix) && w.is_current(at))
+            mode == Some(WebhookWiring::Wagate)
+                && cfg
+                    .webhook_secrets
+                    .iter()
+                    .any(|w| w.id.starts_with(&prefix) && w.is_current(at))
         })
         .collect()
 }
@@ -953,55 +1040,564 @@ pub async fn rewire_after_rotation(
     out
 }
 
-/// Issue 15: a switch's precondition. When the endpoint that will carry the traffic is one
-/// wagate wired (a current `wired-<role>-` secret), its device webhook must read back as wired
-/// now; else 409 `webhook_not_wired` and nothing changes (repair it with
-/// `POST /tenants/{tenantId}/devices/{role}/webhook`, then switch). An endpoint wagate never
-/// wired is the tenant's own forwarding and is not read.
-pub async fn switch_precondition(
+// ---------------------------------------------------------------------------------------
+// Wiring kept true by every change (create, update, switch, migration, import)
+// ---------------------------------------------------------------------------------------
+
+/// What a change did (or, in a dry run, would do) to one endpoint's device webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WiringOutcome {
+    pub role: String,
+    /// `wired` (set and read back by this change), `already_wired`, `unchanged` (the
+    /// endpoint did not change: its wiring was left alone), `pending_link` (the device is not
+    /// logged in yet: it is wired as soon as it is, when its status is read through
+    /// `GET /tenants/{tenantId}/devices/{role}`), `manual` (the tenant's own forwarding:
+    /// never changed), `no_device` (no deviceId), `no_webhook_url` (this API does not know
+    /// its public URL), `unverified` (the server could not be asked: `message` says why);
+    /// in a dry run `would_wire`, or `not_linked`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl WiringOutcome {
+    pub fn new(role: EndpointRole, state: &str) -> Self {
+        Self {
+            role: role.as_str().into(),
+            state: state.into(),
+            secret_id: None,
+            message: None,
+        }
+    }
+
+    pub fn with_message(mut self, m: impl Into<String>) -> Self {
+        self.message = Some(m.into());
+        self
+    }
+}
+
+/// Whether wagate wires `e` (as the tenant's `role` endpoint) now.
+pub enum Readiness {
+    /// wagate's to wire, and its device is logged in.
+    Wire,
+    /// Not now: why.
+    Skip(WiringOutcome),
+}
+
+/// Reads (never changes) whether `e` can be wired now: `manual`, no device, no public URL,
+/// or a device that is not logged in are reasons not to; a server that cannot be asked is
+/// `unverified`.
+pub async fn readiness(
     app: &App,
-    req: &Request,
+    kind: wagate::tenant::ProviderKind,
+    url: Option<&str>,
+    role: EndpointRole,
+    e: &wagate::tenant::Endpoint<Secret>,
+) -> Readiness {
+    if e.webhook_wiring == WebhookWiring::Manual {
+        return Readiness::Skip(WiringOutcome::new(role, "manual"));
+    }
+    if e.device_id.as_deref().is_none_or(str::is_empty) {
+        return Readiness::Skip(WiringOutcome::new(role, "no_device"));
+    }
+    if url.is_none() {
+        return Readiness::Skip(
+            WiringOutcome::new(role, "no_webhook_url")
+                .with_message("this API does not know its public URL: set PUBLIC_WEBHOOK_BASE_URL"),
+        );
+    }
+    match device_view(app, role, e, kind).await {
+        Ok(v) if v.logged_in => Readiness::Wire,
+        Ok(v) if v.state == "not_found" => Readiness::Skip(
+            WiringOutcome::new(role, "pending_link").with_message(
+                "the server has no such device yet: create its slot and link it (POST /tenants/{tenantId}/devices/{role}, then /qr or /pairing-code); it is wired as soon as it logs in",
+            ),
+        ),
+        Ok(_) => Readiness::Skip(WiringOutcome::new(role, "pending_link").with_message(
+            "the device is not logged in: link it (QR or pairing code); it is wired as soon as it logs in",
+        )),
+        Err(err) => {
+            let code = match server_error(&err) {
+                ApiError::Device(f, _) => f.code(),
+                _ => "error",
+            };
+            Readiness::Skip(
+                WiringOutcome::new(role, "unverified")
+                    .with_message(format!("the device could not be read ({code}): {err}")),
+            )
+        }
+    }
+}
+
+/// A new wired secret for `role` added to a config under construction; answers its id.
+pub fn push_wired_secret(
+    cfg: &mut TenantConfig<SecretSlot>,
+    role: EndpointRole,
+    secret: &Secret,
+    at: OffsetDateTime,
+) -> String {
+    let id = format!(
+        "{WIRED_PREFIX}{}-{}-{:04x}",
+        role.as_str(),
+        at.unix_timestamp(),
+        rand::random::<u16>()
+    );
+    cfg.webhook_secrets.push(WebhookSecret {
+        id: id.clone(),
+        secret: SecretSlot::New(secret.clone()),
+        expires_at: None,
+    });
+    id
+}
+
+/// One endpoint of a config being created, to wire once the config is saved.
+pub struct NewWiring {
+    pub role: EndpointRole,
+    pub endpoint: wagate::tenant::Endpoint<Secret>,
+    pub secret: Secret,
+    pub secret_id: String,
+}
+
+/// Create: plans the wiring of each endpoint of `cfg` (adding a wired secret for each one to
+/// wire, so the config and its wiring are saved in one write). Reads only.
+pub async fn plan_create(
+    app: &App,
+    url: Option<&str>,
+    cfg: &mut TenantConfig<SecretSlot>,
+    at: OffsetDateTime,
+) -> Result<(Vec<NewWiring>, Vec<WiringOutcome>), ApiError> {
+    let tenant = cfg.tenant_id.clone();
+    let mut endpoints = vec![(EndpointRole::Primary, cfg.primary.clone())];
+    if let Some(b) = &cfg.backup {
+        endpoints.push((EndpointRole::Backup, b.clone()));
+    }
+    let (mut todo, mut skipped) = (Vec::new(), Vec::new());
+    for (role, slot) in endpoints {
+        let opened = open_endpoint(app, &tenant, role.as_str(), &slot).await?;
+        match readiness(app, cfg.provider, url, role, &opened).await {
+            Readiness::Wire => {
+                let secret = wiring::generate_secret();
+                let secret_id = push_wired_secret(cfg, role, &secret, at);
+                todo.push(NewWiring {
+                    role,
+                    endpoint: opened,
+                    secret,
+                    secret_id,
+                });
+            }
+            Readiness::Skip(o) => skipped.push(o),
+        }
+    }
+    Ok((todo, skipped))
+}
+
+/// Create: wires each planned endpoint of the config just saved (its secrets are accepted
+/// already). If one fails, the config is deleted again (nothing half-saved), both audited,
+/// and the wiring's error answered.
+pub async fn wire_created(
+    app: &App,
+    url: &str,
+    caller: &Caller,
+    saved: &SealedConfig,
+    todo: Vec<NewWiring>,
+) -> Result<Vec<WiringOutcome>, ApiError> {
+    let provider = provider_for(&app.providers, saved.provider)?;
+    let mut out = Vec::new();
+    for w in todo {
+        let place = where_(w.role, &w.endpoint);
+        match wiring::wire(provider, Target::from(&w.endpoint), url, &w.secret).await {
+            Ok(()) => {
+                audit(
+                    app,
+                    caller,
+                    &saved.tenant_id,
+                    DeviceAction::WireWebhook,
+                    format!(
+                        "{place}: wired with secret {} (read back and compared)",
+                        w.secret_id
+                    ),
+                )
+                .await?;
+                info!(role = w.role.as_str(), secret_id = %w.secret_id, "device webhook wired");
+                out.push(WiringOutcome {
+                    secret_id: Some(w.secret_id),
+                    ..WiringOutcome::new(w.role, "wired")
+                });
+            }
+            Err(err) => {
+                warn!(role = w.role.as_str(), code = err.code(), error = %err, "webhook wiring failed: the new config is withdrawn");
+                audit(
+                    app,
+                    caller,
+                    &saved.tenant_id,
+                    DeviceAction::WireWebhook,
+                    format!(
+                        "{place}: wiring failed ({}); the config created with it is withdrawn",
+                        err.code()
+                    ),
+                )
+                .await?;
+                let mut ch = change(caller, Action::Delete);
+                ch.detail = Some(format!(
+                    "withdrawn: the {} endpoint's webhook wiring failed ({})",
+                    w.role.as_str(),
+                    err.code()
+                ));
+                app.journal.delete(saved, true, ch).await?;
+                return Err(wiring_error(&err));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether an endpoint changed in a way that needs its device webhook set again: another
+/// server, device or credentials, or wiring handed back to wagate.
+fn endpoint_changed(
+    prev: Option<&wagate::tenant::Endpoint<wagate::secrets::SealedSecret>>,
+    next: &wagate::tenant::Endpoint<SecretSlot>,
+) -> bool {
+    let Some(p) = prev else { return true };
+    let same_secret = match (p.credentials.secret(), next.credentials.secret()) {
+        (None, None) => true,
+        (Some(a), Some(SecretSlot::Keep(b))) => a == b,
+        _ => false,
+    };
+    p.base_url != next.base_url
+        || p.device_id != next.device_id
+        || p.credentials.kind() != next.credentials.kind()
+        || !same_secret
+        || (p.webhook_wiring == WebhookWiring::Manual
+            && next.webhook_wiring == WebhookWiring::Wagate)
+}
+
+/// Carries the secrets a wiring saved on `base` (new wired secrets, earlier ones set to
+/// expire or withdrawn) over to `next`, built from `cur`, and bases `next` on `base`'s version.
+pub fn rebase(next: &mut TenantConfig<SecretSlot>, cur: &SealedConfig, base: &SealedConfig) {
+    if base.version == cur.version {
+        return;
+    }
+    let in_cur = |id: &str| cur.webhook_secrets.iter().find(|w| w.id == id);
+    let in_base = |id: &str| base.webhook_secrets.iter().find(|w| w.id == id);
+    next.webhook_secrets
+        .retain(|w| in_cur(&w.id).is_none() || in_base(&w.id).is_some());
+    for w in &mut next.webhook_secrets {
+        if let (Some(c), Some(b)) = (in_cur(&w.id), in_base(&w.id))
+            && c.expires_at != b.expires_at
+        {
+            w.expires_at = b.expires_at;
+        }
+    }
+    for b in keep_all(base).webhook_secrets {
+        if in_cur(&b.id).is_none() && !next.webhook_secrets.iter().any(|w| w.id == b.id) {
+            next.webhook_secrets.push(b);
+        }
+    }
+    next.version = base.version + 1;
+}
+
+/// Update: wires every endpoint of `next` that changed (and is wagate's to wire, with its
+/// device logged in) BEFORE the update is written, each through [`wire_before`]. Answers the
+/// config to write the update over (`cur`, or `cur` plus the new wired secrets) with `next`
+/// rebased on it, and one outcome per endpoint. A failed wiring is the answer: nothing of
+/// the update is written.
+pub async fn wire_changed(
+    app: &App,
+    url: Option<&str>,
+    caller: &Caller,
+    cur: &SealedConfig,
+    next: &mut TenantConfig<SecretSlot>,
+) -> Result<(SealedConfig, Vec<WiringOutcome>), ApiError> {
+    let mut endpoints = vec![(
+        EndpointRole::Primary,
+        Some(&cur.primary),
+        next.primary.clone(),
+    )];
+    if let Some(b) = &next.backup {
+        endpoints.push((EndpointRole::Backup, cur.backup.as_ref(), b.clone()));
+    }
+    // Wired secrets are wagate's: a body listing the tenant's own secrets keeps them.
+    for w in keep_all(cur).webhook_secrets {
+        if w.id.starts_with(WIRED_PREFIX) && !next.webhook_secrets.iter().any(|n| n.id == w.id) {
+            next.webhook_secrets.push(w);
+        }
+    }
+    let mut base = cur.clone();
+    let mut out = Vec::new();
+    for (role, prev, slot) in endpoints {
+        if !endpoint_changed(prev, &slot) {
+            out.push(WiringOutcome::new(role, "unchanged"));
+            continue;
+        }
+        let opened = open_endpoint(app, &cur.tenant_id, role.as_str(), &slot).await?;
+        match (readiness(app, cur.provider, url, role, &opened).await, url) {
+            (Readiness::Wire, Some(url)) => {
+                let (after, id) = wire_before(app, url, caller, &base, role, &opened).await?;
+                base = after;
+                out.push(WiringOutcome {
+                    secret_id: Some(id),
+                    ..WiringOutcome::new(role, "wired")
+                });
+            }
+            (Readiness::Skip(o), _) => out.push(o),
+            (Readiness::Wire, None) => out.push(WiringOutcome::new(role, "no_webhook_url")),
+        }
+    }
+    rebase(next, cur, &base);
+    Ok((base, out))
+}
+
+/// Switch and migration: the endpoint that will carry the tenant's traffic as `role` is
+/// wired BEFORE the cut-over (the old endpoint's webhook is left as it is). Already wired:
+/// nothing changes; `manual`, no device or no URL: reported. Answers the config to write the
+/// cut-over over, and the outcome; a failed wiring is the answer (nothing is switched).
+pub async fn wire_target(
+    app: &App,
+    url: Option<&str>,
+    caller: &Caller,
     cur: &SealedConfig,
     role: EndpointRole,
     target: &wagate::tenant::Endpoint<Secret>,
-) -> Result<(), ApiError> {
-    if !wired_roles(cur, now()).contains(&role) {
-        return Ok(());
-    }
-    let Some(url) = app.webhook_url(req, &cur.tenant_id) else {
-        return Ok(());
-    };
-    let state = match inspect(app, cur, target, &url).await {
-        Ok(state) => state,
-        Err(ApiError::Device(failure, message)) => {
-            return Err(ApiError::Device(
-                DeviceFailure::WebhookNotWired,
-                format!(
-                    "the {} endpoint's device webhook could not be read ({}: {message}); nothing was changed",
-                    role.as_str(),
-                    failure.code()
-                ),
-            ));
+) -> Result<(SealedConfig, WiringOutcome), ApiError> {
+    match check_target(app, url, cur, role, target).await? {
+        TargetWiring::Report(o) => Ok((cur.clone(), o)),
+        TargetWiring::NeedsWiring(_) => {
+            let url = url.unwrap_or_default();
+            let (after, id) = wire_before(app, url, caller, cur, role, target).await?;
+            Ok((
+                after,
+                WiringOutcome {
+                    secret_id: Some(id),
+                    ..WiringOutcome::new(role, "wired")
+                },
+            ))
         }
-        Err(other) => return Err(other),
-    };
-    if state == WiringState::Wired {
-        return Ok(());
     }
-    warn!(
-        role = role.as_str(),
-        state = state.as_str(),
-        "switch refused: the target's webhook is not wired"
-    );
-    Err(ApiError::Device(
-        DeviceFailure::WebhookNotWired,
-        format!(
-            "the {} endpoint's device webhook is {} ({}): repair it with POST /tenants/{}/devices/{}/webhook, then switch; nothing was changed",
-            role.as_str(),
-            state.as_str(),
-            state.describe(),
-            cur.tenant_id,
-            role.as_str()
-        ),
-    ))
+}
+
+/// What a switch or migration target's wiring is now (read only).
+pub enum TargetWiring {
+    /// Nothing to do: `already_wired`, `manual`, `no_device`, `no_webhook_url`.
+    Report(WiringOutcome),
+    /// wagate must wire it (its webhook reads as this state).
+    NeedsWiring(WiringState),
+}
+
+/// Reads the target's device webhook (never changes it).
+pub async fn check_target(
+    app: &App,
+    url: Option<&str>,
+    cur: &SealedConfig,
+    role: EndpointRole,
+    target: &wagate::tenant::Endpoint<Secret>,
+) -> Result<TargetWiring, ApiError> {
+    if target.webhook_wiring == WebhookWiring::Manual {
+        return Ok(TargetWiring::Report(WiringOutcome::new(role, "manual")));
+    }
+    if target.device_id.as_deref().is_none_or(str::is_empty) {
+        return Ok(TargetWiring::Report(WiringOutcome::new(role, "no_device")));
+    }
+    let Some(url) = url else {
+        return Ok(TargetWiring::Report(WiringOutcome::new(
+            role,
+            "no_webhook_url",
+        )));
+    };
+    match inspect(app, cur, target, url).await? {
+        WiringState::Wired => Ok(TargetWiring::Report(WiringOutcome::new(
+            role,
+            "already_wired",
+        ))),
+        other => Ok(TargetWiring::NeedsWiring(other)),
+    }
+}
+
+/// A stored endpoint that should be wired and is not (after an import, or when its device
+/// has just logged in): wired now. Never fails: the outcome says what happened.
+pub async fn ensure_wired(
+    app: &App,
+    req: &Request,
+    caller: &Caller,
+    tenant: &TenantId,
+    role: EndpointRole,
+) -> WiringOutcome {
+    let result = async {
+        let url = app.webhook_url(req, tenant);
+        let (cfg, e) = endpoint(app, tenant, role).await?;
+        if let Readiness::Skip(o) = readiness(app, cfg.provider, url.as_deref(), role, &e).await {
+            return Ok(o);
+        }
+        let (_, o) = wire_target(app, url.as_deref(), caller, &cfg, role, &e).await?;
+        Ok::<_, ApiError>(o)
+    }
+    .await;
+    result.unwrap_or_else(|e: ApiError| {
+        let state = match &e {
+            ApiError::StateConflict(_) => "no_device",
+            _ => "failed",
+        };
+        WiringOutcome::new(role, state).with_message(format!("{}: {e}", e.code()))
+    })
+}
+
+/// Whether the endpoint's device is logged in (`None`: it could not be read; a device the
+/// server does not have is not logged in).
+pub async fn linked(
+    app: &App,
+    kind: wagate::tenant::ProviderKind,
+    role: EndpointRole,
+    e: &wagate::tenant::Endpoint<Secret>,
+) -> Option<bool> {
+    if e.device_id.as_deref().is_none_or(str::is_empty) {
+        return None;
+    }
+    device_view(app, role, e, kind)
+        .await
+        .ok()
+        .map(|v| v.logged_in)
+}
+
+/// A dry run's precondition of one target (read only, nothing changes on the server):
+/// whether its device is logged in, and whether its webhook is wired (`already_wired`) or
+/// would be wired by the real run (`would_wire`); else `not_linked`, `unverified`, or what
+/// [`check_target`] reports (`manual`, `no_device`, `no_webhook_url`).
+pub async fn precheck(
+    app: &App,
+    url: Option<&str>,
+    cur: &SealedConfig,
+    role: EndpointRole,
+    secret_role: EndpointRole,
+    target: &wagate::tenant::Endpoint<Secret>,
+) -> (Option<bool>, WiringOutcome) {
+    let linked = linked(app, cur.provider, role, target).await;
+    let mut wiring = match check_target(app, url, cur, secret_role, target).await {
+        Ok(TargetWiring::Report(o)) => o,
+        Ok(TargetWiring::NeedsWiring(state)) => match linked {
+            Some(true) => WiringOutcome::new(role, "would_wire").with_message(format!(
+                "the device webhook reads as {}: the real run wires it before the cut-over",
+                state.as_str()
+            )),
+            _ => WiringOutcome::new(role, "not_linked")
+                .with_message("the device is not logged in on the target: link it first"),
+        },
+        Err(e) => {
+            let state = if linked == Some(false) {
+                "not_linked"
+            } else {
+                "unverified"
+            };
+            WiringOutcome::new(role, state).with_message(format!("{}: {e}", e.code()))
+        }
+    };
+    wiring.role = role.as_str().into();
+    (linked, wiring)
+}
+
+/// Whether a precheck lets the real run go through.
+pub fn precheck_ok(linked: Option<bool>, wiring: &WiringOutcome) -> bool {
+    linked != Some(false)
+        && matches!(
+            wiring.state.as_str(),
+            "already_wired" | "would_wire" | "manual" | "no_device" | "no_webhook_url"
+        )
+}
+
+/// Whether the endpoint a failover (or failback) would go to can take the tenant's traffic:
+/// its server answers, its device is logged in, and its webhook is wired (an endpoint whose
+/// wiring is manual is the tenant's own forwarding: not judged). Read only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StandbyReadiness {
+    /// The endpoint that is not active (the backup, or the primary after a failover).
+    pub role: String,
+    pub ready: bool,
+    /// Why not, each a code: `server_down`, `device_not_logged_in`, `webhook_not_wired`,
+    /// `no_webhook_url`, `unverified`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// The same in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The readiness of the tenant's standby endpoint (`None` without a backup).
+pub async fn standby_readiness(
+    app: &App,
+    req: &Request,
+    cfg: &SealedConfig,
+) -> Result<Option<StandbyReadiness>, ApiError> {
+    if cfg.backup.is_none() {
+        return Ok(None);
+    }
+    let role = match cfg.active_endpoint {
+        EndpointRole::Primary => EndpointRole::Backup,
+        EndpointRole::Backup => EndpointRole::Primary,
+    };
+    let slots = keep_all(cfg);
+    let slot = match role {
+        EndpointRole::Primary => slots.primary.clone(),
+        EndpointRole::Backup => slots.backup.clone().expect("checked above"),
+    };
+    let e = open_endpoint(app, &cfg.tenant_id, role.as_str(), &slot).await?;
+    let mut reasons: Vec<String> = Vec::new();
+    let mut words: Vec<String> = Vec::new();
+    let device = if e.device_id.as_deref().is_none_or(str::is_empty) {
+        None
+    } else {
+        Some(device_view(app, role, &e, cfg.provider).await)
+    };
+    match &device {
+        Some(Ok(v)) if !v.logged_in => {
+            reasons.push("device_not_logged_in".into());
+            words.push(format!("the device is {}", v.state));
+        }
+        Some(Err(err)) => {
+            let code = match server_error(err) {
+                ApiError::Device(f, _) => f.code(),
+                _ => "error",
+            };
+            if matches!(code, "server_unreachable" | "egress_refused") {
+                reasons.push("server_down".into());
+            } else {
+                reasons.push("unverified".into());
+            }
+            words.push(format!("the server could not be asked ({code}): {err}"));
+        }
+        _ => {}
+    }
+    if reasons.is_empty() && e.webhook_wiring == WebhookWiring::Wagate && device.is_some() {
+        let url = app.webhook_url(req, &cfg.tenant_id);
+        match check_target(app, url.as_deref(), cfg, role, &e).await {
+            Ok(TargetWiring::Report(o)) if o.state == "no_webhook_url" => {
+                reasons.push("no_webhook_url".into());
+                words.push("this API does not know its public URL".into());
+            }
+            Ok(TargetWiring::Report(_)) => {}
+            Ok(TargetWiring::NeedsWiring(state)) => {
+                reasons.push("webhook_not_wired".into());
+                words.push(format!(
+                    "the device webhook is {} (repair: POST /tenants/{}/devices/{}/webhook)",
+                    state.as_str(),
+                    cfg.tenant_id,
+                    role.as_str()
+                ));
+            }
+            Err(e) => {
+                reasons.push("unverified".into());
+                words.push(format!(
+                    "the device webhook could not be read ({})",
+                    e.code()
+                ));
+            }
+        }
+    }
+    Ok(Some(StandbyReadiness {
+        role: role.as_str().into(),
+        ready: reasons.is_empty(),
+        reasons,
+        detail: (!words.is_empty()).then(|| words.join("; ")),
+    }))
 }

@@ -18,7 +18,7 @@ use crate::conntest::{EndpointResult, TestReport, test_endpoint};
 use crate::error::ApiError;
 use crate::fleet::{MAX_JOB_TENANTS, MigrationJob, TargetTest, TenantResult};
 use crate::handlers::servers::valid_id;
-use crate::handlers::{keep_all, now, open_endpoint};
+use crate::handlers::{devices, keep_all, now, open_endpoint, seal};
 use crate::request::{MAX_BODY_BYTES, parse_json};
 use crate::response::to_json;
 use crate::router::Ctx;
@@ -198,13 +198,14 @@ async fn plan(
     })
 }
 
-/// The target tested with the tenant's credentials and device on it.
-async fn test_target(
+/// The tenant's `role` endpoint as it will be on the target: its credentials and device,
+/// the target's base URL.
+async fn target_endpoint(
     app: &App,
     cur: &SealedConfig,
     role: EndpointRole,
     to_base_url: &str,
-) -> Result<EndpointResult, ApiError> {
+) -> Result<Endpoint<wagate::Secret>, ApiError> {
     let slots = keep_all(cur);
     let (field, endpoint) = match (role, &slots.backup) {
         (EndpointRole::Backup, Some(b)) => ("backup", b),
@@ -212,6 +213,17 @@ async fn test_target(
     };
     let mut e = open_endpoint(app, &cur.tenant_id, field, endpoint).await?;
     e.base_url = to_base_url.to_string();
+    Ok(e)
+}
+
+/// The target tested with the tenant's credentials and device on it.
+async fn test_target(
+    app: &App,
+    cur: &SealedConfig,
+    role: EndpointRole,
+    to_base_url: &str,
+) -> Result<EndpointResult, ApiError> {
+    let e = target_endpoint(app, cur, role, to_base_url).await?;
     Ok(test_endpoint(&app.providers, cur.provider, "candidate", &e).await)
 }
 
@@ -346,7 +358,28 @@ pub async fn migrate(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiErro
                     r
                 } else if input.dry_run {
                     load += 1;
-                    let mut r = TenantResult::new(tenant, "would_move", None);
+                    // Issue 15: the target device linked and its webhook wired (or wirable),
+                    // read only.
+                    let url = app.webhook_url(req, &cur.tenant_id);
+                    let mut wiring = Vec::new();
+                    let mut ready = true;
+                    for role in &roles {
+                        let e = target_endpoint(app, &cur, *role, &to.base_url).await?;
+                        let (linked, o) =
+                            devices::precheck(app, url.as_deref(), &cur, *role, *role, &e).await;
+                        ready &= devices::precheck_ok(linked, &o);
+                        wiring.push(o);
+                    }
+                    let mut r = if ready {
+                        TenantResult::new(tenant, "would_move", None)
+                    } else {
+                        TenantResult::new(
+                            tenant,
+                            "would_fail",
+                            Some("the target device is not ready: see wiring".into()),
+                        )
+                    };
+                    r.wiring = wiring;
                     r.roles = roles;
                     r.version_before = Some(cur.version);
                     r
@@ -395,6 +428,48 @@ pub async fn migrate(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiErro
                             return Err(ApiError::TestFailed(Box::new(rep)));
                         }
                     }
+                    // Issue 15: each moved endpoint's device is wired on the target BEFORE the
+                    // cut-over (the source's webhook is left in place); a failure moves nothing.
+                    let url = app.webhook_url(req, &cur.tenant_id);
+                    let mut base = (*cur).clone();
+                    let mut wiring = Vec::new();
+                    let mut failure = None;
+                    for role in &roles {
+                        let e = target_endpoint(app, &base, *role, &to.base_url).await?;
+                        match devices::wire_target(app, url.as_deref(), caller, &base, *role, &e)
+                            .await
+                        {
+                            Ok((after, o)) => {
+                                base = after;
+                                wiring.push(o);
+                            }
+                            Err(err) => {
+                                failure = Some(format!(
+                                    "the {} device's webhook on the target could not be wired ({}: {err}); not moved",
+                                    role.as_str(),
+                                    err.code()
+                                ));
+                                break;
+                            }
+                        }
+                    }
+                    if let Some(reason) = failure {
+                        let mut r = TenantResult::new(tenant, "failed", Some(reason));
+                        r.roles = roles;
+                        r.version_before = Some(cur.version);
+                        r.wiring = wiring;
+                        jobs.record(&job.job_id, &r, now()).await?;
+                        job.results.insert(tenant.clone(), r.clone());
+                        results.push(r);
+                        continue;
+                    }
+                    let next = if base.version == cur.version {
+                        next
+                    } else {
+                        let mut n = keep_all(&next);
+                        devices::rebase(&mut n, &cur, &base);
+                        Box::new(seal(app, n).await?)
+                    };
                     let detail = format!(
                         "{} {} -> {}",
                         job_tag(&job.job_id),
@@ -407,7 +482,7 @@ pub async fn migrate(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiErro
                         detail: Some(detail),
                         moved: None,
                     };
-                    let mut r = match app.journal.update(&cur, &next, ch).await {
+                    let mut r = match app.journal.update(&base, &next, ch).await {
                         Ok(()) => {
                             load += 1;
                             let mut r = TenantResult::new(tenant, "moved", None);
@@ -431,6 +506,7 @@ pub async fn migrate(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiErro
                     };
                     r.roles = roles;
                     r.version_before = Some(cur.version);
+                    r.wiring = wiring;
                     r
                 }
             }

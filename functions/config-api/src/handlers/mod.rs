@@ -119,6 +119,7 @@ pub(crate) async fn open_endpoint(
         device_id: e.device_id.clone(),
         region: e.region.clone(),
         webhook_source_cidrs: e.webhook_source_cidrs.clone(),
+        webhook_wiring: e.webhook_wiring,
     })
 }
 
@@ -189,7 +190,19 @@ pub(crate) fn view_response(
     status: StatusCode,
     cfg: &SealedConfig,
 ) -> Response<Body> {
-    let view = ConfigView::from(cfg).with_webhook_url(app.webhook_url(req, &cfg.tenant_id));
+    wired_view_response(app, req, status, cfg, None)
+}
+
+/// [`view_response`] with what the change did to each endpoint's webhook wiring.
+pub(crate) fn wired_view_response(
+    app: &App,
+    req: &Request,
+    status: StatusCode,
+    cfg: &SealedConfig,
+    wiring: Option<Vec<devices::WiringOutcome>>,
+) -> Response<Body> {
+    let mut view = ConfigView::from(cfg).with_webhook_url(app.webhook_url(req, &cfg.tenant_id));
+    view.wiring = wiring;
     let body =
         serde_json::to_string(&view).unwrap_or_else(|_| r#"{"error":"internal_error"}"#.into());
     response::with_etag(response::json(status, body), cfg.version)

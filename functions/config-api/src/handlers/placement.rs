@@ -112,6 +112,7 @@ async fn live_probe(app: &App, s: &Server) -> bool {
         device_id: None,
         region: None,
         webhook_source_cidrs: Vec::new(),
+        webhook_wiring: Default::default(),
     };
     match app.providers.get(s.provider) {
         Some(client) => client

@@ -97,6 +97,7 @@ pub(crate) fn validate_server(
         device_id: None,
         region: Some(region.to_string()),
         webhook_source_cidrs: Vec::new(),
+        webhook_wiring: Default::default(),
     };
     if let Err(e) = validate_endpoint_alone("", provider, &server, egress) {
         errs.extend(e);

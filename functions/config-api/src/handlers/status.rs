@@ -79,6 +79,10 @@ pub struct TenantStatus {
     /// Where the tenant's WhatsApp server must post its webhooks (as in the config).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
+    /// Issue 15: whether the endpoint a failover (or failback) would go to is ready (server
+    /// up, device logged in, webhook wired), read live; absent without a backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby: Option<crate::handlers::devices::StandbyReadiness>,
 }
 
 /// A stored secret that cannot be opened, by field.
@@ -298,7 +302,13 @@ pub async fn status(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
         .take(STATUS_SWITCHES)
         .collect();
     let unusable_secrets = unusable_secrets(app, &cfg).await;
+    let standby = if unusable_secrets.is_empty() {
+        crate::handlers::devices::standby_readiness(app, req, &cfg).await?
+    } else {
+        None
+    };
     let body = TenantStatus {
+        standby,
         unusable_secrets,
         tenant_id: tenant.to_string(),
         is_active: cfg.is_active,

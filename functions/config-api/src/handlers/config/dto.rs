@@ -7,7 +7,8 @@ use wagate::Secret;
 use wagate::secrets::SealedSecret;
 use wagate::tenant::{
     ConnectionStatus, Credentials, Endpoint, EndpointRole, FailbackPolicy, Limits, ProviderKind,
-    SealedConfig, TenantConfig, TenantId, ValidationErrors, WebhookSecret, normalize_base_url,
+    SealedConfig, TenantConfig, TenantId, ValidationErrors, WebhookSecret, WebhookWiring,
+    normalize_base_url,
 };
 
 /// Longest secret accepted.
@@ -80,6 +81,10 @@ pub struct EndpointInput {
     /// CIDRs this server's webhooks may come from; absent or empty means anywhere.
     #[serde(default)]
     pub webhook_source_cidrs: Option<Vec<String>>,
+    /// `wagate` (default): wagate sets the device's webhook; `manual`: the tenant's own
+    /// forwarding, reported and never changed. Absent on update: keep the current one.
+    #[serde(default)]
+    pub webhook_wiring: Option<WebhookWiring>,
 }
 
 /// Credentials as written. A secret left out on update keeps the stored one (same type).
@@ -279,6 +284,10 @@ pub(crate) fn build_endpoint(
         device_id: input.device_id,
         region: input.region,
         webhook_source_cidrs: cidrs,
+        webhook_wiring: input
+            .webhook_wiring
+            .or(prev.map(|p| p.webhook_wiring))
+            .unwrap_or_default(),
     })
 }
 
@@ -402,6 +411,9 @@ pub struct ConfigView {
     /// path. Absent only when neither is known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
+    /// On a create, update or switch: what the change did to each endpoint's device webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wiring: Option<Vec<crate::handlers::devices::WiringOutcome>>,
 }
 
 impl ConfigView {
@@ -422,6 +434,9 @@ pub struct EndpointView {
     pub region: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub webhook_source_cidrs: Vec<String>,
+    /// Who sets the device's webhook: `wagate` or `manual`.
+    #[serde(default)]
+    pub webhook_wiring: WebhookWiring,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -474,6 +489,7 @@ impl From<&SealedConfig> for ConfigView {
             updated_at: c.updated_at,
             webhook_path: wagate::runtime::config::webhook_path(&c.tenant_id),
             webhook_url: None,
+            wiring: None,
         }
     }
 }
@@ -496,6 +512,7 @@ fn endpoint_view(e: &Endpoint<SealedSecret>) -> EndpointView {
             .iter()
             .map(|c| c.to_string())
             .collect(),
+        webhook_wiring: e.webhook_wiring,
     }
 }
 

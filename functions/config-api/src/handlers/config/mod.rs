@@ -11,7 +11,9 @@ use tracing::info;
 use crate::App;
 use crate::audit::Action;
 use crate::error::ApiError;
-use crate::handlers::{change, now, seal, validate_config, view_response, with_location};
+use crate::handlers::{
+    change, devices, now, seal, validate_config, view_response, wired_view_response, with_location,
+};
 use crate::request::{MAX_BODY_BYTES, if_match, page_params, parse_json};
 use crate::response::{no_content, to_json};
 use crate::router::Ctx;
@@ -27,14 +29,32 @@ pub async fn create(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
         ));
     }
     let at = now();
-    let cfg = build_config(tenant, input, None, at).map_err(ApiError::Invalid)?;
+    let mut cfg = build_config(tenant, input, None, at).map_err(ApiError::Invalid)?;
     validate_config(app, &cfg).await?;
+    // Issue 15: each endpoint whose device is logged in is wired with a secret saved in the
+    // same write as the config; the others are reported (`pending_link`, `manual`, …).
+    let url = app.webhook_url(req, &cfg.tenant_id);
+    let (todo, mut wiring) = devices::plan_create(app, url.as_deref(), &mut cfg, at).await?;
+    cfg.validate(&app.egress).map_err(ApiError::StateConflict)?;
     let sealed = seal(app, cfg).await?;
-    app.journal
-        .create(&sealed, change(caller, Action::Create))
-        .await?;
+    let mut ch = change(caller, Action::Create);
+    if !todo.is_empty() {
+        ch.detail = Some(format!(
+            "with new wired webhook secrets for {}: pushing them to the server",
+            todo.iter()
+                .map(|w| w.role.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    app.journal.create(&sealed, ch).await?;
+    if !todo.is_empty() {
+        let url = url.unwrap_or_default();
+        wiring.extend(devices::wire_created(app, &url, caller, &sealed, todo).await?);
+    }
+    wiring.sort_by_key(|o| o.role != "primary");
     info!(version = sealed.version, "config created");
-    let resp = view_response(app, req, StatusCode::CREATED, &sealed);
+    let resp = wired_view_response(app, req, StatusCode::CREATED, &sealed, Some(wiring));
     Ok(with_location(
         resp,
         &format!("/tenants/{}/whatsapp-config", sealed.tenant_id),
@@ -63,18 +83,29 @@ pub async fn update(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
         return Err(ApiError::Conflict(expected));
     }
     let at = now();
-    let cfg = build_config(tenant, input, Some(&current), at).map_err(ApiError::from_build)?;
+    let mut cfg = build_config(tenant, input, Some(&current), at).map_err(ApiError::from_build)?;
     validate_config(app, &cfg).await?;
+    // Issue 15: every endpoint that changed is wired before the update is written (a failed
+    // wiring writes nothing of the update).
+    let url = app.webhook_url(req, &current.tenant_id);
+    let (base, wiring) =
+        devices::wire_changed(app, url.as_deref(), caller, &current, &mut cfg).await?;
     let sealed = seal(app, cfg).await?;
     app.journal
-        .update(&current, &sealed, change(caller, Action::Update))
+        .update(&base, &sealed, change(caller, Action::Update))
         .await
         .map_err(|e| match ApiError::from(e) {
             ApiError::Conflict(_) => ApiError::Conflict(expected),
             other => other,
         })?;
     info!(version = sealed.version, "config updated");
-    Ok(view_response(app, req, StatusCode::OK, &sealed))
+    Ok(wired_view_response(
+        app,
+        req,
+        StatusCode::OK,
+        &sealed,
+        Some(wiring),
+    ))
 }
 
 /// `DELETE /tenants/{tenantId}/whatsapp-config`: 204.
