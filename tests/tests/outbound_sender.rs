@@ -278,6 +278,47 @@ async fn steady_state_makes_no_kms_call_no_config_read_and_two_writes_per_messag
     assert_eq!(c.count("DynamoDB"), 10, "nothing else: {:?}", c.calls());
 }
 
+#[tokio::test]
+async fn cold_sender_opens_only_the_active_credential_and_the_backups_only_at_failover() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    let backup = sim_backup().await;
+    fx.tenant_with(
+        "acme",
+        &sim.base_url(),
+        Some(&backup.base_url()),
+        100,
+        Some("backup-password-9c1e"),
+    )
+    .await;
+    fx.stack.counter.reset();
+
+    // Cold: one config read and one Decrypt (the primary's password), not three.
+    let b = fx.handle(vec![msg("m1", "acme", "k1", "first")]).await;
+    assert!(
+        matches!(b.outcome("m1"), Some(Outcome::Sent { .. })),
+        "{b:?}"
+    );
+    let c = &fx.stack.counter;
+    assert_eq!(c.count_op("DynamoDB", "GetItem"), 1, "{:?}", c.calls());
+    assert_eq!(c.count_op("KMS", "Decrypt"), 1, "{:?}", c.calls());
+    assert_eq!(c.count("KMS"), 1, "{:?}", c.calls());
+
+    // The primary goes down: the backup's password is opened now, once.
+    sim.set_down(true).await.unwrap();
+    fx.stack.counter.reset();
+    let b = fx
+        .handle(vec![
+            msg("m2", "acme", "k2", "second"),
+            msg("m3", "acme", "k3", "third"),
+        ])
+        .await;
+    assert!(failures(&b).is_empty(), "{b:?}");
+    assert_eq!(texts(&backup), ["second", "third"]);
+    assert_eq!(fx.stack.counter.count_op("KMS", "Decrypt"), 1);
+    assert_eq!(fx.stack.counter.count_op("DynamoDB", "GetItem"), 0);
+}
+
 // ---------- idempotency ----------
 
 #[tokio::test]

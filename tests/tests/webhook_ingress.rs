@@ -13,7 +13,7 @@ use wagate::Secret;
 use wagate::delivery::dynamo::DynamoDeliveryStore;
 use wagate::inbound::signature::sign_sha256;
 use wagate::secrets::{KmsSealer, SecretSealer};
-use wagate::tenant::cache::{CacheSettings, ConfigCache};
+use wagate::tenant::cache::ConfigCache;
 use wagate::tenant::dynamo::DynamoTenantStore;
 use wagate::tenant::store::TenantConfigStore;
 use wagate::tenant::*;
@@ -76,6 +76,8 @@ struct TenantSpec<'a> {
     active: bool,
     cidrs: Vec<&'a str>,
     inbound_per_second: u32,
+    /// The primary's basic-auth password, if any (the ingress must never open it).
+    server_password: Option<&'a str>,
 }
 
 impl<'a> TenantSpec<'a> {
@@ -86,6 +88,7 @@ impl<'a> TenantSpec<'a> {
             active: true,
             cidrs: Vec::new(),
             inbound_per_second: 50,
+            server_password: None,
         }
     }
 }
@@ -99,7 +102,7 @@ async fn ingress() -> Ingress {
         cache: Arc::new(ConfigCache::new(
             Arc::new(store.clone()),
             Arc::new(sealer.clone()),
-            CacheSettings::with_ttl(Duration::from_secs(60)),
+            webhook_ingress::cache_settings(Duration::from_secs(60)),
         )),
         sink: Arc::new(SqsSink::new(stack.sqs.clone(), queue_url.clone())),
         limiter: RateLimiter::default(),
@@ -127,7 +130,13 @@ impl Ingress {
             provider: ProviderKind::Gowa,
             primary: Endpoint {
                 base_url: "https://wa.example.com".into(),
-                credentials: Credentials::None,
+                credentials: match spec.server_password {
+                    Some(p) => Credentials::Basic {
+                        username: "admin".into(),
+                        password: Secret::new(p),
+                    },
+                    None => Credentials::None,
+                },
                 device_id: None,
                 region: None,
                 webhook_source_cidrs: spec.cidrs.iter().map(|c| c.parse().unwrap()).collect(),
@@ -714,6 +723,26 @@ async fn warm_path_makes_no_dynamodb_or_kms_call_and_one_sqs_call() {
         assert_eq!(i.stack.counter.total(), 1);
     }
     assert_eq!(i.queued().await.len(), 11);
+}
+
+#[tokio::test]
+async fn cold_webhook_costs_one_get_one_decrypt_one_send_and_never_opens_the_server_password() {
+    let i = ingress().await;
+    let mut spec = TenantSpec::new("acme", "secret");
+    spec.server_password = Some("server-password-never-opened");
+    i.add_tenant(spec).await;
+    let (name, sig, _) = SAMPLES[0];
+    i.stack.counter.reset();
+
+    let r = i.post(webhook("acme", &sample(name), Some(sig))).await;
+
+    assert_eq!(r.status, StatusCode::OK);
+    let c = &i.stack.counter;
+    assert_eq!(c.count_op("DynamoDB", "GetItem"), 1, "{:?}", c.calls());
+    assert_eq!(c.count_op("KMS", "Decrypt"), 1, "{:?}", c.calls());
+    assert_eq!(c.count_op("SQS", "SendMessage"), 1, "{:?}", c.calls());
+    assert_eq!(c.total(), 3, "nothing else: {:?}", c.calls());
+    assert_eq!(i.queued().await.len(), 1);
 }
 
 #[tokio::test]

@@ -43,9 +43,16 @@ use wagate::outbound::routing::{
     BreakerSettings, Breakers, Health, candidates, endpoint_key, may_fail_over,
 };
 use wagate::provider::{ErrorClass, ProviderError, Providers, Target};
-use wagate::tenant::cache::ConfigCache;
+use wagate::tenant::cache::{CacheSettings, ConfigCache, Loaded, Opens};
 use wagate::tenant::store::TenantStatusWriter;
 use wagate::tenant::{ConnectionStatus, EndpointRole, OpenedConfig, TenantId};
+
+/// The config cache as the sender uses it: entries kept `ttl`, and only the active
+/// endpoint's credential opened at load (the other endpoint's on first use, at failover;
+/// webhook secrets never).
+pub fn cache_settings(ttl: Duration) -> CacheSettings {
+    CacheSettings::with_ttl(ttl).opening(Opens::ActiveCredential)
+}
 
 /// Sender settings (read from the environment by [`settings::Environment`]).
 #[derive(Debug, Clone)]
@@ -243,7 +250,7 @@ enum Head {
     Done(Outcome),
     /// Config in hand; `begun` is its share of the batch's lock transaction, if it had one.
     Ready {
-        cfg: Arc<OpenedConfig>,
+        cfg: Arc<Loaded>,
         owner: String,
         begun: Option<(OffsetDateTime, Result<Begin, DeliveryError>)>,
     },
@@ -390,7 +397,7 @@ impl Sender {
                     owner: &owners[g],
                     window: RateWindow::at(
                         tenant,
-                        cfg.limits.outbound_per_minute,
+                        cfg.config.limits.outbound_per_minute,
                         self.settings.window_clock.window_time(now),
                     ),
                 });
@@ -605,7 +612,7 @@ impl Sender {
 
     /// What a record needs before its lock: no WhatsApp back-off for the tenant, and the
     /// tenant's config (an unknown or inactive tenant is recorded failed here).
-    async fn prepare(&self, item: &Item) -> Result<Arc<OpenedConfig>, Outcome> {
+    async fn prepare(&self, item: &Item) -> Result<Arc<Loaded>, Outcome> {
         let tenant = &item.message.tenant_id;
         if self.timelocked_until(tenant).is_some() {
             return Err(Outcome::Retry {
@@ -613,8 +620,8 @@ impl Sender {
                 reason: "backing off after WhatsApp's rate limit (WA_REACHOUT_TIMELOCK)".into(),
             });
         }
-        match self.cache.get(tenant).await {
-            Ok(Some(cfg)) if cfg.is_active => Ok(cfg),
+        match self.cache.load(tenant).await {
+            Ok(Some(cfg)) if cfg.config.is_active => Ok(cfg),
             Ok(found) => {
                 let code = if found.is_some() {
                     "tenant_inactive"
@@ -636,11 +643,12 @@ impl Sender {
     async fn lock_and_send(
         &self,
         item: &Item,
-        cfg: &OpenedConfig,
+        loaded: &Loaded,
         owner: &str,
         deadline: OffsetDateTime,
         mut begun: Option<(OffsetDateTime, Result<Begin, DeliveryError>)>,
     ) -> Outcome {
+        let cfg: &OpenedConfig = &loaded.config;
         let msg = &item.message;
         let tenant = &msg.tenant_id;
         let mut contended = 0;
@@ -729,7 +737,25 @@ impl Sender {
                 continue;
             }
             tracing::Span::current().record("endpoint", endpoint.base_url.as_str());
-            let res = provider.send(Target::from(endpoint), &req).await;
+            // Opened at load for the active endpoint; for the other one now, at failover.
+            let credentials = match loaded.credentials(role).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let now = OffsetDateTime::now_utc();
+                    warn!(endpoint = %endpoint.base_url, endpoint_role = ?role, error = %e, "the endpoint's credential could not be opened");
+                    let reason = format!(
+                        "the {} endpoint's credential could not be opened: {e}",
+                        role.as_str()
+                    );
+                    return self.finish_retry(&lock, "config", &reason, now).await;
+                }
+            };
+            let target = Target {
+                base_url: &endpoint.base_url,
+                credentials,
+                device_id: endpoint.device_id.as_deref(),
+            };
+            let res = provider.send(target, &req).await;
             self.breakers.record(&key, permit, Health::of(&res));
             match res {
                 Ok(receipt) => {

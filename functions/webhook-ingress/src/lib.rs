@@ -9,7 +9,7 @@
 //! | a body flagged `isBase64Encoded` is valid base64 | 400 |
 //! | body at most 256 KiB | 413 |
 //! | tenant exists (config cache) | 404 |
-//! | tenant active; every secret stored for it opens (KMS) | 403 |
+//! | tenant active; its webhook secrets open (KMS) | 403 |
 //! | source IP in the tenant's endpoints' `webhookSourceCidrs`, if any are set | 403 |
 //! | `X-Hub-Signature-256` over the raw bytes, any current secret | 401 |
 //! | tenant's inbound rate (per instance) | 429 |
@@ -22,7 +22,8 @@
 //! decodes the body itself, because `lambda_http`'s own conversion panics (an invocation
 //! error, a 5xx at API Gateway) on a body flagged base64 that is not.
 //! The warm path makes no DynamoDB and no KMS call (the config cache answers) and exactly
-//! one SQS call.
+//! one SQS call; the cold path adds one GetItem and one KMS Decrypt per webhook secret (the
+//! server credentials are never opened here: [`cache_settings`]).
 
 pub mod aws;
 mod limiter;
@@ -44,11 +45,18 @@ use wagate::TenantId;
 use wagate::delivery::store::ReceiptRecorder;
 use wagate::inbound::{self, InboundEvent, SignatureError};
 use wagate::tenant::OpenedConfig;
-use wagate::tenant::cache::{CacheError, ConfigCache};
+use wagate::tenant::cache::{CacheError, CacheSettings, ConfigCache, Opens};
 
 pub use limiter::RateLimiter;
 pub use sink::{EventSink, MAX_QUEUE_MESSAGE_BYTES, SinkError};
 pub use sqs::SqsSink;
+
+/// The config cache as the ingress uses it: entries kept `ttl`, and only the webhook
+/// secrets opened (the ingress never calls a WhatsApp server, so it never opens a server
+/// credential: a cold webhook costs one GetItem and one KMS Decrypt per webhook secret).
+pub fn cache_settings(ttl: std::time::Duration) -> CacheSettings {
+    CacheSettings::with_ttl(ttl).opening(Opens::WebhookSecrets)
+}
 
 /// Largest webhook body accepted (bytes).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
