@@ -406,6 +406,31 @@ impl LogCapture {
         }
     }
 
+    /// What the functions write in production at `filter` (e.g. `info`, their default): the
+    /// functions' own subscriber ([`wagate::runtime::telemetry::subscriber`]), for tests that
+    /// count log bytes.
+    pub fn production(filter: &str) -> LogCapture {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = BufWriter(buf.clone());
+        let subscriber = wagate::runtime::telemetry::subscriber(
+            tracing_subscriber::EnvFilter::new(filter),
+            move || writer.clone(),
+        );
+        LogCapture {
+            buf,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    /// Bytes captured so far.
+    pub fn len(&self) -> usize {
+        self.buf.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.buf.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
     }

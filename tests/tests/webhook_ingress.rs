@@ -17,7 +17,7 @@ use wagate::tenant::cache::ConfigCache;
 use wagate::tenant::dynamo::DynamoTenantStore;
 use wagate::tenant::store::TenantConfigStore;
 use wagate::tenant::*;
-use wagate_tests::{ApiEvent, Stack, drain_queue, workspace_root};
+use wagate_tests::{ApiEvent, LogCapture, Stack, drain_queue, workspace_root};
 use webhook_ingress::{App, RateLimiter, SqsSink};
 
 /// Expected signatures from ../shared/contracts/README.md (copied with the samples).
@@ -743,6 +743,66 @@ async fn cold_webhook_costs_one_get_one_decrypt_one_send_and_never_opens_the_ser
     assert_eq!(c.count_op("SQS", "SendMessage"), 1, "{:?}", c.calls());
     assert_eq!(c.total(), 3, "nothing else: {:?}", c.calls());
     assert_eq!(i.queued().await.len(), 1);
+}
+
+// ---------- log budget ----------
+
+#[tokio::test]
+async fn accepted_webhooks_log_under_a_tenth_of_a_kb_each_and_every_refusal_is_logged() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    // The functions' own subscriber at their default level.
+    let logs = LogCapture::production("info");
+
+    let n = 200;
+    // GOWA's incoming text sample, each with its own message id.
+    let sample = String::from_utf8(sample(SAMPLES[0].0)).unwrap();
+    for k in 0..n {
+        let body = sample.replace(
+            "A1B2C3D4E5F60718293A4B5C6D7E8F90",
+            &format!("BUDGET{k:026}"),
+        );
+        let sig = sign_sha256(b"secret", body.as_bytes());
+        let r = i.post(webhook("acme", body.as_bytes(), Some(&sig))).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let accepted_bytes = logs.len();
+    let per_webhook = accepted_bytes as f64 / f64::from(n);
+    eprintln!("log bytes per accepted webhook: {per_webhook:.1} ({accepted_bytes} for {n})");
+    assert!(
+        per_webhook <= 100.0,
+        "{per_webhook} bytes per accepted webhook (budget 100): {}",
+        logs.text()
+    );
+    assert!(
+        logs.text().contains("webhook enqueued"),
+        "the instance's first accepted webhook is logged"
+    );
+    assert_eq!(i.queued().await.len(), n as usize);
+
+    // Every refusal still gets its line, with its code.
+    let body = br#"{"event":"message","payload":{"id":"refused","body":"hi"}}"#;
+    for (ev, code) in [
+        (
+            webhook("acme", body, Some("sha256=00")),
+            "signature_invalid",
+        ),
+        (webhook("acme", body, None), "signature_missing"),
+        (
+            webhook("ghost", body, Some(&sign_sha256(b"secret", body))),
+            "unknown_tenant",
+        ),
+    ] {
+        let before = logs.text().len();
+        let r = i.post(ev).await;
+        assert_eq!(r.json["error"], code);
+        let added = logs.text()[before..].to_string();
+        assert!(
+            added.contains("webhook refused") && added.contains(code),
+            "{code}: {added}"
+        );
+    }
+    assert!(i.queued().await.is_empty(), "nothing enqueued by a refusal");
 }
 
 #[tokio::test]

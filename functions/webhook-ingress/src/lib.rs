@@ -33,6 +33,7 @@ mod sqs;
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{HeaderValue, StatusCode, header};
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
@@ -40,7 +41,7 @@ use lambda_http::request::{LambdaRequest, RequestContext};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use time::OffsetDateTime;
-use tracing::{Instrument, info, warn};
+use tracing::{Instrument, debug, info, warn};
 use wagate::TenantId;
 use wagate::delivery::store::ReceiptRecorder;
 use wagate::inbound::{self, InboundEvent, SignatureError};
@@ -57,6 +58,14 @@ pub use sqs::SqsSink;
 pub fn cache_settings(ttl: std::time::Duration) -> CacheSettings {
     CacheSettings::with_ttl(ttl).opening(Opens::WebhookSecrets)
 }
+
+/// The log budget: at the default level (`info`) an instance writes one line for its first
+/// accepted webhook and then one per this many (with the running count), every refusal and
+/// every error; at `debug` one line per accepted webhook (`RUST_LOG=info,webhook_ingress=debug`).
+pub const ACCEPTED_LOG_EVERY: u64 = 50;
+
+/// Webhooks accepted by this instance (the log sampling's counter).
+static ACCEPTED: AtomicU64 = AtomicU64::new(0);
 
 /// Largest webhook body accepted (bytes).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -301,7 +310,12 @@ async fn respond(app: &App, req: &Request, body: Result<(), IngressError>) -> Re
     async move {
         match process(app, req, body).await {
             Ok(sqs_id) => {
-                info!(status = 200, sqs_message_id = %sqs_id, "webhook enqueued");
+                let n = ACCEPTED.fetch_add(1, Ordering::Relaxed) + 1;
+                if n == 1 || n % ACCEPTED_LOG_EVERY == 0 {
+                    info!(status = 200, sqs_message_id = %sqs_id, accepted = n, "webhook enqueued");
+                } else {
+                    debug!(status = 200, sqs_message_id = %sqs_id, "webhook enqueued");
+                }
                 json(StatusCode::OK, r#"{"status":"accepted"}"#.to_string())
             }
             Err(e) => {
@@ -403,7 +417,7 @@ async fn process(
                 .await
             {
                 Ok(outcome) => {
-                    info!(provider_message_id = %id, state = %receipt.state, outcome = %outcome, "receipt applied")
+                    debug!(provider_message_id = %id, state = %receipt.state, outcome = %outcome, "receipt applied")
                 }
                 Err(e) => {
                     warn!(provider_message_id = %id, error = %e, "receipt not recorded");
