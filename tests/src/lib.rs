@@ -244,6 +244,7 @@ pub struct ApiEvent {
     /// base64 or not.
     encoded_body: Option<String>,
     source_ip: String,
+    function_url: bool,
 }
 
 impl ApiEvent {
@@ -257,7 +258,16 @@ impl ApiEvent {
             base64: false,
             encoded_body: None,
             source_ip: "203.0.113.10".into(),
+            function_url: false,
         }
+    }
+
+    /// The same request as a Lambda function URL delivers it (payload v2 with the URL's
+    /// request context: `<url-id>.lambda-url.<region>.on.aws`, account `anonymous` for
+    /// `AuthType: NONE`, no authorizer, `null` path parameters and stage variables).
+    pub fn via_function_url(mut self) -> Self {
+        self.function_url = true;
+        self
     }
 
     /// The caller's address as API Gateway reports it (`requestContext.http.sourceIp`).
@@ -330,6 +340,39 @@ impl ApiEvent {
                 }
             })
         });
+        if self.function_url {
+            return serde_json::json!({
+                "version": "2.0",
+                "routeKey": "$default",
+                "rawPath": self.path,
+                "rawQueryString": self.query,
+                "headers": self.headers,
+                "queryStringParameters": null,
+                "requestContext": {
+                    "accountId": "anonymous",
+                    "apiId": "wagatelocalurl0000000000000000000",
+                    "authentication": null,
+                    "domainName": "wagatelocalurl0000000000000000000.lambda-url.us-east-1.on.aws",
+                    "domainPrefix": "wagatelocalurl0000000000000000000",
+                    "http": {
+                        "method": self.method,
+                        "path": self.path,
+                        "protocol": "HTTP/1.1",
+                        "sourceIp": self.source_ip,
+                        "userAgent": "wagate-tests"
+                    },
+                    "requestId": "test-request",
+                    "routeKey": "$default",
+                    "stage": "$default",
+                    "time": "28/Nov/2026:12:00:00 +0000",
+                    "timeEpoch": 1795867200000u64
+                },
+                "body": body,
+                "pathParameters": null,
+                "isBase64Encoded": self.base64,
+                "stageVariables": null
+            });
+        }
         serde_json::json!({
             "version": "2.0",
             "routeKey": "$default",

@@ -587,6 +587,129 @@ async fn body_over_256_kib_is_413() {
     assert_refused_nothing_queued(&i, &r, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
 }
 
+// ---------- both front doors ----------
+
+/// The HTTP API route and the function URL deliver the same request in two event shapes; the
+/// ingress holds every rule for both.
+#[tokio::test]
+async fn every_rule_holds_through_the_function_url_as_through_the_http_api() {
+    for via_url in [false, true] {
+        let door = |ev: ApiEvent| if via_url { ev.via_function_url() } else { ev };
+        let name = if via_url { "function URL" } else { "HTTP API" };
+        let mut i = ingress().await;
+        let frozen = tokio::time::Instant::now();
+        i.app.limiter = RateLimiter::with_clock(move || frozen);
+        let mut spec = TenantSpec::new("fenced", "secret");
+        spec.cidrs = vec!["198.51.100.0/24"];
+        spec.inbound_per_second = 2;
+        i.add_tenant(spec).await;
+        let inside = "198.51.100.77";
+        let (sample_name, sig, _) = SAMPLES[0];
+        let body = sample(sample_name);
+
+        // Signature.
+        let r = i
+            .post(door(
+                webhook("fenced", &body, Some("sha256=00")).source_ip(inside),
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{name}");
+        assert_refused_nothing_queued(&i, &r, StatusCode::UNAUTHORIZED, "signature_invalid").await;
+        // Size.
+        let big = format!(
+            r#"{{"event":"message","payload":{{"body":"{}"}}}}"#,
+            "x".repeat(257 * 1024)
+        );
+        let big_sig = sign_sha256(b"secret", big.as_bytes());
+        let r = i
+            .post(door(
+                webhook("fenced", big.as_bytes(), Some(&big_sig)).source_ip(inside),
+            ))
+            .await;
+        assert_refused_nothing_queued(&i, &r, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+            .await;
+        // Allowlist, from the event's request context.
+        let r = i
+            .post(door(
+                webhook("fenced", &body, Some(sig)).source_ip("203.0.113.10"),
+            ))
+            .await;
+        assert_refused_nothing_queued(&i, &r, StatusCode::FORBIDDEN, "source_not_allowed").await;
+        // Accepted, then the tenant's rate (2 per second, the clock stands still).
+        let r = i
+            .post(door(webhook("fenced", &body, Some(sig)).source_ip(inside)))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.json);
+        let r = i
+            .post(door(webhook("fenced", &body, Some(sig)).source_ip(inside)))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.json);
+        let r = i
+            .post(door(webhook("fenced", &body, Some(sig)).source_ip(inside)))
+            .await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{name}");
+        assert_eq!(r.json["error"], "rate_limited");
+        // The same event twice: one queue message (deduplicated), none from the refusals.
+        let queued = i.queued().await;
+        assert_eq!(queued.len(), 1, "{name}");
+        assert_eq!(queued[0]["tenantId"], "fenced");
+    }
+}
+
+#[tokio::test]
+async fn the_local_stacks_webhook_events_of_both_front_doors_are_accepted() {
+    use wagate_devstack::front_door::{FrontDoor, webhook_event};
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    let body = String::from_utf8(sample(SAMPLES[0].0)).unwrap();
+    for (k, door) in [FrontDoor::HttpApi, FrontDoor::FunctionUrl]
+        .into_iter()
+        .enumerate()
+    {
+        // `wagate-dev webhook --front-door …` invokes the function with this event.
+        let body = body.replace("A1B2C3D4E5F60718293A4B5C6D7E8F90", &format!("DOOR{k}"));
+        let sig = sign_sha256(b"secret", body.as_bytes());
+        let ev = webhook_event(door, "acme", &body, &sig, "198.51.100.7");
+        let ev = serde_json::from_value(ev).expect("a payload v2 event");
+        let resp = webhook_ingress::handle_event(&i.app, ev).await;
+        assert_eq!(resp.status_code, 200, "{door:?}: {:?}", resp.body);
+        let ev = webhook_event(door, "acme", &body, "sha256=00", "198.51.100.7");
+        let resp = webhook_ingress::handle_event(&i.app, serde_json::from_value(ev).unwrap()).await;
+        assert_eq!(resp.status_code, 401, "{door:?}");
+    }
+    assert_eq!(i.queued().await.len(), 2);
+}
+
+#[test]
+fn the_committed_function_url_sample_event_is_read_as_the_ingress_reads_it() {
+    let text =
+        std::fs::read_to_string(workspace_root().join("events/webhook-ingress-function-url.json"))
+            .unwrap();
+    let ev: lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest =
+        serde_json::from_str(&text).expect("a function URL event is a payload v2 event");
+    assert_eq!(ev.raw_path.as_deref(), Some("/webhooks/whatsapp/demo"));
+    assert_eq!(
+        ev.request_context.http.source_ip.as_deref(),
+        Some("198.51.100.77")
+    );
+    assert!(
+        ev.request_context
+            .domain_name
+            .as_deref()
+            .is_some_and(|d| d.contains(".lambda-url."))
+    );
+    let body = ev.body.unwrap();
+    let sig = ev.headers["x-hub-signature-256"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        sig,
+        sign_sha256(b"secret", body.as_bytes()),
+        "signed with `secret`"
+    );
+}
+
 #[tokio::test]
 async fn above_the_tenants_inbound_rate_is_429_with_retry_after() {
     let mut i = ingress().await;

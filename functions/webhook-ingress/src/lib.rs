@@ -18,6 +18,12 @@
 //!
 //! and answers 200 once the event is on the queue. Nothing is enqueued on any other answer.
 //!
+//! Two front doors deliver the same request (template parameter `WebhookFrontDoor`): the HTTP
+//! API route and the function's own URL. Both hand the function a payload v2 event (the
+//! function URL's with its own request context: `<url-id>.lambda-url.<region>.on.aws`, route
+//! `$default`, no path parameters); the path's last three segments name the tenant and
+//! `requestContext.http.sourceIp` is the caller in both, so every rule above holds for both.
+//!
 //! The Lambda entry point is [`handle_event`]: it takes the raw API Gateway HTTP API event and
 //! decodes the body itself, because `lambda_http`'s own conversion panics (an invocation
 //! error, a 5xx at API Gateway) on a body flagged base64 that is not.
