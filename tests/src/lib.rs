@@ -247,6 +247,7 @@ pub struct ApiEvent {
     /// Leave `requestContext.domainName` out (a front door that does not report the API's
     /// own URL).
     no_domain: bool,
+    function_url: bool,
 }
 
 impl ApiEvent {
@@ -261,12 +262,21 @@ impl ApiEvent {
             encoded_body: None,
             source_ip: "203.0.113.10".into(),
             no_domain: false,
+            function_url: false,
         }
     }
 
     /// The event without `requestContext.domainName`: the API cannot tell its own URL.
     pub fn without_domain(mut self) -> Self {
         self.no_domain = true;
+        self
+    }
+
+    /// The same request as a Lambda function URL delivers it (payload v2 with the URL's
+    /// request context: `<url-id>.lambda-url.<region>.on.aws`, account `anonymous` for
+    /// `AuthType: NONE`, no authorizer, `null` path parameters and stage variables).
+    pub fn via_function_url(mut self) -> Self {
+        self.function_url = true;
         self
     }
 
@@ -340,6 +350,39 @@ impl ApiEvent {
                 }
             })
         });
+        if self.function_url {
+            return serde_json::json!({
+                "version": "2.0",
+                "routeKey": "$default",
+                "rawPath": self.path,
+                "rawQueryString": self.query,
+                "headers": self.headers,
+                "queryStringParameters": null,
+                "requestContext": {
+                    "accountId": "anonymous",
+                    "apiId": "wagatelocalurl0000000000000000000",
+                    "authentication": null,
+                    "domainName": "wagatelocalurl0000000000000000000.lambda-url.us-east-1.on.aws",
+                    "domainPrefix": "wagatelocalurl0000000000000000000",
+                    "http": {
+                        "method": self.method,
+                        "path": self.path,
+                        "protocol": "HTTP/1.1",
+                        "sourceIp": self.source_ip,
+                        "userAgent": "wagate-tests"
+                    },
+                    "requestId": "test-request",
+                    "routeKey": "$default",
+                    "stage": "$default",
+                    "time": "28/Nov/2026:12:00:00 +0000",
+                    "timeEpoch": 1795867200000u64
+                },
+                "body": body,
+                "pathParameters": null,
+                "isBase64Encoded": self.base64,
+                "stageVariables": null
+            });
+        }
         let mut event = serde_json::json!({
             "version": "2.0",
             "routeKey": "$default",
@@ -421,6 +464,31 @@ impl LogCapture {
             buf,
             _guard: tracing::subscriber::set_default(subscriber),
         }
+    }
+
+    /// What the functions write in production at `filter` (e.g. `info`, their default): the
+    /// functions' own subscriber ([`wagate::runtime::telemetry::subscriber`]), for tests that
+    /// count log bytes.
+    pub fn production(filter: &str) -> LogCapture {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = BufWriter(buf.clone());
+        let subscriber = wagate::runtime::telemetry::subscriber(
+            tracing_subscriber::EnvFilter::new(filter),
+            move || writer.clone(),
+        );
+        LogCapture {
+            buf,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    /// Bytes captured so far.
+    pub fn len(&self) -> usize {
+        self.buf.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn text(&self) -> String {

@@ -18,7 +18,7 @@ use wagate::health::store::{HealthStore, SwitchAudit};
 use wagate::inbound::signature::sign_sha256;
 use wagate::secrets::KmsSealer;
 use wagate::tenant::EndpointRole;
-use wagate::tenant::cache::{CacheSettings, ConfigCache, open_config};
+use wagate::tenant::cache::{ConfigCache, open_config};
 use wagate::tenant::dynamo::DynamoTenantStore;
 use wagate::tenant::store::TenantConfigReader;
 use wagate_tests::ApiEvent;
@@ -639,7 +639,7 @@ fn ingress(api: &Api) -> webhook_ingress::App {
                 stack.tenants_table(),
             )),
             Arc::new(KmsSealer::new(stack.kms.clone(), stack.kms_key_id())),
-            CacheSettings::with_ttl(Duration::from_secs(60)),
+            webhook_ingress::cache_settings(Duration::from_secs(60)),
         )),
         sink: Arc::new(webhook_ingress::SqsSink::new(
             stack.sqs.clone(),

@@ -35,7 +35,7 @@ use time::OffsetDateTime;
 use wagate::delivery::dynamo::DynamoDeliveryStore;
 use wagate::inbound::signature::sign_sha256;
 use wagate::secrets::KmsSealer;
-use wagate::tenant::cache::{CacheSettings, ConfigCache};
+use wagate::tenant::cache::ConfigCache;
 use wagate::tenant::dynamo::DynamoTenantStore;
 use wagate_devstack::{LocalIssuer, TokenSpec};
 use wagate_tests::api::{Api, Reply, api};
@@ -627,7 +627,7 @@ fn ingress(stack: &Stack) -> Ingress {
                 stack.tenants_table(),
             )),
             Arc::new(KmsSealer::new(stack.kms.clone(), stack.kms_key_id())),
-            CacheSettings::with_ttl(Duration::from_secs(60)),
+            webhook_ingress::cache_settings(Duration::from_secs(60)),
         )),
         sink: Arc::new(webhook_ingress::SqsSink::new(
             stack.sqs.clone(),

@@ -632,7 +632,7 @@ async fn ingress_over_http(stack: &wagate_tests::Stack) -> (String, tokio::task:
             cache: Arc::new(wagate::tenant::cache::ConfigCache::new(
                 Arc::new(p.store.clone()),
                 Arc::new(p.sealer.clone()),
-                wagate::tenant::cache::CacheSettings::with_ttl(Duration::from_secs(60)),
+                webhook_ingress::cache_settings(Duration::from_secs(60)),
             )),
             sink: p.sink.clone(),
             limiter: webhook_ingress::RateLimiter::default(),

@@ -13,7 +13,7 @@ use wagate::delivery::DeliveryState;
 use wagate::delivery::dynamo::DynamoDeliveryStore;
 use wagate::inbound::signature::sign_sha256;
 use wagate::secrets::KmsSealer;
-use wagate::tenant::cache::{CacheSettings, ConfigCache};
+use wagate::tenant::cache::ConfigCache;
 use wagate::tenant::dynamo::DynamoTenantStore;
 use wagate_tests::{ApiEvent, drain_queue};
 use webhook_ingress::{App, RateLimiter, SqsSink};
@@ -54,7 +54,7 @@ async fn acks_move_the_record_from_sent_to_delivered_to_read_and_never_back() {
                 stack.tenants_table(),
             )),
             Arc::new(KmsSealer::new(stack.kms.clone(), stack.kms_key_id())),
-            CacheSettings::with_ttl(Duration::from_secs(60)),
+            webhook_ingress::cache_settings(Duration::from_secs(60)),
         )),
         sink: Arc::new(SqsSink::new(
             stack.sqs.clone(),

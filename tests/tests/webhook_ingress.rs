@@ -13,11 +13,11 @@ use wagate::Secret;
 use wagate::delivery::dynamo::DynamoDeliveryStore;
 use wagate::inbound::signature::sign_sha256;
 use wagate::secrets::{KmsSealer, SecretSealer};
-use wagate::tenant::cache::{CacheSettings, ConfigCache};
+use wagate::tenant::cache::ConfigCache;
 use wagate::tenant::dynamo::DynamoTenantStore;
 use wagate::tenant::store::TenantConfigStore;
 use wagate::tenant::*;
-use wagate_tests::{ApiEvent, Stack, drain_queue, workspace_root};
+use wagate_tests::{ApiEvent, LogCapture, Stack, drain_queue, workspace_root};
 use webhook_ingress::{App, RateLimiter, SqsSink};
 
 /// Expected signatures from ../shared/contracts/README.md (copied with the samples).
@@ -76,6 +76,8 @@ struct TenantSpec<'a> {
     active: bool,
     cidrs: Vec<&'a str>,
     inbound_per_second: u32,
+    /// The primary's basic-auth password, if any (the ingress must never open it).
+    server_password: Option<&'a str>,
 }
 
 impl<'a> TenantSpec<'a> {
@@ -86,6 +88,7 @@ impl<'a> TenantSpec<'a> {
             active: true,
             cidrs: Vec::new(),
             inbound_per_second: 50,
+            server_password: None,
         }
     }
 }
@@ -99,7 +102,7 @@ async fn ingress() -> Ingress {
         cache: Arc::new(ConfigCache::new(
             Arc::new(store.clone()),
             Arc::new(sealer.clone()),
-            CacheSettings::with_ttl(Duration::from_secs(60)),
+            webhook_ingress::cache_settings(Duration::from_secs(60)),
         )),
         sink: Arc::new(SqsSink::new(stack.sqs.clone(), queue_url.clone())),
         limiter: RateLimiter::default(),
@@ -127,7 +130,13 @@ impl Ingress {
             provider: ProviderKind::Gowa,
             primary: Endpoint {
                 base_url: "https://wa.example.com".into(),
-                credentials: Credentials::None,
+                credentials: match spec.server_password {
+                    Some(p) => Credentials::Basic {
+                        username: "admin".into(),
+                        password: Secret::new(p),
+                    },
+                    None => Credentials::None,
+                },
                 device_id: None,
                 region: None,
                 webhook_source_cidrs: spec.cidrs.iter().map(|c| c.parse().unwrap()).collect(),
@@ -579,6 +588,129 @@ async fn body_over_256_kib_is_413() {
     assert_refused_nothing_queued(&i, &r, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
 }
 
+// ---------- both front doors ----------
+
+/// The HTTP API route and the function URL deliver the same request in two event shapes; the
+/// ingress holds every rule for both.
+#[tokio::test]
+async fn every_rule_holds_through_the_function_url_as_through_the_http_api() {
+    for via_url in [false, true] {
+        let door = |ev: ApiEvent| if via_url { ev.via_function_url() } else { ev };
+        let name = if via_url { "function URL" } else { "HTTP API" };
+        let mut i = ingress().await;
+        let frozen = tokio::time::Instant::now();
+        i.app.limiter = RateLimiter::with_clock(move || frozen);
+        let mut spec = TenantSpec::new("fenced", "secret");
+        spec.cidrs = vec!["198.51.100.0/24"];
+        spec.inbound_per_second = 2;
+        i.add_tenant(spec).await;
+        let inside = "198.51.100.77";
+        let (sample_name, sig, _) = SAMPLES[0];
+        let body = sample(sample_name);
+
+        // Signature.
+        let r = i
+            .post(door(
+                webhook("fenced", &body, Some("sha256=00")).source_ip(inside),
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{name}");
+        assert_refused_nothing_queued(&i, &r, StatusCode::UNAUTHORIZED, "signature_invalid").await;
+        // Size.
+        let big = format!(
+            r#"{{"event":"message","payload":{{"body":"{}"}}}}"#,
+            "x".repeat(257 * 1024)
+        );
+        let big_sig = sign_sha256(b"secret", big.as_bytes());
+        let r = i
+            .post(door(
+                webhook("fenced", big.as_bytes(), Some(&big_sig)).source_ip(inside),
+            ))
+            .await;
+        assert_refused_nothing_queued(&i, &r, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+            .await;
+        // Allowlist, from the event's request context.
+        let r = i
+            .post(door(
+                webhook("fenced", &body, Some(sig)).source_ip("203.0.113.10"),
+            ))
+            .await;
+        assert_refused_nothing_queued(&i, &r, StatusCode::FORBIDDEN, "source_not_allowed").await;
+        // Accepted, then the tenant's rate (2 per second, the clock stands still).
+        let r = i
+            .post(door(webhook("fenced", &body, Some(sig)).source_ip(inside)))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.json);
+        let r = i
+            .post(door(webhook("fenced", &body, Some(sig)).source_ip(inside)))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.json);
+        let r = i
+            .post(door(webhook("fenced", &body, Some(sig)).source_ip(inside)))
+            .await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{name}");
+        assert_eq!(r.json["error"], "rate_limited");
+        // The same event twice: one queue message (deduplicated), none from the refusals.
+        let queued = i.queued().await;
+        assert_eq!(queued.len(), 1, "{name}");
+        assert_eq!(queued[0]["tenantId"], "fenced");
+    }
+}
+
+#[tokio::test]
+async fn the_local_stacks_webhook_events_of_both_front_doors_are_accepted() {
+    use wagate_devstack::front_door::{FrontDoor, webhook_event};
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    let body = String::from_utf8(sample(SAMPLES[0].0)).unwrap();
+    for (k, door) in [FrontDoor::HttpApi, FrontDoor::FunctionUrl]
+        .into_iter()
+        .enumerate()
+    {
+        // `wagate-dev webhook --front-door …` invokes the function with this event.
+        let body = body.replace("A1B2C3D4E5F60718293A4B5C6D7E8F90", &format!("DOOR{k}"));
+        let sig = sign_sha256(b"secret", body.as_bytes());
+        let ev = webhook_event(door, "acme", &body, &sig, "198.51.100.7");
+        let ev = serde_json::from_value(ev).expect("a payload v2 event");
+        let resp = webhook_ingress::handle_event(&i.app, ev).await;
+        assert_eq!(resp.status_code, 200, "{door:?}: {:?}", resp.body);
+        let ev = webhook_event(door, "acme", &body, "sha256=00", "198.51.100.7");
+        let resp = webhook_ingress::handle_event(&i.app, serde_json::from_value(ev).unwrap()).await;
+        assert_eq!(resp.status_code, 401, "{door:?}");
+    }
+    assert_eq!(i.queued().await.len(), 2);
+}
+
+#[test]
+fn the_committed_function_url_sample_event_is_read_as_the_ingress_reads_it() {
+    let text =
+        std::fs::read_to_string(workspace_root().join("events/webhook-ingress-function-url.json"))
+            .unwrap();
+    let ev: lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest =
+        serde_json::from_str(&text).expect("a function URL event is a payload v2 event");
+    assert_eq!(ev.raw_path.as_deref(), Some("/webhooks/whatsapp/demo"));
+    assert_eq!(
+        ev.request_context.http.source_ip.as_deref(),
+        Some("198.51.100.77")
+    );
+    assert!(
+        ev.request_context
+            .domain_name
+            .as_deref()
+            .is_some_and(|d| d.contains(".lambda-url."))
+    );
+    let body = ev.body.unwrap();
+    let sig = ev.headers["x-hub-signature-256"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        sig,
+        sign_sha256(b"secret", body.as_bytes()),
+        "signed with `secret`"
+    );
+}
+
 #[tokio::test]
 async fn above_the_tenants_inbound_rate_is_429_with_retry_after() {
     let mut i = ingress().await;
@@ -715,6 +847,86 @@ async fn warm_path_makes_no_dynamodb_or_kms_call_and_one_sqs_call() {
         assert_eq!(i.stack.counter.total(), 1);
     }
     assert_eq!(i.queued().await.len(), 11);
+}
+
+#[tokio::test]
+async fn cold_webhook_costs_one_get_one_decrypt_one_send_and_never_opens_the_server_password() {
+    let i = ingress().await;
+    let mut spec = TenantSpec::new("acme", "secret");
+    spec.server_password = Some("server-password-never-opened");
+    i.add_tenant(spec).await;
+    let (name, sig, _) = SAMPLES[0];
+    i.stack.counter.reset();
+
+    let r = i.post(webhook("acme", &sample(name), Some(sig))).await;
+
+    assert_eq!(r.status, StatusCode::OK);
+    let c = &i.stack.counter;
+    assert_eq!(c.count_op("DynamoDB", "GetItem"), 1, "{:?}", c.calls());
+    assert_eq!(c.count_op("KMS", "Decrypt"), 1, "{:?}", c.calls());
+    assert_eq!(c.count_op("SQS", "SendMessage"), 1, "{:?}", c.calls());
+    assert_eq!(c.total(), 3, "nothing else: {:?}", c.calls());
+    assert_eq!(i.queued().await.len(), 1);
+}
+
+// ---------- log budget ----------
+
+#[tokio::test]
+async fn accepted_webhooks_log_under_a_tenth_of_a_kb_each_and_every_refusal_is_logged() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    // The functions' own subscriber at their default level.
+    let logs = LogCapture::production("info");
+
+    let n = 200;
+    // GOWA's incoming text sample, each with its own message id.
+    let sample = String::from_utf8(sample(SAMPLES[0].0)).unwrap();
+    for k in 0..n {
+        let body = sample.replace(
+            "A1B2C3D4E5F60718293A4B5C6D7E8F90",
+            &format!("BUDGET{k:026}"),
+        );
+        let sig = sign_sha256(b"secret", body.as_bytes());
+        let r = i.post(webhook("acme", body.as_bytes(), Some(&sig))).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let accepted_bytes = logs.len();
+    let per_webhook = accepted_bytes as f64 / f64::from(n);
+    eprintln!("log bytes per accepted webhook: {per_webhook:.1} ({accepted_bytes} for {n})");
+    assert!(
+        per_webhook <= 100.0,
+        "{per_webhook} bytes per accepted webhook (budget 100): {}",
+        logs.text()
+    );
+    assert!(
+        logs.text().contains("webhook enqueued"),
+        "the instance's first accepted webhook is logged"
+    );
+    assert_eq!(i.queued().await.len(), n as usize);
+
+    // Every refusal still gets its line, with its code.
+    let body = br#"{"event":"message","payload":{"id":"refused","body":"hi"}}"#;
+    for (ev, code) in [
+        (
+            webhook("acme", body, Some("sha256=00")),
+            "signature_invalid",
+        ),
+        (webhook("acme", body, None), "signature_missing"),
+        (
+            webhook("ghost", body, Some(&sign_sha256(b"secret", body))),
+            "unknown_tenant",
+        ),
+    ] {
+        let before = logs.text().len();
+        let r = i.post(ev).await;
+        assert_eq!(r.json["error"], code);
+        let added = logs.text()[before..].to_string();
+        assert!(
+            added.contains("webhook refused") && added.contains(code),
+            "{code}: {added}"
+        );
+    }
+    assert!(i.queued().await.is_empty(), "nothing enqueued by a refusal");
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use wagate::delivery::dynamo::DynamoDeliveryStore;
 use wagate::egress::HttpClient;
 use wagate::provider::Providers;
 use wagate::secrets::kms::KmsSealer;
-use wagate::tenant::cache::{CacheSettings, ConfigCache};
+use wagate::tenant::cache::ConfigCache;
 use wagate::tenant::dynamo::DynamoTenantStore;
 
 use crate::Sender;
@@ -35,7 +35,7 @@ pub fn sender(
     let cache = ConfigCache::new(
         tenants.clone(),
         sealer,
-        CacheSettings::with_ttl(app.cache_ttl),
+        crate::cache_settings(app.cache_ttl),
     );
     let records = DynamoDeliveryStore::new(db, messages_table, rate_table, settings.retention);
     let http = HttpClient::new(app.egress, app.http)?;

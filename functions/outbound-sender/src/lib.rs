@@ -6,10 +6,13 @@
 //! 1. parse the body ([`OutboundMessage::parse`]); a poisoned body is recorded as failed and
 //!    acknowledged, never failing its neighbours;
 //! 2. the tenant's config from the per-instance cache (warm: no DynamoDB, no KMS);
-//! 3. the idempotency lock on `tenantId#idempotencyKey` plus one slot of the tenant's rate
-//!    window, both or neither: for the first record of every group (the records that can
-//!    start at once) in **one** `TransactWriteItems` for the whole batch
-//!    ([`DeliveryWriter::begin_many`]), for a later record of a group in one of its own
+//! 3. one slot of the tenant's rate window per record of the group, taken at once in one
+//!    conditional write ([`DeliveryWriter::take_slots`]), then the idempotency lock on
+//!    `tenantId#idempotencyKey` alone, one conditional write per record
+//!    ([`DeliveryWriter::lock_only`]); unused slots are given back at the end of the group.
+//!    When the window cannot hold the whole group: lock plus one slot, both or neither, for
+//!    the first record of every such group in **one** `TransactWriteItems`
+//!    ([`DeliveryWriter::begin_many`]), for a later record in one of its own
 //!    ([`DeliveryWriter::begin`]); a full window is waited for inside the invocation when the
 //!    wait fits, else the record is deferred untouched;
 //! 4. send to the active endpoint, failing over to the backup when that is safe
@@ -43,9 +46,16 @@ use wagate::outbound::routing::{
     BreakerSettings, Breakers, Health, candidates, endpoint_key, may_fail_over,
 };
 use wagate::provider::{ErrorClass, ProviderError, Providers, Target};
-use wagate::tenant::cache::ConfigCache;
+use wagate::tenant::cache::{CacheSettings, ConfigCache, Loaded, Opens};
 use wagate::tenant::store::TenantStatusWriter;
 use wagate::tenant::{ConnectionStatus, EndpointRole, OpenedConfig, TenantId};
+
+/// The config cache as the sender uses it: entries kept `ttl`, and only the active
+/// endpoint's credential opened at load (the other endpoint's on first use, at failover;
+/// webhook secrets never).
+pub fn cache_settings(ttl: Duration) -> CacheSettings {
+    CacheSettings::with_ttl(ttl).opening(Opens::ActiveCredential)
+}
 
 /// Sender settings (read from the environment by [`settings::Environment`]).
 #[derive(Debug, Clone)]
@@ -243,9 +253,16 @@ enum Head {
     Done(Outcome),
     /// Config in hand; `begun` is its share of the batch's lock transaction, if it had one.
     Ready {
-        cfg: Arc<OpenedConfig>,
+        cfg: Arc<Loaded>,
         owner: String,
         begun: Option<(OffsetDateTime, Result<Begin, DeliveryError>)>,
+    },
+    /// Config in hand and one rate slot per record of the group taken at once
+    /// ([`DeliveryWriter::take_slots`]): each record then only takes its lock.
+    Reserved {
+        cfg: Arc<Loaded>,
+        window: RateWindow,
+        slots: u32,
     },
 }
 
@@ -375,12 +392,45 @@ impl Sender {
         // same rate-window item twice); a second group of the same tenant (a producer using
         // another MessageGroupId) takes its lock on its own, as before.
         let now = OffsetDateTime::now_utc();
+        // The steady state: every group's rate slots in one write per group (a tenant's
+        // records of the batch), then one lock write per record.
+        let windows: Vec<Option<RateWindow>> = heads
+            .iter()
+            .zip(&groups)
+            .map(|(head, (_, items))| {
+                head.as_ref().ok().map(|cfg| {
+                    RateWindow::at(
+                        &items[0].message.tenant_id,
+                        cfg.config.limits.outbound_per_minute,
+                        self.settings.window_clock.window_time(now),
+                    )
+                })
+            })
+            .collect();
+        let reserved: Vec<bool> = join_all(windows.iter().zip(&groups).map(
+            |(window, (_, items))| async move {
+                match window {
+                    Some(w) => match self.delivery.take_slots(w, items.len() as u32).await {
+                        Ok(granted) => granted,
+                        Err(e) => {
+                            warn!(tenant_id = %w.tenant_id, store_error = %e, "taking the batch's rate slots failed: one lock transaction per record instead");
+                            false
+                        }
+                    },
+                    None => false,
+                }
+            },
+        ))
+        .await;
         let mut tenants = std::collections::HashSet::new();
         let (mut batched, mut reqs) = (Vec::new(), Vec::new());
         for (g, head) in heads.iter().enumerate() {
             let (Ok(cfg), item) = (head, &groups[g].1[0]) else {
                 continue;
             };
+            if reserved[g] {
+                continue;
+            }
             let tenant = &item.message.tenant_id;
             if tenants.insert(tenant.clone()) {
                 batched.push(g);
@@ -390,7 +440,7 @@ impl Sender {
                     owner: &owners[g],
                     window: RateWindow::at(
                         tenant,
-                        cfg.limits.outbound_per_minute,
+                        cfg.config.limits.outbound_per_minute,
                         self.settings.window_clock.window_time(now),
                     ),
                 });
@@ -408,17 +458,25 @@ impl Sender {
             .into_iter()
             .zip(heads)
             .zip(owners.into_iter().zip(begun))
-            .map(|(((group, items), head), (owner, begun))| {
-                let head = match head {
-                    Ok(cfg) => Head::Ready {
-                        cfg,
-                        owner,
-                        begun: begun.map(|b| (now, b)),
-                    },
-                    Err(outcome) => Head::Done(outcome),
-                };
-                self.run_group(group, items, head, deadline)
-            });
+            .zip(windows.into_iter().zip(reserved))
+            .map(
+                |((((group, items), head), (owner, begun)), (window, reserved))| {
+                    let head = match (head, window) {
+                        (Ok(cfg), Some(window)) if reserved => Head::Reserved {
+                            cfg,
+                            window,
+                            slots: items.len() as u32,
+                        },
+                        (Ok(cfg), _) => Head::Ready {
+                            cfg,
+                            owner,
+                            begun: begun.map(|b| (now, b)),
+                        },
+                        (Err(outcome), _) => Head::Done(outcome),
+                    };
+                    self.run_group(group, items, head, deadline)
+                },
+            );
         join_all(futs).await
     }
 
@@ -431,7 +489,15 @@ impl Sender {
     ) -> Vec<(usize, RecordOutcome)> {
         let mut out = Vec::with_capacity(items.len());
         let mut blocked = false;
-        let mut head = Some(head);
+        // Slots taken for the group and not yet used by a lock, with their window.
+        let mut prepaid = match &head {
+            Head::Reserved { cfg, window, slots } => Some((cfg.clone(), window.clone(), *slots)),
+            _ => None,
+        };
+        let mut head = match head {
+            Head::Reserved { .. } => None,
+            h => Some(h),
+        };
         for item in items {
             let span = record_span(&item, &group);
             let outcome = if blocked {
@@ -442,14 +508,27 @@ impl Sender {
                 );
                 Outcome::Skipped
             } else {
-                let o = match head.take() {
-                    Some(Head::Done(o)) => o,
-                    Some(Head::Ready { cfg, owner, begun }) => {
-                        self.lock_and_send(&item, &cfg, &owner, deadline, begun)
+                let o = match (head.take(), &mut prepaid) {
+                    (Some(Head::Done(o)), _) => o,
+                    (Some(Head::Ready { cfg, owner, begun }), _) => {
+                        self.lock_and_send(&item, &cfg, &owner, deadline, begun, false)
                             .instrument(span.clone())
                             .await
+                            .0
                     }
-                    None => self.process(&item, deadline).instrument(span.clone()).await,
+                    // A slot of the group's is used only in the window it was taken in.
+                    (_, Some((cfg, window, left))) if *left > 0 && self.in_window(window) => {
+                        let owner = uuid::Uuid::new_v4().to_string();
+                        let (o, locked) = self
+                            .lock_and_send(&item, cfg, &owner, deadline, None, true)
+                            .instrument(span.clone())
+                            .await;
+                        if locked {
+                            *left -= 1;
+                        }
+                        o
+                    }
+                    _ => self.process(&item, deadline).instrument(span.clone()).await,
                 };
                 span.in_scope(|| self.log_outcome(&item, &o));
                 o
@@ -463,7 +542,22 @@ impl Sender {
                 },
             ));
         }
+        if let Some((_, window, left)) = prepaid
+            && left > 0
+            && let Err(e) = self.delivery.return_slots(&window, left).await
+        {
+            warn!(tenant_id = %window.tenant_id, slots = left, store_error = %e, "unused rate slots could not be given back: the window allows fewer sends");
+        }
         out
+    }
+
+    /// Whether `window` is still the current one.
+    fn in_window(&self, window: &RateWindow) -> bool {
+        let now = self
+            .settings
+            .window_clock
+            .window_time(OffsetDateTime::now_utc());
+        RateWindow::at(&window.tenant_id, window.limit, now).start == window.start
     }
 
     fn log_outcome(&self, item: &Item, o: &Outcome) {
@@ -597,7 +691,9 @@ impl Sender {
         match self.prepare(item).await {
             Ok(cfg) => {
                 let owner = uuid::Uuid::new_v4().to_string();
-                self.lock_and_send(item, &cfg, &owner, deadline, None).await
+                self.lock_and_send(item, &cfg, &owner, deadline, None, false)
+                    .await
+                    .0
             }
             Err(outcome) => outcome,
         }
@@ -605,7 +701,7 @@ impl Sender {
 
     /// What a record needs before its lock: no WhatsApp back-off for the tenant, and the
     /// tenant's config (an unknown or inactive tenant is recorded failed here).
-    async fn prepare(&self, item: &Item) -> Result<Arc<OpenedConfig>, Outcome> {
+    async fn prepare(&self, item: &Item) -> Result<Arc<Loaded>, Outcome> {
         let tenant = &item.message.tenant_id;
         if self.timelocked_until(tenant).is_some() {
             return Err(Outcome::Retry {
@@ -613,8 +709,8 @@ impl Sender {
                 reason: "backing off after WhatsApp's rate limit (WA_REACHOUT_TIMELOCK)".into(),
             });
         }
-        match self.cache.get(tenant).await {
-            Ok(Some(cfg)) if cfg.is_active => Ok(cfg),
+        match self.cache.load(tenant).await {
+            Ok(Some(cfg)) if cfg.config.is_active => Ok(cfg),
             Ok(found) => {
                 let code = if found.is_some() {
                     "tenant_inactive"
@@ -632,15 +728,40 @@ impl Sender {
 
     /// Lock + rate slot, send, record the outcome. `begun`: the result of a lock attempt
     /// already made for this record (by the batch's transaction) and the time it was made
-    /// at; without it the first attempt is made here.
+    /// at; without it the first attempt is made here. `prepaid`: the record's rate slot was
+    /// taken with the group's ([`DeliveryWriter::take_slots`]), so only the lock is taken.
+    /// Also says whether the lock was taken (the slot used).
     async fn lock_and_send(
+        &self,
+        item: &Item,
+        loaded: &Loaded,
+        owner: &str,
+        deadline: OffsetDateTime,
+        begun: Option<(OffsetDateTime, Result<Begin, DeliveryError>)>,
+        prepaid: bool,
+    ) -> (Outcome, bool) {
+        let cfg: &OpenedConfig = &loaded.config;
+        let lock = match self
+            .acquire(item, cfg, owner, deadline, begun, prepaid)
+            .await
+        {
+            Ok(lock) => lock,
+            Err(outcome) => return (outcome, false),
+        };
+        (self.send_locked(item, loaded, &lock).await, true)
+    }
+
+    /// Takes the record's lock (and its rate slot unless `prepaid`), waiting for the next
+    /// window when it fits the invocation. `Err`: the record's outcome without a lock.
+    async fn acquire(
         &self,
         item: &Item,
         cfg: &OpenedConfig,
         owner: &str,
         deadline: OffsetDateTime,
         mut begun: Option<(OffsetDateTime, Result<Begin, DeliveryError>)>,
-    ) -> Outcome {
+        prepaid: bool,
+    ) -> Result<Lock, Outcome> {
         let msg = &item.message;
         let tenant = &msg.tenant_id;
         let mut contended = 0;
@@ -654,10 +775,19 @@ impl Sender {
                         cfg.limits.outbound_per_minute,
                         self.settings.window_clock.window_time(now),
                     );
-                    let r = self
-                        .delivery
-                        .begin(msg, &item.sqs_message_id, owner, deadline, &window, now)
-                        .await;
+                    let r = if prepaid {
+                        let req = BeginRequest {
+                            msg,
+                            sqs_message_id: &item.sqs_message_id,
+                            owner,
+                            window,
+                        };
+                        self.delivery.lock_only(&req, deadline, now).await
+                    } else {
+                        self.delivery
+                            .begin(msg, &item.sqs_message_id, owner, deadline, &window, now)
+                            .await
+                    };
                     (now, r)
                 }
             };
@@ -668,17 +798,17 @@ impl Sender {
             );
             match result {
                 Ok(Begin::Acquired(lock)) => break lock,
-                Ok(Begin::Settled(r)) => return Outcome::AlreadySettled(r.state),
-                Ok(Begin::Locked { .. }) => return Outcome::Locked,
+                Ok(Begin::Settled(r)) => return Err(Outcome::AlreadySettled(r.state)),
+                Ok(Begin::Locked { .. }) => return Err(Outcome::Locked),
                 Ok(Begin::Contended) if contended < 20 => {
                     contended += 1;
                     tokio::time::sleep(Duration::from_millis(25 * contended)).await;
                 }
                 Ok(Begin::Contended) => {
-                    return Outcome::Retry {
+                    return Err(Outcome::Retry {
                         class: "contention".into(),
                         reason: "the record stayed contended".into(),
-                    };
+                    });
                 }
                 Ok(Begin::RateLimited) => {
                     // Wake a little after the window opens (clock skew between instances).
@@ -692,7 +822,7 @@ impl Sender {
                         .unwrap_or_default()
                         .saturating_sub(self.settings.send_reserve);
                     if wait > budget {
-                        return Outcome::Deferred { wait };
+                        return Err(Outcome::Deferred { wait });
                     }
                     info!(
                         wait_ms = wait.as_millis() as u64,
@@ -702,13 +832,22 @@ impl Sender {
                     tokio::time::sleep(wait).await;
                 }
                 Err(e) => {
-                    return Outcome::Retry {
+                    return Err(Outcome::Retry {
                         class: "store".into(),
                         reason: e.to_string(),
-                    };
+                    });
                 }
             }
         };
+        Ok(lock)
+    }
+
+    /// Sends a locked record (failing over when that is safe) and records the outcome.
+    async fn send_locked(&self, item: &Item, loaded: &Loaded, lock: &Lock) -> Outcome {
+        let cfg: &OpenedConfig = &loaded.config;
+        let msg = &item.message;
+        let tenant = &msg.tenant_id;
+        let lock = lock.clone();
 
         let Some(provider) = self.providers.get(cfg.provider) else {
             return self
@@ -729,7 +868,25 @@ impl Sender {
                 continue;
             }
             tracing::Span::current().record("endpoint", endpoint.base_url.as_str());
-            let res = provider.send(Target::from(endpoint), &req).await;
+            // Opened at load for the active endpoint; for the other one now, at failover.
+            let credentials = match loaded.credentials(role).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let now = OffsetDateTime::now_utc();
+                    warn!(endpoint = %endpoint.base_url, endpoint_role = ?role, error = %e, "the endpoint's credential could not be opened");
+                    let reason = format!(
+                        "the {} endpoint's credential could not be opened: {e}",
+                        role.as_str()
+                    );
+                    return self.finish_retry(&lock, "config", &reason, now).await;
+                }
+            };
+            let target = Target {
+                base_url: &endpoint.base_url,
+                credentials,
+                device_id: endpoint.device_id.as_deref(),
+            };
+            let res = provider.send(target, &req).await;
             self.breakers.record(&key, permit, Health::of(&res));
             match res {
                 Ok(receipt) => {

@@ -18,7 +18,7 @@ use wagate::delivery::store::ReceiptRecorder;
 use wagate::inbound::InboundEvent;
 use wagate::inbound::signature::sign_sha256;
 use wagate::secrets::{Purpose, SealedSecret, SecretSealer, SecretsError};
-use wagate::tenant::cache::{CacheSettings, ConfigCache};
+use wagate::tenant::cache::ConfigCache;
 use wagate::tenant::store::{StoreError, TenantConfigReader};
 use wagate::tenant::*;
 use webhook_ingress::{App, EventSink, RateLimiter, SinkError, accept};
@@ -144,7 +144,7 @@ fn bench(c: &mut Criterion) {
         cache: Arc::new(ConfigCache::new(
             Arc::new(OneTenant(sealed.clone())),
             Arc::new(PlainSealer),
-            CacheSettings::with_ttl(Duration::from_secs(3600)),
+            webhook_ingress::cache_settings(Duration::from_secs(3600)),
         )),
         sink: Arc::new(NullSink),
         limiter: RateLimiter::default(),

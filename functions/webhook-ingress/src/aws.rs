@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use wagate::delivery::dynamo::DynamoDeliveryStore;
 use wagate::secrets::kms::KmsSealer;
-use wagate::tenant::cache::{CacheSettings, ConfigCache};
+use wagate::tenant::cache::ConfigCache;
 use wagate::tenant::dynamo::DynamoTenantStore;
 
 use crate::settings::Environment;
@@ -30,7 +30,7 @@ pub fn app(sdk: &SdkConfig, env: Environment) -> App {
         cache: Arc::new(ConfigCache::new(
             Arc::new(store),
             Arc::new(sealer),
-            CacheSettings::with_ttl(app.cache_ttl),
+            crate::cache_settings(app.cache_ttl),
         )),
         sink: Arc::new(SqsSink::new(aws_sdk_sqs::Client::new(sdk), queue_url)),
         limiter: RateLimiter::default(),

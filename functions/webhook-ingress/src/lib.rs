@@ -9,7 +9,7 @@
 //! | a body flagged `isBase64Encoded` is valid base64 | 400 |
 //! | body at most 256 KiB | 413 |
 //! | tenant exists (config cache) | 404 |
-//! | tenant active; every secret stored for it opens (KMS) | 403 |
+//! | tenant active; its webhook secrets open (KMS) | 403 |
 //! | source IP in the tenant's endpoints' `webhookSourceCidrs`, if any are set | 403 |
 //! | `X-Hub-Signature-256` over the raw bytes, any current secret | 401 |
 //! | tenant's inbound rate (per instance) | 429 |
@@ -18,11 +18,18 @@
 //!
 //! and answers 200 once the event is on the queue. Nothing is enqueued on any other answer.
 //!
+//! Two front doors deliver the same request (template parameter `WebhookFrontDoor`): the HTTP
+//! API route and the function's own URL. Both hand the function a payload v2 event (the
+//! function URL's with its own request context: `<url-id>.lambda-url.<region>.on.aws`, route
+//! `$default`, no path parameters); the path's last three segments name the tenant and
+//! `requestContext.http.sourceIp` is the caller in both, so every rule above holds for both.
+//!
 //! The Lambda entry point is [`handle_event`]: it takes the raw API Gateway HTTP API event and
 //! decodes the body itself, because `lambda_http`'s own conversion panics (an invocation
 //! error, a 5xx at API Gateway) on a body flagged base64 that is not.
 //! The warm path makes no DynamoDB and no KMS call (the config cache answers) and exactly
-//! one SQS call.
+//! one SQS call; the cold path adds one GetItem and one KMS Decrypt per webhook secret (the
+//! server credentials are never opened here: [`cache_settings`]).
 
 pub mod aws;
 mod limiter;
@@ -32,6 +39,7 @@ mod sqs;
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{HeaderValue, StatusCode, header};
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
@@ -39,16 +47,31 @@ use lambda_http::request::{LambdaRequest, RequestContext};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use time::OffsetDateTime;
-use tracing::{Instrument, info, warn};
+use tracing::{Instrument, debug, info, warn};
 use wagate::TenantId;
 use wagate::delivery::store::ReceiptRecorder;
 use wagate::inbound::{self, InboundEvent, SignatureError};
 use wagate::tenant::OpenedConfig;
-use wagate::tenant::cache::{CacheError, ConfigCache};
+use wagate::tenant::cache::{CacheError, CacheSettings, ConfigCache, Opens};
 
 pub use limiter::RateLimiter;
 pub use sink::{EventSink, MAX_QUEUE_MESSAGE_BYTES, SinkError};
 pub use sqs::SqsSink;
+
+/// The config cache as the ingress uses it: entries kept `ttl`, and only the webhook
+/// secrets opened (the ingress never calls a WhatsApp server, so it never opens a server
+/// credential: a cold webhook costs one GetItem and one KMS Decrypt per webhook secret).
+pub fn cache_settings(ttl: std::time::Duration) -> CacheSettings {
+    CacheSettings::with_ttl(ttl).opening(Opens::WebhookSecrets)
+}
+
+/// The log budget: at the default level (`info`) an instance writes one line for its first
+/// accepted webhook and then one per this many (with the running count), every refusal and
+/// every error; at `debug` one line per accepted webhook (`RUST_LOG=info,webhook_ingress=debug`).
+pub const ACCEPTED_LOG_EVERY: u64 = 50;
+
+/// Webhooks accepted by this instance (the log sampling's counter).
+static ACCEPTED: AtomicU64 = AtomicU64::new(0);
 
 /// Largest webhook body accepted (bytes).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -293,7 +316,12 @@ async fn respond(app: &App, req: &Request, body: Result<(), IngressError>) -> Re
     async move {
         match process(app, req, body).await {
             Ok(sqs_id) => {
-                info!(status = 200, sqs_message_id = %sqs_id, "webhook enqueued");
+                let n = ACCEPTED.fetch_add(1, Ordering::Relaxed) + 1;
+                if n == 1 || n % ACCEPTED_LOG_EVERY == 0 {
+                    info!(status = 200, sqs_message_id = %sqs_id, accepted = n, "webhook enqueued");
+                } else {
+                    debug!(status = 200, sqs_message_id = %sqs_id, "webhook enqueued");
+                }
                 json(StatusCode::OK, r#"{"status":"accepted"}"#.to_string())
             }
             Err(e) => {
@@ -395,7 +423,7 @@ async fn process(
                 .await
             {
                 Ok(outcome) => {
-                    info!(provider_message_id = %id, state = %receipt.state, outcome = %outcome, "receipt applied")
+                    debug!(provider_message_id = %id, state = %receipt.state, outcome = %outcome, "receipt applied")
                 }
                 Err(e) => {
                     warn!(provider_message_id = %id, error = %e, "receipt not recorded");

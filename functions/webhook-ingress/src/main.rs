@@ -15,8 +15,8 @@ async fn main() -> Result<(), Error> {
     let env = Environment::from_env()?;
     let sdk = wagate::runtime::aws::load().await;
     let app = Arc::new(webhook_ingress::aws::app(&sdk, env));
-    // The raw API Gateway event, not lambda_http's `run`: its conversion panics on a body
-    // flagged base64 that is not (handle_event answers 400).
+    // The raw payload v2 event (HTTP API or function URL), not lambda_http's `run`: its
+    // conversion panics on a body flagged base64 that is not (handle_event answers 400).
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2httpRequest>| {
             let app = app.clone();

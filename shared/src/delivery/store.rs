@@ -48,6 +48,23 @@ pub trait DeliveryWriter: Send + Sync {
             .unwrap_or(Ok(Begin::Contended))
     }
 
+    /// The record's lock alone, without a rate slot (`req.window` is not touched): for a
+    /// record whose slot was taken beforehand with [`Self::take_slots`]. One conditional
+    /// write; the same answers as [`Self::begin_many`] but never [`Begin::RateLimited`].
+    async fn lock_only(
+        &self,
+        req: &BeginRequest<'_>,
+        lock_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Begin, DeliveryError>;
+
+    /// Takes `n` slots of `window` at once, all or none: `false` (nothing taken) when fewer
+    /// than `n` are free. One conditional write for a whole batch of a tenant's records.
+    async fn take_slots(&self, window: &RateWindow, n: u32) -> Result<bool, DeliveryError>;
+
+    /// Gives back `n` slots taken with [`Self::take_slots`] that no record used.
+    async fn return_slots(&self, window: &RateWindow, n: u32) -> Result<(), DeliveryError>;
+
     /// Sent: the provider's id (receipts find the record by it) and the endpoint that took
     /// it. `false` when the lock had been lost (nothing written).
     async fn mark_sent(

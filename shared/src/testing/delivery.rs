@@ -107,6 +107,7 @@ impl MemoryDeliveries {
         r: &BeginRequest<'_>,
         until_ms: i64,
         now: OffsetDateTime,
+        take_slot: bool,
     ) -> Begin {
         let pk = record_key(&r.msg.tenant_id, &r.msg.idempotency_key);
         let old = t.records.get(&pk);
@@ -119,11 +120,13 @@ impl MemoryDeliveries {
                 _ => Begin::Settled(Box::new(old.clone())),
             };
         }
-        let taken = t.windows.get(&r.window.key()).copied().unwrap_or(0);
-        if taken >= r.window.limit {
-            return Begin::RateLimited;
+        if take_slot {
+            let taken = t.windows.get(&r.window.key()).copied().unwrap_or(0);
+            if taken >= r.window.limit {
+                return Begin::RateLimited;
+            }
+            t.windows.insert(r.window.key(), taken + 1);
         }
-        t.windows.insert(r.window.key(), taken + 1);
         let now_s = timestamp::rfc3339(now);
         let msg = r.msg;
         let mut rec = t.records.remove(&pk).unwrap_or_else(|| DeliveryRecord {
@@ -218,8 +221,39 @@ impl DeliveryWriter for MemoryDeliveries {
         let until_ms = epoch_ms(lock_until);
         let mut t = self.lock();
         reqs.iter()
-            .map(|r| Ok(self.begin_one(&mut t, r, until_ms, now)))
+            .map(|r| Ok(self.begin_one(&mut t, r, until_ms, now, true)))
             .collect()
+    }
+
+    async fn lock_only(
+        &self,
+        req: &BeginRequest<'_>,
+        lock_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Begin, DeliveryError> {
+        self.check()?;
+        let mut t = self.lock();
+        Ok(self.begin_one(&mut t, req, epoch_ms(lock_until), now, false))
+    }
+
+    async fn take_slots(&self, window: &RateWindow, n: u32) -> Result<bool, DeliveryError> {
+        self.check()?;
+        let mut t = self.lock();
+        let taken = t.windows.get(&window.key()).copied().unwrap_or(0);
+        if taken.saturating_add(n) > window.limit {
+            return Ok(false);
+        }
+        t.windows.insert(window.key(), taken + n);
+        Ok(true)
+    }
+
+    async fn return_slots(&self, window: &RateWindow, n: u32) -> Result<(), DeliveryError> {
+        self.check()?;
+        let mut t = self.lock();
+        if let Some(taken) = t.windows.get_mut(&window.key()) {
+            *taken = taken.saturating_sub(n);
+        }
+        Ok(())
     }
 
     async fn mark_sent(
@@ -537,6 +571,35 @@ mod tests {
                 .unwrap(),
             ReceiptOutcome::NotFound
         );
+    }
+
+    #[tokio::test]
+    async fn slots_for_a_batch_are_all_or_none_and_a_prepaid_lock_takes_none() {
+        let store = MemoryDeliveries::default();
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let m = msg("acme", "k1");
+        let window = RateWindow::at(&m.tenant_id, 5, now);
+        assert!(store.take_slots(&window, 3).await.unwrap());
+        assert!(!store.take_slots(&window, 3).await.unwrap(), "3 + 3 > 5");
+        assert_eq!(store.slots_taken(&window).await.unwrap(), 3);
+        let req = BeginRequest {
+            msg: &m,
+            sqs_message_id: "s",
+            owner: "o",
+            window: window.clone(),
+        };
+        let until = now + Duration::from_secs(30);
+        assert!(matches!(
+            store.lock_only(&req, until, now).await,
+            Ok(Begin::Acquired(_))
+        ));
+        assert!(matches!(
+            store.lock_only(&req, until, now).await,
+            Ok(Begin::Locked { .. })
+        ));
+        assert_eq!(store.slots_taken(&window).await.unwrap(), 3);
+        store.return_slots(&window, 2).await.unwrap();
+        assert_eq!(store.slots_taken(&window).await.unwrap(), 1);
     }
 
     #[tokio::test]

@@ -21,7 +21,7 @@ use wagate::outbound::ratelimit::WindowClock;
 use wagate::outbound::routing::BreakerSettings;
 use wagate::provider::Providers;
 use wagate::secrets::{KmsSealer, SecretSealer};
-use wagate::tenant::cache::{CacheSettings, ConfigCache};
+use wagate::tenant::cache::ConfigCache;
 use wagate::tenant::dynamo::DynamoTenantStore;
 use wagate::tenant::store::TenantConfigStore;
 use wagate::tenant::*;
@@ -126,7 +126,30 @@ impl Fx {
 
     /// Stores a tenant (secrets sealed with KMS) whose servers are `primary` and `backup`.
     pub async fn tenant(&self, id: &str, primary: &str, backup: Option<&str>, per_minute: u32) {
+        self.tenant_with(id, primary, backup, per_minute, None)
+            .await
+    }
+
+    /// [`Fx::tenant`], the backup (if any) with basic auth `admin`/`backup_password`.
+    pub async fn tenant_with(
+        &self,
+        id: &str,
+        primary: &str,
+        backup: Option<&str>,
+        per_minute: u32,
+        backup_password: Option<&str>,
+    ) {
         let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let backup = backup.map(|b| {
+            let mut e = endpoint(b);
+            if let Some(p) = backup_password {
+                e.credentials = Credentials::Basic {
+                    username: "admin".into(),
+                    password: Secret::new(p),
+                };
+            }
+            e
+        });
         let mut primary_ep = endpoint(primary);
         primary_ep.credentials = Credentials::Basic {
             username: "admin".into(),
@@ -136,7 +159,7 @@ impl Fx {
             tenant_id: id.parse().unwrap(),
             provider: ProviderKind::Gowa,
             primary: primary_ep,
-            backup: backup.map(endpoint),
+            backup,
             webhook_secrets: vec![WebhookSecret {
                 id: "s1".into(),
                 secret: Secret::new("webhook-secret-outbound-77aa"),
@@ -285,7 +308,7 @@ pub fn sender_via(stack: &Stack, endpoint: &str, settings: Settings) -> Sender {
             stack.tenants_table(),
         )),
         Arc::new(KmsSealer::new(stack.kms.clone(), stack.kms_key_id())),
-        CacheSettings::with_ttl(Duration::from_secs(300)),
+        outbound_sender::cache_settings(Duration::from_secs(300)),
     ));
     Sender::new(
         cache,

@@ -4,6 +4,8 @@
 //!   (or wherever `AWS_ENDPOINT_URL` points), so the local stack cannot drift from what deploys.
 //! - [`mappings`] and [`event_source`]: the template's SQS event source mappings and
 //!   schedules, read from it and run against cargo-lambda's invoke API as AWS runs them.
+//! - [`front_door`]: the events the ingress's two front doors (HTTP API route, function URL)
+//!   deliver for one webhook.
 //! - [`platform`]: the booking platform's side of the queues (send and follow a message,
 //!   consume inbound events) and a contact's reply through the simulator.
 //! - [`LocalIssuer`]: a local ES256 JWT issuer (key, JWKS, admin and tenant tokens) and
@@ -12,6 +14,7 @@
 //! The `wagate-dev` binary wraps them for the scripts (`scripts/dev.sh`) and for people.
 
 pub mod event_source;
+pub mod front_door;
 pub mod jwks_server;
 pub mod jwt;
 pub mod mappings;

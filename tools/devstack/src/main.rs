@@ -84,6 +84,31 @@ enum Command {
     /// Have a contact send a WhatsApp message to the demo device (the simulator signs it and
     /// posts it to the device's webhook, i.e. the ingress), e.g. a reply to a sent message.
     Reply(ReplyArgs),
+    /// Sign a webhook body as GOWA does and invoke the ingress with it as one of its two front
+    /// doors delivers it (the HTTP API route or the function URL), through cargo-lambda's
+    /// invoke API; print the ingress's status and body. Exit 0 on a 2xx answer, 1 otherwise.
+    Webhook(WebhookArgs),
+}
+
+#[derive(Args)]
+struct WebhookArgs {
+    /// Base URL of cargo-lambda's invoke API.
+    #[arg(long, default_value = "http://127.0.0.1:9000")]
+    invoke_url: String,
+    /// Which front door's event shape to send.
+    #[arg(long, value_enum, default_value = "http-api")]
+    front_door: wagate_devstack::front_door::FrontDoor,
+    #[arg(long, default_value = "demo")]
+    tenant: String,
+    /// The tenant's webhook secret (signs the body: X-Hub-Signature-256).
+    #[arg(long, env = "WAGATE_DEV_WEBHOOK_SECRET")]
+    secret: String,
+    /// The caller's address as the front door reports it (the tenant's allowlist checks it).
+    #[arg(long, default_value = "127.0.0.1")]
+    source_ip: String,
+    /// The webhook body (JSON), sent byte for byte.
+    #[arg(long)]
+    body: String,
 }
 
 #[derive(Args)]
@@ -270,6 +295,7 @@ struct TokenArgs {
 async fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Send(args) => send(args).await,
+        Command::Webhook(args) => webhook(args).await,
         other => run(other).await.map(|()| ExitCode::SUCCESS),
     };
     match result {
@@ -283,7 +309,7 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Send(_) => unreachable!("handled in main"),
+        Command::Send(_) | Command::Webhook(_) => unreachable!("handled in main"),
         Command::EventSources(args) => event_sources(args).await,
         Command::Inbound(args) => inbound(args).await,
         Command::Reply(args) => reply(args).await,
@@ -592,6 +618,36 @@ async fn inbound(args: InboundArgs) -> anyhow::Result<()> {
                 ),
             }
         }
+    }
+}
+
+async fn webhook(args: WebhookArgs) -> anyhow::Result<ExitCode> {
+    let signature =
+        wagate::inbound::signature::sign_sha256(args.secret.as_bytes(), args.body.as_bytes());
+    let event = wagate_devstack::front_door::webhook_event(
+        args.front_door,
+        &args.tenant,
+        &args.body,
+        &signature,
+        &args.source_ip,
+    );
+    let invoker = event_source::Invoker::new(args.invoke_url)?;
+    match invoker
+        .invoke("webhook-ingress", &event, Duration::from_secs(10))
+        .await
+    {
+        event_source::Invocation::Answered(payload) => {
+            let answer: serde_json::Value =
+                serde_json::from_slice(&payload).context("the ingress's answer is not JSON")?;
+            let status = answer["statusCode"].as_u64().unwrap_or_default();
+            println!("{status} {}", answer["body"].as_str().unwrap_or_default());
+            Ok(if (200..300).contains(&status) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAILED)
+            })
+        }
+        other => bail!("the ingress was not invoked: {other:?}"),
     }
 }
 
