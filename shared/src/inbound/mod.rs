@@ -162,7 +162,9 @@ impl InboundEvent {
 /// The header that carries the signature of a `kind` server's webhooks.
 pub fn signature_header(kind: ProviderKind) -> &'static str {
     match kind {
-        ProviderKind::Gowa => gowa::SIGNATURE_HEADER,
+        ProviderKind::Gowa | ProviderKind::Meta => gowa::SIGNATURE_HEADER,
+        ProviderKind::Waha => "x-webhook-hmac",
+        ProviderKind::Evolution => "authorization",
     }
 }
 
@@ -177,6 +179,10 @@ pub fn verify<'a>(
 ) -> Result<&'a str, SignatureError> {
     match kind {
         ProviderKind::Gowa => gowa::verify(signature, body, secrets, now),
+        ProviderKind::Waha | ProviderKind::Evolution | ProviderKind::Meta => {
+            let _ = (signature, body, secrets, now);
+            Err(SignatureError::UnsupportedKind)
+        }
     }
 }
 
@@ -190,7 +196,10 @@ pub fn normalize(
     received_at: OffsetDateTime,
 ) -> InboundEvent {
     match kind {
-        ProviderKind::Gowa => gowa::normalize(tenant_id, raw, raw_body, received_at),
+        // Only GOWA webhooks pass [`verify`] today; the others never reach this point.
+        ProviderKind::Gowa | ProviderKind::Waha | ProviderKind::Evolution | ProviderKind::Meta => {
+            gowa::normalize(tenant_id, raw, raw_body, received_at)
+        }
     }
 }
 

@@ -137,6 +137,23 @@ fn validate_endpoint<S>(
             "must be 1-128 characters of A-Z, a-z, 0-9 and . _ @ : -",
         );
     }
+    let (meaning, required) = provider.device_id_meaning();
+    match &e.device_id {
+        None if required => errs.push(
+            sub_field(field, "deviceId"),
+            format!("is required for {} servers: {meaning}", provider.as_str()),
+        ),
+        Some(d)
+            if provider == ProviderKind::Meta
+                && (d.len() > 32 || !d.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            errs.push(
+                sub_field(field, "deviceId"),
+                format!("must be {meaning}: 1-32 digits"),
+            )
+        }
+        _ => {}
+    }
     if let Some(r) = &e.region
         && (r.is_empty()
             || r.len() > 32
