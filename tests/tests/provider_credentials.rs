@@ -20,6 +20,9 @@ fn body(provider: &str, credentials: Value, device_id: Option<&str>) -> Value {
     if let Some(d) = device_id {
         primary["deviceId"] = json!(d);
     }
+    if provider == "evolution" {
+        primary["webhookSourceCidrs"] = json!(["10.0.0.0/8"]);
+    }
     json!({
         "provider": provider,
         "primary": primary,
@@ -92,6 +95,23 @@ async fn evolution_and_meta_require_their_device_id() {
         let r = api.create(&body(provider, creds, None)).await;
         assert_refused_and_nothing_stored(&api, &r, "invalid_config", "primary.deviceId").await;
     }
+}
+
+#[tokio::test]
+async fn evolution_requires_a_webhook_source_allowlist() {
+    let api = api_on_fakes().await;
+    let mut b = body(
+        "evolution",
+        json!({"type": "apiKey", "key": API_KEY}),
+        Some("acme"),
+    );
+    b["primary"]
+        .as_object_mut()
+        .unwrap()
+        .remove("webhookSourceCidrs");
+    let r = api.create(&b).await;
+    assert_refused_and_nothing_stored(&api, &r, "invalid_config", "primary.webhookSourceCidrs")
+        .await;
 }
 
 #[tokio::test]

@@ -137,6 +137,13 @@ fn validate_endpoint<S>(
             "must be 1-128 characters of A-Z, a-z, 0-9 and . _ @ : -",
         );
     }
+    if provider == ProviderKind::Evolution && e.webhook_source_cidrs.is_empty() {
+        errs.push(
+            sub_field(field, "webhookSourceCidrs"),
+            "is required for evolution servers: Evolution signs no webhook body, so wagate \
+             takes its webhooks only from the addresses listed here (with its JWT)",
+        );
+    }
     let (meaning, required) = provider.device_id_meaning();
     match &e.device_id {
         None if required => errs.push(
