@@ -640,6 +640,7 @@ fn ingress(stack: &Stack) -> Ingress {
             "",
             Duration::ZERO,
         )),
+        replay_window: wagate::inbound::verify::DEFAULT_REPLAY_WINDOW,
     };
     Ingress { app, queue_url }
 }

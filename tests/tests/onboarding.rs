@@ -637,6 +637,7 @@ async fn ingress_over_http(stack: &wagate_tests::Stack) -> (String, tokio::task:
             sink: p.sink.clone(),
             limiter: webhook_ingress::RateLimiter::default(),
             receipts: Arc::new(p.receipts.clone()),
+            replay_window: wagate::inbound::verify::DEFAULT_REPLAY_WINDOW,
         };
         let mut ev =
             ApiEvent::new("POST", &format!("/webhooks/whatsapp/{tenant}")).raw_body(body.to_vec());

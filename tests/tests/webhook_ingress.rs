@@ -112,6 +112,7 @@ async fn ingress() -> Ingress {
             "",
             Duration::from_secs(0),
         )),
+        replay_window: wagate::inbound::verify::DEFAULT_REPLAY_WINDOW,
     };
     Ingress {
         stack,

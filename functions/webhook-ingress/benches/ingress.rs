@@ -149,6 +149,7 @@ fn bench(c: &mut Criterion) {
         sink: Arc::new(NullSink),
         limiter: RateLimiter::default(),
         receipts: Arc::new(NoReceipts),
+        replay_window: wagate::inbound::verify::DEFAULT_REPLAY_WINDOW,
     };
     let opened = rt
         .block_on(wagate::tenant::cache::open_config(&PlainSealer, sealed))

@@ -19,6 +19,7 @@ pub fn app(sdk: &SdkConfig, env: Environment) -> App {
         app,
         queue_url,
         messages_table,
+        replay_window,
     } = env;
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let store = DynamoTenantStore::new(dynamodb.clone(), app.tenants_table);
@@ -35,5 +36,6 @@ pub fn app(sdk: &SdkConfig, env: Environment) -> App {
         sink: Arc::new(SqsSink::new(aws_sdk_sqs::Client::new(sdk), queue_url)),
         limiter: RateLimiter::default(),
         receipts: Arc::new(receipts),
+        replay_window,
     }
 }

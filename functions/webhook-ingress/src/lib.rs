@@ -50,7 +50,7 @@ use time::OffsetDateTime;
 use tracing::{Instrument, debug, info, warn};
 use wagate::TenantId;
 use wagate::delivery::store::ReceiptRecorder;
-use wagate::inbound::{self, InboundEvent, SignatureError};
+use wagate::inbound::{self, InboundEvent, SignatureError, verify};
 use wagate::tenant::OpenedConfig;
 use wagate::tenant::cache::{CacheError, CacheSettings, ConfigCache, Opens};
 
@@ -83,6 +83,10 @@ pub struct App {
     pub limiter: RateLimiter,
     /// Moves outbound delivery records on receipt events (sent → delivered → read).
     pub receipts: Arc<dyn ReceiptRecorder>,
+    /// How old (or how far ahead) a timestamped webhook may be: WAHA's `X-Webhook-Timestamp`
+    /// and signed body `timestamp`, Evolution's JWT `iat` (`INBOUND_REPLAY_WINDOW_SECONDS`,
+    /// default 300).
+    pub replay_window: std::time::Duration,
 }
 
 /// Why a webhook was refused. Each maps to one status; none echoes internals.
@@ -106,6 +110,15 @@ pub enum IngressError {
     SourceNotAllowed,
     #[error(transparent)]
     Signature(#[from] SignatureError),
+    /// A WAHA webhook whose timestamp (header or signed body) is outside the replay window.
+    #[error("the webhook's timestamp is missing or outside the replay window")]
+    Stale,
+    /// An Evolution webhook whose JWT has expired (or was issued in the future).
+    #[error("the webhook's bearer token has expired")]
+    TokenExpired,
+    /// Meta's verification handshake with a wrong mode, token or no challenge.
+    #[error("the verification handshake does not match this tenant's verify token")]
+    HandshakeRefused,
     #[error("inbound rate limit exceeded")]
     RateLimited,
     #[error("body is not JSON")]
@@ -124,6 +137,10 @@ pub enum IngressError {
     SecretUnusable,
     #[error("delivery records are unavailable; retry later")]
     ReceiptsUnavailable,
+    /// Not a refusal: Meta's verification handshake passed and this challenge is the answer
+    /// (200, text/plain). Carried as an error so `process` keeps one return type.
+    #[error("verification handshake answered")]
+    Challenge(String),
 }
 
 impl IngressError {
@@ -138,7 +155,11 @@ impl IngressError {
             IngressError::Inactive
             | IngressError::SourceNotAllowed
             | IngressError::SecretUnusable => StatusCode::FORBIDDEN,
-            IngressError::Signature(_) => StatusCode::UNAUTHORIZED,
+            IngressError::Signature(_) | IngressError::Stale | IngressError::TokenExpired => {
+                StatusCode::UNAUTHORIZED
+            }
+            IngressError::HandshakeRefused => StatusCode::FORBIDDEN,
+            IngressError::Challenge(_) => StatusCode::OK,
             IngressError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             IngressError::QueueUnavailable
             | IngressError::ConfigUnavailable
@@ -158,6 +179,10 @@ impl IngressError {
             IngressError::SourceNotAllowed => "source_not_allowed",
             IngressError::Signature(SignatureError::Missing) => "signature_missing",
             IngressError::Signature(_) => "signature_invalid",
+            IngressError::Stale => "webhook_stale",
+            IngressError::TokenExpired => "token_expired",
+            IngressError::HandshakeRefused => "handshake_refused",
+            IngressError::Challenge(_) => "challenge",
             IngressError::RateLimited => "rate_limited",
             IngressError::NotJson => "invalid_json",
             IngressError::EventTooLarge => "event_too_large",
@@ -185,8 +210,8 @@ pub struct Accepted {
     pub secret_id: String,
 }
 
-/// The pure part of the work: source check, signature, JSON, normalisation,
-/// serialisation. No I/O; benchmarked on its own.
+/// The pure part of the work for a request signed with `X-Hub-Signature-256` (GOWA, Meta):
+/// [`accept_request`] with that one header. No I/O; benchmarked on its own.
 pub fn accept(
     cfg: &OpenedConfig,
     signature: Option<&str>,
@@ -194,14 +219,46 @@ pub fn accept(
     source: Option<IpAddr>,
     now: OffsetDateTime,
 ) -> Result<Accepted, IngressError> {
+    accept_request(
+        cfg,
+        |name| {
+            (name == verify::HUB_SIGNATURE_HEADER)
+                .then_some(signature)
+                .flatten()
+        },
+        body,
+        source,
+        now,
+        verify::DEFAULT_REPLAY_WINDOW,
+    )
+}
+
+/// The pure part of the work: source check, signature (the scheme of whichever of the
+/// tenant's kinds signed it, [`verify::verify_webhook`]), JSON, normalisation,
+/// serialisation. `header` looks a request header up by its lowercase name. No I/O.
+pub fn accept_request<'h>(
+    cfg: &OpenedConfig,
+    header: impl Fn(&str) -> Option<&'h str>,
+    body: &[u8],
+    source: Option<IpAddr>,
+    now: OffsetDateTime,
+    replay_window: std::time::Duration,
+) -> Result<Accepted, IngressError> {
     if !cfg.is_active {
         return Err(IngressError::Inactive);
     }
     check_source(cfg, source)?;
-    let secret_id =
-        inbound::verify(cfg.provider, signature, body, &cfg.webhook_secrets, now)?.to_string();
+    let verified =
+        verify::verify_webhook(cfg, header, body, now, replay_window).map_err(|e| match e {
+            verify::VerifyError::Signature(s) => IngressError::Signature(s),
+            verify::VerifyError::Stale => IngressError::Stale,
+            verify::VerifyError::Expired => IngressError::TokenExpired,
+        })?;
+    let secret_id = verified.key_id;
     let raw: serde_json::Value = serde_json::from_slice(body).map_err(|_| IngressError::NotJson)?;
-    let mut event = inbound::normalize(cfg.provider, &cfg.tenant_id, raw, body, now);
+    // Evolution's body carries its instance apikey: normalisation strips it (the raw copy
+    // on the queue included) before anything is queued or logged.
+    let mut event = inbound::normalize(verified.kind, &cfg.tenant_id, raw, body, now);
     let mut json = serde_json::to_string(&event).map_err(|_| IngressError::NotJson)?;
     if json.len() > MAX_QUEUE_MESSAGE_BYTES {
         // Keep the normalised fields; the raw copy is what makes it too big.
@@ -315,6 +372,13 @@ async fn respond(app: &App, req: &Request, body: Result<(), IngressError>) -> Re
     );
     async move {
         match process(app, req, body).await {
+            Err(IngressError::Challenge(challenge)) => {
+                info!(status = 200, "verification handshake answered");
+                let mut resp = Response::new(Body::Text(challenge));
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                resp
+            }
             Ok(sqs_id) => {
                 let n = ACCEPTED.fetch_add(1, Ordering::Relaxed) + 1;
                 if n == 1 || n % ACCEPTED_LOG_EVERY == 0 {
@@ -372,6 +436,14 @@ async fn process(
 ) -> Result<String, IngressError> {
     let tenant = parse_route(req.uri().path())?;
     tracing::Span::current().record("tenant_id", tenant.as_str());
+    // Meta's verification handshake is the one GET taken (by its `hub.mode`).
+    if req.method() == http::Method::GET
+        && req
+            .query_string_parameters_ref()
+            .is_some_and(|q| q.first("hub.mode").is_some())
+    {
+        return Err(handshake(app, req, &tenant).await);
+    }
     if req.method() != http::Method::POST {
         return Err(IngressError::Method);
     }
@@ -393,11 +465,8 @@ async fn process(
             return Err(IngressError::ConfigUnavailable);
         }
     };
-    let signature = req
-        .headers()
-        .get(inbound::signature_header(cfg.provider))
-        .and_then(|v| v.to_str().ok());
-    let accepted = accept(&cfg, signature, body, source_ip(req), now())?;
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let accepted = accept_request(&cfg, header, body, source_ip(req), now(), app.replay_window)?;
     // After the signature: unauthenticated junk cannot spend a tenant's allowance.
     if !app
         .limiter
@@ -439,6 +508,35 @@ async fn process(
             warn!(error = %e, "inbound queue send failed");
             IngressError::QueueUnavailable
         })
+}
+
+/// Meta's verification `GET` on the tenant's webhook URL: `hub.mode=subscribe`,
+/// `hub.verify_token` (one of the tenant's Meta endpoints' verify tokens), `hub.challenge`
+/// (answered as plain text). Anything else is 403 `handshake_refused`; nothing is enqueued.
+async fn handshake(app: &App, req: &Request, tenant: &TenantId) -> IngressError {
+    let cfg = match app.cache.get(tenant).await {
+        Ok(Some(cfg)) => cfg,
+        Ok(None) => return IngressError::UnknownTenant,
+        Err(CacheError::Secrets(e)) if e.is_unusable() => return IngressError::SecretUnusable,
+        Err(e) => {
+            warn!(error = %e, "config lookup failed");
+            return IngressError::ConfigUnavailable;
+        }
+    };
+    if !cfg.is_active {
+        return IngressError::Inactive;
+    }
+    let q = req.query_string_parameters_ref();
+    let get = |k: &str| q.and_then(|q| q.first(k));
+    match inbound::meta::handshake(
+        &cfg,
+        get("hub.mode"),
+        get("hub.verify_token"),
+        get("hub.challenge"),
+    ) {
+        Some(challenge) => IngressError::Challenge(challenge.to_string()),
+        None => IngressError::HandshakeRefused,
+    }
 }
 
 fn json(status: StatusCode, body: String) -> Response<Body> {

@@ -13,6 +13,9 @@ pub struct Environment {
     pub queue_url: String,
     /// `MESSAGES_TABLE`: delivery records moved by receipts.
     pub messages_table: String,
+    /// `INBOUND_REPLAY_WINDOW_SECONDS` (1 to 3600, default 300): how old or how far ahead a
+    /// WAHA webhook's timestamp (and an Evolution JWT's `iat`) may be.
+    pub replay_window: std::time::Duration,
 }
 
 impl FromEnv for Environment {
@@ -21,10 +24,25 @@ impl FromEnv for Environment {
         let app = AppConfig::read(env);
         let queue_url = env.required("INBOUND_QUEUE_URL");
         let messages_table = env.required("MESSAGES_TABLE");
+        let replay_window = match env.parse_or::<u64>(
+            "INBOUND_REPLAY_WINDOW_SECONDS",
+            wagate::inbound::verify::DEFAULT_REPLAY_WINDOW.as_secs(),
+            "a number of seconds, 1 to 3600",
+        ) {
+            Some(v) if (1..=3600).contains(&v) => Some(v),
+            Some(v) => {
+                env.problem(format!(
+                    "INBOUND_REPLAY_WINDOW_SECONDS={v} is invalid: expected 1 to 3600 seconds"
+                ));
+                None
+            }
+            None => None,
+        };
         Some(Environment {
             app: app?,
             queue_url: queue_url?,
             messages_table: messages_table?,
+            replay_window: std::time::Duration::from_secs(replay_window?),
         })
     }
 }
@@ -50,6 +68,33 @@ mod tests {
         assert_eq!(e.queue_url, "https://sqs.example/q.fifo");
         assert_eq!(e.messages_table, "m");
         assert_eq!(e.app.tenants_table, "t");
+        assert_eq!(e.replay_window, std::time::Duration::from_secs(300));
+    }
+
+    #[test]
+    fn the_replay_window_is_read_and_bounded() {
+        let base = [
+            ("TENANTS_TABLE", "t"),
+            ("KMS_KEY_ID", "k"),
+            ("INBOUND_QUEUE_URL", "q"),
+            ("MESSAGES_TABLE", "m"),
+        ];
+        let with = |v: &'static str| {
+            let mut pairs = base.to_vec();
+            pairs.push(("INBOUND_REPLAY_WINDOW_SECONDS", v));
+            env(&pairs).settings(Environment::read)
+        };
+        assert_eq!(
+            with("60").unwrap().replay_window,
+            std::time::Duration::from_secs(60)
+        );
+        for bad in ["0", "3601", "soon"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("INBOUND_REPLAY_WINDOW_SECONDS"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

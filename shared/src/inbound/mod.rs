@@ -4,8 +4,12 @@
 //! scheme and its normalisation into that contract ([`gowa`]); [`signature`] holds the
 //! HMAC schemes they share. [`verify`] and [`normalize`] pick the kind's.
 
+pub mod evolution;
 pub mod gowa;
+pub mod meta;
 pub mod signature;
+pub mod verify;
+pub mod waha;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -17,8 +21,9 @@ use crate::tenant::{ProviderKind, TenantId, WebhookSecret};
 
 pub use signature::SignatureError;
 
-/// Version of the [`InboundEvent`] shape; bumped on a breaking change.
-pub const INBOUND_SCHEMA_VERSION: u32 = 1;
+/// Version of the [`InboundEvent`] shape; bumped on a breaking change. 2: `provider` may be
+/// `waha`, `evolution` or `meta` as well as `gowa` (issue 16); the fields are those of 1.
+pub const INBOUND_SCHEMA_VERSION: u32 = 2;
 
 /// What kind of event this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +153,37 @@ pub struct InboundEvent {
 }
 
 impl InboundEvent {
+    /// An event of `provider` with nothing but its tenant and arrival filled in
+    /// ([`EventType::Other`], provider event `unknown`).
+    pub fn blank(
+        tenant_id: &TenantId,
+        provider: ProviderKind,
+        received_at: OffsetDateTime,
+    ) -> Self {
+        InboundEvent {
+            schema_version: INBOUND_SCHEMA_VERSION,
+            tenant_id: tenant_id.to_string(),
+            provider,
+            event_type: EventType::Other,
+            provider_event: String::from("unknown"),
+            provider_event_id: None,
+            dedup_key: String::new(),
+            account: None,
+            session_id: None,
+            sender: None,
+            chat: None,
+            text: None,
+            media: None,
+            reply_to: None,
+            receipt: None,
+            group: None,
+            is_from_me: None,
+            occurred_at: None,
+            received_at,
+            raw: Value::Null,
+        }
+    }
+
     /// The SQS FIFO deduplication id: hex SHA-256 of tenant and dedup key (64 characters,
     /// within SQS's 128 and its character set).
     pub fn deduplication_id(&self) -> String {
@@ -162,12 +198,16 @@ impl InboundEvent {
 /// The header that carries the signature of a `kind` server's webhooks.
 pub fn signature_header(kind: ProviderKind) -> &'static str {
     match kind {
-        ProviderKind::Gowa => gowa::SIGNATURE_HEADER,
+        ProviderKind::Gowa | ProviderKind::Meta => gowa::SIGNATURE_HEADER,
+        ProviderKind::Waha => "x-webhook-hmac",
+        ProviderKind::Evolution => "authorization",
     }
 }
 
 /// Verifies a `kind` webhook's `signature` (the value of [`signature_header`]) over the raw
 /// `body` against every secret current at `now`; returns the id of the secret that matched.
+/// Only the schemes that need nothing but one header and the webhook secrets (GOWA); a
+/// whole request of any kind goes through [`verify::verify_webhook`].
 pub fn verify<'a>(
     kind: ProviderKind,
     signature: Option<&str>,
@@ -177,6 +217,10 @@ pub fn verify<'a>(
 ) -> Result<&'a str, SignatureError> {
     match kind {
         ProviderKind::Gowa => gowa::verify(signature, body, secrets, now),
+        ProviderKind::Waha | ProviderKind::Evolution | ProviderKind::Meta => {
+            let _ = (signature, body, secrets, now);
+            Err(SignatureError::UnsupportedKind)
+        }
     }
 }
 
@@ -191,10 +235,29 @@ pub fn normalize(
 ) -> InboundEvent {
     match kind {
         ProviderKind::Gowa => gowa::normalize(tenant_id, raw, raw_body, received_at),
+        ProviderKind::Waha => waha::normalize(tenant_id, raw, raw_body, received_at),
+        ProviderKind::Evolution => evolution::normalize(tenant_id, raw, raw_body, received_at),
+        ProviderKind::Meta => meta::normalize(tenant_id, raw, raw_body, received_at),
     }
 }
 
 /// The deduplication key of an event that carries no id of its own: a hash of its bytes.
 pub(crate) fn body_hash_key(raw_body: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(raw_body)))
+}
+
+/// A non-empty string field.
+pub(crate) fn str_of(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+}
+
+/// `<digits>@c.us` (WAHA's chat ids) as a WhatsApp user JID (`<digits>@s.whatsapp.net`).
+pub(crate) fn user_jid(id: &str) -> String {
+    match id.strip_suffix("@c.us") {
+        Some(user) => format!("{user}@s.whatsapp.net"),
+        None if !id.contains('@') => format!("{id}@s.whatsapp.net"),
+        None => id.to_string(),
+    }
 }

@@ -19,6 +19,10 @@ pub enum SignatureError {
     Malformed,
     #[error("signature does not match any current secret")]
     Mismatch,
+    /// Webhooks of this server kind are not accepted by this build (nothing is verified,
+    /// so nothing is taken).
+    #[error("webhooks of this server kind are not accepted")]
+    UnsupportedKind,
 }
 
 /// The MAC bytes of a `sha256=<hex>` header value.

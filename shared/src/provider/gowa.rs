@@ -101,7 +101,7 @@ struct WebhookResults {
 const DEFAULT_QR_DURATION: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Call {
+pub(super) enum Call {
     /// A send: a failure after the request left is ambiguous.
     Send,
     /// A read: any failure is just retryable.
@@ -351,7 +351,7 @@ impl GowaClient {
 }
 
 /// The eight bytes every PNG file starts with.
-const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+pub(super) const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 
 /// Largest document the sender fetches to upload under a producer's `filename` (GOWA's own
 /// default limit is 50 MB; the sender holds the file in memory, and a batch sends up to 10
@@ -380,11 +380,13 @@ fn apply_credentials(
             rb.basic_auth(username, Some(password.expose()))
         }
         Credentials::ApiKey { key } => rb.header("X-Api-Key", key.expose()),
-        Credentials::Bearer { token } => rb.bearer_auth(token.expose()),
+        Credentials::Bearer { token } | Credentials::Meta { token, .. } => {
+            rb.bearer_auth(token.expose())
+        }
     }
 }
 
-fn transport_error(e: &reqwest::Error, call: Call) -> ProviderError {
+pub(super) fn transport_error(e: &reqwest::Error, call: Call) -> ProviderError {
     // reqwest errors carry the URL, never the credentials (they travel in headers);
     // still, say only what kind of failure it was.
     // The guarded resolver refused every address the host name resolved to: say so (it is

@@ -1,9 +1,14 @@
 //! WhatsApp API servers behind one trait ([`WhatsAppProvider`]), the error classes every
 //! caller maps on ([`ErrorClass`]), and the registry of one client per kind ([`Providers`]).
 //! Each kind's client is its own file, over the one guarded HTTP client
-//! ([`crate::egress::HttpClient`]): [`gowa`].
+//! ([`crate::egress::HttpClient`]): [`gowa`], [`waha`], [`evolution`], [`meta`] (the last
+//! three share [`http`]'s helpers).
 
+pub mod evolution;
 pub mod gowa;
+mod http;
+pub mod meta;
+pub mod waha;
 pub mod wiring;
 
 use std::collections::HashMap;
@@ -13,7 +18,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use evolution::EvolutionClient;
 pub use gowa::{GowaClient, MAX_DOCUMENT_UPLOAD_BYTES};
+pub use meta::MetaClient;
+pub use waha::WahaClient;
 
 use crate::egress::{EgressError, HttpClient};
 use crate::secrets::Secret;
@@ -318,6 +326,9 @@ impl Providers {
             .map(|kind| {
                 let client: Arc<dyn WhatsAppProvider> = match kind {
                     ProviderKind::Gowa => Arc::new(GowaClient::new(http.clone())),
+                    ProviderKind::Waha => Arc::new(WahaClient::new(http.clone())),
+                    ProviderKind::Evolution => Arc::new(EvolutionClient::new(http.clone())),
+                    ProviderKind::Meta => Arc::new(MetaClient::new(http.clone())),
                 };
                 (*kind, client)
             })

@@ -98,22 +98,53 @@ impl fmt::Display for TenantId {
 pub enum ProviderKind {
     /// go-whatsapp-web-multidevice.
     Gowa,
+    /// WAHA (devlikeapro/waha): `X-Api-Key`, sessions.
+    Waha,
+    /// Evolution API v2: `apikey`, instances.
+    Evolution,
+    /// Meta's WhatsApp Cloud API: bearer token, phone number ids.
+    Meta,
 }
 
 impl ProviderKind {
-    pub const ALL: &'static [ProviderKind] = &[ProviderKind::Gowa];
+    pub const ALL: &'static [ProviderKind] = &[
+        ProviderKind::Gowa,
+        ProviderKind::Waha,
+        ProviderKind::Evolution,
+        ProviderKind::Meta,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Gowa => "gowa",
+            ProviderKind::Waha => "waha",
+            ProviderKind::Evolution => "evolution",
+            ProviderKind::Meta => "meta",
         }
     }
 
     /// The credential kinds (`Credentials::kind`) this kind of server accepts. GOWA's API
-    /// has HTTP basic auth only (`--basic-auth`), or none.
+    /// has HTTP basic auth only (`--basic-auth`), or none; WAHA an `X-Api-Key` (or none);
+    /// Evolution always an `apikey`; Meta a bearer token with the app's secret and the
+    /// webhook verify token (`meta`).
     pub fn credential_kinds(self) -> &'static [&'static str] {
         match self {
             ProviderKind::Gowa => &["none", "basic"],
+            ProviderKind::Waha => &["none", "apiKey"],
+            ProviderKind::Evolution => &["apiKey"],
+            ProviderKind::Meta => &["meta"],
+        }
+    }
+
+    /// What `deviceId` names on this kind of server, and whether it is required: GOWA's
+    /// device (optional), WAHA's session (optional: `default`), Evolution's instance name
+    /// and Meta's phone number id (both required).
+    pub fn device_id_meaning(self) -> (&'static str, bool) {
+        match self {
+            ProviderKind::Gowa => ("the GOWA device id", false),
+            ProviderKind::Waha => ("the WAHA session name (default: default)", false),
+            ProviderKind::Evolution => ("the Evolution instance name", true),
+            ProviderKind::Meta => ("the Meta phone number id (digits)", true),
         }
     }
 }
@@ -123,9 +154,12 @@ impl FromStr for ProviderKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "gowa" => Ok(ProviderKind::Gowa),
+            "waha" => Ok(ProviderKind::Waha),
+            "evolution" => Ok(ProviderKind::Evolution),
+            "meta" => Ok(ProviderKind::Meta),
             _ => Err(FieldError::new(
                 "provider",
-                format!("unknown provider {s:?}; supported: gowa"),
+                format!("unknown provider {s:?}; supported: gowa, waha, evolution, meta"),
             )),
         }
     }
@@ -201,8 +235,17 @@ pub enum Credentials<S> {
     Basic { username: String, password: S },
     /// An API key header (WAHA `X-Api-Key`, Evolution `apikey`).
     ApiKey { key: S },
-    /// A bearer token (Meta Cloud API).
+    /// A bearer token.
     Bearer { token: S },
+    /// Meta's Cloud API: the access token wagate sends with (server credential), the app's
+    /// secret Meta signs webhooks with, and the verify token of the webhook handshake (both
+    /// sealed as webhook secrets). The phone number id is the endpoint's `deviceId`.
+    #[serde(rename_all = "camelCase")]
+    Meta {
+        token: S,
+        app_secret: S,
+        verify_token: S,
+    },
 }
 
 impl<S> Credentials<S> {
@@ -212,15 +255,50 @@ impl<S> Credentials<S> {
             Credentials::Basic { password, .. } => Some(password),
             Credentials::ApiKey { key } => Some(key),
             Credentials::Bearer { token } => Some(token),
+            Credentials::Meta { token, .. } => Some(token),
         }
     }
 
+    /// The secret wagate authenticates to the server with.
     pub fn secret(&self) -> Option<&S> {
         match self {
             Credentials::None => None,
             Credentials::Basic { password, .. } => Some(password),
             Credentials::ApiKey { key } => Some(key),
             Credentials::Bearer { token } => Some(token),
+            Credentials::Meta { token, .. } => Some(token),
+        }
+    }
+
+    /// Every secret of these credentials with its purpose, in a fixed order: the server
+    /// credential first, then (Meta) the app secret and the verify token.
+    pub fn secrets(&self) -> Vec<(Purpose, &S)> {
+        match self {
+            Credentials::Meta {
+                token,
+                app_secret,
+                verify_token,
+            } => vec![
+                (Purpose::ServerCredential, token),
+                (Purpose::WebhookSecret, app_secret),
+                (Purpose::WebhookSecret, verify_token),
+            ],
+            other => other
+                .secret()
+                .map(|s| (Purpose::ServerCredential, s))
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    fn secrets_mut(&mut self) -> Vec<&mut S> {
+        match self {
+            Credentials::Meta {
+                token,
+                app_secret,
+                verify_token,
+            } => vec![token, app_secret, verify_token],
+            other => other.secret_mut().into_iter().collect(),
         }
     }
 
@@ -230,6 +308,7 @@ impl<S> Credentials<S> {
             Credentials::Basic { .. } => "basic",
             Credentials::ApiKey { .. } => "apiKey",
             Credentials::Bearer { .. } => "bearer",
+            Credentials::Meta { .. } => "meta",
         }
     }
 
@@ -240,12 +319,12 @@ impl<S> Credentials<S> {
             Credentials::None => None,
             Credentials::Basic { .. } => Some("password"),
             Credentials::ApiKey { .. } => Some("key"),
-            Credentials::Bearer { .. } => Some("token"),
+            Credentials::Bearer { .. } | Credentials::Meta { .. } => Some("token"),
         }
     }
 
-    /// The same credentials with the secret passed through `f`.
-    pub fn try_map<T, E>(self, f: impl FnOnce(S) -> Result<T, E>) -> Result<Credentials<T>, E> {
+    /// The same credentials with each secret passed through `f` (in [`Self::secrets`] order).
+    pub fn try_map<T, E>(self, mut f: impl FnMut(S) -> Result<T, E>) -> Result<Credentials<T>, E> {
         Ok(match self {
             Credentials::None => Credentials::None,
             Credentials::Basic { username, password } => Credentials::Basic {
@@ -254,16 +333,25 @@ impl<S> Credentials<S> {
             },
             Credentials::ApiKey { key } => Credentials::ApiKey { key: f(key)? },
             Credentials::Bearer { token } => Credentials::Bearer { token: f(token)? },
+            Credentials::Meta {
+                token,
+                app_secret,
+                verify_token,
+            } => Credentials::Meta {
+                token: f(token)?,
+                app_secret: f(app_secret)?,
+                verify_token: f(verify_token)?,
+            },
         })
     }
 
     /// The same credentials with the secret opened by `open`: the one place a stored
     /// credential is opened (the health check's probes and the config API's connection
-    /// tests each pass their own `open`: a cache, a kept or new slot). `open` runs at most
-    /// once.
-    pub async fn open<'a, T, E, F, Fut>(&'a self, open: F) -> Result<Credentials<T>, E>
+    /// tests each pass their own `open`: a cache, a kept or new slot). `open` runs once per
+    /// secret (Meta's three; at most once for the others).
+    pub async fn open<'a, T, E, F, Fut>(&'a self, mut open: F) -> Result<Credentials<T>, E>
     where
-        F: FnOnce(&'a S) -> Fut,
+        F: FnMut(&'a S) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
         Ok(match self {
@@ -277,6 +365,15 @@ impl<S> Credentials<S> {
             },
             Credentials::Bearer { token } => Credentials::Bearer {
                 token: open(token).await?,
+            },
+            Credentials::Meta {
+                token,
+                app_secret,
+                verify_token,
+            } => Credentials::Meta {
+                token: open(token).await?,
+                app_secret: open(app_secret).await?,
+                verify_token: open(verify_token).await?,
             },
         })
     }
@@ -421,12 +518,9 @@ impl<S> TenantConfig<S> {
 
     /// Every secret slot, in a fixed order, with its purpose.
     pub fn secret_slots(&self) -> Vec<(Purpose, &S)> {
-        let mut out = Vec::new();
-        if let Some(s) = self.primary.credentials.secret() {
-            out.push((Purpose::ServerCredential, s));
-        }
-        if let Some(s) = self.backup.as_ref().and_then(|b| b.credentials.secret()) {
-            out.push((Purpose::ServerCredential, s));
+        let mut out = self.primary.credentials.secrets();
+        if let Some(b) = &self.backup {
+            out.extend(b.credentials.secrets());
         }
         for w in &self.webhook_secrets {
             out.push((Purpose::WebhookSecret, &w.secret));
@@ -491,16 +585,9 @@ impl<S> TenantConfig<S> {
 
     /// Mutable access to every secret slot, in [`Self::secret_slots`] order.
     pub fn secret_slots_mut(&mut self) -> Vec<&mut S> {
-        let mut out = Vec::new();
-        if let Some(s) = self.primary.credentials.secret_mut() {
-            out.push(s);
-        }
-        if let Some(s) = self
-            .backup
-            .as_mut()
-            .and_then(|b| b.credentials.secret_mut())
-        {
-            out.push(s);
+        let mut out = self.primary.credentials.secrets_mut();
+        if let Some(b) = self.backup.as_mut() {
+            out.extend(b.credentials.secrets_mut());
         }
         for w in &mut self.webhook_secrets {
             out.push(&mut w.secret);

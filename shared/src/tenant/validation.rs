@@ -151,6 +151,30 @@ fn validate_endpoint<S>(
             "must be 1-128 characters of A-Z, a-z, 0-9 and . _ @ : -",
         );
     }
+    if provider == ProviderKind::Evolution && e.webhook_source_cidrs.is_empty() {
+        errs.push(
+            sub_field(field, "webhookSourceCidrs"),
+            "is required for evolution servers: Evolution signs no webhook body, so wagate \
+             takes its webhooks only from the addresses listed here (with its JWT)",
+        );
+    }
+    let (meaning, required) = provider.device_id_meaning();
+    match &e.device_id {
+        None if required => errs.push(
+            sub_field(field, "deviceId"),
+            format!("is required for {} servers: {meaning}", provider.as_str()),
+        ),
+        Some(d)
+            if provider == ProviderKind::Meta
+                && (d.len() > 32 || !d.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            errs.push(
+                sub_field(field, "deviceId"),
+                format!("must be {meaning}: 1-32 digits"),
+            )
+        }
+        _ => {}
+    }
     if let Some(r) = &e.region
         && (r.is_empty()
             || r.len() > 32

@@ -106,6 +106,16 @@ pub enum CredentialsInput {
         #[serde(default)]
         token: Option<Secret>,
     },
+    /// Meta's Cloud API: access token, app secret, webhook verify token.
+    #[serde(rename_all = "camelCase")]
+    Meta {
+        #[serde(default)]
+        token: Option<Secret>,
+        #[serde(default)]
+        app_secret: Option<Secret>,
+        #[serde(default)]
+        verify_token: Option<Secret>,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -328,6 +338,7 @@ pub(crate) fn build_credentials(
         CredentialsInput::Basic { .. } => "basic",
         CredentialsInput::ApiKey { .. } => "apiKey",
         CredentialsInput::Bearer { .. } => "bearer",
+        CredentialsInput::Meta { .. } => "meta",
     };
     if !wagate::tenant::ProviderKind::ALL
         .iter()
@@ -335,7 +346,9 @@ pub(crate) fn build_credentials(
     {
         errs.push(
             format!("{field}.credentials.type"),
-            format!("{kind:?} is not supported by any server kind; use one of: none, basic"),
+            format!(
+                "{kind:?} is not supported by any server kind; use one of: none, basic, apiKey, meta"
+            ),
         );
         return None;
     }
@@ -367,6 +380,29 @@ pub(crate) fn build_credentials(
             };
             Credentials::Bearer {
                 token: slot("token", token, kept)?,
+            }
+        }
+        CredentialsInput::Meta {
+            token,
+            app_secret,
+            verify_token,
+        } => {
+            let kept = match prev {
+                Some(Credentials::Meta {
+                    token,
+                    app_secret,
+                    verify_token,
+                }) => Some((token, app_secret, verify_token)),
+                _ => None,
+            };
+            // Every slot is looked at, so each missing secret is named.
+            let token = slot("token", token, kept.map(|k| k.0));
+            let app_secret = slot("appSecret", app_secret, kept.map(|k| k.1));
+            let verify_token = slot("verifyToken", verify_token, kept.map(|k| k.2));
+            Credentials::Meta {
+                token: token?,
+                app_secret: app_secret?,
+                verify_token: verify_token?,
             }
         }
     })
@@ -448,6 +484,12 @@ pub struct CredentialsView {
     pub username: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// Meta: the app secret's fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_secret_fingerprint: Option<String>,
+    /// Meta: the webhook verify token's fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_token_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -504,6 +546,14 @@ fn endpoint_view(e: &Endpoint<SealedSecret>) -> EndpointView {
                 _ => None,
             },
             fingerprint: e.credentials.secret().map(|s| s.fingerprint.clone()),
+            app_secret_fingerprint: match &e.credentials {
+                Credentials::Meta { app_secret, .. } => Some(app_secret.fingerprint.clone()),
+                _ => None,
+            },
+            verify_token_fingerprint: match &e.credentials {
+                Credentials::Meta { verify_token, .. } => Some(verify_token.fingerprint.clone()),
+                _ => None,
+            },
         },
         device_id: e.device_id.clone(),
         region: e.region.clone(),
