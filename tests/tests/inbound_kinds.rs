@@ -134,6 +134,7 @@ impl Ingress {
                 device_id: device.map(str::to_string),
                 region: None,
                 webhook_source_cidrs: cidrs,
+                webhook_wiring: Default::default(),
             },
             backup: None,
             webhook_secrets: vec![WebhookSecret {

@@ -166,6 +166,7 @@ fn without_secrets(
         device_id: e.device_id,
         region: e.region,
         webhook_source_cidrs: e.webhook_source_cidrs,
+        webhook_wiring: e.webhook_wiring,
     };
     let primary = endpoint(sealed.primary, take(0));
     let backup = sealed.backup.map(|b| endpoint(b, take(1)));

@@ -136,8 +136,11 @@ const SECRET_CHECKS_KEPT: usize = 10_000;
 /// dashboard's status polling does not cost a KMS `Decrypt` per secret per request.
 #[derive(Debug, Default)]
 pub struct SecretChecks {
-    checked: Mutex<HashMap<String, (u64, Instant, Vec<String>)>>,
+    checked: Mutex<HashMap<String, SecretCheck>>,
 }
+
+/// A tenant's check: the config version checked, when, and the fields found unusable.
+type SecretCheck = (u64, Instant, Vec<String>);
 
 impl SecretChecks {
     fn get(&self, tenant: &str, version: u64) -> Option<Vec<String>> {
