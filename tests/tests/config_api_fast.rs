@@ -532,8 +532,12 @@ async fn status(api: &FakeApi) -> Reply {
 
 #[tokio::test]
 async fn status_checks_the_stored_secrets_once_per_config_version() {
+    // Without a backup: a standby's readiness is read live and opens its credential on each
+    // read (see standby_readiness_is_unknown_while_kms_is_unavailable).
     let api = api_on_fakes().await;
-    let r = api.create(&valid_body()).await;
+    let mut body = valid_body();
+    body.as_object_mut().unwrap().remove("backup");
+    let r = api.create(&body).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 
     // A KMS outage reports nothing and is not remembered.
@@ -543,11 +547,12 @@ async fn status_checks_the_stored_secrets_once_per_config_version() {
     assert!(r.json().get("unusableSecrets").is_none(), "{}", r.text);
     api.sealer.set_unavailable(false);
 
-    // The first definitive check opens each stored secret (two passwords, one webhook secret)…
+    // The first definitive check opens each stored secret (the password, the webhook
+    // secret)…
     let before = api.sealer.opens();
     let r = status(&api).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(api.sealer.opens() - before, 3);
+    assert_eq!(api.sealer.opens() - before, 2);
     // …and polling the same version opens none.
     let before = api.sealer.opens();
     for _ in 0..3 {
@@ -567,4 +572,19 @@ async fn status_checks_the_stored_secrets_once_per_config_version() {
     let before = api.sealer.opens();
     assert_eq!(status(&api).await.status, StatusCode::OK);
     assert!(api.sealer.opens() > before, "a new version was not checked");
+}
+
+#[tokio::test]
+async fn standby_readiness_is_unknown_while_kms_is_unavailable() {
+    let api = api_on_fakes().await;
+    let r = api.create(&valid_body()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    api.sealer.set_unavailable(true);
+    let r = status(&api).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let standby = &r.json()["standby"];
+    assert_eq!(standby["role"], "backup", "{}", r.text);
+    assert_eq!(standby["ready"], false, "{}", r.text);
+    assert_eq!(standby["reasons"], json!(["unverified"]), "{}", r.text);
+    assert!(r.json().get("unusableSecrets").is_none(), "{}", r.text);
 }

@@ -1541,7 +1541,23 @@ pub async fn standby_readiness(
         EndpointRole::Primary => slots.primary.clone(),
         EndpointRole::Backup => slots.backup.clone().expect("checked above"),
     };
-    let e = open_endpoint(app, &cfg.tenant_id, role.as_str(), &slot).await?;
+    // KMS unavailable (or refusing the credential, which the status names apart) leaves the
+    // readiness unknown; it does not fail the whole status view.
+    let e = match open_endpoint(app, &cfg.tenant_id, role.as_str(), &slot).await {
+        Ok(e) => e,
+        Err(err) => {
+            tracing::warn!(role = role.as_str(), error = %err, "standby readiness: its credential could not be opened");
+            return Ok(Some(StandbyReadiness {
+                role: role.as_str().to_string(),
+                ready: false,
+                reasons: vec!["unverified".into()],
+                detail: Some(
+                    "its server credential could not be opened now (KMS unavailable or refusing it); readiness is unknown"
+                        .into(),
+                ),
+            }));
+        }
+    };
     let mut reasons: Vec<String> = Vec::new();
     let mut words: Vec<String> = Vec::new();
     let device = if e.device_id.as_deref().is_none_or(str::is_empty) {
