@@ -167,6 +167,12 @@ pub fn build_config(
     });
     let webhook_secrets = match (input.webhook_secrets, existing) {
         (Some(list), _) => {
+            if list.len() > wagate::tenant::MAX_WEBHOOK_SECRETS {
+                errs.push(
+                    "webhookSecrets",
+                    format!("at most {} secrets", wagate::tenant::MAX_WEBHOOK_SECRETS),
+                );
+            }
             let mut out = Vec::with_capacity(list.len());
             for (i, w) in list.into_iter().enumerate() {
                 let field = format!("webhookSecrets[{i}].secret");
