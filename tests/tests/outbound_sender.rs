@@ -301,6 +301,37 @@ async fn steady_state_batch_of_ten_costs_2_1_wru_per_message_without_kms_or_conf
     assert!(wru <= 2.1, "{wru} WRU per message");
 }
 
+#[tokio::test]
+async fn every_sent_message_has_its_log_line_at_the_default_level() {
+    let fx = fixture().await;
+    let sim = sim().await;
+    fx.tenant("acme", &sim.base_url(), None, 100).await;
+    fx.handle(vec![msg("w1", "acme", "warm-1", "warm")]).await;
+    // The functions' own subscriber at their default level.
+    let logs = wagate_tests::LogCapture::production("info");
+
+    let records = (0..10)
+        .map(|i| msg(&format!("m{i}"), "acme", &format!("logged-{i}"), "hi"))
+        .collect();
+    let b = fx.handle(records).await;
+
+    assert!(failures(&b).is_empty(), "{b:?}");
+    let text = logs.text();
+    for i in 0..10 {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&format!("\"logged-{i}\"")) && l.contains("sent")),
+            "no line says what happened to logged-{i}: {text}"
+        );
+    }
+    // The cost table's figure (README, "Cost per million messages").
+    eprintln!(
+        "sender log bytes per message: {:.0} ({} for 10)",
+        logs.len() as f64 / 10.0,
+        logs.len()
+    );
+}
+
 /// DynamoDB's size of an item: each attribute's name plus its value (strings by UTF-8
 /// length, numbers at most 21 bytes, rounded up here to their digits).
 fn item_size(

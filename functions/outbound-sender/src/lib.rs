@@ -370,10 +370,12 @@ impl Sender {
     }
 
     /// Every group, concurrently. The first record of each group can start at once: their
-    /// configs are read concurrently, then all their locks and rate slots are taken in one
-    /// `TransactWriteItems` ([`DeliveryWriter::begin_many`]) instead of one request each.
-    /// The later records of a group take theirs one at a time, after the record before them
-    /// (order within a group).
+    /// configs are read concurrently, then each group takes the rate slots of all its records
+    /// in one write ([`DeliveryWriter::take_slots`], concurrently across groups) and each
+    /// record then only its lock, one at a time after the record before it (order within a
+    /// group). Groups whose window cannot hold them all take lock and slot together: their
+    /// first records in one `TransactWriteItems` ([`DeliveryWriter::begin_many`]), the later
+    /// ones one transaction each.
     async fn run_groups(
         &self,
         groups: Vec<(String, Vec<Item>)>,

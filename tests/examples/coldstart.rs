@@ -1,0 +1,374 @@
+//! Cold-start benchmark: a local Lambda Runtime API that starts each function binary N times
+//! against moto_server and records, per start, init (spawn to the first `next` request), the
+//! first invocation, the warm invocations and the peak RSS (`VmHWM` of /proc/<pid>/status),
+//! beside the floor (`coldstart_floor`: lambda_runtime + one signature check + one SQS send).
+//!
+//! ```sh
+//! cargo build --bins -p webhook-ingress -p outbound-sender -p health-check -p config-api
+//! cargo build -p wagate-tests --example coldstart_floor
+//! AWS_ENDPOINT_URL=http://127.0.0.1:4572 AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test \
+//!   AWS_SECRET_ACCESS_KEY=test cargo run -p wagate-tests --example coldstart -- 30
+//! ```
+//!
+//! Arguments: runs per binary (default 10), then the profile directory of the binaries
+//! (default `target/debug`). Medians are printed as a Markdown table (BENCHMARKS.md).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use wagate::Secret;
+use wagate::inbound::signature::sign_sha256;
+use wagate::secrets::{KmsSealer, SecretSealer};
+use wagate::tenant::dynamo::DynamoTenantStore;
+use wagate::tenant::store::TenantConfigStore;
+use wagate::tenant::*;
+use wagate_tests::{ApiEvent, Stack};
+
+const SECRET: &str = "coldstart-webhook-secret";
+const WARM: usize = 5;
+
+/// One function start, as the stub saw it.
+struct Run {
+    init: Duration,
+    first: Duration,
+    warm: Vec<Duration>,
+    rss_kib: u64,
+}
+
+/// The Runtime API's side: `next` hands out what the driver pushes; responses go back.
+struct Api {
+    ready: Mutex<Option<oneshot::Sender<Instant>>>,
+    events: Mutex<mpsc::Receiver<Value>>,
+    answers: mpsc::Sender<(Instant, Value)>,
+}
+
+async fn next(State(api): State<Arc<Api>>) -> impl IntoResponse {
+    if let Some(tx) = api.ready.lock().await.take() {
+        let _ = tx.send(Instant::now());
+    }
+    let event = api.events.lock().await.recv().await.unwrap_or(Value::Null);
+    let id = uuid::Uuid::new_v4().to_string();
+    let deadline = (time::OffsetDateTime::now_utc().unix_timestamp() + 60) * 1000;
+    (
+        [
+            ("lambda-runtime-aws-request-id", id),
+            ("lambda-runtime-deadline-ms", deadline.to_string()),
+            (
+                "lambda-runtime-invoked-function-arn",
+                "arn:aws:lambda:us-east-1:123456789012:function:bench".into(),
+            ),
+            ("content-type", "application/json".into()),
+        ],
+        event.to_string(),
+    )
+}
+
+async fn response(
+    State(api): State<Arc<Api>>,
+    Path(_id): Path<String>,
+    _headers: HeaderMap,
+    body: String,
+) -> impl IntoResponse {
+    let at = Instant::now();
+    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    let _ = api.answers.send((at, value)).await;
+    axum::http::StatusCode::ACCEPTED
+}
+
+async fn error(State(api): State<Arc<Api>>, body: String) -> impl IntoResponse {
+    let _ = api
+        .answers
+        .send((Instant::now(), json!({ "runtimeError": body })))
+        .await;
+    axum::http::StatusCode::ACCEPTED
+}
+
+/// Starts `binary` once with `env`, hands it `events` (the first, then the warm ones).
+async fn run_once(
+    binary: &std::path::Path,
+    env: &BTreeMap<String, String>,
+    events: Vec<Value>,
+) -> anyhow::Result<Run> {
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (event_tx, event_rx) = mpsc::channel(1);
+    let (answer_tx, mut answer_rx) = mpsc::channel(1);
+    let api = Arc::new(Api {
+        ready: Mutex::new(Some(ready_tx)),
+        events: Mutex::new(event_rx),
+        answers: answer_tx,
+    });
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(response),
+        )
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+        .route("/2018-06-01/runtime/init/error", post(error))
+        .with_state(api);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let start = Instant::now();
+    let child = std::process::Command::new(binary)
+        .envs(env)
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let pid = child.id();
+    let _child = KillOnDrop(child);
+    let ready = tokio::time::timeout(Duration::from_secs(30), ready_rx).await??;
+    let init = ready - start;
+    let mut times = Vec::new();
+    for event in events {
+        let sent = Instant::now();
+        event_tx.send(event).await?;
+        let (at, answer) = tokio::time::timeout(Duration::from_secs(30), answer_rx.recv())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the stub stopped"))?;
+        let refused = answer.get("runtimeError").is_some()
+            || answer["statusCode"].as_u64().is_some_and(|s| s >= 300)
+            || answer["batchItemFailures"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
+        if refused {
+            anyhow::bail!(
+                "{}: the invocation did not succeed: {answer}",
+                binary.display()
+            );
+        }
+        times.push(at - sent);
+    }
+    let rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0);
+    server.abort();
+    Ok(Run {
+        init,
+        first: times[0],
+        warm: times[1..].to_vec(),
+        rss_kib,
+    })
+}
+
+/// Stops the function when its run ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+/// A signed webhook of tenant `bench` (a fresh message id each).
+fn webhook(n: usize) -> Value {
+    let body = format!(
+        r#"{{"event":"message","payload":{{"id":"COLD{n:08}","from":"6289876543210@s.whatsapp.net","chat_id":"6289876543210@s.whatsapp.net","body":"hi"}}}}"#
+    );
+    let sig = sign_sha256(SECRET.as_bytes(), body.as_bytes());
+    ApiEvent::new("POST", "/webhooks/whatsapp/bench")
+        .header("x-hub-signature-256", &sig)
+        .raw_json(body.into_bytes())
+        .source_ip("198.51.100.7")
+        .event_json()
+}
+
+fn outbound(n: usize) -> Value {
+    let body = json!({"tenantId": "bench", "idempotencyKey": format!("cold-{n}-{}", uuid::Uuid::new_v4()),
+        "to": "6281234567890", "content": {"type": "text", "body": "hi"}});
+    json!({"Records": [{
+        "messageId": uuid::Uuid::new_v4().to_string(), "receiptHandle": "h", "body": body.to_string(),
+        "attributes": {"ApproximateReceiveCount": "1", "MessageGroupId": "bench",
+            "SentTimestamp": "1795867200000", "MessageDeduplicationId": format!("d{n}")},
+        "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:bench.fifo", "awsRegion": "us-east-1"}]})
+}
+
+async fn add_tenant(stack: &Stack, base_url: &str) {
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let cfg: TenantConfig<Secret> = TenantConfig {
+        tenant_id: "bench".parse().unwrap(),
+        provider: ProviderKind::Gowa,
+        primary: Endpoint {
+            base_url: base_url.into(),
+            credentials: Credentials::Basic {
+                username: "admin".into(),
+                password: Secret::new("server-password"),
+            },
+            device_id: Some(gowa_sim::DEFAULT_DEVICE_ID.into()),
+            region: None,
+            webhook_source_cidrs: Vec::new(),
+        },
+        backup: None,
+        webhook_secrets: vec![WebhookSecret {
+            id: "s1".into(),
+            secret: Secret::new(SECRET),
+            expires_at: None,
+        }],
+        active_endpoint: EndpointRole::Primary,
+        is_active: true,
+        connection_status: ConnectionStatus::Connected,
+        failback: Default::default(),
+        limits: Limits {
+            outbound_per_minute: Limits::MAX_OUTBOUND_PER_MINUTE,
+            ..Limits::default()
+        },
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    let sealer = KmsSealer::new(stack.kms.clone(), stack.kms_key_id());
+    let mut sealed = Vec::new();
+    for (p, s) in cfg.secret_slots() {
+        sealed.push(sealer.seal("bench", p, s).await.unwrap());
+    }
+    DynamoTenantStore::new(stack.dynamodb.clone(), stack.tenants_table())
+        .create(&cfg.with_secrets(sealed).unwrap())
+        .await
+        .unwrap();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let runs: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(10);
+    let dir = PathBuf::from(
+        args.get(2)
+            .cloned()
+            .unwrap_or_else(|| "target/debug".into()),
+    );
+    let root = wagate_tests::workspace_root();
+    let dir = if dir.is_absolute() {
+        dir
+    } else {
+        root.join(dir)
+    };
+
+    let stack = Stack::new().await;
+    let sim = gowa_sim::start(gowa_sim::SimConfig::default()).await?;
+    add_tenant(&stack, &sim.base_url()).await;
+    let issuer = wagate_devstack::LocalIssuer::generate();
+    let token = issuer.token(&wagate_devstack::TokenSpec::admin());
+
+    let mut env = stack.env();
+    for key in [
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "PATH",
+    ] {
+        if let Ok(v) = std::env::var(key) {
+            env.insert(key.into(), v);
+        }
+    }
+    env.insert("AWS_EC2_METADATA_DISABLED".into(), "true".into());
+    env.insert("WAGATE_EGRESS_ALLOW_CIDRS".into(), "127.0.0.0/8".into());
+    env.insert("FLOOR_SECRET".into(), SECRET.into());
+    env.insert(
+        "JWT_ISSUER".into(),
+        wagate_devstack::jwt::DEFAULT_ISSUER.into(),
+    );
+    env.insert(
+        "JWT_AUDIENCE".into(),
+        wagate_devstack::jwt::DEFAULT_AUDIENCE.into(),
+    );
+    env.insert("JWT_JWKS".into(), issuer.jwks_json());
+    env.insert("RUST_LOG".into(), "info".into());
+
+    let schedule: Value = serde_json::from_str(&std::fs::read_to_string(
+        root.join("events/health-check-schedule.json"),
+    )?)?;
+    let config_get = |_: usize| {
+        ApiEvent::new("GET", "/tenants/bench/whatsapp-config")
+            .bearer(&token)
+            .event_json()
+    };
+    type Events<'a> = Box<dyn Fn(usize) -> Value + 'a>;
+    let functions: Vec<(&str, PathBuf, Events)> = vec![
+        (
+            "floor (coldstart_floor)",
+            dir.join("examples/coldstart_floor"),
+            Box::new(webhook),
+        ),
+        (
+            "webhook-ingress",
+            dir.join("webhook-ingress"),
+            Box::new(webhook),
+        ),
+        (
+            "outbound-sender",
+            dir.join("outbound-sender"),
+            Box::new(outbound),
+        ),
+        ("config-api", dir.join("config-api"), Box::new(config_get)),
+        (
+            "health-check",
+            dir.join("health-check"),
+            Box::new(move |_| schedule.clone()),
+        ),
+    ];
+
+    println!("| binary | runs | init | first invocation | warm invocation | peak RSS |");
+    println!("|---|---|---|---|---|---|");
+    let mut n = 0;
+    for (name, binary, events) in &functions {
+        let mut results = Vec::new();
+        for _ in 0..runs {
+            let evs = (0..=WARM)
+                .map(|_| {
+                    n += 1;
+                    events(n)
+                })
+                .collect();
+            results.push(run_once(binary, &env, evs).await?);
+        }
+        let init = median(results.iter().map(|r| r.init).collect());
+        let first = median(results.iter().map(|r| r.first).collect());
+        let warm = median(results.iter().flat_map(|r| r.warm.clone()).collect());
+        let mut rss: Vec<u64> = results.iter().map(|r| r.rss_kib).collect();
+        rss.sort();
+        println!(
+            "| {name} | {runs} | {} ms | {} ms | {} ms | {:.1} MiB |",
+            ms(init),
+            ms(first),
+            ms(warm),
+            rss[rss.len() / 2] as f64 / 1024.0
+        );
+    }
+    Ok(())
+}
