@@ -32,6 +32,7 @@ fn plain_config(tenant: &str, base_url: &str, backup: Option<&str>) -> TenantCon
             },
             device_id: Some("dev-1".into()),
             region: Some("eu-west-1".into()),
+            provider: None,
             webhook_source_cidrs: Vec::new(),
         },
         backup: backup.map(|b| Endpoint {
@@ -39,6 +40,7 @@ fn plain_config(tenant: &str, base_url: &str, backup: Option<&str>) -> TenantCon
             credentials: Credentials::None,
             device_id: None,
             region: None,
+            provider: None,
             webhook_source_cidrs: Vec::new(),
         }),
         webhook_secrets: vec![WebhookSecret {

@@ -131,6 +131,7 @@ impl Ingress {
                 credentials: Credentials::None,
                 device_id: None,
                 region: None,
+                provider: None,
                 webhook_source_cidrs: spec.cidrs.iter().map(|c| c.parse().unwrap()).collect(),
             },
             backup: None,

@@ -710,11 +710,6 @@ impl Sender {
             }
         };
 
-        let Some(provider) = self.providers.get(cfg.provider) else {
-            return self
-                .finish_failed(&lock, "unsupported_provider", "no client for the provider")
-                .await;
-        };
         let req = msg.send_request();
         let mut last: Option<(EndpointRole, String, ProviderError)> = None;
         let mut failed_over = false;
@@ -729,6 +724,13 @@ impl Sender {
                 continue;
             }
             tracing::Span::current().record("endpoint", endpoint.base_url.as_str());
+            // Each endpoint through its own kind's client (failover across kinds).
+            let kind = cfg.kind_of(endpoint);
+            let Some(provider) = self.providers.get(kind) else {
+                return self
+                    .finish_failed(&lock, "unsupported_provider", "no client for the provider")
+                    .await;
+            };
             let res = provider.send(Target::from(endpoint), &req).await;
             self.breakers.record(&key, permit, Health::of(&res));
             match res {

@@ -627,6 +627,7 @@ mod tests {
             },
             device_id: Some("d".into()),
             region: None,
+            provider: None,
             webhook_source_cidrs: vec![],
         };
         let cfg: SealedConfig = TenantConfig {

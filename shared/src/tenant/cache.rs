@@ -210,6 +210,7 @@ mod tests {
                 },
                 device_id: None,
                 region: None,
+                provider: None,
                 webhook_source_cidrs: Vec::new(),
             },
             backup: None,

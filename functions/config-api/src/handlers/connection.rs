@@ -56,9 +56,14 @@ async fn candidate_endpoint(
     };
     // Structural checks (URL scheme, SSRF guard, credential kind, device id, region), as on
     // a saved config, then the host name's addresses.
-    let mut errs = wagate::tenant::validate_endpoint_alone(field, provider, &e, &app.egress)
-        .err()
-        .unwrap_or_default();
+    let mut errs = wagate::tenant::validate_endpoint_alone(
+        field,
+        e.provider.unwrap_or(provider),
+        &e,
+        &app.egress,
+    )
+    .err()
+    .unwrap_or_default();
     let url_field = format!("{field}.baseUrl");
     if !errs.0.iter().any(|f| f.field == url_field) {
         errs.extend(check_hosts(app, [(url_field, e.base_url.as_str())]).await);
@@ -83,6 +88,7 @@ pub async fn test(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> 
         let cand =
             candidate_endpoint(app, cur.as_ref(), provider, "candidate", input.candidate).await?;
         let opened = open_endpoint(app, &tenant, "candidate", &cand).await?;
+        let provider = cand.provider.unwrap_or(provider);
         vec![test_endpoint(&app.providers, provider, "candidate", &opened).await]
     } else {
         // Only the server credentials are opened (a webhook secret is not needed here).
@@ -92,9 +98,11 @@ pub async fn test(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> 
             Some(b) => Some(open_endpoint(app, &tenant, "backup", b).await?),
             None => None,
         };
-        let mut out = vec![test_endpoint(&app.providers, cur.provider, "primary", &primary).await];
+        let primary_kind = cur.primary.provider.unwrap_or(cur.provider);
+        let mut out = vec![test_endpoint(&app.providers, primary_kind, "primary", &primary).await];
         if let Some(b) = &backup {
-            out.push(test_endpoint(&app.providers, cur.provider, "backup", b).await);
+            let kind = b.provider.unwrap_or(cur.provider);
+            out.push(test_endpoint(&app.providers, kind, "backup", b).await);
         }
         // Issue 15: the "webhook wired" check of each saved endpoint.
         devices::attach_webhook_checks(app, req, &tenant, &mut out, &primary, backup.as_ref())

@@ -340,7 +340,7 @@ async fn status(
     role: EndpointRole,
 ) -> Result<Response<Body>, ApiError> {
     let (cfg, e) = endpoint(app, tenant, role).await?;
-    let view = device_view(app, role, &e, cfg.provider)
+    let view = device_view(app, role, &e, e.provider.unwrap_or(cfg.provider))
         .await
         .map_err(|err| server_error(&err))?;
     to_json(StatusCode::OK, &view)
@@ -353,7 +353,7 @@ async fn create_slot(
     role: EndpointRole,
 ) -> Result<Response<Body>, ApiError> {
     let (cfg, e) = endpoint(app, tenant, role).await?;
-    let provider = provider_for(&app.providers, cfg.provider)?;
+    let provider = provider_for(&app.providers, e.provider.unwrap_or(cfg.provider))?;
     let result = provider.create_device(Target::from(&e)).await;
     let outcome = audited(
         app,
@@ -364,7 +364,7 @@ async fn create_slot(
         result,
     )
     .await?;
-    let mut view = device_view(app, role, &e, cfg.provider)
+    let mut view = device_view(app, role, &e, e.provider.unwrap_or(cfg.provider))
         .await
         .map_err(|err| server_error(&err))?;
     view.slot = Some(outcome);
@@ -405,7 +405,7 @@ async fn login_qr(
     role: EndpointRole,
 ) -> Result<Response<Body>, ApiError> {
     let (cfg, e) = endpoint(app, tenant, role).await?;
-    let provider = provider_for(&app.providers, cfg.provider)?;
+    let provider = provider_for(&app.providers, e.provider.unwrap_or(cfg.provider))?;
     let result = provider.login_qr(Target::from(&e)).await;
     let qr = audited(
         app,
@@ -475,7 +475,7 @@ async fn login_code(
         ApiError::Invalid(errs)
     })?;
     let (cfg, e) = endpoint(app, tenant, role).await?;
-    let provider = provider_for(&app.providers, cfg.provider)?;
+    let provider = provider_for(&app.providers, e.provider.unwrap_or(cfg.provider))?;
     let result = provider.login_code(Target::from(&e), &phone).await;
     let code = audited(
         app,
@@ -504,13 +504,13 @@ async fn action(
     what: DeviceAction,
 ) -> Result<Response<Body>, ApiError> {
     let (cfg, e) = endpoint(app, tenant, role).await?;
-    let provider = provider_for(&app.providers, cfg.provider)?;
+    let provider = provider_for(&app.providers, e.provider.unwrap_or(cfg.provider))?;
     let result = match what {
         DeviceAction::Logout => provider.logout(Target::from(&e)).await,
         _ => provider.reconnect(Target::from(&e)).await,
     };
     audited(app, caller, tenant, what, where_(role, &e), result).await?;
-    let view = device_view(app, role, &e, cfg.provider)
+    let view = device_view(app, role, &e, e.provider.unwrap_or(cfg.provider))
         .await
         .map_err(|err| server_error(&err))?;
     to_json(StatusCode::OK, &view)
@@ -569,7 +569,7 @@ pub async fn inspect(
     e: &wagate::tenant::Endpoint<Secret>,
     url: &str,
 ) -> Result<WiringState, ApiError> {
-    let provider = provider_for(&app.providers, cfg.provider)?;
+    let provider = provider_for(&app.providers, e.provider.unwrap_or(cfg.provider))?;
     let accepted = accepted_secrets(app, cfg).await?;
     let refs: Vec<&Secret> = accepted.iter().collect();
     wiring::inspect(provider, Target::from(e), url, &refs)
@@ -752,7 +752,7 @@ pub async fn wire_role(
 ) -> Result<WiringView, ApiError> {
     let url = expected_url(app, req, tenant)?;
     let (cur, e) = endpoint(app, tenant, role).await?;
-    let provider = provider_for(&app.providers, cur.provider)?;
+    let provider = provider_for(&app.providers, e.provider.unwrap_or(cur.provider))?;
     let at = now();
     let secret = wiring::generate_secret();
     let (next, id) = with_new_wired_secret(&cur, role, &secret, at);

@@ -96,6 +96,7 @@ pub(crate) fn validate_server(
         credentials: Credentials::None,
         device_id: None,
         region: Some(region.to_string()),
+        provider: None,
         webhook_source_cidrs: Vec::new(),
     };
     if let Err(e) = validate_endpoint_alone("", provider, &server, egress) {

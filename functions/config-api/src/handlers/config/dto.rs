@@ -80,6 +80,10 @@ pub struct EndpointInput {
     /// CIDRs this server's webhooks may come from; absent or empty means anywhere.
     #[serde(default)]
     pub webhook_source_cidrs: Option<Vec<String>>,
+    /// This endpoint's server kind when it is not the tenant's `provider` (failover across
+    /// kinds: a GOWA primary with a Meta backup).
+    #[serde(default)]
+    pub provider: Option<String>,
 }
 
 /// Credentials as written. A secret left out on update keeps the stored one (same type).
@@ -283,11 +287,20 @@ pub(crate) fn build_endpoint(
             ),
         }
     }
+    let provider = match input.provider.as_deref().map(str::parse::<ProviderKind>) {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            errs.push(format!("{field}.{}", e.field), e.reason);
+            None
+        }
+    };
     Some(Endpoint {
         base_url: base_url?,
         credentials: credentials?,
         device_id: input.device_id,
         region: input.region,
+        provider,
         webhook_source_cidrs: cidrs,
     })
 }
@@ -458,6 +471,9 @@ pub struct EndpointView {
     pub region: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub webhook_source_cidrs: Vec<String>,
+    /// This endpoint's own server kind, when it is not the tenant's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderKind>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -546,6 +562,7 @@ fn endpoint_view(e: &Endpoint<SealedSecret>) -> EndpointView {
             .iter()
             .map(|c| c.to_string())
             .collect(),
+        provider: e.provider,
     }
 }
 
