@@ -49,9 +49,16 @@ async fn candidate_endpoint(
             .chain(c.backup.as_ref())
             .find(|e| Some(&e.base_url) == url.as_ref())
     });
+    // A candidate naming no kind of its own is held to the stored tenant's kind: a rule that
+    // only that kind imposes (its credential type, deviceId, source allowlist) is a conflict
+    // with the stored config (409), not a bad body.
+    let kind_from_store = input.provider.is_none() && cur.is_some();
     let mut errs = ValidationErrors::default();
-    let built = build_endpoint(field, input, prev, &mut errs);
+    let built = build_endpoint(field, input, prev, Some(provider), &mut errs);
     let Some(e) = built.filter(|_| errs.is_empty()) else {
+        if kind_from_store && kind_rules_only(&errs, field) {
+            return Err(ApiError::StateConflict(errs));
+        }
         return Err(ApiError::from_build(errs));
     };
     // Structural checks (URL scheme, SSRF guard, credential kind, device id, region), as on
@@ -68,8 +75,22 @@ async fn candidate_endpoint(
     if !errs.0.iter().any(|f| f.field == url_field) {
         errs.extend(check_hosts(app, [(url_field, e.base_url.as_str())]).await);
     }
+    if kind_from_store && !errs.is_empty() && kind_rules_only(&errs, field) {
+        return Err(ApiError::StateConflict(errs));
+    }
     errs.into_result().map_err(ApiError::Invalid)?;
     Ok(e)
+}
+
+/// Whether every error is one of the rules a server kind imposes (credential type, deviceId,
+/// source allowlist): with the kind taken from the stored config, those are conflicts with it.
+fn kind_rules_only(errs: &ValidationErrors, field: &str) -> bool {
+    let kind_fields = [
+        format!("{field}.credentials.type"),
+        format!("{field}.deviceId"),
+        format!("{field}.webhookSourceCidrs"),
+    ];
+    errs.0.iter().all(|f| kind_fields.contains(&f.field))
 }
 
 /// `POST /tenants/{id}/whatsapp-config/test`: no body tests the saved endpoints (primary,

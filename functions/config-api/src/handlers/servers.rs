@@ -99,7 +99,10 @@ pub(crate) fn validate_server(
         provider: None,
         webhook_source_cidrs: Vec::new(),
     };
-    if let Err(e) = validate_endpoint_alone("", provider, &server, egress) {
+    // A registry entry is a server, not an account: only its URL is checked (credentials and
+    // deviceId are each tenant's, checked per kind when a tenant is saved).
+    let _ = provider;
+    if let Err(e) = validate_endpoint_alone("", ProviderKind::Gowa, &server, egress) {
         errs.extend(e);
     }
 }
