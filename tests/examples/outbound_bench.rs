@@ -82,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
                 },
                 device_id: Some("demo".into()),
                 region: None,
+                provider: None,
                 webhook_source_cidrs: Vec::new(),
                 webhook_wiring: Default::default(),
             },

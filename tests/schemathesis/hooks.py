@@ -10,7 +10,8 @@ mismatch:
 - three rules the document states in words because JSON Schema cannot compare two values:
   a backup differs from the primary, webhook secret ids and import tenant ids are unique, a
   migration's `to` differs from its `from` (applied to every request before it is sent; a
-  negative request stays negative: only the value that collides is changed);
+  negative request stays negative: only the value that collides is changed), and an endpoint
+  of a kind other than GOWA is never pointed at the (GOWA) simulator;
 - opaque paging cursors: a generated `cursor` is replaced by one the API issued (seeded by
   the test in WAGATE_CURSOR_TENANTS / WAGATE_CURSOR_AUDIT), since any other value is 400 by
   design.
@@ -108,21 +109,30 @@ def _canonical_cidr(value):
         return False
 
 
-def _sanitize(obj, counter):
+def _sanitize(obj, counter, kind="gowa"):
     if isinstance(obj, dict):
+        # The server kind this object's endpoints are (its own `provider`, else its parent's).
+        if isinstance(obj.get("provider"), str):
+            kind = obj["provider"]
         for key, value in obj.items():
             if key == "baseUrl":
                 counter[0] += 1
                 obj[key] = _safe_url(value, counter[0])
+                # The simulator speaks GOWA only: an endpoint of another kind pointed at it
+                # would make wagate call that kind's routes on a GOWA server (a generated
+                # misconfiguration, not a wagate bug); it gets a `.test` name instead, which
+                # never resolves.
+                if obj[key] == SIM_URL and kind != "gowa":
+                    obj[key] = f"https://other-kind-{counter[0]}.wagate.test"
             elif key == "webhookSourceCidrs" and isinstance(value, list):
                 for i, v in enumerate(value):
                     if isinstance(v, str) and _CIDR_PATTERN.match(v) and not _canonical_cidr(v):
                         value[i] = "203.0.113.0/24" if "/" in v else "203.0.113.7"
             else:
-                _sanitize(value, counter)
+                _sanitize(value, counter, kind)
     elif isinstance(obj, list):
         for item in obj:
-            _sanitize(item, counter)
+            _sanitize(item, counter, kind)
 
 
 

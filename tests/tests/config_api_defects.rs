@@ -255,6 +255,18 @@ async fn api_key_and_bearer_credentials_on_a_gowa_endpoint_are_400_and_change_no
                 .json(&json!({"candidate": {"baseUrl": w.primary.base_url(), "credentials": {"type": "apiKey", "key": "api-key-0123456789"}}})),
         )
         .await;
+    // Since issue 16 an API key is a valid credential (WAHA, Evolution): on a candidate that
+    // names no kind, the type conflicts with the stored tenant's kind (409); on one that names
+    // GOWA, the body itself is wrong (400).
+    assert_error(&r, StatusCode::CONFLICT, "state_conflict");
+    assert_eq!(fields(&r), ["candidate.credentials.type"]);
+    let r = w
+        .call(
+            ApiEvent::new("POST", &op("acme", "test"))
+                .bearer(&admin)
+                .json(&json!({"candidate": {"baseUrl": w.primary.base_url(), "provider": "gowa", "credentials": {"type": "apiKey", "key": "api-key-0123456789"}}})),
+        )
+        .await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_config");
     assert_eq!(fields(&r), ["candidate.credentials.type"]);
     let r = w
@@ -265,7 +277,9 @@ async fn api_key_and_bearer_credentials_on_a_gowa_endpoint_are_400_and_change_no
                     "endpoint": {"baseUrl": w.backup.base_url(), "credentials": {"type": "apiKey", "key": "api-key-0123456789"}}})),
         )
         .await;
-    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_config");
+    // As for the candidate above: the replacement names no kind, so its type conflicts with
+    // the stored tenant's (409, nothing changed).
+    assert_error(&r, StatusCode::CONFLICT, "state_conflict");
     assert_eq!(fields(&r), ["endpoint.credentials.type"]);
 
     assert_eq!(

@@ -377,7 +377,7 @@ async fn bad_registrations_are_refused_and_store_nothing() {
             "serverId",
         ),
         (
-            json!({"serverId": "x", "baseUrl": "https://gowa.example.com", "provider": "waha", "region": REGION, "capacity": 1}),
+            json!({"serverId": "x", "baseUrl": "https://gowa.example.com", "provider": "wppconnect", "region": REGION, "capacity": 1}),
             StatusCode::BAD_REQUEST,
             "provider",
         ),

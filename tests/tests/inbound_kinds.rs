@@ -133,6 +133,7 @@ impl Ingress {
                 credentials,
                 device_id: device.map(str::to_string),
                 region: None,
+                provider: None,
                 webhook_source_cidrs: cidrs,
                 webhook_wiring: Default::default(),
             },

@@ -276,3 +276,37 @@ async fn meta_credentials_round_trip_through_kms_on_moto() {
         other => panic!("not meta credentials: {other:?}"),
     }
 }
+
+/// Rotating a credential to a type the stored endpoint's kind does not take conflicts with
+/// the stored config: 409, nothing sealed, stored or audited beyond the create.
+#[tokio::test]
+async fn rotating_to_another_kinds_credential_is_409_and_changes_nothing() {
+    let api = api_on_fakes().await;
+    let r = api
+        .create(&body(
+            "gowa",
+            json!({"type": "basic", "username": "u", "password": "p-123456"}),
+            None,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let (seals, audits) = (api.sealer.seals(), api.stores.audit.all().len());
+    let r = api
+        .call(
+            wagate_tests::ApiEvent::new(
+                "POST",
+                &format!("{}/rotate-credential", wagate_tests::api::PATH),
+            )
+            .bearer(&api.admin())
+            .json(&json!({"credentials": meta_credentials()})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.json()["error"], "state_conflict");
+    assert_eq!(r.json()["fields"][0]["field"], "primary.credentials.type");
+    assert_eq!(api.sealer.seals(), seals, "nothing sealed");
+    assert_eq!(api.stores.audit.all().len(), audits, "nothing audited");
+    for secret in [TOKEN, APP_SECRET, VERIFY_TOKEN] {
+        assert!(!r.text.contains(secret));
+    }
+}

@@ -140,6 +140,7 @@ impl Ingress {
                 },
                 device_id: None,
                 region: None,
+                provider: None,
                 webhook_source_cidrs: spec.cidrs.iter().map(|c| c.parse().unwrap()).collect(),
                 webhook_wiring: Default::default(),
             },

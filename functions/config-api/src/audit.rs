@@ -258,6 +258,7 @@ mod tests {
                 },
                 device_id: None,
                 region: None,
+                provider: None,
                 webhook_source_cidrs: vec![],
                 webhook_wiring: Default::default(),
             },

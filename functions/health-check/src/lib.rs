@@ -63,6 +63,9 @@ struct ProbeTarget {
     /// One tenant's credentials for the server (for the device list).
     credential_owner: TenantId,
     credentials: Credentials<SealedSecret>,
+    /// Meta only: the owner's phone number id (Meta's API has no server health route; the
+    /// number's `health_status` stands in, and it names a number). Other kinds: `None`.
+    device_id: Option<String>,
 }
 
 /// One distinct server of the run's tenants and how they use it.
@@ -244,9 +247,9 @@ impl HealthCheck {
         let tenant = id.as_str();
         let credentials = endpoint
             .credentials
-            .open(|s: &SealedSecret| async move {
+            .open(|purpose, s: &SealedSecret| async move {
                 self.sealer
-                    .open(tenant, Purpose::ServerCredential, s)
+                    .open(tenant, purpose, s)
                     .await
                     .map_err(|e| format!("opening the server credentials failed: {e}"))
             })
@@ -261,14 +264,16 @@ impl HealthCheck {
             );
         }
         let refs: Vec<&Secret> = accepted.iter().collect();
-        let Some(provider) = self.providers.get(cfg.provider) else {
-            return Err(format!("no client for provider {}", cfg.provider.as_str()));
+        let kind = endpoint.provider.unwrap_or(cfg.provider);
+        let Some(provider) = self.providers.get(kind) else {
+            return Err(format!("no client for provider {}", kind.as_str()));
         };
         let opened = Endpoint {
             base_url: endpoint.base_url.clone(),
             credentials,
             device_id: endpoint.device_id.clone(),
             region: endpoint.region.clone(),
+            provider: endpoint.provider,
             webhook_source_cidrs: endpoint.webhook_source_cidrs.clone(),
             webhook_wiring: endpoint.webhook_wiring,
         };
@@ -437,12 +442,28 @@ impl HealthCheck {
         let timeout = self.settings.probe_timeout;
         let none = Credentials::None;
         let started = Instant::now();
+        // Meta's health answer needs the number and the token; every other kind's is open.
+        let meta_credentials = match server.device_id {
+            Some(_) => match self.open_credentials(server).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    return ProbeResult {
+                        up: false,
+                        latency_ms: 0.0,
+                        error: Some(e),
+                        devices: None,
+                        error_class: Some("credentials".into()),
+                    };
+                }
+            },
+            None => None,
+        };
         let health = tokio::time::timeout(
             timeout,
             provider.health(Target {
                 base_url: &server.key,
-                credentials: &none,
-                device_id: None,
+                credentials: meta_credentials.as_ref().unwrap_or(&none),
+                device_id: server.device_id.as_deref(),
             }),
         )
         .await;
@@ -481,7 +502,7 @@ impl HealthCheck {
             provider.devices(Target {
                 base_url: &server.key,
                 credentials: &credentials,
-                device_id: None,
+                device_id: server.device_id.as_deref(),
             }),
         )
         .await;
@@ -510,7 +531,7 @@ impl HealthCheck {
         let ttl = self.settings.credential_ttl;
         server
             .credentials
-            .open(|s: &SealedSecret| async move {
+            .open(|purpose, s: &SealedSecret| async move {
                 let key = (tenant.to_string(), s.ciphertext.clone());
                 let cached = self
                     .opened
@@ -522,7 +543,7 @@ impl HealthCheck {
                 }
                 let secret = self
                     .sealer
-                    .open(tenant, Purpose::ServerCredential, s)
+                    .open(tenant, purpose, s)
                     .await
                     .map_err(|e| format!("opening the server credentials failed: {e}"))?;
                 if !ttl.is_zero() {
@@ -749,9 +770,13 @@ fn new_probe_targets(page: &[TenantRecord], seen: &mut HashSet<String>) -> Vec<P
             if seen.insert(key.to_string()) {
                 out.push(ProbeTarget {
                     key: key.to_string(),
-                    provider: c.provider,
+                    // The endpoint's own kind (failover across kinds), else the tenant's.
+                    provider: e.provider.unwrap_or(c.provider),
                     credential_owner: c.tenant_id.clone(),
                     credentials: e.credentials.clone(),
+                    device_id: (e.provider.unwrap_or(c.provider) == ProviderKind::Meta)
+                        .then(|| e.device_id.clone())
+                        .flatten(),
                 });
             }
         }
@@ -832,7 +857,7 @@ fn group_servers(tenants: &[TenantRecord]) -> Vec<Server> {
             let key = e.endpoint_key();
             let server = map.entry(key.to_string()).or_insert_with(|| Server {
                 key: key.to_string(),
-                provider: c.provider,
+                provider: e.provider.unwrap_or(c.provider),
                 usage: EndpointUse::default(),
             });
             if !seen_here.contains(&key) {

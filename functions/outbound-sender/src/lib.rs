@@ -851,11 +851,6 @@ impl Sender {
         let tenant = &msg.tenant_id;
         let lock = lock.clone();
 
-        let Some(provider) = self.providers.get(cfg.provider) else {
-            return self
-                .finish_failed(&lock, "unsupported_provider", "no client for the provider")
-                .await;
-        };
         let req = msg.send_request();
         let mut last: Option<(EndpointRole, String, ProviderError)> = None;
         let mut failed_over = false;
@@ -870,6 +865,13 @@ impl Sender {
                 continue;
             }
             tracing::Span::current().record("endpoint", endpoint.base_url.as_str());
+            // Each endpoint through its own kind's client (failover across kinds).
+            let kind = cfg.kind_of(endpoint);
+            let Some(provider) = self.providers.get(kind) else {
+                return self
+                    .finish_failed(&lock, "unsupported_provider", "no client for the provider")
+                    .await;
+            };
             // Opened at load for the active endpoint; for the other one now, at failover.
             let credentials = match loaded.credentials(role).await {
                 Ok(c) => c,

@@ -85,6 +85,7 @@ fn config() -> SealedConfig {
             credentials: Credentials::None,
             device_id: None,
             region: None,
+            provider: None,
             webhook_source_cidrs: Vec::new(),
             webhook_wiring: Default::default(),
         },

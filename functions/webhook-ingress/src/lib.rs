@@ -1,7 +1,8 @@
 //! # webhook-ingress
 //!
 //! `POST /webhooks/whatsapp/{tenantId}`: each tenant's WhatsApp server posts its events
-//! here, signed with the tenant's webhook secret. The function checks, in this order:
+//! here, signed with the tenant's webhook secret (Meta: its app secret); `GET` with `hub.*`
+//! is Meta's verification handshake. The function checks, in this order:
 //!
 //! | check | refusal |
 //! |---|---|
@@ -11,7 +12,7 @@
 //! | tenant exists (config cache) | 404 |
 //! | tenant active; its webhook secrets open (KMS) | 403 |
 //! | source IP in the tenant's endpoints' `webhookSourceCidrs`, if any are set | 403 |
-//! | `X-Hub-Signature-256` over the raw bytes, any current secret | 401 |
+//! | the signature of one of the tenant's kinds over the raw bytes ([`verify::verify_webhook`]) | 401 |
 //! | tenant's inbound rate (per instance) | 429 |
 //! | body is JSON | 400 |
 //! | one SQS `SendMessage` to the inbound FIFO queue | 503 if it fails |

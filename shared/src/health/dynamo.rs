@@ -609,6 +609,7 @@ mod tests {
             },
             device_id: Some("d".into()),
             region: None,
+            provider: None,
             webhook_source_cidrs: vec![],
             webhook_wiring: Default::default(),
         };

@@ -69,22 +69,14 @@ impl VerifyError {
 
 /// The kinds of the tenant's endpoints, primary first, each once.
 pub fn endpoint_kinds(cfg: &OpenedConfig) -> Vec<ProviderKind> {
-    let mut kinds = vec![cfg.provider];
+    let mut kinds = Vec::new();
     for e in std::iter::once(&cfg.primary).chain(cfg.backup.as_ref()) {
-        let k = endpoint_kind(cfg.provider, &e.credentials);
+        let k = cfg.kind_of(e);
         if !kinds.contains(&k) {
             kinds.push(k);
         }
     }
     kinds
-}
-
-/// An endpoint's kind: Meta credentials make it a Meta endpoint; else the tenant's kind.
-fn endpoint_kind(tenant_kind: ProviderKind, c: &Credentials<Secret>) -> ProviderKind {
-    match c {
-        Credentials::Meta { .. } => ProviderKind::Meta,
-        _ => tenant_kind,
-    }
 }
 
 /// The app secrets of the tenant's Meta endpoints, as webhook secrets named by role.

@@ -421,6 +421,7 @@ mod tests {
                 },
                 device_id: None,
                 region: None,
+                provider: None,
                 webhook_source_cidrs: Vec::new(),
                 webhook_wiring: Default::default(),
             },

@@ -558,6 +558,7 @@ mod tests {
             },
             device_id: Some("d".into()),
             region: Some("eu".into()),
+            provider: None,
             webhook_source_cidrs: vec![],
             webhook_wiring: Default::default(),
         }

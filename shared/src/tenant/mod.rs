@@ -348,32 +348,33 @@ impl<S> Credentials<S> {
     /// The same credentials with the secret opened by `open`: the one place a stored
     /// credential is opened (the health check's probes and the config API's connection
     /// tests each pass their own `open`: a cache, a kept or new slot). `open` runs once per
-    /// secret (Meta's three; at most once for the others).
+    /// secret (Meta's three; at most once for the others), with the purpose it was sealed
+    /// for ([`Self::secrets`]).
     pub async fn open<'a, T, E, F, Fut>(&'a self, mut open: F) -> Result<Credentials<T>, E>
     where
-        F: FnMut(&'a S) -> Fut,
+        F: FnMut(Purpose, &'a S) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
         Ok(match self {
             Credentials::None => Credentials::None,
             Credentials::Basic { username, password } => Credentials::Basic {
                 username: username.clone(),
-                password: open(password).await?,
+                password: open(Purpose::ServerCredential, password).await?,
             },
             Credentials::ApiKey { key } => Credentials::ApiKey {
-                key: open(key).await?,
+                key: open(Purpose::ServerCredential, key).await?,
             },
             Credentials::Bearer { token } => Credentials::Bearer {
-                token: open(token).await?,
+                token: open(Purpose::ServerCredential, token).await?,
             },
             Credentials::Meta {
                 token,
                 app_secret,
                 verify_token,
             } => Credentials::Meta {
-                token: open(token).await?,
-                app_secret: open(app_secret).await?,
-                verify_token: open(verify_token).await?,
+                token: open(Purpose::ServerCredential, token).await?,
+                app_secret: open(Purpose::WebhookSecret, app_secret).await?,
+                verify_token: open(Purpose::WebhookSecret, verify_token).await?,
             },
         })
     }
@@ -394,6 +395,11 @@ pub struct Endpoint<S> {
     /// Where this server's webhooks may come from; empty means anywhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhook_source_cidrs: Vec<IpNet>,
+    /// This endpoint's server kind when it differs from the tenant's `provider` (a GOWA
+    /// primary with a Meta backup); `None`: the tenant's. Read it through
+    /// [`TenantConfig::kind_of`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderKind>,
     /// Who sets the device's webhook on the server (issue 15): wagate (the default) or the
     /// tenant's own forwarding (`manual`: reported, never changed).
     #[serde(default, skip_serializing_if = "WebhookWiring::is_default")]
@@ -507,6 +513,11 @@ pub struct TenantConfig<S> {
 }
 
 impl<S> TenantConfig<S> {
+    /// The server kind of `e` (one of this tenant's endpoints): its own, else the tenant's.
+    pub fn kind_of(&self, e: &Endpoint<S>) -> ProviderKind {
+        e.provider.unwrap_or(self.provider)
+    }
+
     /// The endpoint traffic currently goes to (falls back to the primary if the backup
     /// is gone).
     pub fn active(&self) -> &Endpoint<S> {
@@ -549,6 +560,7 @@ impl<S> TenantConfig<S> {
                 credentials: e.credentials.try_map(|_| take())?,
                 device_id: e.device_id,
                 region: e.region,
+                provider: e.provider,
                 webhook_source_cidrs: e.webhook_source_cidrs,
                 webhook_wiring: e.webhook_wiring,
             })
@@ -622,6 +634,7 @@ mod tests {
                 },
                 device_id: Some("dev-1".into()),
                 region: Some("eu-west-1".into()),
+                provider: None,
                 webhook_source_cidrs: Vec::new(),
                 webhook_wiring: Default::default(),
             },
@@ -633,6 +646,7 @@ mod tests {
                 },
                 device_id: None,
                 region: None,
+                provider: None,
                 webhook_source_cidrs: Vec::new(),
                 webhook_wiring: Default::default(),
             }),

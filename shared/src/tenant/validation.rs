@@ -17,9 +17,15 @@ impl<S> TenantConfig<S> {
     /// is reported, each naming its field.
     pub fn validate(&self, egress: &EgressPolicy) -> Result<(), ValidationErrors> {
         let mut errs = ValidationErrors::default();
-        validate_endpoint(&mut errs, "primary", self.provider, &self.primary, egress);
+        validate_endpoint(
+            &mut errs,
+            "primary",
+            self.kind_of(&self.primary),
+            &self.primary,
+            egress,
+        );
         if let Some(b) = &self.backup {
-            validate_endpoint(&mut errs, "backup", self.provider, b, egress);
+            validate_endpoint(&mut errs, "backup", self.kind_of(b), b, egress);
             if b.base_url == self.primary.base_url && b.device_id == self.primary.device_id {
                 errs.push(
                     "backup",

@@ -109,6 +109,7 @@ pub fn endpoint(sim: &SimHandle, device: &str) -> Endpoint<Secret> {
         },
         device_id: Some(device.into()),
         region: None,
+        provider: None,
         webhook_source_cidrs: Vec::new(),
         webhook_wiring: Default::default(),
     }

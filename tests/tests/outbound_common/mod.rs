@@ -107,6 +107,7 @@ fn endpoint(base_url: &str) -> Endpoint<Secret> {
         credentials: Credentials::None,
         device_id: Some(gowa_sim::DEFAULT_DEVICE_ID.into()),
         region: None,
+        provider: None,
         webhook_source_cidrs: Vec::new(),
         webhook_wiring: Default::default(),
     }

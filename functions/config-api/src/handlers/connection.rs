@@ -49,22 +49,48 @@ async fn candidate_endpoint(
             .chain(c.backup.as_ref())
             .find(|e| Some(&e.base_url) == url.as_ref())
     });
+    // A candidate naming no kind of its own is held to the stored tenant's kind: a rule that
+    // only that kind imposes (its credential type, deviceId, source allowlist) is a conflict
+    // with the stored config (409), not a bad body.
+    let kind_from_store = input.provider.is_none() && cur.is_some();
     let mut errs = ValidationErrors::default();
-    let built = build_endpoint(field, input, prev, &mut errs);
+    let built = build_endpoint(field, input, prev, Some(provider), &mut errs);
     let Some(e) = built.filter(|_| errs.is_empty()) else {
+        if kind_from_store && kind_rules_only(&errs, field) {
+            return Err(ApiError::StateConflict(errs));
+        }
         return Err(ApiError::from_build(errs));
     };
     // Structural checks (URL scheme, SSRF guard, credential kind, device id, region), as on
     // a saved config, then the host name's addresses.
-    let mut errs = wagate::tenant::validate_endpoint_alone(field, provider, &e, &app.egress)
-        .err()
-        .unwrap_or_default();
+    let mut errs = wagate::tenant::validate_endpoint_alone(
+        field,
+        e.provider.unwrap_or(provider),
+        &e,
+        &app.egress,
+    )
+    .err()
+    .unwrap_or_default();
     let url_field = format!("{field}.baseUrl");
     if !errs.0.iter().any(|f| f.field == url_field) {
         errs.extend(check_hosts(app, [(url_field, e.base_url.as_str())]).await);
     }
+    if kind_from_store && !errs.is_empty() && kind_rules_only(&errs, field) {
+        return Err(ApiError::StateConflict(errs));
+    }
     errs.into_result().map_err(ApiError::Invalid)?;
     Ok(e)
+}
+
+/// Whether every error is one of the rules a server kind imposes (credential type, deviceId,
+/// source allowlist): with the kind taken from the stored config, those are conflicts with it.
+fn kind_rules_only(errs: &ValidationErrors, field: &str) -> bool {
+    let kind_fields = [
+        format!("{field}.credentials.type"),
+        format!("{field}.deviceId"),
+        format!("{field}.webhookSourceCidrs"),
+    ];
+    errs.0.iter().all(|f| kind_fields.contains(&f.field))
 }
 
 /// `POST /tenants/{id}/whatsapp-config/test`: no body tests the saved endpoints (primary,
@@ -83,6 +109,7 @@ pub async fn test(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> 
         let cand =
             candidate_endpoint(app, cur.as_ref(), provider, "candidate", input.candidate).await?;
         let opened = open_endpoint(app, &tenant, "candidate", &cand).await?;
+        let provider = cand.provider.unwrap_or(provider);
         vec![test_endpoint(&app.providers, provider, "candidate", &opened).await]
     } else {
         // Only the server credentials are opened (a webhook secret is not needed here).
@@ -92,9 +119,11 @@ pub async fn test(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> 
             Some(b) => Some(open_endpoint(app, &tenant, "backup", b).await?),
             None => None,
         };
-        let mut out = vec![test_endpoint(&app.providers, cur.provider, "primary", &primary).await];
+        let primary_kind = cur.primary.provider.unwrap_or(cur.provider);
+        let mut out = vec![test_endpoint(&app.providers, primary_kind, "primary", &primary).await];
         if let Some(b) = &backup {
-            out.push(test_endpoint(&app.providers, cur.provider, "backup", b).await);
+            let kind = b.provider.unwrap_or(cur.provider);
+            out.push(test_endpoint(&app.providers, kind, "backup", b).await);
         }
         // Issue 15: the "webhook wired" check of each saved endpoint.
         devices::attach_webhook_checks(app, req, &tenant, &mut out, &primary, backup.as_ref())

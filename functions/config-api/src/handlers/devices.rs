@@ -349,7 +349,7 @@ async fn status(
     role: EndpointRole,
 ) -> Result<Response<Body>, ApiError> {
     let (cfg, e) = endpoint(app, tenant, role).await?;
-    let mut view = device_view(app, role, &e, cfg.provider)
+    let mut view = device_view(app, role, &e, e.provider.unwrap_or(cfg.provider))
         .await
         .map_err(|err| server_error(&err))?;
     if view.logged_in
@@ -371,7 +371,7 @@ async fn create_slot(
     let Answer::Slot(outcome) = answer else {
         return Err(ApiError::Internal("unexpected device answer".into()));
     };
-    let mut view = device_view(app, role, &e, cfg.provider)
+    let mut view = device_view(app, role, &e, e.provider.unwrap_or(cfg.provider))
         .await
         .map_err(|err| server_error(&err))?;
     view.slot = Some(outcome);
@@ -441,7 +441,7 @@ async fn device_call(
     call: Call,
 ) -> Result<(SealedConfig, wagate::tenant::Endpoint<Secret>, Answer), ApiError> {
     let (cfg, e) = endpoint(app, tenant, role).await?;
-    let provider = provider_for(&app.providers, cfg.provider)?;
+    let provider = provider_for(&app.providers, e.provider.unwrap_or(cfg.provider))?;
     let what = call.action();
     let result = call.run(provider, Target::from(&e)).await;
     let answer = audited(app, caller, tenant, what, where_(role, &e), result).await?;
@@ -565,7 +565,7 @@ async fn action(
         _ => Call::Reconnect,
     };
     let (cfg, e, _) = device_call(app, caller, tenant, role, call).await?;
-    let view = device_view(app, role, &e, cfg.provider)
+    let view = device_view(app, role, &e, e.provider.unwrap_or(cfg.provider))
         .await
         .map_err(|err| server_error(&err))?;
     to_json(StatusCode::OK, &view)
@@ -624,7 +624,7 @@ pub async fn inspect(
     e: &wagate::tenant::Endpoint<Secret>,
     url: &str,
 ) -> Result<WiringState, ApiError> {
-    let provider = provider_for(&app.providers, cfg.provider)?;
+    let provider = provider_for(&app.providers, e.provider.unwrap_or(cfg.provider))?;
     let accepted = accepted_secrets(app, cfg).await?;
     let refs: Vec<&Secret> = accepted.iter().collect();
     wiring::inspect(provider, Target::from(e), url, &refs)
@@ -846,7 +846,7 @@ pub async fn wire_before(
     e: &wagate::tenant::Endpoint<Secret>,
 ) -> Result<(SealedConfig, String), ApiError> {
     let tenant = &cur.tenant_id;
-    let provider = provider_for(&app.providers, cur.provider)?;
+    let provider = provider_for(&app.providers, e.provider.unwrap_or(cur.provider))?;
     let at = now();
     let secret = wiring::generate_secret();
     let (next, id) = with_new_wired_secret(cur, role, &secret, at);
@@ -1204,9 +1204,9 @@ pub async fn wire_created(
     saved: &SealedConfig,
     todo: Vec<NewWiring>,
 ) -> Result<Vec<WiringOutcome>, ApiError> {
-    let provider = provider_for(&app.providers, saved.provider)?;
     let mut out = Vec::new();
     for w in todo {
+        let provider = provider_for(&app.providers, w.endpoint.provider.unwrap_or(saved.provider))?;
         let place = where_(w.role, &w.endpoint);
         match wiring::wire(provider, Target::from(&w.endpoint), url, &w.secret).await {
             Ok(()) => {
@@ -1563,7 +1563,7 @@ pub async fn standby_readiness(
     let device = if e.device_id.as_deref().is_none_or(str::is_empty) {
         None
     } else {
-        Some(device_view(app, role, &e, cfg.provider).await)
+        Some(device_view(app, role, &e, e.provider.unwrap_or(cfg.provider)).await)
     };
     match &device {
         Some(Ok(v)) if !v.logged_in => {

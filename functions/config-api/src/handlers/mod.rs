@@ -21,7 +21,7 @@ use http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use time::OffsetDateTime;
 use wagate::Secret;
-use wagate::secrets::{Purpose, SealedSecret};
+use wagate::secrets::SealedSecret;
 use wagate::tenant::{Endpoint, SealedConfig, TenantConfig, TenantId, ValidationErrors};
 
 use crate::App;
@@ -102,14 +102,17 @@ pub(crate) async fn open_endpoint(
     );
     let credentials = e
         .credentials
-        .open(|slot: &SecretSlot| async {
-            match slot {
-                SecretSlot::New(p) => Ok::<_, ApiError>(p.clone()),
-                SecretSlot::Keep(k) => app
-                    .sealer
-                    .open(tenant.as_str(), Purpose::ServerCredential, k)
-                    .await
-                    .map_err(|e| ApiError::secret(e, &secret_field)),
+        .open(|purpose, slot: &SecretSlot| {
+            let secret_field = &secret_field;
+            async move {
+                match slot {
+                    SecretSlot::New(p) => Ok::<_, ApiError>(p.clone()),
+                    SecretSlot::Keep(k) => app
+                        .sealer
+                        .open(tenant.as_str(), purpose, k)
+                        .await
+                        .map_err(|e| ApiError::secret(e, secret_field)),
+                }
             }
         })
         .await?;
@@ -118,6 +121,7 @@ pub(crate) async fn open_endpoint(
         credentials,
         device_id: e.device_id.clone(),
         region: e.region.clone(),
+        provider: e.provider,
         webhook_source_cidrs: e.webhook_source_cidrs.clone(),
         webhook_wiring: e.webhook_wiring,
     })

@@ -111,6 +111,7 @@ async fn live_probe(app: &App, s: &Server) -> bool {
         credentials: Credentials::None,
         device_id: None,
         region: None,
+        provider: None,
         webhook_source_cidrs: Vec::new(),
         webhook_wiring: Default::default(),
     };

@@ -54,10 +54,30 @@ pub async fn rotate_credential(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body
     let field = role.as_str();
     let mut errs = ValidationErrors::default();
     // No previous secret: the new one is required.
-    let creds = build_credentials(field, input.credentials, None, &mut errs);
+    let creds = build_credentials(field, input.credentials, None, None, &mut errs);
     let Some(creds) = creds.filter(|_| errs.is_empty()) else {
         return Err(ApiError::Invalid(errs));
     };
+    // The body is fine in itself; whether its type suits the stored endpoint's server kind
+    // depends on the stored config: a mismatch is a conflict with it (409), not a bad body.
+    let stored = match role {
+        EndpointRole::Primary => Some(&cur.primary),
+        EndpointRole::Backup => cur.backup.as_ref(),
+    };
+    if let Some(e) = stored {
+        let kind = cur.kind_of(e);
+        if !kind.credential_kinds().contains(&creds.kind()) {
+            return Err(ApiError::state(
+                &format!("{field}.credentials.type"),
+                format!(
+                    "{:?} is not supported by the stored {} server; use one of: {}",
+                    creds.kind(),
+                    kind.as_str(),
+                    kind.credential_kinds().join(", ")
+                ),
+            ));
+        }
+    }
     let at = now();
     let mut next = bump(keep_all(&cur), &cur, at);
     match role {

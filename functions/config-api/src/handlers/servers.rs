@@ -96,10 +96,14 @@ pub(crate) fn validate_server(
         credentials: Credentials::None,
         device_id: None,
         region: Some(region.to_string()),
+        provider: None,
         webhook_source_cidrs: Vec::new(),
         webhook_wiring: Default::default(),
     };
-    if let Err(e) = validate_endpoint_alone("", provider, &server, egress) {
+    // A registry entry is a server, not an account: only its URL is checked (credentials and
+    // deviceId are each tenant's, checked per kind when a tenant is saved).
+    let _ = provider;
+    if let Err(e) = validate_endpoint_alone("", ProviderKind::Gowa, &server, egress) {
         errs.extend(e);
     }
 }

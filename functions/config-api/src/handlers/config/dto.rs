@@ -85,6 +85,10 @@ pub struct EndpointInput {
     /// forwarding, reported and never changed. Absent on update: keep the current one.
     #[serde(default)]
     pub webhook_wiring: Option<WebhookWiring>,
+    /// This endpoint's server kind when it is not the tenant's `provider` (failover across
+    /// kinds: a GOWA primary with a Meta backup).
+    #[serde(default)]
+    pub provider: Option<String>,
 }
 
 /// Credentials as written. A secret left out on update keeps the stored one (same type).
@@ -156,6 +160,7 @@ pub fn build_config(
         "primary",
         input.primary,
         existing.map(|c| &c.primary),
+        provider,
         &mut errs,
     );
     let backup = input.backup.map(|b| {
@@ -163,7 +168,7 @@ pub fn build_config(
         let prev = existing
             .and_then(|c| c.backup.as_ref())
             .filter(|p| normalize_base_url(&b.base_url).ok().as_deref() == Some(&p.base_url));
-        build_endpoint("backup", b, prev, &mut errs)
+        build_endpoint("backup", b, prev, provider, &mut errs)
     });
     let webhook_secrets = match (input.webhook_secrets, existing) {
         (Some(list), _) => {
@@ -257,12 +262,23 @@ pub fn build_config(
     })
 }
 
+/// `tenant_kind`: the tenant's provider when known; the endpoint's own `provider` wins.
 pub(crate) fn build_endpoint(
     field: &str,
     input: EndpointInput,
     prev: Option<&Endpoint<SealedSecret>>,
+    tenant_kind: Option<ProviderKind>,
     errs: &mut ValidationErrors,
 ) -> Option<Endpoint<SecretSlot>> {
+    let provider = match input.provider.as_deref().map(str::parse::<ProviderKind>) {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            errs.push(format!("{field}.{}", e.field), e.reason);
+            None
+        }
+    };
+    let kind = provider.or(tenant_kind);
     let base_url = match normalize_base_url(&input.base_url) {
         Ok(u) => Some(u),
         Err(e) => {
@@ -273,7 +289,7 @@ pub(crate) fn build_endpoint(
     let credentials = match (input.credentials, prev) {
         (None, Some(p)) => Some(keep_credentials(&p.credentials)),
         (None, None) => Some(Credentials::None),
-        (Some(c), p) => build_credentials(field, c, p.map(|p| &p.credentials), errs),
+        (Some(c), p) => build_credentials(field, c, p.map(|p| &p.credentials), kind, errs),
     };
     let mut cidrs = Vec::new();
     for (i, c) in input
@@ -299,6 +315,7 @@ pub(crate) fn build_endpoint(
         credentials: credentials?,
         device_id: input.device_id,
         region: input.region,
+        provider,
         webhook_source_cidrs: cidrs,
         webhook_wiring: input
             .webhook_wiring
@@ -317,10 +334,13 @@ pub(crate) fn keep_credentials(c: &Credentials<SealedSecret>) -> Credentials<Sec
     }
 }
 
+/// `kind`: the endpoint's server kind when known (its credential types are then the only
+/// ones taken); else any type some kind takes.
 pub(crate) fn build_credentials(
     field: &str,
     input: CredentialsInput,
     prev: Option<&Credentials<SealedSecret>>,
+    kind: Option<ProviderKind>,
     errs: &mut ValidationErrors,
 ) -> Option<Credentials<SecretSlot>> {
     let mut slot = |name: &str, given: Option<Secret>, kept: Option<&SealedSecret>| {
@@ -339,6 +359,7 @@ pub(crate) fn build_credentials(
     };
     // A kind no WhatsApp server wagate supports takes is refused here, before its secret
     // is looked for (the per-provider check is in the config's validation).
+    let server_kind = kind;
     let kind = match &input {
         CredentialsInput::None {} => "none",
         CredentialsInput::Basic { .. } => "basic",
@@ -346,6 +367,19 @@ pub(crate) fn build_credentials(
         CredentialsInput::Bearer { .. } => "bearer",
         CredentialsInput::Meta { .. } => "meta",
     };
+    if let Some(k) = server_kind
+        && !k.credential_kinds().contains(&kind)
+    {
+        errs.push(
+            format!("{field}.credentials.type"),
+            format!(
+                "{kind:?} is not supported by {} servers; use one of: {}",
+                k.as_str(),
+                k.credential_kinds().join(", ")
+            ),
+        );
+        return None;
+    }
     if !wagate::tenant::ProviderKind::ALL
         .iter()
         .any(|p| p.credential_kinds().contains(&kind))
@@ -479,6 +513,9 @@ pub struct EndpointView {
     /// Who sets the device's webhook: `wagate` or `manual`.
     #[serde(default)]
     pub webhook_wiring: WebhookWiring,
+    /// This endpoint's own server kind, when it is not the tenant's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderKind>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -569,6 +606,7 @@ fn endpoint_view(e: &Endpoint<SealedSecret>) -> EndpointView {
             .map(|c| c.to_string())
             .collect(),
         webhook_wiring: e.webhook_wiring,
+        provider: e.provider,
     }
 }
 
