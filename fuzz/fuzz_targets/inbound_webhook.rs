@@ -117,6 +117,7 @@ fn tenant(kind: ProviderKind) -> OpenedConfig {
             region: None,
             webhook_source_cidrs: Vec::new(),
             webhook_wiring: Default::default(),
+            provider: None,
         },
         backup: None,
         webhook_secrets: vec![

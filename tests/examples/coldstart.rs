@@ -232,6 +232,8 @@ async fn add_tenant(stack: &Stack, base_url: &str) {
             device_id: Some(gowa_sim::DEFAULT_DEVICE_ID.into()),
             region: None,
             webhook_source_cidrs: Vec::new(),
+            webhook_wiring: Default::default(),
+            provider: None,
         },
         backup: None,
         webhook_secrets: vec![WebhookSecret {

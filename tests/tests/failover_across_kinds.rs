@@ -43,6 +43,7 @@ fn gowa_endpoint(base: &str) -> Endpoint<Secret> {
         region: None,
         provider: Some(ProviderKind::Gowa),
         webhook_source_cidrs: Vec::new(),
+        webhook_wiring: Default::default(),
     }
 }
 
@@ -58,6 +59,7 @@ fn meta_endpoint(base: &str) -> Endpoint<Secret> {
         region: None,
         provider: Some(ProviderKind::Meta),
         webhook_source_cidrs: Vec::new(),
+        webhook_wiring: Default::default(),
     }
 }
 

@@ -36,6 +36,7 @@ fn meta_endpoint(sim: &SimHandle) -> Endpoint<Secret> {
         region: None,
         provider: Some(ProviderKind::Meta),
         webhook_source_cidrs: Vec::new(),
+        webhook_wiring: Default::default(),
     }
 }
 

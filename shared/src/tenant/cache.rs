@@ -45,7 +45,9 @@ pub enum Opens {
     All,
     /// Only the webhook secrets: the ingress verifies signatures and never calls a WhatsApp
     /// server. The config it is given carries no server credentials
-    /// ([`Credentials::None`] in both endpoints); [`Loaded::credentials`] would open them.
+    /// ([`Credentials::None`] in both endpoints, but a Meta endpoint's app secret and verify
+    /// token, sealed as webhook secrets, with an empty token); [`Loaded::credentials`] would
+    /// open them.
     WebhookSecrets,
     /// Only the active endpoint's server credential: the sender. The config carries no
     /// webhook secrets and no credential for the other endpoint; take every credential from
@@ -74,9 +76,7 @@ impl Loaded {
         let sealed = self.sealed[i].as_ref().unwrap_or(&Credentials::None);
         let tenant = self.config.tenant_id.as_str();
         self.opened[i]
-            .get_or_try_init(|| {
-                sealed.open(|s| self.sealer.open(tenant, Purpose::ServerCredential, s))
-            })
+            .get_or_try_init(|| sealed.open(|purpose, s| self.sealer.open(tenant, purpose, s)))
             .await
     }
 }
@@ -125,7 +125,25 @@ async fn load(
                         .await?,
                 );
             }
-            let config = without_secrets(sealed, None, secrets);
+            // A Meta endpoint's app secret and verify token are webhook secrets too (sealed for
+            // that purpose inside its credentials): the ingress needs them, never its token.
+            let inbound = [
+                inbound_credentials(sealer, &tenant, Some(&sealed.primary.credentials)).await?,
+                inbound_credentials(
+                    sealer,
+                    &tenant,
+                    sealed.backup.as_ref().map(|b| &b.credentials),
+                )
+                .await?,
+            ];
+            let mut config = without_secrets(sealed, None, secrets);
+            let [primary, backup] = inbound;
+            if let Some(c) = primary {
+                config.primary.credentials = c;
+            }
+            if let (Some(b), Some(c)) = (config.backup.as_mut(), backup) {
+                b.credentials = c;
+            }
             Ok(loaded(config))
         }
         Opens::ActiveCredential => {
@@ -139,6 +157,27 @@ async fn load(
             })
         }
     }
+}
+
+/// What the ingress needs of an endpoint's credentials: a Meta endpoint's app secret and
+/// verify token (its token left empty, never opened); `None` for every other kind.
+async fn inbound_credentials(
+    sealer: &Arc<dyn SecretSealer>,
+    tenant: &str,
+    creds: Option<&Credentials<SealedSecret>>,
+) -> Result<Option<Credentials<Secret>>, SecretsError> {
+    let Some(creds @ Credentials::Meta { .. }) = creds else {
+        return Ok(None);
+    };
+    let opened = creds
+        .open(|purpose, s| async move {
+            match purpose {
+                Purpose::WebhookSecret => sealer.open(tenant, purpose, s).await,
+                _ => Ok(Secret::new(String::new())),
+            }
+        })
+        .await?;
+    Ok(Some(opened))
 }
 
 /// The config with no server credential (but `active`'s, if given) and `webhook` as the
@@ -167,6 +206,7 @@ fn without_secrets(
         region: e.region,
         webhook_source_cidrs: e.webhook_source_cidrs,
         webhook_wiring: e.webhook_wiring,
+        provider: e.provider,
     };
     let primary = endpoint(sealed.primary, take(0));
     let backup = sealed.backup.map(|b| endpoint(b, take(1)));

@@ -1206,7 +1206,10 @@ pub async fn wire_created(
 ) -> Result<Vec<WiringOutcome>, ApiError> {
     let mut out = Vec::new();
     for w in todo {
-        let provider = provider_for(&app.providers, w.endpoint.provider.unwrap_or(saved.provider))?;
+        let provider = provider_for(
+            &app.providers,
+            w.endpoint.provider.unwrap_or(saved.provider),
+        )?;
         let place = where_(w.role, &w.endpoint);
         match wiring::wire(provider, Target::from(&w.endpoint), url, &w.secret).await {
             Ok(()) => {
