@@ -44,7 +44,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{HeaderValue, StatusCode, header};
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use lambda_http::request::{LambdaRequest, RequestContext};
+use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -52,6 +52,7 @@ use tracing::{Instrument, debug, info, warn};
 use wagate::TenantId;
 use wagate::delivery::store::ReceiptRecorder;
 use wagate::inbound::{self, InboundEvent, SignatureError, verify};
+use wagate::runtime::apigw;
 use wagate::tenant::OpenedConfig;
 use wagate::tenant::cache::{CacheError, CacheSettings, ConfigCache, Opens};
 
@@ -317,43 +318,10 @@ fn source_ip(req: &Request) -> Option<IpAddr> {
 /// it. The body is decoded here, not by `lambda_http` (which panics on invalid base64): a
 /// body flagged `isBase64Encoded` that is not base64 is answered 400 `invalid_body_encoding`
 /// and nothing is enqueued. Never fails (errors become responses).
-pub async fn handle_event(
-    app: &App,
-    mut event: ApiGatewayV2httpRequest,
-) -> ApiGatewayV2httpResponse {
-    let body = decode_body(event.body.take(), event.is_base64_encoded);
-    event.is_base64_encoded = false;
-    let mut req: Request = LambdaRequest::ApiGatewayV2(event).into();
-    let body = body.map(|b| {
-        *req.body_mut() = Body::from(b);
-    });
-    v2_response(respond(app, &req, body).await)
-}
-
-/// The body's bytes: base64-decoded when API Gateway says it encoded them.
-fn decode_body(body: Option<String>, base64: bool) -> Result<Vec<u8>, IngressError> {
-    use base64::Engine as _;
-    match body {
-        None => Ok(Vec::new()),
-        Some(b) if base64 => base64::engine::general_purpose::STANDARD
-            .decode(b.as_bytes())
-            .map_err(|_| IngressError::BadEncoding),
-        Some(b) => Ok(b.into_bytes()),
-    }
-}
-
-/// The response as API Gateway's HTTP API reads it from the function.
-fn v2_response(resp: Response<Body>) -> ApiGatewayV2httpResponse {
-    let (parts, body) = resp.into_parts();
-    let mut out = ApiGatewayV2httpResponse::default();
-    out.status_code = i64::from(parts.status.as_u16());
-    out.headers = parts.headers;
-    out.is_base64_encoded = matches!(body, Body::Binary(_));
-    out.body = match body {
-        Body::Empty => None,
-        b => Some(b),
-    };
-    out
+pub async fn handle_event(app: &App, event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+    let (req, body) = apigw::request(event);
+    let body = body.map_err(|_| IngressError::BadEncoding);
+    apigw::response(respond(app, &req, body).await)
 }
 
 /// Handles one webhook request whose body is already decoded; never fails (errors become
