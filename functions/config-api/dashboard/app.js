@@ -1397,7 +1397,9 @@ async function renderDevice(tenant, role, endpoint, gen) {
       await refresh();
     }, "wire"));
   }
-  const qrBox = el("div", { id: "qr-" + role, class: "qr" });
+  // A QR being shown survives a re-render of its card (another refresh may land after it).
+  const shown = $("qr-" + role);
+  const qrBox = shown && qr.role === role && !(d && d.state === "logged_in") ? shown : el("div", { id: "qr-" + role, class: "qr" });
   card.replaceChildren(head, el("dl", { class: "facts" }, facts), actions, qrBox);
   if (d && d.state === "logged_in" && qr.role === role) {
     stopQr();
