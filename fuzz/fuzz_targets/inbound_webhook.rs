@@ -1,8 +1,11 @@
 //! Fuzz target `inbound_webhook`: a webhook as the ingress takes it, through
 //! `webhook_ingress::accept` (signature over the raw bytes, JSON, normalisation to an
-//! `InboundEvent`, the queue body), for every provider kind wagate has.
+//! `InboundEvent`, the queue body), for every provider kind whose webhooks `accept` takes with
+//! the one `X-Hub-Signature-256` header and the tenant's webhook secrets ([`FUZZED`]: GOWA).
+//! WAHA's, Evolution's and Meta's schemes (other headers, the app secret, timestamps) are
+//! tested in tests/tests/inbound_kinds.rs, not fuzzed here yet.
 //!
-//! Input: `[kind, mode, ...]`. `kind` picks the provider kind (`ProviderKind::ALL`), `mode` how
+//! Input: `[kind, mode, ...]`. `kind` picks the provider kind ([`FUZZED`]), `mode` how
 //! the body is signed (see [`Mode`]); with [`Mode::Raw`] the next byte is a length `n` and the
 //! `n` bytes after it are the header value as sent; the rest is the body.
 //!
@@ -86,13 +89,22 @@ impl Mode {
 fn sign(kind: ProviderKind, secret: &str, body: &[u8]) -> String {
     match kind {
         ProviderKind::Gowa => sign_sha256(secret.as_bytes(), body),
+        ProviderKind::Waha | ProviderKind::Evolution | ProviderKind::Meta => {
+            unreachable!("not in FUZZED")
+        }
     }
 }
+
+/// The kinds this target fuzzes (see the module documentation).
+const FUZZED: &[ProviderKind] = &[ProviderKind::Gowa];
 
 /// The MAC a header value carries, for a kind (the same per-kind arm as [`sign`]).
 fn header_mac(kind: ProviderKind, header: &str) -> Option<Vec<u8>> {
     match kind {
         ProviderKind::Gowa => parse_sha256_header(header).ok().map(|m| m.to_vec()),
+        ProviderKind::Waha | ProviderKind::Evolution | ProviderKind::Meta => {
+            unreachable!("not in FUZZED")
+        }
     }
 }
 
@@ -115,6 +127,7 @@ fn tenant(kind: ProviderKind) -> OpenedConfig {
             credentials: Credentials::None,
             device_id: Some("dev-1".into()),
             region: None,
+            provider: None,
             webhook_source_cidrs: Vec::new(),
             webhook_wiring: Default::default(),
             provider: None,
@@ -138,7 +151,7 @@ fn tenant(kind: ProviderKind) -> OpenedConfig {
 
 fn tenants() -> &'static Vec<OpenedConfig> {
     static T: OnceLock<Vec<OpenedConfig>> = OnceLock::new();
-    T.get_or_init(|| ProviderKind::ALL.iter().map(|k| tenant(*k)).collect())
+    T.get_or_init(|| FUZZED.iter().map(|k| tenant(*k)).collect())
 }
 
 fn schema() -> &'static jsonschema::Validator {
@@ -153,8 +166,8 @@ fuzz_target!(|data: &[u8]| {
     let [kind, mode, rest @ ..] = data else {
         return;
     };
-    let index = usize::from(*kind) % ProviderKind::ALL.len();
-    let kind = ProviderKind::ALL[index];
+    let index = usize::from(*kind) % FUZZED.len();
+    let kind = FUZZED[index];
     let cfg = &tenants()[index];
     let mode = Mode::of(*mode);
     let (header, body): (Option<String>, &[u8]) = match mode {
