@@ -11,7 +11,8 @@ mismatch:
   a backup differs from the primary, webhook secret ids and import tenant ids are unique, a
   migration's `to` differs from its `from` (applied to every request before it is sent; a
   negative request stays negative: only the value that collides is changed), and an endpoint
-  of a kind other than GOWA is never pointed at the (GOWA) simulator;
+  of a kind other than GOWA (or of a kind the request does not name: a candidate or a
+  replacement takes the stored tenant's) is never pointed at the (GOWA) simulator;
 - opaque paging cursors: a generated `cursor` is replaced by one the API issued (seeded by
   the test in WAGATE_CURSOR_TENANTS / WAGATE_CURSOR_AUDIT), since any other value is 400 by
   design.
@@ -128,6 +129,11 @@ def _sanitize(obj, counter, kind="gowa"):
                 for i, v in enumerate(value):
                     if isinstance(v, str) and _CIDR_PATTERN.match(v) and not _canonical_cidr(v):
                         value[i] = "203.0.113.0/24" if "/" in v else "203.0.113.7"
+            elif key in ("candidate", "endpoint") and isinstance(value, dict) and not isinstance(value.get("provider"), str):
+                # A connection-test candidate or a switch's replacement naming no kind takes
+                # the stored tenant's, which a generated request cannot know: only one that
+                # names gowa may point at the simulator.
+                _sanitize(value, counter, "stored")
             else:
                 _sanitize(value, counter, kind)
     elif isinstance(obj, list):

@@ -849,3 +849,37 @@ async fn tenant_tokens_get_403_on_every_registry_and_migration_route() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(f.e.snapshot().await, before);
 }
+
+#[tokio::test]
+async fn a_target_server_of_another_kind_takes_nobody_and_nothing_changes() {
+    // Found by schemathesis: a GOWA tenant moved onto a server registered as WAHA would keep
+    // its GOWA credentials and device, and wagate would call WAHA's routes with them.
+    let e = Env::new().await;
+    let (a, b) = (sim().await, sim().await);
+    e.register("a", &a.base_url(), REGION, 100).await;
+    let mut waha = server("b", &b.base_url(), REGION, 100);
+    waha["provider"] = json!("waha");
+    let r = e.admin("POST", "/admin/servers", Some(waha)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    e.tenant("t1", config(&a.base_url(), Some(REGION))).await;
+    let before = e.snapshot().await;
+    for dry_run in [true, false] {
+        let mut body = job(if dry_run { "k1" } else { "k2" });
+        body["dryRun"] = json!(dry_run);
+        let r = e.admin("POST", "/admin/migrations", Some(body)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let v = r.json();
+        assert_eq!(outcomes(&v), pairs(&[("t1", "failed")]), "{v}");
+        let reason = v["results"][0]["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("gowa server") && reason.contains("target server is waha"),
+            "{reason}"
+        );
+    }
+    let after = e.snapshot().await;
+    assert_eq!(after.0, before.0, "a tenant changed");
+    assert!(
+        b.requests().is_empty(),
+        "the server of another kind was called"
+    );
+}

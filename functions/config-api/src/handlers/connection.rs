@@ -281,7 +281,8 @@ pub async fn switch(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
     next.validate(&app.egress)
         .map_err(ApiError::StateConflict)?;
     let opened = open_endpoint(app, &tenant, field, &tested).await?;
-    let result = test_endpoint(&app.providers, cur.provider, role_name, &opened).await;
+    let kind = opened.provider.unwrap_or(cur.provider);
+    let result = test_endpoint(&app.providers, kind, role_name, &opened).await;
     // Issue 15: the endpoint that will carry the traffic, under the role its wired secret is
     // named for now (a swap's new primary is the old backup).
     let (target_role, secret_role) = match input.action {

@@ -1177,7 +1177,15 @@ pub async fn plan_create(
     let (mut todo, mut skipped) = (Vec::new(), Vec::new());
     for (role, slot) in endpoints {
         let opened = open_endpoint(app, &tenant, role.as_str(), &slot).await?;
-        match readiness(app, cfg.provider, url, role, &opened).await {
+        match readiness(
+            app,
+            opened.provider.unwrap_or(cfg.provider),
+            url,
+            role,
+            &opened,
+        )
+        .await
+        {
             Readiness::Wire => {
                 let secret = wiring::generate_secret();
                 let secret_id = push_wired_secret(cfg, role, &secret, at);
@@ -1336,7 +1344,17 @@ pub async fn wire_changed(
             continue;
         }
         let opened = open_endpoint(app, &cur.tenant_id, role.as_str(), &slot).await?;
-        match (readiness(app, cur.provider, url, role, &opened).await, url) {
+        match (
+            readiness(
+                app,
+                opened.provider.unwrap_or(cur.provider),
+                url,
+                role,
+                &opened,
+            )
+            .await,
+            url,
+        ) {
             (Readiness::Wire, Some(url)) => {
                 let (after, id) = wire_before(app, url, caller, &base, role, &opened).await?;
                 base = after;
@@ -1430,7 +1448,15 @@ pub async fn ensure_wired(
     let result = async {
         let url = app.webhook_url(req, tenant);
         let (cfg, e) = endpoint(app, tenant, role).await?;
-        if let Readiness::Skip(o) = readiness(app, cfg.provider, url.as_deref(), role, &e).await {
+        if let Readiness::Skip(o) = readiness(
+            app,
+            e.provider.unwrap_or(cfg.provider),
+            url.as_deref(),
+            role,
+            &e,
+        )
+        .await
+        {
             return Ok(o);
         }
         let (_, o) = wire_target(app, url.as_deref(), caller, &cfg, role, &e).await?;
@@ -1475,7 +1501,7 @@ pub async fn precheck(
     secret_role: EndpointRole,
     target: &wagate::tenant::Endpoint<Secret>,
 ) -> (Option<bool>, WiringOutcome) {
-    let linked = linked(app, cur.provider, role, target).await;
+    let linked = linked(app, target.provider.unwrap_or(cur.provider), role, target).await;
     let mut wiring = match check_target(app, url, cur, secret_role, target).await {
         Ok(TargetWiring::Report(o)) => o,
         Ok(TargetWiring::NeedsWiring(state)) => match linked {

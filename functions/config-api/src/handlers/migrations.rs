@@ -9,7 +9,9 @@ use lambda_http::{Body, Response};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 use wagate::tenant::store::StoreError;
-use wagate::tenant::{Endpoint, EndpointRole, SealedConfig, TenantId, ValidationErrors};
+use wagate::tenant::{
+    Endpoint, EndpointRole, ProviderKind, SealedConfig, TenantId, ValidationErrors,
+};
 use wagate::timestamp::rfc3339;
 
 use crate::App;
@@ -107,6 +109,7 @@ async fn plan(
     app: &App,
     job: &MigrationJob,
     to_region: &str,
+    to_kind: ProviderKind,
     tenant: &str,
 ) -> Result<Plan, ApiError> {
     let Ok(tid) = tenant.parse::<TenantId>() else {
@@ -177,6 +180,24 @@ async fn plan(
             r.version_before = Some(cur.version);
             return Ok(Plan::Done(r));
         }
+        // The endpoint keeps its kind (its credentials and device are that kind's): a server
+        // of another kind cannot take it.
+        let kind = e.provider.unwrap_or(cur.provider);
+        if kind != to_kind {
+            let mut r = TenantResult::new(
+                tenant,
+                "failed",
+                Some(format!(
+                    "the {} endpoint is a {} server; the target server is {}: move it to a server of its kind",
+                    role.as_str(),
+                    kind.as_str(),
+                    to_kind.as_str()
+                )),
+            );
+            r.roles = roles.clone();
+            r.version_before = Some(cur.version);
+            return Ok(Plan::Done(r));
+        }
         e.base_url = job.to_base_url.clone();
     }
     next.version = cur.version + 1;
@@ -224,7 +245,8 @@ async fn test_target(
     to_base_url: &str,
 ) -> Result<EndpointResult, ApiError> {
     let e = target_endpoint(app, cur, role, to_base_url).await?;
-    Ok(test_endpoint(&app.providers, cur.provider, "candidate", &e).await)
+    let kind = e.provider.unwrap_or(cur.provider);
+    Ok(test_endpoint(&app.providers, kind, "candidate", &e).await)
 }
 
 /// `POST /admin/migrations`.
@@ -341,7 +363,7 @@ pub async fn migrate(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiErro
             continue;
         }
         attempted += 1;
-        let r = match plan(app, &job, &to.region, tenant).await? {
+        let r = match plan(app, &job, &to.region, to.provider, tenant).await? {
             Plan::Done(r) => r,
             Plan::Move { cur, next, roles } => {
                 if load >= to.capacity {
