@@ -130,7 +130,6 @@ fn tenant(kind: ProviderKind) -> OpenedConfig {
             provider: None,
             webhook_source_cidrs: Vec::new(),
             webhook_wiring: Default::default(),
-            provider: None,
         },
         backup: None,
         webhook_secrets: vec![
