@@ -12,8 +12,7 @@ use time::OffsetDateTime;
 
 use super::signature::{SignatureError, verify_sha256};
 use super::{
-    Chat, EventType, GroupChange, INBOUND_SCHEMA_VERSION, InboundEvent, Media, Party, Receipt,
-    ReplyTo, body_hash_key,
+    Chat, EventType, GroupChange, InboundEvent, Media, Party, Receipt, ReplyTo, body_hash_key,
 };
 use crate::secrets::Secret;
 use crate::tenant::{ProviderKind, TenantId, WebhookSecret};
@@ -77,28 +76,7 @@ pub fn normalize(
     raw_body: &[u8],
     received_at: OffsetDateTime,
 ) -> InboundEvent {
-    let mut ev = InboundEvent {
-        schema_version: INBOUND_SCHEMA_VERSION,
-        tenant_id: tenant_id.to_string(),
-        provider: ProviderKind::Gowa,
-        event_type: EventType::Other,
-        provider_event: String::from("unknown"),
-        provider_event_id: None,
-        dedup_key: String::new(),
-        account: None,
-        session_id: None,
-        sender: None,
-        chat: None,
-        text: None,
-        media: None,
-        reply_to: None,
-        receipt: None,
-        group: None,
-        is_from_me: None,
-        occurred_at: None,
-        received_at,
-        raw: Value::Null,
-    };
+    let mut ev = InboundEvent::blank(tenant_id, ProviderKind::Gowa, received_at);
     if let Some(root) = raw.as_object() {
         match (
             root.get("event").and_then(Value::as_str),

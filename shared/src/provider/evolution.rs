@@ -52,13 +52,7 @@ impl EvolutionClient {
     }
 
     fn instance<'a>(target: &Target<'a>) -> Result<&'a str, ProviderError> {
-        target
-            .device_id
-            .filter(|d| !d.is_empty())
-            .ok_or_else(|| ProviderError::Permanent {
-                code: "DEVICE_ID_REQUIRED".into(),
-                message: "the endpoint has no deviceId: set the Evolution instance name".into(),
-            })
+        h::required_device(target, "Evolution instance name")
     }
 
     fn request(
@@ -89,12 +83,7 @@ impl EvolutionClient {
     }
 
     async fn read(&self, rb: reqwest::RequestBuilder, call: Call) -> Result<Answer, ProviderError> {
-        let a = h::call(rb, call).await?;
-        if a.status.is_success() {
-            Ok(a)
-        } else {
-            Err(error_from(&a, call))
-        }
+        h::successful(rb, call, error_from).await
     }
 }
 

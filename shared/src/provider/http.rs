@@ -185,6 +185,35 @@ pub(super) fn bad_recipient(kind: &str) -> ProviderError {
     }
 }
 
+/// The answer when the server says success, else the kind's error for it (`error_from`).
+pub(super) async fn successful(
+    rb: reqwest::RequestBuilder,
+    call: Call,
+    error_from: fn(&Answer, Call) -> ProviderError,
+) -> Result<Answer, ProviderError> {
+    let a = self::call(rb, call).await?;
+    if a.status.is_success() {
+        Ok(a)
+    } else {
+        Err(error_from(&a, call))
+    }
+}
+
+/// The endpoint's `deviceId`, which this kind requires (`what` names it: the Evolution
+/// instance name, the Meta phone number id).
+pub(super) fn required_device<'a>(
+    target: &super::Target<'a>,
+    what: &str,
+) -> Result<&'a str, ProviderError> {
+    target
+        .device_id
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| ProviderError::Permanent {
+            code: "DEVICE_ID_REQUIRED".into(),
+            message: format!("the endpoint has no deviceId: set the {what}"),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

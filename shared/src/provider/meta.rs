@@ -54,13 +54,7 @@ impl MetaClient {
     }
 
     fn phone_number_id<'a>(target: &Target<'a>) -> Result<&'a str, ProviderError> {
-        target
-            .device_id
-            .filter(|d| !d.is_empty())
-            .ok_or_else(|| ProviderError::Permanent {
-                code: "DEVICE_ID_REQUIRED".into(),
-                message: "the endpoint has no deviceId: set the Meta phone number id".into(),
-            })
+        h::required_device(target, "Meta phone number id")
     }
 
     fn request(
@@ -96,12 +90,7 @@ impl MetaClient {
     }
 
     async fn read(&self, rb: reqwest::RequestBuilder, call: Call) -> Result<Answer, ProviderError> {
-        let a = h::call(rb, call).await?;
-        if a.status.is_success() {
-            Ok(a)
-        } else {
-            Err(error_from(&a, call))
-        }
+        h::successful(rb, call, error_from).await
     }
 
     async fn health_status(&self, target: &Target<'_>) -> Result<String, ProviderError> {

@@ -91,12 +91,7 @@ impl WahaClient {
     }
 
     async fn read(&self, rb: reqwest::RequestBuilder, call: Call) -> Result<Answer, ProviderError> {
-        let a = h::call(rb, call).await?;
-        if a.status.is_success() {
-            Ok(a)
-        } else {
-            Err(error_from(&a, call))
-        }
+        h::successful(rb, call, error_from).await
     }
 }
 
