@@ -117,7 +117,7 @@ fn is_complete_message(id: Option<&Value>, sender: Option<&Value>, chat: Option<
 fn fill_envelope(ev: &mut InboundEvent, event: &str, p: &Map<String, Value>) {
     match event {
         "message" if !is_complete_message(p.get("id"), p.get("from"), p.get("chat_id")) => {
-            tracing::info!(
+            tracing::debug!(
                 provider_event = event,
                 "message webhook without an id, a sender or a chat: passed on as `other`"
             );
@@ -220,7 +220,7 @@ fn fill_legacy(ev: &mut InboundEvent, root: &Map<String, Value>) {
         .and_then(Value::as_object)
         .unwrap_or(&empty);
     if !is_complete_message(msg.get("id"), root.get("sender_id"), root.get("chat_id")) {
-        tracing::info!(
+        tracing::debug!(
             "legacy message webhook without an id, a sender or a chat: passed on as `other`"
         );
         ev.provider_event_id = s(msg.get("id"));
