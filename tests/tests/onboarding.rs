@@ -638,6 +638,7 @@ async fn ingress_over_http(stack: &wagate_tests::Stack) -> (String, tokio::task:
             limiter: webhook_ingress::RateLimiter::default(),
             receipts: Arc::new(p.receipts.clone()),
             replay_window: wagate::inbound::verify::DEFAULT_REPLAY_WINDOW,
+            event_seen: None,
         };
         let mut ev =
             ApiEvent::new("POST", &format!("/webhooks/whatsapp/{tenant}")).raw_body(body.to_vec());

@@ -342,6 +342,7 @@ async function loadTenant(tenant) {
   renderStatus(s);
   renderUnusableSecrets(s);
   renderStandby(s);
+  renderSilence(s);
   loadDevices(tenant, s);
   if (history.status === "fulfilled") {
     renderChart(history.value, s);
@@ -1446,4 +1447,26 @@ function startPolling(tenant, role, endpoint) {
       /* the next tick tries again */
     }
   }, 2000);
+}
+
+// ---------------------------------------------------------------------------------------
+// Connected but silent (issue 15): the health check's flag on the tenant and fleet views
+// ---------------------------------------------------------------------------------------
+
+/** The status's `silent` flag and `lastEventAt`: a device that says connected, delivers nothing. */
+function renderSilence(s) {
+  $("status-facts").append(el("dt", {}, "Last event received"), el("dd", { id: "last-event" }, s.lastEventAt ? when(s.lastEventAt) : "none noted yet"));
+  if (!s.silent) return;
+  const f = s.silent;
+  $("status-facts").append(
+    el("dt", {}, "Silent"),
+    el(
+      "dd",
+      { id: "silent" },
+      el("span", { class: "badge bad" }, "connected but silent"),
+      " since ",
+      when(f.since),
+      " · " + f.sendsAccepted + " send(s) accepted in " + f.windowMinutes + " min, no receipt or inbound event. Relink the device (logout, then QR) or switch to the backup.",
+    ),
+  );
 }

@@ -24,6 +24,12 @@
 //!    consistently and decides again on the same probe results; every switch writes an audit
 //!    record and a WARN log line.
 //!
+//! 6. per tenant whose active device reports connected, the "connected but silent" check
+//!    ([`wagate::health::silence`]): no event noted (`lastEventAt`) in the window, so its
+//!    delivery records of the window are read (newest first, at most 300); sends accepted
+//!    and no receipt flag it `silent` (one `UpdateItem` when the flag changes, a WARN, and
+//!    the `SilentTenants` metric).
+//!
 //! The report ([`RunReport`]) renders CloudWatch EMF lines: one per endpoint, one per switch
 //! and one for the run (see docs/health-check.md).
 
@@ -40,6 +46,8 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use wagate::delivery::store::DeliveryReader;
+use wagate::health::silence::{self, SilentFlag, TenantActivity};
 use wagate::health::store::{
     AUDIT_ACTOR, HealthStore, MonitoredTenant, SwitchAudit, TenantRecord, TenantStateUpdate,
 };
@@ -107,6 +115,8 @@ pub struct HealthCheck {
     settings: Settings,
     opened: Arc<Mutex<OpenedCredentials>>,
     wiring: Option<WiringGuard>,
+    /// Issue 15: reads the delivery records for the "connected but silent" check.
+    silence: Option<Arc<dyn DeliveryReader>>,
 }
 
 /// Issue 15: an automatic switch goes only to an endpoint that is ready, and for an endpoint
@@ -197,6 +207,7 @@ impl HealthCheck {
             settings,
             opened: Arc::default(),
             wiring: None,
+            silence: None,
         }
     }
 
@@ -204,6 +215,13 @@ impl HealthCheck {
     /// ([`WiringGuard`]).
     pub fn with_wiring_guard(mut self, guard: WiringGuard) -> Self {
         self.wiring = Some(guard);
+        self
+    }
+
+    /// Flags tenants "connected but silent" ([`wagate::health::silence`]) from their
+    /// `lastEventAt` and, when no event came in the window, their delivery records.
+    pub fn with_silence_check(mut self, deliveries: Arc<dyn DeliveryReader>) -> Self {
+        self.silence = Some(deliveries);
         self
     }
 
@@ -371,7 +389,7 @@ impl HealthCheck {
             let endpoints = self
                 .save_endpoints(&servers, &probes, now, &mut errors)
                 .await;
-            let state = Mutex::new((BTreeMap::new(), Vec::new(), 0usize, Vec::new()));
+            let state = Mutex::new((BTreeMap::new(), Vec::new(), 0usize, Vec::new(), Vec::new()));
             let settle = futures_util::stream::iter(tenants).for_each_concurrent(
                 self.settings.write_concurrency,
                 |rec| {
@@ -379,9 +397,12 @@ impl HealthCheck {
                     let state = &state;
                     async move {
                         let id = rec.config.tenant_id.to_string();
-                        let (outcome, audit, conflicts, blocked) =
+                        let (outcome, audit, conflicts, blocked, silent) =
                             self.settle(rec, probes, now).await;
                         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(flag) = silent {
+                            s.4.push((id.clone(), flag));
+                        }
                         s.0.insert(id, outcome);
                         s.1.extend(audit);
                         s.2 += conflicts;
@@ -392,12 +413,17 @@ impl HealthCheck {
             if tokio::time::timeout_at(deadline, settle).await.is_err() {
                 errors.push("the run reached its deadline before every tenant was written".into());
             }
-            let (outcomes, switches, conflicts, blocked) =
+            let (outcomes, switches, conflicts, blocked, mut silent) =
                 state.into_inner().unwrap_or_else(|p| p.into_inner());
-            (endpoints, outcomes, switches, conflicts, blocked, errors)
+            silent.sort_by(|a, b| a.0.cmp(&b.0));
+            (
+                endpoints, outcomes, switches, conflicts, blocked, silent, errors,
+            )
         };
-        let (history_unwritten, (endpoints, outcomes, switches, conflicts, blocked, mut errors)) =
-            tokio::join!(write_history, write_state);
+        let (
+            history_unwritten,
+            (endpoints, outcomes, switches, conflicts, blocked, silent, mut errors),
+        ) = tokio::join!(write_history, write_state);
         self.opened
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -417,6 +443,7 @@ impl HealthCheck {
             endpoints,
             switches,
             blocked,
+            silent,
             outcomes,
             conflicts,
             history_written: history.len() - history_unwritten.min(history.len()),
@@ -613,10 +640,113 @@ impl HealthCheck {
         Option<SwitchAudit>,
         usize,
         Option<SwitchBlocked>,
+        Option<SilentFlag>,
     ) {
         let mut held_back = None;
+        let (id, activity) = (rec.config.tenant_id.clone(), rec.activity.clone());
+        let active = match (rec.config.active_endpoint, &rec.config.backup) {
+            (EndpointRole::Backup, Some(b)) => b.clone(),
+            _ => rec.config.primary.clone(),
+        };
         let (outcome, audit, conflicts) = self.settle_with(rec, probes, now, &mut held_back).await;
-        (outcome, audit, conflicts, held_back)
+        let silent = match &outcome {
+            // The tenant is somewhere else now, or gone: the flag was about the old endpoint.
+            TenantOutcome::Switched(_) | TenantOutcome::Gone => None,
+            _ => {
+                let connected = device_connected(
+                    probes.get(active.endpoint_key()),
+                    active.device_id.as_deref(),
+                );
+                self.assess_silence(&id, connected, &activity, now).await
+            }
+        };
+        if silent.as_ref() != activity.silent.as_ref() && !matches!(outcome, TenantOutcome::Gone) {
+            self.record_silence(&id, silent.as_ref(), activity.silent.as_ref())
+                .await;
+        }
+        (outcome, audit, conflicts, held_back, silent)
+    }
+
+    /// The tenant's "connected but silent" verdict for this run (its stored flag when the
+    /// check is off or the delivery records cannot be read: missing information changes
+    /// nothing). Reads delivery records only for a connected device with no event noted in
+    /// the window.
+    async fn assess_silence(
+        &self,
+        id: &TenantId,
+        connected: bool,
+        activity: &TenantActivity,
+        now: OffsetDateTime,
+    ) -> Option<SilentFlag> {
+        let Some(deliveries) = &self.silence else {
+            return activity.silent.clone();
+        };
+        let window = self.settings.silent_window;
+        if !connected || silence::event_in_window(activity.last_event_at, now, window) {
+            return None;
+        }
+        let start = silence::window_start(now, window);
+        let mut records = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..SILENCE_PAGES {
+            let page = match deliveries
+                .recent(id, SILENCE_PAGE_SIZE, cursor.as_deref(), now)
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(tenant_id = %id, error = %e, "reading delivery records for the silence check failed");
+                    return activity.silent.clone();
+                }
+            };
+            let older = page.items.iter().any(|r| {
+                r.created_at
+                    .as_deref()
+                    .and_then(|t| {
+                        OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+                    .is_some_and(|t| t < start)
+            });
+            records.extend(page.items);
+            match page.next_cursor {
+                Some(c) if !older => cursor = Some(c),
+                _ => break,
+            }
+        }
+        let traffic = silence::traffic(&records, now, window);
+        silence::assess(
+            connected,
+            activity.last_event_at,
+            traffic,
+            activity.silent.as_ref(),
+            now,
+            window,
+        )
+    }
+
+    /// Stores a changed flag (one `UpdateItem` of `silent`), with a WARN when a tenant turns
+    /// silent and an INFO when it recovers.
+    async fn record_silence(
+        &self,
+        id: &TenantId,
+        flag: Option<&SilentFlag>,
+        before: Option<&SilentFlag>,
+    ) {
+        match (flag, before) {
+            (Some(f), None) => tracing::warn!(
+                tenant_id = %id,
+                sends_accepted = f.sends_accepted,
+                window_minutes = f.window_minutes,
+                last_event_at = ?f.last_event_at.map(timestamp::rfc3339),
+                "tenant is connected but silent: its server accepted sends and no receipt or inbound event arrived in the window"
+            ),
+            (None, Some(_)) => tracing::info!(tenant_id = %id, "tenant is no longer silent"),
+            _ => {}
+        }
+        if let Err(e) = self.store.set_silent(id, flag).await {
+            tracing::warn!(tenant_id = %id, error = %e, "writing the tenant's silent flag failed");
+        }
     }
 
     async fn settle_with(
@@ -749,6 +879,23 @@ impl HealthCheck {
             }
         }
     }
+}
+
+/// Delivery records read per page, and pages at most, by one tenant's silence check.
+const SILENCE_PAGE_SIZE: u32 = 100;
+const SILENCE_PAGES: usize = 3;
+
+/// Whether the probe shows the device (the server's single session when none is named)
+/// connected and logged in.
+fn device_connected(probe: Option<&ProbeResult>, device_id: Option<&str>) -> bool {
+    probe
+        .filter(|p| p.up)
+        .and_then(|p| p.devices.as_ref())
+        .is_some_and(|devices| {
+            devices
+                .iter()
+                .any(|d| device_id.is_none_or(|id| d.device_id == id) && d.connected && d.logged_in)
+        })
 }
 
 /// A tenant's endpoints: the primary, then the backup if any.

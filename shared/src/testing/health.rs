@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use super::{MemoryAudit, MemoryTenants, UNAVAILABLE, decode_cursor, encode_cursor};
+use crate::health::silence::SilentFlag;
 use crate::health::store::{
     HealthReader, HealthStore, HistoryWriteError, MonitoredTenant, SwitchAudit, TenantRecord,
     TenantStateUpdate, TenantStatusRecord,
@@ -99,6 +100,7 @@ impl MemoryHealth {
         TenantRecord {
             config: MonitoredTenant::from(&item.config),
             health: item.health,
+            activity: item.activity.clone(),
         }
     }
 }
@@ -201,6 +203,21 @@ impl HealthStore for MemoryHealth {
         Ok(())
     }
 
+    async fn set_silent(
+        &self,
+        tenant_id: &TenantId,
+        flag: Option<&SilentFlag>,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        match self.tenants.lock().get_mut(tenant_id) {
+            None => Err(StoreError::NotFound),
+            Some(i) => {
+                i.activity.silent = flag.cloned();
+                Ok(())
+            }
+        }
+    }
+
     async fn save_history(&self, points: &[HealthPoint]) -> Result<(), HistoryWriteError> {
         if self.history_fails.load(Ordering::SeqCst) || self.unavailable.load(Ordering::SeqCst) {
             return Err(HistoryWriteError {
@@ -229,6 +246,7 @@ impl HealthReader for MemoryHealth {
                 connection_status_at: i.connection_status_at.clone(),
                 health_checked_at: i.health_checked_at.clone(),
                 health: i.health,
+                activity: i.activity.clone(),
             }))
     }
 

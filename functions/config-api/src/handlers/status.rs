@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use wagate::audit::AuditEntry;
 use wagate::delivery::DeliveryRecord;
 use wagate::health::EndpointHealth;
+use wagate::health::silence::SilentFlag;
 use wagate::secrets::{Purpose, SealedSecret};
 use wagate::tenant::{ConnectionStatus, Credentials, EndpointRole, SealedConfig, TenantId};
 use wagate::timestamp::rfc3339;
@@ -83,6 +84,12 @@ pub struct TenantStatus {
     /// up, device logged in, webhook wired), read live; absent without a backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standby: Option<crate::handlers::devices::StandbyReadiness>,
+    /// When the ingress last accepted a webhook of the tenant (at most a minute late).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_at: Option<String>,
+    /// Issue 15: "connected but silent", as the health check last found it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silent: Option<SilentFlag>,
 }
 
 /// A stored secret that cannot be opened, by field.
@@ -251,6 +258,7 @@ pub async fn status(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
     // last check is the last probe of the tenant's active server (one record per server
     // and run), or, before any record exists, the tenant's last written check.
     let (stored_check_at, status_at) = (rec.health_checked_at, rec.connection_status_at);
+    let activity = rec.activity;
     let cfg = rec.config;
     let mut keys = vec![cfg.primary.base_url.clone()];
     if let Some(b) = &cfg.backup
@@ -335,6 +343,8 @@ pub async fn status(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
         recent_switches,
         recent_failures,
         webhook_url: app.webhook_url(req, &tenant),
+        last_event_at: activity.last_event_at.map(rfc3339),
+        silent: activity.silent,
     };
     to_json(StatusCode::OK, &body)
 }
