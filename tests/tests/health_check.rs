@@ -437,6 +437,9 @@ impl HealthStore for RacingStore {
     async fn put_audit(&self, record: &SwitchAudit) -> Result<(), StoreError> {
         self.inner.put_audit(record).await
     }
+    async fn put_note(&self, record: &wagate::audit::AuditEntry) -> Result<(), StoreError> {
+        self.inner.put_note(record).await
+    }
     async fn set_silent(
         &self,
         id: &TenantId,

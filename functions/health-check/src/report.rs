@@ -11,7 +11,7 @@ use wagate::health::store::SwitchAudit;
 use wagate::health::{EndpointHealth, SwitchKind};
 use wagate::runtime::metrics::{EmfLine, NAMESPACE, Unit};
 
-use crate::{SwitchBlocked, TenantOutcome};
+use crate::{RewireOutcome, SwitchBlocked, TenantOutcome};
 
 /// What one run did.
 #[derive(Debug, Clone)]
@@ -34,6 +34,9 @@ pub struct RunReport {
     /// Issue 15: tenants "connected but silent" after this run, by tenant id (each counts in
     /// the `SilentTenants` metric and has a line of its own).
     pub silent: Vec<(String, SilentFlag)>,
+    /// Issue 15: the newly active endpoints' device webhooks re-verified after this run's
+    /// switches (wired, repaired, or failed: a WARN and `WebhookRewireFailures`).
+    pub rewired: Vec<RewireOutcome>,
     pub outcomes: BTreeMap<String, TenantOutcome>,
     /// Version conflicts met (each followed by a re-read).
     pub conflicts: usize,
@@ -44,6 +47,11 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// Re-verifications after a switch with this result (`wired`, `repaired`, `failed`).
+    pub fn rewired_count(&self, result: &str) -> usize {
+        self.rewired.iter().filter(|r| r.result == result).count()
+    }
+
     pub fn count(&self, kind: SwitchKind) -> usize {
         self.switches.iter().filter(|s| s.action == kind).count()
     }
@@ -117,6 +125,16 @@ impl RunReport {
                 )
                 .metric("SwitchesBlocked", self.blocked.len() as f64, Unit::Count)
                 .metric("SilentTenants", self.silent.len() as f64, Unit::Count)
+                .metric(
+                    "WebhooksRewired",
+                    self.rewired_count("repaired") as f64,
+                    Unit::Count,
+                )
+                .metric(
+                    "WebhookRewireFailures",
+                    self.rewired_count("failed") as f64,
+                    Unit::Count,
+                )
                 .metric(
                     "RunDuration",
                     self.duration.as_millis() as f64,
@@ -203,6 +221,7 @@ mod tests {
             history_written: 2,
             history_unwritten: 0,
             blocked: Vec::new(),
+            rewired: Vec::new(),
             silent: vec![(
                 "t9".into(),
                 SilentFlag {

@@ -377,6 +377,20 @@ impl HealthStore for DynamoHealthStore {
         Ok(())
     }
 
+    async fn put_note(&self, record: &crate::audit::AuditEntry) -> Result<(), StoreError> {
+        let item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(record).map_err(backend)?;
+        self.client
+            .put_item()
+            .table_name(&self.audit_table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(tenantId)")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| backend(error_text(e)))
+    }
+
     async fn set_silent(
         &self,
         tenant_id: &TenantId,

@@ -148,6 +148,9 @@ pub trait HealthStore: Send + Sync {
     ) -> Result<HashMap<String, EndpointHealth>, StoreError>;
     async fn save_endpoints(&self, records: &[EndpointHealth]) -> Result<(), StoreError>;
     async fn put_audit(&self, record: &SwitchAudit) -> Result<(), StoreError>;
+    /// Appends an audit record that is not a switch (e.g. a webhook re-wired after a
+    /// failover): not in the switch index.
+    async fn put_note(&self, record: &crate::audit::AuditEntry) -> Result<(), StoreError>;
     /// Sets (or, with `None`, removes) the tenant's "connected but silent" flag: the
     /// `silent` attribute alone, on an existing item, never `version`.
     async fn set_silent(

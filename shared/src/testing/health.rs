@@ -203,6 +203,12 @@ impl HealthStore for MemoryHealth {
         Ok(())
     }
 
+    async fn put_note(&self, record: &crate::audit::AuditEntry) -> Result<(), StoreError> {
+        self.check()?;
+        self.audit.record(record.clone());
+        Ok(())
+    }
+
     async fn set_silent(
         &self,
         tenant_id: &TenantId,
