@@ -169,6 +169,76 @@ impl SecretChecks {
     }
 }
 
+/// How long one instance reuses a tenant's live standby readiness (same config version).
+pub const STANDBY_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// The status route's last live standby readiness of each tenant, by config version: within
+/// [`STANDBY_CACHE_TTL`], a status poll answers it again without calling the standby's
+/// server or opening its credential. A config change (new version) reads live at once; an
+/// `unverified` answer (KMS or the server could not be asked) is never kept.
+#[derive(Debug)]
+pub struct StandbyCache {
+    ttl: Duration,
+    kept: Mutex<HashMap<String, StandbyEntry>>,
+}
+
+impl Default for StandbyCache {
+    fn default() -> Self {
+        Self::with_ttl(STANDBY_CACHE_TTL)
+    }
+}
+
+type StandbyEntry = (
+    u64,
+    Instant,
+    Option<crate::handlers::devices::StandbyReadiness>,
+);
+
+impl StandbyCache {
+    /// A cache keeping answers `ttl` (`Duration::ZERO`: every status reads live).
+    pub fn with_ttl(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            kept: Mutex::default(),
+        }
+    }
+
+    fn get(
+        &self,
+        tenant: &str,
+        version: u64,
+    ) -> Option<Option<crate::handlers::devices::StandbyReadiness>> {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        match kept.get(tenant) {
+            Some((v, at, r)) if *v == version && at.elapsed() < self.ttl => Some(r.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(
+        &self,
+        tenant: &str,
+        version: u64,
+        readiness: &Option<crate::handlers::devices::StandbyReadiness>,
+    ) {
+        if self.ttl.is_zero()
+            || readiness
+                .as_ref()
+                .is_some_and(|r| r.reasons.iter().any(|x| x == "unverified"))
+        {
+            return;
+        }
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= SECRET_CHECKS_KEPT && !kept.contains_key(tenant) {
+            kept.clear();
+        }
+        kept.insert(
+            tenant.to_string(),
+            (version, Instant::now(), readiness.clone()),
+        );
+    }
+}
+
 fn unusable(field: String) -> UnusableSecret {
     UnusableSecret {
         field,
@@ -314,7 +384,14 @@ pub async fn status(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
         .collect();
     let unusable_secrets = unusable_secrets(app, &cfg).await;
     let standby = if unusable_secrets.is_empty() {
-        crate::handlers::devices::standby_readiness(app, req, &cfg).await?
+        match app.standby_cache.get(tenant.as_str(), cfg.version) {
+            Some(cached) => cached,
+            None => {
+                let live = crate::handlers::devices::standby_readiness(app, req, &cfg).await?;
+                app.standby_cache.put(tenant.as_str(), cfg.version, &live);
+                live
+            }
+        }
     } else {
         None
     };
