@@ -1127,13 +1127,15 @@ async function allTenants() {
 
 async function loadAdmin() {
   const gen = state.gen;
-  const [endpoints, servers, tenants, failovers] = await Promise.allSettled([
+  const [endpoints, servers, tenants, failovers, activity] = await Promise.allSettled([
     api("GET", "/admin/endpoints"),
     api("GET", "/admin/servers"),
     allTenants(),
     api("GET", "/admin/failovers?hours=24"),
+    api("GET", "/admin/tenant-activity"),
   ]);
   if (gen !== state.gen) return;
+  fleetActivity = activity.status === "fulfilled" ? activityByTenant(activity.value.items) : {};
   const capacity = {};
   if (servers.status === "fulfilled") for (const s of servers.value.items) capacity[s.baseUrl] = s;
   if (endpoints.status === "fulfilled") {
@@ -1209,6 +1211,7 @@ function renderTenants() {
         { title: "Active server", value: (t) => el("span", {}, t.activeEndpoint + " ", el("code", {}, t.activeEndpoint === "backup" && t.backup ? t.backup.baseUrl : t.primary.baseUrl)) },
         { title: "Backup", value: (t) => (t.backup ? "yes" : "no") },
         { title: "Sending", value: (t) => sendingShort(t) },
+        silenceColumn(),
         { title: "Settings", value: (t) => el("a", { href: "#/tenant/" + enc(t.tenantId) + "/settings" }, "edit") },
       ],
       rows.slice(0, 500),
@@ -1469,4 +1472,25 @@ function renderSilence(s) {
       " · " + f.sendsAccepted + " send(s) accepted in " + f.windowMinutes + " min, no receipt or inbound event. Relink the device (logout, then QR) or switch to the backup.",
     ),
   );
+}
+
+/** Each tenant's `silent` flag and `lastEventAt` (GET /admin/tenant-activity), by tenant id. */
+let fleetActivity = {};
+
+function activityByTenant(items) {
+  const out = {};
+  for (const a of items || []) out[a.tenantId] = a;
+  return out;
+}
+
+/** The fleet table's column for the health check's connected-but-silent flag. */
+function silenceColumn() {
+  return {
+    title: "Traffic",
+    value: (t) => {
+      const a = fleetActivity[t.tenantId];
+      if (a && a.silent) return el("span", { class: "badge bad", title: a.silent.sendsAccepted + " send(s) accepted, nothing back in " + a.silent.windowMinutes + " min" }, "silent");
+      return a && a.lastEventAt ? el("span", {}, "last event ", when(a.lastEventAt)) : "—";
+    },
+  };
 }

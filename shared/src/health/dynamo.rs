@@ -551,6 +551,40 @@ impl HealthReader for DynamoHealthStore {
             .collect())
     }
 
+    async fn all_activity(&self) -> Result<Vec<(TenantId, TenantActivity)>, StoreError> {
+        let (projection, names) = projection_of(["tenantId", "lastEventAt", "silent"].into_iter());
+        let items = all_pages(|start| {
+            let (projection, names) = (projection.clone(), names.clone());
+            async move {
+                let resp = self
+                    .client
+                    .scan()
+                    .table_name(&self.tenants_table)
+                    .projection_expression(projection)
+                    .set_expression_attribute_names(Some(names))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(error_text)?;
+                Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
+            }
+        })
+        .await
+        .map_err(backend)?;
+        Ok(items
+            .into_iter()
+            .filter_map(|item| {
+                let id = item
+                    .get("tenantId")?
+                    .as_s()
+                    .ok()?
+                    .parse::<TenantId>()
+                    .ok()?;
+                Some((id, activity_of(&item)))
+            })
+            .collect())
+    }
+
     async fn history(&self, key: &str, since: &str) -> Result<Vec<HealthPoint>, StoreError> {
         let Some(table) = &self.history_table else {
             return Ok(Vec::new());

@@ -197,6 +197,8 @@ pub trait HealthReader: Send + Sync {
     async fn endpoint(&self, key: &str) -> Result<Option<EndpointHealth>, StoreError>;
     /// Every server's health record, in no particular order.
     async fn all_endpoints(&self) -> Result<Vec<EndpointHealth>, StoreError>;
+    /// Every tenant's `lastEventAt` and `silent` flag (the fleet view), in no particular order.
+    async fn all_activity(&self) -> Result<Vec<(TenantId, TenantActivity)>, StoreError>;
     /// A server's history points at or after `since` (fixed-width RFC 3339 UTC, as the
     /// points' own `at`), oldest first.
     async fn history(&self, key: &str, since: &str) -> Result<Vec<HealthPoint>, StoreError>;

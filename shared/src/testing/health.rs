@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use super::{MemoryAudit, MemoryTenants, UNAVAILABLE, decode_cursor, encode_cursor};
-use crate::health::silence::SilentFlag;
+use crate::health::silence::{SilentFlag, TenantActivity};
 use crate::health::store::{
     HealthReader, HealthStore, HistoryWriteError, MonitoredTenant, SwitchAudit, TenantRecord,
     TenantStateUpdate, TenantStatusRecord,
@@ -264,6 +264,16 @@ impl HealthReader for MemoryHealth {
     async fn all_endpoints(&self) -> Result<Vec<EndpointHealth>, StoreError> {
         self.check()?;
         Ok(self.lock_endpoints().values().cloned().collect())
+    }
+
+    async fn all_activity(&self) -> Result<Vec<(TenantId, TenantActivity)>, StoreError> {
+        self.check()?;
+        Ok(self
+            .tenants
+            .lock()
+            .values()
+            .map(|i| (i.config.tenant_id.clone(), i.activity.clone()))
+            .collect())
     }
 
     async fn history(&self, key: &str, since: &str) -> Result<Vec<HealthPoint>, StoreError> {
