@@ -6,6 +6,7 @@
 mod health_common;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use gowa_sim::{DeviceState, DeviceWebhook};
 use health_check::{HealthCheck, Settings, WiringGuard};
@@ -14,6 +15,7 @@ use wagate::Secret;
 use wagate::health::Hysteresis;
 use wagate::runtime::config::PublicWebhookBase;
 use wagate::tenant::WebhookSecret;
+use wagate::tenant::store::StoreError;
 
 const BASE: &str = "https://hooks.wagate.test";
 const WIRED_SECRET: &str = "wired-secret-backup-0123456789abcdef";
@@ -123,4 +125,196 @@ async fn a_backup_wagate_never_wired_is_not_checked() {
         backup.requests_to("/devices/b/webhook").is_empty(),
         "the tenant's own forwarding is not read"
     );
+}
+
+/// A store that, when the failover is written, changes the backup device's webhook on the
+/// server behind wagate's back (after the readiness check passed, before the switch lands).
+struct ChangedBehindTheBack {
+    inner: Arc<dyn wagate::health::store::HealthStore>,
+    providers: wagate::provider::Providers,
+    backup: wagate::tenant::Endpoint<Secret>,
+    changed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl wagate::health::store::HealthStore for ChangedBehindTheBack {
+    async fn active_tenants_page(
+        &self,
+        cursor: Option<&str>,
+        page_size: u32,
+    ) -> Result<wagate::tenant::store::Page<wagate::health::store::TenantRecord>, StoreError> {
+        self.inner.active_tenants_page(cursor, page_size).await
+    }
+    async fn tenant(
+        &self,
+        id: &wagate::TenantId,
+    ) -> Result<Option<wagate::health::store::TenantRecord>, StoreError> {
+        self.inner.tenant(id).await
+    }
+    async fn write_tenant_state(
+        &self,
+        id: &wagate::TenantId,
+        expected_version: u64,
+        update: &wagate::health::store::TenantStateUpdate,
+    ) -> Result<(), StoreError> {
+        if update.switch_to.is_some() && !self.changed.swap(true, Ordering::SeqCst) {
+            let gowa = self
+                .providers
+                .get(wagate::tenant::ProviderKind::Gowa)
+                .unwrap();
+            let other = wagate::provider::DeviceWebhook {
+                url: "https://elsewhere.example.com/hook".into(),
+                secret: Secret::new("someone-elses-secret"),
+                events: Vec::new(),
+            };
+            gowa.set_webhook(wagate::provider::Target::from(&self.backup), &other)
+                .await
+                .unwrap();
+        }
+        self.inner
+            .write_tenant_state(id, expected_version, update)
+            .await
+    }
+    async fn endpoints(
+        &self,
+        keys: &[String],
+    ) -> Result<std::collections::HashMap<String, wagate::health::EndpointHealth>, StoreError> {
+        self.inner.endpoints(keys).await
+    }
+    async fn save_endpoints(
+        &self,
+        records: &[wagate::health::EndpointHealth],
+    ) -> Result<(), StoreError> {
+        self.inner.save_endpoints(records).await
+    }
+    async fn put_audit(
+        &self,
+        record: &wagate::health::store::SwitchAudit,
+    ) -> Result<(), StoreError> {
+        self.inner.put_audit(record).await
+    }
+    async fn put_note(&self, record: &wagate::audit::AuditEntry) -> Result<(), StoreError> {
+        self.inner.put_note(record).await
+    }
+    async fn set_silent(
+        &self,
+        id: &wagate::TenantId,
+        flag: Option<&wagate::health::silence::SilentFlag>,
+    ) -> Result<(), StoreError> {
+        self.inner.set_silent(id, flag).await
+    }
+    async fn save_history(
+        &self,
+        points: &[wagate::health::HealthPoint],
+    ) -> Result<(), wagate::health::store::HistoryWriteError> {
+        self.inner.save_history(points).await
+    }
+}
+
+#[tokio::test]
+async fn a_backup_webhook_changed_between_readiness_and_failover_is_repaired_after_the_failover() {
+    let fx = fx(quick()).await;
+    let primary = sim(&[("p", DeviceState::LoggedIn)]).await;
+    let backup = sim(&[("b", DeviceState::LoggedIn)]).await;
+    let mut cfg = config(
+        "acme",
+        endpoint(&primary, "p"),
+        Some(endpoint(&backup, "b")),
+    );
+    cfg.webhook_secrets.push(WebhookSecret {
+        id: "wired-backup-1796000000-00aa".into(),
+        secret: Secret::new(WIRED_SECRET),
+        expires_at: None,
+    });
+    fx.add(cfg).await;
+    // Wired and ready when the health check looks.
+    assert!(backup.set_device_webhook("b", Some(hook(WIRED_SECRET))));
+    let providers = wagate::provider::Providers::new(fx.http.clone());
+    let store = ChangedBehindTheBack {
+        inner: fx.store.clone(),
+        providers: providers.clone(),
+        backup: endpoint(&backup, "b"),
+        changed: Default::default(),
+    };
+    let check = HealthCheck::new(
+        Arc::new(store),
+        Arc::new(fx.sealer.clone()),
+        providers.clone(),
+        quick(),
+    )
+    .with_wiring_guard(WiringGuard {
+        configs: Arc::new(fx.tenants.clone()),
+        webhook_base: PublicWebhookBase::parse(BASE).unwrap(),
+    });
+
+    primary.set_down(true).await.unwrap();
+    let report = run(&check).await;
+
+    // The failover landed on the backup...
+    assert_eq!(report.switches.len(), 1, "{:?}", report.switches);
+    assert_eq!(s(&fx.item("acme").await, "activeEndpoint"), "backup");
+    // ...whose webhook, changed behind wagate's back, was read back and set again.
+    assert_eq!(report.rewired.len(), 1, "{:?}", report.rewired);
+    let r = &report.rewired[0];
+    assert_eq!(
+        (r.found.as_str(), r.result.as_str()),
+        ("points_elsewhere", "repaired")
+    );
+    assert!(!r.detail.contains(WIRED_SECRET));
+    let gowa = providers.get(wagate::tenant::ProviderKind::Gowa).unwrap();
+    let b = endpoint(&backup, "b");
+    let now = gowa
+        .get_webhook(wagate::provider::Target::from(&b))
+        .await
+        .unwrap();
+    assert_eq!(now.url, format!("{BASE}/webhooks/whatsapp/acme"));
+    assert_eq!(now.secret.expose(), WIRED_SECRET);
+    // Audited, and counted.
+    let audit = fx.audit("acme").await;
+    let note = audit
+        .iter()
+        .find(|i| {
+            i.get("action")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                == Some("rewire_webhook")
+        })
+        .expect("re-wiring audited");
+    assert!(!format!("{note:?}").contains(WIRED_SECRET));
+    let emf = report.emf_lines(time::OffsetDateTime::now_utc()).join("\n");
+    assert!(emf.contains("\"WebhooksRewired\":1"), "{emf}");
+    assert!(emf.contains("\"WebhookRewireFailures\":0"), "{emf}");
+}
+
+#[tokio::test]
+async fn a_failover_onto_a_still_wired_backup_reads_it_back_and_changes_nothing() {
+    let fx = fx(quick()).await;
+    let primary = sim(&[("p", DeviceState::LoggedIn)]).await;
+    let backup = sim(&[("b", DeviceState::LoggedIn)]).await;
+    let mut cfg = config(
+        "acme",
+        endpoint(&primary, "p"),
+        Some(endpoint(&backup, "b")),
+    );
+    cfg.webhook_secrets.push(WebhookSecret {
+        id: "wired-backup-1796000000-00aa".into(),
+        secret: Secret::new(WIRED_SECRET),
+        expires_at: None,
+    });
+    fx.add(cfg).await;
+    assert!(backup.set_device_webhook("b", Some(hook(WIRED_SECRET))));
+    let check = guarded(&fx);
+
+    primary.set_down(true).await.unwrap();
+    let report = run(&check).await;
+
+    assert_eq!(report.switches.len(), 1);
+    assert_eq!(report.rewired.len(), 1, "{:?}", report.rewired);
+    assert_eq!(report.rewired[0].result, "wired");
+    let patches = backup
+        .requests_to("/devices/b/webhook")
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .count();
+    assert_eq!(patches, 0, "nothing set when it reads back wired");
 }

@@ -653,6 +653,7 @@ fn ingress(api: &Api) -> webhook_ingress::App {
             Duration::ZERO,
         )),
         replay_window: wagate::inbound::verify::DEFAULT_REPLAY_WINDOW,
+        event_seen: None,
     }
 }
 

@@ -260,3 +260,77 @@ async fn the_page_is_served_without_a_token_as_one_document_and_nothing_else_is(
     let r = api.call(ApiEvent::new("GET", "/admin/endpoints")).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
+
+// ---------- connected but silent (issue 15): the tenant and fleet views ----------
+
+async fn flag_silent(api: &Api, tenant: &str) {
+    use wagate::health::store::HealthStore as _;
+    use wagate::tenant::store::EventSeenWriter as _;
+    let env = api.stack.env();
+    let store = wagate::health::dynamo::DynamoHealthStore::new(
+        api.stack.dynamodb.clone(),
+        api.stack.tenants_table(),
+        env["ENDPOINTS_TABLE"].clone(),
+        env["AUDIT_TABLE"].clone(),
+    );
+    let id: wagate::TenantId = tenant.parse().unwrap();
+    let flag = wagate::health::silence::SilentFlag {
+        since: ago(5).replace_nanosecond(0).unwrap(),
+        sends_accepted: 3,
+        window_minutes: 30,
+        last_event_at: Some(ago(90).replace_nanosecond(0).unwrap()),
+    };
+    store.set_silent(&id, Some(&flag)).await.unwrap();
+    let tenants = wagate::tenant::dynamo::DynamoTenantStore::new(
+        api.stack.dynamodb.clone(),
+        api.stack.tenants_table(),
+    );
+    tenants
+        .note_event_seen(&id, ago(90).replace_nanosecond(0).unwrap())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_status_and_the_fleet_show_a_silent_tenant() {
+    let api = api().await;
+    acme_with_backup(&api).await;
+    flag_silent(&api, "acme").await;
+
+    let r = api
+        .call(ApiEvent::new("GET", "/tenants/acme/status").bearer(&api.tenant("acme")))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let s = r.json();
+    assert_eq!(s["silent"]["sendsAccepted"], 3, "{s}");
+    assert_eq!(s["silent"]["windowMinutes"], 30);
+    assert!(s["lastEventAt"].is_string(), "{s}");
+
+    let r = api
+        .call(ApiEvent::new("GET", "/admin/tenant-activity").bearer(&api.admin()))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let items = r.json()["items"].clone();
+    assert_eq!(items.as_array().unwrap().len(), 1, "{items}");
+    assert_eq!(items[0]["tenantId"], "acme");
+    assert_eq!(items[0]["silent"]["sendsAccepted"], 3);
+}
+
+#[tokio::test]
+async fn the_fleet_activity_is_admin_only() {
+    let api = api().await;
+    acme_with_backup(&api).await;
+    let r = api
+        .call(ApiEvent::new("GET", "/admin/tenant-activity").bearer(&api.tenant("acme")))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let r = api
+        .call(ApiEvent::new("GET", "/admin/tenant-activity"))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    // A tenant that never was silent shows no flag.
+    let r = api
+        .call(ApiEvent::new("GET", "/admin/tenant-activity").bearer(&api.admin()))
+        .await;
+    assert_eq!(r.json()["items"], json!([{"tenantId": "acme"}]));
+}

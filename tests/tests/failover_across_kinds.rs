@@ -271,6 +271,7 @@ fn ingress(fx: &Fx) -> webhook_ingress::App {
             Duration::ZERO,
         )),
         replay_window: wagate::inbound::verify::DEFAULT_REPLAY_WINDOW,
+        event_seen: None,
     }
 }
 

@@ -437,6 +437,16 @@ impl HealthStore for RacingStore {
     async fn put_audit(&self, record: &SwitchAudit) -> Result<(), StoreError> {
         self.inner.put_audit(record).await
     }
+    async fn put_note(&self, record: &wagate::audit::AuditEntry) -> Result<(), StoreError> {
+        self.inner.put_note(record).await
+    }
+    async fn set_silent(
+        &self,
+        id: &TenantId,
+        flag: Option<&wagate::health::silence::SilentFlag>,
+    ) -> Result<(), StoreError> {
+        self.inner.set_silent(id, flag).await
+    }
     async fn save_history(&self, points: &[HealthPoint]) -> Result<(), HistoryWriteError> {
         self.inner.save_history(points).await
     }

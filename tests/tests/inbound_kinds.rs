@@ -86,6 +86,7 @@ async fn ingress() -> Ingress {
             Duration::from_secs(0),
         )),
         replay_window: Duration::from_secs(300),
+        event_seen: None,
     };
     Ingress {
         stack,

@@ -641,6 +641,7 @@ fn ingress(stack: &Stack) -> Ingress {
             Duration::ZERO,
         )),
         replay_window: wagate::inbound::verify::DEFAULT_REPLAY_WINDOW,
+        event_seen: None,
     };
     Ingress { app, queue_url }
 }

@@ -638,6 +638,7 @@ async fn ingress_over_http(stack: &wagate_tests::Stack) -> (String, tokio::task:
             limiter: webhook_ingress::RateLimiter::default(),
             receipts: Arc::new(p.receipts.clone()),
             replay_window: wagate::inbound::verify::DEFAULT_REPLAY_WINDOW,
+            event_seen: None,
         };
         let mut ev =
             ApiEvent::new("POST", &format!("/webhooks/whatsapp/{tenant}")).raw_body(body.to_vec());
@@ -1392,7 +1393,10 @@ async fn the_status_says_whether_the_backup_is_ready_and_why_not() {
     let backup = gowa_sim::start(SimConfig::default().basic_auth("admin", PASSWORD))
         .await
         .unwrap();
-    let api = bare_api().await;
+    let mut api = bare_api().await;
+    // This test follows live changes made seconds apart: the status's 30 s standby cache is
+    // off here (it has its own test below).
+    api.app.standby_cache = config_api::handlers::status::StandbyCache::with_ttl(Duration::ZERO);
     let r = api
         .create(&json!({
             "provider": "gowa", "primary": endpoint_on(&primary, "acme-1"),
@@ -1447,6 +1451,56 @@ async fn the_status_says_whether_the_backup_is_ready_and_why_not() {
     let s = standby_of(&api).await;
     assert_eq!(s["ready"], false, "{s}");
     assert_eq!(s["reasons"], json!(["server_down"]), "{s}");
+}
+
+#[tokio::test]
+async fn two_status_polls_within_the_window_ask_the_standby_server_once() {
+    let primary = sim_with(&["acme-1"]).await;
+    let backup = sim_with(&["acme-2"]).await;
+    let api = bare_api().await;
+    let body = json!({
+        "provider": "gowa", "primary": endpoint_on(&primary, "acme-1"),
+        "backup": endpoint_on(&backup, "acme-2"),
+        "webhookSecrets": [{"id": "s1", "secret": "webhook-secret-1"}]
+    });
+    let r = api.create(&body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    backup.clear_requests();
+    api.stack.counter.reset();
+
+    let first = standby_of(&api).await;
+    let asked = backup.requests().len();
+    let decrypts = api.stack.counter.count_op("KMS", "Decrypt");
+    let second = standby_of(&api).await;
+
+    assert!(asked >= 1, "the first poll reads the standby live");
+    assert_eq!(
+        backup.requests().len(),
+        asked,
+        "the second poll asks the server nothing"
+    );
+    assert_eq!(
+        api.stack.counter.count_op("KMS", "Decrypt"),
+        decrypts,
+        "nor opens its credential again"
+    );
+    assert_eq!(first, second);
+
+    // A new config version reads live at once.
+    let cur = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
+        .await
+        .json();
+    let mut next = body.clone();
+    next["version"] = cur["version"].clone();
+    next["limits"] = json!({"outboundPerMinute": 20});
+    let r = call(&api, "PUT", "/tenants/acme/whatsapp-config", Some(next)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    backup.clear_requests();
+    let _ = standby_of(&api).await;
+    assert!(
+        !backup.requests().is_empty(),
+        "a changed config is read live"
+    );
 }
 
 async fn standby_of(api: &Api) -> Value {

@@ -68,6 +68,7 @@ async fn acks_move_the_record_from_sent_to_delivered_to_read_and_never_back() {
             Duration::from_secs(0),
         )),
         replay_window: wagate::inbound::verify::DEFAULT_REPLAY_WINDOW,
+        event_seen: None,
     };
     let post = |body: Vec<u8>| {
         let sig = sign_sha256(WEBHOOK_SECRET, &body);

@@ -18,7 +18,7 @@ use wagate::tenant::dynamo::DynamoTenantStore;
 use wagate::tenant::store::TenantConfigStore;
 use wagate::tenant::*;
 use wagate_tests::{ApiEvent, LogCapture, Stack, drain_queue, workspace_root};
-use webhook_ingress::{App, RateLimiter, SqsSink};
+use webhook_ingress::{App, EVENT_SEEN_WRITE_INTERVAL, EventSeen, RateLimiter, SqsSink};
 
 /// Expected signatures from ../shared/contracts/README.md (copied with the samples).
 const SAMPLES: &[(&str, &str, &str)] = &[
@@ -113,6 +113,11 @@ async fn ingress() -> Ingress {
             Duration::from_secs(0),
         )),
         replay_window: wagate::inbound::verify::DEFAULT_REPLAY_WINDOW,
+        // As deployed: `lastEventAt` noted at most once per tenant per minute.
+        event_seen: Some(Arc::new(EventSeen::new(
+            Arc::new(store.clone()),
+            EVENT_SEEN_WRITE_INTERVAL,
+        ))),
     };
     Ingress {
         stack,
@@ -818,7 +823,8 @@ async fn warm_path_makes_no_dynamodb_or_kms_call_and_one_sqs_call() {
     let i = ingress().await;
     i.add_tenant(TenantSpec::new("acme", "secret")).await;
     let (name, sig, _) = SAMPLES[0];
-    // Cold: the cache loads the tenant once.
+    // Cold: the cache loads the tenant once, and the tenant's first event of the minute is
+    // noted (`lastEventAt`, one UpdateItem).
     i.stack.counter.reset();
     assert_eq!(
         i.post(webhook("acme", &sample(name), Some(sig)))
@@ -827,6 +833,8 @@ async fn warm_path_makes_no_dynamodb_or_kms_call_and_one_sqs_call() {
         StatusCode::OK
     );
     assert_eq!(i.stack.counter.count_op("DynamoDB", "GetItem"), 1);
+    assert_eq!(i.stack.counter.count_op("DynamoDB", "UpdateItem"), 1);
+    // Within the minute, the note was made: the warm webhooks below write nothing.
     for n in 0..10 {
         i.stack.counter.reset();
         let body = format!(r#"{{"event":"message","payload":{{"id":"warm-{n}","body":"hi"}}}}"#);
@@ -867,8 +875,121 @@ async fn cold_webhook_costs_one_get_one_decrypt_one_send_and_never_opens_the_ser
     assert_eq!(c.count_op("DynamoDB", "GetItem"), 1, "{:?}", c.calls());
     assert_eq!(c.count_op("KMS", "Decrypt"), 1, "{:?}", c.calls());
     assert_eq!(c.count_op("SQS", "SendMessage"), 1, "{:?}", c.calls());
-    assert_eq!(c.total(), 3, "nothing else: {:?}", c.calls());
+    // The tenant's first event of the minute: its `lastEventAt` (issue 15).
+    assert_eq!(c.count_op("DynamoDB", "UpdateItem"), 1, "{:?}", c.calls());
+    assert_eq!(c.total(), 4, "nothing else: {:?}", c.calls());
     assert_eq!(i.queued().await.len(), 1);
+}
+
+// ---------- last event seen (issue 15, "connected but silent") ----------
+
+async fn last_event_at(i: &Ingress, tenant: &str) -> Option<String> {
+    i.stack
+        .dynamodb
+        .get_item()
+        .table_name(i.stack.tenants_table())
+        .key(
+            "tenantId",
+            aws_sdk_dynamodb::types::AttributeValue::S(tenant.into()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .and_then(|item| item.get("lastEventAt").and_then(|v| v.as_s().ok()).cloned())
+}
+
+fn warm_body(n: usize) -> (Vec<u8>, String) {
+    let body = format!(r#"{{"event":"message","payload":{{"id":"seen-{n}","body":"hi"}}}}"#);
+    let sig = sign_sha256(b"secret", body.as_bytes());
+    (body.into_bytes(), sig)
+}
+
+#[tokio::test]
+async fn many_webhooks_of_one_tenant_within_a_minute_write_its_last_event_once() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    i.add_tenant(TenantSpec::new("globex", "secret")).await;
+    assert_eq!(last_event_at(&i, "acme").await, None);
+    i.stack.counter.reset();
+
+    for n in 0..20 {
+        let (body, sig) = warm_body(n);
+        assert_eq!(
+            i.post(webhook("acme", &body, Some(&sig))).await.status,
+            StatusCode::OK
+        );
+    }
+
+    let c = &i.stack.counter;
+    assert_eq!(c.count_op("DynamoDB", "UpdateItem"), 1, "{:?}", c.calls());
+    assert_eq!(c.count_op("SQS", "SendMessage"), 20);
+    let noted = last_event_at(&i, "acme")
+        .await
+        .expect("lastEventAt written");
+    let at = OffsetDateTime::parse(&noted, &time::format_description::well_known::Rfc3339).unwrap();
+    assert!(
+        (OffsetDateTime::now_utc() - at).whole_minutes() < 5,
+        "{noted}"
+    );
+    // Another tenant's events are its own: one write for it too, none more for acme.
+    i.stack.counter.reset();
+    for n in 20..25 {
+        let (body, sig) = warm_body(n);
+        assert_eq!(
+            i.post(webhook("globex", &body, Some(&sig))).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(c.count_op("DynamoDB", "UpdateItem"), 1, "{:?}", c.calls());
+    assert!(last_event_at(&i, "globex").await.is_some());
+    assert_eq!(last_event_at(&i, "acme").await, Some(noted));
+}
+
+#[tokio::test]
+async fn the_last_event_is_written_again_once_the_interval_has_passed() {
+    let mut i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    let store = DynamoTenantStore::new(i.stack.dynamodb.clone(), i.stack.tenants_table());
+    // A short interval so the test need not wait a minute; sleeping longer than it can only
+    // make the second write more certain.
+    let interval = Duration::from_millis(200);
+    i.app.event_seen = Some(Arc::new(EventSeen::new(Arc::new(store), interval)));
+    i.stack.counter.reset();
+    let (body, sig) = warm_body(1);
+    assert_eq!(
+        i.post(webhook("acme", &body, Some(&sig))).await.status,
+        StatusCode::OK
+    );
+    let (body, sig) = warm_body(2);
+    assert_eq!(
+        i.post(webhook("acme", &body, Some(&sig))).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(i.stack.counter.count_op("DynamoDB", "UpdateItem"), 1);
+    tokio::time::sleep(interval * 2).await;
+    let (body, sig) = warm_body(3);
+    assert_eq!(
+        i.post(webhook("acme", &body, Some(&sig))).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(i.stack.counter.count_op("DynamoDB", "UpdateItem"), 2);
+}
+
+#[tokio::test]
+async fn a_refused_webhook_notes_no_event() {
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    i.stack.counter.reset();
+    let (body, _) = warm_body(1);
+    let r = i
+        .post(webhook("acme", &body, Some(&sign_sha256(b"wrong", &body))))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(i.stack.counter.count_op("DynamoDB", "UpdateItem"), 0);
+    assert_eq!(last_event_at(&i, "acme").await, None);
+    assert!(i.queued().await.is_empty());
 }
 
 // ---------- log budget ----------

@@ -342,6 +342,7 @@ async function loadTenant(tenant) {
   renderStatus(s);
   renderUnusableSecrets(s);
   renderStandby(s);
+  renderSilence(s);
   loadDevices(tenant, s);
   if (history.status === "fulfilled") {
     renderChart(history.value, s);
@@ -1126,13 +1127,15 @@ async function allTenants() {
 
 async function loadAdmin() {
   const gen = state.gen;
-  const [endpoints, servers, tenants, failovers] = await Promise.allSettled([
+  const [endpoints, servers, tenants, failovers, activity] = await Promise.allSettled([
     api("GET", "/admin/endpoints"),
     api("GET", "/admin/servers"),
     allTenants(),
     api("GET", "/admin/failovers?hours=24"),
+    api("GET", "/admin/tenant-activity"),
   ]);
   if (gen !== state.gen) return;
+  fleetActivity = activity.status === "fulfilled" ? activityByTenant(activity.value.items) : {};
   const capacity = {};
   if (servers.status === "fulfilled") for (const s of servers.value.items) capacity[s.baseUrl] = s;
   if (endpoints.status === "fulfilled") {
@@ -1208,6 +1211,7 @@ function renderTenants() {
         { title: "Active server", value: (t) => el("span", {}, t.activeEndpoint + " ", el("code", {}, t.activeEndpoint === "backup" && t.backup ? t.backup.baseUrl : t.primary.baseUrl)) },
         { title: "Backup", value: (t) => (t.backup ? "yes" : "no") },
         { title: "Sending", value: (t) => sendingShort(t) },
+        silenceColumn(),
         { title: "Settings", value: (t) => el("a", { href: "#/tenant/" + enc(t.tenantId) + "/settings" }, "edit") },
       ],
       rows.slice(0, 500),
@@ -1446,4 +1450,47 @@ function startPolling(tenant, role, endpoint) {
       /* the next tick tries again */
     }
   }, 2000);
+}
+
+// ---------------------------------------------------------------------------------------
+// Connected but silent (issue 15): the health check's flag on the tenant and fleet views
+// ---------------------------------------------------------------------------------------
+
+/** The status's `silent` flag and `lastEventAt`: a device that says connected, delivers nothing. */
+function renderSilence(s) {
+  $("status-facts").append(el("dt", {}, "Last event received"), el("dd", { id: "last-event" }, s.lastEventAt ? when(s.lastEventAt) : "none noted yet"));
+  if (!s.silent) return;
+  const f = s.silent;
+  $("status-facts").append(
+    el("dt", {}, "Silent"),
+    el(
+      "dd",
+      { id: "silent" },
+      el("span", { class: "badge bad" }, "connected but silent"),
+      " since ",
+      when(f.since),
+      " · " + f.sendsAccepted + " send(s) accepted in " + f.windowMinutes + " min, no receipt or inbound event. Relink the device (logout, then QR) or switch to the backup.",
+    ),
+  );
+}
+
+/** Each tenant's `silent` flag and `lastEventAt` (GET /admin/tenant-activity), by tenant id. */
+let fleetActivity = {};
+
+function activityByTenant(items) {
+  const out = {};
+  for (const a of items || []) out[a.tenantId] = a;
+  return out;
+}
+
+/** The fleet table's column for the health check's connected-but-silent flag. */
+function silenceColumn() {
+  return {
+    title: "Traffic",
+    value: (t) => {
+      const a = fleetActivity[t.tenantId];
+      if (a && a.silent) return el("span", { class: "badge bad", title: a.silent.sendsAccepted + " send(s) accepted, nothing back in " + a.silent.windowMinutes + " min" }, "silent");
+      return a && a.lastEventAt ? el("span", {}, "last event ", when(a.lastEventAt)) : "—";
+    },
+  };
 }

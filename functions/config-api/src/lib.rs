@@ -74,6 +74,10 @@ pub struct App {
     pub webhook_base: PublicWebhookBase,
     /// The status route's memory of which stored secrets KMS refuses, by config version.
     pub secret_checks: handlers::status::SecretChecks,
+    /// The status route's memory of each tenant's live standby readiness, by config version
+    /// (issue 15: a dashboard polling the status does not call the standby's server and
+    /// open its credential on every poll).
+    pub standby_cache: handlers::status::StandbyCache,
 }
 
 impl App {
@@ -95,6 +99,7 @@ impl App {
             http,
             webhook_base,
             secret_checks: Default::default(),
+            standby_cache: Default::default(),
         }
     }
 

@@ -25,8 +25,8 @@ use crate::App;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::handlers::{
-    backup, config, connection, dashboard, devices, migrations, placement, rotation, servers,
-    status,
+    activity, backup, config, connection, dashboard, devices, migrations, placement, rotation,
+    servers, status,
 };
 use crate::request::percent_decode;
 
@@ -129,6 +129,7 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/tenants/{tenantId}/devices/{role}/webhook", Tenant, devices::webhook),
     route!(GET "/admin/endpoints", AdminAfterMethod, servers::endpoints),
     route!(GET "/admin/failovers", AdminAfterMethod, dashboard::failovers),
+    route!(GET "/admin/tenant-activity", AdminAfterMethod, activity::list),
     route!(GET "/admin/export", AdminAfterMethod, backup::export),
     route!(POST "/admin/import", AdminAfterMethod, backup::import),
     route!(GET "/admin/servers", Admin, servers::list),

@@ -24,6 +24,15 @@
 //!    consistently and decides again on the same probe results; every switch writes an audit
 //!    record and a WARN log line.
 //!
+//!    After every switch, the newly active endpoint's device webhook (where wagate wired it)
+//!    is read back and, when no longer wired, set again and audited ([`RewireOutcome`],
+//!    metrics `WebhooksRewired` and `WebhookRewireFailures`).
+//! 6. per tenant whose active device reports connected, the "connected but silent" check
+//!    ([`wagate::health::silence`]): no event noted (`lastEventAt`) in the window, so its
+//!    delivery records of the window are read (newest first, at most 300); sends accepted
+//!    and no receipt flag it `silent` (one `UpdateItem` when the flag changes, a WARN, and
+//!    the `SilentTenants` metric).
+//!
 //! The report ([`RunReport`]) renders CloudWatch EMF lines: one per endpoint, one per switch
 //! and one for the run (see docs/health-check.md).
 
@@ -40,6 +49,8 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use wagate::delivery::store::DeliveryReader;
+use wagate::health::silence::{self, SilentFlag, TenantActivity};
 use wagate::health::store::{
     AUDIT_ACTOR, HealthStore, MonitoredTenant, SwitchAudit, TenantRecord, TenantStateUpdate,
 };
@@ -90,6 +101,16 @@ pub enum TenantOutcome {
     Failed(String),
 }
 
+/// What settling one tenant did.
+struct Settled {
+    outcome: TenantOutcome,
+    audit: Option<SwitchAudit>,
+    conflicts: usize,
+    blocked: Option<SwitchBlocked>,
+    silent: Option<SilentFlag>,
+    rewired: Option<RewireOutcome>,
+}
+
 /// An automatic switch the health check did not make: the target was not ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwitchBlocked {
@@ -107,6 +128,8 @@ pub struct HealthCheck {
     settings: Settings,
     opened: Arc<Mutex<OpenedCredentials>>,
     wiring: Option<WiringGuard>,
+    /// Issue 15: reads the delivery records for the "connected but silent" check.
+    silence: Option<Arc<dyn DeliveryReader>>,
 }
 
 /// Issue 15: an automatic switch goes only to an endpoint that is ready, and for an endpoint
@@ -119,6 +142,31 @@ pub struct HealthCheck {
 pub struct WiringGuard {
     pub configs: Arc<dyn wagate::tenant::store::TenantConfigReader>,
     pub webhook_base: wagate::runtime::config::PublicWebhookBase,
+}
+
+/// A wagate-wired endpoint, opened for checking or repairing its device webhook.
+struct WiredTarget {
+    kind: ProviderKind,
+    endpoint: Endpoint<Secret>,
+    url: String,
+    /// Every current webhook secret of the tenant (what the ingress accepts).
+    accepted: Vec<Secret>,
+    /// The wired secret wagate pushes for this role, and its id.
+    pushed: Secret,
+    pushed_id: String,
+}
+
+/// Issue 15: the newly active endpoint's device webhook, re-verified after a switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewireOutcome {
+    pub tenant_id: String,
+    pub role: EndpointRole,
+    /// What the read-back found: `wired`, `missing`, `points_elsewhere`, `secret_mismatch`,
+    /// `events_filtered`, or `unverified` (it could not be read).
+    pub found: String,
+    /// `wired` (nothing to do), `repaired` or `failed`.
+    pub result: String,
+    pub detail: String,
 }
 
 /// Id prefix of the webhook secrets the config API generates when it wires a device.
@@ -197,6 +245,7 @@ impl HealthCheck {
             settings,
             opened: Arc::default(),
             wiring: None,
+            silence: None,
         }
     }
 
@@ -207,11 +256,23 @@ impl HealthCheck {
         self
     }
 
-    /// Whether `to` may take the tenant's traffic as far as its webhook wiring goes: `Ok` when
-    /// it is wired (or wagate never wired it, or no guard is set), `Err(why)` otherwise.
-    async fn wiring_ready(&self, id: &TenantId, to: EndpointRole) -> Result<(), String> {
+    /// Flags tenants "connected but silent" ([`wagate::health::silence`]) from their
+    /// `lastEventAt` and, when no event came in the window, their delivery records.
+    pub fn with_silence_check(mut self, deliveries: Arc<dyn DeliveryReader>) -> Self {
+        self.silence = Some(deliveries);
+        self
+    }
+
+    /// What checking (or repairing) `to`'s device webhook needs, when wagate wired it: `None`
+    /// when no guard is set, wagate never wired it (no current `wired-<role>-` secret) or the
+    /// endpoint opts out (`webhookWiring: manual`).
+    async fn wired_target(
+        &self,
+        id: &TenantId,
+        to: EndpointRole,
+    ) -> Result<Option<WiredTarget>, String> {
         let Some(guard) = &self.wiring else {
-            return Ok(());
+            return Ok(None);
         };
         let cfg = match guard.configs.get(id).await {
             Ok(Some(cfg)) => cfg,
@@ -224,13 +285,16 @@ impl HealthCheck {
             EndpointRole::Backup => "backup",
         };
         let prefix = format!("{WIRED_PREFIX}{role}-");
-        if !cfg
+        // The secret wagate pushes for this role: the current one without an end (a newer
+        // wiring sets an end on the one it replaces), else the one that lasts longest.
+        let Some(wired) = cfg
             .webhook_secrets
             .iter()
-            .any(|w| w.id.starts_with(&prefix) && w.is_current(now))
-        {
-            return Ok(());
-        }
+            .filter(|w| w.id.starts_with(&prefix) && w.is_current(now))
+            .max_by_key(|w| (w.expires_at.is_none(), w.expires_at))
+        else {
+            return Ok(None);
+        };
         let Some(endpoint) = (match to {
             EndpointRole::Primary => Some(&cfg.primary),
             EndpointRole::Backup => cfg.backup.as_ref(),
@@ -239,7 +303,7 @@ impl HealthCheck {
         };
         if endpoint.webhook_wiring == wagate::tenant::WebhookWiring::Manual {
             // The tenant's own forwarding: reported by the config API, never judged here.
-            return Ok(());
+            return Ok(None);
         }
         let Some(url) = guard.webhook_base.webhook_url(id, None) else {
             return Err("PUBLIC_WEBHOOK_BASE_URL is not set: the wiring cannot be checked".into());
@@ -255,29 +319,52 @@ impl HealthCheck {
             })
             .await?;
         let mut accepted = Vec::new();
+        let mut pushed = None;
         for w in cfg.webhook_secrets.iter().filter(|w| w.is_current(now)) {
-            accepted.push(
-                self.sealer
-                    .open(tenant, Purpose::WebhookSecret, &w.secret)
-                    .await
-                    .map_err(|e| format!("opening a webhook secret failed: {e}"))?,
-            );
+            let opened = self
+                .sealer
+                .open(tenant, Purpose::WebhookSecret, &w.secret)
+                .await
+                .map_err(|e| format!("opening a webhook secret failed: {e}"))?;
+            if w.id == wired.id {
+                pushed = Some(opened.clone());
+            }
+            accepted.push(opened);
         }
-        let refs: Vec<&Secret> = accepted.iter().collect();
+        let Some(pushed) = pushed else {
+            return Err("the wired webhook secret could not be opened".into());
+        };
         let kind = endpoint.provider.unwrap_or(cfg.provider);
-        let Some(provider) = self.providers.get(kind) else {
-            return Err(format!("no client for provider {}", kind.as_str()));
+        Ok(Some(WiredTarget {
+            kind,
+            endpoint: Endpoint {
+                base_url: endpoint.base_url.clone(),
+                credentials,
+                device_id: endpoint.device_id.clone(),
+                region: endpoint.region.clone(),
+                provider: endpoint.provider,
+                webhook_source_cidrs: endpoint.webhook_source_cidrs.clone(),
+                webhook_wiring: endpoint.webhook_wiring,
+            },
+            url,
+            accepted,
+            pushed,
+            pushed_id: wired.id.clone(),
+        }))
+    }
+
+    /// Whether `to` may take the tenant's traffic as far as its webhook wiring goes: `Ok` when
+    /// it is wired (or wagate never wired it, or no guard is set), `Err(why)` otherwise.
+    async fn wiring_ready(&self, id: &TenantId, to: EndpointRole) -> Result<(), String> {
+        let Some(t) = self.wired_target(id, to).await? else {
+            return Ok(());
         };
-        let opened = Endpoint {
-            base_url: endpoint.base_url.clone(),
-            credentials,
-            device_id: endpoint.device_id.clone(),
-            region: endpoint.region.clone(),
-            provider: endpoint.provider,
-            webhook_source_cidrs: endpoint.webhook_source_cidrs.clone(),
-            webhook_wiring: endpoint.webhook_wiring,
+        let Some(provider) = self.providers.get(t.kind) else {
+            return Err(format!("no client for provider {}", t.kind.as_str()));
         };
-        match wagate::provider::wiring::inspect(provider, Target::from(&opened), &url, &refs).await
+        let refs: Vec<&Secret> = t.accepted.iter().collect();
+        match wagate::provider::wiring::inspect(provider, Target::from(&t.endpoint), &t.url, &refs)
+            .await
         {
             Ok(wagate::provider::wiring::WiringState::Wired) => Ok(()),
             Ok(state) => Err(format!(
@@ -287,6 +374,103 @@ impl HealthCheck {
             )),
             Err(e) => Err(format!("its device webhook could not be read: {e}")),
         }
+    }
+
+    /// Issue 15: after a failover or failback is recorded, the newly active endpoint's device
+    /// webhook is read back; when wagate wired it and it is no longer wired (missing, pointing
+    /// elsewhere, another secret), it is set again with the wired secret wagate holds and read
+    /// back, and the repair is audited. `None` when there is nothing to verify (no guard, not
+    /// wagate-wired, manual).
+    async fn reverify_after_switch(
+        &self,
+        id: &TenantId,
+        to: EndpointRole,
+        kind: SwitchKind,
+    ) -> Option<RewireOutcome> {
+        let outcome = |found: &str, result: &str, detail: String| RewireOutcome {
+            tenant_id: id.to_string(),
+            role: to,
+            found: found.to_string(),
+            result: result.to_string(),
+            detail,
+        };
+        let t = match self.wired_target(id, to).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return None,
+            Err(why) => return Some(outcome("unverified", "failed", why)),
+        };
+        let Some(provider) = self.providers.get(t.kind) else {
+            return Some(outcome(
+                "unverified",
+                "failed",
+                format!("no client for provider {}", t.kind.as_str()),
+            ));
+        };
+        let refs: Vec<&Secret> = t.accepted.iter().collect();
+        let target = Target::from(&t.endpoint);
+        let found = match wagate::provider::wiring::inspect(provider, target, &t.url, &refs).await {
+            Ok(wagate::provider::wiring::WiringState::Wired) => {
+                return Some(outcome(
+                    "wired",
+                    "wired",
+                    "read back after the switch".into(),
+                ));
+            }
+            Ok(state) => state.as_str().to_string(),
+            Err(e) => {
+                return Some(outcome(
+                    "unverified",
+                    "failed",
+                    format!("the device webhook could not be read: {e}"),
+                ));
+            }
+        };
+        let result = wagate::provider::wiring::wire(provider, target, &t.url, &t.pushed).await;
+        let (res, detail) = match &result {
+            Ok(()) => (
+                "repaired",
+                format!(
+                    "{}: device webhook was {found} after the {}; set again with secret {} (read back and compared)",
+                    to.as_str(),
+                    kind.as_str(),
+                    t.pushed_id
+                ),
+            ),
+            Err(e) => (
+                "failed",
+                format!(
+                    "{}: device webhook was {found} after the {}; repair failed ({}): {e}",
+                    to.as_str(),
+                    kind.as_str(),
+                    e.code()
+                ),
+            ),
+        };
+        let now = OffsetDateTime::now_utc();
+        let note = wagate::audit::AuditEntry {
+            tenant_id: id.to_string(),
+            at: wagate::audit::audit_key(now),
+            who: AUDIT_ACTOR.into(),
+            action: "rewire_webhook".into(),
+            fields: Vec::new(),
+            version_before: None,
+            version_after: None,
+            detail: Some(detail.clone()),
+            from: None,
+            to: Some(to.as_str().to_string()),
+            from_endpoint: None,
+            to_endpoint: Some(t.endpoint.base_url.clone()),
+            reason: Some(format!("device webhook {found} after {}", kind.as_str())),
+        };
+        if let Err(e) = self.store.put_note(&note).await {
+            tracing::error!(tenant_id = %id, error = %e, "writing the re-wiring audit record failed");
+        }
+        if result.is_ok() {
+            tracing::warn!(tenant_id = %id, role = to.as_str(), found = %found, "device webhook re-wired after the switch");
+        } else {
+            tracing::warn!(tenant_id = %id, role = to.as_str(), found = %found, detail = %detail, "device webhook is not wired after the switch and could not be repaired: events from the newly active server may be refused");
+        }
+        Some(outcome(&found, res, detail))
     }
 
     pub fn settings(&self) -> Settings {
@@ -371,7 +555,14 @@ impl HealthCheck {
             let endpoints = self
                 .save_endpoints(&servers, &probes, now, &mut errors)
                 .await;
-            let state = Mutex::new((BTreeMap::new(), Vec::new(), 0usize, Vec::new()));
+            let state = Mutex::new((
+                BTreeMap::new(),
+                Vec::new(),
+                0usize,
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            ));
             let settle = futures_util::stream::iter(tenants).for_each_concurrent(
                 self.settings.write_concurrency,
                 |rec| {
@@ -379,25 +570,33 @@ impl HealthCheck {
                     let state = &state;
                     async move {
                         let id = rec.config.tenant_id.to_string();
-                        let (outcome, audit, conflicts, blocked) =
-                            self.settle(rec, probes, now).await;
+                        let done = self.settle(rec, probes, now).await;
                         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-                        s.0.insert(id, outcome);
-                        s.1.extend(audit);
-                        s.2 += conflicts;
-                        s.3.extend(blocked);
+                        if let Some(flag) = done.silent {
+                            s.4.push((id.clone(), flag));
+                        }
+                        s.5.extend(done.rewired);
+                        s.0.insert(id, done.outcome);
+                        s.1.extend(done.audit);
+                        s.2 += done.conflicts;
+                        s.3.extend(done.blocked);
                     }
                 },
             );
             if tokio::time::timeout_at(deadline, settle).await.is_err() {
                 errors.push("the run reached its deadline before every tenant was written".into());
             }
-            let (outcomes, switches, conflicts, blocked) =
+            let (outcomes, switches, conflicts, blocked, mut silent, rewired) =
                 state.into_inner().unwrap_or_else(|p| p.into_inner());
-            (endpoints, outcomes, switches, conflicts, blocked, errors)
+            silent.sort_by(|a, b| a.0.cmp(&b.0));
+            (
+                endpoints, outcomes, switches, conflicts, blocked, silent, rewired, errors,
+            )
         };
-        let (history_unwritten, (endpoints, outcomes, switches, conflicts, blocked, mut errors)) =
-            tokio::join!(write_history, write_state);
+        let (
+            history_unwritten,
+            (endpoints, outcomes, switches, conflicts, blocked, silent, rewired, mut errors),
+        ) = tokio::join!(write_history, write_state);
         self.opened
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -417,6 +616,8 @@ impl HealthCheck {
             endpoints,
             switches,
             blocked,
+            silent,
+            rewired,
             outcomes,
             conflicts,
             history_written: history.len() - history_unwritten.min(history.len()),
@@ -608,15 +809,122 @@ impl HealthCheck {
         rec: TenantRecord,
         probes: &HashMap<String, ProbeResult>,
         now: OffsetDateTime,
-    ) -> (
-        TenantOutcome,
-        Option<SwitchAudit>,
-        usize,
-        Option<SwitchBlocked>,
-    ) {
+    ) -> Settled {
         let mut held_back = None;
-        let (outcome, audit, conflicts) = self.settle_with(rec, probes, now, &mut held_back).await;
-        (outcome, audit, conflicts, held_back)
+        let (id, activity) = (rec.config.tenant_id.clone(), rec.activity.clone());
+        let active = match (rec.config.active_endpoint, &rec.config.backup) {
+            (EndpointRole::Backup, Some(b)) => b.clone(),
+            _ => rec.config.primary.clone(),
+        };
+        let mut rewired = None;
+        let (outcome, audit, conflicts) = self
+            .settle_with(rec, probes, now, &mut held_back, &mut rewired)
+            .await;
+        let silent = match &outcome {
+            // The tenant is somewhere else now, or gone: the flag was about the old endpoint.
+            TenantOutcome::Switched(_) | TenantOutcome::Gone => None,
+            _ => {
+                let connected = device_connected(
+                    probes.get(active.endpoint_key()),
+                    active.device_id.as_deref(),
+                );
+                self.assess_silence(&id, connected, &activity, now).await
+            }
+        };
+        if silent.as_ref() != activity.silent.as_ref() && !matches!(outcome, TenantOutcome::Gone) {
+            self.record_silence(&id, silent.as_ref(), activity.silent.as_ref())
+                .await;
+        }
+        Settled {
+            outcome,
+            audit,
+            conflicts,
+            blocked: held_back,
+            silent,
+            rewired,
+        }
+    }
+
+    /// The tenant's "connected but silent" verdict for this run (its stored flag when the
+    /// check is off or the delivery records cannot be read: missing information changes
+    /// nothing). Reads delivery records only for a connected device with no event noted in
+    /// the window.
+    async fn assess_silence(
+        &self,
+        id: &TenantId,
+        connected: bool,
+        activity: &TenantActivity,
+        now: OffsetDateTime,
+    ) -> Option<SilentFlag> {
+        let Some(deliveries) = &self.silence else {
+            return activity.silent.clone();
+        };
+        let window = self.settings.silent_window;
+        if !connected || silence::event_in_window(activity.last_event_at, now, window) {
+            return None;
+        }
+        let start = silence::window_start(now, window);
+        let mut records = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..SILENCE_PAGES {
+            let page = match deliveries
+                .recent(id, SILENCE_PAGE_SIZE, cursor.as_deref(), now)
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(tenant_id = %id, error = %e, "reading delivery records for the silence check failed");
+                    return activity.silent.clone();
+                }
+            };
+            let older = page.items.iter().any(|r| {
+                r.created_at
+                    .as_deref()
+                    .and_then(|t| {
+                        OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+                    .is_some_and(|t| t < start)
+            });
+            records.extend(page.items);
+            match page.next_cursor {
+                Some(c) if !older => cursor = Some(c),
+                _ => break,
+            }
+        }
+        let traffic = silence::traffic(&records, now, window);
+        silence::assess(
+            connected,
+            activity.last_event_at,
+            traffic,
+            activity.silent.as_ref(),
+            now,
+            window,
+        )
+    }
+
+    /// Stores a changed flag (one `UpdateItem` of `silent`), with a WARN when a tenant turns
+    /// silent and an INFO when it recovers.
+    async fn record_silence(
+        &self,
+        id: &TenantId,
+        flag: Option<&SilentFlag>,
+        before: Option<&SilentFlag>,
+    ) {
+        match (flag, before) {
+            (Some(f), None) => tracing::warn!(
+                tenant_id = %id,
+                sends_accepted = f.sends_accepted,
+                window_minutes = f.window_minutes,
+                last_event_at = ?f.last_event_at.map(timestamp::rfc3339),
+                "tenant is connected but silent: its server accepted sends and no receipt or inbound event arrived in the window"
+            ),
+            (None, Some(_)) => tracing::info!(tenant_id = %id, "tenant is no longer silent"),
+            _ => {}
+        }
+        if let Err(e) = self.store.set_silent(id, flag).await {
+            tracing::warn!(tenant_id = %id, error = %e, "writing the tenant's silent flag failed");
+        }
     }
 
     async fn settle_with(
@@ -625,6 +933,7 @@ impl HealthCheck {
         probes: &HashMap<String, ProbeResult>,
         now: OffsetDateTime,
         held_back: &mut Option<SwitchBlocked>,
+        rewired: &mut Option<RewireOutcome>,
     ) -> (TenantOutcome, Option<SwitchAudit>, usize) {
         let id = rec.config.tenant_id.clone();
         let mut conflicts = 0;
@@ -728,6 +1037,8 @@ impl HealthCheck {
                         // The switch is stored; the log line above is the record of it.
                         tracing::error!(tenant_id = %id, error = %e, "writing the audit record failed");
                     }
+                    // Issue 15: the newly active endpoint's webhook, read back (and repaired).
+                    *rewired = self.reverify_after_switch(&id, s.to, s.kind).await;
                     return (TenantOutcome::Switched(s.kind), Some(audit), conflicts);
                 }
                 Err(StoreError::Conflict) => {
@@ -749,6 +1060,23 @@ impl HealthCheck {
             }
         }
     }
+}
+
+/// Delivery records read per page, and pages at most, by one tenant's silence check.
+const SILENCE_PAGE_SIZE: u32 = 100;
+const SILENCE_PAGES: usize = 3;
+
+/// Whether the probe shows the device (the server's single session when none is named)
+/// connected and logged in.
+fn device_connected(probe: Option<&ProbeResult>, device_id: Option<&str>) -> bool {
+    probe
+        .filter(|p| p.up)
+        .and_then(|p| p.devices.as_ref())
+        .is_some_and(|devices| {
+            devices
+                .iter()
+                .any(|d| device_id.is_none_or(|id| d.device_id == id) && d.connected && d.logged_in)
+        })
 }
 
 /// A tenant's endpoints: the primary, then the backup if any.

@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use time::OffsetDateTime;
+use wagate::health::silence::SilentFlag;
 use wagate::health::store::SwitchAudit;
 use wagate::health::{EndpointHealth, SwitchKind};
 use wagate::runtime::metrics::{EmfLine, NAMESPACE, Unit};
 
-use crate::{SwitchBlocked, TenantOutcome};
+use crate::{RewireOutcome, SwitchBlocked, TenantOutcome};
 
 /// What one run did.
 #[derive(Debug, Clone)]
@@ -30,6 +31,12 @@ pub struct RunReport {
     /// webhook, which wagate wired, is no longer wired); each is a WARN and counts in the
     /// `SwitchesBlocked` metric.
     pub blocked: Vec<SwitchBlocked>,
+    /// Issue 15: tenants "connected but silent" after this run, by tenant id (each counts in
+    /// the `SilentTenants` metric and has a line of its own).
+    pub silent: Vec<(String, SilentFlag)>,
+    /// Issue 15: the newly active endpoints' device webhooks re-verified after this run's
+    /// switches (wired, repaired, or failed: a WARN and `WebhookRewireFailures`).
+    pub rewired: Vec<RewireOutcome>,
     pub outcomes: BTreeMap<String, TenantOutcome>,
     /// Version conflicts met (each followed by a re-read).
     pub conflicts: usize,
@@ -40,6 +47,11 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// Re-verifications after a switch with this result (`wired`, `repaired`, `failed`).
+    pub fn rewired_count(&self, result: &str) -> usize {
+        self.rewired.iter().filter(|r| r.result == result).count()
+    }
+
     pub fn count(&self, kind: SwitchKind) -> usize {
         self.switches.iter().filter(|s| s.action == kind).count()
     }
@@ -78,6 +90,19 @@ impl RunReport {
                     .render(now),
             );
         }
+        for (tenant, flag) in &self.silent {
+            out.push(
+                EmfLine::new(NAMESPACE)
+                    .dimension("Function", "health-check")
+                    .dimension("Silent", "tenant")
+                    .metric("SilentTenant", 1.0, Unit::Count)
+                    .property("tenantId", tenant.clone())
+                    .property("sendsAccepted", flag.sends_accepted)
+                    .property("windowMinutes", flag.window_minutes)
+                    .property("since", wagate::timestamp::rfc3339(flag.since))
+                    .render(now),
+            );
+        }
         out.push(
             EmfLine::new(NAMESPACE)
                 .dimension("Function", "health-check")
@@ -99,6 +124,17 @@ impl RunReport {
                     Unit::Count,
                 )
                 .metric("SwitchesBlocked", self.blocked.len() as f64, Unit::Count)
+                .metric("SilentTenants", self.silent.len() as f64, Unit::Count)
+                .metric(
+                    "WebhooksRewired",
+                    self.rewired_count("repaired") as f64,
+                    Unit::Count,
+                )
+                .metric(
+                    "WebhookRewireFailures",
+                    self.rewired_count("failed") as f64,
+                    Unit::Count,
+                )
                 .metric(
                     "RunDuration",
                     self.duration.as_millis() as f64,
@@ -121,6 +157,7 @@ impl RunReport {
             "serversNotProbed": self.servers_not_probed,
             "failovers": self.count(SwitchKind::Failover),
             "failbacks": self.count(SwitchKind::Failback),
+            "silentTenants": self.silent.len(),
             "durationMs": self.duration.as_millis() as u64,
         })
     }
@@ -134,6 +171,7 @@ impl RunReport {
             failovers = self.count(SwitchKind::Failover),
             failbacks = self.count(SwitchKind::Failback),
             switches_blocked = self.blocked.len(),
+            silent_tenants = self.silent.len(),
             conflicts = self.conflicts,
             errors = self.errors.len(),
             duration_ms = self.duration.as_millis() as u64,
@@ -183,6 +221,16 @@ mod tests {
             history_written: 2,
             history_unwritten: 0,
             blocked: Vec::new(),
+            rewired: Vec::new(),
+            silent: vec![(
+                "t9".into(),
+                SilentFlag {
+                    since: datetime!(2026-01-01 0:00 UTC),
+                    sends_accepted: 4,
+                    window_minutes: 30,
+                    last_event_at: None,
+                },
+            )],
             errors: vec!["x".into()],
         }
     }
@@ -193,16 +241,21 @@ mod tests {
             report().summary(),
             serde_json::json!({
                 "tenants": 3, "serversProbed": 2, "serversNotProbed": 1,
-                "failovers": 2, "failbacks": 1, "durationMs": 1234
+                "failovers": 2, "failbacks": 1, "silentTenants": 1, "durationMs": 1234
             })
         );
     }
 
     #[test]
-    fn one_emf_line_per_switch_and_one_for_the_run() {
+    fn one_emf_line_per_switch_and_silent_tenant_and_one_for_the_run() {
         let lines = report().emf_lines(datetime!(2026-01-01 0:01 UTC));
-        assert_eq!(lines.len(), 3 + 1);
+        assert_eq!(lines.len(), 3 + 1 + 1);
         let run: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+        assert_eq!(run["SilentTenants"], 1.0);
+        let silent: serde_json::Value = serde_json::from_str(&lines[3]).unwrap();
+        assert_eq!(silent["tenantId"], "t9");
+        assert_eq!(silent["SilentTenant"], 1.0);
+        assert_eq!(silent["sendsAccepted"], 4);
         assert_eq!(run["Failovers"], 2.0);
         assert_eq!(run["Failbacks"], 1.0);
         assert_eq!(run["ServersNotProbed"], 1.0);

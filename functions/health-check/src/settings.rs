@@ -22,6 +22,9 @@ pub struct Environment {
     /// `PUBLIC_WEBHOOK_BASE_URL` (optional): with it, an automatic switch to an endpoint
     /// wagate wired waits until its device webhook reads back as wired.
     pub webhook_base: PublicWebhookBase,
+    /// `MESSAGES_TABLE` (optional): with it, the "connected but silent" check reads the
+    /// delivery records of tenants with no event in the window.
+    pub messages_table: Option<String>,
 }
 
 impl FromEnv for Environment {
@@ -33,7 +36,9 @@ impl FromEnv for Environment {
         let history_table = env.required("HEALTH_HISTORY_TABLE");
         let settings = Settings::read(env);
         let webhook_base = PublicWebhookBase::read(env);
+        let messages_table = env.optional("MESSAGES_TABLE");
         Some(Environment {
+            messages_table,
             app: app?,
             endpoints_table: endpoints_table?,
             audit_table: audit_table?,
@@ -68,6 +73,10 @@ pub struct Settings {
     /// How long an opened server credential is reused by later runs of a warm instance
     /// (`Duration::ZERO`: opened every run).
     pub credential_ttl: Duration,
+    /// `HEALTH_SILENT_WINDOW_MINUTES` (default 30, 5 to 1440): a tenant whose connected
+    /// device had sends accepted and nothing back (no receipt, no inbound event) over this
+    /// window is flagged "connected but silent".
+    pub silent_window: Duration,
 }
 
 impl Default for Settings {
@@ -82,6 +91,7 @@ impl Default for Settings {
             write_reserve: Duration::from_secs(15),
             conflict_retries: 3,
             credential_ttl: Duration::from_secs(15 * 60),
+            silent_window: wagate::health::silence::DEFAULT_WINDOW,
         }
     }
 }
@@ -112,7 +122,22 @@ impl Settings {
             d.write_concurrency,
             "a whole number",
         );
-        let (n, m, timeout, conc, wconc) = (n?, m?, timeout?, conc?, wconc?);
+        let silent = env.parse_or::<u64>(
+            "HEALTH_SILENT_WINDOW_MINUTES",
+            d.silent_window.as_secs() / 60,
+            "a whole number of minutes",
+        );
+        let (n, m, timeout, conc, wconc, silent) = (n?, m?, timeout?, conc?, wconc?, silent?);
+        let (lo, hi) = (
+            wagate::health::silence::MIN_WINDOW_MINUTES,
+            wagate::health::silence::MAX_WINDOW_MINUTES,
+        );
+        if !(lo..=hi).contains(&silent) {
+            env.problem(format!(
+                "HEALTH_SILENT_WINDOW_MINUTES must be between {lo} and {hi} minutes (got {silent})"
+            ));
+            return None;
+        }
         for (name, v) in [
             ("HEALTH_FAILOVER_AFTER", n as u64),
             ("HEALTH_FAILBACK_AFTER", m as u64),
@@ -133,6 +158,7 @@ impl Settings {
             probe_timeout: Duration::from_millis(timeout),
             concurrency: conc,
             write_concurrency: wconc,
+            silent_window: Duration::from_secs(silent * 60),
             ..d
         })
     }
@@ -229,6 +255,38 @@ mod tests {
         assert!(Settings::read(&mut e).is_none());
         let err = e.finish().unwrap_err();
         assert_eq!(err.0.len(), 2, "{err}");
+    }
+
+    #[test]
+    fn the_silent_window_defaults_to_30_minutes_and_out_of_range_is_refused() {
+        let mut e = env(&[("HEALTH_SILENT_WINDOW_MINUTES", "45")]);
+        assert_eq!(
+            Settings::read(&mut e).unwrap().silent_window,
+            Duration::from_secs(45 * 60)
+        );
+        assert_eq!(
+            Settings::default().silent_window,
+            Duration::from_secs(30 * 60)
+        );
+        for bad in ["0", "4", "1441", "-3", "half an hour"] {
+            let mut pairs = ALL.to_vec();
+            pairs.push(("HEALTH_SILENT_WINDOW_MINUTES", bad));
+            let err = env(&pairs)
+                .settings(Environment::read)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("HEALTH_SILENT_WINDOW_MINUTES"), "{bad}: {err}");
+        }
+        let mut pairs = ALL.to_vec();
+        pairs.push(("HEALTH_SILENT_WINDOW_MINUTES", "1441"));
+        let err = env(&pairs)
+            .settings(Environment::read)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("between 5 and 1440 minutes (got 1441)"),
+            "{err}"
+        );
     }
 
     #[test]

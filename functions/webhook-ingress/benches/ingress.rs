@@ -151,6 +151,7 @@ fn bench(c: &mut Criterion) {
         limiter: RateLimiter::default(),
         receipts: Arc::new(NoReceipts),
         replay_window: wagate::inbound::verify::DEFAULT_REPLAY_WINDOW,
+        event_seen: None,
     };
     let opened = rt
         .block_on(wagate::tenant::cache::open_config(&PlainSealer, sealed))

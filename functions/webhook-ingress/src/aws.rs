@@ -1,4 +1,5 @@
-//! The ingress over AWS: DynamoDB for tenant configs and delivery receipts, KMS for the
+//! The ingress over AWS: DynamoDB for tenant configs, delivery receipts and each tenant's
+//! `lastEventAt`, KMS for the
 //! webhook secrets, SQS for the inbound queue ([`crate::SqsSink`]).
 
 use std::sync::Arc;
@@ -23,6 +24,8 @@ pub fn app(sdk: &SdkConfig, env: Environment) -> App {
     } = env;
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let store = DynamoTenantStore::new(dynamodb.clone(), app.tenants_table);
+    let event_seen =
+        crate::EventSeen::new(Arc::new(store.clone()), crate::EVENT_SEEN_WRITE_INTERVAL);
     // Only `apply_receipt` is reachable through `ReceiptRecorder`: no rate table, and the
     // retention is irrelevant to receipts (they never create records).
     let receipts = DynamoDeliveryStore::new(dynamodb, messages_table, "", Duration::from_secs(0));
@@ -37,5 +40,6 @@ pub fn app(sdk: &SdkConfig, env: Environment) -> App {
         limiter: RateLimiter::default(),
         receipts: Arc::new(receipts),
         replay_window,
+        event_seen: Some(Arc::new(event_seen)),
     }
 }

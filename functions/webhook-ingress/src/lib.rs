@@ -29,9 +29,11 @@
 //! decodes the body itself, because `lambda_http`'s own conversion panics (an invocation
 //! error, a 5xx at API Gateway) on a body flagged base64 that is not.
 //! The warm path makes no DynamoDB and no KMS call (the config cache answers) and exactly
-//! one SQS call; the cold path adds one GetItem and one KMS Decrypt per webhook secret (the
+//! one SQS call, except at most one `UpdateItem` of the tenant's `lastEventAt` per tenant per
+//! minute per instance ([`EventSeen`]); the cold path adds one GetItem and one KMS Decrypt per webhook secret (the
 //! server credentials are never opened here: [`cache_settings`]).
 
+mod activity;
 pub mod aws;
 mod limiter;
 pub mod settings;
@@ -56,6 +58,7 @@ use wagate::runtime::apigw;
 use wagate::tenant::OpenedConfig;
 use wagate::tenant::cache::{CacheError, CacheSettings, ConfigCache, Opens};
 
+pub use activity::{EVENT_SEEN_WRITE_INTERVAL, EventSeen};
 pub use limiter::RateLimiter;
 pub use sink::{EventSink, MAX_QUEUE_MESSAGE_BYTES, SinkError};
 pub use sqs::SqsSink;
@@ -89,6 +92,10 @@ pub struct App {
     /// and signed body `timestamp`, Evolution's JWT `iat` (`INBOUND_REPLAY_WINDOW_SECONDS`,
     /// default 300).
     pub replay_window: std::time::Duration,
+    /// Notes the tenant's last accepted webhook (`lastEventAt`), at most once per tenant per
+    /// minute per instance: the one DynamoDB write the warm path may make ([`EventSeen`]).
+    /// `None`: never noted (the health check then cannot clear a "silent" flag by events).
+    pub event_seen: Option<Arc<EventSeen>>,
 }
 
 /// Why a webhook was refused. Each maps to one status; none echoes internals.
@@ -470,13 +477,18 @@ async fn process(
             }
         }
     }
-    app.sink
+    let sqs_id = app
+        .sink
         .send(&accepted.event, &dedup, accepted.body)
         .await
         .map_err(|e| {
             warn!(error = %e, "inbound queue send failed");
             IngressError::QueueUnavailable
-        })
+        })?;
+    if let Some(seen) = &app.event_seen {
+        seen.note(&tenant, now()).await;
+    }
+    Ok(sqs_id)
 }
 
 /// Meta's verification `GET` on the tenant's webhook URL: `hub.mode=subscribe`,

@@ -36,6 +36,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::silence::{SilentFlag, TenantActivity};
 use super::store::{
     HealthReader, HealthStore, HistoryWriteError, SwitchAudit, TenantRecord, TenantStateUpdate,
     TenantStatusRecord,
@@ -60,6 +61,7 @@ pub const TENANT_ATTRIBUTES_WRITTEN: &[&str] = &[
     "healthPrimarySuccesses",
     "activeEndpoint",
     "updatedAt",
+    "silent",
 ];
 
 /// `BatchWriteItem` requests of health-history points in flight at once.
@@ -80,6 +82,8 @@ pub const TENANT_ATTRIBUTES_READ: &[&str] = &[
     "version",
     "healthActiveFailures",
     "healthPrimarySuccesses",
+    "lastEventAt",
+    "silent",
 ];
 
 /// The DynamoDB implementation.
@@ -121,6 +125,7 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 
 fn record(item: HashMap<String, AttributeValue>) -> Result<TenantRecord, StoreError> {
     let health: TenantHealth = serde_dynamo::from_item(item.clone()).unwrap_or_default();
+    let activity = activity_of(&item);
     let tenant_id = match item.get("tenantId") {
         Some(AttributeValue::S(s)) => s.clone(),
         _ => String::from("?"),
@@ -129,7 +134,23 @@ fn record(item: HashMap<String, AttributeValue>) -> Result<TenantRecord, StoreEr
         tenant_id,
         source: Box::new(e),
     })?;
-    Ok(TenantRecord { config, health })
+    Ok(TenantRecord {
+        config,
+        health,
+        activity,
+    })
+}
+
+/// `lastEventAt` and `silent` of a tenant item; an unreadable value reads as absent (an
+/// observation, never a reason to skip the tenant).
+fn activity_of(item: &HashMap<String, AttributeValue>) -> TenantActivity {
+    let mut part = HashMap::new();
+    for k in ["lastEventAt", "silent"] {
+        if let Some(v) = item.get(k) {
+            part.insert(k.to_string(), v.clone());
+        }
+    }
+    serde_dynamo::from_item(part).unwrap_or_default()
 }
 
 /// `ProjectionExpression` and its names for [`TENANT_ATTRIBUTES_READ`].
@@ -356,6 +377,47 @@ impl HealthStore for DynamoHealthStore {
         Ok(())
     }
 
+    async fn put_note(&self, record: &crate::audit::AuditEntry) -> Result<(), StoreError> {
+        let item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(record).map_err(backend)?;
+        self.client
+            .put_item()
+            .table_name(&self.audit_table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(tenantId)")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| backend(error_text(e)))
+    }
+
+    async fn set_silent(
+        &self,
+        tenant_id: &TenantId,
+        flag: Option<&SilentFlag>,
+    ) -> Result<(), StoreError> {
+        let req = self
+            .client
+            .update_item()
+            .table_name(&self.tenants_table)
+            .key("tenantId", AttributeValue::S(tenant_id.to_string()))
+            .condition_expression("attribute_exists(tenantId)");
+        let req = match flag {
+            Some(f) => req
+                .update_expression("SET silent = :f")
+                .expression_attribute_values(
+                    ":f",
+                    serde_dynamo::to_attribute_value(f).map_err(backend)?,
+                ),
+            None => req.update_expression("REMOVE silent"),
+        };
+        match conditional(req.send().await) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(StoreError::NotFound),
+            Err(e) => Err(StoreError::Backend(e)),
+        }
+    }
+
     async fn put_audit(&self, record: &SwitchAudit) -> Result<(), StoreError> {
         let mut item: HashMap<String, AttributeValue> =
             serde_dynamo::to_item(record).map_err(backend)?;
@@ -455,7 +517,9 @@ impl HealthReader for DynamoHealthStore {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0),
         };
+        let activity = activity_of(&item);
         Ok(Some(TenantStatusRecord {
+            activity,
             config: from_item(item)?,
             connection_status_at,
             health_checked_at,
@@ -484,6 +548,40 @@ impl HealthReader for DynamoHealthStore {
             .map_err(backend)?
             .into_iter()
             .filter_map(|item| serde_dynamo::from_item::<_, EndpointHealth>(item).ok())
+            .collect())
+    }
+
+    async fn all_activity(&self) -> Result<Vec<(TenantId, TenantActivity)>, StoreError> {
+        let (projection, names) = projection_of(["tenantId", "lastEventAt", "silent"].into_iter());
+        let items = all_pages(|start| {
+            let (projection, names) = (projection.clone(), names.clone());
+            async move {
+                let resp = self
+                    .client
+                    .scan()
+                    .table_name(&self.tenants_table)
+                    .projection_expression(projection)
+                    .set_expression_attribute_names(Some(names))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(error_text)?;
+                Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
+            }
+        })
+        .await
+        .map_err(backend)?;
+        Ok(items
+            .into_iter()
+            .filter_map(|item| {
+                let id = item
+                    .get("tenantId")?
+                    .as_s()
+                    .ok()?
+                    .parse::<TenantId>()
+                    .ok()?;
+                Some((id, activity_of(&item)))
+            })
             .collect())
     }
 
@@ -639,6 +737,20 @@ mod tests {
             AttributeValue::N("0".into()),
         );
         item.insert("healthCheckedAt".into(), AttributeValue::S("x".into()));
+        item.insert(
+            "lastEventAt".into(),
+            AttributeValue::S("2026-01-01T00:05:00Z".into()),
+        );
+        let flag = SilentFlag {
+            since: datetime!(2026-01-01 1:00 UTC),
+            sends_accepted: 3,
+            window_minutes: 30,
+            last_event_at: None,
+        };
+        item.insert(
+            "silent".into(),
+            serde_dynamo::to_attribute_value(&flag).unwrap(),
+        );
         // What DynamoDB returns for the projection.
         item.retain(|k, _| TENANT_ATTRIBUTES_READ.contains(&k.as_str()));
         assert_eq!(item.len(), TENANT_ATTRIBUTES_READ.len(), "{item:?}");
@@ -658,6 +770,11 @@ mod tests {
             }
         );
         assert_eq!(rec.health.active_failures, 2);
+        assert_eq!(
+            rec.activity.last_event_at,
+            Some(datetime!(2026-01-01 0:05 UTC))
+        );
+        assert_eq!(rec.activity.silent, Some(flag));
         let (expr, names) = projection();
         assert_eq!(names.len(), TENANT_ATTRIBUTES_READ.len());
         assert_eq!(expr.split(", ").count(), TENANT_ATTRIBUTES_READ.len());

@@ -30,6 +30,7 @@
 
 pub mod dynamo;
 pub mod records;
+pub mod silence;
 pub mod store;
 
 use serde::{Deserialize, Serialize};

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::silence::{SilentFlag, TenantActivity};
 use super::{EndpointHealth, HealthPoint, SwitchKind, TenantHealth};
 use crate::secrets::SealedSecret;
 use crate::tenant::store::{Page, StoreError};
@@ -45,6 +46,8 @@ pub struct MonitoredTenant {
 pub struct TenantRecord {
     pub config: MonitoredTenant,
     pub health: TenantHealth,
+    /// `lastEventAt` (the ingress's note) and `silent` (this check's flag).
+    pub activity: TenantActivity,
 }
 
 /// What one run writes to one tenant.
@@ -145,6 +148,16 @@ pub trait HealthStore: Send + Sync {
     ) -> Result<HashMap<String, EndpointHealth>, StoreError>;
     async fn save_endpoints(&self, records: &[EndpointHealth]) -> Result<(), StoreError>;
     async fn put_audit(&self, record: &SwitchAudit) -> Result<(), StoreError>;
+    /// Appends an audit record that is not a switch (e.g. a webhook re-wired after a
+    /// failover): not in the switch index.
+    async fn put_note(&self, record: &crate::audit::AuditEntry) -> Result<(), StoreError>;
+    /// Sets (or, with `None`, removes) the tenant's "connected but silent" flag: the
+    /// `silent` attribute alone, on an existing item, never `version`.
+    async fn set_silent(
+        &self,
+        tenant_id: &TenantId,
+        flag: Option<&SilentFlag>,
+    ) -> Result<(), StoreError>;
     /// Appends these health-history points (one per probed server and run). On failure,
     /// says how many were not written.
     async fn save_history(&self, points: &[HealthPoint]) -> Result<(), HistoryWriteError>;
@@ -167,6 +180,8 @@ pub struct TenantStatusRecord {
     /// When the health check last wrote the tenant (RFC 3339), if it ever did.
     pub health_checked_at: Option<String>,
     pub health: TenantHealth,
+    /// The ingress's `lastEventAt` and the health check's `silent` flag.
+    pub activity: TenantActivity,
 }
 
 /// The config API's reads of what the health check stored.
@@ -182,6 +197,8 @@ pub trait HealthReader: Send + Sync {
     async fn endpoint(&self, key: &str) -> Result<Option<EndpointHealth>, StoreError>;
     /// Every server's health record, in no particular order.
     async fn all_endpoints(&self) -> Result<Vec<EndpointHealth>, StoreError>;
+    /// Every tenant's `lastEventAt` and `silent` flag (the fleet view), in no particular order.
+    async fn all_activity(&self) -> Result<Vec<(TenantId, TenantActivity)>, StoreError>;
     /// A server's history points at or after `since` (fixed-width RFC 3339 UTC, as the
     /// points' own `at`), oldest first.
     async fn history(&self, key: &str, since: &str) -> Result<Vec<HealthPoint>, StoreError>;

@@ -17,7 +17,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use time::OffsetDateTime;
 
 use super::store::{
-    ConfigJournal, Page, StoreError, TenantConfigReader, TenantConfigStore, TenantStatusWriter,
+    ConfigJournal, EventSeenWriter, Page, StoreError, TenantConfigReader, TenantConfigStore,
+    TenantStatusWriter,
 };
 use super::{ConnectionStatus, SealedConfig, TenantId};
 use crate::audit::AuditEntry;
@@ -387,6 +388,33 @@ impl TenantStatusWriter for DynamoTenantStore {
             .await
             .map(|_| ())
             .map_err(error_text)
+    }
+}
+
+#[async_trait]
+impl EventSeenWriter for DynamoTenantStore {
+    /// One `UpdateItem` of `lastEventAt` alone, on an existing item (a deleted tenant's
+    /// late webhook creates nothing).
+    async fn note_event_seen(
+        &self,
+        tenant_id: &TenantId,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("tenantId", key(tenant_id))
+            .update_expression("SET lastEventAt = :at")
+            .condition_expression("attribute_exists(tenantId)")
+            .expression_attribute_values(":at", AttributeValue::S(timestamp::rfc3339(at)))
+            .send()
+            .await;
+        match conditional(res) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(StoreError::NotFound),
+            Err(e) => Err(StoreError::Backend(e)),
+        }
     }
 }
 

@@ -85,6 +85,19 @@ pub trait TenantStatusWriter: Send + Sync {
     ) -> Result<(), String>;
 }
 
+/// The ingress's one write (issue 15, "connected but silent"): when it last accepted a
+/// webhook of the tenant. Only `lastEventAt` changes (never `version`: an observation, not a
+/// configuration change). The ingress calls it at most once per tenant per
+/// [`crate::health::silence::EVENT_SEEN_WRITE_INTERVAL`] per instance.
+#[async_trait]
+pub trait EventSeenWriter: Send + Sync {
+    async fn note_event_seen(
+        &self,
+        tenant_id: &TenantId,
+        at: time::OffsetDateTime,
+    ) -> Result<(), StoreError>;
+}
+
 /// Writes configs together with their audit record, both or neither: no change without its
 /// record, no record of a change that did not happen. Every write but a create is
 /// conditional on the version the caller read (`before.version`).

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use super::{MemoryAudit, MemoryTenants, UNAVAILABLE, decode_cursor, encode_cursor};
+use crate::health::silence::{SilentFlag, TenantActivity};
 use crate::health::store::{
     HealthReader, HealthStore, HistoryWriteError, MonitoredTenant, SwitchAudit, TenantRecord,
     TenantStateUpdate, TenantStatusRecord,
@@ -99,6 +100,7 @@ impl MemoryHealth {
         TenantRecord {
             config: MonitoredTenant::from(&item.config),
             health: item.health,
+            activity: item.activity.clone(),
         }
     }
 }
@@ -201,6 +203,27 @@ impl HealthStore for MemoryHealth {
         Ok(())
     }
 
+    async fn put_note(&self, record: &crate::audit::AuditEntry) -> Result<(), StoreError> {
+        self.check()?;
+        self.audit.record(record.clone());
+        Ok(())
+    }
+
+    async fn set_silent(
+        &self,
+        tenant_id: &TenantId,
+        flag: Option<&SilentFlag>,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        match self.tenants.lock().get_mut(tenant_id) {
+            None => Err(StoreError::NotFound),
+            Some(i) => {
+                i.activity.silent = flag.cloned();
+                Ok(())
+            }
+        }
+    }
+
     async fn save_history(&self, points: &[HealthPoint]) -> Result<(), HistoryWriteError> {
         if self.history_fails.load(Ordering::SeqCst) || self.unavailable.load(Ordering::SeqCst) {
             return Err(HistoryWriteError {
@@ -229,6 +252,7 @@ impl HealthReader for MemoryHealth {
                 connection_status_at: i.connection_status_at.clone(),
                 health_checked_at: i.health_checked_at.clone(),
                 health: i.health,
+                activity: i.activity.clone(),
             }))
     }
 
@@ -240,6 +264,16 @@ impl HealthReader for MemoryHealth {
     async fn all_endpoints(&self) -> Result<Vec<EndpointHealth>, StoreError> {
         self.check()?;
         Ok(self.lock_endpoints().values().cloned().collect())
+    }
+
+    async fn all_activity(&self) -> Result<Vec<(TenantId, TenantActivity)>, StoreError> {
+        self.check()?;
+        Ok(self
+            .tenants
+            .lock()
+            .values()
+            .map(|i| (i.config.tenant_id.clone(), i.activity.clone()))
+            .collect())
     }
 
     async fn history(&self, key: &str, since: &str) -> Result<Vec<HealthPoint>, StoreError> {

@@ -11,8 +11,10 @@ use time::OffsetDateTime;
 use super::{MemoryAudit, UNAVAILABLE, decode_cursor, encode_cursor};
 use crate::audit::AuditEntry;
 use crate::health::TenantHealth;
+use crate::health::silence::TenantActivity;
 use crate::tenant::store::{
-    ConfigJournal, Page, StoreError, TenantConfigReader, TenantConfigStore, TenantStatusWriter,
+    ConfigJournal, EventSeenWriter, Page, StoreError, TenantConfigReader, TenantConfigStore,
+    TenantStatusWriter,
 };
 use crate::tenant::{ConnectionStatus, SealedConfig, TenantId};
 use crate::timestamp;
@@ -26,6 +28,8 @@ pub struct TenantItem {
     /// When the health check last wrote the tenant (RFC 3339).
     pub health_checked_at: Option<String>,
     pub health: TenantHealth,
+    /// The ingress's `lastEventAt` and the health check's `silent` flag.
+    pub activity: TenantActivity,
 }
 
 impl TenantItem {
@@ -35,6 +39,7 @@ impl TenantItem {
             connection_status_at: None,
             health_checked_at: None,
             health: TenantHealth::default(),
+            activity: TenantActivity::default(),
         }
     }
 }
@@ -218,6 +223,24 @@ impl TenantStatusWriter for MemoryTenants {
             Some(i) => {
                 i.config.connection_status = status;
                 i.connection_status_at = Some(timestamp::rfc3339(OffsetDateTime::now_utc()));
+                Ok(())
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl EventSeenWriter for MemoryTenants {
+    async fn note_event_seen(
+        &self,
+        tenant_id: &TenantId,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        match self.lock().get_mut(tenant_id) {
+            None => Err(StoreError::NotFound),
+            Some(i) => {
+                i.activity.last_event_at = Some(at);
                 Ok(())
             }
         }

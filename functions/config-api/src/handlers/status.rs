@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use wagate::audit::AuditEntry;
 use wagate::delivery::DeliveryRecord;
 use wagate::health::EndpointHealth;
+use wagate::health::silence::SilentFlag;
 use wagate::secrets::{Purpose, SealedSecret};
 use wagate::tenant::{ConnectionStatus, Credentials, EndpointRole, SealedConfig, TenantId};
 use wagate::timestamp::rfc3339;
@@ -83,6 +84,12 @@ pub struct TenantStatus {
     /// up, device logged in, webhook wired), read live; absent without a backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standby: Option<crate::handlers::devices::StandbyReadiness>,
+    /// When the ingress last accepted a webhook of the tenant (at most a minute late).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_at: Option<String>,
+    /// Issue 15: "connected but silent", as the health check last found it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silent: Option<SilentFlag>,
 }
 
 /// A stored secret that cannot be opened, by field.
@@ -159,6 +166,76 @@ impl SecretChecks {
             checked.clear();
         }
         checked.insert(tenant.to_string(), (version, Instant::now(), fields));
+    }
+}
+
+/// How long one instance reuses a tenant's live standby readiness (same config version).
+pub const STANDBY_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// The status route's last live standby readiness of each tenant, by config version: within
+/// [`STANDBY_CACHE_TTL`], a status poll answers it again without calling the standby's
+/// server or opening its credential. A config change (new version) reads live at once; an
+/// `unverified` answer (KMS or the server could not be asked) is never kept.
+#[derive(Debug)]
+pub struct StandbyCache {
+    ttl: Duration,
+    kept: Mutex<HashMap<String, StandbyEntry>>,
+}
+
+impl Default for StandbyCache {
+    fn default() -> Self {
+        Self::with_ttl(STANDBY_CACHE_TTL)
+    }
+}
+
+type StandbyEntry = (
+    u64,
+    Instant,
+    Option<crate::handlers::devices::StandbyReadiness>,
+);
+
+impl StandbyCache {
+    /// A cache keeping answers `ttl` (`Duration::ZERO`: every status reads live).
+    pub fn with_ttl(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            kept: Mutex::default(),
+        }
+    }
+
+    fn get(
+        &self,
+        tenant: &str,
+        version: u64,
+    ) -> Option<Option<crate::handlers::devices::StandbyReadiness>> {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        match kept.get(tenant) {
+            Some((v, at, r)) if *v == version && at.elapsed() < self.ttl => Some(r.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(
+        &self,
+        tenant: &str,
+        version: u64,
+        readiness: &Option<crate::handlers::devices::StandbyReadiness>,
+    ) {
+        if self.ttl.is_zero()
+            || readiness
+                .as_ref()
+                .is_some_and(|r| r.reasons.iter().any(|x| x == "unverified"))
+        {
+            return;
+        }
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= SECRET_CHECKS_KEPT && !kept.contains_key(tenant) {
+            kept.clear();
+        }
+        kept.insert(
+            tenant.to_string(),
+            (version, Instant::now(), readiness.clone()),
+        );
     }
 }
 
@@ -251,6 +328,7 @@ pub async fn status(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
     // last check is the last probe of the tenant's active server (one record per server
     // and run), or, before any record exists, the tenant's last written check.
     let (stored_check_at, status_at) = (rec.health_checked_at, rec.connection_status_at);
+    let activity = rec.activity;
     let cfg = rec.config;
     let mut keys = vec![cfg.primary.base_url.clone()];
     if let Some(b) = &cfg.backup
@@ -306,7 +384,14 @@ pub async fn status(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
         .collect();
     let unusable_secrets = unusable_secrets(app, &cfg).await;
     let standby = if unusable_secrets.is_empty() {
-        crate::handlers::devices::standby_readiness(app, req, &cfg).await?
+        match app.standby_cache.get(tenant.as_str(), cfg.version) {
+            Some(cached) => cached,
+            None => {
+                let live = crate::handlers::devices::standby_readiness(app, req, &cfg).await?;
+                app.standby_cache.put(tenant.as_str(), cfg.version, &live);
+                live
+            }
+        }
     } else {
         None
     };
@@ -335,6 +420,8 @@ pub async fn status(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
         recent_switches,
         recent_failures,
         webhook_url: app.webhook_url(req, &tenant),
+        last_event_at: activity.last_event_at.map(rfc3339),
+        silent: activity.silent,
     };
     to_json(StatusCode::OK, &body)
 }
