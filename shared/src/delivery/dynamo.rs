@@ -450,43 +450,48 @@ impl DeliveryWriter for DynamoDeliveryStore {
         provider_message_id: &str,
         endpoint: &str,
         role: EndpointRole,
+        latency_ms: Option<u64>,
         now: OffsetDateTime,
     ) -> Result<bool, DeliveryError> {
+        let mut sets = vec![
+            ("providerMessageId", s(provider_message_id)),
+            (
+                "providerKey",
+                s(&format!("{tenant_id}#{provider_message_id}")),
+            ),
+            ("endpoint", s(endpoint)),
+            ("endpointRole", s(role.as_str())),
+            ("sentAt", ts(now)),
+        ];
+        if let Some(ms) = latency_ms {
+            sets.push(("sendLatencyMs", n(ms.min(i64::MAX as u64) as i64)));
+        }
         self.settle(
             lock,
             DeliveryState::Sent,
-            &[
-                ("providerMessageId", s(provider_message_id)),
-                (
-                    "providerKey",
-                    s(&format!("{tenant_id}#{provider_message_id}")),
-                ),
-                ("endpoint", s(endpoint)),
-                ("endpointRole", s(role.as_str())),
-                ("sentAt", ts(now)),
-            ],
+            &sets,
             &["errorClass", "reason"],
             now,
         )
         .await
     }
 
-    /// Failed for good (permanent).
+    /// Failed for good (permanent), with the endpoint that refused it when one did.
     async fn mark_failed(
         &self,
         lock: &Lock,
         class: &str,
         reason: &str,
+        at: Option<(&str, EndpointRole)>,
         now: OffsetDateTime,
     ) -> Result<bool, DeliveryError> {
-        self.settle(
-            lock,
-            DeliveryState::Failed,
-            &[("errorClass", s(class)), ("reason", s(&bounded(reason)))],
-            &[],
-            now,
-        )
-        .await
+        let mut sets = vec![("errorClass", s(class)), ("reason", s(&bounded(reason)))];
+        if let Some((endpoint, role)) = at {
+            sets.push(("endpoint", s(endpoint)));
+            sets.push(("endpointRole", s(role.as_str())));
+        }
+        self.settle(lock, DeliveryState::Failed, &sets, &[], now)
+            .await
     }
 
     /// Maybe delivered by `endpoint`: never resent automatically.

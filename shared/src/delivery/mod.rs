@@ -23,6 +23,7 @@
 //! within the tenant (one tenant's receipt can never touch another tenant's record) and only
 //! move forwards.
 
+pub mod analytics;
 pub mod dynamo;
 pub mod store;
 
@@ -116,6 +117,10 @@ pub struct DeliveryRecord {
     pub delivered_at: Option<String>,
     #[serde(default)]
     pub read_at: Option<String>,
+    /// How long the WhatsApp server took to accept the message (the send request's round
+    /// trip, written with the sent outcome; analytics' latency percentiles read it).
+    #[serde(default)]
+    pub send_latency_ms: Option<u64>,
     /// TTL, epoch seconds.
     pub expires_at: i64,
 }

@@ -150,6 +150,7 @@ impl MemoryDeliveries {
             sent_at: None,
             delivered_at: None,
             read_at: None,
+            send_latency_ms: None,
             expires_at: 0,
         });
         rec.state = DeliveryState::InProgress;
@@ -263,12 +264,14 @@ impl DeliveryWriter for MemoryDeliveries {
         provider_message_id: &str,
         endpoint: &str,
         role: EndpointRole,
+        latency_ms: Option<u64>,
         now: OffsetDateTime,
     ) -> Result<bool, DeliveryError> {
         self.settle(lock, DeliveryState::Sent, now, |r| {
             r.provider_message_id = Some(provider_message_id.to_string());
             r.endpoint = Some(endpoint.to_string());
             r.endpoint_role = Some(role);
+            r.send_latency_ms = latency_ms;
             r.sent_at = Some(timestamp::rfc3339(now));
             r.error_class = None;
             r.reason = None;
@@ -280,11 +283,16 @@ impl DeliveryWriter for MemoryDeliveries {
         lock: &Lock,
         class: &str,
         reason: &str,
+        at: Option<(&str, EndpointRole)>,
         now: OffsetDateTime,
     ) -> Result<bool, DeliveryError> {
         self.settle(lock, DeliveryState::Failed, now, |r| {
             r.error_class = Some(class.to_string());
             r.reason = Some(bounded(reason));
+            if let Some((endpoint, role)) = at {
+                r.endpoint = Some(endpoint.to_string());
+                r.endpoint_role = Some(role);
+            }
         })
     }
 
@@ -354,6 +362,7 @@ impl DeliveryWriter for MemoryDeliveries {
                 sent_at: None,
                 delivered_at: None,
                 read_at: None,
+                send_latency_ms: None,
                 expires_at: self.expires_at(now),
             },
         );
@@ -525,6 +534,7 @@ mod tests {
                     },
                     "x",
                     "y",
+                    None,
                     now
                 )
                 .await
@@ -534,7 +544,15 @@ mod tests {
         let tenant = m.tenant_id.clone();
         assert!(
             store
-                .mark_sent(&lock, &tenant, "P1", "http://a", EndpointRole::Primary, now)
+                .mark_sent(
+                    &lock,
+                    &tenant,
+                    "P1",
+                    "http://a",
+                    EndpointRole::Primary,
+                    Some(12),
+                    now
+                )
                 .await
                 .unwrap()
         );

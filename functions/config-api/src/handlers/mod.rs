@@ -6,6 +6,7 @@
 //! What several resources share lives here: reading the current config, the version checks,
 //! building the next version, sealing and opening secrets, the host-name checks.
 
+pub mod analytics;
 pub mod backup;
 pub mod config;
 pub mod connection;
