@@ -156,7 +156,7 @@ pub trait DeliveryReader: Send + Sync {
     /// `tenant`'s records created at or after `from`, newest first, at most `max` of them,
     /// and whether more were left unread: [`Self::recent`] pages of up to 1,000 until a
     /// page reaches past `from`, the cursor ends, or `max` are read (so at most
-    /// `max / 1000 + 1` queries; analytics reads through it).
+    /// `max / 1000 + 2` queries; analytics reads through it).
     async fn since(
         &self,
         tenant: &TenantId,
@@ -191,7 +191,19 @@ pub trait DeliveryReader: Send + Sync {
             match page.next_cursor {
                 Some(c) if !reached_past => {
                     if out.len() == max {
-                        return Ok((out, true));
+                        // Full: one more record says whether any was left unread (a cursor
+                        // alone does not: DynamoDB gives one whenever the limit was reached).
+                        let next = self.recent(tenant, 1, Some(&c), now).await?;
+                        let more = next.items.iter().any(|r| {
+                            r.created_at.as_deref().is_some_and(|t| {
+                                OffsetDateTime::parse(
+                                    t,
+                                    &time::format_description::well_known::Rfc3339,
+                                )
+                                .is_ok_and(|t| t >= from)
+                            })
+                        });
+                        return Ok((out, more));
                     }
                     cursor = Some(c);
                 }

@@ -497,6 +497,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn since_reads_the_window_newest_first_and_says_when_it_left_some_unread() {
+        use crate::delivery::store::DeliveryReader;
+        let store = MemoryDeliveries::default();
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let tenant: TenantId = "acme".parse().unwrap();
+        // Five records one hour apart (k0 newest), and one of another tenant.
+        for (i, key) in ["k0", "k1", "k2", "k3", "k4"].iter().enumerate() {
+            let at = now - Duration::from_secs(3_600 * i as u64);
+            let m = msg("acme", key);
+            let w = RateWindow::at(&m.tenant_id, 100, at);
+            let until = at + Duration::from_secs(30);
+            store.begin(&m, "s", "o", until, &w, at).await.unwrap();
+        }
+        let o = msg("other", "x");
+        let w = RateWindow::at(&o.tenant_id, 100, now);
+        let until = now + Duration::from_secs(30);
+        store.begin(&o, "s", "o", until, &w, now).await.unwrap();
+        let keys = |rs: &[DeliveryRecord]| {
+            rs.iter()
+                .map(|r| r.idempotency_key.clone().unwrap())
+                .collect::<Vec<_>>()
+        };
+
+        // The last 2.5 hours: k0..k2, nothing left unread.
+        let from = now - Duration::from_secs(9_000);
+        let (rs, more) = store.since(&tenant, from, 100, now).await.unwrap();
+        assert_eq!(
+            (keys(&rs), more),
+            (vec!["k0".into(), "k1".into(), "k2".into()], false)
+        );
+        // Exactly as many as the bound: not truncated.
+        let (rs, more) = store.since(&tenant, from, 3, now).await.unwrap();
+        assert_eq!((rs.len(), more), (3, false));
+        // Fewer than the window holds: the newest, truncated.
+        let (rs, more) = store.since(&tenant, from, 2, now).await.unwrap();
+        assert_eq!((keys(&rs), more), (vec!["k0".into(), "k1".into()], true));
+    }
+
+    #[tokio::test]
     async fn a_lock_takes_a_slot_and_a_settled_record_is_never_locked_again() {
         let store = MemoryDeliveries::default();
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();

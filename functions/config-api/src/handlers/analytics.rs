@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::response::to_json;
 use crate::router::Ctx;
 
-/// The most records one call reads (the newest of the last 7 days): at most 11 queries of
+/// The most records one call reads (the newest of the last 7 days): at most 12 queries of
 /// the tenant index. A tenant with more sees `truncated: true` and windows computed from
 /// the newest ones.
 pub const MAX_RECORDS: usize = 10_000;
