@@ -9,7 +9,8 @@
 //!   it) is at or after the window's start;
 //! - `sent` counts records the server accepted: states `sent`, `delivered`, `read`;
 //!   `delivered` counts `delivered` and `read` (a read message was delivered); `read` counts
-//!   `read`; `failed` and `unknown` their states; `pending` is `in_progress` and `retrying`;
+//!   `read`; `failed` (refused, or accepted and then reported failed by a receipt) and
+//!   `unknown` their states; `pending` is `in_progress` and `retrying`;
 //! - `deliveryRate` = delivered / sent, `readRate` = read / sent, `null` when nothing was sent;
 //! - latency percentiles are nearest-rank over the sent records that carry a latency: the
 //!   p-th percentile of n sorted values is the value at rank ⌈p·n/100⌉.

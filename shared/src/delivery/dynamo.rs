@@ -23,8 +23,9 @@ use time::OffsetDateTime;
 
 use super::store::{DeliveryReader, DeliveryWriter, ReceiptRecorder};
 use super::{
-    Begin, BeginRequest, DeliveryError, DeliveryRecord, DeliveryState, Lock, ReceiptOutcome,
-    ReceiptState, Rejection, bounded, content_type, epoch_ms, record_key,
+    Begin, BeginRequest, DeliveryError, DeliveryRecord, DeliveryState, FAILED_RECEIPT_CLASS,
+    FAILED_RECEIPT_REASON, Lock, ReceiptOutcome, ReceiptState, Rejection, bounded, content_type,
+    epoch_ms, record_key,
 };
 use crate::dynamo::{conditional, error_text};
 use crate::outbound::ratelimit::{RateWindow, RateWindows, WINDOW};
@@ -701,13 +702,21 @@ impl ReceiptRecorder for DynamoDeliveryStore {
             values.insert(format!(":from{i}"), state_value(*from));
         }
         let cond = format!("#state IN ({})", from_names.join(", "));
+        // A failure report also says why, in the record's failure fields.
+        let failure = if target == ReceiptState::Failed {
+            values.insert(":class".into(), s(FAILED_RECEIPT_CLASS));
+            values.insert(":reason".into(), s(FAILED_RECEIPT_REASON));
+            ", errorClass = :class, reason = :reason"
+        } else {
+            ""
+        };
         let res = self
             .client
             .update_item()
             .table_name(&self.messages_table)
             .key("pk", s(&pk))
             .update_expression(format!(
-                "SET #state = :to, {stamp} = :now, updatedAt = :now"
+                "SET #state = :to, {stamp} = :now, updatedAt = :now{failure}"
             ))
             .condition_expression(format!(
                 "{cond} AND providerKey = :pkey AND expiresAt > :nows"

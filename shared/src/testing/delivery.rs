@@ -150,6 +150,7 @@ impl MemoryDeliveries {
             sent_at: None,
             delivered_at: None,
             read_at: None,
+            failed_at: None,
             send_latency_ms: None,
             expires_at: 0,
         });
@@ -362,6 +363,7 @@ impl DeliveryWriter for MemoryDeliveries {
                 sent_at: None,
                 delivered_at: None,
                 read_at: None,
+                failed_at: None,
                 send_latency_ms: None,
                 expires_at: self.expires_at(now),
             },
@@ -468,6 +470,11 @@ impl ReceiptRecorder for MemoryDeliveries {
         match target {
             ReceiptState::Delivered => rec.delivered_at = Some(now_s.clone()),
             ReceiptState::Read => rec.read_at = Some(now_s.clone()),
+            ReceiptState::Failed => {
+                rec.failed_at = Some(now_s.clone());
+                rec.error_class = Some(crate::delivery::FAILED_RECEIPT_CLASS.into());
+                rec.reason = Some(crate::delivery::FAILED_RECEIPT_REASON.into());
+            }
         }
         rec.updated_at = Some(now_s);
         Ok(ReceiptOutcome::Updated { from, to })
