@@ -258,6 +258,19 @@ try {
     assert.equal(await page.inputValue("#lookup-key"), "order-4711");
   });
 
+  await step("traffic per endpoint: the delivered message counted, its latency, a bar in the hourly chart", async () => {
+    await page.click(`#analytics-windows button:text-is("1h")`);
+    assert.equal(await page.getAttribute(`#analytics-windows button:text-is("1h")`, "aria-pressed"), "true");
+    const row = page.locator("#analytics tbody tr").nth(1);
+    await row.waitFor({ timeout: WAIT });
+    assert.match(await row.innerText(), new RegExp(escapeRe(SIM_BASE_URL)));
+    assert.match(await row.innerText(), /gowa/);
+    assert.match(await row.innerText(), /100 %/);
+    assert.match(await row.innerText(), /42 ms/);
+    await page.locator("#analytics-chart svg rect.bar-sent").first().waitFor({ state: "attached", timeout: WAIT });
+    await waitText("#analytics-summary", /Last 24 h: 1 sent, 0 failed, 0 unknown/);
+  });
+
   await step("message lookup: a delivered message, and an unknown key", async () => {
     await page.fill("#lookup-key", "order-4711");
     await page.press("#lookup-key", "Enter");

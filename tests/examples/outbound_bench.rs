@@ -400,6 +400,7 @@ fn mark_sent(
                 &format!("bench-{}", lock.pk),
                 "http://127.0.0.1:1",
                 EndpointRole::Primary,
+                None,
                 OffsetDateTime::now_utc(),
             )
             .await

@@ -188,6 +188,7 @@ async fn dashboard_in_chromium_against_the_local_stack() {
         .item("providerMessageId", AttributeValue::S("3EB0C4F1A2".into()))
         .item("endpoint", AttributeValue::S(sim.base_url()))
         .item("endpointRole", AttributeValue::S("primary".into()))
+        .item("sendLatencyMs", AttributeValue::N("42".into()))
         .item(
             "expiresAt",
             AttributeValue::N((now.unix_timestamp() + 3600).to_string()),

@@ -76,6 +76,7 @@ async fn record(
                     &format!("3EB0{}", msg.idempotency_key.len()),
                     "http://127.0.0.1:3000",
                     EndpointRole::Primary,
+                    Some(40),
                     at,
                 )
                 .await

@@ -503,6 +503,12 @@ async fn permanent_invalid_number_is_recorded_failed_and_acknowledged() {
     let r = fx.record("acme", "order-1").await.unwrap();
     assert_eq!(r.state, DeliveryState::Failed);
     assert_eq!(r.error_class.as_deref(), Some("permanent"));
+    assert_eq!(
+        r.endpoint.as_deref(),
+        Some(sim.base_url().as_str()),
+        "the endpoint that refused it (analytics counts the failure against it)"
+    );
+    assert_eq!(r.endpoint_role, Some(EndpointRole::Primary));
     assert!(r.reason.unwrap().contains("INVALID_JID"));
 
     // A redelivery is not retried.
@@ -1202,4 +1208,27 @@ async fn receipts_move_the_record_to_delivered_then_read_and_never_back() {
 
 async fn sim_backup() -> wagate_tests::sim_contract::Checked {
     sim().await
+}
+
+#[tokio::test]
+async fn the_sent_outcome_carries_the_send_latency_in_the_same_write() {
+    // Given a server that takes at least 150 ms to answer.
+    let fx = fixture().await;
+    let sim = sim().await;
+    sim.set_faults(Faults {
+        latency_ms: 150,
+        ..Default::default()
+    });
+    fx.tenant("acme", &sim.base_url(), None, 30).await;
+
+    let b = fx.handle(vec![msg("m1", "acme", "order-1", "hello")]).await;
+
+    assert!(failures(&b).is_empty());
+    let r = fx.record("acme", "order-1").await.unwrap();
+    assert_eq!(r.state, DeliveryState::Sent);
+    // A lower bound only: the round trip cannot be shorter than the server's own delay.
+    let ms = r
+        .send_latency_ms
+        .expect("sendLatencyMs written with the sent outcome");
+    assert!(ms >= 150, "latency {ms} ms below the server's 150 ms delay");
 }

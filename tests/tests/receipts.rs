@@ -131,3 +131,78 @@ async fn acks_move_the_record_from_sent_to_delivered_to_read_and_never_back() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_failed_receipt_moves_a_sent_record_to_failed_with_its_reason_and_never_a_delivered_one()
+{
+    use wagate::delivery::ReceiptOutcome;
+    use wagate::delivery::store::ReceiptRecorder;
+
+    let fx = fixture().await;
+    let server = sim().await;
+    fx.tenant("acme", &server.base_url(), None, 60).await;
+    let outcome = fx
+        .handle(vec![
+            msg("sqs-1", "acme", "order-1", "one"),
+            msg("sqs-2", "acme", "order-2", "two"),
+        ])
+        .await;
+    assert_eq!(outcome.count("sent"), 2, "{outcome:?}");
+    let mut ids = Vec::new();
+    for key in ["order-1", "order-2"] {
+        ids.push(
+            fx.record("acme", key)
+                .await
+                .unwrap()
+                .provider_message_id
+                .unwrap(),
+        );
+    }
+    let (one, two) = (ids[0].clone(), ids[1].clone());
+    let env = fx.stack.env();
+    let store = DynamoDeliveryStore::new(
+        fx.stack.dynamodb.clone(),
+        env["MESSAGES_TABLE"].clone(),
+        "",
+        Duration::from_secs(0),
+    );
+    let tenant: wagate::TenantId = "acme".parse().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+
+    // Sent, then reported failed (Meta `failed`, WAHA and Evolution `ERROR`): failed.
+    let r = store
+        .apply_receipt(&tenant, &one, "failed", now)
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        ReceiptOutcome::Updated {
+            from: DeliveryState::Sent,
+            to: DeliveryState::Failed
+        }
+    );
+    let rec = fx.record("acme", "order-1").await.unwrap();
+    assert_eq!(rec.state, DeliveryState::Failed);
+    assert_eq!(rec.error_class.as_deref(), Some("delivery_failed"));
+    assert!(rec.reason.unwrap().contains("reported it failed"));
+    assert!(rec.failed_at.is_some());
+
+    // Delivered first: a later failure report changes nothing.
+    store
+        .apply_receipt(&tenant, &two, "delivered", now)
+        .await
+        .unwrap();
+    let r = store
+        .apply_receipt(&tenant, &two, "failed", now)
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        ReceiptOutcome::Unchanged {
+            current: DeliveryState::Delivered
+        }
+    );
+    let rec = fx.record("acme", "order-2").await.unwrap();
+    assert_eq!(rec.state, DeliveryState::Delivered);
+    assert!(rec.error_class.is_none() && rec.failed_at.is_none());
+}

@@ -318,6 +318,7 @@ async function loadTenant(tenant) {
   $("tenant-title").textContent = "Tenant " + tenant;
   fill("status-facts", el("dt", {}, "Status"), el("dd", {}, "loading…"));
   $("status-advice").hidden = true;
+  loadAnalytics(tenant);
   const [status, history] = await Promise.allSettled([
     api("GET", "/tenants/" + enc(tenant) + "/status"),
     api("GET", "/tenants/" + enc(tenant) + "/history?hours=24"),
@@ -568,6 +569,130 @@ function renderChart(h, status) {
   );
   fill("chart", chart, legend);
   $("chart-summary").textContent = summary;
+}
+
+// ---- Analytics per endpoint (issue 16) --------------------------------------------------
+// GET /tenants/{id}/analytics: counts, rates and latency percentiles per window (1h, 24h,
+// 7d) for the tenant and each endpoint, and the last 24 h by hour, drawn here as inline SVG.
+
+const analyticsState = { data: null, window: "24h" };
+
+function pct(v) {
+  return v === null || v === undefined ? "—" : +(v * 100).toFixed(1) + " %";
+}
+
+async function loadAnalytics(tenant) {
+  const gen = state.gen;
+  fill("analytics", el("p", { class: "empty" }, "loading…"));
+  fill("analytics-chart");
+  $("analytics-summary").textContent = "";
+  let a;
+  try {
+    a = await api("GET", "/tenants/" + enc(tenant) + "/analytics");
+  } catch (e) {
+    if (gen !== state.gen || tenant !== currentTenant) return;
+    fill("analytics", el("p", { class: "error" }, "Analytics unavailable: " + e.message));
+    fill("analytics-windows");
+    return;
+  }
+  if (gen !== state.gen || tenant !== currentTenant) return;
+  analyticsState.data = a;
+  renderAnalytics();
+}
+
+function renderAnalytics() {
+  const a = analyticsState.data;
+  if (!a) return;
+  fill(
+    "analytics-windows",
+    a.windows.map((w) =>
+      el(
+        "button",
+        {
+          type: "button",
+          class: "quiet",
+          "aria-pressed": w.window === analyticsState.window ? "true" : "false",
+          onclick: () => {
+            analyticsState.window = w.window;
+            renderAnalytics();
+          },
+        },
+        w.window,
+      ),
+    ),
+  );
+  const w = a.windows.find((x) => x.window === analyticsState.window) || a.windows[0];
+  const rows = [{ label: "All endpoints", stats: w.tenant }].concat(
+    w.endpoints.map((e) => ({ label: e.endpoint, kind: e.kind, role: e.role, stats: e })),
+  );
+  const n = (k) => (r) => String(r.stats[k]);
+  fill(
+    "analytics",
+    table(
+      [
+        { title: "Endpoint", value: (r) => (r.kind ? [el("code", {}, r.label), " " + r.kind + (r.role ? ", " + r.role : "")] : r.role ? [el("code", {}, r.label), " " + r.role] : r.label) },
+        { title: "Sent", num: true, value: n("sent") },
+        { title: "Failed", num: true, value: n("failed") },
+        { title: "Unknown", num: true, value: n("unknown") },
+        { title: "Delivered", num: true, value: (r) => pct(r.stats.deliveryRate) },
+        { title: "Read", num: true, value: (r) => pct(r.stats.readRate) },
+        { title: "p50", num: true, value: (r) => ms(r.stats.latencyMs.p50) },
+        { title: "p90", num: true, value: (r) => ms(r.stats.latencyMs.p90) },
+        { title: "p99", num: true, value: (r) => ms(r.stats.latencyMs.p99) },
+      ],
+      w.tenant.sent + w.tenant.failed + w.tenant.unknown + w.tenant.pending ? rows : [],
+      "No messages in the last " + w.window + ".",
+    ),
+    a.truncated ? el("p", { class: "hint" }, "Only the newest " + a.maxRecords + " messages of the last 7 days are counted.") : null,
+  );
+  renderHourlyChart(a.hourly);
+}
+
+/** The last 24 h by hour: stacked bars of sent, failed and unknown. */
+function renderHourlyChart(hours) {
+  const total = hours.reduce((t, h) => t + h.sent + h.failed + h.unknown, 0);
+  if (!total) {
+    fill("analytics-chart");
+    $("analytics-summary").textContent = "No messages in the last 24 h.";
+    return;
+  }
+  const W = Math.round(Math.max(300, Math.min(1100, $("analytics-chart").clientWidth || 720)));
+  const H = 180;
+  const pad = { l: 40, r: 8, t: 8, b: 24 };
+  const peak = Math.max(1, ...hours.map((h) => h.sent + h.failed + h.unknown));
+  const step = Math.max(1, Math.ceil(peak / 4));
+  const yMax = step * 4;
+  const bw = (W - pad.l - pad.r) / hours.length;
+  const y = (v) => H - pad.b - (v / yMax) * (H - pad.t - pad.b);
+  const parts = [];
+  for (let i = 0; i <= 4; i++) {
+    parts.push(svg("line", { class: "grid-line", x1: pad.l, x2: W - pad.r, y1: y(step * i), y2: y(step * i) }));
+    parts.push(svg("text", { x: pad.l - 6, y: y(step * i) + 4, "text-anchor": "end" }, step * i));
+  }
+  hours.forEach((h, i) => {
+    let base = 0;
+    const x = pad.l + i * bw + 1;
+    const label = new Date(h.from).toLocaleString() + ": " + h.sent + " sent, " + h.failed + " failed, " + h.unknown + " unknown";
+    for (const k of ["sent", "failed", "unknown"]) {
+      if (!h[k]) continue;
+      parts.push(svg("rect", { class: "bar-" + k, x, width: Math.max(1, bw - 2), y: y(base + h[k]), height: y(base) - y(base + h[k]) }, svg("title", {}, label)));
+      base += h[k];
+    }
+  });
+  for (const [i, text] of [[0, "-24 h"], [12, "-12 h"], [24, "now"]]) {
+    parts.push(svg("text", { x: pad.l + i * bw, y: H - 6, "text-anchor": i === 0 ? "start" : i === 24 ? "end" : "middle" }, text));
+  }
+  parts.push(svg("line", { class: "axis", x1: pad.l, x2: W - pad.r, y1: H - pad.b, y2: H - pad.b }));
+  const sum = (k) => hours.reduce((t, h) => t + h[k], 0);
+  const summary = "Last 24 h: " + sum("sent") + " sent, " + sum("failed") + " failed, " + sum("unknown") + " unknown.";
+  const chart = svg("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": "Messages per hour over the last 24 hours. " + summary }, parts);
+  const legend = el(
+    "div",
+    { class: "legend" },
+    ["sent", "failed", "unknown"].map((k) => el("span", {}, el("span", { class: "swatch bar-" + k }), k)),
+  );
+  fill("analytics-chart", chart, legend);
+  $("analytics-summary").textContent = summary;
 }
 
 function renderFailures(status, history) {

@@ -25,7 +25,8 @@ use crate::App;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::handlers::{
-    activity, backup, config, connection, dashboard, devices, migrations, placement, rotation,
+    activity, analytics, backup, config, connection, dashboard, devices, migrations, placement,
+    rotation,
     servers, status,
 };
 use crate::request::percent_decode;
@@ -119,6 +120,7 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/tenants/{tenantId}/messages", Tenant, status::messages),
     route!(GET "/tenants/{tenantId}/messages/{idempotencyKey}", Tenant, status::message),
     route!(GET "/tenants/{tenantId}/history", Tenant, dashboard::history),
+    route!(GET "/tenants/{tenantId}/analytics", Tenant, analytics::analytics),
     route!(GET "/tenants/{tenantId}/devices/{role}", Tenant, devices::slot),
     route!(POST "/tenants/{tenantId}/devices/{role}", Tenant, devices::slot),
     route!(POST "/tenants/{tenantId}/devices/{role}/qr", Tenant, devices::qr),

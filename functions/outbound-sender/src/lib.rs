@@ -869,7 +869,12 @@ impl Sender {
             let kind = cfg.kind_of(endpoint);
             let Some(provider) = self.providers.get(kind) else {
                 return self
-                    .finish_failed(&lock, "unsupported_provider", "no client for the provider")
+                    .finish_failed(
+                        &lock,
+                        "unsupported_provider",
+                        "no client for the provider",
+                        Some((&endpoint.base_url, role)),
+                    )
                     .await;
             };
             // Opened at load for the active endpoint; for the other one now, at failover.
@@ -890,7 +895,9 @@ impl Sender {
                 credentials,
                 device_id: endpoint.device_id.as_deref(),
             };
+            let started = std::time::Instant::now();
             let res = provider.send(target, &req).await;
+            let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             self.breakers.record(&key, permit, Health::of(&res));
             match res {
                 Ok(receipt) => {
@@ -903,6 +910,7 @@ impl Sender {
                             &receipt.provider_message_id,
                             &endpoint.base_url,
                             role,
+                            Some(latency_ms),
                             now,
                         )
                         .await
@@ -956,7 +964,10 @@ impl Sender {
         let class = err.class();
         let reason = err.to_string();
         match class {
-            ErrorClass::Permanent => self.finish_failed(&lock, "permanent", &reason).await,
+            ErrorClass::Permanent => {
+                self.finish_failed(&lock, "permanent", &reason, Some((&endpoint, role)))
+                    .await
+            }
             ErrorClass::Ambiguous => {
                 if let Err(e) = self
                     .delivery
@@ -984,10 +995,16 @@ impl Sender {
         }
     }
 
-    async fn finish_failed(&self, lock: &Lock, class: &str, reason: &str) -> Outcome {
+    async fn finish_failed(
+        &self,
+        lock: &Lock,
+        class: &str,
+        reason: &str,
+        at: Option<(&str, EndpointRole)>,
+    ) -> Outcome {
         if let Err(e) = self
             .delivery
-            .mark_failed(lock, class, reason, OffsetDateTime::now_utc())
+            .mark_failed(lock, class, reason, at, OffsetDateTime::now_utc())
             .await
         {
             error!(store_error = %e, "recording the permanent failure failed");

@@ -23,8 +23,9 @@ use time::OffsetDateTime;
 
 use super::store::{DeliveryReader, DeliveryWriter, ReceiptRecorder};
 use super::{
-    Begin, BeginRequest, DeliveryError, DeliveryRecord, DeliveryState, Lock, ReceiptOutcome,
-    ReceiptState, Rejection, bounded, content_type, epoch_ms, record_key,
+    Begin, BeginRequest, DeliveryError, DeliveryRecord, DeliveryState, FAILED_RECEIPT_CLASS,
+    FAILED_RECEIPT_REASON, Lock, ReceiptOutcome, ReceiptState, Rejection, bounded, content_type,
+    epoch_ms, record_key,
 };
 use crate::dynamo::{conditional, error_text};
 use crate::outbound::ratelimit::{RateWindow, RateWindows, WINDOW};
@@ -450,43 +451,48 @@ impl DeliveryWriter for DynamoDeliveryStore {
         provider_message_id: &str,
         endpoint: &str,
         role: EndpointRole,
+        latency_ms: Option<u64>,
         now: OffsetDateTime,
     ) -> Result<bool, DeliveryError> {
+        let mut sets = vec![
+            ("providerMessageId", s(provider_message_id)),
+            (
+                "providerKey",
+                s(&format!("{tenant_id}#{provider_message_id}")),
+            ),
+            ("endpoint", s(endpoint)),
+            ("endpointRole", s(role.as_str())),
+            ("sentAt", ts(now)),
+        ];
+        if let Some(ms) = latency_ms {
+            sets.push(("sendLatencyMs", n(ms.min(i64::MAX as u64) as i64)));
+        }
         self.settle(
             lock,
             DeliveryState::Sent,
-            &[
-                ("providerMessageId", s(provider_message_id)),
-                (
-                    "providerKey",
-                    s(&format!("{tenant_id}#{provider_message_id}")),
-                ),
-                ("endpoint", s(endpoint)),
-                ("endpointRole", s(role.as_str())),
-                ("sentAt", ts(now)),
-            ],
+            &sets,
             &["errorClass", "reason"],
             now,
         )
         .await
     }
 
-    /// Failed for good (permanent).
+    /// Failed for good (permanent), with the endpoint that refused it when one did.
     async fn mark_failed(
         &self,
         lock: &Lock,
         class: &str,
         reason: &str,
+        at: Option<(&str, EndpointRole)>,
         now: OffsetDateTime,
     ) -> Result<bool, DeliveryError> {
-        self.settle(
-            lock,
-            DeliveryState::Failed,
-            &[("errorClass", s(class)), ("reason", s(&bounded(reason)))],
-            &[],
-            now,
-        )
-        .await
+        let mut sets = vec![("errorClass", s(class)), ("reason", s(&bounded(reason)))];
+        if let Some((endpoint, role)) = at {
+            sets.push(("endpoint", s(endpoint)));
+            sets.push(("endpointRole", s(role.as_str())));
+        }
+        self.settle(lock, DeliveryState::Failed, &sets, &[], now)
+            .await
     }
 
     /// Maybe delivered by `endpoint`: never resent automatically.
@@ -696,13 +702,21 @@ impl ReceiptRecorder for DynamoDeliveryStore {
             values.insert(format!(":from{i}"), state_value(*from));
         }
         let cond = format!("#state IN ({})", from_names.join(", "));
+        // A failure report also says why, in the record's failure fields.
+        let failure = if target == ReceiptState::Failed {
+            values.insert(":class".into(), s(FAILED_RECEIPT_CLASS));
+            values.insert(":reason".into(), s(FAILED_RECEIPT_REASON));
+            ", errorClass = :class, reason = :reason"
+        } else {
+            ""
+        };
         let res = self
             .client
             .update_item()
             .table_name(&self.messages_table)
             .key("pk", s(&pk))
             .update_expression(format!(
-                "SET #state = :to, {stamp} = :now, updatedAt = :now"
+                "SET #state = :to, {stamp} = :now, updatedAt = :now{failure}"
             ))
             .condition_expression(format!(
                 "{cond} AND providerKey = :pkey AND expiresAt > :nows"

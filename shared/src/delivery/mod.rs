@@ -8,7 +8,8 @@
 //! ```text
 //!  (none) ──begin──▶ in_progress ──▶ sent ──receipt──▶ delivered ──receipt──▶ read
 //!                      │  ▲   │  │      └──────────receipt (read)──────────────▲
-//!                      │  │   │  └──▶ failed    (permanent: recorded, never retried)
+//!                      │  │   │  └──▶ failed    (permanent: recorded, never retried;
+//!                      │  │   │                    also sent ──failed receipt──▶ failed)
 //!                      │  │   └─────▶ unknown   (ambiguous: maybe delivered, never resent)
 //!                      ▼  │
 //!                    retrying (returned to the queue; `reason` holds the last failure)
@@ -23,6 +24,7 @@
 //! within the tenant (one tenant's receipt can never touch another tenant's record) and only
 //! move forwards.
 
+pub mod analytics;
 pub mod dynamo;
 pub mod store;
 
@@ -116,6 +118,13 @@ pub struct DeliveryRecord {
     pub delivered_at: Option<String>,
     #[serde(default)]
     pub read_at: Option<String>,
+    /// When a failed receipt came (the server accepted the message, then reported it failed).
+    #[serde(default)]
+    pub failed_at: Option<String>,
+    /// How long the WhatsApp server took to accept the message (the send request's round
+    /// trip, written with the sent outcome; analytics' latency percentiles read it).
+    #[serde(default)]
+    pub send_latency_ms: Option<u64>,
     /// TTL, epoch seconds.
     pub expires_at: i64,
 }
@@ -228,7 +237,17 @@ impl std::fmt::Display for ReceiptOutcome {
 pub enum ReceiptState {
     Delivered,
     Read,
+    /// The server accepted the message, then reported it undeliverable (Meta `statuses`
+    /// `failed`, WAHA ack `ERROR`, Evolution `ERROR`, each normalised to `failed`).
+    Failed,
 }
+
+/// The error class a failed receipt records (`errorClass`).
+pub const FAILED_RECEIPT_CLASS: &str = "delivery_failed";
+
+/// The reason a failed receipt records.
+pub const FAILED_RECEIPT_REASON: &str =
+    "the WhatsApp server accepted the message, then reported it failed (failed receipt)";
 
 impl ReceiptState {
     /// GOWA's `receipt_type` (as the ingress passes it in `receipt.state`): `delivered`;
@@ -238,6 +257,7 @@ impl ReceiptState {
         match state.trim().to_ascii_lowercase().as_str() {
             "delivered" | "delivery" => Some(ReceiptState::Delivered),
             "read" | "played" => Some(ReceiptState::Read),
+            "failed" => Some(ReceiptState::Failed),
             _ => None,
         }
     }
@@ -247,15 +267,19 @@ impl ReceiptState {
         match self {
             ReceiptState::Delivered => DeliveryState::Delivered,
             ReceiptState::Read => DeliveryState::Read,
+            ReceiptState::Failed => DeliveryState::Failed,
         }
     }
 
     /// The states this receipt moves a record from: a receipt never moves a record back
-    /// (a late "delivered" after "read") nor touches one that was not sent.
+    /// (a late "delivered" after "read") nor touches one that was not sent. A failure report
+    /// moves only a record that is sent and not yet delivered (a device that has the message
+    /// makes a later "failed" moot).
     pub fn moves_from(self) -> &'static [DeliveryState] {
         match self {
             ReceiptState::Delivered => &[DeliveryState::Sent],
             ReceiptState::Read => &[DeliveryState::Sent, DeliveryState::Delivered],
+            ReceiptState::Failed => &[DeliveryState::Sent],
         }
     }
 
@@ -264,6 +288,7 @@ impl ReceiptState {
         match self {
             ReceiptState::Delivered => "deliveredAt",
             ReceiptState::Read => "readAt",
+            ReceiptState::Failed => "failedAt",
         }
     }
 }
@@ -305,6 +330,11 @@ mod tests {
             ReceiptState::from_provider("played"),
             Some(ReceiptState::Read)
         );
+        assert_eq!(
+            ReceiptState::from_provider("failed"),
+            Some(ReceiptState::Failed)
+        );
+        assert_eq!(ReceiptState::Failed.moves_from(), [DeliveryState::Sent]);
         for other in ["read-self", "played-self", "sender", "retry", ""] {
             assert_eq!(ReceiptState::from_provider(other), None, "{other}");
         }

@@ -65,8 +65,10 @@ pub trait DeliveryWriter: Send + Sync {
     /// Gives back `n` slots taken with [`Self::take_slots`] that no record used.
     async fn return_slots(&self, window: &RateWindow, n: u32) -> Result<(), DeliveryError>;
 
-    /// Sent: the provider's id (receipts find the record by it) and the endpoint that took
-    /// it. `false` when the lock had been lost (nothing written).
+    /// Sent: the provider's id (receipts find the record by it), the endpoint that took
+    /// it and how long the send took (`latency_ms`, in the same write). `false` when the
+    /// lock had been lost (nothing written).
+    #[allow(clippy::too_many_arguments)]
     async fn mark_sent(
         &self,
         lock: &Lock,
@@ -74,15 +76,17 @@ pub trait DeliveryWriter: Send + Sync {
         provider_message_id: &str,
         endpoint: &str,
         role: EndpointRole,
+        latency_ms: Option<u64>,
         now: OffsetDateTime,
     ) -> Result<bool, DeliveryError>;
 
-    /// Failed for good (permanent).
+    /// Failed for good (permanent); `at` is the endpoint that refused it, when one did.
     async fn mark_failed(
         &self,
         lock: &Lock,
         class: &str,
         reason: &str,
+        at: Option<(&str, EndpointRole)>,
         now: OffsetDateTime,
     ) -> Result<bool, DeliveryError>;
 
@@ -148,6 +152,65 @@ pub trait DeliveryReader: Send + Sync {
         cursor: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<Page<DeliveryRecord>, DeliveryError>;
+
+    /// `tenant`'s records created at or after `from`, newest first, at most `max` of them,
+    /// and whether more were left unread: [`Self::recent`] pages of up to 1,000 until a
+    /// page reaches past `from`, the cursor ends, or `max` are read (so at most
+    /// `max / 1000 + 2` queries; analytics reads through it).
+    async fn since(
+        &self,
+        tenant: &TenantId,
+        from: OffsetDateTime,
+        max: usize,
+        now: OffsetDateTime,
+    ) -> Result<(Vec<DeliveryRecord>, bool), DeliveryError> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let left = max.saturating_sub(out.len());
+            let page = self
+                .recent(tenant, left.clamp(1, 1000) as u32, cursor.as_deref(), now)
+                .await?;
+            let mut reached_past = false;
+            for r in page.items {
+                // The index orders by createdAt's text, which is time order but for the
+                // fraction digits within one second: an older record ends the read after
+                // this page, and is itself left out.
+                let created = r.created_at.as_deref().and_then(|c| {
+                    OffsetDateTime::parse(c, &time::format_description::well_known::Rfc3339).ok()
+                });
+                if created.is_none_or(|c| c < from) {
+                    reached_past = true;
+                    continue;
+                }
+                if out.len() == max {
+                    return Ok((out, true));
+                }
+                out.push(r);
+            }
+            match page.next_cursor {
+                Some(c) if !reached_past => {
+                    if out.len() == max {
+                        // Full: one more record says whether any was left unread (a cursor
+                        // alone does not: DynamoDB gives one whenever the limit was reached).
+                        let next = self.recent(tenant, 1, Some(&c), now).await?;
+                        let more = next.items.iter().any(|r| {
+                            r.created_at.as_deref().is_some_and(|t| {
+                                OffsetDateTime::parse(
+                                    t,
+                                    &time::format_description::well_known::Rfc3339,
+                                )
+                                .is_ok_and(|t| t >= from)
+                            })
+                        });
+                        return Ok((out, more));
+                    }
+                    cursor = Some(c);
+                }
+                _ => return Ok((out, false)),
+            }
+        }
+    }
 }
 
 /// The ingress's side: delivery receipts.

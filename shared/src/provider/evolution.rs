@@ -8,6 +8,15 @@
 //! does not exist); 500 `Connection Closed` (the instance is not `open`) logged out; 500
 //! `rate-overlimit` and 429 rate limited; 504 on a send ambiguous; other 5xx retryable.
 //! States: `open` connected and logged in; `connecting`, `close`, `refused` not.
+//!
+//! Webhook wiring: `POST /webhook/set/{instance}` {enabled, url, events ([`WIRED_EVENTS`]),
+//! byEvents false, base64 false, headers {jwt_key: the tenant's webhook secret}}, read back
+//! with `GET /webhook/find/{instance}`. Evolution signs no body: with `jwt_key` it sends
+//! `Authorization: Bearer <HS256 JWT>` (iat, exp) made with that key, which is what the
+//! ingress verifies (with the required source allowlist). Evolution's event names are
+//! reported as wagate's (`MESSAGES_UPSERT` as `message`, `MESSAGES_UPDATE` as `message.ack`)
+//! so one comparison serves every kind; a webhook sent per event (`webhookByEvents`) goes to
+//! `<url>/<event>`, so it is reported as pointing elsewhere.
 
 use std::time::Duration;
 
@@ -19,10 +28,11 @@ use serde_json::{Value, json};
 
 use super::http::{self as h, Answer, Call};
 use super::{
-    Content, DEVICE_NOT_FOUND, DeviceStatus, LoginQr, MAX_QR_PNG_BYTES, ProviderError, SendReceipt,
-    SendRequest, Target, WhatsAppProvider,
+    Content, DEVICE_NOT_FOUND, DeviceStatus, DeviceWebhook, LoginQr, MAX_QR_PNG_BYTES,
+    ProviderError, SendReceipt, SendRequest, Target, WhatsAppProvider,
 };
 use crate::egress::HttpClient;
+use crate::secrets::Secret;
 use crate::tenant::{Credentials, ProviderKind};
 
 /// How long an Evolution QR stays valid (Baileys refreshes it about every 40 s).
@@ -306,6 +316,31 @@ impl WhatsAppProvider for EvolutionClient {
             })
     }
 
+    async fn get_webhook(&self, target: Target<'_>) -> Result<DeviceWebhook, ProviderError> {
+        let instance = Self::instance(&target)?;
+        let rb = self.request(Method::GET, &target, &["webhook", "find", instance])?;
+        Ok(webhook_of(&self.read(rb, Call::Read).await?.json()))
+    }
+
+    async fn set_webhook(
+        &self,
+        target: Target<'_>,
+        webhook: &DeviceWebhook,
+    ) -> Result<(), ProviderError> {
+        let instance = Self::instance(&target)?;
+        let rb = self
+            .request(Method::POST, &target, &["webhook", "set", instance])?
+            .json(&json!({"webhook": {
+                "enabled": true,
+                "url": webhook.url,
+                "events": WIRED_EVENTS,
+                "byEvents": false,
+                "base64": false,
+                "headers": {"jwt_key": webhook.secret.expose()},
+            }}));
+        self.read(rb, Call::Read).await.map(|_| ())
+    }
+
     async fn logout(&self, target: Target<'_>) -> Result<(), ProviderError> {
         let instance = Self::instance(&target)?;
         let rb = self.request(Method::DELETE, &target, &["instance", "logout", instance])?;
@@ -316,5 +351,89 @@ impl WhatsAppProvider for EvolutionClient {
         let instance = Self::instance(&target)?;
         let rb = self.request(Method::POST, &target, &["instance", "restart", instance])?;
         self.read(rb, Call::Read).await.map(|_| ())
+    }
+}
+
+/// The events wagate subscribes an Evolution instance's webhook to: messages, receipts,
+/// connection changes and QR updates.
+pub const WIRED_EVENTS: &[&str] = &[
+    "MESSAGES_UPSERT",
+    "MESSAGES_UPDATE",
+    "CONNECTION_UPDATE",
+    "QRCODE_UPDATED",
+];
+
+/// An Evolution event name as wagate's wiring names it.
+fn wagate_event(e: &str) -> String {
+    match e {
+        "MESSAGES_UPSERT" => "message".into(),
+        "MESSAGES_UPDATE" => "message.ack".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A `webhook/find` row as wagate compares it: disabled or absent is no webhook.
+fn webhook_of(row: &Value) -> DeviceWebhook {
+    let enabled = row.get("enabled").and_then(Value::as_bool).unwrap_or(false);
+    let url = row.get("url").and_then(Value::as_str).unwrap_or_default();
+    if !enabled || url.is_empty() {
+        return DeviceWebhook {
+            url: String::new(),
+            secret: Secret::new(String::new()),
+            events: Vec::new(),
+        };
+    }
+    let by_events = row
+        .get("webhookByEvents")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    DeviceWebhook {
+        url: if by_events {
+            format!("{}/<event>", url.trim_end_matches('/'))
+        } else {
+            url.to_string()
+        },
+        secret: Secret::new(
+            row.get("headers")
+                .and_then(|h| h.get("jwt_key"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        events: row
+            .get("events")
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(Value::as_str)
+                    .map(wagate_event)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_find_row_reads_as_wagates_webhook() {
+        let row = json!({"url": "https://w.example/webhooks/whatsapp/acme", "enabled": true,
+            "events": ["MESSAGES_UPSERT", "MESSAGES_UPDATE", "CONNECTION_UPDATE"],
+            "headers": {"jwt_key": "k1"}, "webhookByEvents": false});
+        let w = webhook_of(&row);
+        assert_eq!(w.url, "https://w.example/webhooks/whatsapp/acme");
+        assert_eq!(w.secret.expose(), "k1");
+        assert_eq!(w.events, ["message", "message.ack", "CONNECTION_UPDATE"]);
+        assert!(
+            webhook_of(&Value::Null).url.is_empty(),
+            "no row: no webhook"
+        );
+        let disabled = json!({"url": "https://w.example", "enabled": false, "events": []});
+        assert!(webhook_of(&disabled).url.is_empty(), "disabled: no webhook");
+        let per_event = json!({"url": "https://w.example/x", "enabled": true, "events": [],
+            "webhookByEvents": true});
+        assert_ne!(webhook_of(&per_event).url, "https://w.example/x");
     }
 }

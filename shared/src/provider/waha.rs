@@ -10,6 +10,13 @@
 //! ambiguous; other 5xx retryable. Session statuses: `WORKING` connected and logged in;
 //! `SCAN_QR_CODE` connected, not logged in; `STARTING`, `STOPPED`, `FAILED` and the passkey
 //! states not connected.
+//!
+//! Webhook wiring: the session's `config.webhooks` (`PUT /api/sessions/{session}` with the
+//! whole config, read back with `GET /api/sessions/{session}`): wagate's webhook is the
+//! session's only one, with the events wagate consumes ([`WIRED_EVENTS`]) and `hmac.key` = the
+//! tenant's webhook secret (WAHA then signs every delivery with `X-Webhook-Hmac`, HMAC-SHA512);
+//! the rest of the session's config (metadata, proxy, engine settings) is kept as it is.
+//! WAHA restarts a running session to apply a new config: a linked session stays linked.
 
 use std::time::Duration;
 
@@ -20,10 +27,11 @@ use serde_json::{Value, json};
 
 use super::http::{self as h, Answer, Call};
 use super::{
-    Content, DEVICE_NOT_FOUND, DeviceStatus, LoginQr, MAX_QR_PNG_BYTES, ProviderError, SendReceipt,
-    SendRequest, SlotOutcome, Target, WhatsAppProvider,
+    Content, DEVICE_NOT_FOUND, DeviceStatus, DeviceWebhook, LoginQr, MAX_QR_PNG_BYTES,
+    ProviderError, SendReceipt, SendRequest, SlotOutcome, Target, WhatsAppProvider,
 };
 use crate::egress::HttpClient;
+use crate::secrets::Secret;
 use crate::tenant::{Credentials, ProviderKind};
 
 /// WAHA's session when the endpoint names none.
@@ -315,6 +323,39 @@ impl WhatsAppProvider for WahaClient {
         }
     }
 
+    /// The session's webhook: the first of its `config.webhooks`.
+    async fn get_webhook(&self, target: Target<'_>) -> Result<DeviceWebhook, ProviderError> {
+        Ok(webhook_of(&self.session_config(&target).await?))
+    }
+
+    /// Makes `webhook` the session's only webhook (with [`WIRED_EVENTS`] when it names none
+    /// and `hmac.key` = its secret), keeping the rest of the session's config.
+    async fn set_webhook(
+        &self,
+        target: Target<'_>,
+        webhook: &DeviceWebhook,
+    ) -> Result<(), ProviderError> {
+        let mut config = self.session_config(&target).await?;
+        let events: Vec<&str> = if webhook.events.is_empty() {
+            WIRED_EVENTS.to_vec()
+        } else {
+            webhook.events.iter().map(String::as_str).collect()
+        };
+        config["webhooks"] = json!([{
+            "url": webhook.url,
+            "events": events,
+            "hmac": {"key": webhook.secret.expose()},
+        }]);
+        let rb = self
+            .request(
+                Method::PUT,
+                &target,
+                &["api", "sessions", Self::session(&target)],
+            )?
+            .json(&json!({"config": config}));
+        self.read(rb, Call::Read).await.map(|_| ())
+    }
+
     async fn login_qr(&self, target: Target<'_>) -> Result<LoginQr, ProviderError> {
         let rb = self
             .request_with(
@@ -378,9 +419,77 @@ impl WhatsAppProvider for WahaClient {
     }
 }
 
+/// The events wagate subscribes a WAHA session's webhook to: messages, receipts and session
+/// status changes (WAHA refuses an empty list).
+pub const WIRED_EVENTS: &[&str] = &["message", "message.ack", "session.status"];
+
+/// The first webhook of a session's config, as wagate compares it (no webhook: empty URL).
+fn webhook_of(config: &Value) -> DeviceWebhook {
+    let Some(hook) = config
+        .get("webhooks")
+        .and_then(Value::as_array)
+        .and_then(|l| l.first())
+    else {
+        return DeviceWebhook {
+            url: String::new(),
+            secret: Secret::new(String::new()),
+            events: Vec::new(),
+        };
+    };
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
+    DeviceWebhook {
+        url: text(hook.get("url")),
+        secret: Secret::new(text(hook.get("hmac").and_then(|h| h.get("key")))),
+        events: hook
+            .get("events")
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+impl WahaClient {
+    /// The session's config as it is (`{}` when it has none).
+    async fn session_config(&self, target: &Target<'_>) -> Result<Value, ProviderError> {
+        let rb = self.request(
+            Method::GET,
+            target,
+            &["api", "sessions", Self::session(target)],
+        )?;
+        let body = self.read(rb, Call::Read).await?.json();
+        Ok(match body.get("config") {
+            Some(c @ Value::Object(_)) => c.clone(),
+            _ => json!({}),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_webhook_of_a_session_config_is_the_one_compared() {
+        let cfg = json!({"webhooks": [
+            {"url": "https://w.example/webhooks/whatsapp/acme", "events": ["message", "message.ack"],
+             "hmac": {"key": "k1"}, "retries": null, "customHeaders": null},
+            {"url": "https://other.example", "events": ["message"]}
+        ], "proxy": null});
+        let w = webhook_of(&cfg);
+        assert_eq!(w.url, "https://w.example/webhooks/whatsapp/acme");
+        assert_eq!(w.secret.expose(), "k1");
+        assert_eq!(w.events, ["message", "message.ack"]);
+        let none = webhook_of(
+            &json!({"webhooks": [{"url": "https://x", "events": ["message"], "hmac": null}]}),
+        );
+        assert_eq!(none.secret.expose(), "", "no hmac: no secret");
+        assert!(webhook_of(&json!({})).url.is_empty());
+    }
 
     #[test]
     fn chat_ids_are_c_us_or_groups() {

@@ -150,6 +150,8 @@ impl MemoryDeliveries {
             sent_at: None,
             delivered_at: None,
             read_at: None,
+            failed_at: None,
+            send_latency_ms: None,
             expires_at: 0,
         });
         rec.state = DeliveryState::InProgress;
@@ -263,12 +265,14 @@ impl DeliveryWriter for MemoryDeliveries {
         provider_message_id: &str,
         endpoint: &str,
         role: EndpointRole,
+        latency_ms: Option<u64>,
         now: OffsetDateTime,
     ) -> Result<bool, DeliveryError> {
         self.settle(lock, DeliveryState::Sent, now, |r| {
             r.provider_message_id = Some(provider_message_id.to_string());
             r.endpoint = Some(endpoint.to_string());
             r.endpoint_role = Some(role);
+            r.send_latency_ms = latency_ms;
             r.sent_at = Some(timestamp::rfc3339(now));
             r.error_class = None;
             r.reason = None;
@@ -280,11 +284,16 @@ impl DeliveryWriter for MemoryDeliveries {
         lock: &Lock,
         class: &str,
         reason: &str,
+        at: Option<(&str, EndpointRole)>,
         now: OffsetDateTime,
     ) -> Result<bool, DeliveryError> {
         self.settle(lock, DeliveryState::Failed, now, |r| {
             r.error_class = Some(class.to_string());
             r.reason = Some(bounded(reason));
+            if let Some((endpoint, role)) = at {
+                r.endpoint = Some(endpoint.to_string());
+                r.endpoint_role = Some(role);
+            }
         })
     }
 
@@ -354,6 +363,8 @@ impl DeliveryWriter for MemoryDeliveries {
                 sent_at: None,
                 delivered_at: None,
                 read_at: None,
+                failed_at: None,
+                send_latency_ms: None,
                 expires_at: self.expires_at(now),
             },
         );
@@ -459,6 +470,11 @@ impl ReceiptRecorder for MemoryDeliveries {
         match target {
             ReceiptState::Delivered => rec.delivered_at = Some(now_s.clone()),
             ReceiptState::Read => rec.read_at = Some(now_s.clone()),
+            ReceiptState::Failed => {
+                rec.failed_at = Some(now_s.clone());
+                rec.error_class = Some(crate::delivery::FAILED_RECEIPT_CLASS.into());
+                rec.reason = Some(crate::delivery::FAILED_RECEIPT_REASON.into());
+            }
         }
         rec.updated_at = Some(now_s);
         Ok(ReceiptOutcome::Updated { from, to })
@@ -485,6 +501,45 @@ mod tests {
             .to_string(),
         )
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn since_reads_the_window_newest_first_and_says_when_it_left_some_unread() {
+        use crate::delivery::store::DeliveryReader;
+        let store = MemoryDeliveries::default();
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let tenant: TenantId = "acme".parse().unwrap();
+        // Five records one hour apart (k0 newest), and one of another tenant.
+        for (i, key) in ["k0", "k1", "k2", "k3", "k4"].iter().enumerate() {
+            let at = now - Duration::from_secs(3_600 * i as u64);
+            let m = msg("acme", key);
+            let w = RateWindow::at(&m.tenant_id, 100, at);
+            let until = at + Duration::from_secs(30);
+            store.begin(&m, "s", "o", until, &w, at).await.unwrap();
+        }
+        let o = msg("other", "x");
+        let w = RateWindow::at(&o.tenant_id, 100, now);
+        let until = now + Duration::from_secs(30);
+        store.begin(&o, "s", "o", until, &w, now).await.unwrap();
+        let keys = |rs: &[DeliveryRecord]| {
+            rs.iter()
+                .map(|r| r.idempotency_key.clone().unwrap())
+                .collect::<Vec<_>>()
+        };
+
+        // The last 2.5 hours: k0..k2, nothing left unread.
+        let from = now - Duration::from_secs(9_000);
+        let (rs, more) = store.since(&tenant, from, 100, now).await.unwrap();
+        assert_eq!(
+            (keys(&rs), more),
+            (vec!["k0".into(), "k1".into(), "k2".into()], false)
+        );
+        // Exactly as many as the bound: not truncated.
+        let (rs, more) = store.since(&tenant, from, 3, now).await.unwrap();
+        assert_eq!((rs.len(), more), (3, false));
+        // Fewer than the window holds: the newest, truncated.
+        let (rs, more) = store.since(&tenant, from, 2, now).await.unwrap();
+        assert_eq!((keys(&rs), more), (vec!["k0".into(), "k1".into()], true));
     }
 
     #[tokio::test]
@@ -525,6 +580,7 @@ mod tests {
                     },
                     "x",
                     "y",
+                    None,
                     now
                 )
                 .await
@@ -534,7 +590,15 @@ mod tests {
         let tenant = m.tenant_id.clone();
         assert!(
             store
-                .mark_sent(&lock, &tenant, "P1", "http://a", EndpointRole::Primary, now)
+                .mark_sent(
+                    &lock,
+                    &tenant,
+                    "P1",
+                    "http://a",
+                    EndpointRole::Primary,
+                    Some(12),
+                    now
+                )
                 .await
                 .unwrap()
         );

@@ -34,7 +34,7 @@ use crate::body::{BodyKind, ParsedBody};
 use crate::config::{DeviceState, DeviceWebhook};
 use crate::envelope::proxy_page;
 use crate::events::{self, SentMessage};
-use crate::faults::SendErrorStatus;
+use crate::faults::{DeviceWebhookFault, SendErrorStatus};
 use crate::linking;
 use crate::outgoing::EVOLUTION_VERSION;
 use crate::recording::{self, Authorized, slot_from_request};
@@ -354,6 +354,12 @@ async fn set_webhook(
         Ok(body) => body,
         Err(response) => return response,
     };
+    if state.faults().device_webhook == Some(DeviceWebhookFault::Refuse) {
+        return evo_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!(["Internal server error"]),
+        );
+    }
     let Some(webhook) = body.get("webhook").and_then(Value::as_object) else {
         return bad_request(vec![json!("requires property \"webhook\"")]);
     };
@@ -458,7 +464,20 @@ async fn set_webhook(
 /// `GET /webhook/find/{instance}`: the stored row, or `null`.
 async fn find_webhook(State(state): State<Arc<SimState>>, Path(name): Path<String>) -> Response {
     let device = state.device(&name).expect("guarded");
-    Json(device.extra.evolution_webhook.unwrap_or(Value::Null)).into_response()
+    let mut row = device.extra.evolution_webhook.unwrap_or(Value::Null);
+    // The `device_webhook` fault: the row reads back with another URL or JWT key.
+    if let Some(r) = row.as_object_mut() {
+        match state.faults().device_webhook {
+            Some(DeviceWebhookFault::OtherUrl) => {
+                r.insert("url".into(), json!("https://elsewhere.example/hook"));
+            }
+            Some(DeviceWebhookFault::OtherSecret) => {
+                r.insert("headers".into(), json!({"jwt_key": "not-yours"}));
+            }
+            _ => {}
+        }
+    }
+    Json(row).into_response()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ use crate::body::{BodyKind, ParsedBody};
 use crate::config::{DeviceSpec, DeviceState, DeviceWebhook};
 use crate::envelope::proxy_page;
 use crate::events::{self, SentMessage};
-use crate::faults::SendErrorStatus;
+use crate::faults::{DeviceWebhookFault, SendErrorStatus};
 use crate::linking;
 use crate::outgoing::c_us;
 use crate::recording::{self, Authorized};
@@ -225,7 +225,25 @@ async fn list_sessions(
 
 async fn get_session(State(state): State<Arc<SimState>>, Path(name): Path<String>) -> Response {
     match state.device(&name) {
-        Some(device) => Json(session_info(&device)).into_response(),
+        Some(device) => {
+            let mut info = session_info(&device);
+            // The `device_webhook` fault: the first webhook reads back with another URL or key.
+            if let Some(hook) = info
+                .pointer_mut("/config/webhooks/0")
+                .and_then(Value::as_object_mut)
+            {
+                match state.faults().device_webhook {
+                    Some(DeviceWebhookFault::OtherUrl) => {
+                        hook.insert("url".into(), json!("https://elsewhere.example/hook"));
+                    }
+                    Some(DeviceWebhookFault::OtherSecret) => {
+                        hook.insert("hmac".into(), json!({"key": "not-yours"}));
+                    }
+                    _ => {}
+                }
+            }
+            Json(info).into_response()
+        }
         None => session_not_found(&name),
     }
 }
@@ -417,6 +435,13 @@ async fn update_session(
     let Some(device) = state.device(&name) else {
         return session_not_found(&name);
     };
+    if state.faults().device_webhook == Some(DeviceWebhookFault::Refuse) {
+        return nest(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!("Internal server error"),
+            None,
+        );
+    }
     if let Err(response) = apply_config(&state, &name, body.get("config").filter(|c| !c.is_null()))
     {
         return response;

@@ -7,6 +7,7 @@
 //! building the next version, sealing and opening secrets, the host-name checks.
 
 pub mod activity;
+pub mod analytics;
 pub mod backup;
 pub mod config;
 pub mod connection;
