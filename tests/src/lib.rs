@@ -21,6 +21,9 @@ use wagate_devstack::Provisioned;
 pub mod api;
 pub mod apigw;
 pub mod layering;
+pub mod moto_proxy;
+pub mod runtime_stub;
+pub mod soak;
 pub mod spec;
 pub mod watch;
 
