@@ -83,8 +83,12 @@ pub async fn start(gate: Arc<tokio::sync::Mutex<()>>, serialize_all: bool) -> Mo
     let traps = proxy.clone();
     let app = axum::Router::new().fallback(
         move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let (client, gate, upstream, traps) =
-                (client.clone(), gate.clone(), upstream.clone(), traps.clone());
+            let (client, gate, upstream, traps) = (
+                client.clone(),
+                gate.clone(),
+                upstream.clone(),
+                traps.clone(),
+            );
             async move {
                 let text = String::from_utf8_lossy(&body).into_owned();
                 if let Some((trap, tx)) = traps.take_if(&text, false) {

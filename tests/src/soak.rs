@@ -71,7 +71,10 @@ impl Default for Options {
             instances: 3,
             kills: 100,
             seed: 17,
-            bin_dir: workspace_root().join("target/debug"),
+            bin_dir: std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace_root().join("target"))
+                .join("debug"),
             visibility: Duration::from_secs(12),
             function_timeout: Duration::from_secs(6),
             max_wall: Duration::from_secs(1800),
@@ -117,6 +120,9 @@ pub struct Report {
     pub window_keys: usize,
     pub window_resent: usize,
     pub window_not_resent: usize,
+    /// Settled keys whose SQS message also ended in the DLQ (not a second state: the record
+    /// holds the outcome, a redrive is acknowledged without sending).
+    pub dlq_settled_copies: usize,
     pub kills: BTreeMap<KillPoint, usize>,
     pub chaos: BTreeMap<String, u64>,
     pub chaos_sends: u64,
@@ -143,7 +149,14 @@ impl Report {
         for (reason, n) in &self.reasons {
             row(&format!("  reason: {reason}"), n.to_string());
         }
-        row("accepted by a server exactly once", self.accepted_once.to_string());
+        row(
+            "settled keys whose SQS message also went to the DLQ",
+            self.dlq_settled_copies.to_string(),
+        );
+        row(
+            "accepted by a server exactly once",
+            self.accepted_once.to_string(),
+        );
         row("accepted by no server", self.accepted_never.to_string());
         row(
             "accepted more than once, recorded `unknown`",
@@ -216,7 +229,11 @@ fn endpoint(base_url: &str) -> Endpoint<Secret> {
     }
 }
 
-async fn add_tenant(stack: &Stack, id: &str, primary: &str, backup: Option<&str>) {
+/// The webhook secret of every soak tenant.
+pub const WEBHOOK_SECRET: &str = "soak-webhook-secret";
+
+/// A GOWA tenant with the rate limits at their maximum, sealed with KMS and stored.
+pub async fn add_tenant(stack: &Stack, id: &str, primary: &str, backup: Option<&str>) {
     let now = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .unwrap();
@@ -227,7 +244,7 @@ async fn add_tenant(stack: &Stack, id: &str, primary: &str, backup: Option<&str>
         backup: backup.map(endpoint),
         webhook_secrets: vec![WebhookSecret {
             id: "s1".into(),
-            secret: Secret::new("soak-webhook-secret"),
+            secret: Secret::new(WEBHOOK_SECRET),
             expires_at: None,
         }],
         active_endpoint: EndpointRole::Primary,
@@ -236,6 +253,7 @@ async fn add_tenant(stack: &Stack, id: &str, primary: &str, backup: Option<&str>
         failback: Default::default(),
         limits: Limits {
             outbound_per_minute: Limits::MAX_OUTBOUND_PER_MINUTE,
+            inbound_per_second: Limits::MAX_INBOUND_PER_SECOND,
             ..Limits::default()
         },
         version: 1,
@@ -350,10 +368,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     ] {
         proc_env.insert(k.into(), v.into());
     }
-    proc_env.insert(
-        "OUTBOUND_MAX_RECEIVE_COUNT".into(),
-        max_receive.to_string(),
-    );
+    proc_env.insert("OUTBOUND_MAX_RECEIVE_COUNT".into(), max_receive.to_string());
     let binary = opts.bin_dir.join("outbound-sender");
     anyhow::ensure!(
         binary.exists(),
@@ -404,7 +419,11 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             .set_entries(Some(entries))
             .send()
             .await?;
-        anyhow::ensure!(out.failed().is_empty(), "enqueue failed: {:?}", out.failed());
+        anyhow::ensure!(
+            out.failed().is_empty(),
+            "enqueue failed: {:?}",
+            out.failed()
+        );
     }
     let run_started = Instant::now();
 
@@ -556,7 +575,10 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                     .and_then(|j| j["message"].as_str())
                     .and_then(|m| m.strip_prefix("soak "))
             {
-                accepted.entry(key.to_owned()).or_default().push(r.received_at);
+                accepted
+                    .entry(key.to_owned())
+                    .or_default()
+                    .push(r.received_at);
             }
         }
         let (sends, counts) = sim.chaos_counts();
@@ -570,21 +592,30 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         let times = accepted.get(key).cloned().unwrap_or_default();
         let taken = times.len();
         let state = record.map(|r| r.state.as_str()).unwrap_or("none");
-        let final_state = if dlq.contains(key) {
-            if matches!(state, "sent" | "delivered" | "read" | "failed" | "unknown") {
-                report.violations.push(format!(
-                    "{key}: in the DLQ but recorded {state} (one final state only)"
-                ));
+        let settled = matches!(state, "sent" | "delivered" | "read" | "failed" | "unknown");
+        // The record is the book: a settled key whose SQS message still went to the DLQ (its
+        // invocation failed after the record was written, on the last receive) keeps its
+        // state; a redrive of that copy is acknowledged without a send.
+        let final_state = if settled {
+            if dlq.contains(key) {
+                report.dlq_settled_copies += 1;
             }
+            state
+        } else if dlq.contains(key) {
             "dlq"
         } else {
             state
         };
         *report.states.entry(final_state.to_owned()).or_default() += 1;
         if matches!(final_state, "failed" | "dlq") {
-            let reason = record
-                .and_then(|r| r.error_class.clone())
-                .unwrap_or_else(|| "-".into());
+            let reason = match record {
+                Some(r) => format!(
+                    "record {}, {}",
+                    r.state,
+                    r.error_class.as_deref().unwrap_or("no error class")
+                ),
+                None => "no record (never locked: deferred or skipped on every receive)".into(),
+            };
             *report
                 .reasons
                 .entry(format!("{final_state}: {reason}"))
@@ -592,9 +623,9 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         }
         match final_state {
             "sent" | "delivered" | "read" | "failed" | "unknown" | "dlq" => {}
-            other => report
-                .violations
-                .push(format!("{key}: lost (enqueued, record {other}, not in the DLQ)")),
+            other => report.violations.push(format!(
+                "{key}: lost (enqueued, record {other}, not in the DLQ)"
+            )),
         }
         // A server took it before a kill that left its record without an outcome.
         let in_window = window
@@ -728,11 +759,7 @@ async fn aim_and_kill(
 /// The keys of the killed invocations whose record had no outcome right after the kill
 /// (absent, `in_progress` or `retrying`). The audit counts those a server took before the
 /// kill as the "provider accepted, record not written" window.
-async fn unsettled(
-    events: &[Value],
-    db: &aws_sdk_dynamodb::Client,
-    table: &str,
-) -> Vec<String> {
+async fn unsettled(events: &[Value], db: &aws_sdk_dynamodb::Client, table: &str) -> Vec<String> {
     let keys: Vec<(String, String)> = events
         .iter()
         .flat_map(|e| e["Records"].as_array().cloned().unwrap_or_default())

@@ -230,13 +230,17 @@ impl Fx {
 /// A proxy in front of moto_server that passes one request at a time
 /// ([`wagate_tests::moto_proxy`]).
 pub async fn serializing_moto_proxy() -> String {
-    wagate_tests::moto_proxy::start(Arc::default(), true).await.url
+    wagate_tests::moto_proxy::start(Arc::default(), true)
+        .await
+        .url
 }
 
 /// The proxy serializing only `TransactWriteItems` (what moto_server breaks on when
 /// concurrent); other requests pass concurrently.
 pub async fn transaction_serializing_moto_proxy() -> String {
-    wagate_tests::moto_proxy::start(Arc::default(), false).await.url
+    wagate_tests::moto_proxy::start(Arc::default(), false)
+        .await
+        .url
 }
 
 /// A sender (one "instance") whose DynamoDB client goes to `endpoint` (the serializing
