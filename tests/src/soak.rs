@@ -120,6 +120,10 @@ pub struct Report {
     pub window_keys: usize,
     pub window_resent: usize,
     pub window_not_resent: usize,
+    /// Keys a kill caught with no outcome in their record (absent, `in_progress`,
+    /// `retrying`): what a "takeover of an expired lock is `unknown`" policy would turn
+    /// unknown.
+    pub killed_unsettled: usize,
     /// Settled keys whose SQS message also ended in the DLQ (not a second state: the record
     /// holds the outcome, a redrive is acknowledged without sending).
     pub dlq_settled_copies: usize,
@@ -149,6 +153,10 @@ impl Report {
         for (reason, n) in &self.reasons {
             row(&format!("  reason: {reason}"), n.to_string());
         }
+        row(
+            "keys a kill caught with no outcome recorded",
+            self.killed_unsettled.to_string(),
+        );
         row(
             "settled keys whose SQS message also went to the DLQ",
             self.dlq_settled_copies.to_string(),
@@ -254,7 +262,6 @@ pub async fn add_tenant(stack: &Stack, id: &str, primary: &str, backup: Option<&
         limits: Limits {
             outbound_per_minute: Limits::MAX_OUTBOUND_PER_MINUTE,
             inbound_per_second: Limits::MAX_INBOUND_PER_SECOND,
-            ..Limits::default()
         },
         version: 1,
         created_at: now,
@@ -548,6 +555,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     }
     let _ = flapper.await;
     let wall = run_started.elapsed();
+    let killed_unsettled = window.len();
     for instance in &instances {
         instance.kill().await;
     }
@@ -564,6 +572,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         downs: downs.load(Ordering::Relaxed),
         batches: batches.load(Ordering::Relaxed),
         invocation_failures: failed_invocations.load(Ordering::Relaxed),
+        killed_unsettled,
         ..Report::default()
     };
     for sim in sims.iter() {
