@@ -91,11 +91,15 @@ pub async fn start(gate: Arc<tokio::sync::Mutex<()>>, serialize_all: bool) -> Mo
             );
             async move {
                 let text = String::from_utf8_lossy(&body).into_owned();
-                if let Some((trap, tx)) = traps.take_if(&text, false) {
-                    let _ = tx.send(Sprung {
-                        trap,
-                        body: text.clone(),
-                    });
+                // Held only while the test waits for it (else it passes on).
+                if let Some((trap, tx)) = traps.take_if(&text, false)
+                    && tx
+                        .send(Sprung {
+                            trap,
+                            body: text.clone(),
+                        })
+                        .is_ok()
+                {
                     std::future::pending::<()>().await;
                 }
                 let transaction = headers
@@ -131,8 +135,8 @@ pub async fn start(gate: Arc<tokio::sync::Mutex<()>>, serialize_all: bool) -> Mo
                 drop(one_at_a_time);
                 if status.is_success()
                     && let Some((trap, tx)) = traps.take_if(&text, true)
+                    && tx.send(Sprung { trap, body: text }).is_ok()
                 {
-                    let _ = tx.send(Sprung { trap, body: text });
                     std::future::pending::<()>().await;
                 }
                 out.body(axum::body::Body::from(bytes)).unwrap()

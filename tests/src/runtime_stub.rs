@@ -36,8 +36,9 @@ pub type OnResponse = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 struct Api {
     queue: Mutex<mpsc::Receiver<Invocation>>,
-    /// Invocations handed to the process, by request id, with their events.
+    /// Invocations handed to the process, by request id, with their events and when.
     current: Mutex<HashMap<String, (Value, oneshot::Sender<Answer>)>>,
+    since: Mutex<HashMap<String, std::time::Instant>>,
     invoke: mpsc::Sender<Invocation>,
     timeout: Duration,
     on_response: std::sync::Mutex<Option<OnResponse>>,
@@ -66,6 +67,7 @@ impl Instance {
         let api = Arc::new(Api {
             queue: Mutex::new(queue),
             current: Mutex::new(HashMap::new()),
+            since: Mutex::new(HashMap::new()),
             invoke,
             timeout,
             on_response: std::sync::Mutex::new(None),
@@ -145,6 +147,18 @@ impl Instance {
         Ok(events)
     }
 
+    /// How long the oldest invocation the process holds has been held (zero when none).
+    pub async fn stuck_for(&self) -> Duration {
+        let current = self.api.current.lock().await;
+        let since = self.api.since.lock().await;
+        current
+            .keys()
+            .filter_map(|id| since.get(id))
+            .map(|t| t.elapsed())
+            .max()
+            .unwrap_or_default()
+    }
+
     /// SIGKILLs the process and fails the invocations it held; returns their events.
     pub async fn kill(&self) -> Vec<Value> {
         if let Some(mut child) = self.child.lock().await.take() {
@@ -181,6 +195,10 @@ async fn next(State(api): State<Arc<Api>>) -> axum::response::Response {
     let deadline_ms = deadline.unix_timestamp_nanos() / 1_000_000;
     let body = event.to_string();
     api.current.lock().await.insert(id.clone(), (event, tx));
+    api.since
+        .lock()
+        .await
+        .insert(id.clone(), std::time::Instant::now());
     (
         [
             ("lambda-runtime-aws-request-id", id),

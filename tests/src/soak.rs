@@ -37,6 +37,9 @@ use crate::moto_proxy::{self, MotoProxy, Trap};
 use crate::runtime_stub::Instance;
 use crate::{Stack, workspace_root};
 
+/// The soak's own moto_server region (heavy: kept apart from the other tests).
+pub const REGION: &str = "eu-south-2";
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -98,6 +101,8 @@ pub enum KillPoint {
     BatchResponse,
     /// No aimed point came within the wait; killed anyway.
     Unaimed,
+    /// The instance held an invocation past its deadline (Lambda's timeout).
+    Timeout,
 }
 
 /// The end of the run.
@@ -138,8 +143,13 @@ pub struct Report {
 }
 
 impl Report {
+    /// Kills the killer aimed (timeouts apart).
     pub fn kills_total(&self) -> usize {
-        self.kills.values().sum()
+        self.kills
+            .iter()
+            .filter(|(p, _)| **p != KillPoint::Timeout)
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// The audit as a Markdown table.
@@ -294,7 +304,7 @@ fn ids(body: &str) -> Option<(String, String)> {
 /// Runs the soak and audits it.
 pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let stack = Stack::new().await;
+    let stack = Stack::new_in(REGION).await;
     let env = stack.env();
     let (queue_url, dlq_url) = (
         env["OUTBOUND_QUEUE_URL"].clone(),
@@ -364,6 +374,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         }
     }
     for (k, v) in [
+        ("AWS_REGION", REGION),
         ("AWS_EC2_METADATA_DISABLED", "true"),
         ("WAGATE_EGRESS_ALLOW_CIDRS", "127.0.0.0/8"),
         ("HTTP_CONNECT_TIMEOUT_MS", "1000"),
@@ -445,10 +456,15 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         let invoker = Invoker::new(instance.url.clone())?;
         pollers.push(tokio::spawn(async move {
             while !done.load(Ordering::Relaxed) {
-                match source
-                    .poll_once(&sqs, &invoker, Duration::from_secs(1))
-                    .await
-                {
+                // Bounded: a wedged request to moto_server must not stop the poller (the
+                // records come back after the visibility timeout).
+                let polled = tokio::time::timeout(
+                    Duration::from_secs(60),
+                    source.poll_once(&sqs, &invoker, Duration::from_secs(1)),
+                )
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("poll timed out after 60 s")));
+                match polled {
                     Ok(Some(report)) => {
                         batches.fetch_add(1, Ordering::Relaxed);
                         if report.invocation != "answered" {
@@ -491,14 +507,30 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         let db = aws_sdk_dynamodb::Client::new(&stack.sdk);
         let table = env["MESSAGES_TABLE"].clone();
         let want = opts.kills;
+        let timeout = opts.function_timeout;
         let mut rng = StdRng::seed_from_u64(opts.seed ^ 0x4b);
         tokio::spawn(async move {
             let mut kills: BTreeMap<KillPoint, usize> = BTreeMap::new();
             // Key -> when a kill last caught it without an outcome.
             let mut window: HashMap<String, time::OffsetDateTime> = HashMap::new();
             let mut made = 0;
-            while made < want && !done.load(Ordering::Relaxed) {
+            while !done.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
+                // As Lambda ends a runtime past its timeout: an instance stuck beyond its
+                // invocation's deadline is killed and replaced (not counted as an aimed kill).
+                for instance in instances.iter() {
+                    if instance.stuck_for().await > timeout + Duration::from_secs(2) {
+                        let events = instance.kill_and_restart().await.unwrap_or_default();
+                        *kills.entry(KillPoint::Timeout).or_default() += 1;
+                        let at = time::OffsetDateTime::now_utc();
+                        for key in unsettled(&events, &db, &table).await {
+                            window.insert(key, at);
+                        }
+                    }
+                }
+                if made >= want {
+                    continue;
+                }
                 let i = rng.random_range(0..instances.len());
                 let (instance, proxy) = (&instances[i], &proxies[i]);
                 let aim = match rng.random_range(0..5) {
@@ -544,6 +576,13 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         let left = count(QueueAttributeName::ApproximateNumberOfMessages)
             + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
         drained_checks = if left == 0 { drained_checks + 1 } else { 0 };
+        if run_started.elapsed().as_secs() % 30 < 2 {
+            eprintln!(
+                "soak: {left} left in the queue after {:.0} s, {} batches",
+                run_started.elapsed().as_secs_f64(),
+                batches.load(Ordering::Relaxed)
+            );
+        }
         if drained_checks >= 2 || run_started.elapsed() > opts.max_wall {
             break;
         }
@@ -728,15 +767,15 @@ async fn aim_and_kill(
                 KillPoint::InFlight
             }
         }
-        KillPoint::BatchResponse | KillPoint::Unaimed => {
+        KillPoint::BatchResponse | KillPoint::Unaimed | KillPoint::Timeout => {
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let tx = std::sync::Mutex::new(Some(tx));
             instance.on_response(Some(Arc::new(move |_id: &str| {
-                if let Some(tx) = tx.lock().unwrap().take() {
-                    let _ = tx.send(());
-                    return false;
+                // Dropped only while the killer waits for it.
+                match tx.lock().unwrap().take() {
+                    Some(tx) => tx.send(()).is_err(),
+                    None => true,
                 }
-                true
             })));
             let sprung = tokio::time::timeout(wait, rx).await;
             let point = if matches!(sprung, Ok(Ok(()))) {

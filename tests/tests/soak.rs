@@ -30,6 +30,8 @@ async fn every_key_of_a_faulty_crashing_run_has_exactly_one_final_state_and_no_u
         kills: 20,
         // Lambda's floor (at least the function timeout), to keep the CI run short.
         visibility: std::time::Duration::from_secs(8),
+        // A run that has not drained by then fails on its lost keys.
+        max_wall: std::time::Duration::from_secs(600),
         ..Options::default()
     };
     let report = run(opts).await.expect("the soak runs");
