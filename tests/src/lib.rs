@@ -21,6 +21,9 @@ use wagate_devstack::Provisioned;
 pub mod api;
 pub mod apigw;
 pub mod layering;
+pub mod moto_proxy;
+pub mod runtime_stub;
+pub mod soak;
 pub mod spec;
 pub mod watch;
 
@@ -59,10 +62,17 @@ pub fn moto_endpoint() -> String {
 
 /// SDK config pointing at moto_server with dummy credentials.
 pub async fn sdk_config() -> SdkConfig {
+    sdk_config_in("us-east-1").await
+}
+
+/// [`sdk_config`] in another region: moto_server keeps each region's resources apart, so a
+/// heavy test there neither slows nor is slowed by the others (its `TransactWriteItems`
+/// copies every table of the region).
+pub async fn sdk_config_in(region: &'static str) -> SdkConfig {
     let endpoint = moto_endpoint();
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
+        .region(aws_config::Region::new(region))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "testing",
             "testing",
@@ -145,7 +155,12 @@ pub struct Stack {
 impl Stack {
     /// Provisions template.yaml's resources under a fresh stack name.
     pub async fn new() -> Stack {
-        let sdk = sdk_config().await;
+        Stack::new_in("us-east-1").await
+    }
+
+    /// [`Stack::new`] in its own region ([`sdk_config_in`]).
+    pub async fn new_in(region: &'static str) -> Stack {
+        let sdk = sdk_config_in(region).await;
         let name = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let provisioned =
             wagate_devstack::provision(&sdk, &workspace_root().join("template.yaml"), &name)

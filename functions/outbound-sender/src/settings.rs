@@ -19,8 +19,9 @@ pub struct Environment {
     /// `RATE_LIMITS_TABLE`: the tenants' rate windows.
     pub rate_table: String,
     /// `OUTBOUND_MAX_RECEIVE_COUNT` (default 5), `BREAKER_FAILURE_THRESHOLD`,
-    /// `BREAKER_COOL_DOWN_SECS`, `MESSAGE_RETENTION_DAYS` (default 15); the send reserve is
-    /// the HTTP request timeout plus 2 s.
+    /// `BREAKER_COOL_DOWN_SECS`, `MESSAGE_RETENTION_DAYS` (default 15),
+    /// `TIMELOCK_BACKOFF_SECS` (default 60: how long a tenant WhatsApp rate-limited without a
+    /// `Retry-After` is left alone); the send reserve is the HTTP request timeout plus 2 s.
     pub settings: Settings,
 }
 
@@ -47,6 +48,11 @@ impl FromEnv for Environment {
             "whole seconds",
         );
         let retention_days = env.parse_or::<u64>("MESSAGE_RETENTION_DAYS", 15, "whole days");
+        let timelock = env.parse_or::<u64>(
+            "TIMELOCK_BACKOFF_SECS",
+            defaults.timelock_backoff.as_secs(),
+            "whole seconds",
+        );
         let app = app?;
         let settings = Settings {
             max_receive_count: max_receive_count?,
@@ -57,6 +63,7 @@ impl FromEnv for Environment {
             retention: Duration::from_secs(retention_days?.saturating_mul(24 * 3600)),
             // One send (the HTTP timeout) plus its writes.
             send_reserve: app.http.request + Duration::from_secs(2),
+            timelock_backoff: Duration::from_secs(timelock?),
             ..defaults
         };
         Some(Environment {
@@ -112,12 +119,14 @@ mod tests {
             ("BREAKER_FAILURE_THRESHOLD", "0"),
             ("BREAKER_COOL_DOWN_SECS", "45"),
             ("MESSAGE_RETENTION_DAYS", "2"),
+            ("TIMELOCK_BACKOFF_SECS", "3"),
         ]);
         let e = env(&pairs).settings(Environment::read).unwrap();
         assert_eq!(e.settings.max_receive_count, 9);
         assert_eq!(e.settings.breaker.failure_threshold, 1);
         assert_eq!(e.settings.breaker.cool_down, Duration::from_secs(45));
         assert_eq!(e.settings.retention, Duration::from_secs(2 * 24 * 3600));
+        assert_eq!(e.settings.timelock_backoff, Duration::from_secs(3));
     }
 
     #[test]

@@ -227,70 +227,20 @@ impl Fx {
     }
 }
 
-/// A proxy in front of moto_server that passes one request at a time. DynamoDB applies each
-/// conditional write atomically; moto_server serves concurrent requests on threads without
-/// that guarantee (two concurrent `ADD` under `count < limit` can both succeed). Tests of
-/// concurrent writers go through this proxy so they test the sender, not moto's threading.
+/// A proxy in front of moto_server that passes one request at a time
+/// ([`wagate_tests::moto_proxy`]).
 pub async fn serializing_moto_proxy() -> String {
-    moto_proxy(true).await
+    wagate_tests::moto_proxy::start(Arc::default(), true)
+        .await
+        .url
 }
 
 /// The proxy serializing only `TransactWriteItems` (what moto_server breaks on when
 /// concurrent); other requests pass concurrently.
 pub async fn transaction_serializing_moto_proxy() -> String {
-    moto_proxy(false).await
-}
-
-async fn moto_proxy(serialize_all: bool) -> String {
-    use axum::body::Bytes;
-    use axum::http::{HeaderMap, Method, Uri};
-    let upstream = wagate_tests::moto_endpoint();
-    let client = reqwest::Client::new();
-    let gate = Arc::new(tokio::sync::Mutex::new(()));
-    let app = axum::Router::new().fallback(
-        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let (client, gate, upstream) = (client.clone(), gate.clone(), upstream.clone());
-            async move {
-                // moto's transactions are the unsafe part ("dictionary changed size during
-                // iteration"); plain item writes and reads go through concurrently.
-                let transaction = headers
-                    .get("x-amz-target")
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|t| t.ends_with("TransactWriteItems"));
-                let _one_at_a_time = if transaction || serialize_all {
-                    Some(gate.lock().await)
-                } else {
-                    None
-                };
-                let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-                let mut req = client
-                    .request(method, format!("{upstream}{path}"))
-                    .body(body);
-                for (name, value) in &headers {
-                    if name != "host" && name != "content-length" {
-                        req = req.header(name, value);
-                    }
-                }
-                let resp = req.send().await.expect("moto_server answers");
-                let status = resp.status();
-                let mut out = axum::http::Response::builder().status(status);
-                for (name, value) in resp.headers() {
-                    if name != "content-length"
-                        && name != "transfer-encoding"
-                        && name != "connection"
-                    {
-                        out = out.header(name, value);
-                    }
-                }
-                out.body(axum::body::Body::from(resp.bytes().await.unwrap()))
-                    .unwrap()
-            }
-        },
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
+    wagate_tests::moto_proxy::start(Arc::default(), false)
+        .await
+        .url
 }
 
 /// A sender (one "instance") whose DynamoDB client goes to `endpoint` (the serializing

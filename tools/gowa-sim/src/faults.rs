@@ -45,6 +45,9 @@ pub struct Faults {
     pub device_webhook: Option<DeviceWebhookFault>,
     /// GOWA's QR picture (`/statics/images/qrcode/...`) is not what a login linked to.
     pub qr_image: Option<QrImageFault>,
+    /// A seeded mix of faults drawn per send (5xx, reset, accept-then-hang, 429, logged
+    /// out, slow): see [`crate::chaos`].
+    pub chaos: Option<crate::chaos::Chaos>,
 }
 
 /// How GOWA's device webhook routes misbehave.

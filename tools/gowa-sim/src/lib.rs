@@ -33,6 +33,7 @@
 
 mod api;
 mod body;
+pub mod chaos;
 mod config;
 #[cfg(feature = "contract")]
 pub mod contract;
@@ -63,6 +64,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
+pub use chaos::{Chaos, ChaosFault};
 pub use config::{
     DEFAULT_DEVICE_ID, DEFAULT_DEVICE_JID, DEFAULT_EVOLUTION_INSTANCE, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_META_JID, DEFAULT_META_PHONE_NUMBER_ID, DEFAULT_META_WABA_ID, DEFAULT_WAHA_SESSION,
@@ -167,12 +169,22 @@ pub async fn start_on(
         Kind::Evolution => evolution::router(state.clone()),
         Kind::Meta => meta::router(state.clone()),
     };
+    let reset_state = state.clone();
+    let reset_on_close: server::ResetOnClose = Arc::new(move || {
+        reset_state
+            .faults()
+            .chaos
+            .as_ref()
+            .is_some_and(|c| c.reset > 0.0)
+    });
     let core = Arc::new(SimCore {
-        api: Mutex::new(Some(Serving::start(
+        api: Mutex::new(Some(Serving::start_with(
             api_listener,
             api_router.clone(),
             "gowa-api",
+            Some(reset_on_close.clone()),
         ))),
+        reset_on_close,
         state,
         api_addr,
         api_router,
@@ -206,6 +218,8 @@ pub(crate) struct SimCore {
     api_router: Router,
     /// The serving GOWA API; `None` while down.
     api: Mutex<Option<Serving>>,
+    /// Whether a new API connection closes with a reset (the chaos `reset` fault).
+    reset_on_close: server::ResetOnClose,
 }
 
 impl SimCore {
@@ -227,10 +241,11 @@ impl SimCore {
             }
         } else if api.is_none() {
             let listener = server::bind(self.api_addr).await?;
-            *api = Some(Serving::start(
+            *api = Some(Serving::start_with(
                 listener,
                 self.api_router.clone(),
                 "gowa-api",
+                Some(self.reset_on_close.clone()),
             ));
             tracing::info!(api = %self.api_addr, "GOWA API up again");
         }
@@ -322,6 +337,12 @@ impl SimHandle {
     /// The faults in force (a count-limited send error shows its remaining count).
     pub fn faults(&self) -> Faults {
         self.core.state.faults()
+    }
+
+    /// Sends seen while a chaos mix was set, and the faults it drew, by name
+    /// ([`ChaosFault::as_str`]); cleared by [`SimHandle::reset`].
+    pub fn chaos_counts(&self) -> (u64, std::collections::BTreeMap<String, u64>) {
+        self.core.state.chaos.counts()
     }
 
     /// Replaces the faults; `Faults::default()` heals the server.

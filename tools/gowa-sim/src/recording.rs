@@ -86,6 +86,7 @@ pub(crate) async fn record(
     let mut request = Request::from_parts(parts, Body::from(bytes));
     request.extensions_mut().insert(Arc::new(parsed));
     request.extensions_mut().insert(Authorized(authorized));
+    request.extensions_mut().insert(crate::chaos::LogSeq(seq));
     if let Some(auth) = gowa_auth {
         request.extensions_mut().insert(auth);
     }
@@ -106,7 +107,15 @@ pub(crate) fn recorded(router: axum::Router<Arc<SimState>>, state: Arc<SimState>
             state.clone(),
             inject_delays,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::chaos::act,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), record))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::chaos::draw,
+        ))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
 }

@@ -7,16 +7,23 @@
 //! (new connections are refused) and aborts every connection (pooled ones are closed).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
+use axum::{Extension, Router};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
+
+use crate::chaos::ConnectionKill;
+
+/// Asked at each accept: whether the new connection closes with a reset (`SO_LINGER` 0)
+/// rather than a FIN, for the chaos `reset` fault.
+pub(crate) type ResetOnClose = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// A running accept loop.
 #[derive(Debug)]
@@ -28,8 +35,18 @@ pub(crate) struct Serving {
 impl Serving {
     /// Serves `router` on an already bound listener.
     pub fn start(listener: TcpListener, router: Router, name: &'static str) -> Self {
+        Self::start_with(listener, router, name, None)
+    }
+
+    /// [`Serving::start`], asking `reset_on_close` at each accept.
+    pub fn start_with(
+        listener: TcpListener,
+        router: Router,
+        name: &'static str,
+        reset_on_close: Option<ResetOnClose>,
+    ) -> Self {
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, router, stopped, name));
+        let task = tokio::spawn(accept_loop(listener, router, stopped, name, reset_on_close));
         Self { stop, task }
     }
 
@@ -50,6 +67,7 @@ async fn accept_loop(
     router: Router,
     mut stopped: oneshot::Receiver<()>,
     name: &'static str,
+    reset_on_close: Option<ResetOnClose>,
 ) {
     let mut connections = JoinSet::new();
     loop {
@@ -57,11 +75,21 @@ async fn accept_loop(
             _ = &mut stopped => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    let service = TowerToHyperService::new(router.clone());
+                    if reset_on_close.as_ref().is_some_and(|reset| reset()) {
+                        let _ = stream.set_zero_linger();
+                    }
+                    // A handler may close its own connection (the chaos `reset` fault).
+                    let kill = Arc::new(Notify::new());
+                    let service = TowerToHyperService::new(
+                        router.clone().layer(Extension(ConnectionKill(kill.clone()))),
+                    );
                     connections.spawn(async move {
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
+                        let serve = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service);
+                        tokio::select! {
+                            _ = serve => {}
+                            _ = kill.notified() => {}
+                        }
                     });
                 }
                 Err(err) => {

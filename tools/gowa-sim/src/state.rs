@@ -232,6 +232,8 @@ pub(crate) struct SimState {
     down: AtomicBool,
     /// Scheduled receipts; aborted by `reset` and at shutdown.
     tasks: Mutex<JoinSet<()>>,
+    /// The `chaos` fault's RNG and counts.
+    pub chaos: crate::chaos::ChaosDice,
 }
 
 #[derive(Debug)]
@@ -280,6 +282,7 @@ impl SimState {
             http,
             down: AtomicBool::new(false),
             tasks: Mutex::new(JoinSet::new()),
+            chaos: Default::default(),
         }
     }
 
@@ -582,6 +585,7 @@ impl SimState {
         inner.receipts = self.config.receipts;
         inner.sent.clear();
         inner.events.clear();
+        self.chaos.clear();
     }
 }
 

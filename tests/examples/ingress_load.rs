@@ -1,0 +1,300 @@
+//! Ingress under load: the real `webhook-ingress` binary, run as Lambda runs it behind a local
+//! Runtime API ([`wagate_tests::runtime_stub`], several instances as Lambda scales out),
+//! driven at a fixed rate of API Gateway events to 127.0.0.1 for a fixed time, 10 % of them
+//! forged (another secret), tampered (body changed after signing), unsigned or malformed
+//! (signed, not JSON). Then it reads the inbound queue (moto_server) and audits: no 5xx, every
+//! valid event enqueued exactly once (by its message id), every invalid one refused (4xx)
+//! and never enqueued. Prints p50/p99 latency (invoke to answer, queueing in the instance
+//! included) and the peak RSS of the function processes; exits non-zero on any violation.
+//!
+//! ```sh
+//! cargo build -p webhook-ingress
+//! AWS_ENDPOINT_URL=http://127.0.0.1:4573 AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test \
+//!   AWS_SECRET_ACCESS_KEY=test cargo run -p wagate-tests --example ingress_load -- 200 60 16
+//! ```
+//!
+//! Arguments: webhooks per second (200), seconds (60), instances (16).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use tokio::sync::Mutex;
+use wagate::inbound::signature::sign_sha256;
+use wagate_tests::runtime_stub::Instance;
+use wagate_tests::soak::{WEBHOOK_SECRET, add_tenant};
+use wagate_tests::{ApiEvent, Stack};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Kind {
+    Valid,
+    Forged,
+    Tampered,
+    Unsigned,
+    Malformed,
+}
+
+fn request(n: usize) -> (Kind, String, serde_json::Value) {
+    let id = format!("LOAD{n:08}");
+    let body = format!(
+        r#"{{"event":"message","payload":{{"id":"{id}","from":"6289876543210@s.whatsapp.net","chat_id":"6289876543210@s.whatsapp.net","body":"hi {n}"}}}}"#
+    );
+    let kind = match n % 50 {
+        0 => Kind::Forged,
+        10 => Kind::Tampered,
+        20 => Kind::Unsigned,
+        30 | 40 => Kind::Malformed,
+        _ => Kind::Valid,
+    };
+    let good = sign_sha256(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
+    let (sig, sent) = match kind {
+        Kind::Valid => (Some(good), body),
+        Kind::Forged => (
+            Some(sign_sha256(b"not-the-tenants-secret", body.as_bytes())),
+            body,
+        ),
+        Kind::Tampered => (Some(good), body.replace("hi ", "pay ")),
+        Kind::Unsigned => (None, body),
+        Kind::Malformed => {
+            let broken = format!("{{\"event\":\"message\",\"payload\":{{\"id\":\"{id}\"");
+            (
+                Some(sign_sha256(WEBHOOK_SECRET.as_bytes(), broken.as_bytes())),
+                broken,
+            )
+        }
+    };
+    let mut ev = ApiEvent::new("POST", "/webhooks/whatsapp/load").source_ip("198.51.100.7");
+    if let Some(sig) = &sig {
+        ev = ev.header("x-hub-signature-256", sig);
+    }
+    (kind, id, ev.raw_json(sent.into_bytes()).event_json())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rate: usize = args.first().map(|s| s.parse()).transpose()?.unwrap_or(200);
+    let seconds: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(60);
+    let instances_n: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(16);
+    let root = wagate_tests::workspace_root();
+    let binary = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("debug/webhook-ingress");
+    anyhow::ensure!(
+        binary.exists(),
+        "{} is missing: cargo build -p webhook-ingress",
+        binary.display()
+    );
+
+    let stack = Stack::new().await;
+    add_tenant(&stack, "load", "http://127.0.0.1:9", None).await;
+    let mut env = stack.env();
+    for key in [
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "PATH",
+    ] {
+        if let Ok(v) = std::env::var(key) {
+            env.insert(key.into(), v);
+        }
+    }
+    env.insert("AWS_EC2_METADATA_DISABLED".into(), "true".into());
+    env.insert("RUST_LOG".into(), "warn".into());
+    let mut instances = Vec::new();
+    for i in 0..instances_n {
+        instances.push(Arc::new(
+            Instance::start(
+                &format!("webhook-ingress-{i}"),
+                binary.clone(),
+                env.clone(),
+                Duration::from_secs(29),
+            )
+            .await?,
+        ));
+    }
+    let http = reqwest::Client::builder().no_proxy().build()?;
+
+    // (kind, id, status or error, latency)
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let total = rate * seconds;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for n in 0..total {
+        let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let (kind, id, event) = request(n);
+        let url = format!(
+            "{}/2015-03-31/functions/webhook-ingress/invocations",
+            instances[n % instances.len()].url
+        );
+        let (http, results) = (http.clone(), results.clone());
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let answer = http.post(url).json(&event).send().await;
+            let status = match answer {
+                Ok(resp) if resp.status().is_success() => {
+                    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+                    body["statusCode"].as_u64().unwrap_or(0) as u16
+                }
+                Ok(resp) => 1000 + resp.status().as_u16(),
+                Err(_) => 999,
+            };
+            results
+                .lock()
+                .await
+                .push((kind, id, status, sent.elapsed()));
+        }));
+    }
+    let offered = started.elapsed();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let wall = started.elapsed();
+    let mut rss = 0;
+    for instance in &instances {
+        if let Some(pid) = instance.pid().await {
+            rss = rss.max(vm_hwm_kib(pid));
+        }
+        instance.kill().await;
+    }
+
+    // The queue, by message id.
+    let queue = stack.env()["INBOUND_QUEUE_URL"].clone();
+    let mut enqueued: HashMap<String, usize> = HashMap::new();
+    let mut empty = 0;
+    while empty < 3 {
+        let got = stack
+            .sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .visibility_timeout(900)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await?;
+        let msgs = got.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            empty += 1;
+        }
+        // A FIFO group hands out nothing more while a message of it is in flight: delete
+        // what was counted.
+        if !msgs.is_empty() {
+            let entries = msgs
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(m.receipt_handle().unwrap_or_default())
+                        .build()
+                        .unwrap()
+                })
+                .collect::<Vec<_>>();
+            stack
+                .sqs
+                .delete_message_batch()
+                .queue_url(&queue)
+                .set_entries(Some(entries))
+                .send()
+                .await?;
+        }
+        for m in msgs {
+            let body = m.body().unwrap_or_default();
+            if let Some(at) = body.find("LOAD") {
+                let id = &body[at..(at + 12).min(body.len())];
+                *enqueued.entry(id.to_owned()).or_default() += 1;
+            }
+        }
+    }
+
+    let results = results.lock().await;
+    let mut violations = Vec::new();
+    let mut by_kind: HashMap<(Kind, u16), usize> = HashMap::new();
+    let mut latencies: Vec<Duration> = Vec::new();
+    for (kind, id, status, latency) in results.iter() {
+        *by_kind.entry((*kind, *status)).or_default() += 1;
+        latencies.push(*latency);
+        let times = enqueued.get(id).copied().unwrap_or(0);
+        if *status >= 500 {
+            violations.push(format!("{id} ({kind:?}): answered {status}"));
+        }
+        match kind {
+            Kind::Valid => {
+                if !(200..300).contains(status) || times != 1 {
+                    violations.push(format!(
+                        "{id}: valid, answered {status}, enqueued {times} times"
+                    ));
+                }
+            }
+            _ => {
+                if !(400..500).contains(status) || times != 0 {
+                    violations.push(format!(
+                        "{id} ({kind:?}): answered {status}, enqueued {times} times"
+                    ));
+                }
+            }
+        }
+    }
+    latencies.sort();
+    let mut kinds: Vec<_> = by_kind.into_iter().collect();
+    kinds.sort();
+    println!("| ingress load | value |\n|---|---|");
+    println!(
+        "| offered | {total} webhooks at {rate}/s for {seconds} s ({instances_n} instances) |"
+    );
+    println!(
+        "| sending took | {:.1} s (all answered after {:.1} s) |",
+        offered.as_secs_f64(),
+        wall.as_secs_f64()
+    );
+    for ((kind, status), n) in kinds {
+        println!("| {kind:?} answered {status} | {n} |");
+    }
+    println!(
+        "| enqueued (distinct ids / messages) | {} / {} |",
+        enqueued.len(),
+        enqueued.values().sum::<usize>()
+    );
+    println!(
+        "| latency p50 / p99 / max | {:.1} / {:.1} / {:.1} ms |",
+        percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0
+    );
+    println!(
+        "| peak RSS of one function process | {:.1} MiB |",
+        rss as f64 / 1024.0
+    );
+    println!("| violations | {} |", violations.len());
+    for v in violations.iter().take(30) {
+        eprintln!("VIOLATION {v}");
+    }
+    if !violations.is_empty() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
