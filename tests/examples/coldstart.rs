@@ -12,6 +12,12 @@
 //!
 //! Arguments: runs per binary (default 10), then the profile directory of the binaries
 //! (default `target/debug`). Medians are printed as a Markdown table (BENCHMARKS.md).
+//! `COLDSTART_ONLY=floor,webhook-ingress` limits the run to the binaries whose names start
+//! with one of those words.
+//!
+//! The inbound queue is drained after every start (untimed): moto_server's `SendMessage` on a
+//! FIFO queue slows down with every message already in it (about +0.1 ms per message here),
+//! so without it each binary's figures would depend on how many ran before it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -347,8 +353,15 @@ async fn main() -> anyhow::Result<()> {
 
     println!("| binary | runs | init | first invocation | warm invocation | peak RSS |");
     println!("|---|---|---|---|---|---|");
+    let only: Vec<String> = std::env::var("COLDSTART_ONLY")
+        .map(|v| v.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let inbound = env["INBOUND_QUEUE_URL"].clone();
     let mut n = 0;
     for (name, binary, events) in &functions {
+        if !only.is_empty() && !only.iter().any(|o| name.starts_with(o.as_str())) {
+            continue;
+        }
         let mut results = Vec::new();
         for _ in 0..runs {
             let evs = (0..=WARM)
@@ -358,6 +371,7 @@ async fn main() -> anyhow::Result<()> {
                 })
                 .collect();
             results.push(run_once(binary, &env, evs).await?);
+            wagate_tests::drain_queue(&stack.sdk, &inbound).await;
         }
         let init = median(results.iter().map(|r| r.init).collect());
         let first = median(results.iter().map(|r| r.first).collect());
