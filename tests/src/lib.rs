@@ -22,6 +22,7 @@ pub mod api;
 pub mod apigw;
 pub mod layering;
 pub mod spec;
+pub mod tls_front;
 pub mod watch;
 
 /// Contract checking of what wagate sends to a WhatsApp server: every request a simulator
