@@ -261,3 +261,39 @@ fn classify(e: hyper_util::client::legacy::Error) -> ConnectorError {
         ConnectorError::io(e.into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_config::Region;
+
+    #[test]
+    fn each_service_primes_its_regional_endpoint() {
+        let sdk = SdkConfig::builder()
+            .region(Region::new("eu-west-1"))
+            .build();
+        let got: Vec<String> = endpoints(&sdk, &[Service::DynamoDb, Service::Kms, Service::Sqs])
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "https://dynamodb.eu-west-1.amazonaws.com/",
+                "https://kms.eu-west-1.amazonaws.com/",
+                "https://sqs.eu-west-1.amazonaws.com/",
+            ]
+        );
+    }
+
+    #[test]
+    fn one_endpoint_override_is_primed_once() {
+        let sdk = SdkConfig::builder()
+            .region(Region::new("us-east-1"))
+            .endpoint_url("https://127.0.0.1:4443")
+            .build();
+        let got = endpoints(&sdk, &[Service::DynamoDb, Service::Kms, Service::Sqs]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].to_string(), "https://127.0.0.1:4443/");
+    }
+}
