@@ -55,12 +55,13 @@ impl Service {
 
 /// Loads the SDK configuration from the environment (region, credentials, endpoint) over the
 /// process's TLS configuration, then primes a connection to each of `services`' `https` endpoints
-/// ([`SdkHttp::prime`], bounded by `WAGATE_PRIME_TIMEOUT_MS`; never fails init). Fails only
-/// when the TLS configuration cannot be built (`WAGATE_EXTRA_CA_FILE` unreadable).
-pub async fn load(services: &[Service]) -> Result<SdkConfig, TlsError> {
+/// ([`SdkHttp::prime`], bounded by `WAGATE_PRIME_TIMEOUT_MS`; a failed priming never fails
+/// init). Fails when the TLS configuration cannot be built (`WAGATE_EXTRA_CA_FILE`
+/// unreadable) or `WAGATE_PRIME_TIMEOUT_MS` is not a number.
+pub async fn load(services: &[Service]) -> Result<SdkConfig, LoadError> {
+    let timeout = prime_timeout(std::env::var(PRIME_TIMEOUT_ENV).ok())?;
     let http = SdkHttp::new(tls::client_config()?);
     let sdk = load_with(http.clone()).await;
-    let timeout = prime_timeout();
     // Only TLS connections are worth opening early (plain http, moto_server locally, costs
     // one TCP connect, and moto closes every connection after one answer anyway).
     let tls_endpoints: Vec<_> = endpoints(&sdk, services)
@@ -86,19 +87,24 @@ pub async fn load_with(http: SdkHttp) -> SdkConfig {
         .await
 }
 
-fn prime_timeout() -> Duration {
-    match std::env::var(PRIME_TIMEOUT_ENV) {
-        Ok(v) => match v.trim().parse::<u64>() {
-            Ok(ms) => Duration::from_millis(ms),
-            Err(_) => {
-                tracing::info!(
-                    value = %v,
-                    "{PRIME_TIMEOUT_ENV} is not a number of milliseconds: the default applies"
-                );
-                DEFAULT_PRIME_TIMEOUT
-            }
-        },
-        Err(_) => DEFAULT_PRIME_TIMEOUT,
+/// Why the SDK configuration could not be loaded (an init error).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("{PRIME_TIMEOUT_ENV}={0:?} is not a whole number of milliseconds")]
+    PrimeTimeout(String),
+}
+
+/// `WAGATE_PRIME_TIMEOUT_MS`'s value: unset or empty is the default.
+fn prime_timeout(value: Option<String>) -> Result<Duration, LoadError> {
+    match value {
+        Some(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| LoadError::PrimeTimeout(v)),
+        _ => Ok(DEFAULT_PRIME_TIMEOUT),
     }
 }
 
@@ -283,6 +289,22 @@ mod tests {
                 "https://kms.eu-west-1.amazonaws.com/",
                 "https://sqs.eu-west-1.amazonaws.com/",
             ]
+        );
+    }
+
+    #[test]
+    fn prime_timeout_is_milliseconds_defaults_when_unset_and_refuses_words() {
+        assert_eq!(prime_timeout(None).unwrap(), DEFAULT_PRIME_TIMEOUT);
+        assert_eq!(prime_timeout(Some(" ".into())).unwrap(), DEFAULT_PRIME_TIMEOUT);
+        assert_eq!(prime_timeout(Some("0".into())).unwrap(), Duration::ZERO);
+        assert_eq!(
+            prime_timeout(Some("250".into())).unwrap(),
+            Duration::from_millis(250)
+        );
+        let err = prime_timeout(Some("1s".into())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"WAGATE_PRIME_TIMEOUT_MS="1s" is not a whole number of milliseconds"#
         );
     }
 
