@@ -10,8 +10,17 @@
 //!   AWS_SECRET_ACCESS_KEY=test cargo run -p wagate-tests --example coldstart -- 30
 //! ```
 //!
+//! `COLDSTART_TLS=1` puts a local TLS front (tests/src/tls_front.rs) between the binaries
+//! and moto_server and runs each function primed and not primed (BENCHMARKS.md).
+//!
 //! Arguments: runs per binary (default 10), then the profile directory of the binaries
 //! (default `target/debug`). Medians are printed as a Markdown table (BENCHMARKS.md).
+//! `COLDSTART_ONLY=floor,webhook-ingress` limits the run to the binaries whose names start
+//! with one of those words.
+//!
+//! The inbound queue is drained after every start (untimed): moto_server's `SendMessage` on a
+//! FIFO queue slows down with every message already in it (about +0.1 ms per message here),
+//! so without it each binary's figures would depend on how many ran before it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -171,6 +180,15 @@ async fn run_once(
         warm: times[1..].to_vec(),
         rss_kib,
     })
+}
+
+/// Removes the test CA file when the run ends.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.0).ok();
+    }
 }
 
 /// Stops the function when its run ends, however it ends.
@@ -345,32 +363,88 @@ async fn main() -> anyhow::Result<()> {
         ),
     ];
 
-    println!("| binary | runs | init | first invocation | warm invocation | peak RSS |");
-    println!("|---|---|---|---|---|---|");
+    // COLDSTART_TLS=1: every AWS call goes through a local TLS front for moto_server (a test
+    // CA made now, trusted through WAGATE_EXTRA_CA_FILE, and SSL_CERT_FILE for the floor's
+    // default SDK client), and each function runs twice: primed (the default) and not
+    // (WAGATE_PRIME_TIMEOUT_MS=0).
+    let tls = std::env::var("COLDSTART_TLS").is_ok_and(|v| v == "1");
+    let mut _front = None;
+    let mut _ca_file = None;
+    if tls {
+        let ca = wagate_tests::tls_front::TestCa::generate();
+        let front = wagate_tests::tls_front::TlsFront::start(&ca, &env["AWS_ENDPOINT_URL"]).await;
+        let ca_file = ca.write_ca_file();
+        env.insert("AWS_ENDPOINT_URL".into(), front.url());
+        env.insert("WAGATE_EXTRA_CA_FILE".into(), ca_file.display().to_string());
+        env.insert("SSL_CERT_FILE".into(), ca_file.display().to_string());
+        _front = Some(front);
+        _ca_file = Some(TempFile(ca_file));
+    }
+    let variants: Vec<(&str, Option<&str>)> = if tls {
+        vec![(" (primed)", None), (" (not primed)", Some("0"))]
+    } else {
+        vec![("", None)]
+    };
+
+    println!(
+        "| binary | runs | init | first invocation | warm invocation | peak RSS |{}",
+        if tls {
+            " TLS handshakes per start |"
+        } else {
+            ""
+        }
+    );
+    println!("|---|---|---|---|---|---|{}", if tls { "---|" } else { "" });
+    let only: Vec<String> = std::env::var("COLDSTART_ONLY")
+        .map(|v| v.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let inbound = env["INBOUND_QUEUE_URL"].clone();
     let mut n = 0;
     for (name, binary, events) in &functions {
-        let mut results = Vec::new();
-        for _ in 0..runs {
-            let evs = (0..=WARM)
-                .map(|_| {
-                    n += 1;
-                    events(n)
-                })
-                .collect();
-            results.push(run_once(binary, &env, evs).await?);
+        if !only.is_empty() && !only.iter().any(|o| name.starts_with(o.as_str())) {
+            continue;
         }
-        let init = median(results.iter().map(|r| r.init).collect());
-        let first = median(results.iter().map(|r| r.first).collect());
-        let warm = median(results.iter().flat_map(|r| r.warm.clone()).collect());
-        let mut rss: Vec<u64> = results.iter().map(|r| r.rss_kib).collect();
-        rss.sort();
-        println!(
-            "| {name} | {runs} | {} ms | {} ms | {} ms | {:.1} MiB |",
-            ms(init),
-            ms(first),
-            ms(warm),
-            rss[rss.len() / 2] as f64 / 1024.0
-        );
+        let floor = name.starts_with("floor");
+        for (suffix, prime) in &variants {
+            if floor && prime.is_some() {
+                continue; // the floor does not prime: one row
+            }
+            let suffix = if floor { "" } else { suffix };
+            let mut env = env.clone();
+            if let Some(ms) = prime {
+                env.insert("WAGATE_PRIME_TIMEOUT_MS".into(), (*ms).into());
+            }
+            let handshakes_before = _front.as_ref().map_or(0, |f| f.handshakes());
+            let mut results = Vec::new();
+            for _ in 0..runs {
+                let evs = (0..=WARM)
+                    .map(|_| {
+                        n += 1;
+                        events(n)
+                    })
+                    .collect();
+                results.push(run_once(binary, &env, evs).await?);
+                wagate_tests::drain_queue(&stack.sdk, &inbound).await;
+            }
+            let handshakes = _front.as_ref().map_or(0, |f| f.handshakes()) - handshakes_before;
+            let init = median(results.iter().map(|r| r.init).collect());
+            let first = median(results.iter().map(|r| r.first).collect());
+            let warm = median(results.iter().flat_map(|r| r.warm.clone()).collect());
+            let mut rss: Vec<u64> = results.iter().map(|r| r.rss_kib).collect();
+            rss.sort();
+            println!(
+                "| {name}{suffix} | {runs} | {} ms | {} ms | {} ms | {:.1} MiB |{}",
+                ms(init),
+                ms(first),
+                ms(warm),
+                rss[rss.len() / 2] as f64 / 1024.0,
+                if tls {
+                    format!(" {:.1} |", handshakes as f64 / runs as f64)
+                } else {
+                    String::new()
+                }
+            );
+        }
     }
     Ok(())
 }

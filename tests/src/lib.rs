@@ -25,6 +25,7 @@ pub mod moto_proxy;
 pub mod runtime_stub;
 pub mod soak;
 pub mod spec;
+pub mod tls_front;
 pub mod watch;
 
 /// Contract checking of what wagate sends to a WhatsApp server: every request a simulator

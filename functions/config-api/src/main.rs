@@ -11,13 +11,14 @@ use lambda_http::{Error, service_fn};
 use wagate::egress::HttpClient;
 use wagate::secrets::kms::KmsSealer;
 
+use wagate::runtime::aws::Service;
 use wagate::runtime::config::FromEnv;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     wagate::runtime::telemetry::init();
     let settings = Settings::from_env()?;
-    let sdk = wagate::runtime::aws::load().await;
+    let sdk = wagate::runtime::aws::load(&[Service::DynamoDb, Service::Kms]).await?;
     let http = HttpClient::new(settings.app.egress.clone(), settings.app.http)?;
     let auth = Authenticator::new(settings.auth, http.clone()).await?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);

@@ -8,13 +8,14 @@ use health_check::deadline_from_epoch_ms;
 use health_check::settings::Environment;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
+use wagate::runtime::aws::Service;
 use wagate::runtime::config::FromEnv;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     wagate::runtime::telemetry::init();
     let env = Environment::from_env()?;
-    let sdk = wagate::runtime::aws::load().await;
+    let sdk = wagate::runtime::aws::load(&[Service::DynamoDb, Service::Kms]).await?;
     let check = Arc::new(health_check::aws::health_check(&sdk, env)?);
     run(service_fn(move |event: LambdaEvent<EventBridgeEvent>| {
         let check = check.clone();

@@ -7,13 +7,14 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use outbound_sender::deadline_from_ms;
 use outbound_sender::settings::Environment;
 
+use wagate::runtime::aws::Service;
 use wagate::runtime::config::FromEnv;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     wagate::runtime::telemetry::init();
     let env = Environment::from_env()?;
-    let sdk = wagate::runtime::aws::load().await;
+    let sdk = wagate::runtime::aws::load(&[Service::DynamoDb, Service::Kms]).await?;
     let sender = Arc::new(outbound_sender::aws::sender(&sdk, env)?);
     run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let sender = sender.clone();

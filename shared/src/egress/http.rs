@@ -1,4 +1,6 @@
-//! The one outbound HTTP client: timeouts, rustls, no redirects, and the egress guard of
+//! The one outbound HTTP client: timeouts, rustls over the process's one TLS configuration
+//! ([`crate::runtime::tls::client_config`], shared with the AWS SDK), no redirects, and the
+//! egress guard of
 //! [`super::EgressPolicy`] applied twice: IP literals in the URL before the request (a custom
 //! resolver is never asked about them), and every address a host name resolves to, at connect
 //! time, in the client's DNS resolver.
@@ -38,6 +40,15 @@ impl Resolve for GuardedResolver {
     }
 }
 
+/// Why the outbound client could not be built (an init error).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBuildError {
+    #[error(transparent)]
+    Tls(#[from] crate::runtime::tls::TlsError),
+    #[error("HTTP client setup failed: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
 /// The shared outbound client. Cheap to clone (one connection pool).
 #[derive(Debug, Clone)]
 pub struct HttpClient {
@@ -48,7 +59,7 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    pub fn new(policy: EgressPolicy, timeouts: HttpTimeouts) -> Result<Self, reqwest::Error> {
+    pub fn new(policy: EgressPolicy, timeouts: HttpTimeouts) -> Result<Self, ClientBuildError> {
         Self::with_resolver(policy, timeouts, Arc::new(SystemResolver))
     }
 
@@ -58,9 +69,21 @@ impl HttpClient {
         policy: EgressPolicy,
         timeouts: HttpTimeouts,
         resolver: Arc<dyn HostResolver>,
+    ) -> Result<Self, ClientBuildError> {
+        let tls = crate::runtime::tls::client_config()?;
+        Ok(Self::with_tls(policy, timeouts, resolver, &tls)?)
+    }
+
+    /// A client over the TLS configuration `tls` (the process's, or a test's own).
+    pub fn with_tls(
+        policy: EgressPolicy,
+        timeouts: HttpTimeouts,
+        resolver: Arc<dyn HostResolver>,
+        tls: &rustls::ClientConfig,
     ) -> Result<Self, reqwest::Error> {
         let policy = Arc::new(policy);
         let inner = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls.clone())
             .connect_timeout(timeouts.connect)
             .timeout(timeouts.request)
             .redirect(reqwest::redirect::Policy::none())

@@ -1,5 +1,6 @@
 //! What every function needs at its edge: settings read from the environment once
-//! ([`config`]), the AWS SDK configuration ([`aws`]), JSON logs ([`telemetry`]),
+//! ([`config`]), the AWS SDK configuration and its primed connections ([`aws`]), the one TLS
+//! configuration ([`tls`]), JSON logs ([`telemetry`]),
 //! CloudWatch EMF metrics ([`metrics`]) and the API Gateway event ([`apigw`]).
 
 pub mod apigw;
@@ -7,3 +8,4 @@ pub mod aws;
 pub mod config;
 pub mod metrics;
 pub mod telemetry;
+pub mod tls;
