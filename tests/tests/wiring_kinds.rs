@@ -281,6 +281,7 @@ async fn ingress_over_http(stack: &wagate_tests::Stack) -> (String, tokio::task:
             Duration::ZERO,
         )),
         replay_window: wagate::inbound::verify::DEFAULT_REPLAY_WINDOW,
+        event_seen: None,
     };
     let router = axum::Router::new()
         .route("/webhooks/whatsapp/{tenant}", axum::routing::post(receive))
