@@ -26,8 +26,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::handlers::{
     activity, analytics, backup, config, connection, dashboard, devices, migrations, placement,
-    rotation,
-    servers, status,
+    rotation, servers, status,
 };
 use crate::request::percent_decode;
 

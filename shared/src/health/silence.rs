@@ -114,10 +114,15 @@ pub fn traffic(records: &[DeliveryRecord], now: OffsetDateTime, window: Duration
         if accepted && sent.is_some_and(|s| s >= start && s <= settled) {
             t.sends_accepted += 1;
         }
-        let receipt = [r.delivered_at.as_deref(), r.read_at.as_deref()]
-            .into_iter()
-            .filter_map(parse)
-            .any(|at| at >= start);
+        // A failed receipt (`failedAt`, written only by a receipt) is the server talking too.
+        let receipt = [
+            r.delivered_at.as_deref(),
+            r.read_at.as_deref(),
+            r.failed_at.as_deref(),
+        ]
+        .into_iter()
+        .filter_map(parse)
+        .any(|at| at >= start);
         if receipt {
             t.receipts += 1;
         }
@@ -185,6 +190,8 @@ mod tests {
             sent_at: at(sent_min_ago),
             delivered_at: receipt_min_ago.and_then(at),
             read_at: None,
+            failed_at: None,
+            send_latency_ms: None,
             expires_at: i64::MAX,
         }
     }
@@ -222,6 +229,15 @@ mod tests {
         // An event older than the window does not count.
         let old = Some(NOW - time::Duration::minutes(31));
         assert!(assess(true, old, quiet, None, NOW, W).is_some());
+    }
+
+    #[test]
+    fn a_failed_receipt_in_the_window_is_the_server_talking() {
+        let mut failed = record(DeliveryState::Failed, 12, None);
+        failed.failed_at = Some(crate::timestamp::rfc3339(NOW - time::Duration::minutes(11)));
+        let t = traffic_of(&[record(DeliveryState::Sent, 10, None), failed]);
+        assert_eq!(t.receipts, 1);
+        assert!(assess(true, None, t, None, NOW, W).is_none());
     }
 
     #[test]

@@ -295,7 +295,10 @@ mod tests {
     #[test]
     fn prime_timeout_is_milliseconds_defaults_when_unset_and_refuses_words() {
         assert_eq!(prime_timeout(None).unwrap(), DEFAULT_PRIME_TIMEOUT);
-        assert_eq!(prime_timeout(Some(" ".into())).unwrap(), DEFAULT_PRIME_TIMEOUT);
+        assert_eq!(
+            prime_timeout(Some(" ".into())).unwrap(),
+            DEFAULT_PRIME_TIMEOUT
+        );
         assert_eq!(prime_timeout(Some("0".into())).unwrap(), Duration::ZERO);
         assert_eq!(
             prime_timeout(Some("250".into())).unwrap(),
