@@ -1,11 +1,11 @@
 //! Cold-start benchmark: a local Lambda Runtime API that starts each function binary N times
 //! against moto_server and records, per start, init (spawn to the first `next` request), the
 //! first invocation, the warm invocations and the peak RSS (`VmHWM` of /proc/<pid>/status),
-//! beside the floor (`coldstart_floor`: lambda_runtime + one signature check + one SQS send).
+//! beside the floor (`tools/coldstart-floor`: lambda_runtime + one signature check + one SQS send).
 //!
 //! ```sh
 //! cargo build --bins -p webhook-ingress -p outbound-sender -p health-check -p config-api
-//! cargo build -p wagate-tests --example coldstart_floor
+//! cargo build -p coldstart-floor
 //! AWS_ENDPOINT_URL=http://127.0.0.1:4572 AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test \
 //!   AWS_SECRET_ACCESS_KEY=test cargo run -p wagate-tests --example coldstart -- 30
 //! ```
@@ -24,136 +24,45 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, mpsc, oneshot};
 use wagate::Secret;
 use wagate::inbound::signature::sign_sha256;
 use wagate::secrets::{KmsSealer, SecretSealer};
 use wagate::tenant::dynamo::DynamoTenantStore;
 use wagate::tenant::store::TenantConfigStore;
 use wagate::tenant::*;
+use wagate_tests::runtime_stub::{Instance, Memory};
 use wagate_tests::{ApiEvent, Stack};
 
 const SECRET: &str = "coldstart-webhook-secret";
 const WARM: usize = 5;
+/// Init and each invocation must end within this (a hung start fails the run).
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One function start, as the stub saw it.
 struct Run {
     init: Duration,
     first: Duration,
     warm: Vec<Duration>,
-    rss_kib: u64,
+    memory: Memory,
 }
 
-/// The Runtime API's side: `next` hands out what the driver pushes; responses go back.
-struct Api {
-    ready: Mutex<Option<oneshot::Sender<Instant>>>,
-    events: Mutex<mpsc::Receiver<Value>>,
-    answers: mpsc::Sender<(Instant, Value)>,
-}
-
-async fn next(State(api): State<Arc<Api>>) -> impl IntoResponse {
-    if let Some(tx) = api.ready.lock().await.take() {
-        let _ = tx.send(Instant::now());
-    }
-    let event = api.events.lock().await.recv().await.unwrap_or(Value::Null);
-    let id = uuid::Uuid::new_v4().to_string();
-    let deadline = (time::OffsetDateTime::now_utc().unix_timestamp() + 60) * 1000;
-    (
-        [
-            ("lambda-runtime-aws-request-id", id),
-            ("lambda-runtime-deadline-ms", deadline.to_string()),
-            (
-                "lambda-runtime-invoked-function-arn",
-                "arn:aws:lambda:us-east-1:123456789012:function:bench".into(),
-            ),
-            ("content-type", "application/json".into()),
-        ],
-        event.to_string(),
-    )
-}
-
-async fn response(
-    State(api): State<Arc<Api>>,
-    Path(_id): Path<String>,
-    _headers: HeaderMap,
-    body: String,
-) -> impl IntoResponse {
-    let at = Instant::now();
-    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    let _ = api.answers.send((at, value)).await;
-    axum::http::StatusCode::ACCEPTED
-}
-
-async fn error(State(api): State<Arc<Api>>, body: String) -> impl IntoResponse {
-    let _ = api
-        .answers
-        .send((Instant::now(), json!({ "runtimeError": body })))
-        .await;
-    axum::http::StatusCode::ACCEPTED
-}
-
-/// Starts `binary` once with `env`, hands it `events` (the first, then the warm ones).
+/// Starts `binary` once with `env` behind the local Runtime API
+/// ([`wagate_tests::runtime_stub`]) and hands it `events` (the first, then the warm ones).
 async fn run_once(
     binary: &std::path::Path,
     env: &BTreeMap<String, String>,
     events: Vec<Value>,
 ) -> anyhow::Result<Run> {
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let (event_tx, event_rx) = mpsc::channel(1);
-    let (answer_tx, mut answer_rx) = mpsc::channel(1);
-    let api = Arc::new(Api {
-        ready: Mutex::new(Some(ready_tx)),
-        events: Mutex::new(event_rx),
-        answers: answer_tx,
-    });
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(response),
-        )
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
-        .route("/2018-06-01/runtime/init/error", post(error))
-        .with_state(api);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-
-    let start = Instant::now();
-    let child = std::process::Command::new(binary)
-        .envs(env)
-        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let pid = child.id();
-    let _child = KillOnDrop(child);
-    let ready = tokio::time::timeout(Duration::from_secs(30), ready_rx).await??;
-    let init = ready - start;
+    let instance = Instance::start("bench", binary.to_owned(), env.clone(), TIMEOUT).await?;
+    let init = instance.init_duration(TIMEOUT).await?;
     let mut times = Vec::new();
     for event in events {
-        let sent = Instant::now();
-        event_tx.send(event).await?;
-        let (at, answer) = tokio::time::timeout(Duration::from_secs(30), answer_rx.recv())
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("the stub stopped"))?;
-        let refused = answer.get("runtimeError").is_some()
-            || answer["statusCode"].as_u64().is_some_and(|s| s >= 300)
+        let (body, took) = instance.invoke(event).await?;
+        let answer = serde_json::from_str(&body).unwrap_or(Value::String(body));
+        let refused = answer["statusCode"].as_u64().is_some_and(|s| s >= 300)
             || answer["batchItemFailures"]
                 .as_array()
                 .is_some_and(|f| !f.is_empty());
@@ -163,22 +72,14 @@ async fn run_once(
                 binary.display()
             );
         }
-        times.push(at - sent);
+        times.push(took);
     }
-    let rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0);
-    server.abort();
+    let memory = instance.memory().await.unwrap_or_default();
     Ok(Run {
         init,
         first: times[0],
         warm: times[1..].to_vec(),
-        rss_kib,
+        memory,
     })
 }
 
@@ -188,16 +89,6 @@ struct TempFile(PathBuf);
 impl Drop for TempFile {
     fn drop(&mut self) {
         std::fs::remove_file(&self.0).ok();
-    }
-}
-
-/// Stops the function when its run ends, however it ends.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
     }
 }
 
@@ -341,8 +232,8 @@ async fn main() -> anyhow::Result<()> {
     type Events<'a> = Box<dyn Fn(usize) -> Value + 'a>;
     let functions: Vec<(&str, PathBuf, Events)> = vec![
         (
-            "floor (coldstart_floor)",
-            dir.join("examples/coldstart_floor"),
+            "floor (coldstart-floor)",
+            dir.join("coldstart-floor"),
             Box::new(webhook),
         ),
         (
@@ -387,14 +278,17 @@ async fn main() -> anyhow::Result<()> {
     };
 
     println!(
-        "| binary | runs | init | first invocation | warm invocation | peak RSS |{}",
+        "| binary | runs | init | first invocation | warm invocation | peak RSS | RSS at the end: anonymous / file-backed |{}",
         if tls {
             " TLS handshakes per start |"
         } else {
             ""
         }
     );
-    println!("|---|---|---|---|---|---|{}", if tls { "---|" } else { "" });
+    println!(
+        "|---|---|---|---|---|---|---|{}",
+        if tls { "---|" } else { "" }
+    );
     let only: Vec<String> = std::env::var("COLDSTART_ONLY")
         .map(|v| v.split(',').map(str::to_owned).collect())
         .unwrap_or_default();
@@ -430,14 +324,19 @@ async fn main() -> anyhow::Result<()> {
             let init = median(results.iter().map(|r| r.init).collect());
             let first = median(results.iter().map(|r| r.first).collect());
             let warm = median(results.iter().flat_map(|r| r.warm.clone()).collect());
-            let mut rss: Vec<u64> = results.iter().map(|r| r.rss_kib).collect();
-            rss.sort();
+            let mib = |f: fn(&Memory) -> u64| {
+                let mut v: Vec<u64> = results.iter().map(|r| f(&r.memory)).collect();
+                v.sort();
+                v[v.len() / 2] as f64 / 1024.0
+            };
             println!(
-                "| {name}{suffix} | {runs} | {} ms | {} ms | {} ms | {:.1} MiB |{}",
+                "| {name}{suffix} | {runs} | {} ms | {} ms | {} ms | {:.1} MiB | {:.1} / {:.1} MiB |{}",
                 ms(init),
                 ms(first),
                 ms(warm),
-                rss[rss.len() / 2] as f64 / 1024.0,
+                mib(|m| m.peak_kib),
+                mib(|m| m.anon_kib),
+                mib(|m| m.file_kib),
                 if tls {
                     format!(" {:.1} |", handshakes as f64 / runs as f64)
                 } else {

@@ -42,6 +42,19 @@ struct Api {
     invoke: mpsc::Sender<Invocation>,
     timeout: Duration,
     on_response: std::sync::Mutex<Option<OnResponse>>,
+    /// Told when the current process first asks for an invocation (its init is over).
+    ready: std::sync::Mutex<Option<oneshot::Sender<std::time::Instant>>>,
+}
+
+/// A process's memory, in KiB ([`Instance::memory`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    /// Peak resident set (`VmHWM`).
+    pub peak_kib: u64,
+    /// Resident anonymous memory now: heap, stacks.
+    pub anon_kib: u64,
+    /// Resident file-backed pages now: code and read-only data of the binary and libraries.
+    pub file_kib: u64,
 }
 
 /// One function "instance": its Runtime API, its invoke API and its process.
@@ -53,6 +66,10 @@ pub struct Instance {
     env: BTreeMap<String, String>,
     child: Mutex<Option<Child>>,
     name: String,
+    /// The APIs' server task, stopped with the instance.
+    server: tokio::task::AbortHandle,
+    /// When the current process was started, and the news of its first `next` request.
+    started: Mutex<Option<(std::time::Instant, oneshot::Receiver<std::time::Instant>)>>,
 }
 
 impl Instance {
@@ -71,6 +88,7 @@ impl Instance {
             invoke,
             timeout,
             on_response: std::sync::Mutex::new(None),
+            ready: std::sync::Mutex::new(None),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -87,14 +105,16 @@ impl Instance {
             .with_state(api.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let server = tokio::spawn(async move { axum::serve(listener, app).await }).abort_handle();
         let instance = Instance {
+            server,
             api,
             url: format!("http://{addr}"),
             binary,
             env,
             child: Mutex::new(None),
             name: name.to_owned(),
+            started: Mutex::new(None),
         };
         instance.spawn().await?;
         Ok(instance)
@@ -102,6 +122,9 @@ impl Instance {
 
     async fn spawn(&self) -> anyhow::Result<()> {
         let addr = self.url.trim_start_matches("http://").to_owned();
+        let (ready, ready_rx) = oneshot::channel();
+        *self.api.ready.lock().unwrap() = Some(ready);
+        *self.started.lock().await = Some((std::time::Instant::now(), ready_rx));
         let child = std::process::Command::new(&self.binary)
             .envs(&self.env)
             .env("AWS_LAMBDA_RUNTIME_API", addr)
@@ -116,6 +139,60 @@ impl Instance {
             .map_err(|e| anyhow::anyhow!("starting {}: {e}", self.binary.display()))?;
         *self.child.lock().await = Some(child);
         Ok(())
+    }
+
+    /// How long the current process took from its start to its first `next` request (its
+    /// init, as Lambda counts it); `Err` when it did not get there within `timeout`.
+    pub async fn init_duration(&self, timeout: Duration) -> anyhow::Result<Duration> {
+        let (started, ready) = self
+            .started
+            .lock()
+            .await
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("{}: init already measured", self.name))?;
+        let ready = tokio::time::timeout(timeout, ready).await.map_err(|_| {
+            anyhow::anyhow!("{}: no `next` request within {timeout:?}", self.name)
+        })??;
+        Ok(ready - started)
+    }
+
+    /// Invokes the process directly (without the invoke API's HTTP hop): the answer's body and
+    /// the time from handing the event out to the answer. A function error is an `Err`.
+    pub async fn invoke(&self, event: Value) -> anyhow::Result<(String, Duration)> {
+        let (tx, rx) = oneshot::channel();
+        let sent = std::time::Instant::now();
+        self.api
+            .invoke
+            .send((event, tx))
+            .await
+            .map_err(|_| anyhow::anyhow!("{}: the stub stopped", self.name))?;
+        match tokio::time::timeout(self.api.timeout + Duration::from_secs(2), rx).await {
+            Ok(Ok(Answer::Response(body))) => Ok((body, sent.elapsed())),
+            Ok(Ok(Answer::Error(body))) => anyhow::bail!("{}: function error: {body}", self.name),
+            Ok(Err(_)) => anyhow::bail!("{}: the invocation was dropped", self.name),
+            Err(_) => anyhow::bail!("{}: the invocation timed out", self.name),
+        }
+    }
+
+    /// The current process's memory from `/proc/<pid>/`: peak RSS (`VmHWM`), and the RSS now
+    /// split into anonymous memory (heap, stacks) and file-backed pages (the binary's code
+    /// and read-only data, shared libraries), in KiB.
+    pub async fn memory(&self) -> Option<Memory> {
+        let pid = self.pid().await?;
+        let field = |text: &str, name: &str| -> Option<u64> {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        };
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+        let rss = field(&rollup, "Rss:")?;
+        let anon = field(&rollup, "Anonymous:")?;
+        Some(Memory {
+            peak_kib: field(&status, "VmHWM:")?,
+            anon_kib: anon,
+            file_kib: rss.saturating_sub(anon),
+        })
     }
 
     /// The process id, while one runs.
@@ -177,6 +254,7 @@ impl Instance {
 
 impl Drop for Instance {
     fn drop(&mut self) {
+        self.server.abort();
         if let Ok(mut child) = self.child.try_lock()
             && let Some(mut child) = child.take()
         {
@@ -187,6 +265,9 @@ impl Drop for Instance {
 }
 
 async fn next(State(api): State<Arc<Api>>) -> axum::response::Response {
+    if let Some(ready) = api.ready.lock().unwrap().take() {
+        let _ = ready.send(std::time::Instant::now());
+    }
     let Some((event, tx)) = api.queue.lock().await.recv().await else {
         return StatusCode::GONE.into_response();
     };

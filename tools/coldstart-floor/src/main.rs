@@ -2,7 +2,8 @@
 //! webhook event (payload v2), checks its `X-Hub-Signature-256` against `FLOOR_SECRET` and
 //! sends the body to `INBOUND_QUEUE_URL` (one SQS `SendMessage`), with `lambda_runtime` and
 //! the AWS SDK's default configuration: no config table, no KMS, no cache, no logging.
-//! `tests/examples/coldstart.rs` starts it beside the four functions (BENCHMARKS.md).
+//! `tests/examples/coldstart.rs` starts it beside the four functions (BENCHMARKS.md); it is its
+//! own package so that it builds in release with the functions' dependencies and nothing more.
 
 use lambda_http::lambda_runtime::{self, Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
