@@ -477,18 +477,19 @@ async fn process(
             }
         }
     }
-    let sqs_id = app
-        .sink
-        .send(&accepted.event, &dedup, accepted.body)
-        .await
-        .map_err(|e| {
-            warn!(error = %e, "inbound queue send failed");
-            IngressError::QueueUnavailable
-        })?;
-    if let Some(seen) = &app.event_seen {
-        seen.note(&tenant, now()).await;
-    }
-    Ok(sqs_id)
+    // The "last event seen" write (at most one per tenant per minute per instance) runs beside
+    // the queue send, so the webhook it rides on (often a cold one) waits for one call, not
+    // two. It notes that the server talked, even when the queue then fails (503, retried).
+    let seen = async {
+        if let Some(seen) = &app.event_seen {
+            seen.note(&tenant, now()).await;
+        }
+    };
+    let (sent, ()) = tokio::join!(app.sink.send(&accepted.event, &dedup, accepted.body), seen);
+    sent.map_err(|e| {
+        warn!(error = %e, "inbound queue send failed");
+        IngressError::QueueUnavailable
+    })
 }
 
 /// Meta's verification `GET` on the tenant's webhook URL: `hub.mode=subscribe`,
