@@ -11,7 +11,8 @@
 //! ```
 //!
 //! `COLDSTART_TLS=1` puts a local TLS front (tests/src/tls_front.rs) between the binaries
-//! and moto_server and runs each function primed and not primed (BENCHMARKS.md).
+//! and moto_server and runs each function primed and not primed (BENCHMARKS.md);
+//! `COLDSTART_UNPRIMED=1` runs both variants over plain HTTP too.
 //!
 //! Arguments: runs per binary (default 10), then the profile directory of the binaries
 //! (default `target/debug`). Medians are printed as a Markdown table (BENCHMARKS.md).
@@ -47,6 +48,12 @@ struct Run {
     first: Duration,
     warm: Vec<Duration>,
     memory: Memory,
+    /// CPU time the process used (all threads): up to its first `next`, in the first
+    /// invocation, in each warm one. Unlike the wall times, it leaves out moto_server's and
+    /// the busy machine's share.
+    cpu_init: Duration,
+    cpu_first: Duration,
+    cpu_warm: Vec<Duration>,
 }
 
 /// Starts `binary` once with `env` behind the local Runtime API
@@ -58,9 +65,11 @@ async fn run_once(
 ) -> anyhow::Result<Run> {
     let instance = Instance::start("bench", binary.to_owned(), env.clone(), TIMEOUT).await?;
     let init = instance.init_duration(TIMEOUT).await?;
+    let mut cpu = vec![instance.cpu_time().await.unwrap_or_default()];
     let mut times = Vec::new();
     for event in events {
         let (body, took) = instance.invoke(event).await?;
+        cpu.push(instance.cpu_time().await.unwrap_or_default());
         let answer = serde_json::from_str(&body).unwrap_or(Value::String(body));
         let refused = answer["statusCode"].as_u64().is_some_and(|s| s >= 300)
             || answer["batchItemFailures"]
@@ -75,11 +84,15 @@ async fn run_once(
         times.push(took);
     }
     let memory = instance.memory().await.unwrap_or_default();
+    let cpu_per_call: Vec<Duration> = cpu.windows(2).map(|w| w[1].saturating_sub(w[0])).collect();
     Ok(Run {
         init,
         first: times[0],
         warm: times[1..].to_vec(),
         memory,
+        cpu_init: cpu[0],
+        cpu_first: cpu_per_call[0],
+        cpu_warm: cpu_per_call[1..].to_vec(),
     })
 }
 
@@ -98,7 +111,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
 /// A signed webhook of tenant `bench` (a fresh message id each).
@@ -271,14 +284,15 @@ async fn main() -> anyhow::Result<()> {
         _front = Some(front);
         _ca_file = Some(TempFile(ca_file));
     }
-    let variants: Vec<(&str, Option<&str>)> = if tls {
+    let both = tls || std::env::var("COLDSTART_UNPRIMED").is_ok_and(|v| v == "1");
+    let variants: Vec<(&str, Option<&str>)> = if both {
         vec![(" (primed)", None), (" (not primed)", Some("0"))]
     } else {
         vec![("", None)]
     };
 
     println!(
-        "| binary | runs | init | first invocation | warm invocation | peak RSS | RSS at the end: anonymous / file-backed |{}",
+        "| binary | runs | init | first invocation | warm invocation | CPU time: init / first / warm | peak RSS | RSS at the end: anonymous / file-backed |{}",
         if tls {
             " TLS handshakes per start |"
         } else {
@@ -286,7 +300,7 @@ async fn main() -> anyhow::Result<()> {
         }
     );
     println!(
-        "|---|---|---|---|---|---|---|{}",
+        "|---|---|---|---|---|---|---|---|{}",
         if tls { "---|" } else { "" }
     );
     let only: Vec<String> = std::env::var("COLDSTART_ONLY")
@@ -324,16 +338,22 @@ async fn main() -> anyhow::Result<()> {
             let init = median(results.iter().map(|r| r.init).collect());
             let first = median(results.iter().map(|r| r.first).collect());
             let warm = median(results.iter().flat_map(|r| r.warm.clone()).collect());
+            let cpu_init = median(results.iter().map(|r| r.cpu_init).collect());
+            let cpu_first = median(results.iter().map(|r| r.cpu_first).collect());
+            let cpu_warm = median(results.iter().flat_map(|r| r.cpu_warm.clone()).collect());
             let mib = |f: fn(&Memory) -> u64| {
                 let mut v: Vec<u64> = results.iter().map(|r| f(&r.memory)).collect();
                 v.sort();
                 v[v.len() / 2] as f64 / 1024.0
             };
             println!(
-                "| {name}{suffix} | {runs} | {} ms | {} ms | {} ms | {:.1} MiB | {:.1} / {:.1} MiB |{}",
+                "| {name}{suffix} | {runs} | {} ms | {} ms | {} ms | {} / {} / {} ms | {:.1} MiB | {:.1} / {:.1} MiB |{}",
                 ms(init),
                 ms(first),
                 ms(warm),
+                ms(cpu_init),
+                ms(cpu_first),
+                ms(cpu_warm),
                 mib(|m| m.peak_kib),
                 mib(|m| m.anon_kib),
                 mib(|m| m.file_kib),

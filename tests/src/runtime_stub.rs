@@ -195,6 +195,24 @@ impl Instance {
         })
     }
 
+    /// The CPU time the current process has used so far, all its threads summed
+    /// (`/proc/<pid>/task/*/schedstat`, nanoseconds on a CPU): unlike wall time, it does not
+    /// count waiting for moto_server or for a busy machine's cores.
+    pub async fn cpu_time(&self) -> Option<Duration> {
+        let pid = self.pid().await?;
+        let mut total = 0u64;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+            let path = task.ok()?.path().join("schedstat");
+            if let Some(ns) = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            {
+                total += ns;
+            }
+        }
+        Some(Duration::from_nanos(total))
+    }
+
     /// The process id, while one runs.
     pub async fn pid(&self) -> Option<u32> {
         self.child.lock().await.as_ref().map(Child::id)
