@@ -645,6 +645,7 @@ async function onboardingScenario() {
   await step("onboard: a backup added and linked by pairing code: backup ready", async () => {
     await page.click("#nav-settings");
     await visible("#view-settings");
+    await waitText("#settings-intro", /^Version \d+,/);
     const version = Number((await text("#settings-intro")).match(/^Version (\d+),/)[1]);
     await page.check("#has-backup");
     await page.fill("#f-backup-baseUrl", B_URL);
@@ -683,7 +684,8 @@ async function onboardingScenario() {
     await fleetRow(T).waitFor({ timeout: WAIT });
     await page.waitForFunction((t) => {
       const row = document.querySelector(`#tenants tr:has(a[href="#/tenant/${t}"])`);
-      return !!row && /\bready\b/.test(row.textContent) && !/not ready|not checked/.test(row.textContent);
+      // innerText keeps the cells apart (textContent runs them together).
+      return !!row && /(^|\s)ready(\s|$)/.test(row.innerText) && !/not ready|not checked/.test(row.innerText);
     }, T, { timeout: WAIT });
     // A tenant without a backup says so.
     assert.match(await fleetRow(TENANT_ID).innerText(), /no backup/);
@@ -737,6 +739,7 @@ async function onboardingScenario() {
     await page.click("#tenant-refresh");
     await waitText("#messages", new RegExp(escapeRe(key)));
     await waitText("#messages", new RegExp(escapeRe(B_URL)));
+    await waitText("#device-state-backup", /^linked$/);
     await shot("18-onboard-sent-via-backup.png");
   });
 }

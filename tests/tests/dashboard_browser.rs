@@ -8,6 +8,15 @@
 //!
 //! Screenshots of every main view land in `target/browser-artifacts/` (or
 //! `WAGATE_BROWSER_ARTIFACTS`).
+//!
+//! After the dashboard's own steps, a second scenario (issue 15 item 8, its own block at the
+//! end of the script) onboards a tenant from nothing on two simulators of its own: the config
+//! saved from the form, the device created and linked by QR (the simulator's control API
+//! scans), "webhook wired", a webhook-secret rotation with the device's events still accepted
+//! (checked here on the inbound queue), a backup linked by pairing code and "backup ready" on
+//! the tenant and fleet views, the primary taken down and the failover landing on the backup
+//! after three health-check runs, and a message sent through it (the sender invoked with an
+//! SQS event; checked here in the backup simulator's request log).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
