@@ -473,6 +473,11 @@ async fn a_server_failing_the_webhook_change_is_reported_and_nothing_is_half_sav
         "the new secret is withdrawn"
     );
     assert!(sim_device(&sim, "acme-1").unwrap().webhook.is_none());
+    let actions = device_actions(&audit(&api).await);
+    assert!(
+        actions[0].1.contains("wiring failed (webhook_refused)"),
+        "audited: {actions:?}"
+    );
 }
 
 #[tokio::test]
