@@ -742,5 +742,26 @@ async function onboardingScenario() {
     await waitText("#device-state-backup", /^linked$/);
     await shot("18-onboard-sent-via-backup.png");
   });
+
+  await step("onboard: a server answering another secret on read-back: the panel says so, the repair's error is shown", async () => {
+    await control(B_CTL, "PUT", "/_sim/faults", { device_webhook: "other_secret" });
+    await page.click("#tenant-refresh");
+    await waitText("#webhook-state-backup", /^webhook secret mismatch$/);
+    const answer = page.waitForResponse((r) => r.url().endsWith(`/tenants/${T}/devices/backup/webhook`) && r.request().method() === "POST", { timeout: WAIT });
+    await page.click("#wire-backup");
+    const r = await answer;
+    assert.equal(r.status(), 424);
+    assert.equal((await r.json()).error, "read_back_mismatch");
+    await page.locator("#flash.bad").waitFor({ state: "visible", timeout: WAIT });
+    assert.doesNotMatch(await text("#webhook-state-backup"), /^webhook wired$/);
+    await shot("19-onboard-wiring-error.png");
+    // The server fixed: one click wires it again.
+    await control(B_CTL, "PUT", "/_sim/faults", {});
+    await page.click("#tenant-refresh");
+    await page.locator("#device-state-backup").waitFor({ timeout: WAIT });
+    await waitText("#device-state-backup", /^linked$/);
+    if (!/^webhook wired$/.test(await text("#webhook-state-backup"))) await page.click("#wire-backup");
+    await waitText("#webhook-state-backup", /^webhook wired$/);
+  });
 }
 

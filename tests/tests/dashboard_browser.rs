@@ -57,6 +57,7 @@ const SCREENSHOTS: &[&str] = &[
     "16-fleet-backup-ready.png",
     "17-onboard-failed-over.png",
     "18-onboard-sent-via-backup.png",
+    "19-onboard-wiring-error.png",
 ];
 
 /// The tenant the onboarding scenario creates from nothing, on its own two simulators.
