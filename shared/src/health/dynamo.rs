@@ -783,6 +783,18 @@ mod tests {
             "silent".into(),
             serde_dynamo::to_attribute_value(&flag).unwrap(),
         );
+        let standby = StandbyNote {
+            role: EndpointRole::Primary,
+            ready: false,
+            reasons: vec!["server_down".into()],
+            detail: Some("its server does not answer (timeout)".into()),
+            config_version: 7,
+            since: datetime!(2026-01-01 1:30 UTC),
+        };
+        item.insert(
+            "standby".into(),
+            serde_dynamo::to_attribute_value(&standby).unwrap(),
+        );
         // What DynamoDB returns for the projection.
         item.retain(|k, _| TENANT_ATTRIBUTES_READ.contains(&k.as_str()));
         assert_eq!(item.len(), TENANT_ATTRIBUTES_READ.len(), "{item:?}");
@@ -807,6 +819,7 @@ mod tests {
             Some(datetime!(2026-01-01 0:05 UTC))
         );
         assert_eq!(rec.activity.silent, Some(flag));
+        assert_eq!(rec.activity.standby, Some(standby));
         let (expr, names) = projection();
         assert_eq!(names.len(), TENANT_ATTRIBUTES_READ.len());
         assert_eq!(expr.split(", ").count(), TENANT_ATTRIBUTES_READ.len());
