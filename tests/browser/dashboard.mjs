@@ -505,6 +505,9 @@ try {
     assert.doesNotMatch(await text("#view-settings"), /leave empty to keep/i);
   });
 
+  // Issue 15 item 8: a tenant onboarded from nothing (its own block, below).
+  await onboardingScenario();
+
   assert.deepEqual(foreign, [], "requests to another origin");
   // 4xx answers are the page's own business (a 404 lookup, a 400 validation); each page load
   // the emulator answered 500 itself (loadPage) left one console line, and only those go.
@@ -532,3 +535,233 @@ try {
 } finally {
   await browser.close();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 15 item 8: a new tenant onboarded as a tenant would, from nothing: config saved from the
+// form, device created and linked by QR (the simulator's control API plays the phone), webhook
+// wired, webhook secret rotated with events still accepted, a backup linked by pairing code and
+// "backup ready" (tenant and fleet views), the primary down and the failover landing on the
+// ready backup, and a message sent through it. Its own simulators (ONB_*), its own tenant.
+// Environment: ONB_TENANT_ID, ONB_PRIMARY_URL, ONB_PRIMARY_CONTROL, ONB_BACKUP_URL,
+// ONB_BACKUP_CONTROL, ONB_USER, ONB_PASSWORD, SENDER_INVOKE_URL.
+// ---------------------------------------------------------------------------------------------
+async function onboardingScenario() {
+  const T = env("ONB_TENANT_ID");
+  const P_URL = env("ONB_PRIMARY_URL");
+  const P_CTL = env("ONB_PRIMARY_CONTROL");
+  const B_URL = env("ONB_BACKUP_URL");
+  const B_CTL = env("ONB_BACKUP_CONTROL");
+  const SENDER_INVOKE_URL = env("SENDER_INVOKE_URL");
+  const P_DEV = `${T}-1`;
+  const B_DEV = `${T}-2`;
+  const control = async (base, method, route, body) => {
+    const r = await fetch(`${base}${route}`, { method, body: body === undefined ? undefined : JSON.stringify(body), headers: { "content-type": "application/json" } });
+    const text = await r.text();
+    assert.ok(r.ok, `simulator ${method} ${route}: ${r.status} ${text}`);
+    return text ? JSON.parse(text) : null;
+  };
+  const fleetRow = (tenant) => page.locator(`#tenants tr:has(a[href="#/tenant/${tenant}"])`);
+  /** Saves the form: the connection test fails while the device does not exist on the server
+   *  yet, so the explicit "save without a passing test" is used then. */
+  async function saveForm(version) {
+    await page.click("#save-btn");
+    await page.waitForFunction(() => !document.querySelector("#save-anyway").hidden || /Saved\./.test(document.querySelector("#flash").textContent || ""), null, { timeout: WAIT });
+    if (await page.isVisible("#save-anyway")) {
+      await waitText("#test-results", /device/);
+      await page.click("#save-anyway");
+    }
+    await waitText("#flash", new RegExp(`Saved\\. The configuration is now version ${version}\\.`));
+  }
+
+  await step("onboard: a new tenant's config saved from the form, its device not on the server yet", async () => {
+    await page.evaluate((t) => { location.hash = `#/tenant/${t}/settings`; }, T);
+    await visible("#view-settings");
+    await waitText("#settings-intro", /no WhatsApp configuration yet/);
+    if (await page.isChecked("#has-backup")) await page.uncheck("#has-backup");
+    await page.fill("#f-primary-baseUrl", P_URL);
+    await page.selectOption("#f-primary-credType", "basic");
+    await page.fill("#f-primary-username", env("ONB_USER"));
+    await page.fill("#f-primary-secret", env("ONB_PASSWORD"));
+    await page.fill("#f-primary-deviceId", P_DEV);
+    await page.fill("#f-webhook-secret", "onboard-own-forwarding-secret");
+    await saveForm(1);
+    await waitText("#settings-intro", /^Version 1,/);
+    assert.equal(await page.inputValue("#f-primary-secret"), "", "the password is write-only");
+  });
+
+  await step("onboard: the device is created and linked by QR (the phone scans), its webhook wired", async () => {
+    await page.click("#nav-tenant");
+    await visible("#view-tenant");
+    await waitText("#device-state-primary", /^no device on the server$/);
+    await page.click("#create-device-primary");
+    await waitText("#device-state-primary", /^not linked$|^waiting for the phone$/);
+    for (let attempt = 1; ; attempt++) {
+      await page.click("#link-qr-primary");
+      try {
+        await page.locator("#qr-img-primary").waitFor({ state: "visible", timeout: WAIT / 2 });
+        break;
+      } catch (e) {
+        if (attempt === 3) throw e;
+      }
+    }
+    assert.match(await page.getAttribute("#qr-img-primary", "src"), /^data:image\/png;base64,iVBOR/);
+    await shot("12-onboard-qr.png");
+    await control(P_CTL, "POST", `/_sim/devices/${encodeURIComponent(P_DEV)}/scan`, {});
+    await waitText("#device-state-primary", /^linked$/);
+    await waitText("#webhook-state-primary", /^webhook wired$/);
+    // The server holds the device's own webhook: the tenant's ingress URL.
+    const devices = await control(P_CTL, "GET", "/_sim/devices");
+    const dev = devices.find((d) => d.id === P_DEV) || {};
+    const hookUrl = (dev.webhook && dev.webhook.url) || "";
+    assert.ok(hookUrl.endsWith(`/webhooks/whatsapp/${T}`), `the device's webhook on the server: ${hookUrl}`);
+    await shot("13-onboard-linked-wired.png");
+  });
+
+  let beforeRotation;
+  await step("onboard: the webhook secret is rotated and the device's events are still accepted", async () => {
+    // An event before the rotation, signed with the device's wired secret: accepted.
+    const before = await control(P_CTL, "POST", "/_sim/incoming", { device_id: P_DEV, from: "+6281230000001", text: "hello before the rotation" });
+    assert.equal(before.deliveries.length, 1, JSON.stringify(before));
+    assert.ok(before.deliveries[0].delivered, `before the rotation: ${JSON.stringify(before.deliveries[0]).slice(0, 300)}`);
+    beforeRotation = before.deliveries[0].signature;
+    await page.click("#nav-settings");
+    await visible("#view-settings");
+    await waitText("#settings-intro", /^Version \d+,/);
+    await page.click("#rotate-secret-btn");
+    await visible("#rotated");
+    await waitText("#rotated-hint", /previous secret keeps working until/);
+    // The device got a new wired secret (read back): the next event is signed with it.
+    const after = await control(P_CTL, "POST", "/_sim/incoming", { device_id: P_DEV, from: "+6281230000001", text: "hello after the rotation" });
+    assert.equal(after.deliveries.length, 1, JSON.stringify(after));
+    assert.ok(after.deliveries[0].delivered, `after the rotation the ingress refused the device's event: ${JSON.stringify(after.deliveries[0]).slice(0, 300)}`);
+    assert.ok(/\/webhooks\/whatsapp\//.test(after.deliveries[0].url));
+    assert.notEqual(after.deliveries[0].signature, beforeRotation, "signed with another secret than before");
+    await page.click("#nav-tenant");
+    await visible("#view-tenant");
+    await waitText("#webhook-state-primary", /^webhook wired$/);
+    await shot("14-onboard-rotated-events-accepted.png");
+  });
+
+  await step("onboard: a backup added and linked by pairing code: backup ready", async () => {
+    await page.click("#nav-settings");
+    await visible("#view-settings");
+    await waitText("#settings-intro", /^Version \d+,/);
+    const version = Number((await text("#settings-intro")).match(/^Version (\d+),/)[1]);
+    await page.check("#has-backup");
+    await page.fill("#f-backup-baseUrl", B_URL);
+    await page.selectOption("#f-backup-credType", "none");
+    await page.fill("#f-backup-deviceId", B_DEV);
+    await saveForm(version + 1);
+    await page.click("#nav-tenant");
+    await visible("#view-tenant");
+    await waitText("#device-state-backup", /^no device on the server$/);
+    await page.click("#create-device-backup");
+    await waitText("#device-state-backup", /^not linked$|^waiting for the phone$/);
+    await page.fill("#pair-phone-backup", "+6281234567891");
+    await page.press("#pair-phone-backup", "Enter");
+    await waitText("#pair-code-backup", /^[A-Z0-9]{4}-?[A-Z0-9]{4}$/);
+    await control(B_CTL, "POST", `/_sim/devices/${encodeURIComponent(B_DEV)}/scan`, {});
+    await waitText("#device-state-backup", /^linked$/);
+    await waitText("#webhook-state-backup", /^webhook wired$/);
+    // The status's live standby readiness (a new config version is read at once).
+    for (let attempt = 1; ; attempt++) {
+      await page.click("#tenant-refresh");
+      try {
+        await waitText("#backup-ready", /^ready$/, WAIT / 4);
+        break;
+      } catch (e) {
+        if (attempt === 4) throw e;
+      }
+    }
+    await shot("15-onboard-backup-ready.png");
+  });
+
+  await step("onboard: the fleet shows the backup ready (as the health check recorded it)", async () => {
+    const report = await healthCheck();
+    assert.ok(report.serversProbed >= 3, JSON.stringify(report));
+    await page.click("#nav-admin");
+    await visible("#view-admin");
+    await fleetRow(T).waitFor({ timeout: WAIT });
+    await page.waitForFunction((t) => {
+      const row = document.querySelector(`#tenants tr:has(a[href="#/tenant/${t}"])`);
+      // innerText keeps the cells apart (textContent runs them together).
+      return !!row && /(^|\s)ready(\s|$)/.test(row.innerText) && !/not ready|not checked/.test(row.innerText);
+    }, T, { timeout: WAIT });
+    // A tenant without a backup says so.
+    assert.match(await fleetRow(TENANT_ID).innerText(), /no backup/);
+    await shot("16-fleet-backup-ready.png");
+  });
+
+  await step("onboard: the primary goes down; after three runs the tenant fails over to its ready backup", async () => {
+    await control(P_CTL, "PUT", "/_sim/down", { down: true });
+    for (let i = 0; i < 3; i++) await healthCheck();
+    await page.evaluate((t) => { location.hash = `#/tenant/${t}`; }, T);
+    await visible("#view-tenant");
+    await page.click("#nav-admin");
+    await visible("#view-admin");
+    await waitText("#fleet-failovers", new RegExp(T));
+    await page.click(`#tenants a[href="#/tenant/${T}"]`);
+    await visible("#view-tenant");
+    await waitText("#active-url", new RegExp(escapeRe(B_URL)));
+    await waitText("#connection-status", /^connected$/);
+    await waitText("#switches", /failover/);
+    assert.match(await text("#switches .move"), new RegExp(`^primary ${escapeRe(P_URL)} → backup ${escapeRe(B_URL)}$`));
+    // The newly active backup's webhook still wired (re-verified after the failover).
+    await waitText("#webhook-state-backup", /^webhook wired$/);
+    await shot("17-onboard-failed-over.png");
+  });
+
+  await step("onboard: a message sent through the backup reaches the backup's server", async () => {
+    const key = `${T}-welcome-1`;
+    const body = JSON.stringify({ tenantId: T, idempotencyKey: key, to: "6281234567890", content: { type: "text", body: "Welcome aboard" } });
+    const event = {
+      Records: [{
+        messageId: "5b0a6f7e-0000-4000-8000-000000000001",
+        receiptHandle: "onboard-1",
+        body,
+        attributes: { ApproximateReceiveCount: "1", SentTimestamp: String(Date.now()), MessageGroupId: T, MessageDeduplicationId: `${T}#${key}`, ApproximateFirstReceiveTimestamp: String(Date.now()) },
+        messageAttributes: {},
+        md5OfBody: "",
+        eventSource: "aws:sqs",
+        eventSourceARN: "arn:aws:sqs:us-east-1:123456789012:wagate-local-outbound.fifo",
+        awsRegion: "us-east-1",
+      }],
+    };
+    const r = await fetch(SENDER_INVOKE_URL, { method: "POST", body: JSON.stringify(event), headers: { "content-type": "application/json" }, signal: AbortSignal.timeout(600_000) });
+    const answer = await r.text();
+    assert.equal(r.status, 200, `sender invoke: ${answer}`);
+    assert.deepEqual(JSON.parse(answer).batchItemFailures || [], [], answer);
+    const sends = (await control(B_CTL, "GET", "/_sim/requests")).filter((q) => /\/send\/message$/.test(q.path || q.uri || ""));
+    assert.equal(sends.length, 1, `the backup's server got ${sends.length} send(s)`);
+    assert.ok(JSON.stringify(sends[0]).includes("Welcome aboard"));
+    await page.evaluate((t) => { location.hash = `#/tenant/${t}`; }, T);
+    await visible("#view-tenant");
+    await page.click("#tenant-refresh");
+    await waitText("#messages", new RegExp(escapeRe(key)));
+    await waitText("#messages", new RegExp(escapeRe(B_URL)));
+    await waitText("#device-state-backup", /^linked$/);
+    await shot("18-onboard-sent-via-backup.png");
+  });
+
+  await step("onboard: a server answering another secret on read-back: the panel says so, the repair's error is shown", async () => {
+    await control(B_CTL, "PUT", "/_sim/faults", { device_webhook: "other_secret" });
+    await page.click("#tenant-refresh");
+    await waitText("#webhook-state-backup", /^webhook secret mismatch$/);
+    const answer = page.waitForResponse((r) => r.url().endsWith(`/tenants/${T}/devices/backup/webhook`) && r.request().method() === "POST", { timeout: WAIT });
+    await page.click("#wire-backup");
+    const r = await answer;
+    assert.equal(r.status(), 424);
+    assert.equal((await r.json()).error, "read_back_mismatch");
+    await page.locator("#flash.bad").waitFor({ state: "visible", timeout: WAIT });
+    assert.doesNotMatch(await text("#webhook-state-backup"), /^webhook wired$/);
+    await shot("19-onboard-wiring-error.png");
+    // The server fixed: one click wires it again.
+    await control(B_CTL, "PUT", "/_sim/faults", {});
+    await page.click("#tenant-refresh");
+    await page.locator("#device-state-backup").waitFor({ timeout: WAIT });
+    await waitText("#device-state-backup", /^linked$/);
+    if (!/^webhook wired$/.test(await text("#webhook-state-backup"))) await page.click("#wire-backup");
+    await waitText("#webhook-state-backup", /^webhook wired$/);
+  });
+}
+

@@ -203,6 +203,13 @@ impl wagate::health::store::HealthStore for ChangedBehindTheBack {
     ) -> Result<(), StoreError> {
         self.inner.set_silent(id, flag).await
     }
+    async fn set_standby(
+        &self,
+        id: &wagate::TenantId,
+        note: Option<&wagate::health::standby::StandbyNote>,
+    ) -> Result<(), StoreError> {
+        self.inner.set_standby(id, note).await
+    }
     async fn save_history(
         &self,
         points: &[wagate::health::HealthPoint],
@@ -317,4 +324,94 @@ async fn a_failover_onto_a_still_wired_backup_reads_it_back_and_changes_nothing(
         .filter(|r| r.method == "PATCH")
         .count();
     assert_eq!(patches, 0, "nothing set when it reads back wired");
+}
+
+/// The standby verdict the health check stored on the tenant's item, read back through the
+/// config API's reader (what the fleet view shows).
+async fn standby_of(fx: &Fx, id: &str) -> Option<wagate::health::standby::StandbyNote> {
+    use wagate::health::store::HealthReader as _;
+    fx.store
+        .all_activity()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(t, _)| t.as_str() == id)
+        .expect("tenant listed")
+        .1
+        .standby
+}
+
+fn webhook_reads(sim: &gowa_sim::SimHandle, device: &str) -> usize {
+    sim.requests_to(&format!("/devices/{device}/webhook"))
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .count()
+}
+
+#[tokio::test]
+async fn the_health_check_records_backup_readiness_for_the_fleet_and_writes_it_only_when_it_changes()
+ {
+    let fx = fx(quick()).await;
+    let primary = sim(&[("p", DeviceState::LoggedIn)]).await;
+    let backup = sim(&[("b", DeviceState::LoggedIn)]).await;
+    let mut cfg = config(
+        "acme",
+        endpoint(&primary, "p"),
+        Some(endpoint(&backup, "b")),
+    );
+    cfg.webhook_secrets.push(WebhookSecret {
+        id: "wired-backup-1796000000-00aa".into(),
+        secret: Secret::new(WIRED_SECRET),
+        expires_at: None,
+    });
+    fx.add(cfg).await;
+    fx.add(config("solo", endpoint(&primary, "p"), None)).await;
+    assert!(backup.set_device_webhook("b", Some(hook(WIRED_SECRET))));
+    let check = guarded(&fx);
+
+    // Server up, device logged in, webhook read back wired: ready.
+    run(&check).await;
+    let note = standby_of(&fx, "acme").await.expect("a verdict");
+    assert!(note.ready, "{note:?}");
+    assert_eq!(note.role, wagate::tenant::EndpointRole::Backup);
+    assert_eq!(note.config_version, 1);
+    assert_eq!(webhook_reads(&backup, "b"), 1, "read back once");
+    assert_eq!(standby_of(&fx, "solo").await, None, "no backup: no verdict");
+
+    // Still ready: neither read nor written again (the same `since`).
+    run(&check).await;
+    assert_eq!(
+        webhook_reads(&backup, "b"),
+        1,
+        "a ready standby is not read each run"
+    );
+    assert_eq!(standby_of(&fx, "acme").await, Some(note.clone()));
+
+    // The backup's device logs out: not ready, without a webhook read.
+    assert!(backup.set_device_state("b", DeviceState::Connected));
+    run(&check).await;
+    let out = standby_of(&fx, "acme").await.unwrap();
+    assert!(!out.ready);
+    assert_eq!(out.reasons, ["device_not_logged_in"]);
+    assert_eq!(webhook_reads(&backup, "b"), 1);
+
+    // Linked again, but its webhook was changed by hand: read back, not wired.
+    assert!(backup.set_device_state("b", DeviceState::LoggedIn));
+    assert!(backup.set_device_webhook("b", Some(hook("changed-by-hand"))));
+    run(&check).await;
+    let unwired = standby_of(&fx, "acme").await.unwrap();
+    assert!(!unwired.ready);
+    assert_eq!(unwired.reasons, ["webhook_not_wired"]);
+    let detail = unwired.detail.clone().unwrap();
+    assert!(detail.contains("secret_mismatch"), "{detail}");
+    assert!(!detail.contains(WIRED_SECRET) && !detail.contains("changed-by-hand"));
+
+    // The backup's server goes down: not ready, server down.
+    backup.set_down(true).await.unwrap();
+    run(&check).await;
+    let down = standby_of(&fx, "acme").await.unwrap();
+    assert!(!down.ready);
+    assert_eq!(down.reasons, ["server_down"]);
+    // The primary was never touched: the tenant stays where it is.
+    assert_eq!(s(&fx.item("acme").await, "activeEndpoint"), "primary");
 }

@@ -334,3 +334,50 @@ async fn the_fleet_activity_is_admin_only() {
         .await;
     assert_eq!(r.json()["items"], json!([{"tenantId": "acme"}]));
 }
+
+// ---------- backup readiness (issue 15, item 3): the fleet view ----------
+
+#[tokio::test]
+async fn the_fleet_shows_the_health_checks_backup_readiness_verdict() {
+    use wagate::health::store::HealthStore as _;
+    let api = api().await;
+    acme_with_backup(&api).await;
+    let env = api.stack.env();
+    let store = wagate::health::dynamo::DynamoHealthStore::new(
+        api.stack.dynamodb.clone(),
+        api.stack.tenants_table(),
+        env["ENDPOINTS_TABLE"].clone(),
+        env["AUDIT_TABLE"].clone(),
+    );
+    let id: wagate::TenantId = "acme".parse().unwrap();
+    let note = wagate::health::standby::StandbyNote {
+        role: wagate::tenant::EndpointRole::Backup,
+        ready: false,
+        reasons: vec!["device_not_logged_in".into()],
+        detail: Some("its device is not logged in (link it: QR code or pairing code)".into()),
+        config_version: 1,
+        since: ago(5).replace_nanosecond(0).unwrap(),
+    };
+    store.set_standby(&id, Some(&note)).await.unwrap();
+
+    let r = api
+        .call(ApiEvent::new("GET", "/admin/tenant-activity").bearer(&api.admin()))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let standby = r.json()["items"][0]["standby"].clone();
+    assert_eq!(standby["role"], "backup", "{standby}");
+    assert_eq!(standby["ready"], false);
+    assert_eq!(standby["reasons"], json!(["device_not_logged_in"]));
+    assert_eq!(standby["configVersion"], 1);
+    assert!(
+        OffsetDateTime::parse(standby["since"].as_str().unwrap(), &Rfc3339).is_ok(),
+        "{standby}"
+    );
+
+    // Removed (the backup was taken away): the fleet shows none.
+    store.set_standby(&id, None).await.unwrap();
+    let r = api
+        .call(ApiEvent::new("GET", "/admin/tenant-activity").bearer(&api.admin()))
+        .await;
+    assert_eq!(r.json()["items"], json!([{"tenantId": "acme"}]));
+}

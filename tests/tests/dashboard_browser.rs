@@ -8,6 +8,15 @@
 //!
 //! Screenshots of every main view land in `target/browser-artifacts/` (or
 //! `WAGATE_BROWSER_ARTIFACTS`).
+//!
+//! After the dashboard's own steps, a second scenario (issue 15 item 8, its own block at the
+//! end of the script) onboards a tenant from nothing on two simulators of its own: the config
+//! saved from the form, the device created and linked by QR (the simulator's control API
+//! scans), "webhook wired", a webhook-secret rotation with the device's events still accepted
+//! (checked here on the inbound queue), a backup linked by pairing code and "backup ready" on
+//! the tenant and fleet views, the primary taken down and the failover landing on the backup
+//! after three health-check runs, and a message sent through it (the sender invoked with an
+//! SQS event; checked here in the backup simulator's request log).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -40,7 +49,21 @@ const SCREENSHOTS: &[&str] = &[
     "09-settings-phone.png",
     "10-device-qr.png",
     "11-device-linked.png",
+    // Issue 15 item 8: a tenant onboarded from nothing.
+    "12-onboard-qr.png",
+    "13-onboard-linked-wired.png",
+    "14-onboard-rotated-events-accepted.png",
+    "15-onboard-backup-ready.png",
+    "16-fleet-backup-ready.png",
+    "17-onboard-failed-over.png",
+    "18-onboard-sent-via-backup.png",
+    "19-onboard-wiring-error.png",
 ];
+
+/// The tenant the onboarding scenario creates from nothing, on its own two simulators.
+const ONB_TENANT: &str = "freshco";
+const ONB_USER: &str = "onboard";
+const ONB_PASSWORD: &str = "onboard-password-not-shown";
 
 fn artifacts_dir() -> PathBuf {
     std::env::var_os("WAGATE_BROWSER_ARTIFACTS")
@@ -234,6 +257,22 @@ async fn dashboard_in_chromium_against_the_local_stack() {
         assert_eq!(report["serversProbed"], 2, "{report}");
     }
 
+    // The onboarding scenario's servers: nothing on them for the new tenant yet.
+    let onb_primary = wagate_tests::sim_contract::checked(
+        gowa_sim::start_on(
+            gowa_sim::SimConfig::default().basic_auth(ONB_USER, ONB_PASSWORD),
+            localhost,
+            Some(localhost),
+        )
+        .await
+        .unwrap(),
+    );
+    let onb_backup = wagate_tests::sim_contract::checked(
+        gowa_sim::start_on(gowa_sim::SimConfig::default(), localhost, Some(localhost))
+            .await
+            .unwrap(),
+    );
+
     let control = sim.control_url().unwrap();
     let script = browser_dir.join("dashboard.mjs");
     let mut cmd = std::process::Command::new("node");
@@ -257,6 +296,14 @@ async fn dashboard_in_chromium_against_the_local_stack() {
             "SCHEDULE_EVENT",
             workspace_root().join("events/health-check-schedule.json"),
         )
+        .env("ONB_TENANT_ID", ONB_TENANT)
+        .env("ONB_PRIMARY_URL", onb_primary.base_url())
+        .env("ONB_PRIMARY_CONTROL", onb_primary.control_url().unwrap())
+        .env("ONB_BACKUP_URL", onb_backup.base_url())
+        .env("ONB_BACKUP_CONTROL", onb_backup.control_url().unwrap())
+        .env("ONB_USER", ONB_USER)
+        .env("ONB_PASSWORD", ONB_PASSWORD)
+        .env("SENDER_INVOKE_URL", watch.invoke_url("outbound-sender"))
         .env("ARTIFACTS", &artifacts)
         .env("CHROMIUM", &chromium);
     // The simulator serves on this runtime: wait for the browser off its worker threads.
@@ -358,8 +405,67 @@ async fn dashboard_in_chromium_against_the_local_stack() {
         .unwrap();
     assert_eq!(beta["activeEndpoint"], "backup", "{beta}");
 
+    // The onboarded tenant (issue 15 item 8), as stored: on its backup after the failover,
+    // the message sent through the backup's server only, the event signed after the rotation
+    // on the inbound queue.
+    let onb_url = watch.url(
+        "config-api",
+        &format!("/tenants/{ONB_TENANT}/whatsapp-config"),
+    );
+    let onb: Value = send_until_answered(|| http.get(&onb_url).bearer_auth(&admin))
+        .await
+        .0
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(onb["activeEndpoint"], "backup", "{onb}");
+    assert_eq!(onb["backup"]["baseUrl"], onb_backup.base_url(), "{onb}");
+    let sent_to = |s: &wagate_tests::sim_contract::Checked| {
+        s.requests_to("/send/message")
+            .into_iter()
+            .filter(|r| {
+                r.json
+                    .as_ref()
+                    .is_some_and(|j| j.to_string().contains("Welcome aboard"))
+            })
+            .count()
+    };
+    assert_eq!(sent_to(&onb_backup), 1, "the send reached the backup once");
+    assert_eq!(
+        sent_to(&onb_primary),
+        0,
+        "nothing sent to the downed primary"
+    );
+    let onb_audit_url = watch.url("config-api", &format!("/tenants/{ONB_TENANT}/audit"));
+    let onb_audit: Value = send_until_answered(|| http.get(&onb_audit_url).bearer_auth(&admin))
+        .await
+        .0
+        .json()
+        .await
+        .unwrap();
+    let onb_actions: Vec<&str> = onb_audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for action in ["create", "rotate_webhook_secret", "failover"] {
+        assert!(
+            onb_actions.contains(&action),
+            "{action} not audited: {onb_actions:?}"
+        );
+    }
+    let texts = inbound_texts(&stack, ONB_TENANT).await;
+    for t in ["hello before the rotation", "hello after the rotation"] {
+        assert!(
+            texts.iter().any(|x| x == t),
+            "{t:?} not on the inbound queue: {texts:?}"
+        );
+    }
+
     // The page never put the server password anywhere the browser could show it.
     assert!(!stdout.contains(SIM_PASSWORD) && !stderr.contains(SIM_PASSWORD));
+    assert!(!stdout.contains(ONB_PASSWORD) && !stderr.contains(ONB_PASSWORD));
     for name in SCREENSHOTS {
         let bytes = std::fs::read(artifacts.join(name))
             .unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
@@ -367,5 +473,61 @@ async fn dashboard_in_chromium_against_the_local_stack() {
             bytes.starts_with(b"\x89PNG") && bytes.len() > 5_000,
             "{name} is not a real screenshot"
         );
+    }
+}
+
+/// The texts of `tenant`'s inbound message events on the inbound queue (received and
+/// deleted, as the platform's consumer does).
+async fn inbound_texts(stack: &Stack, tenant: &str) -> Vec<String> {
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let queue = stack.env()["INBOUND_QUEUE_URL"].clone();
+    let mut out = Vec::new();
+    for _ in 0..10 {
+        let got = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        let messages = got.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for m in messages {
+            let event: Value =
+                serde_json::from_str(m.body().unwrap_or("null")).unwrap_or(Value::Null);
+            if event["tenantId"] == tenant
+                && let Some(t) = find_text(&event)
+            {
+                out.push(t);
+            }
+            if let Some(h) = m.receipt_handle() {
+                let _ = sqs
+                    .delete_message()
+                    .queue_url(&queue)
+                    .receipt_handle(h)
+                    .send()
+                    .await;
+            }
+        }
+    }
+    out
+}
+
+/// The message text anywhere in an `InboundEvent` (`text` or `body` of its message part).
+fn find_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Object(m) => {
+            for k in ["text", "body"] {
+                if let Some(Value::String(s)) = m.get(k) {
+                    return Some(s.clone());
+                }
+            }
+            m.values().find_map(find_text)
+        }
+        Value::Array(a) => a.iter().find_map(find_text),
+        _ => None,
     }
 }

@@ -447,6 +447,13 @@ impl HealthStore for RacingStore {
     ) -> Result<(), StoreError> {
         self.inner.set_silent(id, flag).await
     }
+    async fn set_standby(
+        &self,
+        id: &TenantId,
+        note: Option<&wagate::health::standby::StandbyNote>,
+    ) -> Result<(), StoreError> {
+        self.inner.set_standby(id, note).await
+    }
     async fn save_history(&self, points: &[HealthPoint]) -> Result<(), HistoryWriteError> {
         self.inner.save_history(points).await
     }
@@ -660,10 +667,11 @@ async fn healthy_tenants_on_their_primary_cost_no_tenant_write_per_run() {
     .await;
     fx.add(config("solo", endpoint(&primary, "p2"), None)).await;
 
-    // The first run records the status (unknown -> connected).
+    // The first run records the status (unknown -> connected) of both, and duo's first
+    // backup-readiness verdict (`standby`, issue 15: written only when it changes).
     fx.stack.counter.reset();
     let report = fx.run().await;
-    assert_eq!(fx.stack.counter.count_op("DynamoDB", "UpdateItem"), 2);
+    assert_eq!(fx.stack.counter.count_op("DynamoDB", "UpdateItem"), 3);
     assert_eq!(report.outcomes["duo"], TenantOutcome::Written);
     let first = fx.endpoint_record(&primary).await.unwrap().last_probe_at;
     let written = fx.item("duo").await;

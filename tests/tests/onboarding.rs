@@ -372,6 +372,8 @@ async fn another_tenants_token_is_403_and_the_server_is_not_called() {
     let sim = sim().await;
     let api = onboarding(&sim).await;
     sim.clear_requests();
+    let audited = audit(&api).await.len();
+    let secrets = secret_ids(&api).await;
     let beta = api.tenant("beta");
     for (method, path) in [
         ("POST", "/tenants/acme/devices/primary/qr"),
@@ -396,6 +398,9 @@ async fn another_tenants_token_is_403_and_the_server_is_not_called() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(sim.requests().is_empty());
+    // Nothing stored either: no audit record, the webhook secrets as they were.
+    assert_eq!(audit(&api).await.len(), audited);
+    assert_eq!(secret_ids(&api).await, secrets);
 }
 
 #[tokio::test]
@@ -468,6 +473,11 @@ async fn a_server_failing_the_webhook_change_is_reported_and_nothing_is_half_sav
         "the new secret is withdrawn"
     );
     assert!(sim_device(&sim, "acme-1").unwrap().webhook.is_none());
+    let actions = device_actions(&audit(&api).await);
+    assert!(
+        actions[0].1.contains("wiring failed (webhook_refused)"),
+        "audited: {actions:?}"
+    );
 }
 
 #[tokio::test]
@@ -557,6 +567,10 @@ async fn a_qr_picture_that_is_not_a_png_or_too_large_is_refused() {
             qr_image: Some(fault),
             ..Faults::default()
         });
+        let version = call(&api, "GET", "/tenants/acme/whatsapp-config", None)
+            .await
+            .json()["version"]
+            .clone();
 
         let r = call(&api, "POST", "/tenants/acme/devices/primary/qr", None).await;
 
@@ -568,6 +582,9 @@ async fn a_qr_picture_that_is_not_a_png_or_too_large_is_refused() {
         );
         assert_eq!(r.json()["error"], "bad_qr_image");
         assert!(r.json().get("pngBase64").is_none());
+        // Nothing stored: the config is the version it was.
+        let after = call(&api, "GET", "/tenants/acme/whatsapp-config", None).await;
+        assert_eq!(after.json()["version"], version, "{fault:?}");
     }
 }
 

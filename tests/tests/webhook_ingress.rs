@@ -130,6 +130,18 @@ async fn ingress() -> Ingress {
 
 impl Ingress {
     async fn add_tenant(&self, spec: TenantSpec<'_>) {
+        let cfg = self.sealed(spec, 1).await;
+        self.store.create(&cfg).await.unwrap();
+    }
+
+    /// Writes `spec` over the stored config (version `version`, conditional on the one
+    /// before), as the config API does on a rotation.
+    async fn replace_tenant(&self, spec: TenantSpec<'_>, version: u64) {
+        let cfg = self.sealed(spec, version).await;
+        self.store.update(&cfg, version - 1).await.unwrap();
+    }
+
+    async fn sealed(&self, spec: TenantSpec<'_>, version: u64) -> wagate::tenant::SealedConfig {
         let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
         let cfg: TenantConfig<Secret> = TenantConfig {
             tenant_id: spec.id.parse().unwrap(),
@@ -167,7 +179,7 @@ impl Ingress {
                 inbound_per_second: spec.inbound_per_second,
                 ..Limits::default()
             },
-            version: 1,
+            version,
             created_at: now,
             updated_at: now,
         };
@@ -175,10 +187,7 @@ impl Ingress {
         for (p, s) in cfg.secret_slots() {
             sealed.push(self.sealer.seal(spec.id, p, s).await.unwrap());
         }
-        self.store
-            .create(&cfg.with_secrets(sealed).unwrap())
-            .await
-            .unwrap();
+        cfg.with_secrets(sealed).unwrap()
     }
 
     /// Through the Lambda entry point: the raw v2 event in, the v2 response out.
@@ -541,6 +550,58 @@ async fn old_secret_verifies_until_its_expiry_and_not_after() {
             .status,
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn a_secret_added_after_the_config_was_cached_is_accepted_at_once() {
+    // Issue 15: a rotation (or a device re-wired with a new secret) is written by the config
+    // API; a warm ingress instance still holds the config without it. The server signs its
+    // next event with the new secret: accepted, not refused until the cache expires.
+    let i = ingress().await;
+    i.add_tenant(TenantSpec::new("acme", "secret")).await;
+    let (name, sig, _) = SAMPLES[0];
+    assert_eq!(
+        i.post(webhook("acme", &sample(name), Some(sig)))
+            .await
+            .status,
+        StatusCode::OK,
+        "cached"
+    );
+    let mut rotated = TenantSpec::new("acme", "secret");
+    rotated
+        .secrets
+        .push(("wired-primary-1", "the-new-wired-secret", None));
+    i.replace_tenant(rotated, 2).await;
+    // Older than the re-read interval, so the instance may read the config again.
+    tokio::time::sleep(webhook_ingress::SECRET_REFRESH_MIN_AGE + Duration::from_millis(200)).await;
+
+    let body = br#"{"event":"message","payload":{"id":"after-rotation-1","body":"hi"}}"#;
+    let new_sig = sign_sha256(b"the-new-wired-secret", body);
+    i.stack.counter.reset();
+    let r = i.post(webhook("acme", body, Some(&new_sig))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(
+        i.stack.counter.count_op("DynamoDB", "GetItem"),
+        1,
+        "read once"
+    );
+    assert_eq!(i.queued().await.len(), 2);
+
+    // A bad signature right after that re-read reads nothing (at most one re-read per
+    // interval per tenant), and is refused with nothing queued.
+    i.stack.counter.reset();
+    let junk = sign_sha256(b"not-a-secret-of-acme", body);
+    let r = i.post(webhook("acme", body, Some(&junk))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json["error"], "signature_invalid");
+    assert_eq!(
+        i.stack.counter.count("DynamoDB"),
+        0,
+        "{:?}",
+        i.stack.counter.calls()
+    );
+    assert_eq!(i.stack.counter.count("KMS"), 0);
+    assert_eq!(i.queued().await.len(), 0, "nothing more queued");
 }
 
 // ---------- tenant, source, size, rate, queue ----------

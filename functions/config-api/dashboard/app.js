@@ -1334,7 +1334,7 @@ function renderTenants() {
         { title: "Tenant", value: (t) => el("a", { href: "#/tenant/" + enc(t.tenantId) }, t.tenantId) },
         { title: "Status", value: (t) => badge(t.connectionStatus) },
         { title: "Active server", value: (t) => el("span", {}, t.activeEndpoint + " ", el("code", {}, t.activeEndpoint === "backup" && t.backup ? t.backup.baseUrl : t.primary.baseUrl)) },
-        { title: "Backup", value: (t) => (t.backup ? "yes" : "no") },
+        readinessColumn(),
         { title: "Sending", value: (t) => sendingShort(t) },
         silenceColumn(),
         { title: "Settings", value: (t) => el("a", { href: "#/tenant/" + enc(t.tenantId) + "/settings" }, "edit") },
@@ -1616,6 +1616,33 @@ function silenceColumn() {
       const a = fleetActivity[t.tenantId];
       if (a && a.silent) return el("span", { class: "badge bad", title: a.silent.sendsAccepted + " send(s) accepted, nothing back in " + a.silent.windowMinutes + " min" }, "silent");
       return a && a.lastEventAt ? el("span", {}, "last event ", when(a.lastEventAt)) : "—";
+    },
+  };
+}
+
+/** Words for the health check's standby reasons (GET /admin/tenant-activity's `standby`). */
+const STANDBY_REASON = {
+  server_down: "server down",
+  device_not_logged_in: "device not logged in",
+  webhook_not_wired: "webhook not wired",
+};
+
+/** The fleet table's backup-readiness column: whether the endpoint a failover (or failback)
+ *  would go to is ready, as the health check last found it (server up, device logged in,
+ *  webhook wired). */
+function readinessColumn() {
+  return {
+    title: "Backup",
+    value: (t) => {
+      if (!t.backup) return "no backup";
+      const a = fleetActivity[t.tenantId];
+      const n = a && a.standby;
+      const standbyRole = t.activeEndpoint === "backup" ? "primary" : "backup";
+      if (!n || n.role !== standbyRole) return el("span", { class: "badge unk", title: "the health check has not judged it yet (it runs every minute)" }, "not checked yet");
+      const label = n.role === "backup" ? "" : " (primary, for failback)";
+      if (n.ready) return el("span", { class: "badge ok", title: "since " + n.since }, "ready" + label);
+      const why = (n.reasons || []).map((r) => STANDBY_REASON[r] || r).join(", ");
+      return el("span", { class: "badge bad", title: n.detail || why }, "not ready: " + why + label);
     },
   };
 }

@@ -51,6 +51,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use wagate::delivery::store::DeliveryReader;
 use wagate::health::silence::{self, SilentFlag, TenantActivity};
+use wagate::health::standby::{self, StandbyNote};
 use wagate::health::store::{
     AUDIT_ACTOR, HealthStore, MonitoredTenant, SwitchAudit, TenantRecord, TenantStateUpdate,
 };
@@ -817,9 +818,14 @@ impl HealthCheck {
             _ => rec.config.primary.clone(),
         };
         let mut rewired = None;
+        let config = rec.config.clone();
         let (outcome, audit, conflicts) = self
             .settle_with(rec, probes, now, &mut held_back, &mut rewired)
             .await;
+        if !matches!(outcome, TenantOutcome::Gone) {
+            self.record_standby(&config, &outcome, activity.standby.as_ref(), probes, now)
+                .await;
+        }
         let silent = match &outcome {
             // The tenant is somewhere else now, or gone: the flag was about the old endpoint.
             TenantOutcome::Switched(_) | TenantOutcome::Gone => None,
@@ -842,6 +848,68 @@ impl HealthCheck {
             blocked: held_back,
             silent,
             rewired,
+        }
+    }
+
+    /// Issue 15, backup readiness on the fleet view: the standby endpoint's verdict for this
+    /// run ([`wagate::health::standby`]), written (`standby` alone) only when it changed. The
+    /// webhook is read back only when the device is usable and the stored verdict is not
+    /// already "ready" for this role and config version.
+    async fn record_standby(
+        &self,
+        c: &MonitoredTenant,
+        outcome: &TenantOutcome,
+        stored: Option<&StandbyNote>,
+        probes: &HashMap<String, ProbeResult>,
+        now: OffsetDateTime,
+    ) {
+        let id = &c.tenant_id;
+        let (active, version) = match outcome {
+            TenantOutcome::Switched(_) => (c.active_endpoint.other(), c.version + 1),
+            _ => (c.active_endpoint, c.version),
+        };
+        let note = match &c.backup {
+            None => {
+                if stored.is_none() {
+                    return;
+                }
+                None
+            }
+            Some(_) => {
+                let role = active.other();
+                let Some(e) = role_endpoint(c, role) else {
+                    return;
+                };
+                let seen = observe(probes.get(e.endpoint_key()), e.device_id.as_deref());
+                let verdict = match standby::step(&seen, role, version, stored) {
+                    standby::Step::Keep => return,
+                    standby::Step::NotReady { reason, detail } => Err((reason, detail)),
+                    standby::Step::StillReady => Ok(()),
+                    standby::Step::CheckWiring => self
+                        .wiring_ready(id, role)
+                        .await
+                        .map_err(|why| ("webhook_not_wired", why)),
+                };
+                match standby::next(role, version, verdict, stored, now) {
+                    Some(n) => Some(n),
+                    None => return,
+                }
+            }
+        };
+        if let Some(n) = &note
+            && !n.ready
+            && stored.is_none_or(|s| s.ready)
+        {
+            tracing::info!(
+                tenant_id = %id,
+                role = n.role.as_str(),
+                reasons = ?n.reasons,
+                detail = n.detail.as_deref().unwrap_or(""),
+                "the standby endpoint is not ready"
+            );
+        }
+        if let Err(e) = self.store.set_standby(id, note.as_ref()).await {
+            tracing::warn!(tenant_id = %id, error = %e, "writing the tenant's standby readiness failed");
         }
     }
 

@@ -81,6 +81,11 @@ static ACCEPTED: AtomicU64 = AtomicU64::new(0);
 /// Largest webhook body accepted (bytes).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
+/// Issue 15: a signature matching none of the cached secrets re-reads the tenant's config at
+/// most this often per tenant and instance (a secret added by a rotation or a re-wiring is
+/// accepted at once; unsigned junk cannot turn into a DynamoDB read per request).
+pub const SECRET_REFRESH_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What the handler needs; built once per instance.
 pub struct App {
     pub cache: Arc<ConfigCache>,
@@ -442,7 +447,38 @@ async fn process(
         }
     };
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let accepted = accept_request(&cfg, header, body, source_ip(req), now(), app.replay_window)?;
+    let accepted =
+        match accept_request(&cfg, header, body, source_ip(req), now(), app.replay_window) {
+            // Issue 15: signed with a secret this instance's cached config does not hold yet (a
+            // rotation or a device re-wired with a new secret since it was cached): the config is
+            // read again once (at most once per SECRET_REFRESH_MIN_AGE per tenant and instance)
+            // and the signature checked against it, so no event is refused while the cache ages.
+            Err(IngressError::Signature(SignatureError::Mismatch)) => {
+                let fresh = match app
+                    .cache
+                    .reload_if_older(&tenant, SECRET_REFRESH_MIN_AGE)
+                    .await
+                {
+                    Ok(Some(Some(fresh))) => fresh,
+                    Ok(Some(None)) => return Err(IngressError::UnknownTenant),
+                    Ok(None) => return Err(IngressError::Signature(SignatureError::Mismatch)),
+                    Err(e) => {
+                        warn!(error = %e, "config re-read after a signature mismatch failed");
+                        return Err(IngressError::Signature(SignatureError::Mismatch));
+                    }
+                };
+                debug!("signature matched no cached secret: config read again");
+                accept_request(
+                    &fresh,
+                    header,
+                    body,
+                    source_ip(req),
+                    now(),
+                    app.replay_window,
+                )?
+            }
+            other => other?,
+        };
     // After the signature: unauthenticated junk cannot spend a tenant's allowance.
     if !app
         .limiter

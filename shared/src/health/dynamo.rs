@@ -37,6 +37,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::silence::{SilentFlag, TenantActivity};
+use super::standby::StandbyNote;
 use super::store::{
     HealthReader, HealthStore, HistoryWriteError, SwitchAudit, TenantRecord, TenantStateUpdate,
     TenantStatusRecord,
@@ -62,6 +63,7 @@ pub const TENANT_ATTRIBUTES_WRITTEN: &[&str] = &[
     "activeEndpoint",
     "updatedAt",
     "silent",
+    "standby",
 ];
 
 /// `BatchWriteItem` requests of health-history points in flight at once.
@@ -84,6 +86,7 @@ pub const TENANT_ATTRIBUTES_READ: &[&str] = &[
     "healthPrimarySuccesses",
     "lastEventAt",
     "silent",
+    "standby",
 ];
 
 /// The DynamoDB implementation.
@@ -141,11 +144,11 @@ fn record(item: HashMap<String, AttributeValue>) -> Result<TenantRecord, StoreEr
     })
 }
 
-/// `lastEventAt` and `silent` of a tenant item; an unreadable value reads as absent (an
+/// `lastEventAt`, `silent` and `standby` of a tenant item; an unreadable value reads as absent (an
 /// observation, never a reason to skip the tenant).
 fn activity_of(item: &HashMap<String, AttributeValue>) -> TenantActivity {
     let mut part = HashMap::new();
-    for k in ["lastEventAt", "silent"] {
+    for k in ["lastEventAt", "silent", "standby"] {
         if let Some(v) = item.get(k) {
             part.insert(k.to_string(), v.clone());
         }
@@ -437,6 +440,34 @@ impl HealthStore for DynamoHealthStore {
             .map_err(|e| backend(error_text(e)))
     }
 
+    async fn set_standby(
+        &self,
+        tenant_id: &TenantId,
+        note: Option<&StandbyNote>,
+    ) -> Result<(), StoreError> {
+        let req = self
+            .client
+            .update_item()
+            .table_name(&self.tenants_table)
+            .key("tenantId", AttributeValue::S(tenant_id.to_string()))
+            .condition_expression("attribute_exists(tenantId)")
+            .expression_attribute_names("#sb", "standby");
+        let req = match note {
+            Some(n) => req
+                .update_expression("SET #sb = :n")
+                .expression_attribute_values(
+                    ":n",
+                    serde_dynamo::to_attribute_value(n).map_err(backend)?,
+                ),
+            None => req.update_expression("REMOVE #sb"),
+        };
+        match conditional(req.send().await) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(StoreError::NotFound),
+            Err(e) => Err(StoreError::Backend(e)),
+        }
+    }
+
     async fn save_history(&self, points: &[HealthPoint]) -> Result<(), HistoryWriteError> {
         let Some(table) = &self.history_table else {
             return Ok(());
@@ -552,7 +583,8 @@ impl HealthReader for DynamoHealthStore {
     }
 
     async fn all_activity(&self) -> Result<Vec<(TenantId, TenantActivity)>, StoreError> {
-        let (projection, names) = projection_of(["tenantId", "lastEventAt", "silent"].into_iter());
+        let (projection, names) =
+            projection_of(["tenantId", "lastEventAt", "silent", "standby"].into_iter());
         let items = all_pages(|start| {
             let (projection, names) = (projection.clone(), names.clone());
             async move {
@@ -751,6 +783,18 @@ mod tests {
             "silent".into(),
             serde_dynamo::to_attribute_value(&flag).unwrap(),
         );
+        let standby = StandbyNote {
+            role: EndpointRole::Primary,
+            ready: false,
+            reasons: vec!["server_down".into()],
+            detail: Some("its server does not answer (timeout)".into()),
+            config_version: 7,
+            since: datetime!(2026-01-01 1:30 UTC),
+        };
+        item.insert(
+            "standby".into(),
+            serde_dynamo::to_attribute_value(&standby).unwrap(),
+        );
         // What DynamoDB returns for the projection.
         item.retain(|k, _| TENANT_ATTRIBUTES_READ.contains(&k.as_str()));
         assert_eq!(item.len(), TENANT_ATTRIBUTES_READ.len(), "{item:?}");
@@ -775,6 +819,7 @@ mod tests {
             Some(datetime!(2026-01-01 0:05 UTC))
         );
         assert_eq!(rec.activity.silent, Some(flag));
+        assert_eq!(rec.activity.standby, Some(standby));
         let (expr, names) = projection();
         assert_eq!(names.len(), TENANT_ATTRIBUTES_READ.len());
         assert_eq!(expr.split(", ").count(), TENANT_ATTRIBUTES_READ.len());

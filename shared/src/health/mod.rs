@@ -31,6 +31,7 @@
 pub mod dynamo;
 pub mod records;
 pub mod silence;
+pub mod standby;
 pub mod store;
 
 use serde::{Deserialize, Serialize};

@@ -57,7 +57,7 @@ pub struct SilentFlag {
 }
 
 /// What the tenant's item holds about its traffic (the ingress's note and the health
-/// check's flag).
+/// check's flag) and the health check's backup-readiness verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantActivity {
@@ -69,6 +69,10 @@ pub struct TenantActivity {
     pub last_event_at: Option<OffsetDateTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub silent: Option<SilentFlag>,
+    /// The health check's verdict on the standby endpoint (backup readiness, for the fleet
+    /// view: [`super::standby`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby: Option<super::standby::StandbyNote>,
 }
 
 /// What the delivery records of the window say.

@@ -158,6 +158,13 @@ pub trait HealthStore: Send + Sync {
         tenant_id: &TenantId,
         flag: Option<&SilentFlag>,
     ) -> Result<(), StoreError>;
+    /// Sets (or, with `None`, removes) the health check's backup-readiness verdict: the
+    /// `standby` attribute alone, on an existing item, never `version`.
+    async fn set_standby(
+        &self,
+        tenant_id: &TenantId,
+        note: Option<&super::standby::StandbyNote>,
+    ) -> Result<(), StoreError>;
     /// Appends these health-history points (one per probed server and run). On failure,
     /// says how many were not written.
     async fn save_history(&self, points: &[HealthPoint]) -> Result<(), HistoryWriteError>;
@@ -197,7 +204,7 @@ pub trait HealthReader: Send + Sync {
     async fn endpoint(&self, key: &str) -> Result<Option<EndpointHealth>, StoreError>;
     /// Every server's health record, in no particular order.
     async fn all_endpoints(&self) -> Result<Vec<EndpointHealth>, StoreError>;
-    /// Every tenant's `lastEventAt` and `silent` flag (the fleet view), in no particular order.
+    /// Every tenant's `lastEventAt`, `silent` flag and `standby` verdict (the fleet view), in no particular order.
     async fn all_activity(&self) -> Result<Vec<(TenantId, TenantActivity)>, StoreError>;
     /// A server's history points at or after `since` (fixed-width RFC 3339 UTC, as the
     /// points' own `at`), oldest first.

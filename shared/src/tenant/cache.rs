@@ -252,6 +252,7 @@ pub enum CacheError {
 struct Entry {
     value: Option<Arc<Loaded>>,
     expires: Instant,
+    loaded: Instant,
 }
 
 /// Cache settings.
@@ -330,6 +331,33 @@ impl ConfigCache {
         Ok(loaded)
     }
 
+    /// The tenant's config read again from the store, bypassing the TTL, but only when the
+    /// held entry was loaded at least `min_age` ago (or none is held); `Ok(None)` when the
+    /// held entry is younger (nothing read). For the ingress: a signature that matches none of
+    /// the cached secrets may be signed with one the config API added since (a rotation, a
+    /// device re-wired with a new secret), so the config is re-read once, at most once per
+    /// `min_age` per tenant and instance (junk cannot turn into a read per request).
+    pub async fn reload_if_older(
+        &self,
+        tenant_id: &TenantId,
+        min_age: Duration,
+    ) -> Result<Option<Option<Arc<OpenedConfig>>>, CacheError> {
+        let now = Instant::now();
+        if let Some(e) = self.lock().get(tenant_id)
+            && now.duration_since(e.loaded) < min_age
+        {
+            return Ok(None);
+        }
+        let loaded = match self.reader.get(tenant_id).await? {
+            None => None,
+            Some(sealed) => Some(Arc::new(
+                load(&self.sealer, sealed, self.settings.opens).await?,
+            )),
+        };
+        self.put(tenant_id.clone(), loaded.clone());
+        Ok(Some(loaded.map(|l| l.config.clone())))
+    }
+
     /// Drops one tenant (after this instance changed it).
     pub fn invalidate(&self, tenant_id: &TenantId) {
         self.lock().remove(tenant_id);
@@ -365,6 +393,7 @@ impl ConfigCache {
             Entry {
                 value,
                 expires: now + ttl,
+                loaded: now,
             },
         );
     }

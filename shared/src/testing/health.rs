@@ -224,6 +224,21 @@ impl HealthStore for MemoryHealth {
         }
     }
 
+    async fn set_standby(
+        &self,
+        tenant_id: &TenantId,
+        note: Option<&crate::health::standby::StandbyNote>,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        match self.tenants.lock().get_mut(tenant_id) {
+            None => Err(StoreError::NotFound),
+            Some(i) => {
+                i.activity.standby = note.cloned();
+                Ok(())
+            }
+        }
+    }
+
     async fn save_history(&self, points: &[HealthPoint]) -> Result<(), HistoryWriteError> {
         if self.history_fails.load(Ordering::SeqCst) || self.unavailable.load(Ordering::SeqCst) {
             return Err(HistoryWriteError {
