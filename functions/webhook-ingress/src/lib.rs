@@ -493,7 +493,8 @@ async fn process(
 
 /// Meta's verification `GET` on the tenant's webhook URL: `hub.mode=subscribe`,
 /// `hub.verify_token` (one of the tenant's Meta endpoints' verify tokens), `hub.challenge`
-/// (answered as plain text). Anything else is 403 `handshake_refused`; nothing is enqueued.
+/// (answered as plain text), after recording `verifiedAt` on the tenant's item (one
+/// `UpdateItem`). Anything else is 403 `handshake_refused`; nothing is enqueued or recorded.
 async fn handshake(app: &App, req: &Request, tenant: &TenantId) -> IngressError {
     let cfg = match app.cache.get(tenant).await {
         Ok(Some(cfg)) => cfg,
@@ -515,7 +516,12 @@ async fn handshake(app: &App, req: &Request, tenant: &TenantId) -> IngressError 
         get("hub.verify_token"),
         get("hub.challenge"),
     ) {
-        Some(challenge) => IngressError::Challenge(challenge.to_string()),
+        Some(challenge) => {
+            if let Some(seen) = &app.event_seen {
+                seen.note_verified(tenant, now()).await;
+            }
+            IngressError::Challenge(challenge.to_string())
+        }
         None => IngressError::HandshakeRefused,
     }
 }

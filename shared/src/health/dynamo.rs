@@ -141,11 +141,11 @@ fn record(item: HashMap<String, AttributeValue>) -> Result<TenantRecord, StoreEr
     })
 }
 
-/// `lastEventAt` and `silent` of a tenant item; an unreadable value reads as absent (an
-/// observation, never a reason to skip the tenant).
+/// `lastEventAt`, `silent` and `verifiedAt` of a tenant item; an unreadable value reads as
+/// absent (an observation, never a reason to skip the tenant).
 fn activity_of(item: &HashMap<String, AttributeValue>) -> TenantActivity {
     let mut part = HashMap::new();
-    for k in ["lastEventAt", "silent"] {
+    for k in ["lastEventAt", "silent", "verifiedAt"] {
         if let Some(v) = item.get(k) {
             part.insert(k.to_string(), v.clone());
         }

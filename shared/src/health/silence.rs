@@ -69,6 +69,14 @@ pub struct TenantActivity {
     pub last_event_at: Option<OffsetDateTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub silent: Option<SilentFlag>,
+    /// Issue 16: when Meta's verification handshake last passed on the tenant's callback
+    /// URL (the ingress's `verifiedAt`); absent if it never did.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub verified_at: Option<OffsetDateTime>,
 }
 
 /// What the delivery records of the window say.

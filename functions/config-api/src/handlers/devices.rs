@@ -590,7 +590,11 @@ pub struct WiringView {
     pub secret_id: Option<String>,
 }
 
-fn expected_url(app: &App, req: &Request, tenant: &TenantId) -> Result<String, ApiError> {
+pub(crate) fn expected_url(
+    app: &App,
+    req: &Request,
+    tenant: &TenantId,
+) -> Result<String, ApiError> {
     app.webhook_url(req, tenant).ok_or_else(|| {
         ApiError::Device(
             DeviceFailure::NoWebhookUrl,
