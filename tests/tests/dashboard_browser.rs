@@ -40,7 +40,14 @@ const SCREENSHOTS: &[&str] = &[
     "09-settings-phone.png",
     "10-device-qr.png",
     "11-device-linked.png",
+    "12-kinds-validation-error.png",
+    "13-kinds-meta-backup-saved.png",
+    "14-kinds-meta-callback-verified.png",
 ];
+
+/// Issue 16's block of the script: a tenant with a GOWA primary and a Meta backup.
+const KINDS_TENANT: &str = "kindco";
+const META_TOKEN: &str = "EAAG-kinds-meta-token-5c1e";
 
 fn artifacts_dir() -> PathBuf {
     std::env::var_os("WAGATE_BROWSER_ARTIFACTS")
@@ -234,6 +241,14 @@ async fn dashboard_in_chromium_against_the_local_stack() {
         assert_eq!(report["serversProbed"], 2, "{report}");
     }
 
+    // Issue 16: a Meta Cloud API simulator for the kinds block (every request wagate makes to
+    // it is checked against Meta's spec when the test ends).
+    let meta = wagate_tests::sim_contract::checked(
+        gowa_sim::start(gowa_sim::SimConfig::for_kind(gowa_sim::Kind::Meta).api_key(META_TOKEN))
+            .await
+            .unwrap(),
+    );
+
     let control = sim.control_url().unwrap();
     let script = browser_dir.join("dashboard.mjs");
     let mut cmd = std::process::Command::new("node");
@@ -256,6 +271,21 @@ async fn dashboard_in_chromium_against_the_local_stack() {
         .env(
             "SCHEDULE_EVENT",
             workspace_root().join("events/health-check-schedule.json"),
+        )
+        .env("KINDS_TENANT_ID", KINDS_TENANT)
+        .env("KINDS_PRIMARY_URL", backup.base_url())
+        .env(
+            "KINDS_WEBHOOK_URL",
+            watch.url(
+                "webhook-ingress",
+                &format!("/webhooks/whatsapp/{KINDS_TENANT}"),
+            ),
+        )
+        .env("META_BASE_URL", meta.base_url())
+        .env("META_TOKEN", META_TOKEN)
+        .env(
+            "META_PHONE_NUMBER_ID",
+            gowa_sim::DEFAULT_META_PHONE_NUMBER_ID,
         )
         .env("ARTIFACTS", &artifacts)
         .env("CHROMIUM", &chromium);
@@ -357,6 +387,44 @@ async fn dashboard_in_chromium_against_the_local_stack() {
         .await
         .unwrap();
     assert_eq!(beta["activeEndpoint"], "backup", "{beta}");
+
+    // Issue 16: the kinds block saved a GOWA primary with a Meta backup, secrets sealed
+    // (fingerprints only), and the handshake it made is recorded.
+    let kinds_url = watch.url(
+        "config-api",
+        &format!("/tenants/{KINDS_TENANT}/whatsapp-config"),
+    );
+    let kinds: Value = send_until_answered(|| http.get(&kinds_url).bearer_auth(&admin))
+        .await
+        .0
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(kinds["provider"], "gowa", "{kinds}");
+    assert_eq!(kinds["backup"]["provider"], "meta", "{kinds}");
+    assert_eq!(kinds["backup"]["credentials"]["type"], "meta", "{kinds}");
+    assert_eq!(
+        kinds["backup"]["deviceId"],
+        gowa_sim::DEFAULT_META_PHONE_NUMBER_ID
+    );
+    assert!(kinds["backup"]["credentials"]["appSecretFingerprint"].is_string());
+    assert!(!kinds.to_string().contains(META_TOKEN), "{kinds}");
+    let cb_url = watch.url(
+        "config-api",
+        &format!("/tenants/{KINDS_TENANT}/meta-callback"),
+    );
+    let cb: Value = send_until_answered(|| http.get(&cb_url).bearer_auth(&admin))
+        .await
+        .0
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cb["verified"], true, "{cb}");
+    // The page's connection test reached the Meta simulator with the token it typed.
+    assert!(
+        !meta.requests().is_empty(),
+        "the page's connection test never reached the Meta server"
+    );
 
     // The page never put the server password anywhere the browser could show it.
     assert!(!stdout.contains(SIM_PASSWORD) && !stderr.contains(SIM_PASSWORD));

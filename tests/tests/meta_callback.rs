@@ -62,9 +62,15 @@ fn meta_endpoint(base: &str) -> Value {
     })
 }
 
-/// acme: a GOWA primary with a Meta backup.
-async fn gowa_with_meta_backup(api: &Api) {
-    let mut backup = meta_endpoint("http://127.0.0.1:7002");
+/// acme: a GOWA primary with a Meta backup on a live Meta simulator (its number registered:
+/// wagate would wire a device of another kind now). Returns the simulator.
+async fn gowa_with_meta_backup(api: &Api) -> gowa_sim::contract::Checked {
+    let meta = wagate_tests::sim_contract::checked(
+        gowa_sim::start(gowa_sim::SimConfig::for_kind(gowa_sim::Kind::Meta).api_key(TOKEN))
+            .await
+            .unwrap(),
+    );
+    let mut backup = meta_endpoint(&meta.base_url());
     backup["provider"] = json!("meta");
     let r = api
         .create(&json!({
@@ -75,6 +81,22 @@ async fn gowa_with_meta_backup(api: &Api) {
         }))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    // Meta's callback is not wagate's to set: reported, never attempted (an attempt would
+    // have refused the whole create).
+    let wiring = r.json()["wiring"].clone();
+    let backup = wiring
+        .as_array()
+        .and_then(|w| w.iter().find(|o| o["role"] == "backup"))
+        .unwrap_or_else(|| panic!("no backup outcome: {}", r.text));
+    assert_eq!(backup["state"], "manual", "{wiring}");
+    assert!(
+        backup["message"]
+            .as_str()
+            .unwrap()
+            .contains("meta-callback"),
+        "{wiring}"
+    );
+    meta
 }
 
 fn handshake(tenant: &str, token: &str, challenge: &str) -> ApiEvent {
@@ -117,7 +139,7 @@ async fn get(api: &Api, path: &str, tenant: &str) -> (StatusCode, Value, String)
 #[tokio::test]
 async fn the_meta_callback_view_shows_what_to_paste_and_never_the_app_secret_or_token() {
     let api = api().await;
-    gowa_with_meta_backup(&api).await;
+    let _meta = gowa_with_meta_backup(&api).await;
 
     let (status, v, text) = get(&api, "/tenants/acme/meta-callback", "acme").await;
 
@@ -175,7 +197,7 @@ async fn a_tenant_without_a_meta_endpoint_has_no_callback_to_paste() {
 #[tokio::test]
 async fn a_wrong_verify_token_is_refused_and_records_nothing() {
     let api = api().await;
-    gowa_with_meta_backup(&api).await;
+    let _meta = gowa_with_meta_backup(&api).await;
     let ingress = ingress(&api);
     api.stack.counter.reset();
 
@@ -195,7 +217,7 @@ async fn a_wrong_verify_token_is_refused_and_records_nothing() {
 #[tokio::test]
 async fn a_passed_handshake_answers_the_challenge_and_records_verified_at_which_a_save_keeps() {
     let api = api().await;
-    gowa_with_meta_backup(&api).await;
+    let meta = gowa_with_meta_backup(&api).await;
     let ingress = ingress(&api);
     api.stack.counter.reset();
 
@@ -230,7 +252,7 @@ async fn a_passed_handshake_answers_the_challenge_and_records_verified_at_which_
     let (_, cfg, _) = get(&api, "/tenants/acme/whatsapp-config", "acme").await;
     let backup = json!({
         "provider": "meta",
-        "baseUrl": "http://127.0.0.1:7002",
+        "baseUrl": meta.base_url(),
         "deviceId": PHONE_NUMBER_ID,
         "region": "eu-west-1",
         "credentials": {"type": "meta"},
