@@ -252,6 +252,10 @@ async function kindsScenario() {
     await visible("#meta-callback-field");
     await waitText("#meta-callback-verified", /^Callback verified by Meta at /);
     await shot("14-kinds-meta-callback-verified.png");
+    // The tenant view says so too.
+    await page.evaluate((t) => { location.hash = "#/tenant/" + encodeURIComponent(t); }, KINDS_TENANT_ID);
+    await visible("#view-tenant");
+    await waitText("#meta-callback-status", /^verified by Meta /);
   });
 }
 

@@ -483,6 +483,17 @@ function renderStatus(s) {
       facts.push([e.role === "backup" ? "Backup server" : "Primary server", el("span", {}, "not probed yet · ", el("code", {}, e.baseUrl))]);
     }
   }
+  // Issue 16: a tenant with a Meta endpoint: whether Meta's callback handshake ever passed.
+  if ("callbackVerifiedAt" in s) {
+    facts.push([
+      "Meta callback",
+      el(
+        "span",
+        { id: "meta-callback-status" },
+        s.callbackVerifiedAt ? ["verified by Meta ", when(s.callbackVerifiedAt)] : "never verified: paste the callback URL and verify token (Settings) in Meta's console",
+      ),
+    ]);
+  }
   fill("status-facts", facts.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   const advice = adviceFor(s);
   const box = $("status-advice");
