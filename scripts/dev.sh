@@ -29,6 +29,15 @@
 #   WAGATE_DEV_RECEIPT_DELIVERED_MS [1000], WAGATE_DEV_RECEIPT_READ_MS [2000]
 #                                   the simulator's receipts: delivered this long after a send,
 #                                   read this long after delivered (`off`: none)
+#   WAGATE_DEV_KINDS [none]         the other server kinds to run too: a comma list of waha,
+#                                   evolution, meta, or `all`. Each gets its own simulator
+#                                   (gowa-sim --kind) and demo tenant `demo-<kind>` (WAHA and
+#                                   Evolution devices wired by wagate; Meta's callback set on
+#                                   the simulator as one pastes it in Meta's console), so
+#                                   `wagate-dev send --tenant demo-meta ...` works like demo's.
+#   WAGATE_DEV_WAHA_PORT [3002], WAGATE_DEV_WAHA_CONTROL_PORT [3003],
+#   WAGATE_DEV_EVOLUTION_PORT [3004], WAGATE_DEV_EVOLUTION_CONTROL_PORT [3005],
+#   WAGATE_DEV_META_PORT [3006], WAGATE_DEV_META_CONTROL_PORT [3007]   their ports
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,6 +57,28 @@ moto_port="$(port_setting WAGATE_DEV_MOTO_PORT 4566)"
 sim_port="$(port_setting WAGATE_DEV_SIM_PORT 3000)"
 sim_control_port="$(port_setting WAGATE_DEV_SIM_CONTROL_PORT 3001)"
 lambda_port="$(port_setting WAGATE_DEV_LAMBDA_PORT 9000)"
+kinds_setting="${WAGATE_DEV_KINDS:-}"
+[[ "$kinds_setting" == all ]] && kinds_setting="waha,evolution,meta"
+kinds=()
+IFS=',' read -r -a kinds_asked <<<"$kinds_setting"
+for kind in "${kinds_asked[@]}"; do
+    kind="${kind// /}"
+    [[ -z "$kind" ]] && continue
+    case "$kind" in
+    waha | evolution | meta) kinds+=("$kind") ;;
+    *)
+        printf 'dev.sh: WAGATE_DEV_KINDS takes waha, evolution, meta or all, not %q\n' "$kind" >&2
+        exit 2
+        ;;
+    esac
+done
+declare -A kind_port kind_control_port
+kind_port[waha]="$(port_setting WAGATE_DEV_WAHA_PORT 3002)"
+kind_control_port[waha]="$(port_setting WAGATE_DEV_WAHA_CONTROL_PORT 3003)"
+kind_port[evolution]="$(port_setting WAGATE_DEV_EVOLUTION_PORT 3004)"
+kind_control_port[evolution]="$(port_setting WAGATE_DEV_EVOLUTION_CONTROL_PORT 3005)"
+kind_port[meta]="$(port_setting WAGATE_DEV_META_PORT 3006)"
+kind_control_port[meta]="$(port_setting WAGATE_DEV_META_CONTROL_PORT 3007)"
 stack_name="${WAGATE_DEV_STACK_NAME:-wagate-local}"
 state="${WAGATE_DEV_STATE_DIR:-$root/.local}"
 mkdir -p "$state"
@@ -172,7 +203,11 @@ start() {
     last_pid=$pid
 }
 
-for port in "$sim_port" "$sim_control_port" "$lambda_port"; do
+kind_ports=()
+for kind in "${kinds[@]}"; do
+    kind_ports+=("${kind_port[$kind]}" "${kind_control_port[$kind]}")
+done
+for port in "$sim_port" "$sim_control_port" "$lambda_port" "${kind_ports[@]}"; do
     if ! port_free "$port"; then
         log "port 127.0.0.1:$port is in use; stop whatever holds it (an earlier dev.sh?) and retry,"
         log "or choose other ports (WAGATE_DEV_SIM_PORT, WAGATE_DEV_SIM_CONTROL_PORT, WAGATE_DEV_LAMBDA_PORT)"
@@ -224,6 +259,38 @@ if ! wait_http "http://$sim_listen/health" 30 "$sim_pid"; then
     exit 1
 fi
 
+# --- the other server kinds (WAGATE_DEV_KINDS) ----------------------------------------------
+# One simulator each; its credentials and device are the demo tenant's below.
+declare -A kind_device kind_pid
+kind_device[waha]=default
+kind_device[evolution]=demo
+kind_device[meta]=106540352242922
+demo_api_key="demo-api-key"
+demo_meta_token="demo-meta-token"
+demo_meta_app_secret="demo-app-secret"
+demo_meta_verify_token="demo-verify-token"
+for kind in "${kinds[@]}"; do
+    args=(--kind "$kind" --listen "127.0.0.1:${kind_port[$kind]}"
+        --control-listen "127.0.0.1:${kind_control_port[$kind]}"
+        --receipt-delivered-ms "$receipt_delivered_ms" --receipt-read-ms "$receipt_read_ms")
+    if [[ "$kind" == meta ]]; then
+        # Meta's callback is set in Meta's console: here, the simulator's global webhook,
+        # signed with the app secret.
+        args+=(--api-key "$demo_meta_token"
+            --webhook "$lambda/lambda-url/webhook-ingress/webhooks/whatsapp/demo-meta"
+            --webhook-secret "$demo_meta_app_secret")
+    else
+        args+=(--api-key "$demo_api_key")
+    fi
+    start "gowa-sim ($kind)" "$state/gowa-sim-$kind.log" "$gowa_sim" "${args[@]}"
+    kind_pid[$kind]=$last_pid
+    if ! wait_http "http://127.0.0.1:${kind_control_port[$kind]}/_sim/status" 30 "$last_pid"; then
+        log "gowa-sim ($kind) did not come up; last lines of its log:"
+        tail -n 20 "$state/gowa-sim-$kind.log" >&2 || true
+        exit 1
+    fi
+done
+
 # --- the functions -------------------------------------------------------------------------
 start "cargo lambda watch" "$state/lambda-watch.log" \
     cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$lambda_port" --env-file "$env_file"
@@ -252,6 +319,26 @@ case "$code" in
     log "the stack stays up; see $(shown "$state/lambda-watch.log")"
     ;;
 esac
+
+for kind in "${kinds[@]}"; do
+    base="http://127.0.0.1:${kind_port[$kind]}"
+    case "$kind" in
+    waha) endpoint="{\"baseUrl\":\"$base\",\"credentials\":{\"type\":\"apiKey\",\"key\":\"$demo_api_key\"},\"deviceId\":\"default\"}" ;;
+    evolution) endpoint="{\"baseUrl\":\"$base\",\"credentials\":{\"type\":\"apiKey\",\"key\":\"$demo_api_key\"},\"deviceId\":\"demo\",\"webhookSourceCidrs\":[\"127.0.0.1/32\"]}" ;;
+    meta) endpoint="{\"baseUrl\":\"$base\",\"credentials\":{\"type\":\"meta\",\"token\":\"$demo_meta_token\",\"appSecret\":\"$demo_meta_app_secret\",\"verifyToken\":\"$demo_meta_verify_token\"},\"deviceId\":\"${kind_device[meta]}\"}" ;;
+    esac
+    kind_body="{\"provider\":\"$kind\",\"primary\":$endpoint,\"webhookSecrets\":[{\"id\":\"s1\",\"secret\":\"secret-$kind\"}],\"isActive\":true}"
+    code="$(curl -sS -o "$state/demo-$kind-tenant.json" -w '%{http_code}' --max-time 300 \
+        -X POST "$api/tenants/demo-$kind/whatsapp-config" \
+        -H "authorization: Bearer $admin_token" \
+        -H 'content-type: application/json' \
+        --data "$kind_body" || echo 000)"
+    case "$code" in
+    200 | 201) log "demo-$kind tenant created ($kind)" ;;
+    409) log "demo-$kind tenant already exists (kept)" ;;
+    *) log "creating the demo-$kind tenant answered HTTP $code: $(head -c 400 "$state/demo-$kind-tenant.json" 2>/dev/null || true)" ;;
+    esac
+done
 
 # --- the event sources AWS would run: SQS mappings and schedules, from template.yaml -------
 schedule_args=()
@@ -285,6 +372,10 @@ wagate is running locally (Ctrl-C stops it all).
   dashboard       $api/dashboard
   GOWA simulator  http://$sim_listen (basic auth demo:demo-password), control http://$sim_control
   moto_server     $AWS_ENDPOINT_URL (stack $stack_name; variables in $(shown "$env_file"))
+$(for kind in "${kinds[@]}"; do
+    printf '  %-15s http://127.0.0.1:%s (tenant demo-%s), control http://127.0.0.1:%s\n' \
+        "$kind simulator" "${kind_port[$kind]}" "$kind" "${kind_control_port[$kind]}"
+done)
 
 Send your first message (in another terminal, from $(shown "$root")):
   $dev_cmd send --tenant demo --to +6281234567890 --text "Booking confirmed" --wait
@@ -311,7 +402,7 @@ log "ready in $((SECONDS - started_at)) s"
 
 # --- foreground until Ctrl-C or a component dies ------------------------------------------------
 while true; do
-    for pid in "$sim_pid" "$watch_pid" "$sources_pid"; do
+    for pid in "$sim_pid" "$watch_pid" "$sources_pid" "${kind_pid[@]}"; do
         if ! kill -0 "$pid" 2>/dev/null; then
             log "a component exited (pid $pid); stopping the rest"
             exit 1

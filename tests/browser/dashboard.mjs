@@ -147,6 +147,118 @@ async function noHorizontalScroll() {
   assert.ok(sw <= w + 1, `the page is ${sw}px wide in a ${w}px viewport`);
 }
 
+// ---------------------------------------------------------------------------------------
+// Issue 16: server kinds per endpoint (a Meta backup on a GOWA primary) and Meta's callback.
+// Kept in its own block (the onboarding and fleet steps above belong to issue 15).
+// ---------------------------------------------------------------------------------------
+const KINDS_TENANT_ID = env("KINDS_TENANT_ID");
+const KINDS_PRIMARY_URL = env("KINDS_PRIMARY_URL");
+const KINDS_WEBHOOK_URL = env("KINDS_WEBHOOK_URL");
+const META_BASE_URL = env("META_BASE_URL");
+const META_TOKEN = env("META_TOKEN");
+const META_PHONE_NUMBER_ID = env("META_PHONE_NUMBER_ID");
+const META_APP_SECRET = "kinds-app-secret-7d2c";
+const META_VERIFY_TOKEN = "kinds-verify-token-4e1a";
+
+const options = (sel) => page.$$eval(sel + " option", (os) => os.map((o) => o.value));
+
+async function kindsScenario() {
+  await step("kinds: each endpoint offers only its kind's fields", async () => {
+    // Signed in as the admin (the step before): a tenant without a configuration.
+    await page.evaluate((t) => { location.hash = "#/tenant/" + encodeURIComponent(t) + "/settings"; }, KINDS_TENANT_ID);
+    await visible("#view-settings");
+    await waitText("#settings-intro", /no WhatsApp configuration yet/);
+    assert.deepEqual(await options("#f-primary-kind"), ["gowa", "waha", "evolution", "meta"]);
+    assert.equal(await page.inputValue("#f-primary-kind"), "gowa");
+    await page.check("#has-backup");
+    await visible("#f-backup-kind");
+    // Each kind: its credential types, its fields, its name for the device.
+    const want = {
+      gowa: { types: ["basic", "none"], shown: ["username", "secret"], hidden: ["appSecret", "verifyToken", "cidrs"], device: "Device id", secret: "Password" },
+      waha: { types: ["apiKey", "none"], shown: ["secret"], hidden: ["username", "appSecret", "verifyToken", "cidrs"], device: "Session", secret: "API key" },
+      evolution: { types: ["apiKey"], shown: ["secret", "cidrs"], hidden: ["username", "appSecret", "verifyToken"], device: "Instance name", secret: "API key" },
+      meta: { types: ["meta"], shown: ["secret", "appSecret", "verifyToken"], hidden: ["username", "cidrs"], device: "Phone number id", secret: "Access token" },
+    };
+    for (const [kind, w] of Object.entries(want)) {
+      await page.selectOption("#f-backup-kind", kind);
+      assert.deepEqual(await options("#f-backup-credType"), w.types, kind);
+      for (const f of w.shown) assert.ok(await page.isVisible(`#f-backup-${f}`), `${kind}: ${f} shown`);
+      for (const f of w.hidden) assert.ok(await page.isHidden(`#f-backup-${f}`), `${kind}: ${f} hidden`);
+      assert.equal(await text('label[for="f-backup-deviceId"]'), w.device, kind);
+      assert.equal(await text('label[for="f-backup-secret"]'), w.secret, kind);
+    }
+    // The primary is independent: still GOWA's fields.
+    assert.equal(await page.inputValue("#f-primary-kind"), "gowa");
+    assert.deepEqual(await options("#f-primary-credType"), ["basic", "none"]);
+    assert.ok(await page.isHidden("#f-primary-appSecret"));
+    await everyControlHasALabel();
+  });
+
+  await step("kinds: a Meta backup without its app secret is refused next to the field, nothing saved", async () => {
+    await page.selectOption("#f-primary-credType", "none");
+    await page.fill("#f-primary-baseUrl", KINDS_PRIMARY_URL);
+    await page.fill("#f-primary-deviceId", DEVICE_ID);
+    await page.fill("#f-webhook-secret", "kinds-webhook-secret-0b5f");
+    await page.fill("#f-backup-baseUrl", META_BASE_URL);
+    await page.fill("#f-backup-secret", META_TOKEN);
+    await page.fill("#f-backup-verifyToken", META_VERIFY_TOKEN);
+    await page.fill("#f-backup-deviceId", META_PHONE_NUMBER_ID);
+    await page.click("#save-btn");
+    await visible("#settings-errors");
+    await waitText("#f-backup-appSecret-err", /is required/);
+    assert.equal(await page.getAttribute("#f-backup-appSecret", "aria-invalid"), "true");
+    await waitText("#settings-errors", /App secret \(backup server\)/);
+    await waitText("#settings-errors strong", /nothing was saved/);
+    const r = await fetch(`${new URL(DASHBOARD_URL).origin}${new URL(DASHBOARD_URL).pathname.replace(/\/dashboard$/, "")}/tenants/${KINDS_TENANT_ID}/whatsapp-config`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    assert.equal(r.status, 404, "nothing was stored");
+    await shot("12-kinds-validation-error.png");
+  });
+
+  await step("kinds: saved with a Meta backup; the form shows it back, the callback to paste", async () => {
+    await page.fill("#f-backup-appSecret", META_APP_SECRET);
+    await page.click("#save-btn");
+    await waitText("#flash", /Saved\. The configuration is now version \d+\./);
+    await waitText("#settings-intro", /^Version \d+,/);
+    assert.equal(await page.inputValue("#f-primary-kind"), "gowa");
+    assert.equal(await page.inputValue("#f-backup-kind"), "meta");
+    assert.equal(await page.inputValue("#f-backup-deviceId"), META_PHONE_NUMBER_ID);
+    // Write-only: empty fields, each secret's fingerprint as its placeholder.
+    for (const f of ["secret", "appSecret", "verifyToken"]) {
+      assert.equal(await page.inputValue(`#f-backup-${f}`), "", f);
+      assert.match(await page.getAttribute(`#f-backup-${f}`, "placeholder"), /^saved \(/, f);
+    }
+    // What to paste into Meta's console: the callback URL and the verify token; never verified yet.
+    await visible("#meta-callback-field");
+    assert.equal(await page.inputValue("#meta-callback-url"), KINDS_WEBHOOK_URL);
+    assert.equal(await page.inputValue("#meta-verify-token-backup"), META_VERIFY_TOKEN);
+    await waitText("#meta-callback-verified", /^Never verified/);
+    const html = await page.content();
+    assert.ok(!html.includes(META_APP_SECRET) && !html.includes(META_TOKEN), "the app secret or token is in the page");
+    await everyControlHasALabel();
+    await noHorizontalScroll();
+    await shot("13-kinds-meta-backup-saved.png");
+  });
+
+  await step("kinds: Meta's handshake on the callback URL; the form says it is verified", async () => {
+    const wrong = await fetch(`${KINDS_WEBHOOK_URL}?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=77`);
+    assert.equal(wrong.status, 403);
+    await loadPage(() => page.reload());
+    await visible("#meta-callback-field");
+    await waitText("#meta-callback-verified", /^Never verified/);
+    const ok = await fetch(`${KINDS_WEBHOOK_URL}?hub.mode=subscribe&hub.verify_token=${META_VERIFY_TOKEN}&hub.challenge=1158201444`);
+    assert.equal(ok.status, 200);
+    assert.equal(await ok.text(), "1158201444");
+    await loadPage(() => page.reload());
+    await visible("#meta-callback-field");
+    await waitText("#meta-callback-verified", /^Callback verified by Meta at /);
+    await shot("14-kinds-meta-callback-verified.png");
+    // The tenant view says so too.
+    await page.evaluate((t) => { location.hash = "#/tenant/" + encodeURIComponent(t); }, KINDS_TENANT_ID);
+    await visible("#view-tenant");
+    await waitText("#meta-callback-status", /^verified by Meta /);
+  });
+}
+
 try {
   await step("sign in: a bad token is refused with a clear message", async () => {
     await loadPage(() => page.goto(DASHBOARD_URL));
@@ -507,6 +619,7 @@ try {
 
   // Issue 15 item 8: a tenant onboarded from nothing (its own block, below).
   await onboardingScenario();
+  await kindsScenario();
 
   assert.deepEqual(foreign, [], "requests to another origin");
   // 4xx answers are the page's own business (a 404 lookup, a 400 validation); each page load

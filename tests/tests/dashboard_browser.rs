@@ -58,12 +58,19 @@ const SCREENSHOTS: &[&str] = &[
     "17-onboard-failed-over.png",
     "18-onboard-sent-via-backup.png",
     "19-onboard-wiring-error.png",
+    "12-kinds-validation-error.png",
+    "13-kinds-meta-backup-saved.png",
+    "14-kinds-meta-callback-verified.png",
 ];
 
 /// The tenant the onboarding scenario creates from nothing, on its own two simulators.
 const ONB_TENANT: &str = "freshco";
 const ONB_USER: &str = "onboard";
 const ONB_PASSWORD: &str = "onboard-password-not-shown";
+
+/// Issue 16's block of the script: a tenant with a GOWA primary and a Meta backup.
+const KINDS_TENANT: &str = "kindco";
+const META_TOKEN: &str = "EAAG-kinds-meta-token-5c1e";
 
 fn artifacts_dir() -> PathBuf {
     std::env::var_os("WAGATE_BROWSER_ARTIFACTS")
@@ -273,6 +280,14 @@ async fn dashboard_in_chromium_against_the_local_stack() {
             .unwrap(),
     );
 
+    // Issue 16: a Meta Cloud API simulator for the kinds block (every request wagate makes to
+    // it is checked against Meta's spec when the test ends).
+    let meta = wagate_tests::sim_contract::checked(
+        gowa_sim::start(gowa_sim::SimConfig::for_kind(gowa_sim::Kind::Meta).api_key(META_TOKEN))
+            .await
+            .unwrap(),
+    );
+
     let control = sim.control_url().unwrap();
     let script = browser_dir.join("dashboard.mjs");
     let mut cmd = std::process::Command::new("node");
@@ -304,6 +319,21 @@ async fn dashboard_in_chromium_against_the_local_stack() {
         .env("ONB_USER", ONB_USER)
         .env("ONB_PASSWORD", ONB_PASSWORD)
         .env("SENDER_INVOKE_URL", watch.invoke_url("outbound-sender"))
+        .env("KINDS_TENANT_ID", KINDS_TENANT)
+        .env("KINDS_PRIMARY_URL", backup.base_url())
+        .env(
+            "KINDS_WEBHOOK_URL",
+            watch.url(
+                "webhook-ingress",
+                &format!("/webhooks/whatsapp/{KINDS_TENANT}"),
+            ),
+        )
+        .env("META_BASE_URL", meta.base_url())
+        .env("META_TOKEN", META_TOKEN)
+        .env(
+            "META_PHONE_NUMBER_ID",
+            gowa_sim::DEFAULT_META_PHONE_NUMBER_ID,
+        )
         .env("ARTIFACTS", &artifacts)
         .env("CHROMIUM", &chromium);
     // The simulator serves on this runtime: wait for the browser off its worker threads.
@@ -462,6 +492,44 @@ async fn dashboard_in_chromium_against_the_local_stack() {
             "{t:?} not on the inbound queue: {texts:?}"
         );
     }
+
+    // Issue 16: the kinds block saved a GOWA primary with a Meta backup, secrets sealed
+    // (fingerprints only), and the handshake it made is recorded.
+    let kinds_url = watch.url(
+        "config-api",
+        &format!("/tenants/{KINDS_TENANT}/whatsapp-config"),
+    );
+    let kinds: Value = send_until_answered(|| http.get(&kinds_url).bearer_auth(&admin))
+        .await
+        .0
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(kinds["provider"], "gowa", "{kinds}");
+    assert_eq!(kinds["backup"]["provider"], "meta", "{kinds}");
+    assert_eq!(kinds["backup"]["credentials"]["type"], "meta", "{kinds}");
+    assert_eq!(
+        kinds["backup"]["deviceId"],
+        gowa_sim::DEFAULT_META_PHONE_NUMBER_ID
+    );
+    assert!(kinds["backup"]["credentials"]["appSecretFingerprint"].is_string());
+    assert!(!kinds.to_string().contains(META_TOKEN), "{kinds}");
+    let cb_url = watch.url(
+        "config-api",
+        &format!("/tenants/{KINDS_TENANT}/meta-callback"),
+    );
+    let cb: Value = send_until_answered(|| http.get(&cb_url).bearer_auth(&admin))
+        .await
+        .0
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cb["verified"], true, "{cb}");
+    // The page's connection test reached the Meta simulator with the token it typed.
+    assert!(
+        !meta.requests().is_empty(),
+        "the page's connection test never reached the Meta server"
+    );
 
     // The page never put the server password anywhere the browser could show it.
     assert!(!stdout.contains(SIM_PASSWORD) && !stderr.contains(SIM_PASSWORD));

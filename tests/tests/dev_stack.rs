@@ -34,6 +34,8 @@ struct Ports {
     sim: u16,
     control: u16,
     lambda: u16,
+    /// Issue 16: (kind, API port, control port) of each other kind's simulator.
+    kinds: Vec<(&'static str, u16, u16)>,
 }
 
 /// A running `scripts/dev.sh` in a process group of its own (like a terminal's foreground
@@ -54,9 +56,24 @@ impl DevStack {
             sim: free_port(),
             control: free_port(),
             lambda: free_port(),
+            kinds: ["waha", "evolution", "meta"]
+                .into_iter()
+                .map(|k| (k, free_port(), free_port()))
+                .collect(),
         };
         let out = std::fs::File::create(&output).unwrap();
-        let child = Command::new("bash")
+        let mut cmd = Command::new("bash");
+        // Issue 16: every other server kind too, each with its demo tenant.
+        cmd.env("WAGATE_DEV_KINDS", "all");
+        for (kind, api, control) in &ports.kinds {
+            let upper = kind.to_ascii_uppercase();
+            cmd.env(format!("WAGATE_DEV_{upper}_PORT"), api.to_string())
+                .env(
+                    format!("WAGATE_DEV_{upper}_CONTROL_PORT"),
+                    control.to_string(),
+                );
+        }
+        let child = cmd
             .arg("scripts/dev.sh")
             .current_dir(workspace_root())
             .env("WAGATE_DEV_STATE_DIR", &state)
@@ -400,6 +417,44 @@ fn dev_sh_sends_delivers_reads_and_receives_a_reply_then_stops_everything_on_sig
     assert!(again.status.success());
     assert_eq!(text(&again.stdout), "", "inbound deletes what it printed");
 
+    // --- issue 16: each other kind's demo tenant sends and gets its receipts too -----------
+    for (kind, _, _) in &stack.ports.kinds {
+        let tenant = format!("demo-{kind}");
+        assert!(
+            stack
+                .output()
+                .contains(&format!("dev.sh: {tenant} tenant created ({kind})")),
+            "{}",
+            stack.diagnostics()
+        );
+        let sent = stack.wagate_dev(&[
+            "send",
+            "--tenant",
+            &tenant,
+            "--to",
+            "+6281234567890",
+            "--text",
+            "Booking confirmed",
+            "--wait",
+            "--timeout-secs",
+            "120",
+        ]);
+        let stdout = text(&sent.stdout);
+        assert!(
+            sent.status.success(),
+            "{tenant} send --wait: {}\nstdout:\n{stdout}\nstderr:\n{}\n{}",
+            sent.status,
+            text(&sent.stderr),
+            stack.diagnostics()
+        );
+        // Its simulator's signed receipts came back through the ingress.
+        assert_eq!(
+            printed_states(&stdout).last().map(String::as_str),
+            Some("read"),
+            "{tenant}: {stdout}"
+        );
+    }
+
     // --- Ctrl-C: everything it started is gone ---------------------------------------------
     let run_id = stack.run_id();
     assert!(run_id.starts_with("dev-"), "{run_id:?}");
@@ -427,12 +482,16 @@ fn dev_sh_sends_delivers_reads_and_receives_a_reply_then_stops_everything_on_sig
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    let kind_ports = stack.ports.kinds.iter().flat_map(|(_, a, c)| [*a, *c]);
     for port in [
         stack.ports.moto,
         stack.ports.sim,
         stack.ports.control,
         stack.ports.lambda,
-    ] {
+    ]
+    .into_iter()
+    .chain(kind_ports)
+    {
         assert!(!port_open(port), "127.0.0.1:{port} still answers");
     }
 }
@@ -455,6 +514,28 @@ fn dev_sh_refuses_a_bad_port_setting_and_starts_nothing() {
         text(&out.stderr)
     );
     // It stopped before choosing a run id, provisioning or starting anything.
+    assert!(!Path::new(&state).join("dev.run-id").exists());
+    assert!(!Path::new(&state).join("stack.env").exists());
+}
+
+#[test]
+fn dev_sh_refuses_an_unknown_server_kind_and_starts_nothing() {
+    let state = tempdir();
+    let out = Command::new("bash")
+        .arg("scripts/dev.sh")
+        .current_dir(workspace_root())
+        .env("WAGATE_DEV_STATE_DIR", &state)
+        .env("WAGATE_DEV_KINDS", "waha,whatsmeow")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .contains("WAGATE_DEV_KINDS takes waha, evolution, meta or all, not whatsmeow"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(!Path::new(&state).join("dev.run-id").exists());
     assert!(!Path::new(&state).join("stack.env").exists());
 }

@@ -527,6 +527,151 @@ async fn meta_samples_verify_with_the_app_secret_and_receipts_apply() {
     );
 }
 
+// ---------- Meta batches: one event per status and per message ----------
+
+/// `meta-statuses-batch.json` signed with `meta-app-secret` (tests/fixtures/meta/SIGNATURES.md).
+const META_STATUS_BATCH_SIG: &str =
+    "sha256=66786fbb341b3647dcecb17ea11bae955968dbc17081f8370846da882862ac87";
+const META_MESSAGE_BATCH_SIG: &str =
+    "sha256=bc40ece4c5d361978d602663c437c176e00c31374f406d73b4b4eb74be98a5ca";
+
+/// Each status of the batch fixture: (wamid, state), in body order.
+fn batch_statuses(body: &[u8]) -> Vec<(String, String)> {
+    let v: Value = serde_json::from_slice(body).unwrap();
+    let mut out = Vec::new();
+    for e in v["entry"].as_array().unwrap() {
+        for c in e["changes"].as_array().unwrap() {
+            for st in c["value"]["statuses"].as_array().unwrap() {
+                out.push((
+                    st["id"].as_str().unwrap().to_string(),
+                    st["status"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_meta_batch_of_statuses_gives_one_receipt_per_status_each_applied_and_deduplicated_on_its_own()
+ {
+    let i = ingress().await;
+    i.add("meta-t", ProviderKind::Meta, "webhook-secret-unused")
+        .await;
+    let body = fixture("meta", "meta-statuses-batch.json");
+    assert_eq!(
+        sign_sha256(APP_SECRET.as_bytes(), &body),
+        META_STATUS_BATCH_SIG
+    );
+    let statuses = batch_statuses(&body);
+    assert_eq!(statuses.len(), 4, "two entries, four statuses");
+    for (n, (wamid, _)) in statuses.iter().enumerate() {
+        i.sent_record("meta-t", &format!("order-{n}"), wamid).await;
+    }
+
+    let r = i.post(meta("meta-t", &body, META_STATUS_BATCH_SIG)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // Meta's retry of the whole batch, and one of its statuses posted alone later: the same
+    // events (moto_server deduplicates only against messages still queued: all before the
+    // drain).
+    let r = i.post(meta("meta-t", &body, META_STATUS_BATCH_SIG)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let (wamid, _) = &statuses[1];
+    let single = serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{
+        "id": "102290129340398", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+            "statuses": [{"id": wamid, "status": "read", "timestamp": "1787393842",
+                          "recipient_id": "6289876543210"}]}}]}]}))
+    .unwrap();
+    let r = i
+        .post(meta(
+            "meta-t",
+            &single,
+            &sign_sha256(APP_SECRET.as_bytes(), &single),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    let events = i.queued().await;
+    assert_eq!(
+        events.len(),
+        4,
+        "one event per status, each once: {events:?}"
+    );
+    let mut dedup = std::collections::HashSet::new();
+    for (e, (wamid, state)) in events.iter().zip(&statuses) {
+        assert!(validator().is_valid(e), "{e}");
+        assert_eq!(e["eventType"], "receipt", "{e}");
+        assert_eq!(e["providerEventId"], wamid.as_str());
+        assert_eq!(e["receipt"]["messageIds"], json!([wamid]));
+        assert_eq!(e["receipt"]["state"], state.as_str());
+        assert_eq!(e["sessionId"], "106540352242922");
+        // Each event's raw is its own status in Meta's envelope.
+        let own = &e["raw"]["entry"][0]["changes"][0]["value"]["statuses"];
+        assert_eq!(own.as_array().unwrap().len(), 1, "{e}");
+        assert_eq!(own[0]["id"], wamid.as_str());
+        assert!(dedup.insert(e["dedupKey"].as_str().unwrap().to_string()));
+    }
+    // Every receipt moved its own record, the failed one included.
+    for (n, (_, state)) in statuses.iter().enumerate() {
+        assert_eq!(
+            &i.record_state("meta-t", &format!("order-{n}")).await,
+            state
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_meta_batch_of_messages_gives_one_event_per_message() {
+    let i = ingress().await;
+    i.add("meta-t", ProviderKind::Meta, "webhook-secret-unused")
+        .await;
+    let body = fixture("meta", "meta-messages-batch.json");
+    assert_eq!(
+        sign_sha256(APP_SECRET.as_bytes(), &body),
+        META_MESSAGE_BATCH_SIG
+    );
+
+    let r = i.post(meta("meta-t", &body, META_MESSAGE_BATCH_SIG)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // A retry (before the drain: moto_server deduplicates against queued messages only).
+    let r = i.post(meta("meta-t", &body, META_MESSAGE_BATCH_SIG)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    let events = i.queued().await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    let got: Vec<(&str, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            assert!(validator().is_valid(e), "{e}");
+            assert_eq!(e["eventType"], "message");
+            assert!(e["providerEventId"].as_str().unwrap().starts_with("wamid."));
+            (
+                e["sender"]["id"].as_str().unwrap(),
+                e["sender"]["name"].as_str().unwrap(),
+                e["text"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "16505551234@s.whatsapp.net",
+                "Sheena Nelson",
+                "Does it come in another color?"
+            ),
+            (
+                "6281298765432@s.whatsapp.net",
+                "Budi Santoso",
+                "Jam berapa besok? \u{2014} /booking"
+            ),
+        ]
+    );
+    assert_ne!(events[0]["dedupKey"], events[1]["dedupKey"]);
+}
+
 #[tokio::test]
 async fn meta_tampered_and_webhook_secret_signed_bodies_are_401() {
     let i = ingress().await;

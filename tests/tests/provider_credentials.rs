@@ -310,3 +310,86 @@ async fn rotating_to_another_kinds_credential_is_409_and_changes_nothing() {
         assert!(!r.text.contains(secret));
     }
 }
+
+/// A backup of another kind than the primary (what the dashboard's per-endpoint kind sends):
+/// each field that kind needs, left out, is 400 naming the backup's field; nothing is stored,
+/// sealed or audited.
+#[tokio::test]
+async fn a_backup_of_another_kind_names_each_missing_field_of_its_kind() {
+    let evolution = |creds: Value, device: Option<&str>, cidrs: bool| {
+        let mut e = json!({"provider": "evolution", "baseUrl": "http://127.0.0.1:3002", "credentials": creds});
+        if let Some(d) = device {
+            e["deviceId"] = json!(d);
+        }
+        if cidrs {
+            e["webhookSourceCidrs"] = json!(["10.0.0.0/8"]);
+        }
+        e
+    };
+    let meta = |creds: Value, device: Option<&str>| {
+        let mut e =
+            json!({"provider": "meta", "baseUrl": "http://127.0.0.1:3003", "credentials": creds});
+        if let Some(d) = device {
+            e["deviceId"] = json!(d);
+        }
+        e
+    };
+    let cases = [
+        (
+            json!({"provider": "waha", "baseUrl": "http://127.0.0.1:3001", "credentials": {"type": "apiKey"}, "deviceId": "default"}),
+            "backup.credentials.key",
+        ),
+        (
+            evolution(json!({"type": "apiKey"}), Some("toko"), true),
+            "backup.credentials.key",
+        ),
+        (
+            evolution(json!({"type": "apiKey", "key": API_KEY}), None, true),
+            "backup.deviceId",
+        ),
+        (
+            evolution(
+                json!({"type": "apiKey", "key": API_KEY}),
+                Some("toko"),
+                false,
+            ),
+            "backup.webhookSourceCidrs",
+        ),
+        (
+            meta(
+                json!({"type": "meta", "appSecret": APP_SECRET, "verifyToken": VERIFY_TOKEN}),
+                Some("106540352242922"),
+            ),
+            "backup.credentials.token",
+        ),
+        (
+            meta(
+                json!({"type": "meta", "token": TOKEN, "verifyToken": VERIFY_TOKEN}),
+                Some("106540352242922"),
+            ),
+            "backup.credentials.appSecret",
+        ),
+        (
+            meta(
+                json!({"type": "meta", "token": TOKEN, "appSecret": APP_SECRET}),
+                Some("106540352242922"),
+            ),
+            "backup.credentials.verifyToken",
+        ),
+        (meta(meta_credentials(), None), "backup.deviceId"),
+    ];
+    for (backup, field) in cases {
+        let api = api_on_fakes().await;
+        let mut b = body("gowa", json!({"type": "none"}), Some("dev-1"));
+        b["backup"] = backup.clone();
+        let r = api.create(&b).await;
+        assert_refused_and_nothing_stored(&api, &r, "invalid_config", field).await;
+        for secret in [API_KEY, TOKEN, APP_SECRET, VERIFY_TOKEN] {
+            assert!(
+                !r.text.contains(secret),
+                "{backup}: a secret echoed: {}",
+                r.text
+            );
+        }
+    }
+}

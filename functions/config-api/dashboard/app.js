@@ -18,14 +18,49 @@ const STATUS_CLASS = { connected: "ok", logged_out: "warn", endpoint_down: "bad"
 // `gen`: bumped at every sign-in and sign-out; an answer that arrives for an older
 // generation is dropped, so nothing of one session lands in the next one's views.
 const state = { token: null, claims: null, settings: null, testing: null, gen: 0 };
-// Which server credentials GOWA supports (HTTP basic auth, or none): nothing else is offered.
-const CREDENTIAL_KINDS = { gowa: ["basic", "none"] };
+// Issue 16: the server kinds an endpoint may be, and the credential types each takes (as the
+// API validates them): only what a kind supports is offered.
+const KINDS = ["gowa", "waha", "evolution", "meta"];
+const KIND_LABELS = {
+  gowa: "GOWA (go-whatsapp-web-multidevice)",
+  waha: "WAHA",
+  evolution: "Evolution API v2",
+  meta: "Meta WhatsApp Cloud API",
+};
+const CREDENTIAL_KINDS = { gowa: ["basic", "none"], waha: ["apiKey", "none"], evolution: ["apiKey"], meta: ["meta"] };
 const CREDENTIAL_LABELS = {
   basic: "user name and password (basic)",
   none: "none",
   apiKey: "API key",
   bearer: "bearer token",
+  meta: "access token, app secret and verify token",
 };
+// Per kind: the hints of the fields whose meaning changes with it.
+const KIND_TEXT = {
+  gowa: {
+    baseUrl: "The GOWA server this endpoint sends through.",
+    credType: "GOWA supports HTTP basic auth (its --basic-auth user:password) or none.",
+    device: ["Device id", "The WhatsApp device (X-Device-Id) on that server; empty: the server's only one."],
+  },
+  waha: {
+    baseUrl: "The WAHA server this endpoint sends through.",
+    credType: "WAHA's X-Api-Key (its WAHA_API_KEY), or none.",
+    device: ["Session", "The WAHA session; empty: default."],
+  },
+  evolution: {
+    baseUrl: "The Evolution API server this endpoint sends through.",
+    credType: "Evolution's apikey header (its AUTHENTICATION_API_KEY or the instance's token).",
+    device: ["Instance name", "The Evolution instance (required)."],
+  },
+  meta: {
+    baseUrl: "Meta's Graph API, normally https://graph.facebook.com.",
+    credType: "A system user access token, the app secret and a verify token of your choice.",
+    device: ["Phone number id", "The WhatsApp Business phone number id (digits, required)."],
+  },
+};
+// The name of the main secret of each credential type, as the API calls it.
+const SECRET_NAME = { basic: "password", apiKey: "key", bearer: "token", meta: "token" };
+const SECRET_LABEL = { basic: "Password", apiKey: "API key", bearer: "Token", meta: "Access token" };
 
 // ---------------------------------------------------------------------------------------
 // Small helpers
@@ -447,6 +482,17 @@ function renderStatus(s) {
     } else if (!e.active) {
       facts.push([e.role === "backup" ? "Backup server" : "Primary server", el("span", {}, "not probed yet · ", el("code", {}, e.baseUrl))]);
     }
+  }
+  // Issue 16: a tenant with a Meta endpoint: whether Meta's callback handshake ever passed.
+  if ("callbackVerifiedAt" in s) {
+    facts.push([
+      "Meta callback",
+      el(
+        "span",
+        { id: "meta-callback-status" },
+        s.callbackVerifiedAt ? ["verified by Meta ", when(s.callbackVerifiedAt)] : "never verified: paste the callback URL and verify token (Settings) in Meta's console",
+      ),
+    ]);
   }
   fill("status-facts", facts.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   const advice = adviceFor(s);
@@ -879,49 +925,81 @@ function endpointFields(role) {
   const field = (name, label, input, hint) =>
     el(
       "div",
-      { class: "field" + (name === "baseUrl" ? " full" : "") },
+      { class: "field" + (name === "baseUrl" || name === "kind" ? " full" : ""), id: id(name) + "-field" },
       el("label", { for: id(name) }, label),
       input,
-      hint ? el("p", { class: "hint", id: id(name) + "-hint" }, hint) : null,
+      el("p", { class: "hint", id: id(name) + "-hint" }, hint || ""),
       el("p", { class: "error", id: id(name) + "-err" }),
     );
   const input = (name, type, api, extra) =>
     el("input", Object.assign({ id: id(name), type, "data-field": role + "." + api, autocomplete: "off", spellcheck: "false", "aria-describedby": id(name) + "-hint " + id(name) + "-err" }, extra || {}));
-  // The kinds the provider supports (GOWA: basic or none); setEndpoint adds a saved kind the
-  // provider does not support, marked, so the form never hides what is stored.
-  const credType = el(
+  // The endpoint's server kind: the primary's is the tenant's `provider`, the backup's its own.
+  const kind = el(
     "select",
-    { id: id("credType"), "data-field": role + ".credentials.type", "aria-describedby": id("credType") + "-hint " + id("credType") + "-err" },
-    CREDENTIAL_KINDS.gowa.map((k) => el("option", { value: k }, CREDENTIAL_LABELS[k])),
+    { id: id("kind"), "data-field": role === "primary" ? "provider" : "backup.provider", "aria-describedby": id("kind") + "-hint " + id("kind") + "-err" },
+    KINDS.map((k) => el("option", { value: k }, KIND_LABELS[k])),
   );
-  const secretName = { basic: "password", apiKey: "key", bearer: "token" };
-  const nodes = [
-    field("baseUrl", "Server URL", input("baseUrl", "url", "baseUrl", { placeholder: "https://wa.example.com", inputmode: "url" }), "The WhatsApp API server (GOWA) this tenant sends through."),
-    field("credType", "Authentication", credType, "GOWA supports HTTP basic auth (its --basic-auth user:password) or none."),
-    field("username", "User name", input("username", "text", "credentials.username")),
-    field("secret", "Password", input("secret", "password", "credentials.password", { autocomplete: "new-password" }), SECRET_HINT_NEW),
-    field("deviceId", "Device id", input("deviceId", "text", "deviceId"), "The WhatsApp session (device) on that server."),
-    field("region", "Region", input("region", "text", "region", { placeholder: "eu-west-1" })),
-  ];
+  // The credential types the kind supports; setEndpoint adds a saved type the kind does not
+  // support, marked, so the form never hides what is stored.
+  const credType = el("select", { id: id("credType"), "data-field": role + ".credentials.type", "aria-describedby": id("credType") + "-hint " + id("credType") + "-err" });
+  const secretHint = SECRET_HINT_NEW;
+  const f = {
+    kind: field("kind", "Server kind", kind, "Each endpoint may be of its own kind (e.g. a GOWA primary with a Meta backup)."),
+    baseUrl: field("baseUrl", "Server URL", input("baseUrl", "url", "baseUrl", { placeholder: "https://wa.example.com", inputmode: "url" })),
+    credType: field("credType", "Authentication", credType),
+    username: field("username", "User name", input("username", "text", "credentials.username")),
+    secret: field("secret", "Password", input("secret", "password", "credentials.password", { autocomplete: "new-password" }), secretHint),
+    appSecret: field("appSecret", "App secret", input("appSecret", "password", "credentials.appSecret", { autocomplete: "new-password" }), secretHint),
+    verifyToken: field("verifyToken", "Verify token", input("verifyToken", "password", "credentials.verifyToken", { autocomplete: "new-password" }), secretHint),
+    deviceId: field("deviceId", "Device id", input("deviceId", "text", "deviceId")),
+    cidrs: field("cidrs", "Allowed webhook sources", input("cidrs", "text", "webhookSourceCidrs", { placeholder: "203.0.113.0/24, 198.51.100.7/32" }),
+      "Evolution signs no webhook body: only these addresses (CIDRs, comma-separated) may post its webhooks. Required."),
+    region: field("region", "Region", input("region", "text", "region", { placeholder: "eu-west-1" })),
+  };
+  const nodes = Object.values(f);
+  /** Offers the credential types of the selected kind (keeping the chosen one if it fits). */
+  const setKind = () => {
+    const k = kind.value;
+    const before = credType.value;
+    const types = CREDENTIAL_KINDS[k];
+    credType.replaceChildren(...types.map((t) => el("option", { value: t }, CREDENTIAL_LABELS[t])));
+    credType.value = types.includes(before) ? before : types[0];
+    sync();
+  };
   const sync = () => {
+    const k = kind.value;
     const t = credType.value;
-    nodes[2].hidden = t !== "basic";
-    nodes[3].hidden = t === "none";
+    const text = KIND_TEXT[k];
+    $(id("baseUrl") + "-hint").textContent = text.baseUrl;
+    $(id("credType") + "-hint").textContent = text.credType;
+    f.username.hidden = t !== "basic";
+    f.secret.hidden = t === "none";
+    f.appSecret.hidden = t !== "meta";
+    f.verifyToken.hidden = t !== "meta";
+    f.cidrs.hidden = k !== "evolution";
+    f.deviceId.querySelector("label").textContent = text.device[0];
+    $(id("deviceId") + "-hint").textContent = text.device[1];
     const secret = $(id("secret"));
-    secret.dataset.field = role + ".credentials." + (secretName[t] || "password");
-    nodes[3].querySelector("label").textContent = { basic: "Password", apiKey: "API key", bearer: "Token" }[t] || "Secret";
-    // "Leave empty to keep" only where there is a saved secret of this kind to keep.
+    secret.dataset.field = role + ".credentials." + (SECRET_NAME[t] || "password");
+    f.secret.querySelector("label").textContent = SECRET_LABEL[t] || "Secret";
+    // "Leave empty to keep" only where there is a saved secret of this type to keep.
     const saved = savedCredentials[role];
     const keeps = !!(saved && saved.fingerprint && saved.type === t);
-    $(id("secret") + "-hint").textContent = keeps ? SECRET_HINT_SAVED : SECRET_HINT_NEW;
-    secret.placeholder = keeps ? "saved (" + saved.fingerprint + ")" : "";
+    const keep = (name, fp) => {
+      $(id(name) + "-hint").textContent = keeps && fp ? SECRET_HINT_SAVED : SECRET_HINT_NEW;
+      $(id(name)).placeholder = keeps && fp ? "saved (" + fp + ")" : "";
+    };
+    keep("secret", saved && saved.fingerprint);
+    keep("appSecret", saved && saved.appSecretFingerprint);
+    keep("verifyToken", saved && saved.verifyTokenFingerprint);
   };
+  kind.addEventListener("change", setKind);
   credType.addEventListener("change", sync);
-  return { nodes, sync };
+  return { nodes, sync, setKind };
 }
 
 const endpointForms = {};
-// The saved credentials of each endpoint (type, fingerprint), or null: what the form can keep.
+// The saved credentials of each endpoint (type, fingerprints), or null: what the form can keep.
 const savedCredentials = { primary: null, backup: null };
 const SECRET_HINT_NEW = "Write-only: stored sealed, never shown again.";
 const SECRET_HINT_SAVED = "Write-only: leave empty to keep the saved one.";
@@ -931,7 +1009,7 @@ function buildSettingsForm() {
     const f = endpointFields(role);
     document.querySelector('.fields[data-endpoint="' + role + '"]').replaceChildren(...f.nodes);
     endpointForms[role] = f;
-    f.sync();
+    f.setKind();
   }
   $("has-backup").addEventListener("change", () => {
     document.querySelector('.fields[data-endpoint="backup"]').hidden = !$("has-backup").checked;
@@ -948,39 +1026,57 @@ function buildSettingsForm() {
   $("webhook-url-copy").addEventListener("click", () => copyValue("webhook-url", "webhook-url-copied"));
   $("rotate-secret-btn").addEventListener("click", () => rotateWebhookSecret());
   $("rotated-copy").addEventListener("click", () => copyValue("rotated-secret", "rotated-copied"));
+  $("meta-callback-url-copy").addEventListener("click", () => copyValue("meta-callback-url", "meta-callback-copied"));
 }
 
-function setEndpoint(role, e) {
+/** The server kind of an endpoint of `cfg` (its own, else the tenant's). */
+function kindOf(cfg, e) {
+  return (e && e.provider) || (cfg && cfg.provider) || "gowa";
+}
+
+function setEndpoint(role, e, kind) {
   const id = (n) => "f-" + role + "-" + n;
   savedCredentials[role] = e ? e.credentials : null;
+  $(id("kind")).value = kind;
   const select = $(id("credType"));
+  endpointForms[role].setKind();
   for (const o of [...select.options]) if (o.dataset.unsupported) o.remove();
-  const type = e ? e.credentials.type : "basic";
-  if (!CREDENTIAL_KINDS.gowa.includes(type)) {
-    select.append(el("option", { value: type, "data-unsupported": "true" }, (CREDENTIAL_LABELS[type] || type) + " (not supported by GOWA)"));
+  const type = e ? e.credentials.type : CREDENTIAL_KINDS[kind][0];
+  if (!CREDENTIAL_KINDS[kind].includes(type)) {
+    select.append(el("option", { value: type, "data-unsupported": "true" }, (CREDENTIAL_LABELS[type] || type) + " (not supported by " + KIND_LABELS[kind] + ")"));
   }
   $(id("baseUrl")).value = e ? e.baseUrl : "";
   select.value = type;
   $(id("username")).value = (e && e.credentials.username) || "";
-  $(id("secret")).value = "";
+  for (const n of ["secret", "appSecret", "verifyToken"]) $(id(n)).value = "";
   $(id("deviceId")).value = (e && e.deviceId) || "";
+  $(id("cidrs")).value = ((e && e.webhookSourceCidrs) || []).join(", ");
   $(id("region")).value = (e && e.region) || "";
   endpointForms[role].sync();
 }
 
 function readEndpoint(role, saved) {
   const id = (n) => "f-" + role + "-" + n;
+  const kind = $(id("kind")).value;
   const type = $(id("credType")).value;
-  const secret = $(id("secret")).value;
   const credentials = { type };
   if (type === "basic") credentials.username = $(id("username")).value.trim();
-  if (secret) credentials[{ basic: "password", apiKey: "key", bearer: "token" }[type]] = secret;
+  const secret = $(id("secret")).value;
+  if (secret && type !== "none") credentials[SECRET_NAME[type]] = secret;
+  if (type === "meta") {
+    if ($(id("appSecret")).value) credentials.appSecret = $(id("appSecret")).value;
+    if ($(id("verifyToken")).value) credentials.verifyToken = $(id("verifyToken")).value;
+  }
   const out = { baseUrl: $(id("baseUrl")).value.trim(), credentials };
   const device = $(id("deviceId")).value.trim();
   const region = $(id("region")).value.trim();
   if (device) out.deviceId = device;
   if (region) out.region = region;
-  if (saved && saved.webhookSourceCidrs && saved.webhookSourceCidrs.length) out.webhookSourceCidrs = saved.webhookSourceCidrs;
+  // Evolution's allowlist is in the form; the other kinds keep what is saved (set through the API).
+  const cidrs = kind === "evolution"
+    ? $(id("cidrs")).value.split(",").map((c) => c.trim()).filter((c) => c)
+    : (saved && saved.webhookSourceCidrs) || [];
+  if (cidrs.length) out.webhookSourceCidrs = cidrs;
   return out;
 }
 
@@ -1010,8 +1106,8 @@ async function loadSettings(tenant) {
 /** The settings form for `cfg` (null: a tenant without a configuration, or nobody). */
 function fillSettings(cfg) {
   state.settings = cfg;
-  setEndpoint("primary", cfg && cfg.primary);
-  setEndpoint("backup", cfg && cfg.backup);
+  setEndpoint("primary", cfg && cfg.primary, kindOf(cfg, cfg && cfg.primary));
+  setEndpoint("backup", cfg && cfg.backup, kindOf(cfg, cfg && cfg.backup));
   $("has-backup").checked = !!(cfg && cfg.backup);
   document.querySelector('.fields[data-endpoint="backup"]').hidden = !$("has-backup").checked;
   $("f-failback").value = cfg ? cfg.failback : "automatic";
@@ -1023,6 +1119,7 @@ function fillSettings(cfg) {
   $("webhook-url-copied").textContent = "";
   $("rotate-field").hidden = !cfg;
   hideRotated();
+  loadMetaCallback(cfg);
   clearErrors();
   $("test-report").hidden = true;
   fill("test-results");
@@ -1088,13 +1185,19 @@ async function rotateWebhookSecret() {
 
 function formBody() {
   const cfg = state.settings;
+  // The tenant's kind is the primary's; a backup of another kind names its own.
+  const provider = $("f-primary-kind").value;
   const body = {
-    provider: cfg ? cfg.provider : "gowa",
+    provider,
     primary: readEndpoint("primary", cfg && cfg.primary),
     failback: $("f-failback").value,
     isActive: $("f-active").checked,
   };
-  if ($("has-backup").checked) body.backup = readEndpoint("backup", cfg && cfg.backup);
+  if ($("has-backup").checked) {
+    body.backup = readEndpoint("backup", cfg && cfg.backup);
+    const kind = $("f-backup-kind").value;
+    if (kind !== provider) body.backup.provider = kind;
+  }
   if (cfg) {
     body.version = cfg.version;
     // Keep which server is active unless the backup is being removed.
@@ -1229,6 +1332,55 @@ async function testAndSave(skipTest) {
   } finally {
     $("save-btn").disabled = false;
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// Meta's callback (issue 16): what the tenant pastes into Meta's app console
+// ---------------------------------------------------------------------------------------
+
+/** Shows the callback URL, the verify token of each Meta endpoint and whether Meta's
+ * handshake passed; hidden for a tenant without a saved Meta endpoint. */
+async function loadMetaCallback(cfg) {
+  const box = $("meta-callback-field");
+  box.hidden = true;
+  fill("meta-callback-tokens");
+  $("meta-callback-copied").textContent = "";
+  const hasMeta = cfg && [cfg.primary, cfg.backup].some((e) => e && kindOf(cfg, e) === "meta");
+  if (!hasMeta) return;
+  const gen = state.gen;
+  const tenant = currentTenant;
+  let v;
+  try {
+    v = await api("GET", "/tenants/" + enc(tenant) + "/meta-callback");
+  } catch (e) {
+    if (e instanceof StaleAnswer || gen !== state.gen) return;
+    flash(e.message, true);
+    return;
+  }
+  if (gen !== state.gen || tenant !== currentTenant) return;
+  $("meta-callback-url").value = v.callbackUrl;
+  const rows = v.endpoints.map((e) => {
+    const inputId = "meta-verify-token-" + e.role;
+    return el(
+      "div",
+      { class: "copy-block" },
+      el("label", { for: inputId }, "Verify token (" + e.role + ", phone number id " + (e.phoneNumberId || "?") + ")"),
+      el(
+        "div",
+        { class: "copy-row" },
+        el("input", { id: inputId, type: "text", readonly: "", spellcheck: "false", autocomplete: "off", value: e.verifyToken }),
+        el("button", { type: "button", class: "secondary", onclick: () => copyValue(inputId, "meta-callback-copied") }, "Copy"),
+      ),
+    );
+  });
+  fill("meta-callback-tokens", rows);
+  const verified = $("meta-callback-verified");
+  verified.textContent = v.verified
+    ? "Callback verified by Meta at " + new Date(v.verifiedAt).toLocaleString() + "."
+    : "Never verified: Meta has not checked it yet. Save the callback in the app's WhatsApp configuration, then subscribe to the messages field.";
+  $("meta-callback-badge").textContent = v.verified ? "verified" : "not verified";
+  $("meta-callback-badge").className = "badge " + (v.verified ? "ok" : "unk");
+  box.hidden = false;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -25,8 +25,8 @@ use crate::App;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::handlers::{
-    activity, analytics, backup, config, connection, dashboard, devices, migrations, placement,
-    rotation, servers, status,
+    activity, analytics, backup, config, connection, dashboard, devices, meta_callback, migrations,
+    placement, rotation, servers, status,
 };
 use crate::request::percent_decode;
 
@@ -116,6 +116,7 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/tenants/{tenantId}/whatsapp-config/switch", Tenant, connection::switch),
     route!(GET "/tenants/{tenantId}/audit", Tenant, status::audit),
     route!(GET "/tenants/{tenantId}/status", Tenant, status::status),
+    route!(GET "/tenants/{tenantId}/meta-callback", Tenant, meta_callback::view),
     route!(GET "/tenants/{tenantId}/messages", Tenant, status::messages),
     route!(GET "/tenants/{tenantId}/messages/{idempotencyKey}", Tenant, status::message),
     route!(GET "/tenants/{tenantId}/history", Tenant, dashboard::history),

@@ -65,4 +65,16 @@ impl EventSeen {
             tracing::warn!(error = %e, "noting the tenant's last event failed");
         }
     }
+
+    /// Issue 16: records that Meta's verification handshake passed (`verifiedAt`), at once
+    /// (no throttle: only a caller with the tenant's verify token gets here, and Meta makes
+    /// one handshake when the callback is saved). A failure is a WARN; the challenge is
+    /// still answered (Meta's console then shows the callback verified, and the next
+    /// handshake records it).
+    pub async fn note_verified(&self, tenant: &TenantId, at: OffsetDateTime) {
+        match self.writer.note_callback_verified(tenant, at).await {
+            Ok(()) => tracing::info!("callback verification recorded"),
+            Err(e) => tracing::warn!(error = %e, "recording the callback verification failed"),
+        }
+    }
 }

@@ -15,7 +15,7 @@
 //! | the signature of one of the tenant's kinds over the raw bytes ([`verify::verify_webhook`]) | 401 |
 //! | tenant's inbound rate (per instance) | 429 |
 //! | body is JSON | 400 |
-//! | one SQS `SendMessage` to the inbound FIFO queue | 503 if it fails |
+//! | one SQS `SendMessage` to the inbound FIFO queue per event (Meta batches: one per message and status) | 503 if it fails |
 //!
 //! and answers 200 once the event is on the queue. Nothing is enqueued on any other answer.
 //!
@@ -29,7 +29,7 @@
 //! decodes the body itself, because `lambda_http`'s own conversion panics (an invocation
 //! error, a 5xx at API Gateway) on a body flagged base64 that is not.
 //! The warm path makes no DynamoDB and no KMS call (the config cache answers) and exactly
-//! one SQS call, except at most one `UpdateItem` of the tenant's `lastEventAt` per tenant per
+//! one SQS call per event (one, but for a Meta batch), except at most one `UpdateItem` of the tenant's `lastEventAt` per tenant per
 //! minute per instance ([`EventSeen`]); the cold path adds one GetItem and one KMS Decrypt per webhook secret (the
 //! server credentials are never opened here: [`cache_settings`]).
 
@@ -222,6 +222,31 @@ pub struct Accepted {
     pub body: String,
     /// The webhook secret id that verified it.
     pub secret_id: String,
+    /// Issue 16: the other events of a batch (Meta posts several messages and statuses in
+    /// one request: one event each, [`inbound::normalize_all`]), with their queue bodies, in
+    /// body order after `event`. Empty for every other kind.
+    pub more: Vec<(InboundEvent, String)>,
+}
+
+impl Accepted {
+    /// Every event with its queue body, `event` first.
+    pub fn events(&self) -> impl Iterator<Item = (&InboundEvent, &String)> {
+        std::iter::once((&self.event, &self.body)).chain(self.more.iter().map(|(e, b)| (e, b)))
+    }
+}
+
+/// The queue body of `event`; its raw copy is dropped when it alone makes it too big.
+fn queue_body(event: &mut InboundEvent) -> Result<String, IngressError> {
+    let mut json = serde_json::to_string(&*event).map_err(|_| IngressError::NotJson)?;
+    if json.len() > MAX_QUEUE_MESSAGE_BYTES {
+        // Keep the normalised fields; the raw copy is what makes it too big.
+        event.raw = serde_json::json!({ "omitted": "raw payload too large for the queue" });
+        json = serde_json::to_string(&*event).map_err(|_| IngressError::NotJson)?;
+        if json.len() > MAX_QUEUE_MESSAGE_BYTES {
+            return Err(IngressError::EventTooLarge);
+        }
+    }
+    Ok(json)
 }
 
 /// The pure part of the work for a request signed with `X-Hub-Signature-256` (GOWA, Meta):
@@ -272,20 +297,17 @@ pub fn accept_request<'h>(
     let raw: serde_json::Value = serde_json::from_slice(body).map_err(|_| IngressError::NotJson)?;
     // Evolution's body carries its instance apikey: normalisation strips it (the raw copy
     // on the queue included) before anything is queued or logged.
-    let mut event = inbound::normalize(verified.kind, &cfg.tenant_id, raw, body, now);
-    let mut json = serde_json::to_string(&event).map_err(|_| IngressError::NotJson)?;
-    if json.len() > MAX_QUEUE_MESSAGE_BYTES {
-        // Keep the normalised fields; the raw copy is what makes it too big.
-        event.raw = serde_json::json!({ "omitted": "raw payload too large for the queue" });
-        json = serde_json::to_string(&event).map_err(|_| IngressError::NotJson)?;
-        if json.len() > MAX_QUEUE_MESSAGE_BYTES {
-            return Err(IngressError::EventTooLarge);
-        }
-    }
+    let mut events = inbound::normalize_all(verified.kind, &cfg.tenant_id, raw, body, now)
+        .into_iter()
+        .map(|mut e| queue_body(&mut e).map(|b| (e, b)))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter();
+    let (event, json) = events.next().ok_or(IngressError::NotJson)?;
     Ok(Accepted {
         event,
         body: json,
         secret_id,
+        more: events.collect(),
     })
 }
 
@@ -493,9 +515,13 @@ async fn process(
     }
     let dedup = accepted.event.deduplication_id();
     span.record("dedup_id", dedup.as_str());
-    // Receipts first: if recording fails the answer is 503 with nothing enqueued, GOWA
-    // retries, and applying a receipt twice changes nothing (states only move forward).
-    if let Some(receipt) = &accepted.event.receipt {
+    // Receipts first (of every event of a batch): if recording fails the answer is 503 with
+    // nothing enqueued, the server retries, and applying a receipt twice changes nothing
+    // (states only move forward).
+    for (event, _) in accepted.events() {
+        let Some(receipt) = &event.receipt else {
+            continue;
+        };
         let now = now();
         for id in &receipt.message_ids {
             match app
@@ -513,24 +539,48 @@ async fn process(
             }
         }
     }
+    // One message per event, each deduplicated on its own id: a retried batch whose first
+    // events were queued before a failure queues only the rest again.
+    let send_all = async {
+        let mut sqs_id = String::new();
+        for (event, body) in accepted.events() {
+            let id = app
+                .sink
+                .send(event, &event.deduplication_id(), body.clone())
+                .await
+                .map_err(|e| {
+                    warn!(error = %e, "inbound queue send failed");
+                    IngressError::QueueUnavailable
+                })?;
+            if sqs_id.is_empty() {
+                sqs_id = id;
+            }
+        }
+        Ok::<_, IngressError>(sqs_id)
+    };
     // The "last event seen" write (at most one per tenant per minute per instance) runs beside
-    // the queue send, so the webhook it rides on (often a cold one) waits for one call, not
-    // two. It notes that the server talked, even when the queue then fails (503, retried).
+    // the queue sends, so the webhook it rides on (often a cold one) does not wait for it. It
+    // notes that the server talked, even when the queue then fails (503, retried).
     let seen = async {
         if let Some(seen) = &app.event_seen {
             seen.note(&tenant, now()).await;
         }
     };
-    let (sent, ()) = tokio::join!(app.sink.send(&accepted.event, &dedup, accepted.body), seen);
-    sent.map_err(|e| {
-        warn!(error = %e, "inbound queue send failed");
-        IngressError::QueueUnavailable
-    })
+    let (sent, ()) = tokio::join!(send_all, seen);
+    let sqs_id = sent?;
+    if !accepted.more.is_empty() {
+        debug!(
+            events = accepted.more.len() + 1,
+            "batch enqueued, one message per event"
+        );
+    }
+    Ok(sqs_id)
 }
 
 /// Meta's verification `GET` on the tenant's webhook URL: `hub.mode=subscribe`,
 /// `hub.verify_token` (one of the tenant's Meta endpoints' verify tokens), `hub.challenge`
-/// (answered as plain text). Anything else is 403 `handshake_refused`; nothing is enqueued.
+/// (answered as plain text), after recording `verifiedAt` on the tenant's item (one
+/// `UpdateItem`). Anything else is 403 `handshake_refused`; nothing is enqueued or recorded.
 async fn handshake(app: &App, req: &Request, tenant: &TenantId) -> IngressError {
     let cfg = match app.cache.get(tenant).await {
         Ok(Some(cfg)) => cfg,
@@ -552,7 +602,12 @@ async fn handshake(app: &App, req: &Request, tenant: &TenantId) -> IngressError 
         get("hub.verify_token"),
         get("hub.challenge"),
     ) {
-        Some(challenge) => IngressError::Challenge(challenge.to_string()),
+        Some(challenge) => {
+            if let Some(seen) = &app.event_seen {
+                seen.note_verified(tenant, now()).await;
+            }
+            IngressError::Challenge(challenge.to_string())
+        }
         None => IngressError::HandshakeRefused,
     }
 }

@@ -144,11 +144,11 @@ fn record(item: HashMap<String, AttributeValue>) -> Result<TenantRecord, StoreEr
     })
 }
 
-/// `lastEventAt`, `silent` and `standby` of a tenant item; an unreadable value reads as absent (an
-/// observation, never a reason to skip the tenant).
+/// `lastEventAt`, `silent`, `standby` and `verifiedAt` of a tenant item; an unreadable value
+/// reads as absent (an observation, never a reason to skip the tenant).
 fn activity_of(item: &HashMap<String, AttributeValue>) -> TenantActivity {
     let mut part = HashMap::new();
-    for k in ["lastEventAt", "silent", "standby"] {
+    for k in ["lastEventAt", "silent", "standby", "verifiedAt"] {
         if let Some(v) = item.get(k) {
             part.insert(k.to_string(), v.clone());
         }

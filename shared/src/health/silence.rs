@@ -73,6 +73,14 @@ pub struct TenantActivity {
     /// view: [`super::standby`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standby: Option<super::standby::StandbyNote>,
+    /// Issue 16: when Meta's verification handshake last passed on the tenant's callback
+    /// URL (the ingress's `verifiedAt`); absent if it never did.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub verified_at: Option<OffsetDateTime>,
 }
 
 /// What the delivery records of the window say.

@@ -3,11 +3,13 @@
 //! into [`InboundEvent`] (verification is in [`super::verify`]: `X-Hub-Signature-256` with
 //! the app secret; the `GET` handshake is [`handshake`]).
 //!
-//! Meta may batch several messages or statuses in one POST; one POST becomes one event: the
-//! first message of the first change (event `messages`), else the statuses of the first
-//! change that share the first one's state (event `statuses`: a receipt for each of their
-//! `wamid`s, `sent` / `delivered` / `read` / `failed`). The whole body stays in `raw`.
-//! Messages deduplicate on their `wamid`; statuses on `wamid`s and state.
+//! Meta batches: one POST may carry several entries, each several changes, each several
+//! `messages` and `statuses`. [`normalize_all`] makes one event of each message (event
+//! `messages`) and of each status (event `statuses`: a receipt for its `wamid`, `sent` /
+//! `delivered` / `read` / `failed`), in body order. A POST of one item keeps the whole body in
+//! `raw`; in a batch each event's `raw` is that item alone in Meta's envelope (its entry id,
+//! the change's `field`, `metadata` and `contacts`), as if Meta had posted it by itself.
+//! Messages deduplicate on their `wamid`; statuses on `wamid` and state, each on its own.
 
 use serde_json::Value;
 use subtle::ConstantTimeEq;
@@ -21,7 +23,70 @@ fn user(wa_id: &str) -> String {
     format!("{wa_id}@s.whatsapp.net")
 }
 
-/// Normalises a verified Meta webhook. Never fails.
+/// Every message and status of a verified Meta webhook, one event each, in body order
+/// (entries, their changes, in each change its messages, then its statuses). A body with at
+/// most one of them gives exactly [`normalize`]'s event. Never fails, never empty.
+pub fn normalize_all(
+    tenant_id: &TenantId,
+    raw: Value,
+    raw_body: &[u8],
+    received_at: OffsetDateTime,
+) -> Vec<InboundEvent> {
+    let singles = split(&raw);
+    if singles.len() <= 1 {
+        return vec![normalize(tenant_id, raw, raw_body, received_at)];
+    }
+    singles
+        .into_iter()
+        .map(|single| {
+            let bytes = serde_json::to_vec(&single).unwrap_or_default();
+            normalize(tenant_id, single, &bytes, received_at)
+        })
+        .collect()
+}
+
+/// Each message and status of `raw` alone in Meta's envelope.
+fn split(raw: &Value) -> Vec<Value> {
+    let mut out = Vec::new();
+    let entries = raw.get("entry").and_then(Value::as_array);
+    for entry in entries.into_iter().flatten() {
+        let changes = entry.get("changes").and_then(Value::as_array);
+        for change in changes.into_iter().flatten() {
+            let Some(value) = change.get("value").and_then(Value::as_object) else {
+                continue;
+            };
+            for list in ["messages", "statuses"] {
+                let items = value.get(list).and_then(Value::as_array);
+                for item in items.into_iter().flatten() {
+                    let mut one = value.clone();
+                    one.remove("messages");
+                    one.remove("statuses");
+                    one.insert(list.into(), Value::Array(vec![item.clone()]));
+                    let mut c = serde_json::Map::new();
+                    c.insert("value".into(), Value::Object(one));
+                    if let Some(f) = change.get("field") {
+                        c.insert("field".into(), f.clone());
+                    }
+                    let mut e = serde_json::Map::new();
+                    if let Some(id) = entry.get("id") {
+                        e.insert("id".into(), id.clone());
+                    }
+                    e.insert("changes".into(), Value::Array(vec![Value::Object(c)]));
+                    let mut single = serde_json::Map::new();
+                    if let Some(o) = raw.get("object") {
+                        single.insert("object".into(), o.clone());
+                    }
+                    single.insert("entry".into(), Value::Array(vec![Value::Object(e)]));
+                    out.push(Value::Object(single));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Normalises a verified Meta webhook of one item (the first message of the first change,
+/// else the statuses of the first change that share the first one's state). Never fails.
 pub fn normalize(
     tenant_id: &TenantId,
     raw: Value,

@@ -241,6 +241,21 @@ pub fn normalize(
     }
 }
 
+/// Every event of one verified webhook: Meta batches several messages and statuses in one
+/// POST (one event each, [`meta::normalize_all`]); every other kind posts one event.
+pub fn normalize_all(
+    kind: ProviderKind,
+    tenant_id: &TenantId,
+    raw: Value,
+    raw_body: &[u8],
+    received_at: OffsetDateTime,
+) -> Vec<InboundEvent> {
+    match kind {
+        ProviderKind::Meta => meta::normalize_all(tenant_id, raw, raw_body, received_at),
+        _ => vec![normalize(kind, tenant_id, raw, raw_body, received_at)],
+    }
+}
+
 /// The deduplication key of an event that carries no id of its own: a hash of its bytes.
 pub(crate) fn body_hash_key(raw_body: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(raw_body)))

@@ -416,6 +416,29 @@ impl EventSeenWriter for DynamoTenantStore {
             Err(e) => Err(StoreError::Backend(e)),
         }
     }
+
+    /// One `UpdateItem` of `verifiedAt` alone, on an existing item.
+    async fn note_callback_verified(
+        &self,
+        tenant_id: &TenantId,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("tenantId", key(tenant_id))
+            .update_expression("SET verifiedAt = :at")
+            .condition_expression("attribute_exists(tenantId)")
+            .expression_attribute_values(":at", AttributeValue::S(timestamp::rfc3339(at)))
+            .send()
+            .await;
+        match conditional(res) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(StoreError::NotFound),
+            Err(e) => Err(StoreError::Backend(e)),
+        }
+    }
 }
 
 /// Writes configs with their audit records: the tenant item and its record in one

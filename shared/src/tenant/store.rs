@@ -96,6 +96,15 @@ pub trait EventSeenWriter: Send + Sync {
         tenant_id: &TenantId,
         at: time::OffsetDateTime,
     ) -> Result<(), StoreError>;
+    /// Issue 16: Meta's verification handshake passed on the tenant's callback URL at `at`
+    /// (`verifiedAt`; only that attribute changes, never `version`). Written on each passed
+    /// handshake (Meta makes one when the callback is saved in its console), unthrottled:
+    /// only a caller holding a verify token of the tenant gets here.
+    async fn note_callback_verified(
+        &self,
+        tenant_id: &TenantId,
+        at: time::OffsetDateTime,
+    ) -> Result<(), StoreError>;
 }
 
 /// Writes configs together with their audit record, both or neither: no change without its

@@ -245,6 +245,21 @@ impl EventSeenWriter for MemoryTenants {
             }
         }
     }
+
+    async fn note_callback_verified(
+        &self,
+        tenant_id: &TenantId,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        match self.lock().get_mut(tenant_id) {
+            None => Err(StoreError::NotFound),
+            Some(i) => {
+                i.activity.verified_at = Some(at);
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Configs with their audit records, both or neither (what the config API writes through).

@@ -63,7 +63,7 @@ fn waha_signatures_reproduce() {
 #[test]
 fn meta_signatures_reproduce_over_the_escaped_bytes() {
     let rows = table("meta");
-    assert_eq!(rows.len(), 8);
+    assert_eq!(rows.len(), 10);
     for (name, size, values) in rows {
         let body = read("meta", &name);
         assert_eq!(body.len(), size, "{name}");
@@ -128,6 +128,7 @@ fn meta_statuses_validate_and_message_examples_do_not_even_in_metas_spec() {
         "meta-statuses-read.json",
         "meta-statuses-failed-131047.json",
         "meta-statuses-failed-131026.json",
+        "meta-statuses-batch.json",
     ] {
         let body: Value = serde_json::from_slice(&read("meta", name)).unwrap();
         assert!(

@@ -590,7 +590,11 @@ pub struct WiringView {
     pub secret_id: Option<String>,
 }
 
-fn expected_url(app: &App, req: &Request, tenant: &TenantId) -> Result<String, ApiError> {
+pub(crate) fn expected_url(
+    app: &App,
+    req: &Request,
+    tenant: &TenantId,
+) -> Result<String, ApiError> {
     app.webhook_url(req, tenant).ok_or_else(|| {
         ApiError::Device(
             DeviceFailure::NoWebhookUrl,
@@ -1079,6 +1083,15 @@ impl WiringOutcome {
     }
 }
 
+/// A Meta Cloud API endpoint has no webhook wagate can set: its app's callback is pasted in
+/// Meta's console by the tenant (issue 16), so it is reported like a `manual` wiring and
+/// never attempted (an attempt would refuse the whole save).
+fn meta_console(role: EndpointRole) -> WiringOutcome {
+    WiringOutcome::new(role, "manual").with_message(
+        "Meta's callback is set in the Meta app's console, not by wagate: GET /tenants/{tenantId}/meta-callback shows the URL and verify token to paste, and whether Meta's handshake passed",
+    )
+}
+
 /// Whether wagate wires `e` (as the tenant's `role` endpoint) now.
 pub enum Readiness {
     /// wagate's to wire, and its device is logged in.
@@ -1099,6 +1112,9 @@ pub async fn readiness(
 ) -> Readiness {
     if e.webhook_wiring == WebhookWiring::Manual {
         return Readiness::Skip(WiringOutcome::new(role, "manual"));
+    }
+    if kind == wagate::tenant::ProviderKind::Meta {
+        return Readiness::Skip(meta_console(role));
     }
     if e.device_id.as_deref().is_none_or(str::is_empty) {
         return Readiness::Skip(WiringOutcome::new(role, "no_device"));
@@ -1417,6 +1433,9 @@ pub async fn check_target(
 ) -> Result<TargetWiring, ApiError> {
     if target.webhook_wiring == WebhookWiring::Manual {
         return Ok(TargetWiring::Report(WiringOutcome::new(role, "manual")));
+    }
+    if target.provider.unwrap_or(cur.provider) == wagate::tenant::ProviderKind::Meta {
+        return Ok(TargetWiring::Report(meta_console(role)));
     }
     if target.device_id.as_deref().is_none_or(str::is_empty) {
         return Ok(TargetWiring::Report(WiringOutcome::new(role, "no_device")));

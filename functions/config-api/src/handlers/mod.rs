@@ -13,6 +13,7 @@ pub mod config;
 pub mod connection;
 pub mod dashboard;
 pub mod devices;
+pub mod meta_callback;
 pub mod migrations;
 pub mod placement;
 pub mod rotation;

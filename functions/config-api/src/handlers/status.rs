@@ -90,6 +90,11 @@ pub struct TenantStatus {
     /// Issue 15: "connected but silent", as the health check last found it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub silent: Option<SilentFlag>,
+    /// Issue 16, tenants with a Meta endpoint: when Meta's verification handshake last
+    /// passed on the callback URL, `null` if it never did (see `GET …/meta-callback`).
+    /// Absent for tenants without a Meta endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_verified_at: Option<Option<String>>,
 }
 
 /// A stored secret that cannot be opened, by field.
@@ -330,6 +335,9 @@ pub async fn status(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
     let (stored_check_at, status_at) = (rec.health_checked_at, rec.connection_status_at);
     let activity = rec.activity;
     let cfg = rec.config;
+    let has_meta = std::iter::once(&cfg.primary)
+        .chain(cfg.backup.iter())
+        .any(|e| cfg.kind_of(e) == wagate::tenant::ProviderKind::Meta);
     let mut keys = vec![cfg.primary.base_url.clone()];
     if let Some(b) = &cfg.backup
         && b.base_url != cfg.primary.base_url
@@ -422,6 +430,7 @@ pub async fn status(app: &App, ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError
         webhook_url: app.webhook_url(req, &tenant),
         last_event_at: activity.last_event_at.map(rfc3339),
         silent: activity.silent,
+        callback_verified_at: has_meta.then(|| activity.verified_at.map(rfc3339)),
     };
     to_json(StatusCode::OK, &body)
 }
