@@ -78,3 +78,64 @@ impl EventSeen {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use wagate::tenant::store::StoreError;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    #[async_trait]
+    impl EventSeenWriter for Counting {
+        async fn note_event_seen(&self, _: &TenantId, _: OffsetDateTime) -> Result<(), StoreError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn note_callback_verified(
+            &self,
+            _: &TenantId,
+            _: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    /// On tokio's paused clock: how long the calls take does not matter, only the interval.
+    #[tokio::test(start_paused = true)]
+    async fn the_last_event_is_written_again_once_the_interval_has_passed() {
+        let writer = Arc::new(Counting::default());
+        let seen = EventSeen::new(writer.clone(), Duration::from_secs(60));
+        let (acme, globex): (TenantId, TenantId) =
+            ("acme".parse().unwrap(), "globex".parse().unwrap());
+        let now = OffsetDateTime::now_utc();
+        seen.note(&acme, now).await;
+        seen.note(&acme, now).await;
+        assert_eq!(
+            writer.0.load(Ordering::SeqCst),
+            1,
+            "once within the interval"
+        );
+        tokio::time::advance(Duration::from_secs(59)).await;
+        seen.note(&acme, now).await;
+        assert_eq!(writer.0.load(Ordering::SeqCst), 1);
+        seen.note(&globex, now).await;
+        assert_eq!(
+            writer.0.load(Ordering::SeqCst),
+            2,
+            "another tenant has its own"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        seen.note(&acme, now).await;
+        assert_eq!(
+            writer.0.load(Ordering::SeqCst),
+            3,
+            "again once the interval passed"
+        );
+    }
+}
