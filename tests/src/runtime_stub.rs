@@ -42,6 +42,32 @@ struct Api {
     invoke: mpsc::Sender<Invocation>,
     timeout: Duration,
     on_response: std::sync::Mutex<Option<OnResponse>>,
+    /// Invocations sent to the invoke API and not yet taken by a `next`.
+    waiting: std::sync::atomic::AtomicUsize,
+    /// `next` long-polls open now.
+    polling: std::sync::atomic::AtomicUsize,
+    /// When the current process was started, until its first `next` (its init).
+    spawned: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Init durations (process start to its first `next`), one per process started.
+    inits: std::sync::Mutex<Vec<Duration>>,
+    /// Invocation durations (handed out by `next` to answered), in order: what Lambda
+    /// reports as an invocation's Duration.
+    durations: std::sync::Mutex<Vec<Duration>>,
+}
+
+/// What an instance is doing, for a stall report.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub pid: Option<u32>,
+    /// The process ended by itself (its exit status), not by a kill.
+    pub exited: Option<String>,
+    /// Invocations queued for the process, not yet taken by a `next`.
+    pub waiting: usize,
+    /// `next` long-polls the process has open.
+    pub polling: usize,
+    /// Invocations the process holds, and for how long the oldest.
+    pub held: usize,
+    pub oldest: Duration,
 }
 
 /// One function "instance": its Runtime API, its invoke API and its process.
@@ -71,6 +97,11 @@ impl Instance {
             invoke,
             timeout,
             on_response: std::sync::Mutex::new(None),
+            waiting: Default::default(),
+            polling: Default::default(),
+            spawned: Default::default(),
+            inits: Default::default(),
+            durations: Default::default(),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -115,7 +146,53 @@ impl Instance {
             .spawn()
             .map_err(|e| anyhow::anyhow!("starting {}: {e}", self.binary.display()))?;
         *self.child.lock().await = Some(child);
+        *self.api.spawned.lock().unwrap() = Some(std::time::Instant::now());
         Ok(())
+    }
+
+    /// Each process's init: from its start to its first `next` (first process first).
+    pub fn init_durations(&self) -> Vec<Duration> {
+        self.api.inits.lock().unwrap().clone()
+    }
+
+    /// Each answered invocation's duration (from `next` handing it out to the response or
+    /// error), in order: the first after an init is a cold invocation, the rest warm.
+    pub fn invocation_durations(&self) -> Vec<Duration> {
+        self.api.durations.lock().unwrap().clone()
+    }
+
+    /// The running process's peak resident set (`VmHWM`), in KiB.
+    pub async fn peak_rss_kib(&self) -> Option<u64> {
+        let pid = self.pid().await?;
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()?
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+    }
+
+    /// What the instance is doing now.
+    pub async fn status(&self) -> Status {
+        let (pid, exited) = {
+            let mut child = self.child.lock().await;
+            match child.as_mut() {
+                Some(c) => (
+                    Some(c.id()),
+                    c.try_wait().ok().flatten().map(|s| s.to_string()),
+                ),
+                None => (None, None),
+            }
+        };
+        let held = self.api.current.lock().await.len();
+        let oldest = self.stuck_for().await;
+        Status {
+            pid,
+            exited,
+            waiting: self.api.waiting.load(std::sync::atomic::Ordering::Relaxed),
+            polling: self.api.polling.load(std::sync::atomic::Ordering::Relaxed),
+            held,
+            oldest,
+        }
     }
 
     /// The process id, while one runs.
@@ -186,10 +263,30 @@ impl Drop for Instance {
     }
 }
 
+/// Counts while alive (a `next` long-poll open).
+struct Polling(Arc<Api>);
+
+impl Drop for Polling {
+    fn drop(&mut self) {
+        self.0
+            .polling
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 async fn next(State(api): State<Arc<Api>>) -> axum::response::Response {
+    if let Some(spawned) = api.spawned.lock().unwrap().take() {
+        api.inits.lock().unwrap().push(spawned.elapsed());
+    }
+    api.polling
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let polling = Polling(api.clone());
     let Some((event, tx)) = api.queue.lock().await.recv().await else {
         return StatusCode::GONE.into_response();
     };
+    drop(polling);
+    api.waiting
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     let id = uuid::Uuid::new_v4().to_string();
     let deadline = time::OffsetDateTime::now_utc() + api.timeout;
     let deadline_ms = deadline.unix_timestamp_nanos() / 1_000_000;
@@ -223,6 +320,7 @@ async fn response(State(api): State<Arc<Api>>, Path(id): Path<String>, body: Str
         return StatusCode::ACCEPTED;
     }
     if let Some((_, tx)) = api.current.lock().await.remove(&id) {
+        record_duration(&api, &id).await;
         let _ = tx.send(Answer::Response(body));
     }
     StatusCode::ACCEPTED
@@ -230,9 +328,16 @@ async fn response(State(api): State<Arc<Api>>, Path(id): Path<String>, body: Str
 
 async fn error(State(api): State<Arc<Api>>, Path(id): Path<String>, body: String) -> StatusCode {
     if let Some((_, tx)) = api.current.lock().await.remove(&id) {
+        record_duration(&api, &id).await;
         let _ = tx.send(Answer::Error(body));
     }
     StatusCode::ACCEPTED
+}
+
+async fn record_duration(api: &Api, id: &str) {
+    if let Some(since) = api.since.lock().await.remove(id) {
+        api.durations.lock().unwrap().push(since.elapsed());
+    }
 }
 
 async fn init_error(body: String) -> StatusCode {
@@ -247,6 +352,8 @@ async fn invoke_route(
 ) -> impl IntoResponse {
     let event: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let (tx, rx) = oneshot::channel();
+    api.waiting
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if api.invoke.send((event, tx)).await.is_err() {
         return (StatusCode::INTERNAL_SERVER_ERROR, "stub stopped".to_owned());
     }
