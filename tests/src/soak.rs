@@ -3,8 +3,15 @@
 //! run as Lambda runs it ([`crate::runtime_stub`]) and driven by the devstack's SQS event
 //! source (batches, `batchItemFailures`, redelivery after the visibility timeout), against
 //! GOWA simulators injecting a seeded mix of faults ([`gowa_sim::Chaos`]) and going down and
-//! up, while a killer SIGKILLs sender processes at chosen points. At the end it audits the
-//! books ([`Audit`]).
+//! up, while a killer SIGKILLs sender processes at chosen points (spread over the run). At the
+//! end it audits the books ([`Report`]).
+//!
+//! Messages are fed while the run goes, at most [`Options::backlog`] waiting at once: moto's
+//! FIFO queue costs O(messages queued) per call (every `SendMessage` reads the queue's
+//! attributes, which count every message, several times; every received message reads them
+//! again; an empty long poll over blocked message groups spins for its whole wait), so a queue
+//! holding thousands makes every call take seconds and the run collapses. Measured in
+//! BENCHMARKS.md ("the stall").
 //!
 //! The knobs that differ from production, and why: the queue's visibility timeout (the
 //! redelivery wait after a crash) and the function timeout are short so that a run ends in
@@ -210,7 +217,10 @@ impl Report {
             "batches (failed invocations)",
             format!("{} ({})", self.batches, self.invocation_failures),
         );
-        row("wall time", format!("{:.1} s", self.wall.as_secs_f64()));
+        row(
+            "wall time (first message fed to queue drained)",
+            format!("{:.1} s", self.wall.as_secs_f64()),
+        );
         row(
             "messages/s",
             format!(
