@@ -161,7 +161,18 @@ pub async fn start(gate: Arc<tokio::sync::Mutex<()>>, serialize_all: bool) -> Mo
                         req = req.header(name, value);
                     }
                 }
-                let resp = req.send().await.expect("moto_server answers");
+                let resp = match req.send().await {
+                    Ok(resp) => resp,
+                    Err(err) => {
+                        // Out of sockets or moto gone: an answer the SDK retries, not a
+                        // panic that drops the connection.
+                        tracing::warn!(error = %err, "moto_server did not answer");
+                        return axum::http::Response::builder()
+                            .status(axum::http::StatusCode::SERVICE_UNAVAILABLE)
+                            .body(axum::body::Body::from("moto_server did not answer"))
+                            .unwrap();
+                    }
+                };
                 let status = resp.status();
                 let mut out = axum::http::Response::builder().status(status);
                 for (name, value) in resp.headers() {
@@ -172,7 +183,12 @@ pub async fn start(gate: Arc<tokio::sync::Mutex<()>>, serialize_all: bool) -> Mo
                         out = out.header(name, value);
                     }
                 }
-                let bytes = resp.bytes().await.unwrap();
+                let Ok(bytes) = resp.bytes().await else {
+                    return axum::http::Response::builder()
+                        .status(axum::http::StatusCode::SERVICE_UNAVAILABLE)
+                        .body(axum::body::Body::from("moto_server's answer was cut"))
+                        .unwrap();
+                };
                 drop(one_at_a_time);
                 traps
                     .timings
