@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use tokio::sync::Mutex;
 use wagate::inbound::signature::sign_sha256;
+use wagate_tests::moto_proxy;
 use wagate_tests::runtime_stub::Instance;
 use wagate_tests::soak::{WEBHOOK_SECRET, add_tenant};
 use wagate_tests::{ApiEvent, Stack};
@@ -64,11 +65,19 @@ fn request(n: usize) -> (Kind, String, serde_json::Value) {
             )
         }
     };
-    let mut ev = ApiEvent::new("POST", "/webhooks/whatsapp/load").source_ip("198.51.100.7");
+    let path = format!("/webhooks/whatsapp/{}", tenant_of(n));
+    let mut ev = ApiEvent::new("POST", &path).source_ip("198.51.100.7");
     if let Some(sig) = &sig {
         ev = ev.header("x-hub-signature-256", sig);
     }
     (kind, id, ev.raw_json(sent.into_bytes()).event_json())
+}
+
+/// Tenants the webhooks are spread over (each its own FIFO message group, as in production).
+const TENANTS: usize = 10;
+
+fn tenant_of(n: usize) -> String {
+    format!("load{}", n % TENANTS)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -79,16 +88,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-fn vm_hwm_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
+/// Concurrent consumers of the inbound queue during the run.
+const DRAINERS: usize = 3;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -108,7 +109,12 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let stack = Stack::new().await;
-    add_tenant(&stack, "load", "http://127.0.0.1:9", None).await;
+    for t in 0..TENANTS {
+        add_tenant(&stack, &tenant_of(t), "http://127.0.0.1:9", None).await;
+    }
+    // Every AWS call of the function processes goes through a timing proxy to moto_server
+    // (nothing serialised but transactions): it tells moto's time from the function's own.
+    let proxy = moto_proxy::start(Arc::default(), false).await;
     let mut env = stack.env();
     for key in [
         "AWS_ENDPOINT_URL",
@@ -121,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
             env.insert(key.into(), v);
         }
     }
+    env.insert("AWS_ENDPOINT_URL".into(), proxy.url.clone());
     env.insert("AWS_EC2_METADATA_DISABLED".into(), "true".into());
     env.insert("RUST_LOG".into(), "warn".into());
     let mut instances = Vec::new();
@@ -136,6 +143,68 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
     let http = reqwest::Client::builder().no_proxy().build()?;
+
+    // The inbound queue is drained while the load runs (receive, count by id, delete), as
+    // the inbound consumer would: moto_server's FIFO SendMessage costs O(messages queued),
+    // so a queue left to fill up would measure moto, not the ingress.
+    let queue = stack.env()["INBOUND_QUEUE_URL"].clone();
+    let enqueued: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let sending = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut drainers = Vec::new();
+    for _ in 0..DRAINERS {
+        let (sqs, queue, enqueued, sending) = (
+            stack.sqs.clone(),
+            queue.clone(),
+            enqueued.clone(),
+            sending.clone(),
+        );
+        drainers.push(tokio::spawn(async move {
+            let mut empty = 0;
+            // After the load: until three empty receives in a row.
+            while sending.load(std::sync::atomic::Ordering::Relaxed) || empty < 3 {
+                let got = sqs
+                    .receive_message()
+                    .queue_url(&queue)
+                    .max_number_of_messages(10)
+                    .visibility_timeout(900)
+                    .wait_time_seconds(1)
+                    .message_system_attribute_names(MessageSystemAttributeName::All)
+                    .send()
+                    .await?;
+                let msgs = got.messages.unwrap_or_default();
+                if msgs.is_empty() {
+                    empty += 1;
+                    continue;
+                }
+                empty = 0;
+                let entries = msgs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(m.receipt_handle().unwrap_or_default())
+                            .build()
+                            .unwrap()
+                    })
+                    .collect::<Vec<_>>();
+                sqs.delete_message_batch()
+                    .queue_url(&queue)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await?;
+                let mut counted = enqueued.lock().await;
+                for m in msgs {
+                    let body = m.body().unwrap_or_default();
+                    if let Some(at) = body.find("LOAD") {
+                        let id = &body[at..(at + 12).min(body.len())];
+                        *counted.entry(id.to_owned()).or_default() += 1;
+                    }
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
 
     // (kind, id, status or error, latency)
     let results = Arc::new(Mutex::new(Vec::new()));
@@ -173,62 +242,22 @@ async fn main() -> anyhow::Result<()> {
         let _ = t.await;
     }
     let wall = started.elapsed();
+    sending.store(false, std::sync::atomic::Ordering::Relaxed);
+    for d in drainers {
+        d.await??;
+    }
     let mut rss = 0;
+    let mut durations = Vec::new();
     for instance in &instances {
-        if let Some(pid) = instance.pid().await {
-            rss = rss.max(vm_hwm_kib(pid));
-        }
+        rss = rss.max(instance.peak_rss_kib().await.unwrap_or(0));
+        durations.extend(instance.invocation_durations());
         instance.kill().await;
     }
-
-    // The queue, by message id.
-    let queue = stack.env()["INBOUND_QUEUE_URL"].clone();
-    let mut enqueued: HashMap<String, usize> = HashMap::new();
-    let mut empty = 0;
-    while empty < 3 {
-        let got = stack
-            .sqs
-            .receive_message()
-            .queue_url(&queue)
-            .max_number_of_messages(10)
-            .visibility_timeout(900)
-            .wait_time_seconds(1)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send()
-            .await?;
-        let msgs = got.messages.unwrap_or_default();
-        if msgs.is_empty() {
-            empty += 1;
-        }
-        // A FIFO group hands out nothing more while a message of it is in flight: delete
-        // what was counted.
-        if !msgs.is_empty() {
-            let entries = msgs
-                .iter()
-                .enumerate()
-                .map(|(i, m)| {
-                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(m.receipt_handle().unwrap_or_default())
-                        .build()
-                        .unwrap()
-                })
-                .collect::<Vec<_>>();
-            stack
-                .sqs
-                .delete_message_batch()
-                .queue_url(&queue)
-                .set_entries(Some(entries))
-                .send()
-                .await?;
-        }
-        for m in msgs {
-            let body = m.body().unwrap_or_default();
-            if let Some(at) = body.find("LOAD") {
-                let id = &body[at..(at + 12).min(body.len())];
-                *enqueued.entry(id.to_owned()).or_default() += 1;
-            }
-        }
+    durations.sort();
+    let enqueued = enqueued.lock().await.clone();
+    let mut moto: HashMap<String, Vec<Duration>> = HashMap::new();
+    for (op, took) in proxy.timings() {
+        moto.entry(op).or_default().push(took);
     }
 
     let results = results.lock().await;
@@ -285,6 +314,39 @@ async fn main() -> anyhow::Result<()> {
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0
     );
+    println!(
+        "| function duration p50 / p99 / max (`next` to answer: handler + its AWS calls) | {:.1} / {:.1} / {:.1} ms |",
+        percentile(&durations, 0.5).as_secs_f64() * 1000.0,
+        percentile(&durations, 0.99).as_secs_f64() * 1000.0,
+        durations.last().copied().unwrap_or_default().as_secs_f64() * 1000.0
+    );
+    // Where an invocation's time goes, on average: moto's answers, and the rest (the
+    // handler, the SDK and the Runtime API round trips).
+    let invocations = durations.len().max(1) as f64;
+    let function_ms = durations.iter().map(Duration::as_secs_f64).sum::<f64>() * 1000.0;
+    let moto_ms = moto
+        .values()
+        .flatten()
+        .map(Duration::as_secs_f64)
+        .sum::<f64>()
+        * 1000.0;
+    println!(
+        "| mean per invocation: function / in moto / the rest | {:.1} / {:.1} / {:.1} ms |",
+        function_ms / invocations,
+        moto_ms / invocations,
+        (function_ms - moto_ms) / invocations
+    );
+    let mut ops: Vec<_> = moto.into_iter().collect();
+    ops.sort();
+    for (op, mut times) in ops {
+        times.sort();
+        println!(
+            "| moto {op}: calls, p50 / p99 | {}, {:.1} / {:.1} ms |",
+            times.len(),
+            percentile(&times, 0.5).as_secs_f64() * 1000.0,
+            percentile(&times, 0.99).as_secs_f64() * 1000.0
+        );
+    }
     println!(
         "| peak RSS of one function process | {:.1} MiB |",
         rss as f64 / 1024.0

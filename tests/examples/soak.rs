@@ -4,11 +4,14 @@
 //! ```sh
 //! cargo build -p outbound-sender
 //! bash scripts/moto.sh start 4573   # AWS_ENDPOINT_URL etc. as scripts/test.sh exports them
-//! cargo run -p wagate-tests --example soak -- --messages 10000 --tenants 50 --faults 0.2 --kills 100
+//! cargo run -p wagate-tests --example soak -- --messages 10000 --tenants 50 --faults 0.2 --kills 120
 //! ```
 //!
 //! Options: `--messages N` (1000), `--tenants N` (20), `--faults P` (0.2), `--servers N` (6),
-//! `--instances N` (3), `--kills N` (100), `--seed N` (17), `--bin-dir DIR` (`target/debug`).
+//! `--instances N` (3), `--kills N` (100), `--seed N` (17), `--bin-dir DIR` (`target/debug`),
+//! `--backlog N` (200: the most messages waiting in the queue at once; the rest are fed as it
+//! drains). Every 10 s it prints what each poller and sender process is doing (the stall
+//! report).
 
 use std::path::PathBuf;
 
@@ -30,6 +33,7 @@ fn options() -> anyhow::Result<Options> {
             "--instances" => opts.instances = value.parse()?,
             "--kills" => opts.kills = value.parse()?,
             "--seed" => opts.seed = value.parse()?,
+            "--backlog" => opts.backlog = value.parse()?,
             "--bin-dir" => opts.bin_dir = PathBuf::from(value),
             other => anyhow::bail!("unknown option {other}"),
         }

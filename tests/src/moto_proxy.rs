@@ -40,6 +40,20 @@ type Armed = Option<(Trap, oneshot::Sender<Sprung>)>;
 pub struct MotoProxy {
     pub url: String,
     armed: Arc<Mutex<Armed>>,
+    /// Requests inside the proxy now (held by a trap, waiting for the gate or for moto).
+    inflight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Each request's operation (`X-Amz-Target`, or the query `Action`) and how long moto
+    /// took to answer it (the gate's wait apart).
+    timings: Arc<Mutex<Vec<(String, std::time::Duration)>>>,
+}
+
+/// Counts a request while the proxy holds it.
+struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl MotoProxy {
@@ -48,6 +62,16 @@ impl MotoProxy {
         let (tx, rx) = oneshot::channel();
         *self.armed.lock().unwrap() = Some((trap, tx));
         rx
+    }
+
+    /// Every request passed on so far: its operation and moto's time to answer it.
+    pub fn timings(&self) -> Vec<(String, std::time::Duration)> {
+        self.timings.lock().unwrap().clone()
+    }
+
+    /// Requests inside the proxy now.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn disarm(&self) {
@@ -79,6 +103,8 @@ pub async fn start(gate: Arc<tokio::sync::Mutex<()>>, serialize_all: bool) -> Mo
     let proxy = MotoProxy {
         url: String::new(),
         armed: Arc::new(Mutex::new(None)),
+        inflight: Arc::default(),
+        timings: Arc::default(),
     };
     let traps = proxy.clone();
     let app = axum::Router::new().fallback(
@@ -90,6 +116,10 @@ pub async fn start(gate: Arc<tokio::sync::Mutex<()>>, serialize_all: bool) -> Mo
                 traps.clone(),
             );
             async move {
+                traps
+                    .inflight
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _counted = InFlight(traps.inflight.clone());
                 let text = String::from_utf8_lossy(&body).into_owned();
                 // Held only while the test waits for it (else it passes on).
                 if let Some((trap, tx)) = traps.take_if(&text, false)
@@ -111,6 +141,17 @@ pub async fn start(gate: Arc<tokio::sync::Mutex<()>>, serialize_all: bool) -> Mo
                 } else {
                     None
                 };
+                let operation = headers
+                    .get("x-amz-target")
+                    .and_then(|v| v.to_str().ok())
+                    .map(|t| t.rsplit('.').next().unwrap_or(t).to_owned())
+                    .or_else(|| {
+                        text.split('&')
+                            .find_map(|kv| kv.strip_prefix("Action="))
+                            .map(str::to_owned)
+                    })
+                    .unwrap_or_else(|| "unknown".into());
+                let asked = std::time::Instant::now();
                 let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
                 let mut req = client
                     .request(method, format!("{upstream}{path}"))
@@ -120,7 +161,18 @@ pub async fn start(gate: Arc<tokio::sync::Mutex<()>>, serialize_all: bool) -> Mo
                         req = req.header(name, value);
                     }
                 }
-                let resp = req.send().await.expect("moto_server answers");
+                let resp = match req.send().await {
+                    Ok(resp) => resp,
+                    Err(err) => {
+                        // Out of sockets or moto gone: an answer the SDK retries, not a
+                        // panic that drops the connection.
+                        tracing::warn!(error = %err, "moto_server did not answer");
+                        return axum::http::Response::builder()
+                            .status(axum::http::StatusCode::SERVICE_UNAVAILABLE)
+                            .body(axum::body::Body::from("moto_server did not answer"))
+                            .unwrap();
+                    }
+                };
                 let status = resp.status();
                 let mut out = axum::http::Response::builder().status(status);
                 for (name, value) in resp.headers() {
@@ -131,8 +183,18 @@ pub async fn start(gate: Arc<tokio::sync::Mutex<()>>, serialize_all: bool) -> Mo
                         out = out.header(name, value);
                     }
                 }
-                let bytes = resp.bytes().await.unwrap();
+                let Ok(bytes) = resp.bytes().await else {
+                    return axum::http::Response::builder()
+                        .status(axum::http::StatusCode::SERVICE_UNAVAILABLE)
+                        .body(axum::body::Body::from("moto_server's answer was cut"))
+                        .unwrap();
+                };
                 drop(one_at_a_time);
+                traps
+                    .timings
+                    .lock()
+                    .unwrap()
+                    .push((operation, asked.elapsed()));
                 if status.is_success()
                     && let Some((trap, tx)) = traps.take_if(&text, true)
                     && tx.send(Sprung { trap, body: text }).is_ok()

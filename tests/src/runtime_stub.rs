@@ -42,8 +42,32 @@ struct Api {
     invoke: mpsc::Sender<Invocation>,
     timeout: Duration,
     on_response: std::sync::Mutex<Option<OnResponse>>,
-    /// Told when the current process first asks for an invocation (its init is over).
-    ready: std::sync::Mutex<Option<oneshot::Sender<std::time::Instant>>>,
+    /// Invocations sent to the invoke API and not yet taken by a `next`.
+    waiting: std::sync::atomic::AtomicUsize,
+    /// `next` long-polls open now.
+    polling: std::sync::atomic::AtomicUsize,
+    /// When the current process was started, until its first `next` (its init).
+    spawned: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Init durations (process start to its first `next`), one per process started.
+    inits: std::sync::Mutex<Vec<Duration>>,
+    /// Invocation durations (handed out by `next` to answered), in order: what Lambda
+    /// reports as an invocation's Duration.
+    durations: std::sync::Mutex<Vec<Duration>>,
+}
+
+/// What an instance is doing, for a stall report.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub pid: Option<u32>,
+    /// The process ended by itself (its exit status), not by a kill.
+    pub exited: Option<String>,
+    /// Invocations queued for the process, not yet taken by a `next`.
+    pub waiting: usize,
+    /// `next` long-polls the process has open.
+    pub polling: usize,
+    /// Invocations the process holds, and for how long the oldest.
+    pub held: usize,
+    pub oldest: Duration,
 }
 
 /// A process's memory, in KiB ([`Instance::memory`]).
@@ -68,8 +92,6 @@ pub struct Instance {
     name: String,
     /// The APIs' server task, stopped with the instance.
     server: tokio::task::AbortHandle,
-    /// When the current process was started, and the news of its first `next` request.
-    started: Mutex<Option<(std::time::Instant, oneshot::Receiver<std::time::Instant>)>>,
 }
 
 impl Instance {
@@ -88,7 +110,11 @@ impl Instance {
             invoke,
             timeout,
             on_response: std::sync::Mutex::new(None),
-            ready: std::sync::Mutex::new(None),
+            waiting: Default::default(),
+            polling: Default::default(),
+            spawned: Default::default(),
+            inits: Default::default(),
+            durations: Default::default(),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -114,7 +140,6 @@ impl Instance {
             env,
             child: Mutex::new(None),
             name: name.to_owned(),
-            started: Mutex::new(None),
         };
         instance.spawn().await?;
         Ok(instance)
@@ -122,9 +147,8 @@ impl Instance {
 
     async fn spawn(&self) -> anyhow::Result<()> {
         let addr = self.url.trim_start_matches("http://").to_owned();
-        let (ready, ready_rx) = oneshot::channel();
-        *self.api.ready.lock().unwrap() = Some(ready);
-        *self.started.lock().await = Some((std::time::Instant::now(), ready_rx));
+        // Init counts from here, as the benchmark always counted it (spawn included).
+        *self.api.spawned.lock().unwrap() = Some(std::time::Instant::now());
         let child = std::process::Command::new(&self.binary)
             .envs(&self.env)
             .env("AWS_LAMBDA_RUNTIME_API", addr)
@@ -141,19 +165,20 @@ impl Instance {
         Ok(())
     }
 
-    /// How long the current process took from its start to its first `next` request (its
-    /// init, as Lambda counts it); `Err` when it did not get there within `timeout`.
+    /// The current process's init (from its start to its first `next` request, as Lambda
+    /// counts it), waiting for it; `Err` when it did not get there within `timeout`.
     pub async fn init_duration(&self, timeout: Duration) -> anyhow::Result<Duration> {
-        let (started, ready) = self
-            .started
-            .lock()
-            .await
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("{}: init already measured", self.name))?;
-        let ready = tokio::time::timeout(timeout, ready).await.map_err(|_| {
-            anyhow::anyhow!("{}: no `next` request within {timeout:?}", self.name)
-        })??;
-        Ok(ready - started)
+        let deadline = std::time::Instant::now() + timeout;
+        while self.api.spawned.lock().unwrap().is_some() {
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!("{}: no `next` request within {timeout:?}", self.name);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.init_durations()
+            .last()
+            .copied()
+            .ok_or_else(|| anyhow::anyhow!("{}: no process started", self.name))
     }
 
     /// Invokes the process directly (without the invoke API's HTTP hop): the answer's body and
@@ -161,6 +186,9 @@ impl Instance {
     pub async fn invoke(&self, event: Value) -> anyhow::Result<(String, Duration)> {
         let (tx, rx) = oneshot::channel();
         let sent = std::time::Instant::now();
+        self.api
+            .waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.api
             .invoke
             .send((event, tx))
@@ -211,6 +239,46 @@ impl Instance {
             }
         }
         Some(Duration::from_nanos(total))
+    }
+
+    /// Each process's init: from its start to its first `next` (first process first).
+    pub fn init_durations(&self) -> Vec<Duration> {
+        self.api.inits.lock().unwrap().clone()
+    }
+
+    /// Each answered invocation's duration (from `next` handing it out to the response or
+    /// error), in order: the first after an init is a cold invocation, the rest warm.
+    pub fn invocation_durations(&self) -> Vec<Duration> {
+        self.api.durations.lock().unwrap().clone()
+    }
+
+    /// The running process's peak resident set (`VmHWM`), in KiB.
+    pub async fn peak_rss_kib(&self) -> Option<u64> {
+        self.memory().await.map(|m| m.peak_kib)
+    }
+
+    /// What the instance is doing now.
+    pub async fn status(&self) -> Status {
+        let (pid, exited) = {
+            let mut child = self.child.lock().await;
+            match child.as_mut() {
+                Some(c) => (
+                    Some(c.id()),
+                    c.try_wait().ok().flatten().map(|s| s.to_string()),
+                ),
+                None => (None, None),
+            }
+        };
+        let held = self.api.current.lock().await.len();
+        let oldest = self.stuck_for().await;
+        Status {
+            pid,
+            exited,
+            waiting: self.api.waiting.load(std::sync::atomic::Ordering::Relaxed),
+            polling: self.api.polling.load(std::sync::atomic::Ordering::Relaxed),
+            held,
+            oldest,
+        }
     }
 
     /// The process id, while one runs.
@@ -282,13 +350,30 @@ impl Drop for Instance {
     }
 }
 
-async fn next(State(api): State<Arc<Api>>) -> axum::response::Response {
-    if let Some(ready) = api.ready.lock().unwrap().take() {
-        let _ = ready.send(std::time::Instant::now());
+/// Counts while alive (a `next` long-poll open).
+struct Polling(Arc<Api>);
+
+impl Drop for Polling {
+    fn drop(&mut self) {
+        self.0
+            .polling
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+async fn next(State(api): State<Arc<Api>>) -> axum::response::Response {
+    if let Some(spawned) = api.spawned.lock().unwrap().take() {
+        api.inits.lock().unwrap().push(spawned.elapsed());
+    }
+    api.polling
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let polling = Polling(api.clone());
     let Some((event, tx)) = api.queue.lock().await.recv().await else {
         return StatusCode::GONE.into_response();
     };
+    drop(polling);
+    api.waiting
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     let id = uuid::Uuid::new_v4().to_string();
     let deadline = time::OffsetDateTime::now_utc() + api.timeout;
     let deadline_ms = deadline.unix_timestamp_nanos() / 1_000_000;
@@ -322,6 +407,7 @@ async fn response(State(api): State<Arc<Api>>, Path(id): Path<String>, body: Str
         return StatusCode::ACCEPTED;
     }
     if let Some((_, tx)) = api.current.lock().await.remove(&id) {
+        record_duration(&api, &id).await;
         let _ = tx.send(Answer::Response(body));
     }
     StatusCode::ACCEPTED
@@ -329,9 +415,16 @@ async fn response(State(api): State<Arc<Api>>, Path(id): Path<String>, body: Str
 
 async fn error(State(api): State<Arc<Api>>, Path(id): Path<String>, body: String) -> StatusCode {
     if let Some((_, tx)) = api.current.lock().await.remove(&id) {
+        record_duration(&api, &id).await;
         let _ = tx.send(Answer::Error(body));
     }
     StatusCode::ACCEPTED
+}
+
+async fn record_duration(api: &Api, id: &str) {
+    if let Some(since) = api.since.lock().await.remove(id) {
+        api.durations.lock().unwrap().push(since.elapsed());
+    }
 }
 
 async fn init_error(body: String) -> StatusCode {
@@ -346,6 +439,8 @@ async fn invoke_route(
 ) -> impl IntoResponse {
     let event: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let (tx, rx) = oneshot::channel();
+    api.waiting
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if api.invoke.send((event, tx)).await.is_err() {
         return (StatusCode::INTERNAL_SERVER_ERROR, "stub stopped".to_owned());
     }

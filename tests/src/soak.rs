@@ -3,8 +3,15 @@
 //! run as Lambda runs it ([`crate::runtime_stub`]) and driven by the devstack's SQS event
 //! source (batches, `batchItemFailures`, redelivery after the visibility timeout), against
 //! GOWA simulators injecting a seeded mix of faults ([`gowa_sim::Chaos`]) and going down and
-//! up, while a killer SIGKILLs sender processes at chosen points. At the end it audits the
-//! books ([`Audit`]).
+//! up, while a killer SIGKILLs sender processes at chosen points (spread over the run). At the
+//! end it audits the books ([`Report`]).
+//!
+//! Messages are fed while the run goes, at most [`Options::backlog`] waiting at once: moto's
+//! FIFO queue costs O(messages queued) per call (every `SendMessage` reads the queue's
+//! attributes, which count every message, several times; every received message reads them
+//! again; an empty long poll over blocked message groups spins for its whole wait), so a queue
+//! holding thousands makes every call take seconds and the run collapses. Measured in
+//! BENCHMARKS.md ("the stall").
 //!
 //! The knobs that differ from production, and why: the queue's visibility timeout (the
 //! redelivery wait after a crash) and the function timeout are short so that a run ends in
@@ -62,6 +69,8 @@ pub struct Options {
     pub function_timeout: Duration,
     /// Give up waiting for the queue to drain after this long.
     pub max_wall: Duration,
+    /// At most this many messages wait in the queue at once (the feeder tops it up).
+    pub backlog: usize,
 }
 
 impl Default for Options {
@@ -81,6 +90,7 @@ impl Default for Options {
             visibility: Duration::from_secs(12),
             function_timeout: Duration::from_secs(6),
             max_wall: Duration::from_secs(1800),
+            backlog: 200,
         }
     }
 }
@@ -207,7 +217,10 @@ impl Report {
             "batches (failed invocations)",
             format!("{} ({})", self.batches, self.invocation_failures),
         );
-        row("wall time", format!("{:.1} s", self.wall.as_secs_f64()));
+        row(
+            "wall time (first message fed to queue drained)",
+            format!("{:.1} s", self.wall.as_secs_f64()),
+        );
         row(
             "messages/s",
             format!(
@@ -410,52 +423,93 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         instances.push(Arc::new(instance));
     }
 
-    // Enqueue: round-robin over tenants, ten per SendMessageBatch.
-    let mut expected: HashMap<String, String> = HashMap::new();
-    for chunk in (0..opts.messages).collect::<Vec<_>>().chunks(10) {
-        let entries = chunk
-            .iter()
-            .map(|&i| {
-                let tenant = &tenants[i % tenants.len()];
-                let key = key_of(i);
-                expected.insert(key.clone(), tenant.clone());
-                let body = json!({"tenantId": tenant, "idempotencyKey": key,
-                    "to": "6281234567890", "content": {"type": "text", "body": format!("soak {key}")}});
-                SendMessageBatchRequestEntry::builder()
-                    .id(format!("m{i}"))
-                    .message_body(body.to_string())
-                    .message_group_id(tenant)
-                    .message_deduplication_id(&key)
-                    .build()
-                    .unwrap()
-            })
-            .collect::<Vec<_>>();
-        let out = stack
-            .sqs
-            .send_message_batch()
-            .queue_url(&queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            out.failed().is_empty(),
-            "enqueue failed: {:?}",
-            out.failed()
-        );
-    }
+    // Enqueue: round-robin over tenants, ten per SendMessageBatch, fed while the run goes so
+    // that at most `backlog` messages wait in the queue (moto_server's FIFO queue costs
+    // O(messages queued) per message sent and received: a queue of thousands slows every
+    // call; production traffic arrives over time, too).
+    let expected: HashMap<String, String> = (0..opts.messages)
+        .map(|i| (key_of(i), tenants[i % tenants.len()].clone()))
+        .collect();
     let run_started = Instant::now();
+    let fed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let feeder = {
+        let (sqs, queue_url, tenants, fed) = (
+            stack.sqs.clone(),
+            queue_url.clone(),
+            tenants.clone(),
+            fed.clone(),
+        );
+        let (messages, backlog) = (opts.messages, opts.backlog.max(10));
+        tokio::spawn(async move {
+            let mut next = 0;
+            while next < messages {
+                let left = queue_depth(&sqs, &queue_url).await?.0;
+                if left as usize + 10 > backlog {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+                let room = backlog - left as usize;
+                let upto = (next + room).min(messages);
+                for chunk in (next..upto).collect::<Vec<_>>().chunks(10) {
+                    let entries = chunk
+                        .iter()
+                        .map(|&i| {
+                            let tenant = &tenants[i % tenants.len()];
+                            let key = key_of(i);
+                            let body = json!({"tenantId": tenant, "idempotencyKey": key,
+                                "to": "6281234567890",
+                                "content": {"type": "text", "body": format!("soak {key}")}});
+                            SendMessageBatchRequestEntry::builder()
+                                .id(format!("m{i}"))
+                                .message_body(body.to_string())
+                                .message_group_id(tenant)
+                                .message_deduplication_id(&key)
+                                .build()
+                                .unwrap()
+                        })
+                        .collect::<Vec<_>>();
+                    let out = sqs
+                        .send_message_batch()
+                        .queue_url(&queue_url)
+                        .set_entries(Some(entries))
+                        .send()
+                        .await?;
+                    anyhow::ensure!(
+                        out.failed().is_empty(),
+                        "enqueue failed: {:?}",
+                        out.failed()
+                    );
+                    fed.fetch_add(chunk.len(), Ordering::Relaxed);
+                }
+                next = upto;
+            }
+            anyhow::Ok(())
+        })
+    };
 
     let done = Arc::new(AtomicBool::new(false));
     let batches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let failed_invocations = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     // One poller per instance, as Lambda's poller runs concurrent batches.
     let mut pollers = Vec::new();
-    for instance in &instances {
+    // What each poller is doing and since when (for the stall report).
+    let phases: Arc<std::sync::Mutex<Vec<(String, Instant)>>> =
+        Arc::new(std::sync::Mutex::new(vec![
+            (
+                "starting".to_owned(),
+                Instant::now()
+            );
+            instances.len()
+        ]));
+    for (n, instance) in instances.iter().enumerate() {
         let (source, sqs, done) = (source.clone(), stack.sqs.clone(), done.clone());
         let (batches, failed) = (batches.clone(), failed_invocations.clone());
         let invoker = Invoker::new(instance.url.clone())?;
+        let phases = phases.clone();
+        let phase = move |what: String| phases.lock().unwrap()[n] = (what, Instant::now());
         pollers.push(tokio::spawn(async move {
             while !done.load(Ordering::Relaxed) {
+                phase("polling".into());
                 // Bounded: a wedged request to moto_server must not stop the poller (the
                 // records come back after the visibility timeout).
                 let polled = tokio::time::timeout(
@@ -464,6 +518,11 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                 )
                 .await
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("poll timed out after 60 s")));
+                phase(match &polled {
+                    Ok(Some(r)) => format!("after a batch ({})", r.invocation),
+                    Ok(None) => "after an empty receive".into(),
+                    Err(e) => format!("after an error ({e:#})"),
+                });
                 match polled {
                     Ok(Some(report)) => {
                         batches.fetch_add(1, Ordering::Relaxed);
@@ -502,8 +561,11 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     };
 
     // The killer.
+    let kills_made = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let killer = {
         let (instances, proxies, done) = (instances.clone(), proxies.clone(), done.clone());
+        let kills_made = kills_made.clone();
+        let (fed, messages) = (fed.clone(), opts.messages.max(1));
         let db = aws_sdk_dynamodb::Client::new(&stack.sdk);
         let table = env["MESSAGES_TABLE"].clone();
         let want = opts.kills;
@@ -522,13 +584,17 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                     if instance.stuck_for().await > timeout + Duration::from_secs(2) {
                         let events = instance.kill_and_restart().await.unwrap_or_default();
                         *kills.entry(KillPoint::Timeout).or_default() += 1;
+                        kills_made.fetch_add(1, Ordering::Relaxed);
                         let at = time::OffsetDateTime::now_utc();
                         for key in unsettled(&events, &db, &table).await {
                             window.insert(key, at);
                         }
                     }
                 }
-                if made >= want {
+                // Spread over the run: no more kills than the share of messages fed so far
+                // (plus a few, so that a short run gets its kills early).
+                let share = want * fed.load(Ordering::Relaxed) / messages;
+                if made >= want || made > share + 5 {
                     continue;
                 }
                 let i = rng.random_range(0..instances.len());
@@ -544,6 +610,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                 if let Some((point, events)) = landed {
                     *kills.entry(point).or_default() += 1;
                     made += 1;
+                    kills_made.fetch_add(1, Ordering::Relaxed);
                     let at = time::OffsetDateTime::now_utc();
                     for key in unsettled(&events, &db, &table).await {
                         window.insert(key, at);
@@ -556,6 +623,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
 
     // Wait until the queue is drained (nothing visible, nothing in flight).
     let mut drained_checks = 0;
+    let mut printed = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let attrs = stack
@@ -575,19 +643,52 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         };
         let left = count(QueueAttributeName::ApproximateNumberOfMessages)
             + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
-        drained_checks = if left == 0 { drained_checks + 1 } else { 0 };
-        if run_started.elapsed().as_secs() % 30 < 2 {
+        let all_fed = fed.load(Ordering::Relaxed) >= opts.messages;
+        drained_checks = if left == 0 && all_fed {
+            drained_checks + 1
+        } else {
+            0
+        };
+        if feeder.is_finished() && !all_fed {
+            break;
+        }
+        if printed.elapsed() >= Duration::from_secs(10) {
+            printed = Instant::now();
+            let visible = count(QueueAttributeName::ApproximateNumberOfMessages);
             eprintln!(
-                "soak: {left} left in the queue after {:.0} s, {} batches",
+                "soak: {} fed, {left} left in the queue ({visible} visible) after {:.0} s, {} batches",
+                fed.load(Ordering::Relaxed),
                 run_started.elapsed().as_secs_f64(),
                 batches.load(Ordering::Relaxed)
             );
+            let now: Vec<String> = phases
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(what, since)| format!("{what} for {:.1} s", since.elapsed().as_secs_f64()))
+                .collect();
+            eprintln!(
+                "soak:   kills made {}; pollers: {now:?}",
+                kills_made.load(Ordering::Relaxed)
+            );
+            for (i, instance) in instances.iter().enumerate() {
+                eprintln!(
+                    "soak:   instance {i}: {:?}; proxy holds {} requests",
+                    instance.status().await,
+                    proxies[i].in_flight()
+                );
+            }
         }
         if drained_checks >= 2 || run_started.elapsed() > opts.max_wall {
             break;
         }
     }
     done.store(true, Ordering::Relaxed);
+    if feeder.is_finished() {
+        feeder.await??;
+    } else {
+        feeder.abort();
+    }
     let (kills, window) = killer.await?;
     for p in pollers {
         let _ = p.await;
@@ -728,6 +829,29 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         instance.kill().await;
     }
     Ok(report)
+}
+
+/// Messages in the queue: (visible + in flight, visible).
+async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<(u64, u64)> {
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await?;
+    let count = |name: QueueAttributeName| {
+        attrs
+            .attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let visible = count(QueueAttributeName::ApproximateNumberOfMessages);
+    Ok((
+        visible + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        visible,
+    ))
 }
 
 /// Arms the trap for `aim` on one instance, waits (bounded) for it, kills the process and
