@@ -9,10 +9,8 @@ use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use lambda_http::lambda_runtime::{self, LambdaEvent};
 use lambda_http::{Error, service_fn};
 use wagate::egress::HttpClient;
+use wagate::runtime::{aws::Service, config::FromEnv};
 use wagate::secrets::kms::KmsSealer;
-
-use wagate::runtime::aws::Service;
-use wagate::runtime::config::FromEnv;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -21,11 +19,10 @@ async fn main() -> Result<(), Error> {
     let sdk = wagate::runtime::aws::load(&[Service::DynamoDb, Service::Kms]).await?;
     let http = HttpClient::new(settings.app.egress.clone(), settings.app.http)?;
     let auth = Authenticator::new(settings.auth, http.clone()).await?;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let kms = aws_sdk_kms::Client::new(&sdk);
+    let sealer = KmsSealer::new(aws_sdk_kms::Client::new(&sdk), settings.app.kms_key_id);
     let app = Arc::new(App::new(
-        config_api::store::dynamo::stores(dynamodb, &settings.tables),
-        Arc::new(KmsSealer::new(kms, settings.app.kms_key_id)),
+        config_api::store::dynamo::stores(aws_sdk_dynamodb::Client::new(&sdk), &settings.tables),
+        Arc::new(sealer),
         auth,
         http,
         settings.app.egress,
