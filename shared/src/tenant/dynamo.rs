@@ -393,34 +393,31 @@ impl TenantStatusWriter for DynamoTenantStore {
 
 #[async_trait]
 impl EventSeenWriter for DynamoTenantStore {
-    /// One `UpdateItem` of `lastEventAt` alone, on an existing item (a deleted tenant's
-    /// late webhook creates nothing).
     async fn note_event_seen(
         &self,
         tenant_id: &TenantId,
         at: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("tenantId", key(tenant_id))
-            .update_expression("SET lastEventAt = :at")
-            .condition_expression("attribute_exists(tenantId)")
-            .expression_attribute_values(":at", AttributeValue::S(timestamp::rfc3339(at)))
-            .send()
-            .await;
-        match conditional(res) {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err(StoreError::NotFound),
-            Err(e) => Err(StoreError::Backend(e)),
-        }
+        self.set_observed_time(tenant_id, "lastEventAt", at).await
     }
 
-    /// One `UpdateItem` of `verifiedAt` alone, on an existing item.
     async fn note_callback_verified(
         &self,
         tenant_id: &TenantId,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.set_observed_time(tenant_id, "verifiedAt", at).await
+    }
+}
+
+impl DynamoTenantStore {
+    /// One `UpdateItem` of `attribute` alone (an observation the ingress makes: never the
+    /// config's own attributes, never `version`), on an existing item (a deleted tenant's late
+    /// webhook creates nothing). The ingress's IAM statement allows exactly these attributes.
+    async fn set_observed_time(
+        &self,
+        tenant_id: &TenantId,
+        attribute: &str,
         at: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let res = self
@@ -428,8 +425,9 @@ impl EventSeenWriter for DynamoTenantStore {
             .update_item()
             .table_name(&self.table)
             .key("tenantId", key(tenant_id))
-            .update_expression("SET verifiedAt = :at")
+            .update_expression("SET #a = :at")
             .condition_expression("attribute_exists(tenantId)")
+            .expression_attribute_names("#a", attribute)
             .expression_attribute_values(":at", AttributeValue::S(timestamp::rfc3339(at)))
             .send()
             .await;

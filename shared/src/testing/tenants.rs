@@ -236,14 +236,7 @@ impl EventSeenWriter for MemoryTenants {
         tenant_id: &TenantId,
         at: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        self.check()?;
-        match self.lock().get_mut(tenant_id) {
-            None => Err(StoreError::NotFound),
-            Some(i) => {
-                i.activity.last_event_at = Some(at);
-                Ok(())
-            }
-        }
+        self.observe(tenant_id, |a| a.last_event_at = Some(at))
     }
 
     async fn note_callback_verified(
@@ -251,14 +244,22 @@ impl EventSeenWriter for MemoryTenants {
         tenant_id: &TenantId,
         at: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        self.observe(tenant_id, |a| a.verified_at = Some(at))
+    }
+}
+
+impl MemoryTenants {
+    /// Changes an existing tenant's activity attributes (the ingress's observations) only.
+    fn observe(
+        &self,
+        tenant_id: &TenantId,
+        set: impl FnOnce(&mut TenantActivity),
+    ) -> Result<(), StoreError> {
         self.check()?;
-        match self.lock().get_mut(tenant_id) {
-            None => Err(StoreError::NotFound),
-            Some(i) => {
-                i.activity.verified_at = Some(at);
-                Ok(())
-            }
-        }
+        let mut items = self.lock();
+        let item = items.get_mut(tenant_id).ok_or(StoreError::NotFound)?;
+        set(&mut item.activity);
+        Ok(())
     }
 }
 
