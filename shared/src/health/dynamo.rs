@@ -100,6 +100,35 @@ pub struct DynamoHealthStore {
 }
 
 impl DynamoHealthStore {
+    /// Sets (`Some`) or removes (`None`) one observation attribute of an existing tenant item
+    /// (`silent`, `standby`): one `UpdateItem`, never the config's own attributes, never
+    /// `version`; a tenant deleted meanwhile is `NotFound`, not re-created.
+    async fn set_observation(
+        &self,
+        tenant_id: &TenantId,
+        attribute: &str,
+        value: Option<AttributeValue>,
+    ) -> Result<(), StoreError> {
+        let req = self
+            .client
+            .update_item()
+            .table_name(&self.tenants_table)
+            .key("tenantId", AttributeValue::S(tenant_id.to_string()))
+            .condition_expression("attribute_exists(tenantId)")
+            .expression_attribute_names("#a", attribute);
+        let req = match value {
+            Some(v) => req
+                .update_expression("SET #a = :v")
+                .expression_attribute_values(":v", v),
+            None => req.update_expression("REMOVE #a"),
+        };
+        match conditional(req.send().await) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(StoreError::NotFound),
+            Err(e) => Err(StoreError::Backend(e)),
+        }
+    }
+
     pub fn new(
         client: Client,
         tenants_table: impl Into<String>,
@@ -399,26 +428,9 @@ impl HealthStore for DynamoHealthStore {
         tenant_id: &TenantId,
         flag: Option<&SilentFlag>,
     ) -> Result<(), StoreError> {
-        let req = self
-            .client
-            .update_item()
-            .table_name(&self.tenants_table)
-            .key("tenantId", AttributeValue::S(tenant_id.to_string()))
-            .condition_expression("attribute_exists(tenantId)");
-        let req = match flag {
-            Some(f) => req
-                .update_expression("SET silent = :f")
-                .expression_attribute_values(
-                    ":f",
-                    serde_dynamo::to_attribute_value(f).map_err(backend)?,
-                ),
-            None => req.update_expression("REMOVE silent"),
-        };
-        match conditional(req.send().await) {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err(StoreError::NotFound),
-            Err(e) => Err(StoreError::Backend(e)),
-        }
+        let value = flag.map(serde_dynamo::to_attribute_value).transpose();
+        self.set_observation(tenant_id, "silent", value.map_err(backend)?)
+            .await
     }
 
     async fn put_audit(&self, record: &SwitchAudit) -> Result<(), StoreError> {
@@ -445,27 +457,9 @@ impl HealthStore for DynamoHealthStore {
         tenant_id: &TenantId,
         note: Option<&StandbyNote>,
     ) -> Result<(), StoreError> {
-        let req = self
-            .client
-            .update_item()
-            .table_name(&self.tenants_table)
-            .key("tenantId", AttributeValue::S(tenant_id.to_string()))
-            .condition_expression("attribute_exists(tenantId)")
-            .expression_attribute_names("#sb", "standby");
-        let req = match note {
-            Some(n) => req
-                .update_expression("SET #sb = :n")
-                .expression_attribute_values(
-                    ":n",
-                    serde_dynamo::to_attribute_value(n).map_err(backend)?,
-                ),
-            None => req.update_expression("REMOVE #sb"),
-        };
-        match conditional(req.send().await) {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err(StoreError::NotFound),
-            Err(e) => Err(StoreError::Backend(e)),
-        }
+        let value = note.map(serde_dynamo::to_attribute_value).transpose();
+        self.set_observation(tenant_id, "standby", value.map_err(backend)?)
+            .await
     }
 
     async fn save_history(&self, points: &[HealthPoint]) -> Result<(), HistoryWriteError> {
